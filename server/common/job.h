@@ -1,0 +1,101 @@
+// The job data model shared by the engine, the store and the API layer.
+//
+// Plain values; no behaviour beyond naming. A `JobSpec` is the immutable request as submitted;
+// `JobRecord` adds the mutable lifecycle fields the store keeps; `AttemptRecord` is one
+// outbound call. Ids are store-assigned 64-bit integers; the API shows them as strings
+// (FormatJobId/ParseJobId).
+#ifndef REBOUND_SERVER_COMMON_JOB_H_
+#define REBOUND_SERVER_COMMON_JOB_H_
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+
+namespace rebound::common {
+
+using JobId = int64_t;
+
+enum class JobState : int {
+  kQueued = 1,
+  kBlocked = 2,
+  kRunning = 3,
+  kWaitingRetry = 4,
+  kSucceeded = 5,
+  kFailed = 6,
+  kExhausted = 7,
+  kCancelled = 8,
+};
+
+// "QUEUED", "WAITING_RETRY", ... (the proto enum names).
+absl::string_view JobStateName(JobState s);
+std::optional<JobState> JobStateFromName(absl::string_view name);
+bool IsTerminal(JobState s);
+// FAILED or EXHAUSTED: the dead-letter set that ReplaySync accepts.
+bool IsDeadLetter(JobState s);
+
+using Headers = std::vector<std::pair<std::string, std::string>>;
+
+// One sync request as submitted. Immutable once accepted.
+struct JobSpec {
+  std::string tenant;
+  std::string idempotency_key;
+  std::string endpoint;
+  std::string method;
+  std::string path;
+  std::string query;  // without '?'
+  Headers headers;
+  std::string body;
+  std::string ordering_key;                           // empty: no ordering
+  absl::Time deadline = absl::InfiniteFuture();       // no attempt starts after it
+  std::map<std::string, std::string> labels;
+  std::string correlation_id;
+  std::string policy;                                 // empty: the endpoint's default
+};
+
+// Stable digest of everything that defines the request's effect (tenant and key excluded:
+// they are the scope). Equal fingerprints mean "the same request" for deduplication.
+// Hex SHA-256; stable across restarts and versions.
+std::string Fingerprint(const JobSpec& spec);
+
+// One outbound call of a job.
+struct AttemptRecord {
+  int number = 0;  // 1-based, counted over the job's whole life (replays continue it)
+  absl::Time started_at;
+  absl::Duration duration;
+  int http_status = 0;          // 0 when no response arrived
+  std::string transport_error;  // "", "connect", "dns", "reset", "timeout", "tls", "other"
+  std::string classification;   // "success", "retry", "rate_limited", "permanent"
+  std::string decision;         // why the next step was chosen
+  absl::Time next_attempt_at = absl::InfinitePast();  // InfinitePast: none
+};
+
+// A job as the store keeps it.
+struct JobRecord {
+  JobId id = 0;
+  JobSpec spec;
+  std::string fingerprint;
+  JobState state = JobState::kQueued;
+  int attempt_count = 0;  // attempts ever started
+  int budget_base = 0;    // attempt_count when the current attempt budget began (replay resets)
+  absl::Time created_at;
+  absl::Time updated_at;
+  absl::Time next_attempt_at = absl::InfinitePast();   // due time while WAITING_RETRY
+  absl::Time first_attempt_at = absl::InfinitePast();  // of the current budget; max_elapsed
+  std::string last_decision;
+  int last_http_status = 0;
+  std::string last_response_body;       // bounded by the endpoint's max_response_bytes
+  std::vector<AttemptRecord> attempts;  // filled only when asked for
+};
+
+std::string FormatJobId(JobId id);
+std::optional<JobId> ParseJobId(absl::string_view text);
+
+}  // namespace rebound::common
+
+#endif  // REBOUND_SERVER_COMMON_JOB_H_

@@ -1,0 +1,85 @@
+// Rebound's configuration: one YAML file, parsed strictly into immutable structs.
+//
+// Built once at start-up (and again on reload), then shared read-only by every thread.
+// Errors name the file, the key path and the problem, e.g.
+//   "rebound.yaml: endpoints[2].rate_limit: unknown key 'qsp'".
+// The full reference lives in README.md ("Configuration reference").
+#ifndef REBOUND_SERVER_CONFIG_CONFIG_H_
+#define REBOUND_SERVER_CONFIG_CONFIG_H_
+
+#include <cstddef>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "server/policy/policy.h"
+
+namespace rebound::config {
+
+struct ServerConfig {
+  std::string grpc_listen = "127.0.0.1:50051";
+  std::string metrics_listen = "127.0.0.1:9464";
+  std::string default_tenant = "default";  // until authentication arrives
+  size_t max_batch_size = 500;             // items per SubmitSyncBatch
+  size_t max_body_bytes = 1 << 20;         // request body per job
+  size_t max_headers = 32;                 // headers per job
+  size_t max_header_bytes = 8192;          // one header's name + value
+  size_t max_key_length = 256;             // idempotency key, ordering key
+  size_t max_labels = 16;
+  size_t max_active_jobs = 2'000'000;      // non-terminal jobs; beyond: RESOURCE_EXHAUSTED
+  absl::Duration shutdown_grace = absl::Seconds(10);
+};
+
+struct StoreConfig {
+  std::string path = "rebound.db";
+  // "full" (default: an acknowledged submit survives power loss) or "normal" (faster; the last
+  // commits can be lost on power loss, not on a process crash).
+  std::string synchronous = "full";
+  size_t max_batch = 1024;  // writes per group commit
+};
+
+struct Header {
+  std::string name;
+  std::string value;    // resolved at load time (from value, value_from_env or value_from_file)
+  bool secret = false;  // redacted in logs and API answers
+};
+
+struct EndpointConfig {
+  std::string name;
+  std::string base_url;  // scheme://host[:port][/base-path], http or https only
+  std::vector<std::string> allowed_path_prefixes;  // a job's path must start with one
+  absl::Duration connect_timeout = absl::Seconds(5);
+  absl::Duration timeout = absl::Seconds(30);  // whole attempt
+  size_t max_response_bytes = 64 * 1024;       // body bytes kept per attempt
+  int max_in_flight = 64;                      // concurrent attempts against this endpoint
+  std::string policy = "default";              // default policy name
+  std::vector<Header> headers;                 // sent on every attempt
+};
+
+struct Config {
+  std::string source;  // file name, for messages
+  ServerConfig server;
+  StoreConfig store;
+  absl::Duration idempotency_retention = absl::Hours(24);
+  std::string idempotency_header = "Idempotency-Key";
+  std::vector<EndpointConfig> endpoints;
+  std::map<std::string, std::shared_ptr<const policy::Policy>> policies;
+
+  // nullptr when absent.
+  const EndpointConfig* FindEndpoint(absl::string_view name) const;
+  std::shared_ptr<const policy::Policy> FindPolicy(absl::string_view name) const;
+};
+
+// Parses YAML text. `source` names the file in error messages.
+absl::StatusOr<Config> ParseConfig(absl::string_view yaml, absl::string_view source);
+// Reads and parses a file (INVALID_ARGUMENT for content, NOT_FOUND/other for I/O).
+absl::StatusOr<Config> LoadConfigFile(const std::string& path);
+
+}  // namespace rebound::config
+
+#endif  // REBOUND_SERVER_CONFIG_CONFIG_H_

@@ -1,0 +1,127 @@
+// JobStore: the durable record of jobs, attempts and idempotency keys.
+//
+// Writes are group-committed: Submit() and Apply() enqueue work and return at once; a writer
+// drains everything queued, runs it in one transaction, commits, and only then calls each
+// `done` callback (on the store's writer thread: callbacks must be quick and must not call back
+// into the store's write methods synchronously... they may enqueue more). A callback that
+// reports OK means the data is durable. Reads are synchronous and thread-safe.
+//
+// One interface, several backends: SQLite now (sqlite_store.h), PostgreSQL with several
+// replicas leasing due jobs later. The conformance suite in tests/store runs on every backend.
+#ifndef REBOUND_SERVER_STORE_JOB_STORE_H_
+#define REBOUND_SERVER_STORE_JOB_STORE_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "server/common/job.h"
+
+namespace rebound::store {
+
+using common::JobId;
+using common::JobRecord;
+using common::JobState;
+
+struct NewJob {
+  common::JobSpec spec;
+  std::string fingerprint;  // common::Fingerprint(spec)
+};
+
+struct SubmitResult {
+  // OK (created or deduplicated); ALREADY_EXISTS when the key is taken by a different request
+  // (message names the existing job id); another code when the write failed.
+  absl::Status status;
+  JobId job_id = 0;  // set for OK and ALREADY_EXISTS
+  JobState state = JobState::kQueued;
+  bool deduplicated = false;
+};
+
+// A change to one job, written by the engine (the only writer of job state).
+struct Transition {
+  JobId job_id = 0;
+  JobState state = JobState::kQueued;
+  int attempt_count = 0;
+  int budget_base = 0;
+  absl::Time next_attempt_at = absl::InfinitePast();
+  absl::Time first_attempt_at = absl::InfinitePast();
+  std::string last_decision;
+  int last_http_status = 0;
+  std::optional<std::string> last_response_body;  // replaced when present
+  std::optional<common::AttemptRecord> attempt;   // appended when present
+};
+
+// What the engine keeps in memory for a job that is not terminal: small on purpose, so a
+// million waiting jobs fit in little memory. The spec is read again (LoadSpec) at dispatch.
+struct ActiveJob {
+  JobId id = 0;
+  std::string endpoint;
+  std::string policy;  // empty: endpoint default
+  std::string tenant;
+  std::string ordering_key;
+  JobState state = JobState::kQueued;
+  int attempt_count = 0;
+  int budget_base = 0;
+  absl::Time next_attempt_at = absl::InfinitePast();
+  absl::Time first_attempt_at = absl::InfinitePast();
+  absl::Time deadline = absl::InfiniteFuture();
+  absl::Time created_at;
+};
+
+struct ListFilter {
+  std::vector<JobState> states;  // empty: all
+  std::string endpoint;          // empty: all
+  std::string ordering_key;
+  std::string label_key;  // with label_value: jobs carrying that label
+  std::string label_value;
+};
+
+struct ListPage {
+  std::vector<JobRecord> jobs;  // newest first, without attempts or bodies
+  std::string next_page_token;  // empty: no more
+};
+
+class JobStore {
+ public:
+  using SubmitDone = absl::AnyInvocable<void(std::vector<SubmitResult>) &&>;
+  using WriteDone = absl::AnyInvocable<void(absl::Status) &&>;
+
+  virtual ~JobStore() = default;
+
+  // Inserts jobs (state QUEUED, or BLOCKED when an earlier non-terminal job of the same tenant
+  // and ordering key exists), deduplicating by (tenant, idempotency key) — also within the
+  // batch. One result per job, in order.
+  virtual void Submit(std::vector<NewJob> jobs, absl::Time now, SubmitDone done) = 0;
+
+  // Applies transitions in order, in one group commit with whatever else is queued.
+  // Terminal transitions also start the idempotency key's retention clock at `now`.
+  virtual void Apply(std::vector<Transition> transitions, absl::Time now, WriteDone done) = 0;
+
+  // Blocks until everything enqueued so far is committed (or failed). For shutdown and tests.
+  virtual absl::Status Flush() = 0;
+
+  // --- Reads (synchronous, thread-safe) ---
+  // NOT_FOUND when the job does not exist or belongs to another tenant.
+  virtual absl::StatusOr<JobRecord> Get(const std::string& tenant, JobId id,
+                                        bool with_attempts) = 0;
+  // The request of a job, for dispatch (no tenant check: engine-internal).
+  virtual absl::StatusOr<common::JobSpec> LoadSpec(JobId id) = 0;
+  virtual absl::StatusOr<ListPage> List(const std::string& tenant, const ListFilter& filter,
+                                        int page_size, const std::string& page_token) = 0;
+
+  // Start-up recovery: every job that is not terminal, oldest first. RUNNING jobs (outcome
+  // unknown) come back as QUEUED and are persisted so; WAITING_RETRY keep their due time.
+  virtual absl::StatusOr<std::vector<ActiveJob>> Recover(absl::Time now) = 0;
+
+  // Forgets idempotency keys of jobs that ended before `cutoff`. Returns how many.
+  virtual absl::StatusOr<int64_t> PurgeExpiredKeys(absl::Time cutoff) = 0;
+};
+
+}  // namespace rebound::store
+
+#endif  // REBOUND_SERVER_STORE_JOB_STORE_H_
