@@ -1,0 +1,922 @@
+#include "server/config/config.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <initializer_list>
+#include <limits>
+#include <memory>
+#include <set>
+#include <system_error>
+
+#include "absl/status/status.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "re2/re2.h"
+#include "server/common/status_macros.h"
+#include "yaml-cpp/yaml.h"
+
+namespace rebound::config {
+namespace {
+
+constexpr size_t kMaxConfigBytes = 4 << 20;       // a config file is text written by a person
+constexpr size_t kMaxSecretFileBytes = 64 << 10;  // a token or key, not a bundle
+
+std::string Child(absl::string_view path, absl::string_view key) {
+  return path.empty() ? std::string(key) : absl::StrCat(path, ".", key);
+}
+
+std::string Index(absl::string_view path, size_t i) { return absl::StrCat(path, "[", i, "]"); }
+
+// User text echoed in a message, escaped so a stray control character cannot forge log lines.
+std::string Quote(absl::string_view s) { return absl::StrCat("'", absl::CHexEscape(s), "'"); }
+
+// RFC 9110 token: the characters allowed in a header name.
+bool IsToken(absl::string_view s) {
+  if (s.empty()) return false;
+  for (const char c : s) {
+    if (absl::ascii_isalnum(static_cast<unsigned char>(c))) continue;
+    if (!absl::StrContains("!#$%&'*+-.^_`|~", c)) return false;
+  }
+  return true;
+}
+
+// Header values may hold visible characters, spaces and tabs; never CR, LF, NUL or other controls
+// (they would split or truncate the request).
+bool IsValidHeaderValue(absl::string_view s) {
+  for (const char c : s) {
+    const auto u = static_cast<unsigned char>(c);
+    if ((u < 0x20 && c != '\t') || u == 0x7f) return false;
+  }
+  return true;
+}
+
+// Names become metric label values and appear in decisions: keep them plain.
+bool IsPlainName(absl::string_view s) {
+  if (s.empty()) return false;
+  for (const char c : s) {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-' && c != '.') {
+      return false;
+    }
+  }
+  return true;
+}
+
+bool HasSpaceOrControl(absl::string_view s) {
+  for (const char c : s) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u <= 0x20 || u == 0x7f) return true;
+  }
+  return false;
+}
+
+bool HasDotDotSegment(absl::string_view path) {
+  for (const absl::string_view segment : absl::StrSplit(path, '/')) {
+    if (segment == "..") return true;
+  }
+  return false;
+}
+
+struct FileContents {
+  int error = 0;  // errno of the failed open or read; 0 on success
+  bool too_large = false;
+  std::string data;
+};
+
+struct FileCloser {
+  void operator()(std::FILE* f) const { std::fclose(f); }
+};
+
+FileContents ReadBounded(const std::string& path, size_t limit) {
+  FileContents result;
+  errno = 0;
+  std::unique_ptr<std::FILE, FileCloser> file(std::fopen(path.c_str(), "rb"));
+  if (file == nullptr) {
+    result.error = errno != 0 ? errno : EIO;
+    return result;
+  }
+  char buffer[8192];
+  while (true) {
+    const size_t n = std::fread(buffer, 1, sizeof(buffer), file.get());
+    result.data.append(buffer, n);
+    if (result.data.size() > limit) {
+      result.too_large = true;
+      return result;
+    }
+    if (n < sizeof(buffer)) {
+      if (std::ferror(file.get())) result.error = errno != 0 ? errno : EIO;
+      return result;
+    }
+  }
+}
+
+std::string ErrnoMessage(int error) { return std::generic_category().message(error); }
+
+// A YAML mapping whose keys were checked against the schema: no unknown, duplicate or non-string
+// keys. Lookups go through here rather than YAML::Node::operator[], which may insert.
+class Mapping {
+ public:
+  Mapping(std::string path, std::vector<std::pair<std::string, YAML::Node>> entries)
+      : path_(std::move(path)), entries_(std::move(entries)) {}
+
+  const std::string& path() const { return path_; }
+  std::string PathOf(absl::string_view key) const { return Child(path_, key); }
+
+  // The value under `key`, or nullptr when the key is absent.
+  const YAML::Node* Find(absl::string_view key) const {
+    for (const auto& [k, v] : entries_) {
+      if (k == key) return &v;
+    }
+    return nullptr;
+  }
+
+ private:
+  std::string path_;
+  std::vector<std::pair<std::string, YAML::Node>> entries_;
+};
+
+struct ParsedHeader {
+  Header header;
+  bool skipped = false;  // optional, and its env var or file is absent
+};
+
+enum class DurationRule { kPositive, kPositiveOrInfinite, kNonNegative };
+
+// Turns a YAML document into a Config. Every method returns INVALID_ARGUMENT with
+// "<source>: <key.path>: <problem>" on the first problem found. yaml-cpp may throw; the caller
+// (ParseConfig) catches at the library edge.
+class Parser {
+ public:
+  explicit Parser(std::string source) : source_(std::move(source)) {}
+
+  absl::StatusOr<Config> Parse(absl::string_view yaml) const;
+
+ private:
+  absl::Status Error(absl::string_view path, absl::string_view problem) const {
+    if (path.empty()) return absl::InvalidArgumentError(absl::StrCat(source_, ": ", problem));
+    return absl::InvalidArgumentError(absl::StrCat(source_, ": ", path, ": ", problem));
+  }
+
+  // Structure.
+  absl::StatusOr<Mapping> AsMapping(const YAML::Node& node, const std::string& path,
+                                    std::initializer_list<absl::string_view> allowed) const;
+  absl::StatusOr<std::vector<YAML::Node>> AsSequence(const YAML::Node& node,
+                                                     const std::string& path) const;
+  absl::StatusOr<std::string> AsScalar(const YAML::Node& node, const std::string& path) const;
+  // A scalar written without quotes: numbers and booleans must not be strings.
+  absl::StatusOr<std::string> AsPlainScalar(const YAML::Node& node, const std::string& path,
+                                            absl::string_view expected) const;
+  absl::Status Require(const Mapping& m, absl::string_view key) const {
+    if (m.Find(key) != nullptr) return absl::OkStatus();
+    return Error(m.PathOf(key), "required key is missing");
+  }
+
+  // Optional fields: `*out` keeps its default when the key is absent.
+  absl::Status String(const Mapping& m, absl::string_view key, std::string* out,
+                      bool allow_empty = false) const;
+  absl::Status Name(const Mapping& m, absl::string_view key, std::string* out) const;
+  absl::Status Bool(const Mapping& m, absl::string_view key, bool* out) const;
+  absl::Status Duration(const Mapping& m, absl::string_view key, DurationRule rule,
+                        absl::Duration* out) const;
+  template <typename T>
+  absl::Status Count(const Mapping& m, absl::string_view key, T* out) const;
+  template <typename E>
+  absl::Status Enum(const Mapping& m, absl::string_view key,
+                    std::initializer_list<std::pair<absl::string_view, E>> choices, E* out) const;
+  absl::StatusOr<std::shared_ptr<const RE2>> Regex(const YAML::Node& node,
+                                                   const std::string& path) const;
+
+  // Sections.
+  absl::Status ParseServer(const YAML::Node& node, ServerConfig* out) const;
+  absl::Status ParseStore(const YAML::Node& node, StoreConfig* out) const;
+  absl::Status ParseIdempotency(const YAML::Node& node, Config* out) const;
+  absl::Status ParsePolicies(const YAML::Node& node, Config* out) const;
+  absl::StatusOr<policy::Policy> ParsePolicy(const YAML::Node& node, const std::string& path) const;
+  absl::Status ParseBackoff(const YAML::Node& node, const std::string& path,
+                            policy::Backoff* out) const;
+  absl::Status ParseLimits(const YAML::Node& node, const std::string& path,
+                           policy::Limits* out) const;
+  absl::StatusOr<policy::Rule> ParseRule(const YAML::Node& node, const std::string& path,
+                                         size_t index) const;
+  absl::StatusOr<std::vector<policy::StatusRange>> ParseStatuses(const YAML::Node& node,
+                                                                 const std::string& path) const;
+  absl::Status ParseEndpoints(const YAML::Node& node, Config* out) const;
+  absl::StatusOr<EndpointConfig> ParseEndpoint(const YAML::Node& node, const std::string& path,
+                                               const Config& config) const;
+  absl::StatusOr<std::string> ParseBaseUrl(const Mapping& m) const;
+  absl::StatusOr<ParsedHeader> ParseHeader(const YAML::Node& node, const std::string& path) const;
+
+  std::string source_;
+};
+
+absl::StatusOr<Mapping> Parser::AsMapping(const YAML::Node& node, const std::string& path,
+                                          std::initializer_list<absl::string_view> allowed) const {
+  std::vector<std::pair<std::string, YAML::Node>> entries;
+  // `key:` with nothing after it (or everything commented out) reads as an empty mapping.
+  if (node.IsNull()) return Mapping(path, std::move(entries));
+  if (!node.IsMap()) {
+    return Error(path, path.empty() ? "the document must be a mapping" : "expected a mapping");
+  }
+  for (const auto& entry : node) {
+    if (!entry.first.IsScalar()) return Error(path, "mapping keys must be strings");
+    const std::string key = entry.first.Scalar();
+    bool known = false;
+    for (const absl::string_view k : allowed) known = known || k == key;
+    if (!known) {
+      return Error(
+          path, absl::StrCat(path.empty() ? "unknown top-level key " : "unknown key ", Quote(key)));
+    }
+    for (const auto& [seen, unused] : entries) {
+      if (seen == key) return Error(path, absl::StrCat("duplicate key ", Quote(key)));
+    }
+    entries.emplace_back(key, entry.second);
+  }
+  return Mapping(path, std::move(entries));
+}
+
+absl::StatusOr<std::vector<YAML::Node>> Parser::AsSequence(const YAML::Node& node,
+                                                           const std::string& path) const {
+  std::vector<YAML::Node> items;
+  if (node.IsNull()) return items;
+  if (!node.IsSequence()) return Error(path, "expected a list");
+  for (const auto& item : node) items.push_back(item);
+  return items;
+}
+
+absl::StatusOr<std::string> Parser::AsScalar(const YAML::Node& node,
+                                             const std::string& path) const {
+  if (node.IsNull()) return Error(path, "missing value");
+  if (!node.IsScalar()) return Error(path, "expected a single value");
+  return node.Scalar();
+}
+
+absl::StatusOr<std::string> Parser::AsPlainScalar(const YAML::Node& node, const std::string& path,
+                                                  absl::string_view expected) const {
+  REBOUND_ASSIGN_OR_RETURN(std::string text, AsScalar(node, path));
+  // yaml-cpp tags quoted scalars "!" and plain ones "?".
+  if (node.Tag() == "!") {
+    return Error(path, absl::StrCat("expected ", expected, ", got the string ", Quote(text)));
+  }
+  return text;
+}
+
+absl::Status Parser::String(const Mapping& m, absl::string_view key, std::string* out,
+                            bool allow_empty) const {
+  const YAML::Node* node = m.Find(key);
+  if (node == nullptr) return absl::OkStatus();
+  REBOUND_ASSIGN_OR_RETURN(std::string text, AsScalar(*node, m.PathOf(key)));
+  if (text.empty() && !allow_empty) return Error(m.PathOf(key), "must not be empty");
+  *out = std::move(text);
+  return absl::OkStatus();
+}
+
+absl::Status Parser::Name(const Mapping& m, absl::string_view key, std::string* out) const {
+  std::string name;
+  REBOUND_RETURN_IF_ERROR(String(m, key, &name));
+  if (m.Find(key) == nullptr) return absl::OkStatus();
+  if (!IsPlainName(name)) {
+    return Error(m.PathOf(key), absl::StrCat("invalid name ", Quote(name),
+                                             " (letters, digits, '_', '-' and '.' only)"));
+  }
+  *out = std::move(name);
+  return absl::OkStatus();
+}
+
+absl::Status Parser::Bool(const Mapping& m, absl::string_view key, bool* out) const {
+  const YAML::Node* node = m.Find(key);
+  if (node == nullptr) return absl::OkStatus();
+  REBOUND_ASSIGN_OR_RETURN(const std::string text,
+                           AsPlainScalar(*node, m.PathOf(key), "true or false"));
+  // Only YAML 1.2's booleans: "yes", "on" and friends are too easy to write by accident.
+  if (text == "true" || text == "True" || text == "TRUE") {
+    *out = true;
+  } else if (text == "false" || text == "False" || text == "FALSE") {
+    *out = false;
+  } else {
+    return Error(m.PathOf(key), absl::StrCat("expected true or false, got ", Quote(text)));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Parser::Duration(const Mapping& m, absl::string_view key, DurationRule rule,
+                              absl::Duration* out) const {
+  const YAML::Node* node = m.Find(key);
+  if (node == nullptr) return absl::OkStatus();
+  const std::string path = m.PathOf(key);
+  REBOUND_ASSIGN_OR_RETURN(const std::string text, AsScalar(*node, path));
+  absl::Duration d;
+  if (!absl::ParseDuration(text, &d)) {
+    return Error(path, absl::StrCat("invalid duration ", Quote(text),
+                                    " (a number with a unit, e.g. '250ms', '30s', '1h')"));
+  }
+  const bool infinite = d == absl::InfiniteDuration() || d == -absl::InfiniteDuration();
+  if (infinite && rule != DurationRule::kPositiveOrInfinite) {
+    return Error(path, absl::StrCat("must be finite, got ", Quote(text)));
+  }
+  if (d < absl::ZeroDuration() ||
+      (d == absl::ZeroDuration() && rule != DurationRule::kNonNegative)) {
+    return Error(path, absl::StrCat("must be positive, got ", Quote(text)));
+  }
+  *out = d;
+  return absl::OkStatus();
+}
+
+template <typename T>
+absl::Status Parser::Count(const Mapping& m, absl::string_view key, T* out) const {
+  const YAML::Node* node = m.Find(key);
+  if (node == nullptr) return absl::OkStatus();
+  const std::string path = m.PathOf(key);
+  REBOUND_ASSIGN_OR_RETURN(const std::string text,
+                           AsPlainScalar(*node, path, "a positive integer"));
+  int64_t value = 0;
+  if (!absl::SimpleAtoi(text, &value)) {
+    return Error(path, absl::StrCat("expected a positive integer, got ", Quote(text)));
+  }
+  if (value <= 0) return Error(path, absl::StrCat("must be a positive integer, got ", value));
+  if (static_cast<uint64_t>(value) > static_cast<uint64_t>(std::numeric_limits<T>::max())) {
+    return Error(
+        path, absl::StrCat("too large: ", value, " (at most ", std::numeric_limits<T>::max(), ")"));
+  }
+  *out = static_cast<T>(value);
+  return absl::OkStatus();
+}
+
+template <typename E>
+absl::Status Parser::Enum(const Mapping& m, absl::string_view key,
+                          std::initializer_list<std::pair<absl::string_view, E>> choices,
+                          E* out) const {
+  const YAML::Node* node = m.Find(key);
+  if (node == nullptr) return absl::OkStatus();
+  REBOUND_ASSIGN_OR_RETURN(const std::string text, AsScalar(*node, m.PathOf(key)));
+  std::vector<absl::string_view> names;
+  for (const auto& [name, value] : choices) {
+    if (name == text) {
+      *out = value;
+      return absl::OkStatus();
+    }
+    names.push_back(name);
+  }
+  return Error(m.PathOf(key), absl::StrCat("invalid value ", Quote(text), " (one of ",
+                                           absl::StrJoin(names, ", "), ")"));
+}
+
+absl::StatusOr<std::shared_ptr<const RE2>> Parser::Regex(const YAML::Node& node,
+                                                         const std::string& path) const {
+  REBOUND_ASSIGN_OR_RETURN(const std::string pattern, AsScalar(node, path));
+  if (pattern.empty()) return Error(path, "regex must not be empty");
+  RE2::Options options;
+  options.set_log_errors(false);  // the error goes into our message, not to stderr
+  auto re = std::make_shared<const RE2>(pattern, options);
+  if (!re->ok()) {
+    return Error(path, absl::StrCat("invalid regex ", Quote(pattern), ": ", re->error()));
+  }
+  return re;
+}
+
+absl::StatusOr<Config> Parser::Parse(absl::string_view yaml) const {
+  std::vector<YAML::Node> documents;
+  try {
+    documents = YAML::LoadAll(std::string(yaml));
+  } catch (const YAML::ParserException& e) {
+    if (e.mark.is_null()) return Error("", absl::StrCat("invalid YAML: ", e.msg));
+    return Error("", absl::StrCat("line ", e.mark.line + 1, ", column ", e.mark.column + 1,
+                                  ": invalid YAML: ", e.msg));
+  }
+  if (documents.size() > 1) {
+    return Error("", absl::StrCat("expected one YAML document, found ", documents.size()));
+  }
+  const YAML::Node root = documents.empty() ? YAML::Node() : documents[0];
+  REBOUND_ASSIGN_OR_RETURN(
+      const Mapping top,
+      AsMapping(root, "", {"server", "store", "idempotency", "policies", "endpoints"}));
+
+  Config config;
+  config.source = source_;
+  // Fixed order, whatever the file's order: endpoints refer to policies and the idempotency
+  // header.
+  if (const YAML::Node* n = top.Find("server")) {
+    REBOUND_RETURN_IF_ERROR(ParseServer(*n, &config.server));
+  }
+  if (const YAML::Node* n = top.Find("store")) {
+    REBOUND_RETURN_IF_ERROR(ParseStore(*n, &config.store));
+  }
+  if (const YAML::Node* n = top.Find("idempotency")) {
+    REBOUND_RETURN_IF_ERROR(ParseIdempotency(*n, &config));
+  }
+  const YAML::Node* policies = top.Find("policies");  // absent: only the built-in default
+  REBOUND_RETURN_IF_ERROR(ParsePolicies(policies != nullptr ? *policies : YAML::Node(), &config));
+  if (const YAML::Node* n = top.Find("endpoints")) {
+    REBOUND_RETURN_IF_ERROR(ParseEndpoints(*n, &config));
+  }
+  return config;
+}
+
+absl::Status Parser::ParseServer(const YAML::Node& node, ServerConfig* out) const {
+  REBOUND_ASSIGN_OR_RETURN(
+      const Mapping m,
+      AsMapping(node, "server",
+                {"grpc_listen", "metrics_listen", "default_tenant", "max_batch_size",
+                 "max_body_bytes", "max_headers", "max_header_bytes", "max_key_length",
+                 "max_labels", "max_active_jobs", "shutdown_grace"}));
+  REBOUND_RETURN_IF_ERROR(String(m, "grpc_listen", &out->grpc_listen));
+  REBOUND_RETURN_IF_ERROR(String(m, "metrics_listen", &out->metrics_listen));
+  REBOUND_RETURN_IF_ERROR(String(m, "default_tenant", &out->default_tenant));
+  REBOUND_RETURN_IF_ERROR(Count(m, "max_batch_size", &out->max_batch_size));
+  REBOUND_RETURN_IF_ERROR(Count(m, "max_body_bytes", &out->max_body_bytes));
+  REBOUND_RETURN_IF_ERROR(Count(m, "max_headers", &out->max_headers));
+  REBOUND_RETURN_IF_ERROR(Count(m, "max_header_bytes", &out->max_header_bytes));
+  REBOUND_RETURN_IF_ERROR(Count(m, "max_key_length", &out->max_key_length));
+  REBOUND_RETURN_IF_ERROR(Count(m, "max_labels", &out->max_labels));
+  REBOUND_RETURN_IF_ERROR(Count(m, "max_active_jobs", &out->max_active_jobs));
+  // Zero grace is meaningful: stop at once.
+  REBOUND_RETURN_IF_ERROR(
+      Duration(m, "shutdown_grace", DurationRule::kNonNegative, &out->shutdown_grace));
+  return absl::OkStatus();
+}
+
+absl::Status Parser::ParseStore(const YAML::Node& node, StoreConfig* out) const {
+  REBOUND_ASSIGN_OR_RETURN(const Mapping m,
+                           AsMapping(node, "store", {"path", "synchronous", "max_batch"}));
+  REBOUND_RETURN_IF_ERROR(String(m, "path", &out->path));
+  REBOUND_RETURN_IF_ERROR(Enum<std::string>(
+      m, "synchronous", {{"full", "full"}, {"normal", "normal"}}, &out->synchronous));
+  REBOUND_RETURN_IF_ERROR(Count(m, "max_batch", &out->max_batch));
+  return absl::OkStatus();
+}
+
+absl::Status Parser::ParseIdempotency(const YAML::Node& node, Config* out) const {
+  REBOUND_ASSIGN_OR_RETURN(const Mapping m,
+                           AsMapping(node, "idempotency", {"retention", "header"}));
+  REBOUND_RETURN_IF_ERROR(
+      Duration(m, "retention", DurationRule::kPositive, &out->idempotency_retention));
+  REBOUND_RETURN_IF_ERROR(String(m, "header", &out->idempotency_header));
+  if (!IsToken(out->idempotency_header)) {
+    return Error(m.PathOf("header"),
+                 absl::StrCat("invalid header name ", Quote(out->idempotency_header)));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Parser::ParsePolicies(const YAML::Node& node, Config* out) const {
+  const std::string path = "policies";
+  REBOUND_ASSIGN_OR_RETURN(const std::vector<YAML::Node> items, AsSequence(node, path));
+  for (size_t i = 0; i < items.size(); ++i) {
+    REBOUND_ASSIGN_OR_RETURN(policy::Policy p, ParsePolicy(items[i], Index(path, i)));
+    if (out->policies.count(p.name) != 0) {
+      return Error(Child(Index(path, i), "name"), absl::StrCat("duplicate policy ", Quote(p.name)));
+    }
+    std::string name = p.name;
+    out->policies.emplace(std::move(name), std::make_shared<const policy::Policy>(std::move(p)));
+  }
+  // Endpoints fall back to "default"; without one in the file, it is the built-in defaults.
+  if (out->policies.count("default") == 0) {
+    auto fallback = std::make_shared<policy::Policy>();
+    fallback->name = "default";
+    out->policies.emplace("default", std::move(fallback));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<policy::Policy> Parser::ParsePolicy(const YAML::Node& node,
+                                                   const std::string& path) const {
+  REBOUND_ASSIGN_OR_RETURN(const Mapping m,
+                           AsMapping(node, path,
+                                     {"name", "backoff", "limits", "body_match_bytes",
+                                      "pause_endpoint_on_rate_limit", "rules"}));
+  policy::Policy p;
+  REBOUND_RETURN_IF_ERROR(Require(m, "name"));
+  REBOUND_RETURN_IF_ERROR(Name(m, "name", &p.name));
+  if (const YAML::Node* n = m.Find("backoff")) {
+    REBOUND_RETURN_IF_ERROR(ParseBackoff(*n, m.PathOf("backoff"), &p.backoff));
+  }
+  if (const YAML::Node* n = m.Find("limits")) {
+    REBOUND_RETURN_IF_ERROR(ParseLimits(*n, m.PathOf("limits"), &p.limits));
+  }
+  REBOUND_RETURN_IF_ERROR(Count(m, "body_match_bytes", &p.body_match_bytes));
+  REBOUND_RETURN_IF_ERROR(Bool(m, "pause_endpoint_on_rate_limit", &p.pause_endpoint_on_rate_limit));
+  if (const YAML::Node* n = m.Find("rules")) {
+    const std::string rules_path = m.PathOf("rules");
+    REBOUND_ASSIGN_OR_RETURN(const std::vector<YAML::Node> items, AsSequence(*n, rules_path));
+    std::set<std::string> names;
+    for (size_t i = 0; i < items.size(); ++i) {
+      REBOUND_ASSIGN_OR_RETURN(policy::Rule rule, ParseRule(items[i], Index(rules_path, i), i));
+      if (!names.insert(rule.name).second) {
+        return Error(Child(Index(rules_path, i), "name"),
+                     absl::StrCat("duplicate rule ", Quote(rule.name)));
+      }
+      p.rules.push_back(std::move(rule));
+    }
+  }
+  return p;
+}
+
+absl::Status Parser::ParseBackoff(const YAML::Node& node, const std::string& path,
+                                  policy::Backoff* out) const {
+  REBOUND_ASSIGN_OR_RETURN(const Mapping m,
+                           AsMapping(node, path, {"initial", "max", "multiplier", "jitter"}));
+  REBOUND_RETURN_IF_ERROR(Duration(m, "initial", DurationRule::kPositive, &out->initial));
+  REBOUND_RETURN_IF_ERROR(Duration(m, "max", DurationRule::kPositive, &out->max));
+  if (out->initial > out->max) {
+    return Error(m.PathOf("initial"),
+                 absl::StrCat("must not exceed max (", absl::FormatDuration(out->initial), " > ",
+                              absl::FormatDuration(out->max), ")"));
+  }
+  if (const YAML::Node* n = m.Find("multiplier")) {
+    const std::string mpath = m.PathOf("multiplier");
+    REBOUND_ASSIGN_OR_RETURN(const std::string text, AsPlainScalar(*n, mpath, "a number"));
+    double value = 0;
+    if (!absl::SimpleAtod(text, &value) || !std::isfinite(value)) {
+      return Error(mpath, absl::StrCat("expected a number, got ", Quote(text)));
+    }
+    if (value < 1.0) {
+      return Error(mpath, absl::StrCat("must be at least 1 (1 keeps the delay constant), got ",
+                                       Quote(text)));
+    }
+    out->multiplier = value;
+  }
+  REBOUND_RETURN_IF_ERROR(Enum<policy::Jitter>(m, "jitter",
+                                               {{"none", policy::Jitter::kNone},
+                                                {"full", policy::Jitter::kFull},
+                                                {"equal", policy::Jitter::kEqual},
+                                                {"decorrelated", policy::Jitter::kDecorrelated}},
+                                               &out->jitter));
+  return absl::OkStatus();
+}
+
+absl::Status Parser::ParseLimits(const YAML::Node& node, const std::string& path,
+                                 policy::Limits* out) const {
+  REBOUND_ASSIGN_OR_RETURN(
+      const Mapping m, AsMapping(node, path, {"max_attempts", "max_elapsed", "max_retry_after"}));
+  REBOUND_RETURN_IF_ERROR(Count(m, "max_attempts", &out->max_attempts));
+  // "inf" is a deliberate "no time limit"; attempts still bound the job.
+  REBOUND_RETURN_IF_ERROR(
+      Duration(m, "max_elapsed", DurationRule::kPositiveOrInfinite, &out->max_elapsed));
+  REBOUND_RETURN_IF_ERROR(
+      Duration(m, "max_retry_after", DurationRule::kPositive, &out->max_retry_after));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<policy::Rule> Parser::ParseRule(const YAML::Node& node, const std::string& path,
+                                               size_t index) const {
+  REBOUND_ASSIGN_OR_RETURN(const Mapping m,
+                           AsMapping(node, path, {"name", "status", "body", "header", "action"}));
+  policy::Rule rule;
+  rule.name = Index("rules", index);
+  REBOUND_RETURN_IF_ERROR(Name(m, "name", &rule.name));
+  if (const YAML::Node* n = m.Find("status")) {
+    REBOUND_ASSIGN_OR_RETURN(rule.statuses, ParseStatuses(*n, m.PathOf("status")));
+  }
+  if (const YAML::Node* n = m.Find("body")) {
+    REBOUND_ASSIGN_OR_RETURN(rule.body_regex, Regex(*n, m.PathOf("body")));
+  }
+  if (const YAML::Node* n = m.Find("header")) {
+    REBOUND_ASSIGN_OR_RETURN(const Mapping h, AsMapping(*n, m.PathOf("header"), {"name", "regex"}));
+    REBOUND_RETURN_IF_ERROR(Require(h, "name"));
+    std::string name;
+    REBOUND_RETURN_IF_ERROR(String(h, "name", &name));
+    if (!IsToken(name)) {
+      return Error(h.PathOf("name"), absl::StrCat("invalid header name ", Quote(name)));
+    }
+    rule.header_name = absl::AsciiStrToLower(name);  // Outcome headers are lower-cased
+    if (const YAML::Node* r = h.Find("regex")) {
+      REBOUND_ASSIGN_OR_RETURN(rule.header_regex, Regex(*r, h.PathOf("regex")));
+    }
+  }
+  REBOUND_RETURN_IF_ERROR(Require(m, "action"));
+  REBOUND_RETURN_IF_ERROR(Enum<policy::Action>(m, "action",
+                                               {{"success", policy::Action::kSuccess},
+                                                {"retry", policy::Action::kRetry},
+                                                {"rate_limited", policy::Action::kRateLimited},
+                                                {"permanent", policy::Action::kPermanent}},
+                                               &rule.action));
+  return rule;
+}
+
+absl::StatusOr<std::vector<policy::StatusRange>> Parser::ParseStatuses(
+    const YAML::Node& node, const std::string& path) const {
+  std::vector<YAML::Node> items;
+  if (node.IsSequence()) {
+    REBOUND_ASSIGN_OR_RETURN(items, AsSequence(node, path));
+    if (items.empty()) return Error(path, "must not be empty (leave it out to match any status)");
+  } else {
+    items.push_back(node);  // `status: 503` as shorthand for `status: [503]`
+  }
+  std::vector<policy::StatusRange> ranges;
+  for (size_t i = 0; i < items.size(); ++i) {
+    const std::string item_path = node.IsSequence() ? Index(path, i) : path;
+    REBOUND_ASSIGN_OR_RETURN(const std::string text, AsScalar(items[i], item_path));
+    const std::pair<absl::string_view, absl::string_view> parts =
+        absl::StrSplit(text, absl::MaxSplits('-', 1));
+    const bool is_range = absl::StrContains(text, '-');
+    int lo = 0;
+    int hi = 0;
+    if (!absl::SimpleAtoi(parts.first, &lo) || (is_range && !absl::SimpleAtoi(parts.second, &hi))) {
+      return Error(item_path,
+                   absl::StrCat("expected a status code or a range 'lo-hi', got ", Quote(text)));
+    }
+    if (!is_range) hi = lo;
+    if (lo < 100 || hi > 599 || lo > hi) {
+      return Error(item_path, absl::StrCat("invalid status ", Quote(text),
+                                           " (codes are 100 to 599, lo <= hi)"));
+    }
+    ranges.push_back({lo, hi});
+  }
+  return ranges;
+}
+
+absl::Status Parser::ParseEndpoints(const YAML::Node& node, Config* out) const {
+  const std::string path = "endpoints";
+  REBOUND_ASSIGN_OR_RETURN(const std::vector<YAML::Node> items, AsSequence(node, path));
+  for (size_t i = 0; i < items.size(); ++i) {
+    REBOUND_ASSIGN_OR_RETURN(EndpointConfig endpoint,
+                             ParseEndpoint(items[i], Index(path, i), *out));
+    if (out->FindEndpoint(endpoint.name) != nullptr) {
+      return Error(Child(Index(path, i), "name"),
+                   absl::StrCat("duplicate endpoint ", Quote(endpoint.name)));
+    }
+    out->endpoints.push_back(std::move(endpoint));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<EndpointConfig> Parser::ParseEndpoint(const YAML::Node& node,
+                                                     const std::string& path,
+                                                     const Config& config) const {
+  REBOUND_ASSIGN_OR_RETURN(
+      const Mapping m,
+      AsMapping(node, path,
+                {"name", "base_url", "allowed_path_prefixes", "connect_timeout", "timeout",
+                 "max_response_bytes", "max_in_flight", "policy", "headers"}));
+  EndpointConfig e;
+  REBOUND_RETURN_IF_ERROR(Require(m, "name"));
+  REBOUND_RETURN_IF_ERROR(Name(m, "name", &e.name));
+  REBOUND_RETURN_IF_ERROR(Require(m, "base_url"));
+  REBOUND_ASSIGN_OR_RETURN(e.base_url, ParseBaseUrl(m));
+
+  REBOUND_RETURN_IF_ERROR(Require(m, "allowed_path_prefixes"));
+  const std::string prefixes_path = m.PathOf("allowed_path_prefixes");
+  REBOUND_ASSIGN_OR_RETURN(const std::vector<YAML::Node> prefixes,
+                           AsSequence(*m.Find("allowed_path_prefixes"), prefixes_path));
+  if (prefixes.empty()) {
+    return Error(prefixes_path, "must list at least one prefix (use [/] to allow every path)");
+  }
+  for (size_t i = 0; i < prefixes.size(); ++i) {
+    const std::string prefix_path = Index(prefixes_path, i);
+    REBOUND_ASSIGN_OR_RETURN(std::string prefix, AsScalar(prefixes[i], prefix_path));
+    if (!absl::StartsWith(prefix, "/") || absl::StartsWith(prefix, "//")) {
+      return Error(prefix_path, absl::StrCat("must start with a single '/', got ", Quote(prefix)));
+    }
+    if (HasSpaceOrControl(prefix) || prefix.find_first_of("?#\\") != std::string::npos ||
+        HasDotDotSegment(prefix)) {
+      return Error(prefix_path,
+                   absl::StrCat("invalid path prefix ", Quote(prefix),
+                                " (no spaces, control characters, '?', '#', '\\' or '..')"));
+    }
+    e.allowed_path_prefixes.push_back(std::move(prefix));
+  }
+
+  REBOUND_RETURN_IF_ERROR(
+      Duration(m, "connect_timeout", DurationRule::kPositive, &e.connect_timeout));
+  REBOUND_RETURN_IF_ERROR(Duration(m, "timeout", DurationRule::kPositive, &e.timeout));
+  REBOUND_RETURN_IF_ERROR(Count(m, "max_response_bytes", &e.max_response_bytes));
+  REBOUND_RETURN_IF_ERROR(Count(m, "max_in_flight", &e.max_in_flight));
+  REBOUND_RETURN_IF_ERROR(String(m, "policy", &e.policy));
+  if (config.FindPolicy(e.policy) == nullptr) {
+    return Error(m.PathOf("policy"), absl::StrCat("unknown policy ", Quote(e.policy)));
+  }
+
+  if (const YAML::Node* n = m.Find("headers")) {
+    const std::string headers_path = m.PathOf("headers");
+    REBOUND_ASSIGN_OR_RETURN(const std::vector<YAML::Node> items, AsSequence(*n, headers_path));
+    std::set<std::string> seen;
+    for (size_t i = 0; i < items.size(); ++i) {
+      const std::string header_path = Index(headers_path, i);
+      REBOUND_ASSIGN_OR_RETURN(ParsedHeader parsed, ParseHeader(items[i], header_path));
+      // Checked for skipped optional headers too, so a config's validity does not depend on the
+      // environment.
+      const std::string& name = parsed.header.name;
+      const std::string lower = absl::AsciiStrToLower(name);
+      if (lower == absl::AsciiStrToLower(config.idempotency_header)) {
+        return Error(
+            Child(header_path, "name"),
+            absl::StrCat(Quote(name), " is the idempotency header, set from each job's key"));
+      }
+      if (lower == "host" || lower == "content-length" || lower == "transfer-encoding" ||
+          lower == "connection") {
+        return Error(Child(header_path, "name"),
+                     absl::StrCat(Quote(name), " is set by the HTTP client"));
+      }
+      if (!seen.insert(lower).second) {
+        return Error(Child(header_path, "name"), absl::StrCat("duplicate header ", Quote(name)));
+      }
+      if (!parsed.skipped) e.headers.push_back(std::move(parsed.header));
+    }
+  }
+  return e;
+}
+
+absl::StatusOr<std::string> Parser::ParseBaseUrl(const Mapping& m) const {
+  const std::string path = m.PathOf("base_url");
+  std::string url;
+  REBOUND_RETURN_IF_ERROR(String(m, "base_url", &url));
+  const auto invalid = [&](absl::string_view why) {
+    return Error(path, absl::StrCat("invalid URL ", Quote(url), ": ", why));
+  };
+  if (HasSpaceOrControl(url) || absl::StrContains(url, '\\')) {
+    return invalid("spaces, control characters and '\\' are not allowed");
+  }
+  const size_t scheme_end = url.find("://");
+  if (scheme_end == std::string::npos) return invalid("expected http://host or https://host");
+  const std::string scheme = absl::AsciiStrToLower(url.substr(0, scheme_end));
+  if (scheme != "http" && scheme != "https") return invalid("only http and https are allowed");
+  if (absl::StrContains(url, '?')) return invalid("a query is not allowed");
+  if (absl::StrContains(url, '#')) return invalid("a fragment is not allowed");
+
+  const absl::string_view rest = absl::string_view(url).substr(scheme_end + 3);
+  const size_t authority_end = std::min(rest.find('/'), rest.size());
+  const absl::string_view authority = rest.substr(0, authority_end);
+  absl::string_view base_path = rest.substr(authority_end);
+  if (absl::StrContains(authority, '@')) return invalid("user information is not allowed");
+
+  absl::string_view host = authority;
+  absl::string_view port;
+  bool has_port = false;
+  if (absl::StartsWith(authority, "[")) {  // IPv6 literal
+    const size_t close = authority.find(']');
+    if (close == absl::string_view::npos) return invalid("unterminated IPv6 address");
+    host = authority.substr(1, close - 1);
+    const absl::string_view after = authority.substr(close + 1);
+    if (!after.empty()) {
+      if (after[0] != ':') return invalid("unexpected text after the IPv6 address");
+      has_port = true;
+      port = after.substr(1);
+    }
+    if (host.empty() ||
+        host.find_first_not_of("0123456789abcdefABCDEF:.") != absl::string_view::npos) {
+      return invalid("invalid IPv6 address");
+    }
+  } else {
+    const size_t colon = authority.rfind(':');
+    if (colon != absl::string_view::npos) {
+      has_port = true;
+      host = authority.substr(0, colon);
+      port = authority.substr(colon + 1);
+    }
+    if (host.empty()) return invalid("missing host");
+    for (const char c : host) {
+      if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '.') {
+        return invalid("the host may hold only letters, digits, '-' and '.'");
+      }
+    }
+  }
+  if (has_port) {
+    int port_number = 0;
+    if (port.empty() || port.find_first_not_of("0123456789") != absl::string_view::npos ||
+        !absl::SimpleAtoi(port, &port_number) || port_number < 1 || port_number > 65535) {
+      return invalid("the port must be a number from 1 to 65535");
+    }
+  }
+  if (HasDotDotSegment(base_path)) return invalid("'..' is not allowed in the path");
+  while (absl::ConsumeSuffix(&base_path, "/")) {
+  }
+  return absl::StrCat(scheme, "://", authority, base_path);
+}
+
+absl::StatusOr<ParsedHeader> Parser::ParseHeader(const YAML::Node& node,
+                                                 const std::string& path) const {
+  REBOUND_ASSIGN_OR_RETURN(const Mapping m, AsMapping(node, path,
+                                                      {"name", "value", "value_from_env",
+                                                       "value_from_file", "secret", "optional"}));
+  ParsedHeader parsed;
+  Header& header = parsed.header;
+  REBOUND_RETURN_IF_ERROR(Require(m, "name"));
+  REBOUND_RETURN_IF_ERROR(String(m, "name", &header.name));
+  if (!IsToken(header.name)) {
+    return Error(m.PathOf("name"), absl::StrCat("invalid header name ", Quote(header.name)));
+  }
+  bool optional = false;
+  REBOUND_RETURN_IF_ERROR(Bool(m, "secret", &header.secret));
+  REBOUND_RETURN_IF_ERROR(Bool(m, "optional", &optional));
+
+  const int sources = (m.Find("value") != nullptr) + (m.Find("value_from_env") != nullptr) +
+                      (m.Find("value_from_file") != nullptr);
+  if (sources != 1) {
+    return Error(path, sources == 0
+                           ? "one of value, value_from_env or value_from_file is required"
+                           : "only one of value, value_from_env or value_from_file is allowed");
+  }
+
+  std::string source_key;
+  if (m.Find("value") != nullptr) {
+    source_key = "value";
+    if (header.secret) {
+      return Error(m.PathOf("value"),
+                   "a secret header must use value_from_env or value_from_file; secrets never "
+                   "belong in the config text");
+    }
+    if (m.Find("optional") != nullptr) {
+      return Error(m.PathOf("optional"), "applies only to value_from_env and value_from_file");
+    }
+    REBOUND_RETURN_IF_ERROR(String(m, "value", &header.value, /*allow_empty=*/true));
+  } else if (m.Find("value_from_env") != nullptr) {
+    source_key = "value_from_env";
+    std::string variable;
+    REBOUND_RETURN_IF_ERROR(String(m, "value_from_env", &variable));
+    const char* value = std::getenv(variable.c_str());
+    if (value == nullptr || *value == '\0') {
+      if (optional) {
+        parsed.skipped = true;
+        return parsed;
+      }
+      return Error(m.PathOf("value_from_env"),
+                   absl::StrCat("environment variable ", Quote(variable),
+                                " is not set or empty (add 'optional: true' to skip the header)"));
+    }
+    header.value = value;
+  } else {
+    source_key = "value_from_file";
+    std::string file;
+    REBOUND_RETURN_IF_ERROR(String(m, "value_from_file", &file));
+    FileContents contents = ReadBounded(file, kMaxSecretFileBytes);
+    if (contents.error == ENOENT && optional) {
+      parsed.skipped = true;
+      return parsed;
+    }
+    if (contents.error != 0) {
+      return Error(m.PathOf("value_from_file"),
+                   absl::StrCat("cannot read ", Quote(file), ": ", ErrnoMessage(contents.error)));
+    }
+    if (contents.too_large) {
+      return Error(m.PathOf("value_from_file"),
+                   absl::StrCat(Quote(file), " is larger than ", kMaxSecretFileBytes, " bytes"));
+    }
+    absl::string_view value = contents.data;
+    // Files written by `echo` or editors end with a newline that is not part of the secret.
+    while (absl::ConsumeSuffix(&value, "\n") || absl::ConsumeSuffix(&value, "\r")) {
+    }
+    if (value.empty()) {
+      if (optional) {
+        parsed.skipped = true;
+        return parsed;
+      }
+      return Error(m.PathOf("value_from_file"), absl::StrCat(Quote(file), " is empty"));
+    }
+    header.value = std::string(value);
+  }
+  // The value is never echoed: it may be a secret.
+  if (!IsValidHeaderValue(header.value)) {
+    return Error(m.PathOf(source_key),
+                 "the header value contains CR, LF, NUL or another control character");
+  }
+  return parsed;
+}
+
+}  // namespace
+
+const EndpointConfig* Config::FindEndpoint(absl::string_view name) const {
+  for (const EndpointConfig& endpoint : endpoints) {
+    if (endpoint.name == name) return &endpoint;
+  }
+  return nullptr;
+}
+
+std::shared_ptr<const policy::Policy> Config::FindPolicy(absl::string_view name) const {
+  const auto it = policies.find(std::string(name));
+  return it == policies.end() ? nullptr : it->second;
+}
+
+absl::StatusOr<Config> ParseConfig(absl::string_view yaml, absl::string_view source) {
+  // The library edge: yaml-cpp reports through exceptions; nothing escapes from here.
+  try {
+    return Parser(std::string(source)).Parse(yaml);
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": ", e.what()));
+  } catch (const std::exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": ", e.what()));
+  }
+}
+
+absl::StatusOr<Config> LoadConfigFile(const std::string& path) {
+  const FileContents contents = ReadBounded(path, kMaxConfigBytes);
+  if (contents.error != 0) {
+    return absl::ErrnoToStatus(contents.error,
+                               absl::StrCat("cannot read config file ", Quote(path)));
+  }
+  if (contents.too_large) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": larger than ", kMaxConfigBytes, " bytes; is this a config file?"));
+  }
+  return ParseConfig(contents.data, path);
+}
+
+}  // namespace rebound::config

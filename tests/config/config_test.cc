@@ -1,0 +1,704 @@
+#include "server/config/config.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "re2/re2.h"
+
+namespace rebound::config {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+constexpr absl::string_view kSource = "rebound.yaml";
+
+// One endpoint with only its required keys, to which a test appends more.
+constexpr absl::string_view kEndpoint = R"(
+endpoints:
+  - name: lms
+    base_url: http://127.0.0.1:8080
+    allowed_path_prefixes: [/api/]
+)";
+
+std::string ErrorOf(absl::string_view yaml) {
+  const absl::StatusOr<Config> config = ParseConfig(yaml, kSource);
+  if (config.ok()) return "<parsed without error>";
+  EXPECT_EQ(config.status().code(), absl::StatusCode::kInvalidArgument) << config.status();
+  return std::string(config.status().message());
+}
+
+// kEndpoint followed by more keys of the same endpoint, indented to match.
+std::string EndpointWith(absl::string_view extra) { return absl::StrCat(kEndpoint, extra); }
+
+Config ParseOk(absl::string_view yaml) {
+  absl::StatusOr<Config> config = ParseConfig(yaml, kSource);
+  EXPECT_TRUE(config.ok()) << config.status();
+  return config.ok() ? *std::move(config) : Config();
+}
+
+// A file under the test's temporary directory, removed at the end of the test.
+class TempFile {
+ public:
+  TempFile(absl::string_view name, absl::string_view contents)
+      : path_(absl::StrCat(::testing::TempDir(), "/", name)) {
+    std::ofstream(path_, std::ios::binary) << contents;
+  }
+  ~TempFile() { std::remove(path_.c_str()); }
+  TempFile(const TempFile&) = delete;
+  TempFile& operator=(const TempFile&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// Sets an environment variable for the duration of a test.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) { setenv(name, value, 1); }
+  ~ScopedEnv() { unsetenv(name_); }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  const char* name_;
+};
+
+// --- The sample file -------------------------------------------------------------------------
+
+TEST(SampleConfig, ParsesAsShippedWithoutCanvasToken) {
+  unsetenv("CANVAS_TOKEN");
+  const std::string path = REBOUND_SOURCE_DIR "/config/rebound.yaml";
+  const absl::StatusOr<Config> config = LoadConfigFile(path);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->source, path);
+  EXPECT_EQ(config->server.grpc_listen, "127.0.0.1:50051");
+  EXPECT_EQ(config->server.metrics_listen, "127.0.0.1:9464");
+  EXPECT_EQ(config->store.path, "rebound.db");
+  EXPECT_EQ(config->store.synchronous, "full");
+
+  ASSERT_EQ(config->policies.size(), 4u);
+  const auto def = config->FindPolicy("default");
+  ASSERT_NE(def, nullptr);
+  EXPECT_EQ(def->backoff.initial, absl::Milliseconds(200));
+  EXPECT_EQ(def->backoff.max, absl::Seconds(30));
+  EXPECT_EQ(def->backoff.multiplier, 2.0);
+  EXPECT_EQ(def->backoff.jitter, policy::Jitter::kFull);
+  EXPECT_EQ(def->limits.max_attempts, 5);
+  EXPECT_EQ(def->limits.max_elapsed, absl::Hours(1));
+  EXPECT_EQ(def->limits.max_retry_after, absl::Minutes(10));
+
+  const auto canvas = config->FindPolicy("canvas");
+  ASSERT_NE(canvas, nullptr);
+  ASSERT_EQ(canvas->rules.size(), 1u);
+  EXPECT_EQ(canvas->rules[0].action, policy::Action::kRateLimited);
+  ASSERT_EQ(canvas->rules[0].statuses.size(), 1u);
+  EXPECT_EQ(canvas->rules[0].statuses[0].lo, 403);
+  EXPECT_TRUE(RE2::PartialMatch("{\"errors\":\"403 Forbidden (Rate Limit Exceeded)\"}",
+                                *canvas->rules[0].body_regex));
+
+  const auto moodle = config->FindPolicy("moodle");
+  ASSERT_NE(moodle, nullptr);
+  ASSERT_EQ(moodle->rules.size(), 1u);
+  EXPECT_EQ(moodle->rules[0].action, policy::Action::kPermanent);
+  EXPECT_TRUE(
+      RE2::PartialMatch(R"({"exception" : "moodle_exception"})", *moodle->rules[0].body_regex));
+  EXPECT_FALSE(RE2::PartialMatch(R"({"courses": []})", *moodle->rules[0].body_regex));
+
+  const auto fast = config->FindPolicy("fast");
+  ASSERT_NE(fast, nullptr);
+  EXPECT_EQ(fast->backoff.initial, absl::Milliseconds(10));
+  EXPECT_EQ(fast->backoff.max, absl::Milliseconds(200));
+  EXPECT_EQ(fast->limits.max_attempts, 4);
+
+  const EndpointConfig* canvas_endpoint = config->FindEndpoint("canvas");
+  ASSERT_NE(canvas_endpoint, nullptr);
+  EXPECT_EQ(canvas_endpoint->base_url, "http://127.0.0.1:8080");
+  EXPECT_THAT(canvas_endpoint->allowed_path_prefixes, ElementsAre("/api/v1/"));
+  EXPECT_EQ(canvas_endpoint->policy, "canvas");
+  // The optional Authorization header is skipped without CANVAS_TOKEN.
+  ASSERT_EQ(canvas_endpoint->headers.size(), 1u);
+  EXPECT_EQ(canvas_endpoint->headers[0].name, "Accept");
+
+  const EndpointConfig* moodle_endpoint = config->FindEndpoint("moodle");
+  ASSERT_NE(moodle_endpoint, nullptr);
+  EXPECT_THAT(moodle_endpoint->allowed_path_prefixes, ElementsAre("/webservice/rest/"));
+  EXPECT_EQ(moodle_endpoint->policy, "moodle");
+}
+
+TEST(SampleConfig, SendsCanvasTokenFromTheEnvironmentAsASecret) {
+  const ScopedEnv token("CANVAS_TOKEN", "Bearer 7~abc");
+  const absl::StatusOr<Config> config = LoadConfigFile(REBOUND_SOURCE_DIR "/config/rebound.yaml");
+  ASSERT_TRUE(config.ok()) << config.status();
+  const EndpointConfig* canvas = config->FindEndpoint("canvas");
+  ASSERT_NE(canvas, nullptr);
+  ASSERT_EQ(canvas->headers.size(), 2u);
+  EXPECT_EQ(canvas->headers[0].name, "Authorization");
+  EXPECT_EQ(canvas->headers[0].value, "Bearer 7~abc");
+  EXPECT_TRUE(canvas->headers[0].secret);
+}
+
+// --- Defaults --------------------------------------------------------------------------------
+
+TEST(Defaults, EmptyDocumentGivesEveryDefaultAndABuiltInDefaultPolicy) {
+  const Config config = ParseOk("");
+  EXPECT_EQ(config.source, kSource);
+  EXPECT_EQ(config.server.grpc_listen, ServerConfig().grpc_listen);
+  EXPECT_TRUE(config.endpoints.empty());
+  ASSERT_EQ(config.policies.size(), 1u);
+  EXPECT_EQ(config.FindPolicy("default")->name, "default");
+}
+
+TEST(Defaults, MinimalConfigGetsAllDefaults) {
+  const Config config = ParseOk(kEndpoint);
+  const ServerConfig server;
+  EXPECT_EQ(config.server.grpc_listen, server.grpc_listen);
+  EXPECT_EQ(config.server.metrics_listen, server.metrics_listen);
+  EXPECT_EQ(config.server.default_tenant, server.default_tenant);
+  EXPECT_EQ(config.server.max_batch_size, server.max_batch_size);
+  EXPECT_EQ(config.server.max_body_bytes, server.max_body_bytes);
+  EXPECT_EQ(config.server.max_headers, server.max_headers);
+  EXPECT_EQ(config.server.max_header_bytes, server.max_header_bytes);
+  EXPECT_EQ(config.server.max_key_length, server.max_key_length);
+  EXPECT_EQ(config.server.max_labels, server.max_labels);
+  EXPECT_EQ(config.server.max_active_jobs, server.max_active_jobs);
+  EXPECT_EQ(config.server.shutdown_grace, server.shutdown_grace);
+  const StoreConfig store;
+  EXPECT_EQ(config.store.path, store.path);
+  EXPECT_EQ(config.store.synchronous, store.synchronous);
+  EXPECT_EQ(config.store.max_batch, store.max_batch);
+  EXPECT_EQ(config.idempotency_retention, absl::Hours(24));
+  EXPECT_EQ(config.idempotency_header, "Idempotency-Key");
+
+  const auto def = config.FindPolicy("default");
+  ASSERT_NE(def, nullptr);
+  const policy::Policy expected;
+  EXPECT_TRUE(def->rules.empty());
+  EXPECT_EQ(def->backoff.initial, expected.backoff.initial);
+  EXPECT_EQ(def->backoff.max, expected.backoff.max);
+  EXPECT_EQ(def->backoff.multiplier, expected.backoff.multiplier);
+  EXPECT_EQ(def->backoff.jitter, expected.backoff.jitter);
+  EXPECT_EQ(def->limits.max_attempts, expected.limits.max_attempts);
+  EXPECT_EQ(def->limits.max_elapsed, expected.limits.max_elapsed);
+  EXPECT_EQ(def->limits.max_retry_after, expected.limits.max_retry_after);
+  EXPECT_EQ(def->body_match_bytes, expected.body_match_bytes);
+  EXPECT_EQ(def->pause_endpoint_on_rate_limit, expected.pause_endpoint_on_rate_limit);
+
+  ASSERT_EQ(config.endpoints.size(), 1u);
+  const EndpointConfig& e = config.endpoints[0];
+  const EndpointConfig defaults;
+  EXPECT_EQ(e.name, "lms");
+  EXPECT_EQ(e.connect_timeout, defaults.connect_timeout);
+  EXPECT_EQ(e.timeout, defaults.timeout);
+  EXPECT_EQ(e.max_response_bytes, defaults.max_response_bytes);
+  EXPECT_EQ(e.max_in_flight, defaults.max_in_flight);
+  EXPECT_EQ(e.policy, "default");
+  EXPECT_TRUE(e.headers.empty());
+}
+
+TEST(Defaults, APolicyNamedDefaultInTheFileReplacesTheBuiltInOne) {
+  const Config config = ParseOk("policies: [{name: default, limits: {max_attempts: 9}}]");
+  ASSERT_EQ(config.policies.size(), 1u);
+  EXPECT_EQ(config.FindPolicy("default")->limits.max_attempts, 9);
+}
+
+TEST(Defaults, EveryKeyCanBeSet) {
+  const Config config = ParseOk(R"(
+server:
+  grpc_listen: 0.0.0.0:6000
+  metrics_listen: 0.0.0.0:6001
+  default_tenant: acme
+  max_batch_size: 10
+  max_body_bytes: 2048
+  max_headers: 4
+  max_header_bytes: 100
+  max_key_length: 64
+  max_labels: 2
+  max_active_jobs: 1000
+  shutdown_grace: 0s
+store: {path: /var/lib/rebound/jobs.db, synchronous: normal, max_batch: 16}
+idempotency: {retention: 48h, header: X-Request-Key}
+policies:
+  - name: slow
+    backoff: {initial: 1s, max: 1m, multiplier: 1.5, jitter: decorrelated}
+    limits: {max_attempts: 10, max_elapsed: inf, max_retry_after: 1m}
+    body_match_bytes: 128
+    pause_endpoint_on_rate_limit: false
+endpoints:
+  - name: sis
+    base_url: HTTPS://sis.example.edu:8443/base/
+    allowed_path_prefixes: [/v1/, /v2/]
+    connect_timeout: 250ms
+    timeout: 2s
+    max_response_bytes: 100
+    max_in_flight: 3
+    policy: slow
+)");
+  EXPECT_EQ(config.server.grpc_listen, "0.0.0.0:6000");
+  EXPECT_EQ(config.server.metrics_listen, "0.0.0.0:6001");
+  EXPECT_EQ(config.server.default_tenant, "acme");
+  EXPECT_EQ(config.server.max_batch_size, 10u);
+  EXPECT_EQ(config.server.max_body_bytes, 2048u);
+  EXPECT_EQ(config.server.max_headers, 4u);
+  EXPECT_EQ(config.server.max_header_bytes, 100u);
+  EXPECT_EQ(config.server.max_key_length, 64u);
+  EXPECT_EQ(config.server.max_labels, 2u);
+  EXPECT_EQ(config.server.max_active_jobs, 1000u);
+  EXPECT_EQ(config.server.shutdown_grace, absl::ZeroDuration());
+  EXPECT_EQ(config.store.path, "/var/lib/rebound/jobs.db");
+  EXPECT_EQ(config.store.synchronous, "normal");
+  EXPECT_EQ(config.store.max_batch, 16u);
+  EXPECT_EQ(config.idempotency_retention, absl::Hours(48));
+  EXPECT_EQ(config.idempotency_header, "X-Request-Key");
+
+  const auto slow = config.FindPolicy("slow");
+  ASSERT_NE(slow, nullptr);
+  EXPECT_EQ(slow->backoff.initial, absl::Seconds(1));
+  EXPECT_EQ(slow->backoff.max, absl::Minutes(1));
+  EXPECT_EQ(slow->backoff.multiplier, 1.5);
+  EXPECT_EQ(slow->backoff.jitter, policy::Jitter::kDecorrelated);
+  EXPECT_EQ(slow->limits.max_attempts, 10);
+  EXPECT_EQ(slow->limits.max_elapsed, absl::InfiniteDuration());
+  EXPECT_EQ(slow->limits.max_retry_after, absl::Minutes(1));
+  EXPECT_EQ(slow->body_match_bytes, 128u);
+  EXPECT_FALSE(slow->pause_endpoint_on_rate_limit);
+  EXPECT_NE(config.FindPolicy("default"), nullptr);
+
+  const EndpointConfig* sis = config.FindEndpoint("sis");
+  ASSERT_NE(sis, nullptr);
+  EXPECT_EQ(sis->base_url, "https://sis.example.edu:8443/base");
+  EXPECT_THAT(sis->allowed_path_prefixes, ElementsAre("/v1/", "/v2/"));
+  EXPECT_EQ(sis->connect_timeout, absl::Milliseconds(250));
+  EXPECT_EQ(sis->timeout, absl::Seconds(2));
+  EXPECT_EQ(sis->max_response_bytes, 100u);
+  EXPECT_EQ(sis->max_in_flight, 3);
+  EXPECT_EQ(sis->policy, "slow");
+}
+
+TEST(Lookup, UnknownNamesGiveNull) {
+  const Config config = ParseOk(kEndpoint);
+  EXPECT_NE(config.FindEndpoint("lms"), nullptr);
+  EXPECT_EQ(config.FindEndpoint("nope"), nullptr);
+  EXPECT_EQ(config.FindPolicy("nope"), nullptr);
+}
+
+// --- Rules -----------------------------------------------------------------------------------
+
+TEST(Rules, AreCompiledInOrderWithDefaultNames) {
+  const Config config = ParseOk(R"(
+policies:
+  - name: lms
+    rules:
+      - name: throttle
+        status: [403]
+        body: "Rate Limit Exceeded"
+        action: rate_limited
+      - header: {name: X-Maintenance}
+        action: retry
+      - header: {name: X-Error-Code, regex: "^E(1|2)$"}
+        action: permanent
+      - action: success
+)");
+  const auto p = config.FindPolicy("lms");
+  ASSERT_NE(p, nullptr);
+  ASSERT_EQ(p->rules.size(), 4u);
+  EXPECT_EQ(p->rules[0].name, "throttle");
+  EXPECT_EQ(p->rules[0].action, policy::Action::kRateLimited);
+  ASSERT_NE(p->rules[0].body_regex, nullptr);
+  EXPECT_TRUE(RE2::PartialMatch("403 Rate Limit Exceeded", *p->rules[0].body_regex));
+  EXPECT_TRUE(p->rules[0].header_name.empty());
+
+  EXPECT_EQ(p->rules[1].name, "rules[1]");
+  EXPECT_EQ(p->rules[1].action, policy::Action::kRetry);
+  EXPECT_EQ(p->rules[1].header_name, "x-maintenance");  // outcome headers are lower-case
+  EXPECT_EQ(p->rules[1].header_regex, nullptr);
+  EXPECT_TRUE(p->rules[1].statuses.empty());
+  EXPECT_EQ(p->rules[1].body_regex, nullptr);
+
+  EXPECT_EQ(p->rules[2].name, "rules[2]");
+  EXPECT_EQ(p->rules[2].header_name, "x-error-code");
+  ASSERT_NE(p->rules[2].header_regex, nullptr);
+  EXPECT_TRUE(RE2::PartialMatch("E2", *p->rules[2].header_regex));
+  EXPECT_EQ(p->rules[2].action, policy::Action::kPermanent);
+
+  EXPECT_EQ(p->rules[3].action, policy::Action::kSuccess);
+}
+
+TEST(Rules, StatusesAcceptCodesAndInclusiveRanges) {
+  const Config config = ParseOk(R"(
+policies:
+  - name: p
+    rules:
+      - {status: [403, "500-599", 429], action: retry}
+      - {status: 418, action: permanent}
+)");
+  const auto p = config.FindPolicy("p");
+  ASSERT_NE(p, nullptr);
+  const auto& s = p->rules[0].statuses;
+  ASSERT_EQ(s.size(), 3u);
+  EXPECT_EQ(s[0].lo, 403);
+  EXPECT_EQ(s[0].hi, 403);
+  EXPECT_EQ(s[1].lo, 500);
+  EXPECT_EQ(s[1].hi, 599);
+  EXPECT_EQ(s[2].lo, 429);
+  EXPECT_EQ(s[2].hi, 429);
+  ASSERT_EQ(p->rules[1].statuses.size(), 1u);
+  EXPECT_EQ(p->rules[1].statuses[0].lo, 418);
+}
+
+TEST(Rules, BackwardsOrOutOfBoundsStatusRangeIsRejected) {
+  EXPECT_THAT(ErrorOf("policies: [{name: p, rules: [{status: ['599-500'], action: retry}]}]"),
+              HasSubstr("policies[0].rules[0].status[0]: invalid status '599-500'"));
+  EXPECT_THAT(ErrorOf("policies: [{name: p, rules: [{status: [200, 99], action: retry}]}]"),
+              HasSubstr("policies[0].rules[0].status[1]"));
+  EXPECT_THAT(ErrorOf("policies: [{name: p, rules: [{status: [5xx], action: retry}]}]"),
+              HasSubstr("policies[0].rules[0].status[0]: expected a status code"));
+  EXPECT_THAT(ErrorOf("policies: [{name: p, rules: [{status: [], action: retry}]}]"),
+              HasSubstr("policies[0].rules[0].status: must not be empty"));
+}
+
+TEST(Rules, ActionIsRequiredAndMustBeKnown) {
+  EXPECT_THAT(ErrorOf("policies: [{name: p, rules: [{status: [500]}]}]"),
+              HasSubstr("policies[0].rules[0].action: required key is missing"));
+  EXPECT_THAT(ErrorOf("policies: [{name: p, rules: [{action: retry}, {action: later}]}]"),
+              HasSubstr("policies[0].rules[1].action: invalid value 'later'"));
+}
+
+TEST(Rules, BadBodyRegexNamesThePathAndRe2sMessage) {
+  EXPECT_THAT(ErrorOf("policies: [{name: p, rules: [{body: 'a(b', action: retry}]}]"),
+              HasSubstr("rebound.yaml: policies[0].rules[0].body: invalid regex 'a(b': missing )"));
+}
+
+TEST(Rules, BadHeaderRegexNamesThePath) {
+  EXPECT_THAT(
+      ErrorOf(
+          "policies: [{name: p, rules: [{header: {name: X-A, regex: '[z-a]'}, action: retry}]}]"),
+      HasSubstr("policies[0].rules[0].header.regex: invalid regex"));
+}
+
+TEST(Rules, HeaderConditionNeedsAValidName) {
+  EXPECT_THAT(ErrorOf("policies: [{name: p, rules: [{header: {regex: x}, action: retry}]}]"),
+              HasSubstr("policies[0].rules[0].header.name: required key is missing"));
+  EXPECT_THAT(ErrorOf("policies: [{name: p, rules: [{header: {name: 'X A'}, action: retry}]}]"),
+              HasSubstr("policies[0].rules[0].header.name: invalid header name"));
+}
+
+TEST(Rules, DuplicateRuleNamesAreRejected) {
+  EXPECT_THAT(ErrorOf("policies: [{name: p, rules: [{name: a, action: retry}, "
+                      "{name: a, action: permanent}]}]"),
+              HasSubstr("policies[0].rules[1].name: duplicate rule 'a'"));
+}
+
+// --- Strictness ------------------------------------------------------------------------------
+
+TEST(Strict, UnknownTopLevelKeyIsRejected) {
+  EXPECT_EQ(ErrorOf("servers: {}"), "rebound.yaml: unknown top-level key 'servers'");
+}
+
+TEST(Strict, UnknownNestedKeyNamesItsPath) {
+  EXPECT_EQ(ErrorOf("policies: [{name: p, backoff: {intial: 1s}}]"),
+            "rebound.yaml: policies[0].backoff: unknown key 'intial'");
+  EXPECT_THAT(ErrorOf("server: {grpc_port: 1}"), HasSubstr("server: unknown key 'grpc_port'"));
+  EXPECT_THAT(ErrorOf(EndpointWith("    rate_limit: {qps: 3}\n")),
+              HasSubstr("endpoints[0]: unknown key 'rate_limit'"));
+  EXPECT_THAT(ErrorOf(EndpointWith("    headers: [{name: A, value: b, secert: true}]\n")),
+              HasSubstr("endpoints[0].headers[0]: unknown key 'secert'"));
+}
+
+TEST(Strict, DuplicateKeyIsRejected) {
+  EXPECT_THAT(ErrorOf("store:\n  path: a.db\n  path: b.db\n"),
+              HasSubstr("store: duplicate key 'path'"));
+}
+
+TEST(Strict, WrongShapeIsRejected) {
+  EXPECT_THAT(ErrorOf("server: [1, 2]"), HasSubstr("server: expected a mapping"));
+  EXPECT_THAT(ErrorOf("policies: {name: p}"), HasSubstr("policies: expected a list"));
+  EXPECT_THAT(ErrorOf("- a\n- b\n"), HasSubstr("rebound.yaml: the document must be a mapping"));
+  EXPECT_THAT(ErrorOf("store: {path: [a]}"), HasSubstr("store.path: expected a single value"));
+  EXPECT_THAT(ErrorOf("store: {path: }"), HasSubstr("store.path: missing value"));
+}
+
+TEST(Strict, YamlSyntaxErrorGivesTheLineNumber) {
+  EXPECT_THAT(ErrorOf("server:\n  grpc_listen: a\n  max_labels: 2: 3\n"),
+              HasSubstr("rebound.yaml: line 3, column"));
+  EXPECT_THAT(ErrorOf("server:\n  a: 1\n b: 2\n"), HasSubstr("rebound.yaml: line 3, column 2: "));
+}
+
+TEST(Strict, OnlyOneDocumentIsAllowed) {
+  EXPECT_THAT(ErrorOf("server: {}\n---\nstore: {}\n"), HasSubstr("expected one YAML document"));
+}
+
+TEST(Strict, InvalidDurationNamesItsPath) {
+  EXPECT_THAT(ErrorOf(EndpointWith("    timeout: fast\n")),
+              HasSubstr("rebound.yaml: endpoints[0].timeout: invalid duration 'fast'"));
+  EXPECT_THAT(ErrorOf(EndpointWith("    timeout: 30\n")),
+              HasSubstr("endpoints[0].timeout: invalid duration '30'"));
+}
+
+TEST(Strict, DurationsMustBePositiveAndFinite) {
+  EXPECT_THAT(ErrorOf(EndpointWith("    connect_timeout: 0s\n")),
+              HasSubstr("endpoints[0].connect_timeout: must be positive"));
+  EXPECT_THAT(ErrorOf(EndpointWith("    timeout: -1s\n")),
+              HasSubstr("endpoints[0].timeout: must be positive"));
+  EXPECT_THAT(ErrorOf("idempotency: {retention: inf}"),
+              HasSubstr("idempotency.retention: must be finite"));
+  EXPECT_THAT(ErrorOf("server: {shutdown_grace: -1s}"),
+              HasSubstr("server.shutdown_grace: must be positive"));
+}
+
+TEST(Strict, IntegersMustBePositiveIntegers) {
+  EXPECT_THAT(ErrorOf("policies: [{name: p, limits: {max_attempts: 2.5}}]"),
+              HasSubstr("policies[0].limits.max_attempts: expected a positive integer, got '2.5'"));
+  EXPECT_THAT(ErrorOf("policies: [{name: p, limits: {max_attempts: 0}}]"),
+              HasSubstr("policies[0].limits.max_attempts: must be a positive integer, got 0"));
+  EXPECT_THAT(ErrorOf("server: {max_batch_size: -5}"),
+              HasSubstr("server.max_batch_size: must be a positive integer, got -5"));
+  EXPECT_THAT(ErrorOf("store: {max_batch: many}"), HasSubstr("store.max_batch: expected a"));
+  EXPECT_THAT(ErrorOf("store: {max_batch: '16'}"),
+              HasSubstr("store.max_batch: expected a positive integer, got the string '16'"));
+  EXPECT_THAT(ErrorOf(EndpointWith("    max_in_flight: 99999999999\n")),
+              HasSubstr("endpoints[0].max_in_flight: too large"));
+}
+
+TEST(Strict, BooleansAreTrueOrFalseOnly) {
+  EXPECT_THAT(ErrorOf("policies: [{name: p, pause_endpoint_on_rate_limit: yes}]"),
+              HasSubstr("policies[0].pause_endpoint_on_rate_limit: expected true or false"));
+}
+
+TEST(Strict, EnumsListTheirChoices) {
+  EXPECT_THAT(ErrorOf("store: {synchronous: off}"),
+              HasSubstr("store.synchronous: invalid value 'off' (one of full, normal)"));
+  EXPECT_THAT(ErrorOf("policies: [{name: p, backoff: {jitter: random}}]"),
+              HasSubstr("policies[0].backoff.jitter: invalid value 'random'"));
+}
+
+TEST(Strict, BackoffMustBeConsistent) {
+  EXPECT_THAT(ErrorOf("policies: [{name: p, backoff: {initial: 1m, max: 1s}}]"),
+              HasSubstr("policies[0].backoff.initial: must not exceed max"));
+  EXPECT_THAT(ErrorOf("policies: [{name: p, backoff: {multiplier: 0.5}}]"),
+              HasSubstr("policies[0].backoff.multiplier: must be at least 1"));
+  EXPECT_THAT(ErrorOf("policies: [{name: p, backoff: {multiplier: nan}}]"),
+              HasSubstr("policies[0].backoff.multiplier: expected a number"));
+}
+
+TEST(Strict, IdempotencyHeaderMustBeAToken) {
+  EXPECT_THAT(ErrorOf("idempotency: {header: 'Idem Key'}"),
+              HasSubstr("idempotency.header: invalid header name"));
+}
+
+// --- Names and references --------------------------------------------------------------------
+
+TEST(Names, DuplicatePolicyNameIsRejected) {
+  EXPECT_THAT(ErrorOf("policies: [{name: p}, {name: q}, {name: p}]"),
+              HasSubstr("policies[2].name: duplicate policy 'p'"));
+}
+
+TEST(Names, DuplicateEndpointNameIsRejected) {
+  EXPECT_THAT(ErrorOf(absl::StrCat(kEndpoint, R"(
+  - name: lms
+    base_url: http://127.0.0.1:9090
+    allowed_path_prefixes: [/]
+)")),
+              HasSubstr("endpoints[1].name: duplicate endpoint 'lms'"));
+}
+
+TEST(Names, PolicyAndEndpointNeedPlainNames) {
+  EXPECT_THAT(ErrorOf("policies: [{backoff: {}}]"),
+              HasSubstr("policies[0].name: required key is missing"));
+  EXPECT_THAT(ErrorOf("policies: [{name: 'a b'}]"), HasSubstr("policies[0].name: invalid name"));
+  EXPECT_THAT(ErrorOf("endpoints: [{name: x, allowed_path_prefixes: [/]}]"),
+              HasSubstr("endpoints[0].base_url: required key is missing"));
+}
+
+TEST(Names, UnknownPolicyReferencedByEndpointIsRejected) {
+  EXPECT_EQ(ErrorOf(EndpointWith("    policy: nope\n")),
+            "rebound.yaml: endpoints[0].policy: unknown policy 'nope'");
+}
+
+TEST(Names, EndpointMayReferenceAPolicyDefinedAfterIt) {
+  const Config config =
+      ParseOk(absl::StrCat(EndpointWith("    policy: later\n"), "policies: [{name: later}]\n"));
+  EXPECT_EQ(config.FindEndpoint("lms")->policy, "later");
+}
+
+// --- Endpoint URL and paths ------------------------------------------------------------------
+
+TEST(Endpoints, BaseUrlTrailingSlashIsStripped) {
+  const Config config = ParseOk(R"(
+endpoints:
+  - {name: a, base_url: "http://lms.example.edu/", allowed_path_prefixes: [/]}
+  - {name: b, base_url: "https://[::1]:8443/moodle//", allowed_path_prefixes: [/]}
+)");
+  EXPECT_EQ(config.FindEndpoint("a")->base_url, "http://lms.example.edu");
+  EXPECT_EQ(config.FindEndpoint("b")->base_url, "https://[::1]:8443/moodle");
+}
+
+TEST(Endpoints, BaseUrlMustBePlainHttpOrHttps) {
+  const auto error_for = [](absl::string_view url) {
+    return ErrorOf(
+        absl::StrCat("endpoints: [{name: a, base_url: '", url, "', allowed_path_prefixes: [/]}]"));
+  };
+  EXPECT_THAT(error_for("ftp://lms.example.edu"),
+              HasSubstr("endpoints[0].base_url: invalid URL 'ftp://lms.example.edu': only http"));
+  EXPECT_THAT(error_for("lms.example.edu"), HasSubstr("endpoints[0].base_url: invalid URL"));
+  EXPECT_THAT(error_for("http://user:pw@lms.example.edu"), HasSubstr("user information"));
+  EXPECT_THAT(error_for("http://lms.example.edu/?a=1"), HasSubstr("a query is not allowed"));
+  EXPECT_THAT(error_for("http://lms.example.edu/#top"), HasSubstr("a fragment is not allowed"));
+  EXPECT_THAT(error_for("http://lms.example.edu:99999"), HasSubstr("the port must be"));
+  EXPECT_THAT(error_for("http://:8080"), HasSubstr("missing host"));
+  EXPECT_THAT(error_for("http://lms.example.edu/a/../b"), HasSubstr("'..'"));
+}
+
+TEST(Endpoints, PathPrefixesAreRequiredAndStartWithASlash) {
+  EXPECT_THAT(ErrorOf("endpoints: [{name: a, base_url: 'http://h'}]"),
+              HasSubstr("endpoints[0].allowed_path_prefixes: required key is missing"));
+  EXPECT_THAT(ErrorOf("endpoints: [{name: a, base_url: 'http://h', allowed_path_prefixes: []}]"),
+              HasSubstr("endpoints[0].allowed_path_prefixes: must list at least one prefix"));
+  EXPECT_THAT(
+      ErrorOf("endpoints: [{name: a, base_url: 'http://h', allowed_path_prefixes: [/a, api/]}]"),
+      HasSubstr("endpoints[0].allowed_path_prefixes[1]: must start with a single '/'"));
+  EXPECT_THAT(
+      ErrorOf("endpoints: [{name: a, base_url: 'http://h', allowed_path_prefixes: [/a/../]}]"),
+      HasSubstr("endpoints[0].allowed_path_prefixes[0]: invalid path prefix"));
+}
+
+// --- Headers and secrets ---------------------------------------------------------------------
+
+TEST(Headers, InlineValueIsKept) {
+  const Config config =
+      ParseOk(EndpointWith("    headers: [{name: Accept, value: application/json}]\n"));
+  const auto& headers = config.FindEndpoint("lms")->headers;
+  ASSERT_EQ(headers.size(), 1u);
+  EXPECT_EQ(headers[0].name, "Accept");
+  EXPECT_EQ(headers[0].value, "application/json");
+  EXPECT_FALSE(headers[0].secret);
+}
+
+TEST(Headers, SecretFromEnvironmentIsResolved) {
+  const ScopedEnv env("REBOUND_CONFIG_TEST_TOKEN", "Bearer s3cret");
+  const Config config = ParseOk(
+      EndpointWith("    headers: [{name: Authorization, value_from_env: REBOUND_CONFIG_TEST_TOKEN, "
+                   "secret: true}]\n"));
+  const auto& headers = config.FindEndpoint("lms")->headers;
+  ASSERT_EQ(headers.size(), 1u);
+  EXPECT_EQ(headers[0].value, "Bearer s3cret");
+  EXPECT_TRUE(headers[0].secret);
+}
+
+TEST(Headers, SecretFromFileIsResolvedWithoutTrailingNewline) {
+  const TempFile file("config_test_api_key", "k3y-123\n");
+  const Config config = ParseOk(EndpointWith(absl::StrCat(
+      "    headers: [{name: X-Api-Key, value_from_file: '", file.path(), "', secret: true}]\n")));
+  const auto& headers = config.FindEndpoint("lms")->headers;
+  ASSERT_EQ(headers.size(), 1u);
+  EXPECT_EQ(headers[0].name, "X-Api-Key");
+  EXPECT_EQ(headers[0].value, "k3y-123");
+  EXPECT_TRUE(headers[0].secret);
+}
+
+TEST(Headers, MissingEnvironmentVariableIsAnErrorNamingTheKey) {
+  unsetenv("REBOUND_CONFIG_TEST_ABSENT");
+  EXPECT_THAT(ErrorOf(EndpointWith(
+                  "    headers: [{name: Authorization, value_from_env: REBOUND_CONFIG_TEST_ABSENT, "
+                  "secret: true}]\n")),
+              HasSubstr("endpoints[0].headers[0].value_from_env: environment variable "
+                        "'REBOUND_CONFIG_TEST_ABSENT' is not set"));
+}
+
+TEST(Headers, OptionalHeaderIsSkippedWhenItsSourceIsAbsent) {
+  unsetenv("REBOUND_CONFIG_TEST_ABSENT");
+  const Config config = ParseOk(EndpointWith(absl::StrCat(
+      "    headers:\n"
+      "      - {name: Authorization, value_from_env: REBOUND_CONFIG_TEST_ABSENT, secret: true,"
+      " optional: true}\n"
+      "      - {name: X-Api-Key, value_from_file: '",
+      ::testing::TempDir(), "/config_test_no_such_file', secret: true, optional: true}\n",
+      "      - {name: Accept, value: application/json}\n")));
+  const auto& headers = config.FindEndpoint("lms")->headers;
+  ASSERT_EQ(headers.size(), 1u);
+  EXPECT_EQ(headers[0].name, "Accept");
+}
+
+TEST(Headers, MissingFileIsAnErrorNamingTheKey) {
+  EXPECT_THAT(ErrorOf(EndpointWith(absl::StrCat(
+                  "    headers: [{name: X-Api-Key, value_from_file: '", ::testing::TempDir(),
+                  "/config_test_no_such_file', secret: true}]\n"))),
+              HasSubstr("endpoints[0].headers[0].value_from_file: cannot read"));
+}
+
+TEST(Headers, SecretWithInlineValueIsRejected) {
+  EXPECT_THAT(ErrorOf(EndpointWith(
+                  "    headers: [{name: Authorization, value: 'Bearer x', secret: true}]\n")),
+              HasSubstr("endpoints[0].headers[0].value: a secret header must use value_from_env or "
+                        "value_from_file"));
+}
+
+TEST(Headers, ExactlyOneValueSourceIsRequired) {
+  EXPECT_THAT(ErrorOf(EndpointWith("    headers: [{name: Accept}]\n")),
+              HasSubstr("endpoints[0].headers[0]: one of value, value_from_env or value_from_file "
+                        "is required"));
+  EXPECT_THAT(ErrorOf(EndpointWith("    headers: [{name: Accept, value: a, value_from_env: B}]\n")),
+              HasSubstr("endpoints[0].headers[0]: only one of"));
+}
+
+TEST(Headers, OptionalAppliesOnlyToEnvironmentAndFile) {
+  EXPECT_THAT(ErrorOf(EndpointWith("    headers: [{name: Accept, value: a, optional: true}]\n")),
+              HasSubstr("endpoints[0].headers[0].optional: applies only to"));
+}
+
+TEST(Headers, NameMustBeAToken) {
+  EXPECT_THAT(ErrorOf(EndpointWith("    headers: [{name: 'Bad Name', value: a}]\n")),
+              HasSubstr("endpoints[0].headers[0].name: invalid header name 'Bad Name'"));
+  EXPECT_THAT(ErrorOf(EndpointWith("    headers: [{name: 'X:Y', value: a}]\n")),
+              HasSubstr("endpoints[0].headers[0].name: invalid header name"));
+}
+
+TEST(Headers, ValueWithCrOrLfIsRejected) {
+  EXPECT_THAT(ErrorOf(EndpointWith("    headers: [{name: A, value: \"x\\r\\nEvil: 1\"}]\n")),
+              HasSubstr("endpoints[0].headers[0].value: the header value contains CR, LF"));
+  const ScopedEnv env("REBOUND_CONFIG_TEST_TOKEN", "a\nb");
+  const std::string error = ErrorOf(EndpointWith(
+      "    headers: [{name: A, value_from_env: REBOUND_CONFIG_TEST_TOKEN, secret: true}]\n"));
+  EXPECT_THAT(error,
+              HasSubstr("endpoints[0].headers[0].value_from_env: the header value contains"));
+  EXPECT_THAT(error, Not(HasSubstr("a\nb")));  // never echo a secret
+}
+
+TEST(Headers, DuplicateAndClientManagedNamesAreRejected) {
+  EXPECT_THAT(ErrorOf(EndpointWith("    headers: [{name: Accept, value: a}, {name: accept, "
+                                   "value: b}]\n")),
+              HasSubstr("endpoints[0].headers[1].name: duplicate header 'accept'"));
+  EXPECT_THAT(ErrorOf(EndpointWith("    headers: [{name: Host, value: evil.example}]\n")),
+              HasSubstr("endpoints[0].headers[0].name: 'Host' is set by the HTTP client"));
+  EXPECT_THAT(ErrorOf(EndpointWith("    headers: [{name: idempotency-key, value: k}]\n")),
+              HasSubstr("endpoints[0].headers[0].name: 'idempotency-key' is the idempotency"));
+}
+
+// --- Files -----------------------------------------------------------------------------------
+
+TEST(Files, MissingConfigFileIsNotFoundWithThePath) {
+  const std::string path = absl::StrCat(::testing::TempDir(), "/config_test_absent.yaml");
+  const absl::StatusOr<Config> config = LoadConfigFile(path);
+  EXPECT_EQ(config.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(config.status().message(), HasSubstr(path));
+}
+
+TEST(Files, ErrorsNameTheFileAsSource) {
+  const TempFile file("config_test_bad.yaml", "store: {synchronous: sometimes}\n");
+  const absl::StatusOr<Config> config = LoadConfigFile(file.path());
+  EXPECT_EQ(config.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(config.status().message(),
+              HasSubstr(absl::StrCat(file.path(), ": store.synchronous: invalid value")));
+}
+
+}  // namespace
+}  // namespace rebound::config
