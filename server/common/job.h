@@ -51,11 +51,11 @@ struct JobSpec {
   std::string query;  // without '?'
   Headers headers;
   std::string body;
-  std::string ordering_key;                           // empty: no ordering
-  absl::Time deadline = absl::InfiniteFuture();       // no attempt starts after it
+  std::string ordering_key;                      // empty: no ordering
+  absl::Time deadline = absl::InfiniteFuture();  // no attempt starts after it
   std::map<std::string, std::string> labels;
   std::string correlation_id;
-  std::string policy;                                 // empty: the endpoint's default
+  std::string policy;  // empty: the endpoint's default
 };
 
 // Stable digest of everything that defines the request's effect (tenant and key excluded:

@@ -9,9 +9,9 @@
 #define REBOUND_STATUS_CONCAT_(a, b) REBOUND_STATUS_CONCAT_INNER_(a, b)
 
 // Returns the status from the enclosing function when `expr` is not OK.
-#define REBOUND_RETURN_IF_ERROR(expr)              \
-  do {                                             \
-    const ::absl::Status _rebound_status = (expr); \
+#define REBOUND_RETURN_IF_ERROR(expr)                  \
+  do {                                                 \
+    const ::absl::Status _rebound_status = (expr);     \
     if (!_rebound_status.ok()) return _rebound_status; \
   } while (0)
 

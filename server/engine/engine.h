@@ -1,0 +1,253 @@
+// Engine: the single event loop that owns every non-terminal job's scheduling state.
+//
+// Threads: the loop thread runs RunOnce()/Run(); everything else reaches the engine only
+// through the thread-safe entry points (Submit, Cancel, Replay, Watch, Post, Stop), which hand
+// work to the loop. There is no lock per job and no thread per job: in-memory state is touched
+// by the loop only. The loop sleeps inside the HTTP executor's Poll() (libcurl multi), which
+// Post() interrupts with Wakeup().
+//
+// Durability rule (DESIGN.md "Job lifecycle"): each transition is written to the store, and the
+// next action (start the HTTP call, arm the retry timer, tell watchers, answer the caller) is
+// taken only in the store's commit callback. The store group-commits, so many jobs share one
+// commit.
+//
+// Ownership: the engine borrows the store, executor and clock (they must outlive it) and
+// shares the immutable config.
+#ifndef REBOUND_SERVER_ENGINE_ENGINE_H_
+#define REBOUND_SERVER_ENGINE_ENGINE_H_
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <queue>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/functional/any_invocable.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "server/common/clock.h"
+#include "server/common/job.h"
+#include "server/config/config.h"
+#include "server/http/executor.h"
+#include "server/policy/policy.h"
+#include "server/store/job_store.h"
+
+namespace rebound::engine {
+
+using common::JobId;
+using common::JobState;
+
+// One state change of a job, as watchers see it.
+struct JobEvent {
+  JobId id = 0;
+  JobState state = JobState::kQueued;
+  int attempt_count = 0;
+  std::string decision;
+  absl::Time at;
+  absl::Time next_attempt_at = absl::InfinitePast();
+  int last_http_status = 0;
+};
+
+// A WatchSync subscriber. OnEvent runs on the loop thread and must not block; the engine calls
+// OnEnd once after the terminal event (or with an error). Closed() lets the engine drop a
+// subscriber whose client went away.
+class WatchSink {
+ public:
+  virtual ~WatchSink() = default;
+  virtual void OnEvent(const JobEvent& event) = 0;
+  virtual void OnEnd(absl::Status status) = 0;
+  virtual bool Closed() const = 0;
+};
+
+struct EngineOptions {
+  uint64_t rng_seed = 0;  // 0: seeded from std::random_device
+};
+
+// Counters read by tests, benchmarks and (later) metrics; a consistent snapshot.
+struct EngineStats {
+  int64_t active_jobs = 0;
+  int64_t in_flight = 0;
+  int64_t attempts_started = 0;
+  int64_t attempts_finished = 0;
+  int64_t succeeded = 0;
+  int64_t failed = 0;
+  int64_t exhausted = 0;
+  int64_t cancelled = 0;
+  int64_t waiting_retry = 0;
+  // |actual start - due time| of attempts that came from a timer, in microseconds: the last
+  // few thousand samples, for the timer-accuracy benchmark.
+  std::vector<int64_t> timer_lateness_us;
+};
+
+class Engine {
+ public:
+  using SubmitDone = absl::AnyInvocable<void(std::vector<store::SubmitResult>) &&>;
+  // OK once the change is durable; the caller reads the job back from the store if needed.
+  using JobDone = absl::AnyInvocable<void(absl::Status) &&>;
+
+  Engine(std::shared_ptr<const config::Config> config, store::JobStore& store,
+         http::Executor& executor, const common::Clock& clock, EngineOptions options = {});
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // --- Loop thread only -------------------------------------------------------------------
+  // Loads every non-terminal job from the store (RUNNING ones come back QUEUED). Call once,
+  // before the first RunOnce.
+  absl::Status Recover();
+  // One turn: runs posted work, fires due timers, dispatches ready jobs, then waits in the
+  // executor for at most `max_wait` (bounded by the next timer) and runs completions.
+  void RunOnce(absl::Duration max_wait);
+  // Runs turns until Stop() and the drain finish.
+  void Run();
+  // The earliest time the engine has something to do (timer or paused endpoint reopening);
+  // InfiniteFuture when idle. Tests on a fake clock use it with RunOnce(ZeroDuration()).
+  absl::Time NextWakeup() const;
+
+  // --- Any thread -------------------------------------------------------------------------
+  void Post(absl::AnyInvocable<void() &&> fn);
+  // Jobs must already be validated. `done` runs once the jobs are durable (or failed), on a
+  // store thread. RESOURCE_EXHAUSTED per item when max_active_jobs would be exceeded.
+  void Submit(std::vector<store::NewJob> jobs, SubmitDone done);
+  // Cancels a non-terminal job. A job whose attempt is in flight is cancelled when that
+  // attempt ends (unless it succeeded: the effect happened). FAILED_PRECONDITION if terminal.
+  void Cancel(std::string tenant, JobId id, JobDone done);
+  // Dead-lettered job back to QUEUED with a fresh attempt budget. FAILED_PRECONDITION unless
+  // FAILED or EXHAUSTED.
+  void Replay(std::string tenant, JobId id, JobDone done);
+  // Sends the job's current state, then every change until terminal.
+  void Watch(std::string tenant, JobId id, std::shared_ptr<WatchSink> sink);
+  // Stops dispatching new attempts; Run() returns when in-flight attempts have finished and
+  // their outcomes are persisted, or when `grace` has passed (unfinished attempts stay RUNNING
+  // in the store and are re-queued at the next start).
+  void Stop(absl::Duration grace);
+  EngineStats Stats() const;
+  int64_t ActiveJobs() const { return active_jobs_.load(std::memory_order_relaxed); }
+
+ private:
+  struct Slot {
+    JobId id = 0;
+    uint32_t version = 0;  // bumped on every decided transition; stale callbacks compare it
+    int16_t endpoint = -1;
+    const policy::Policy* policy = nullptr;  // owned by config_
+    JobState state = JobState::kQueued;
+    int attempt_count = 0;
+    int budget_base = 0;
+    int last_http_status = 0;
+    bool cancel_requested = false;
+    absl::Time next_attempt_at = absl::InfinitePast();
+    absl::Time first_attempt_at = absl::InfinitePast();
+    absl::Time deadline = absl::InfiniteFuture();
+    absl::Duration previous_delay = absl::ZeroDuration();
+    std::string tenant;
+    std::string ordering_scope;  // tenant + '\n' + ordering key; empty without ordering key
+    std::shared_ptr<const common::JobSpec> spec;  // kept while queued/running, dropped waiting
+    std::vector<JobDone> cancel_waiters;
+    std::vector<std::shared_ptr<WatchSink>> watchers;
+  };
+
+  struct EndpointState {
+    const config::EndpointConfig* config = nullptr;
+    const policy::Policy* default_policy = nullptr;
+    std::string base_url;
+    std::deque<JobId> ready;
+    int in_flight = 0;
+    absl::Time paused_until = absl::InfinitePast();
+  };
+
+  struct Timer {
+    absl::Time due;
+    uint64_t seq;
+    JobId id;
+    uint32_t version;
+    bool operator>(const Timer& o) const { return due != o.due ? due > o.due : seq > o.seq; }
+  };
+
+  // Runs after the commit with the slot, or with nullptr when a later transition superseded
+  // this one (or the job is gone): callers that owe an answer still give it.
+  using Then = absl::AnyInvocable<void(Slot*) &&>;
+  struct PendingThen {
+    JobId id;
+    uint32_t version;
+    Then then;
+  };
+
+  void RunPosted();
+  void FireTimers(absl::Time now);
+  void Dispatch(absl::Time now);
+  void DispatchOne(EndpointState& ep, Slot& slot, absl::Time now);
+  void StartAttempt(Slot& slot);
+  void OnOutcome(JobId id, absl::Time started, policy::Outcome outcome);
+  void Adopt(std::shared_ptr<const common::JobSpec> spec, const store::SubmitResult& result);
+  Slot* FindSlot(JobId id);
+  // Decides a transition: updates the slot now, queues the write, and runs `then` after the
+  // commit unless a later transition superseded this one.
+  void Persist(Slot& slot, JobState state, std::string decision, Then then,
+               std::optional<common::AttemptRecord> attempt = std::nullopt,
+               std::optional<std::string> response_body = std::nullopt);
+  // Sends every transition decided this turn to the store as one group.
+  void FlushWrites();
+  // After a terminal transition committed: tells watchers and waiters, frees the slot.
+  void Finish(Slot& slot, const std::string& decision);
+  void Notify(Slot& slot, const std::string& decision);
+  void Enqueue(Slot& slot);
+  void ArmTimer(Slot& slot);
+  void UnblockNext(const std::string& scope);
+  void FailUnroutable(Slot& slot, absl::Time now);
+  void RecordLateness(absl::Duration lateness);
+  JobEvent EventOf(const Slot& slot, std::string decision) const;
+  int16_t EndpointIndex(absl::string_view name) const;
+  const policy::Policy* PolicyFor(int16_t endpoint, absl::string_view name) const;
+  void AssertOnLoop() const;
+
+  const std::shared_ptr<const config::Config> config_;
+  store::JobStore& store_;
+  http::Executor& executor_;
+  const common::Clock& clock_;
+  std::mt19937_64 rng_;
+
+  // Loop-owned state.
+  absl::flat_hash_map<JobId, Slot> slots_;
+  std::vector<EndpointState> endpoints_;
+  std::priority_queue<Timer, std::vector<Timer>, std::greater<Timer>> timers_;
+  uint64_t timer_seq_ = 0;
+  absl::flat_hash_map<std::string, std::deque<JobId>> blocked_;  // by ordering scope
+  std::vector<store::Transition> pending_writes_;
+  std::vector<PendingThen> pending_thens_;
+  bool stopping_ = false;
+  absl::Time stop_deadline_ = absl::InfiniteFuture();
+
+  std::atomic<int64_t> active_jobs_{0};
+
+  struct Counters {
+    std::atomic<int64_t> in_flight{0};
+    std::atomic<int64_t> attempts_started{0};
+    std::atomic<int64_t> attempts_finished{0};
+    std::atomic<int64_t> succeeded{0};
+    std::atomic<int64_t> failed{0};
+    std::atomic<int64_t> exhausted{0};
+    std::atomic<int64_t> cancelled{0};
+    std::atomic<int64_t> waiting_retry{0};
+  };
+  Counters counters_;
+  mutable absl::Mutex lateness_mu_;
+  std::vector<int64_t> lateness_us_ ABSL_GUARDED_BY(lateness_mu_);
+  size_t lateness_next_ ABSL_GUARDED_BY(lateness_mu_) = 0;
+
+  absl::Mutex post_mu_;
+  std::vector<absl::AnyInvocable<void() &&>> posted_ ABSL_GUARDED_BY(post_mu_);
+  std::atomic<std::thread::id> loop_thread_{};
+};
+
+}  // namespace rebound::engine
+
+#endif  // REBOUND_SERVER_ENGINE_ENGINE_H_

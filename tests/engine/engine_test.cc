@@ -1,0 +1,391 @@
+// Engine scheduling on a fake clock, a fake store and a fake executor: no thread, no sleep.
+#include "server/engine/engine.h"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/engine/fakes.h"
+
+namespace rebound::engine {
+namespace {
+
+using common::JobState;
+using testing::FakeExecutor;
+using testing::FakeStore;
+using ::testing::HasSubstr;
+using testing::Status;
+
+std::shared_ptr<const config::Config> TestConfig(int max_in_flight = 8) {
+  auto cfg = std::make_shared<config::Config>();
+  auto p = std::make_shared<policy::Policy>();
+  p->name = "default";
+  p->backoff.initial = absl::Milliseconds(100);
+  p->backoff.max = absl::Seconds(10);
+  p->backoff.multiplier = 2;
+  p->backoff.jitter = policy::Jitter::kNone;
+  p->limits.max_attempts = 3;
+  cfg->policies["default"] = p;
+  config::EndpointConfig ep;
+  ep.name = "lms";
+  ep.base_url = "http://127.0.0.1:1";
+  ep.allowed_path_prefixes = {"/api/"};
+  ep.max_in_flight = max_in_flight;
+  ep.policy = "default";
+  ep.headers.push_back({"Authorization", "Bearer secret", true});
+  cfg->endpoints.push_back(ep);
+  return cfg;
+}
+
+class EngineTest : public ::testing::Test {
+ protected:
+  explicit EngineTest(int max_in_flight = 8)
+      : engine_(TestConfig(max_in_flight), store_, executor_, clock_, EngineOptions{42}) {}
+
+  // Runs the loop and the store until nothing changes.
+  void Settle() {
+    for (int i = 0; i < 50; ++i) {
+      engine_.RunOnce(absl::ZeroDuration());
+      if (store_.CommitAll() == 0) {
+        engine_.RunOnce(absl::ZeroDuration());
+        if (store_.CommitAll() == 0) return;
+      }
+    }
+  }
+
+  common::JobId Submit(const std::string& key, const std::string& ordering_key = "") {
+    store::NewJob j;
+    j.spec.tenant = "t";
+    j.spec.idempotency_key = key;
+    j.spec.endpoint = "lms";
+    j.spec.method = "POST";
+    j.spec.path = "/api/grades";
+    j.spec.body = "{\"grade\":\"A\"}";
+    j.spec.ordering_key = ordering_key;
+    j.fingerprint = common::Fingerprint(j.spec);
+    common::JobId id = 0;
+    engine_.Submit({std::move(j)}, [&id](std::vector<store::SubmitResult> r) {
+      ASSERT_TRUE(r.at(0).status.ok()) << r.at(0).status;
+      id = r.at(0).job_id;
+    });
+    store_.CommitAll();
+    EXPECT_NE(id, 0);
+    Settle();
+    return id;
+  }
+
+  common::FakeClock clock_;
+  FakeStore store_;
+  FakeExecutor executor_;
+  Engine engine_;
+};
+
+TEST_F(EngineTest, RetriesTransientFailuresOnTheBackoffScheduleThenSucceeds) {
+  const auto id = Submit("k1");
+  ASSERT_EQ(executor_.started(), 1u);
+  EXPECT_EQ(executor_.request(0).url, "http://127.0.0.1:1/api/grades");
+
+  executor_.CompleteNext(Status(503));
+  Settle();
+  EXPECT_EQ(store_.Job(id).state, JobState::kWaitingRetry);
+  EXPECT_EQ(engine_.NextWakeup(), clock_.Now() + absl::Milliseconds(100));
+
+  clock_.Advance(absl::Milliseconds(99));
+  Settle();
+  EXPECT_EQ(executor_.started(), 1u) << "no attempt before the due time";
+  clock_.Advance(absl::Milliseconds(1));
+  Settle();
+  ASSERT_EQ(executor_.started(), 2u);
+
+  executor_.CompleteNext(Status(503));
+  Settle();
+  EXPECT_EQ(engine_.NextWakeup(), clock_.Now() + absl::Milliseconds(200));
+  clock_.Advance(absl::Milliseconds(200));
+  Settle();
+  ASSERT_EQ(executor_.started(), 3u);
+  executor_.CompleteNext(Status(200));
+  Settle();
+
+  const auto job = store_.Job(id);
+  EXPECT_EQ(job.state, JobState::kSucceeded);
+  EXPECT_EQ(job.attempt_count, 3);
+  ASSERT_EQ(job.attempts.size(), 3u);
+  EXPECT_THAT(job.attempts[0].decision, HasSubstr("backoff 100ms"));
+  EXPECT_EQ(engine_.ActiveJobs(), 0);
+}
+
+TEST_F(EngineTest, EveryAttemptCarriesTheIdempotencyKeyAndEndpointHeaders) {
+  Submit("key-xyz");
+  executor_.CompleteNext(Status(503));
+  Settle();
+  clock_.Advance(absl::Seconds(1));
+  Settle();
+  ASSERT_EQ(executor_.started(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    const auto& h = executor_.request(i).headers;
+    EXPECT_THAT(h, ::testing::Contains(
+                       std::make_pair(std::string("Idempotency-Key"), std::string("key-xyz"))));
+    EXPECT_THAT(h, ::testing::Contains(
+                       std::make_pair(std::string("Authorization"), std::string("Bearer secret"))));
+    EXPECT_EQ(executor_.request(i).body, "{\"grade\":\"A\"}");
+  }
+}
+
+TEST_F(EngineTest, PermanentErrorIsNeverRetried) {
+  const auto id = Submit("k1");
+  executor_.CompleteNext(Status(400));
+  Settle();
+  clock_.Advance(absl::Hours(1));
+  Settle();
+  EXPECT_EQ(executor_.started(), 1u);
+  EXPECT_EQ(store_.Job(id).state, JobState::kFailed);
+  EXPECT_EQ(engine_.NextWakeup(), absl::InfiniteFuture());
+}
+
+TEST_F(EngineTest, AttemptBudgetExhaustsThenReplayGrantsANewOne) {
+  const auto id = Submit("k1");
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(executor_.open(), 1u);
+    executor_.CompleteNext(Status(500));
+    Settle();
+    clock_.Advance(absl::Seconds(10));
+    Settle();
+  }
+  EXPECT_EQ(store_.Job(id).state, JobState::kExhausted);
+  EXPECT_EQ(executor_.started(), 3u);
+
+  absl::Status replayed = absl::UnknownError("not called");
+  engine_.Replay("t", id, [&](absl::Status s) { replayed = s; });
+  Settle();
+  EXPECT_TRUE(replayed.ok()) << replayed;
+  ASSERT_EQ(executor_.started(), 4u);
+  executor_.CompleteNext(Status(200));
+  Settle();
+  const auto job = store_.Job(id);
+  EXPECT_EQ(job.state, JobState::kSucceeded);
+  EXPECT_EQ(job.attempt_count, 4);
+  EXPECT_EQ(job.budget_base, 3);
+}
+
+TEST_F(EngineTest, ReplayOfAJobThatIsNotDeadLetteredIsRefused) {
+  const auto id = Submit("k1");
+  absl::Status s;
+  engine_.Replay("t", id, [&](absl::Status st) { s = st; });
+  Settle();
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  engine_.Replay("other-tenant", 9999, [&](absl::Status st) { s = st; });
+  Settle();
+  EXPECT_EQ(s.code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(EngineTest, RetryAfterIsAFloorAndPausesTheEndpoint) {
+  const auto first = Submit("k1");
+  executor_.CompleteNext(Status(429, {{"retry-after", "5"}}));
+  Settle();
+  EXPECT_EQ(store_.Job(first).state, JobState::kWaitingRetry);
+  // A second job for the same endpoint waits for the pause instead of hammering it.
+  Submit("k2");
+  EXPECT_EQ(executor_.started(), 1u);
+  clock_.Advance(absl::Milliseconds(4999));
+  Settle();
+  EXPECT_EQ(executor_.started(), 1u);
+  clock_.Advance(absl::Milliseconds(1));
+  Settle();
+  EXPECT_EQ(executor_.started(), 3u);
+  EXPECT_EQ(store_.Job(first).attempt_count, 2);
+}
+
+TEST_F(EngineTest, CancelStopsAWaitingJob) {
+  const auto id = Submit("k1");
+  executor_.CompleteNext(Status(503));
+  Settle();
+  absl::Status s = absl::UnknownError("not called");
+  engine_.Cancel("t", id, [&](absl::Status st) { s = st; });
+  Settle();
+  EXPECT_TRUE(s.ok()) << s;
+  clock_.Advance(absl::Hours(1));
+  Settle();
+  EXPECT_EQ(executor_.started(), 1u);
+  EXPECT_EQ(store_.Job(id).state, JobState::kCancelled);
+}
+
+TEST_F(EngineTest, CancelOfARunningJobTakesEffectWhenTheAttemptFails) {
+  const auto id = Submit("k1");
+  absl::Status s = absl::UnknownError("not called");
+  engine_.Cancel("t", id, [&](absl::Status st) { s = st; });
+  Settle();
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnknown) << "answered only when the attempt ends";
+  executor_.CompleteNext(Status(503));
+  Settle();
+  EXPECT_TRUE(s.ok()) << s;
+  EXPECT_EQ(store_.Job(id).state, JobState::kCancelled);
+  EXPECT_EQ(executor_.started(), 1u);
+}
+
+TEST_F(EngineTest, CancelDuringASuccessfulAttemptKeepsTheSuccess) {
+  const auto id = Submit("k1");
+  absl::Status s;
+  engine_.Cancel("t", id, [&](absl::Status st) { s = st; });
+  Settle();
+  executor_.CompleteNext(Status(201));
+  Settle();
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store_.Job(id).state, JobState::kSucceeded);
+}
+
+TEST_F(EngineTest, CancelOfATerminalJobIsAFailedPrecondition) {
+  const auto id = Submit("k1");
+  executor_.CompleteNext(Status(200));
+  Settle();
+  absl::Status s;
+  engine_.Cancel("t", id, [&](absl::Status st) { s = st; });
+  Settle();
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(s.message(), HasSubstr("SUCCEEDED"));
+}
+
+TEST_F(EngineTest, NoAttemptStartsBeforeItsRunningTransitionIsDurable) {
+  store::NewJob j;
+  j.spec = {};
+  j.spec.tenant = "t";
+  j.spec.idempotency_key = "k";
+  j.spec.endpoint = "lms";
+  j.spec.method = "GET";
+  j.spec.path = "/api/x";
+  j.fingerprint = common::Fingerprint(j.spec);
+  engine_.Submit({std::move(j)}, [](std::vector<store::SubmitResult>) {});
+  store_.CommitAll();                     // the submit
+  engine_.RunOnce(absl::ZeroDuration());  // adopt + dispatch: RUNNING written, not committed
+  engine_.RunOnce(absl::ZeroDuration());
+  EXPECT_EQ(executor_.started(), 0u);
+  store_.CommitAll();
+  engine_.RunOnce(absl::ZeroDuration());
+  EXPECT_EQ(executor_.started(), 1u);
+}
+
+TEST_F(EngineTest, OrderingKeyRunsJobsOneAtATimeInSubmissionOrder) {
+  const auto a = Submit("a", "student-7");
+  const auto b = Submit("b", "student-7");
+  const auto c = Submit("c", "student-8");
+  EXPECT_EQ(store_.Job(b).state, JobState::kBlocked);
+  EXPECT_EQ(executor_.started(), 2u);  // a and c
+  EXPECT_EQ(executor_.request(0).url, executor_.request(1).url);
+  executor_.CompleteNext(Status(200));  // a
+  Settle();
+  EXPECT_EQ(store_.Job(a).state, JobState::kSucceeded);
+  EXPECT_EQ(executor_.started(), 3u);  // b released
+  EXPECT_NE(store_.Job(b).state, JobState::kBlocked);
+  (void)c;
+}
+
+class EngineInFlightTest : public EngineTest {
+ protected:
+  EngineInFlightTest() : EngineTest(2) {}
+};
+
+TEST_F(EngineInFlightTest, MaxInFlightCapsConcurrentAttempts) {
+  for (int i = 0; i < 5; ++i) Submit("k" + std::to_string(i));
+  EXPECT_EQ(executor_.open(), 2u);
+  executor_.CompleteNext(Status(200));
+  Settle();
+  EXPECT_EQ(executor_.open(), 2u);
+  EXPECT_EQ(executor_.started(), 3u);
+}
+
+TEST_F(EngineTest, RecoveryRequeuesRunningJobsAndKeepsRetryDueTimes) {
+  const auto done = Submit("k1");
+  const auto waiting = Submit("k2");
+  executor_.CompleteNext(Status(200));  // k1 ends
+  Settle();
+  EXPECT_EQ(store_.Job(done).state, JobState::kSucceeded);
+  executor_.CompleteNext(Status(503));  // k2 waits 100ms
+  Settle();
+  const absl::Time due = store_.Job(waiting).next_attempt_at;
+  const auto third = Submit("k3");  // RUNNING when the "process dies"
+  ASSERT_EQ(executor_.open(), 1u);
+
+  // A new engine on the same store: the old one is gone mid-attempt.
+  FakeExecutor executor2;
+  Engine engine2(TestConfig(), store_, executor2, clock_, EngineOptions{7});
+  ASSERT_TRUE(engine2.Recover().ok());
+  store_.CommitAll();
+  engine2.RunOnce(absl::ZeroDuration());
+  store_.CommitAll();
+  engine2.RunOnce(absl::ZeroDuration());
+  EXPECT_EQ(executor2.started(), 1u) << "the RUNNING job runs again";
+  EXPECT_EQ(engine2.NextWakeup(), due);
+  EXPECT_EQ(store_.Job(third).attempt_count, 2);
+  EXPECT_EQ(engine2.ActiveJobs(), 2);
+}
+
+TEST_F(EngineTest, WaitingJobsReloadTheirRequestFromTheStore) {
+  const auto id = Submit("k1");
+  executor_.CompleteNext(Status(429, {{"retry-after", "60"}}));
+  Settle();
+  clock_.Advance(absl::Seconds(60));
+  Settle();
+  ASSERT_EQ(executor_.started(), 2u);
+  EXPECT_EQ(store_.spec_loads(), 1);
+  EXPECT_EQ(executor_.request(1).body, executor_.request(0).body);
+  (void)id;
+}
+
+class RecordingSink : public WatchSink {
+ public:
+  void OnEvent(const JobEvent& e) override { states.push_back(e.state); }
+  void OnEnd(absl::Status s) override {
+    ended = true;
+    end_status = s;
+  }
+  bool Closed() const override { return false; }
+  std::vector<JobState> states;
+  bool ended = false;
+  absl::Status end_status;
+};
+
+TEST_F(EngineTest, WatchSeesEveryTransitionUntilTerminal) {
+  store::NewJob j;
+  j.spec.tenant = "t";
+  j.spec.idempotency_key = "w";
+  j.spec.endpoint = "lms";
+  j.spec.method = "GET";
+  j.spec.path = "/api/x";
+  j.fingerprint = common::Fingerprint(j.spec);
+  common::JobId id = 0;
+  engine_.Submit({std::move(j)}, [&](std::vector<store::SubmitResult> r) { id = r[0].job_id; });
+  store_.CommitAll();
+  auto sink = std::make_shared<RecordingSink>();
+  engine_.Watch("t", id, sink);
+  Settle();
+  executor_.CompleteNext(Status(502));
+  Settle();
+  clock_.Advance(absl::Seconds(1));
+  Settle();
+  executor_.CompleteNext(Status(200));
+  Settle();
+  EXPECT_THAT(sink->states,
+              ::testing::ElementsAre(JobState::kQueued, JobState::kRunning, JobState::kWaitingRetry,
+                                     JobState::kRunning, JobState::kSucceeded));
+  EXPECT_TRUE(sink->ended);
+}
+
+TEST_F(EngineTest, SubmitBeyondTheActiveJobLimitIsResourceExhausted) {
+  auto cfg = std::make_shared<config::Config>(*TestConfig());
+  cfg->server.max_active_jobs = 1;
+  Engine small(cfg, store_, executor_, clock_, EngineOptions{1});
+  std::vector<store::NewJob> jobs(2);
+  for (int i = 0; i < 2; ++i) {
+    jobs[i].spec.tenant = "t";
+    jobs[i].spec.idempotency_key = "x" + std::to_string(i);
+    jobs[i].spec.endpoint = "lms";
+  }
+  std::vector<store::SubmitResult> results;
+  small.Submit(std::move(jobs), [&](std::vector<store::SubmitResult> r) { results = r; });
+  ASSERT_EQ(results.size(), 2u);
+  EXPECT_EQ(results[0].status.code(), absl::StatusCode::kResourceExhausted);
+}
+
+}  // namespace
+}  // namespace rebound::engine
