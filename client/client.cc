@@ -1,0 +1,180 @@
+#include "client/client.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+
+namespace rebound::client {
+
+absl::Status FromGrpcStatus(const grpc::Status& status) {
+  if (status.ok()) return absl::OkStatus();
+  // grpc::StatusCode and absl::StatusCode share the canonical numbering (0..16).
+  return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
+}
+
+bool IsTerminal(v1::SyncState state) {
+  switch (state) {
+    case v1::SUCCEEDED:
+    case v1::FAILED:
+    case v1::EXHAUSTED:
+    case v1::CANCELLED:
+      return true;
+    default:
+      return false;
+  }
+}
+
+absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const ClientOptions& options) {
+  if (options.target.empty()) return absl::InvalidArgumentError("target: must not be empty");
+  if (options.call_timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("call_timeout: must be positive");
+  }
+  if (options.watch_timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("watch_timeout: must be positive");
+  }
+  std::shared_ptr<grpc::ChannelCredentials> credentials =
+      options.credentials ? options.credentials : grpc::InsecureChannelCredentials();
+  std::shared_ptr<grpc::Channel> channel = grpc::CreateChannel(options.target, credentials);
+  return std::unique_ptr<Client>(new Client(options, std::move(channel)));
+}
+
+Client::Client(ClientOptions options, std::shared_ptr<grpc::Channel> channel)
+    : options_(std::move(options)),
+      channel_(std::move(channel)),
+      stub_(v1::Rebound::NewStub(channel_)) {}
+
+void Client::PrepareContext(grpc::ClientContext& context, absl::Duration timeout) const {
+  if (timeout != absl::InfiniteDuration()) {
+    context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  }
+  if (!options_.bearer_token.empty()) {
+    context.AddMetadata("authorization", absl::StrCat("Bearer ", options_.bearer_token));
+  }
+  if (!options_.tenant.empty()) context.AddMetadata("x-rebound-tenant", options_.tenant);
+}
+
+absl::StatusOr<v1::SubmitSyncResponse> Client::Submit(const v1::SyncRequest& request) const {
+  grpc::ClientContext context;
+  PrepareContext(context, options_.call_timeout);
+  v1::SubmitSyncRequest rpc_request;
+  *rpc_request.mutable_request() = request;
+  v1::SubmitSyncResponse response;
+  absl::Status status = FromGrpcStatus(stub_->SubmitSync(&context, rpc_request, &response));
+  if (!status.ok()) return status;
+  return response;
+}
+
+absl::StatusOr<v1::SubmitSyncBatchResponse> Client::SubmitBatch(
+    absl::Span<const v1::SyncRequest> requests) const {
+  grpc::ClientContext context;
+  PrepareContext(context, options_.call_timeout);
+  v1::SubmitSyncBatchRequest rpc_request;
+  rpc_request.mutable_requests()->Reserve(static_cast<int>(requests.size()));
+  for (const v1::SyncRequest& request : requests) *rpc_request.add_requests() = request;
+  v1::SubmitSyncBatchResponse response;
+  absl::Status status = FromGrpcStatus(stub_->SubmitSyncBatch(&context, rpc_request, &response));
+  if (!status.ok()) return status;
+  return response;
+}
+
+absl::StatusOr<v1::SyncJob> Client::Get(absl::string_view job_id) const {
+  grpc::ClientContext context;
+  PrepareContext(context, options_.call_timeout);
+  v1::GetSyncRequest rpc_request;
+  rpc_request.set_job_id(std::string(job_id));
+  v1::SyncJob job;
+  absl::Status status = FromGrpcStatus(stub_->GetSync(&context, rpc_request, &job));
+  if (!status.ok()) return status;
+  return job;
+}
+
+absl::Status Client::Watch(absl::string_view job_id, const WatchCallback& on_event) const {
+  return Watch(job_id, on_event, options_.watch_timeout);
+}
+
+absl::Status Client::Watch(absl::string_view job_id, const WatchCallback& on_event,
+                           absl::Duration timeout) const {
+  grpc::ClientContext context;
+  PrepareContext(context, timeout);
+  v1::WatchSyncRequest rpc_request;
+  rpc_request.set_job_id(std::string(job_id));
+  std::unique_ptr<grpc::ClientReader<v1::SyncEvent>> reader =
+      stub_->WatchSync(&context, rpc_request);
+  v1::SyncEvent event;
+  bool stopped_by_caller = false;
+  while (reader->Read(&event)) {
+    if (!on_event(event)) {
+      stopped_by_caller = true;
+      context.TryCancel();
+      // Finish() may be called only once no message is left to read; after the cancel the
+      // remaining reads fail at once.
+      while (reader->Read(&event)) {
+      }
+      break;
+    }
+  }
+  grpc::Status status = reader->Finish();
+  // The CANCELLED status of our own cancel is not an error of the watch.
+  if (stopped_by_caller) return absl::OkStatus();
+  return FromGrpcStatus(status);
+}
+
+absl::StatusOr<v1::SyncJob> Client::Await(absl::string_view job_id, absl::Duration timeout) const {
+  v1::SyncState last_state = v1::SYNC_STATE_UNSPECIFIED;
+  absl::Status watched = Watch(
+      job_id,
+      [&last_state](const v1::SyncEvent& event) {
+        last_state = event.state();
+        return !IsTerminal(last_state);
+      },
+      timeout);
+  if (!IsTerminal(last_state)) {
+    if (watched.code() == absl::StatusCode::kDeadlineExceeded) {
+      return absl::DeadlineExceededError(absl::StrCat(job_id, " not terminal after ",
+                                                      absl::FormatDuration(timeout), " (state ",
+                                                      v1::SyncState_Name(last_state), ")"));
+    }
+    if (!watched.ok()) return watched;
+    // The server closed the stream early (e.g. shutting down): the job may still have ended.
+    absl::StatusOr<v1::SyncJob> job = Get(job_id);
+    if (!job.ok() || IsTerminal(job->state())) return job;
+    return absl::UnavailableError(absl::StrCat("watch of ", job_id,
+                                               " ended before the job was terminal (state ",
+                                               v1::SyncState_Name(job->state()), ")"));
+  }
+  // The events carry no attempt history; the job does.
+  return Get(job_id);
+}
+
+absl::StatusOr<v1::ListSyncsResponse> Client::List(const v1::ListSyncsRequest& request) const {
+  grpc::ClientContext context;
+  PrepareContext(context, options_.call_timeout);
+  v1::ListSyncsResponse response;
+  absl::Status status = FromGrpcStatus(stub_->ListSyncs(&context, request, &response));
+  if (!status.ok()) return status;
+  return response;
+}
+
+absl::StatusOr<v1::SyncJob> Client::Cancel(absl::string_view job_id) const {
+  grpc::ClientContext context;
+  PrepareContext(context, options_.call_timeout);
+  v1::CancelSyncRequest rpc_request;
+  rpc_request.set_job_id(std::string(job_id));
+  v1::SyncJob job;
+  absl::Status status = FromGrpcStatus(stub_->CancelSync(&context, rpc_request, &job));
+  if (!status.ok()) return status;
+  return job;
+}
+
+absl::StatusOr<v1::SyncJob> Client::Replay(absl::string_view job_id) const {
+  grpc::ClientContext context;
+  PrepareContext(context, options_.call_timeout);
+  v1::ReplaySyncRequest rpc_request;
+  rpc_request.set_job_id(std::string(job_id));
+  v1::SyncJob job;
+  absl::Status status = FromGrpcStatus(stub_->ReplaySync(&context, rpc_request, &job));
+  if (!status.ok()) return status;
+  return job;
+}
+
+}  // namespace rebound::client

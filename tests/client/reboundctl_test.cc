@@ -1,0 +1,489 @@
+// reboundctl as a real child process against the fake server.
+#include <gmock/gmock.h>
+#include <google/protobuf/util/json_util.h>
+#include <google/protobuf/util/message_differencer.h>
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <cctype>
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "rebound/v1/rebound.pb.h"
+#include "tests/client/fake_rebound.h"
+#include "tests/client/subprocess.h"
+
+namespace rebound::client {
+namespace {
+
+using ::testing::AllOf;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::StartsWith;
+
+constexpr int kOk = 0, kFailed = 1, kUsage = 2, kRpcError = 3, kUnavailable = 4;
+
+class ReboundctlTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_NE(server_.port(), 0);
+    std::string dir = "/tmp/reboundctl_test_XXXXXX";
+    ASSERT_NE(::mkdtemp(dir.data()), nullptr);
+    dir_ = dir;
+  }
+  void TearDown() override {
+    for (const std::string& file : files_) std::remove(file.c_str());
+    ::rmdir(dir_.c_str());
+  }
+
+  // Runs reboundctl against the fake server.
+  ProcessResult Run(const std::vector<std::string>& args) {
+    std::vector<std::string> argv = {REBOUNDCTL_BIN, "--target", server_.target()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return RunProcess(argv);
+  }
+
+  std::string WriteFile(const std::string& name, const std::string& contents) {
+    const std::string path = absl::StrCat(dir_, "/", name);
+    std::ofstream(path) << contents;
+    files_.push_back(path);
+    return path;
+  }
+
+  static std::string JsonLine(const std::string& key) {
+    return absl::StrCat(R"({"idempotencyKey":")", key,
+                        R"(","endpoint":"canvas","method":"POST","path":"/api/v1/grades"})", "\n");
+  }
+
+  static v1::SyncJob Job(const std::string& id, v1::SyncState state) {
+    v1::SyncJob job;
+    job.set_job_id(id);
+    job.set_state(state);
+    job.set_attempt_count(2);
+    job.set_last_http_status(state == v1::SUCCEEDED ? 200 : 400);
+    job.mutable_request()->set_endpoint("canvas");
+    job.mutable_request()->set_method("POST");
+    job.mutable_request()->set_path("/api/v1/grades");
+    return job;
+  }
+
+  FakeServer server_;
+  FakeRebound& fake_ = server_.fake();
+  std::string dir_;
+  std::vector<std::string> files_;
+};
+
+TEST_F(ReboundctlTest, SubmitPrintsTheJobIdAndSendsEveryField) {
+  v1::SubmitSyncResponse answer;
+  answer.set_job_id("j12");
+  answer.set_state(v1::QUEUED);
+  fake_.SetSubmitAnswer(answer);
+
+  const ProcessResult r = Run({"submit",
+                               "--endpoint",
+                               "canvas",
+                               "--method",
+                               "PUT",
+                               "--path",
+                               "/api/v1/grades",
+                               "--query",
+                               "a=1",
+                               "--header",
+                               "X-Course: 42",
+                               "--header",
+                               "X-Term:fall ",
+                               "--body",
+                               "{}",
+                               "--key",
+                               "k1",
+                               "--ordering-key",
+                               "course-42",
+                               "--label",
+                               "course=42",
+                               "--label",
+                               "term=fall",
+                               "--correlation-id",
+                               "c-1",
+                               "--policy",
+                               "gentle",
+                               "--deadline",
+                               "2026-11-29T10:00:00Z"});
+
+  EXPECT_EQ(r.exit_code, kOk) << r.err;
+  EXPECT_EQ(r.out, "submitted j12 QUEUED\n");
+  ASSERT_EQ(fake_.submitted().size(), 1u);
+  const v1::SyncRequest sent = fake_.submitted()[0];
+  EXPECT_EQ(sent.endpoint(), "canvas");
+  EXPECT_EQ(sent.method(), "PUT");
+  EXPECT_EQ(sent.path(), "/api/v1/grades");
+  EXPECT_EQ(sent.query(), "a=1");
+  ASSERT_EQ(sent.headers_size(), 2);
+  EXPECT_EQ(sent.headers(0).name(), "X-Course");
+  EXPECT_EQ(sent.headers(0).value(), "42");
+  EXPECT_EQ(sent.headers(1).value(), "fall");
+  EXPECT_EQ(sent.body(), "{}");
+  EXPECT_EQ(sent.idempotency_key(), "k1");
+  EXPECT_EQ(sent.ordering_key(), "course-42");
+  EXPECT_EQ(sent.labels().at("course"), "42");
+  EXPECT_EQ(sent.labels().at("term"), "fall");
+  EXPECT_EQ(sent.correlation_id(), "c-1");
+  EXPECT_EQ(sent.policy(), "gentle");
+  EXPECT_EQ(sent.deadline().seconds(), 1795946400);
+}
+
+TEST_F(ReboundctlTest, SubmitSaysDeduplicatedForAnExistingJob) {
+  v1::SubmitSyncResponse answer;
+  answer.set_job_id("j12");
+  answer.set_state(v1::SUCCEEDED);
+  answer.set_deduplicated(true);
+  fake_.SetSubmitAnswer(answer);
+
+  const ProcessResult r =
+      Run({"submit", "--endpoint", "canvas", "--path", "/api/v1/grades", "--key", "k1"});
+
+  EXPECT_EQ(r.exit_code, kOk) << r.err;
+  EXPECT_EQ(r.out, "deduplicated j12 SUCCEEDED\n");
+  EXPECT_EQ(fake_.submitted()[0].method(), "POST");  // the default
+}
+
+TEST_F(ReboundctlTest, SubmitReadsTheBodyFromAFile) {
+  const std::string body = WriteFile("body.json", "{\"grade\": \"A\"}\n");
+
+  const ProcessResult r = Run({"submit", "--endpoint", "canvas", "--path", "/api/v1/grades",
+                               "--key", "k1", "--body-file", body});
+
+  EXPECT_EQ(r.exit_code, kOk) << r.err;
+  ASSERT_EQ(fake_.submitted().size(), 1u);
+  EXPECT_EQ(fake_.submitted()[0].body(), "{\"grade\": \"A\"}\n");
+}
+
+TEST_F(ReboundctlTest, SubmitJsonOutputIsTheResponseAsProtobufJson) {
+  const ProcessResult r =
+      Run({"--json", "submit", "--endpoint", "canvas", "--path", "/api/v1/grades", "--key", "k1"});
+
+  ASSERT_EQ(r.exit_code, kOk) << r.err;
+  v1::SubmitSyncResponse parsed;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(r.out, &parsed).ok()) << r.out;
+  EXPECT_EQ(parsed.job_id(), "j1");
+  EXPECT_EQ(parsed.state(), v1::QUEUED);
+}
+
+TEST_F(ReboundctlTest, SubmitWaitPrintsTheFinalStateAndExitsZeroOnSuccess) {
+  fake_.SetWatch(
+      {Event("j1", v1::QUEUED, 0), Event("j1", v1::RUNNING, 1), Event("j1", v1::SUCCEEDED, 2)},
+      /*hold_open=*/false);
+  fake_.AddJob(Job("j1", v1::SUCCEEDED));
+
+  const ProcessResult r = Run({"submit", "--endpoint", "canvas", "--path", "/api/v1/grades",
+                               "--key", "k1", "--wait", "--wait-timeout", "30s"});
+
+  EXPECT_EQ(r.exit_code, kOk) << r.err;
+  EXPECT_EQ(r.out, "submitted j1 QUEUED\nj1 SUCCEEDED after 2 attempts (HTTP 200)\n");
+}
+
+TEST_F(ReboundctlTest, SubmitWaitExitsOneWhenTheJobFails) {
+  fake_.SetWatch({Event("j1", v1::RUNNING, 1), Event("j1", v1::FAILED, 2)}, /*hold_open=*/false);
+  fake_.AddJob(Job("j1", v1::FAILED));
+
+  const ProcessResult r =
+      Run({"submit", "--endpoint", "canvas", "--path", "/api/v1/grades", "--key", "k1", "--wait"});
+
+  EXPECT_EQ(r.exit_code, kFailed) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("j1 FAILED after 2 attempts (HTTP 400)"));
+}
+
+TEST_F(ReboundctlTest, SubmitWaitExitsOneWhenTheWaitTimesOut) {
+  fake_.SetWatch({Event("j1", v1::RUNNING, 1)}, /*hold_open=*/true);
+
+  const ProcessResult r = Run({"submit", "--endpoint", "canvas", "--path", "/api/v1/grades",
+                               "--key", "k1", "--wait", "--wait-timeout", "300ms"});
+
+  EXPECT_EQ(r.exit_code, kFailed) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("reboundctl: submit: DEADLINE_EXCEEDED: j1 not terminal"));
+}
+
+TEST_F(ReboundctlTest, ServerErrorIsPrintedWithItsCodeAndExitsThree) {
+  fake_.FailAllWith(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                 "request.path: must start with an allowed prefix"));
+
+  const ProcessResult r =
+      Run({"submit", "--endpoint", "canvas", "--path", "/etc/passwd", "--key", "k1"});
+
+  EXPECT_EQ(r.exit_code, kRpcError);
+  EXPECT_EQ(r.err,
+            "reboundctl: submit: INVALID_ARGUMENT: request.path: must start with an allowed "
+            "prefix\n");
+  EXPECT_THAT(r.out, IsEmpty());
+}
+
+TEST_F(ReboundctlTest, NothingListeningExitsFour) {
+  ClosedPort closed;
+  ASSERT_NE(closed.port(), 0);
+
+  const ProcessResult r = RunProcess({REBOUNDCTL_BIN, "--target", closed.target(), "get", "j1"});
+
+  EXPECT_EQ(r.exit_code, kUnavailable);
+  EXPECT_THAT(r.err, StartsWith("reboundctl: get: UNAVAILABLE: "));
+}
+
+TEST_F(ReboundctlTest, TargetComesFromTheEnvironment) {
+  fake_.AddJob(Job("j1", v1::QUEUED));
+
+  const ProcessResult r =
+      RunProcess({REBOUNDCTL_BIN, "cancel", "j1"}, {"REBOUND_TARGET=" + server_.target()});
+
+  EXPECT_EQ(r.exit_code, kOk) << r.err;
+  EXPECT_EQ(r.out, "cancelled j1 CANCELLED\n");
+}
+
+TEST_F(ReboundctlTest, TokenAndTenantAreSentAsMetadata) {
+  fake_.AddJob(Job("j1", v1::QUEUED));
+
+  const ProcessResult r = RunProcess(
+      {REBOUNDCTL_BIN, "--target", server_.target(), "--tenant", "district-9", "get", "j1"},
+      {"REBOUND_TOKEN=s3cret"});
+
+  ASSERT_EQ(r.exit_code, kOk) << r.err;
+  ASSERT_EQ(fake_.calls().size(), 1u);
+  EXPECT_EQ(fake_.calls()[0].authorization, "Bearer s3cret");
+  EXPECT_EQ(fake_.calls()[0].tenant, "district-9");
+}
+
+TEST_F(ReboundctlTest, UsageErrorsExitTwoAndSendNothing) {
+  const std::vector<std::vector<std::string>> bad_command_lines = {
+      {},
+      {"frobnicate"},
+      {"submit", "--endpoint", "canvas", "--path", "/api/v1/x"},  // no --key
+      {"submit", "--endpoint", "canvas", "--path", "/api/v1/x", "--key", "k", "--label", "x"},
+      {"submit", "--endpoint", "canvas", "--path", "/api/v1/x", "--key", "k", "--header", "x"},
+      {"submit", "--endpoint", "canvas", "--path", "/api/v1/x", "--key", "k", "--deadline",
+       "tomorrow"},
+      {"submit", "--endpoint", "canvas", "--path", "/api/v1/x", "--key", "k", "--wait",
+       "--wait-timeout", "soon"},
+      {"submit", "--endpoint", "canvas", "--path", "/api/v1/x", "--key", "k", "--body", "a",
+       "--body-file", "b"},
+      {"submit", "--file", "jobs.jsonl", "--key", "k"},
+      {"--timeout", "-1s", "get", "j1"},
+      {"--ca-file", "/nonexistent/ca.pem", "get", "j1"},
+      {"list", "--state", "SLEEPING"},
+      {"get"},
+  };
+  for (const std::vector<std::string>& args : bad_command_lines) {
+    const ProcessResult r = Run(args);
+    EXPECT_EQ(r.exit_code, kUsage) << absl::StrJoin(args, " ") << "\n" << r.err;
+  }
+  EXPECT_THAT(fake_.calls(), IsEmpty());
+}
+
+TEST_F(ReboundctlTest, HelpExitsZero) {
+  const ProcessResult r = Run({"--help"});
+  EXPECT_EQ(r.exit_code, kOk);
+  EXPECT_THAT(r.out, HasSubstr("submit"));
+}
+
+TEST_F(ReboundctlTest, GetShowsTheJobAndItsAttempts) {
+  v1::SyncJob job = Job("j7", v1::WAITING_RETRY);
+  v1::Attempt* attempt = job.add_attempts();
+  attempt->set_number(1);
+  attempt->set_http_status(503);
+  attempt->set_classification("retry");
+  attempt->set_decision("retry at 2027-01-15T08:00:01Z: 503, backoff 400ms");
+  attempt = job.add_attempts();
+  attempt->set_number(2);
+  attempt->set_transport_error("timeout");
+  attempt->set_classification("retry");
+  fake_.AddJob(job);
+
+  const ProcessResult r = Run({"get", "j7"});
+
+  ASSERT_EQ(r.exit_code, kOk) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("WAITING_RETRY"));
+  EXPECT_THAT(r.out, HasSubstr("POST /api/v1/grades"));
+  const std::vector<std::string> lines = absl::StrSplit(r.out, '\n');
+  std::vector<std::string> attempt_lines;
+  for (const std::string& line : lines) {
+    if (!line.empty() && (line[0] == '#' || std::isdigit(static_cast<unsigned char>(line[0]))))
+      attempt_lines.push_back(line);
+  }
+  ASSERT_EQ(attempt_lines.size(), 3u) << r.out;
+  EXPECT_THAT(attempt_lines[0], AllOf(HasSubstr("STATUS"), HasSubstr("ERROR"),
+                                      HasSubstr("CLASSIFICATION"), HasSubstr("DECISION")));
+  EXPECT_THAT(attempt_lines[1],
+              AllOf(HasSubstr("503"), HasSubstr("retry"), HasSubstr("backoff 400ms")));
+  EXPECT_THAT(attempt_lines[2], AllOf(HasSubstr("timeout"), HasSubstr("retry")));
+}
+
+TEST_F(ReboundctlTest, GetJsonIsTheJobAsProtobufJson) {
+  v1::SyncJob job = Job("j7", v1::SUCCEEDED);
+  job.add_attempts()->set_http_status(200);
+  (*job.mutable_request()->mutable_labels())["course"] = "42";
+  fake_.AddJob(job);
+
+  const ProcessResult r = Run({"get", "j7", "--json"});  // global flag after the subcommand
+
+  ASSERT_EQ(r.exit_code, kOk) << r.err;
+  v1::SyncJob parsed;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(r.out, &parsed).ok()) << r.out;
+  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(parsed, job))
+      << parsed.DebugString();
+}
+
+TEST_F(ReboundctlTest, GetUnknownJobExitsThree) {
+  const ProcessResult r = Run({"get", "j404"});
+  EXPECT_EQ(r.exit_code, kRpcError);
+  EXPECT_EQ(r.err, "reboundctl: get: NOT_FOUND: job j404 not found\n");
+}
+
+TEST_F(ReboundctlTest, WatchPrintsOneLinePerEventUntilTerminal) {
+  fake_.SetWatch(
+      {Event("j1", v1::QUEUED, 0), Event("j1", v1::RUNNING, 1), Event("j1", v1::SUCCEEDED, 1)},
+      /*hold_open=*/true);
+
+  const ProcessResult r = Run({"watch", "j1"});
+
+  EXPECT_EQ(r.exit_code, kOk) << r.err;
+  const std::vector<std::string> lines = absl::StrSplit(r.out, '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 3u) << r.out;
+  EXPECT_THAT(lines[0], HasSubstr("j1 QUEUED attempts=0"));
+  EXPECT_THAT(lines[1], HasSubstr("j1 RUNNING attempts=1"));
+  EXPECT_THAT(lines[2], HasSubstr("j1 SUCCEEDED attempts=1"));
+  EXPECT_THAT(lines[0], StartsWith("2027-01-15T08:00:00Z"));
+}
+
+TEST_F(ReboundctlTest, ListFollowsPageTokensWithAll) {
+  v1::ListSyncsResponse first;
+  *first.add_jobs() = Job("j3", v1::FAILED);
+  *first.add_jobs() = Job("j2", v1::FAILED);
+  first.set_next_page_token("p2");
+  v1::ListSyncsResponse second;
+  *second.add_jobs() = Job("j1", v1::EXHAUSTED);
+  fake_.SetListPages({first, second});
+
+  const ProcessResult r = Run({"list", "--state", "failed", "--state", "EXHAUSTED", "--label",
+                               "course=42", "--limit", "2", "--all"});
+
+  ASSERT_EQ(r.exit_code, kOk) << r.err;
+  const std::vector<std::string> lines = absl::StrSplit(r.out, '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 4u) << r.out;  // header + 3 jobs
+  EXPECT_THAT(lines[0], StartsWith("JOB"));
+  EXPECT_THAT(lines[1], StartsWith("j3"));
+  EXPECT_THAT(lines[3], StartsWith("j1"));
+  const std::vector<v1::ListSyncsRequest> requests = fake_.list_requests();
+  ASSERT_EQ(requests.size(), 2u);
+  EXPECT_EQ(requests[0].page_token(), "");
+  EXPECT_EQ(requests[1].page_token(), "p2");
+  EXPECT_THAT(requests[0].states(), ElementsAre(v1::FAILED, v1::EXHAUSTED));
+  EXPECT_EQ(requests[0].label(), "course=42");
+  EXPECT_EQ(requests[0].page_size(), 2);
+}
+
+TEST_F(ReboundctlTest, ListWithoutAllShowsOnePageAndTheNextToken) {
+  v1::ListSyncsResponse first;
+  *first.add_jobs() = Job("j3", v1::QUEUED);
+  first.set_next_page_token("p2");
+  fake_.SetListPages({first});
+
+  const ProcessResult r = Run({"list"});
+
+  ASSERT_EQ(r.exit_code, kOk) << r.err;
+  EXPECT_EQ(fake_.list_requests().size(), 1u);
+  EXPECT_THAT(r.err, HasSubstr("--page-token p2"));
+}
+
+TEST_F(ReboundctlTest, CancelAndReplayPrintTheNewState) {
+  fake_.AddJob(Job("j5", v1::FAILED));
+
+  const ProcessResult replayed = Run({"replay", "j5"});
+  const ProcessResult cancelled = Run({"cancel", "j5"});
+
+  EXPECT_EQ(replayed.exit_code, kOk) << replayed.err;
+  EXPECT_EQ(replayed.out, "replayed j5 QUEUED\n");
+  EXPECT_EQ(cancelled.exit_code, kOk) << cancelled.err;
+  EXPECT_EQ(cancelled.out, "cancelled j5 CANCELLED\n");
+}
+
+TEST_F(ReboundctlTest, JsonlFileWithABadLineSendsNothing) {
+  const std::string file =
+      WriteFile("jobs.jsonl", JsonLine("k1") + "\n" + R"({"idempotencyKey": "k2", "pth": "/x"})" +
+                                  "\n" + JsonLine("k3") + "{not json\n");
+
+  const ProcessResult r = Run({"submit", "--file", file});
+
+  EXPECT_NE(r.exit_code, kOk);
+  EXPECT_EQ(r.exit_code, kUsage);
+  EXPECT_THAT(r.err, HasSubstr("jobs.jsonl:3: "));  // line 2 is blank
+  EXPECT_THAT(r.err, HasSubstr("jobs.jsonl:5: "));
+  EXPECT_THAT(r.err, HasSubstr("nothing was sent"));
+  EXPECT_THAT(fake_.calls(), IsEmpty());
+}
+
+TEST_F(ReboundctlTest, JsonlFileIsSentInBatchesWithASummary) {
+  std::string contents;
+  for (int i = 1; i <= 1200; ++i) contents += JsonLine(absl::StrCat("k", i));
+  const std::string file = WriteFile("jobs.jsonl", contents);
+
+  const ProcessResult r = Run({"submit", "--file", file});
+
+  EXPECT_EQ(r.exit_code, kOk) << r.err;
+  EXPECT_THAT(fake_.batch_sizes(), ElementsAre(500, 500, 200));
+  const std::vector<v1::SyncRequest> items = fake_.batch_items();
+  ASSERT_EQ(items.size(), 1200u);
+  EXPECT_EQ(items[0].idempotency_key(), "k1");
+  EXPECT_EQ(items[1199].idempotency_key(), "k1200");
+  EXPECT_EQ(items[1199].path(), "/api/v1/grades");
+  EXPECT_THAT(r.err, HasSubstr("\rsubmitted 500/1200 (500 ok, 0 deduplicated, 0 rejected)"));
+  EXPECT_THAT(r.out, HasSubstr("submitted 1200/1200 from "));
+  EXPECT_THAT(r.out, HasSubstr("(1200 ok, 0 deduplicated, 0 rejected)"));
+}
+
+TEST_F(ReboundctlTest, JsonlItemFailuresAreListedByLine) {
+  const std::string file = WriteFile(
+      "jobs.jsonl", JsonLine("k1") + JsonLine("reject-2") + JsonLine("dup-3") + JsonLine("k4"));
+
+  const ProcessResult r = Run({"submit", "--file", file, "--batch-size", "3"});
+
+  EXPECT_EQ(r.exit_code, kRpcError) << r.err;
+  EXPECT_THAT(fake_.batch_sizes(), ElementsAre(3, 1));
+  EXPECT_THAT(r.out, HasSubstr("(2 ok, 1 deduplicated, 1 rejected)"));
+  EXPECT_THAT(r.out,
+              HasSubstr("jobs.jsonl:2: INVALID_ARGUMENT: request.idempotency_key: rejected by "
+                        "the fake\n"));
+}
+
+TEST_F(ReboundctlTest, JsonlJsonSummaryParses) {
+  const std::string file = WriteFile("jobs.jsonl", JsonLine("k1") + JsonLine("reject-2"));
+
+  const ProcessResult r = Run({"--json", "submit", "--file", file});
+
+  EXPECT_EQ(r.exit_code, kRpcError) << r.err;
+  const nlohmann::json summary = nlohmann::json::parse(r.out, nullptr, /*allow_exceptions=*/false);
+  ASSERT_FALSE(summary.is_discarded()) << r.out;
+  EXPECT_EQ(summary["total"], 2);
+  EXPECT_EQ(summary["created"], 1);
+  EXPECT_EQ(summary["rejected"], 1);
+  EXPECT_EQ(summary["items"][0]["job_id"], "b1");
+  EXPECT_EQ(summary["items"][1]["line"], 2);
+  EXPECT_EQ(summary["items"][1]["code"], "INVALID_ARGUMENT");
+}
+
+TEST_F(ReboundctlTest, JsonlBatchRejectedAsAWholeStopsAndExitsWithItsCode) {
+  fake_.FailAllWith(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "queue full"));
+  const std::string file = WriteFile("jobs.jsonl", JsonLine("k1") + JsonLine("k2"));
+
+  const ProcessResult r = Run({"submit", "--file", file, "--batch-size", "1"});
+
+  EXPECT_EQ(r.exit_code, kRpcError);
+  EXPECT_THAT(r.err, HasSubstr("reboundctl: submit: RESOURCE_EXHAUSTED: queue full"));
+  EXPECT_EQ(fake_.calls().size(), 1u);  // stopped at the first failed batch
+}
+
+}  // namespace
+}  // namespace rebound::client
