@@ -3,6 +3,6 @@
 function(rebound_set_warnings target)
   target_compile_options(${target} PRIVATE
     -Wall -Wextra -Wpedantic -Wshadow=local -Wnon-virtual-dtor -Wcast-align
-    -Wunused -Woverloaded-virtual -Wnull-dereference -Wimplicit-fallthrough
+    -Wunused -Woverloaded-virtual -Wimplicit-fallthrough
     -Werror)
 endfunction()

@@ -1,0 +1,444 @@
+#include "server/api/service.h"
+
+#include <deque>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "server/api/validation.h"
+
+namespace rebound::api {
+namespace {
+
+using common::JobState;
+
+constexpr absl::string_view kTenantMetadata = "x-rebound-tenant";
+constexpr size_t kMaxTenantBytes = 64;
+
+void SetTime(absl::Time t, google::protobuf::Timestamp* out) {
+  const int64_t nanos = absl::ToUnixNanos(t);
+  out->set_seconds(nanos / 1'000'000'000);
+  out->set_nanos(static_cast<int32_t>(nanos % 1'000'000'000));
+}
+
+bool HasTime(absl::Time t) { return t != absl::InfinitePast() && t != absl::InfiniteFuture(); }
+
+bool IsSecretHeader(absl::string_view name) {
+  const std::string lower = absl::AsciiStrToLower(name);
+  for (absl::string_view s : {"authorization", "cookie", "api-key", "apikey", "api_key", "token",
+                              "secret", "password", "session"}) {
+    if (absl::StrContains(lower, s)) return true;
+  }
+  return false;
+}
+
+v1::SyncState ToProtoState(JobState s) { return static_cast<v1::SyncState>(static_cast<int>(s)); }
+
+v1::SyncEvent ToProto(const engine::JobEvent& e) {
+  v1::SyncEvent out;
+  out.set_job_id(common::FormatJobId(e.id));
+  out.set_state(ToProtoState(e.state));
+  out.set_attempt_count(e.attempt_count);
+  out.set_decision(e.decision);
+  if (HasTime(e.at)) SetTime(e.at, out.mutable_at());
+  if (HasTime(e.next_attempt_at)) SetTime(e.next_attempt_at, out.mutable_next_attempt_at());
+  out.set_last_http_status(e.last_http_status);
+  return out;
+}
+
+absl::StatusOr<common::JobId> JobIdOf(const std::string& text) {
+  if (text.empty()) return absl::InvalidArgumentError("job_id: is required");
+  auto id = common::ParseJobId(text);
+  if (!id) return absl::InvalidArgumentError(absl::StrCat("job_id: '", text, "' is not a job id"));
+  return *id;
+}
+
+// Streams a job's events. The engine holds the Sink; the Sink points at the reactor until
+// gRPC is done with it, so a late event after the client left goes nowhere.
+class WatchReactor final : public grpc::ServerWriteReactor<v1::SyncEvent> {
+ public:
+  class Sink final : public engine::WatchSink {
+   public:
+    explicit Sink(WatchReactor* r) : reactor_(r) {}
+    void OnEvent(const engine::JobEvent& event) override {
+      absl::MutexLock lock(&mu_);
+      if (reactor_ != nullptr) reactor_->Enqueue(ToProto(event));
+    }
+    void OnEnd(absl::Status status) override {
+      absl::MutexLock lock(&mu_);
+      if (reactor_ != nullptr) reactor_->End(std::move(status));
+    }
+    bool Closed() const override {
+      absl::MutexLock lock(&mu_);
+      return reactor_ == nullptr;
+    }
+    void Detach() {
+      absl::MutexLock lock(&mu_);
+      reactor_ = nullptr;
+    }
+
+   private:
+    mutable absl::Mutex mu_;
+    WatchReactor* reactor_ ABSL_GUARDED_BY(mu_);
+  };
+
+  WatchReactor() : sink_(std::make_shared<Sink>(this)) {}
+  std::shared_ptr<Sink> sink() { return sink_; }
+
+  void Enqueue(v1::SyncEvent event) {
+    absl::MutexLock lock(&mu_);
+    if (finished_) return;
+    queue_.push_back(std::move(event));
+    if (!writing_) WriteNextLocked();
+  }
+  void End(absl::Status status) {
+    absl::MutexLock lock(&mu_);
+    ended_ = true;
+    end_status_ = std::move(status);
+    if (!writing_) FinishLocked();
+  }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock lock(&mu_);
+    writing_ = false;
+    if (!ok) {
+      end_status_ = absl::CancelledError("client went away");
+      FinishLocked();
+      return;
+    }
+    if (!queue_.empty()) {
+      WriteNextLocked();
+    } else if (ended_) {
+      FinishLocked();
+    }
+  }
+  void OnCancel() override {
+    absl::MutexLock lock(&mu_);
+    end_status_ = absl::CancelledError("cancelled by the client");
+    if (!writing_) FinishLocked();
+  }
+  void OnDone() override {
+    sink_->Detach();
+    delete this;
+  }
+
+ private:
+  void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    current_ = std::move(queue_.front());
+    queue_.pop_front();
+    writing_ = true;
+    StartWrite(&current_);
+  }
+  void FinishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finished_) return;
+    finished_ = true;
+    Finish(ToGrpcStatus(end_status_));
+  }
+
+  std::shared_ptr<Sink> sink_;
+  absl::Mutex mu_;
+  std::deque<v1::SyncEvent> queue_ ABSL_GUARDED_BY(mu_);
+  v1::SyncEvent current_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool ended_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status end_status_ ABSL_GUARDED_BY(mu_);
+};
+
+void FillSubmitResponse(const store::SubmitResult& r, v1::SubmitSyncResponse* out) {
+  out->set_job_id(common::FormatJobId(r.job_id));
+  out->set_state(ToProtoState(r.state));
+  out->set_deduplicated(r.deduplicated);
+}
+
+}  // namespace
+
+grpc::Status ToGrpcStatus(const absl::Status& status) {
+  if (status.ok()) return grpc::Status::OK;
+  // absl and gRPC share the canonical code numbering.
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
+}
+
+void ToProto(const common::JobRecord& job, bool with_details, v1::SyncJob* out) {
+  out->set_job_id(common::FormatJobId(job.id));
+  out->set_tenant(job.spec.tenant);
+  v1::SyncRequest* req = out->mutable_request();
+  req->set_idempotency_key(job.spec.idempotency_key);
+  req->set_endpoint(job.spec.endpoint);
+  req->set_method(job.spec.method);
+  req->set_path(job.spec.path);
+  req->set_query(job.spec.query);
+  for (const auto& [name, value] : job.spec.headers) {
+    auto* h = req->add_headers();
+    h->set_name(name);
+    h->set_value(IsSecretHeader(name) ? "[redacted]" : value);
+  }
+  if (with_details) req->set_body(job.spec.body);
+  req->set_ordering_key(job.spec.ordering_key);
+  if (HasTime(job.spec.deadline)) SetTime(job.spec.deadline, req->mutable_deadline());
+  for (const auto& [k, v] : job.spec.labels) (*req->mutable_labels())[k] = v;
+  req->set_correlation_id(job.spec.correlation_id);
+  req->set_policy(job.spec.policy);
+
+  out->set_state(ToProtoState(job.state));
+  out->set_attempt_count(job.attempt_count);
+  if (HasTime(job.created_at)) SetTime(job.created_at, out->mutable_created_at());
+  if (HasTime(job.updated_at)) SetTime(job.updated_at, out->mutable_updated_at());
+  if (job.state == JobState::kWaitingRetry && HasTime(job.next_attempt_at)) {
+    SetTime(job.next_attempt_at, out->mutable_next_attempt_at());
+  }
+  out->set_last_decision(job.last_decision);
+  out->set_last_http_status(job.last_http_status);
+  if (!with_details) return;
+  out->set_last_response_body(job.last_response_body);
+  for (const auto& a : job.attempts) {
+    v1::Attempt* pa = out->add_attempts();
+    pa->set_number(a.number);
+    SetTime(a.started_at, pa->mutable_started_at());
+    const int64_t us = absl::ToInt64Microseconds(a.duration);
+    pa->mutable_duration()->set_seconds(us / 1'000'000);
+    pa->mutable_duration()->set_nanos(static_cast<int32_t>((us % 1'000'000) * 1000));
+    pa->set_http_status(a.http_status);
+    pa->set_transport_error(a.transport_error);
+    pa->set_classification(a.classification);
+    pa->set_decision(a.decision);
+    if (HasTime(a.next_attempt_at)) SetTime(a.next_attempt_at, pa->mutable_next_attempt_at());
+  }
+}
+
+ReboundService::ReboundService(std::shared_ptr<const config::Config> config, engine::Engine& engine,
+                               store::JobStore& store)
+    : config_(std::move(config)), engine_(engine), store_(store) {}
+
+absl::StatusOr<std::string> ReboundService::TenantOf(const grpc::CallbackServerContext* ctx) const {
+  const auto& md = ctx->client_metadata();
+  auto it = md.find(std::string(kTenantMetadata));
+  if (it == md.end()) return config_->server.default_tenant;
+  std::string tenant(it->second.data(), it->second.size());
+  const bool ok = !tenant.empty() && tenant.size() <= kMaxTenantBytes &&
+                  std::all_of(tenant.begin(), tenant.end(), [](char c) {
+                    return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '-' ||
+                           c == '_' || c == '.';
+                  });
+  if (!ok) {
+    return absl::InvalidArgumentError(
+        "metadata x-rebound-tenant: 1-64 characters of [A-Za-z0-9_.-]");
+  }
+  return tenant;
+}
+
+grpc::ServerUnaryReactor* ReboundService::SubmitSync(grpc::CallbackServerContext* ctx,
+                                                     const v1::SubmitSyncRequest* request,
+                                                     v1::SubmitSyncResponse* response) {
+  auto* reactor = ctx->DefaultReactor();
+  if (!accepting_.load()) {
+    reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "server is shutting down"));
+    return reactor;
+  }
+  auto tenant = TenantOf(ctx);
+  if (!tenant.ok()) {
+    reactor->Finish(ToGrpcStatus(tenant.status()));
+    return reactor;
+  }
+  if (!request->has_request()) {
+    reactor->Finish(ToGrpcStatus(absl::InvalidArgumentError("request: is required")));
+    return reactor;
+  }
+  auto spec = ValidateSyncRequest(request->request(), *config_, *tenant, "request");
+  if (!spec.ok()) {
+    reactor->Finish(ToGrpcStatus(spec.status()));
+    return reactor;
+  }
+  std::vector<store::NewJob> jobs(1);
+  jobs[0].fingerprint = common::Fingerprint(*spec);
+  jobs[0].spec = *std::move(spec);
+  engine_.Submit(std::move(jobs), [reactor, response](std::vector<store::SubmitResult> results) {
+    const store::SubmitResult& r = results.at(0);
+    if (r.status.ok()) FillSubmitResponse(r, response);
+    reactor->Finish(ToGrpcStatus(r.status));
+  });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* ReboundService::SubmitSyncBatch(grpc::CallbackServerContext* ctx,
+                                                          const v1::SubmitSyncBatchRequest* request,
+                                                          v1::SubmitSyncBatchResponse* response) {
+  auto* reactor = ctx->DefaultReactor();
+  if (!accepting_.load()) {
+    reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "server is shutting down"));
+    return reactor;
+  }
+  auto tenant = TenantOf(ctx);
+  if (!tenant.ok()) {
+    reactor->Finish(ToGrpcStatus(tenant.status()));
+    return reactor;
+  }
+  const auto n = static_cast<size_t>(request->requests_size());
+  if (n == 0 || n > config_->server.max_batch_size) {
+    reactor->Finish(ToGrpcStatus(absl::InvalidArgumentError(absl::StrCat(
+        "requests: ", n, " items; a batch holds 1 to ", config_->server.max_batch_size))));
+    return reactor;
+  }
+  // Invalid items are answered on their own; the valid ones go to the store together.
+  std::vector<store::NewJob> jobs;
+  std::vector<int> job_index;  // request index of each job
+  jobs.reserve(n);
+  for (size_t i = 0; i < n; ++i) {
+    auto* item = response->add_results();
+    auto spec = ValidateSyncRequest(request->requests(static_cast<int>(i)), *config_, *tenant,
+                                    absl::StrCat("requests[", i, "]"));
+    if (!spec.ok()) {
+      item->set_code(static_cast<int32_t>(spec.status().code()));
+      item->set_message(std::string(spec.status().message()));
+      continue;
+    }
+    store::NewJob job;
+    job.fingerprint = common::Fingerprint(*spec);
+    job.spec = *std::move(spec);
+    jobs.push_back(std::move(job));
+    job_index.push_back(static_cast<int>(i));
+  }
+  if (jobs.empty()) {
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+  engine_.Submit(std::move(jobs), [reactor, response, job_index = std::move(job_index)](
+                                      std::vector<store::SubmitResult> results) {
+    for (size_t j = 0; j < results.size(); ++j) {
+      auto* item = response->mutable_results(job_index[j]);
+      const store::SubmitResult& r = results[j];
+      item->set_code(static_cast<int32_t>(r.status.code()));
+      item->set_message(std::string(r.status.message()));
+      if (r.status.ok() || r.status.code() == absl::StatusCode::kAlreadyExists) {
+        FillSubmitResponse(r, item->mutable_result());
+      }
+    }
+    reactor->Finish(grpc::Status::OK);
+  });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* ReboundService::GetSync(grpc::CallbackServerContext* ctx,
+                                                  const v1::GetSyncRequest* request,
+                                                  v1::SyncJob* response) {
+  auto* reactor = ctx->DefaultReactor();
+  auto tenant = TenantOf(ctx);
+  auto id = JobIdOf(request->job_id());
+  if (!tenant.ok() || !id.ok()) {
+    reactor->Finish(ToGrpcStatus(!tenant.ok() ? tenant.status() : id.status()));
+    return reactor;
+  }
+  auto job = store_.Get(*tenant, *id, /*with_attempts=*/true);
+  if (job.ok()) ToProto(*job, /*with_details=*/true, response);
+  reactor->Finish(ToGrpcStatus(job.status()));
+  return reactor;
+}
+
+grpc::ServerWriteReactor<v1::SyncEvent>* ReboundService::WatchSync(
+    grpc::CallbackServerContext* ctx, const v1::WatchSyncRequest* request) {
+  auto* reactor = new WatchReactor();
+  auto tenant = TenantOf(ctx);
+  auto id = JobIdOf(request->job_id());
+  if (!tenant.ok() || !id.ok()) {
+    reactor->End(!tenant.ok() ? tenant.status() : id.status());
+    return reactor;
+  }
+  engine_.Watch(*tenant, *id, reactor->sink());
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* ReboundService::ListSyncs(grpc::CallbackServerContext* ctx,
+                                                    const v1::ListSyncsRequest* request,
+                                                    v1::ListSyncsResponse* response) {
+  auto* reactor = ctx->DefaultReactor();
+  auto tenant = TenantOf(ctx);
+  if (!tenant.ok()) {
+    reactor->Finish(ToGrpcStatus(tenant.status()));
+    return reactor;
+  }
+  store::ListFilter filter;
+  for (int s : request->states()) {
+    if (s < static_cast<int>(JobState::kQueued) || s > static_cast<int>(JobState::kCancelled)) {
+      reactor->Finish(ToGrpcStatus(
+          absl::InvalidArgumentError(absl::StrCat("states: ", s, " is not a job state"))));
+      return reactor;
+    }
+    filter.states.push_back(static_cast<JobState>(s));
+  }
+  filter.endpoint = request->endpoint();
+  filter.ordering_key = request->ordering_key();
+  if (!request->label().empty()) {
+    const auto eq = request->label().find('=');
+    if (eq == std::string::npos || eq == 0) {
+      reactor->Finish(ToGrpcStatus(absl::InvalidArgumentError("label: expected key=value")));
+      return reactor;
+    }
+    filter.label_key = request->label().substr(0, eq);
+    filter.label_value = request->label().substr(eq + 1);
+  }
+  if (request->page_size() < 0) {
+    reactor->Finish(ToGrpcStatus(absl::InvalidArgumentError("page_size: must not be negative")));
+    return reactor;
+  }
+  auto page = store_.List(*tenant, filter, request->page_size(), request->page_token());
+  if (page.ok()) {
+    for (const auto& job : page->jobs) ToProto(job, /*with_details=*/false, response->add_jobs());
+    response->set_next_page_token(page->next_page_token);
+  }
+  reactor->Finish(ToGrpcStatus(page.status()));
+  return reactor;
+}
+
+void ReboundService::FinishWithJob(grpc::ServerUnaryReactor* reactor, absl::Status status,
+                                   const std::string& tenant, common::JobId id,
+                                   v1::SyncJob* response) {
+  if (!status.ok()) {
+    reactor->Finish(ToGrpcStatus(status));
+    return;
+  }
+  auto job = store_.Get(tenant, id, /*with_attempts=*/false);
+  if (job.ok()) ToProto(*job, /*with_details=*/false, response);
+  reactor->Finish(ToGrpcStatus(job.status()));
+}
+
+grpc::ServerUnaryReactor* ReboundService::CancelSync(grpc::CallbackServerContext* ctx,
+                                                     const v1::CancelSyncRequest* request,
+                                                     v1::SyncJob* response) {
+  auto* reactor = ctx->DefaultReactor();
+  auto tenant = TenantOf(ctx);
+  auto id = JobIdOf(request->job_id());
+  if (!tenant.ok() || !id.ok()) {
+    reactor->Finish(ToGrpcStatus(!tenant.ok() ? tenant.status() : id.status()));
+    return reactor;
+  }
+  engine_.Cancel(*tenant, *id, [this, reactor, response, t = *tenant, i = *id](absl::Status s) {
+    FinishWithJob(reactor, std::move(s), t, i, response);
+  });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* ReboundService::ReplaySync(grpc::CallbackServerContext* ctx,
+                                                     const v1::ReplaySyncRequest* request,
+                                                     v1::SyncJob* response) {
+  auto* reactor = ctx->DefaultReactor();
+  auto tenant = TenantOf(ctx);
+  auto id = JobIdOf(request->job_id());
+  if (!tenant.ok() || !id.ok()) {
+    reactor->Finish(ToGrpcStatus(!tenant.ok() ? tenant.status() : id.status()));
+    return reactor;
+  }
+  if (!accepting_.load()) {
+    reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "server is shutting down"));
+    return reactor;
+  }
+  engine_.Replay(*tenant, *id, [this, reactor, response, t = *tenant, i = *id](absl::Status s) {
+    FinishWithJob(reactor, std::move(s), t, i, response);
+  });
+  return reactor;
+}
+
+}  // namespace rebound::api

@@ -1,0 +1,76 @@
+// ReboundService: the rebound.v1 gRPC API on the callback API.
+//
+// Handlers validate, then hand work to the engine (submit, cancel, replay, watch) or read the
+// store (get, list); no handler waits for disk or network: submits complete from the store's
+// commit callback. The service borrows the engine and the store; both must outlive the gRPC
+// server. Thread-safe.
+#ifndef REBOUND_SERVER_API_SERVICE_H_
+#define REBOUND_SERVER_API_SERVICE_H_
+
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "grpcpp/grpcpp.h"
+#include "rebound/v1/rebound.grpc.pb.h"
+#include "server/common/job.h"
+#include "server/config/config.h"
+#include "server/engine/engine.h"
+#include "server/store/job_store.h"
+
+namespace rebound::api {
+
+// The one place where absl::Status becomes grpc::Status.
+grpc::Status ToGrpcStatus(const absl::Status& status);
+
+// Fills `out` from a stored job. Secret-looking request headers are redacted.
+void ToProto(const common::JobRecord& job, bool with_details, v1::SyncJob* out);
+
+class ReboundService final : public v1::Rebound::CallbackService {
+ public:
+  ReboundService(std::shared_ptr<const config::Config> config, engine::Engine& engine,
+                 store::JobStore& store);
+
+  // False during shutdown: new submits get UNAVAILABLE, everything else still answers.
+  void SetAcceptingSubmits(bool accepting) { accepting_.store(accepting); }
+
+  grpc::ServerUnaryReactor* SubmitSync(grpc::CallbackServerContext* ctx,
+                                       const v1::SubmitSyncRequest* request,
+                                       v1::SubmitSyncResponse* response) override;
+  grpc::ServerUnaryReactor* SubmitSyncBatch(grpc::CallbackServerContext* ctx,
+                                            const v1::SubmitSyncBatchRequest* request,
+                                            v1::SubmitSyncBatchResponse* response) override;
+  grpc::ServerUnaryReactor* GetSync(grpc::CallbackServerContext* ctx,
+                                    const v1::GetSyncRequest* request,
+                                    v1::SyncJob* response) override;
+  grpc::ServerWriteReactor<v1::SyncEvent>* WatchSync(grpc::CallbackServerContext* ctx,
+                                                     const v1::WatchSyncRequest* request) override;
+  grpc::ServerUnaryReactor* ListSyncs(grpc::CallbackServerContext* ctx,
+                                      const v1::ListSyncsRequest* request,
+                                      v1::ListSyncsResponse* response) override;
+  grpc::ServerUnaryReactor* CancelSync(grpc::CallbackServerContext* ctx,
+                                       const v1::CancelSyncRequest* request,
+                                       v1::SyncJob* response) override;
+  grpc::ServerUnaryReactor* ReplaySync(grpc::CallbackServerContext* ctx,
+                                       const v1::ReplaySyncRequest* request,
+                                       v1::SyncJob* response) override;
+
+ private:
+  // The caller's tenant: `x-rebound-tenant` metadata, else the configured default. (No
+  // authentication yet: this scopes data, it does not protect it.)
+  absl::StatusOr<std::string> TenantOf(const grpc::CallbackServerContext* ctx) const;
+  // Answers a cancel or replay once the engine is done: reads the job back.
+  void FinishWithJob(grpc::ServerUnaryReactor* reactor, absl::Status status,
+                     const std::string& tenant, common::JobId id, v1::SyncJob* response);
+
+  const std::shared_ptr<const config::Config> config_;
+  engine::Engine& engine_;
+  store::JobStore& store_;
+  std::atomic<bool> accepting_{true};
+};
+
+}  // namespace rebound::api
+
+#endif  // REBOUND_SERVER_API_SERVICE_H_

@@ -1,0 +1,105 @@
+#include "server/app/app.h"
+
+#include <cstdio>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/health_check_service_interface.h"
+
+namespace rebound::app {
+namespace {
+
+constexpr absl::Duration kPurgeEvery = absl::Minutes(1);
+
+}  // namespace
+
+App::App(std::shared_ptr<const config::Config> config, const common::Clock& clock)
+    : config_(std::move(config)), clock_(clock) {}
+
+absl::StatusOr<std::unique_ptr<App>> App::Create(std::shared_ptr<const config::Config> config,
+                                                 const common::Clock& clock) {
+  std::unique_ptr<App> app(new App(std::move(config), clock));
+  store::SqliteOptions store_options;
+  store_options.path = app->config_->store.path;
+  store_options.synchronous = app->config_->store.synchronous;
+  store_options.max_batch = app->config_->store.max_batch;
+  auto store = store::SqliteStore::Open(store_options);
+  if (!store.ok()) {
+    return absl::Status(store.status().code(),
+                        absl::StrCat("store ", store_options.path, ": ", store.status().message()));
+  }
+  app->store_ = *std::move(store);
+  auto executor = http::CurlExecutor::Create(http::CurlExecutorOptions{});
+  if (!executor.ok()) return executor.status();
+  app->executor_ = *std::move(executor);
+  app->engine_ =
+      std::make_unique<engine::Engine>(app->config_, *app->store_, *app->executor_, clock);
+  app->service_ = std::make_unique<api::ReboundService>(app->config_, *app->engine_, *app->store_);
+  return app;
+}
+
+App::~App() { Shutdown(); }
+
+absl::Status App::Start() {
+  if (absl::Status s = engine_->Recover(); !s.ok()) {
+    return absl::Status(s.code(), absl::StrCat("recovery: ", s.message()));
+  }
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(config_->server.grpc_listen, grpc::InsecureServerCredentials(),
+                           &grpc_port_);
+  builder.RegisterService(service_.get());
+  server_ = builder.BuildAndStart();
+  if (server_ == nullptr || grpc_port_ == 0) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", config_->server.grpc_listen, " (server.grpc_listen)"));
+  }
+  loop_thread_ = std::thread([this] { engine_->Run(); });
+  maintenance_thread_ = std::thread([this] { MaintenanceLoop(); });
+  server_->GetHealthCheckService()->SetServingStatus(true);
+  return absl::OkStatus();
+}
+
+void App::MaintenanceLoop() {
+  while (!stop_maintenance_.WaitForNotificationWithTimeout(kPurgeEvery)) {
+    auto purged = store_->PurgeExpiredKeys(clock_.Now() - config_->idempotency_retention);
+    if (!purged.ok()) {
+      std::fprintf(stderr, "rebound: idempotency key purge failed: %s\n",
+                   purged.status().ToString().c_str());
+    }
+  }
+}
+
+void App::Shutdown() {
+  {
+    absl::MutexLock lock(&shutdown_mu_);
+    if (shut_down_) return;
+    shut_down_ = true;
+  }
+  if (server_ != nullptr) {
+    server_->GetHealthCheckService()->SetServingStatus(false);
+    service_->SetAcceptingSubmits(false);
+  }
+  if (loop_thread_.joinable()) {
+    engine_->Stop(config_->server.shutdown_grace);
+    loop_thread_.join();
+  }
+  if (maintenance_thread_.joinable()) {
+    stop_maintenance_.Notify();
+    maintenance_thread_.join();
+  }
+  if (store_ != nullptr) {
+    if (absl::Status s = store_->Flush(); !s.ok()) {
+      std::fprintf(stderr, "rebound: final store flush failed: %s\n", s.ToString().c_str());
+    }
+  }
+  if (server_ != nullptr) {
+    // Watch streams and pending calls get a short moment, then are cancelled.
+    server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+    server_->Wait();
+  }
+}
+
+}  // namespace rebound::app

@@ -1,0 +1,65 @@
+// App: the one place that knows every concrete type. Builds the store, the HTTP executor, the
+// engine and the gRPC server from a config, runs them, and stops them in order.
+//
+// Create() returns an error (not a crash) for anything the environment can cause: an unopenable
+// store, an unbindable port. Start/Shutdown/Wait are called from one controlling thread (main).
+#ifndef REBOUND_SERVER_APP_APP_H_
+#define REBOUND_SERVER_APP_APP_H_
+
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+#include "grpcpp/grpcpp.h"
+#include "server/api/service.h"
+#include "server/common/clock.h"
+#include "server/config/config.h"
+#include "server/engine/engine.h"
+#include "server/http/curl_executor.h"
+#include "server/store/sqlite_store.h"
+
+namespace rebound::app {
+
+class App {
+ public:
+  static absl::StatusOr<std::unique_ptr<App>> Create(std::shared_ptr<const config::Config> config,
+                                                     const common::Clock& clock);
+  ~App();
+  App(const App&) = delete;
+  App& operator=(const App&) = delete;
+
+  // Recovers jobs, starts the engine loop and the gRPC server (health SERVING).
+  absl::Status Start();
+  // Graceful stop: health NOT_SERVING and new submits UNAVAILABLE at once; in-flight attempts
+  // get up to server.shutdown_grace to finish; every outcome is persisted; then the gRPC server
+  // and the store close. Idempotent.
+  void Shutdown();
+  int grpc_port() const { return grpc_port_; }
+  engine::Engine& engine() { return *engine_; }
+
+ private:
+  App(std::shared_ptr<const config::Config> config, const common::Clock& clock);
+  void MaintenanceLoop();
+
+  std::shared_ptr<const config::Config> config_;
+  const common::Clock& clock_;
+  std::unique_ptr<store::SqliteStore> store_;
+  std::unique_ptr<http::CurlExecutor> executor_;
+  std::unique_ptr<engine::Engine> engine_;
+  std::unique_ptr<api::ReboundService> service_;
+  std::unique_ptr<grpc::Server> server_;
+  int grpc_port_ = 0;
+  std::thread loop_thread_;
+  std::thread maintenance_thread_;
+  absl::Notification stop_maintenance_;
+  absl::Mutex shutdown_mu_;
+  bool shut_down_ ABSL_GUARDED_BY(shutdown_mu_) = false;
+};
+
+}  // namespace rebound::app
+
+#endif  // REBOUND_SERVER_APP_APP_H_

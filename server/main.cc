@@ -1,0 +1,134 @@
+// rebound-server: flags -> config -> App -> run until SIGTERM/SIGINT -> graceful stop.
+#include <curl/curl.h>
+#include <signal.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include "CLI/CLI.hpp"
+#include "nlohmann/json.hpp"
+#include "server/app/app.h"
+#include "server/common/clock.h"
+#include "server/config/config.h"
+
+namespace {
+
+// One JSON line with the engine's counters and timer accuracy, printed at shutdown (read by
+// bench/run.sh).
+void PrintEngineStats(const rebound::engine::EngineStats& stats) {
+  std::vector<int64_t> lateness = stats.timer_lateness_us;
+  std::sort(lateness.begin(), lateness.end());
+  auto pct = [&](double q) -> int64_t {
+    if (lateness.empty()) return 0;
+    return lateness[std::min(lateness.size() - 1, static_cast<size_t>(q * lateness.size()))];
+  };
+  nlohmann::json j = {
+      {"event", "engine_stats"},
+      {"attempts_started", stats.attempts_started},
+      {"attempts_finished", stats.attempts_finished},
+      {"succeeded", stats.succeeded},
+      {"failed", stats.failed},
+      {"exhausted", stats.exhausted},
+      {"cancelled", stats.cancelled},
+      {"active_jobs", stats.active_jobs},
+      {"timer_lateness_us",
+       {{"count", lateness.size()},
+        {"p50", pct(0.50)},
+        {"p99", pct(0.99)},
+        {"max", lateness.empty() ? 0 : lateness.back()}}},
+  };
+  std::printf("%s\n", j.dump().c_str());
+}
+
+}  // namespace
+
+#ifndef REBOUND_VERSION
+#define REBOUND_VERSION "dev"
+#endif
+#ifndef REBOUND_REVISION
+#define REBOUND_REVISION "unknown"
+#endif
+
+int main(int argc, char** argv) {
+  CLI::App cli{"rebound-server: durable retries of LMS sync calls"};
+  std::string config_path = "config/rebound.yaml";
+  std::string check_path;
+  std::string port_file;
+  bool version = false;
+  cli.add_option("-c,--config", config_path, "YAML config file")->capture_default_str();
+  cli.add_option("--check-config", check_path, "Validate FILE and exit (0 valid, 1 invalid)");
+  cli.add_option("--port-file", port_file,
+                 "Write the bound gRPC port to this file once serving (for grpc_listen :0)");
+  cli.add_flag("--version", version, "Print the version and exit");
+  CLI11_PARSE(cli, argc, argv);
+
+  if (version) {
+    std::printf("rebound-server %s (revision %s)\n", REBOUND_VERSION, REBOUND_REVISION);
+    return 0;
+  }
+  if (!check_path.empty()) {
+    auto cfg = rebound::config::LoadConfigFile(check_path);
+    if (!cfg.ok()) {
+      std::fprintf(stderr, "rebound-server: %s\n", std::string(cfg.status().message()).c_str());
+      return 1;
+    }
+    std::printf("%s: ok (%zu endpoints, %zu policies)\n", check_path.c_str(), cfg->endpoints.size(),
+                cfg->policies.size());
+    return 0;
+  }
+
+  auto cfg = rebound::config::LoadConfigFile(config_path);
+  if (!cfg.ok()) {
+    std::fprintf(stderr, "rebound-server: %s\n", std::string(cfg.status().message()).c_str());
+    return 1;
+  }
+  // Signals are taken synchronously by this thread; every thread started later inherits the
+  // mask, so SIGTERM never interrupts a worker.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  curl_global_init(CURL_GLOBAL_DEFAULT);
+
+  rebound::common::RealClock clock;
+  auto config = std::make_shared<const rebound::config::Config>(*std::move(cfg));
+  auto app = rebound::app::App::Create(config, clock);
+  if (!app.ok()) {
+    std::fprintf(stderr, "rebound-server: %s\n", app.status().ToString().c_str());
+    return 1;
+  }
+  if (absl::Status s = (*app)->Start(); !s.ok()) {
+    std::fprintf(stderr, "rebound-server: %s\n", s.ToString().c_str());
+    return 1;
+  }
+  std::printf("rebound-server listening on %s (port %d), store %s\n",
+              config->server.grpc_listen.c_str(), (*app)->grpc_port(), config->store.path.c_str());
+  std::fflush(stdout);
+  if (!port_file.empty()) {
+    // Written whole under a temporary name, then renamed: readers never see half a number.
+    const std::string tmp = port_file + ".tmp";
+    if (FILE* f = std::fopen(tmp.c_str(), "w")) {
+      std::fprintf(f, "%d\n", (*app)->grpc_port());
+      std::fclose(f);
+      std::rename(tmp.c_str(), port_file.c_str());
+    } else {
+      std::fprintf(stderr, "rebound-server: cannot write --port-file %s\n", port_file.c_str());
+    }
+  }
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  std::printf("rebound-server: signal %d, draining (grace %s)\n", sig,
+              absl::FormatDuration(config->server.shutdown_grace).c_str());
+  std::fflush(stdout);
+  (*app)->Shutdown();
+  PrintEngineStats((*app)->engine().Stats());
+  app->reset();
+  curl_global_cleanup();
+  std::printf("rebound-server: stopped\n");
+  return 0;
+}

@@ -1,0 +1,1341 @@
+#include "server/store/sqlite_store.h"
+
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <cassert>
+#include <climits>
+#include <cstdint>
+#include <iterator>
+#include <limits>
+#include <unordered_map>
+#include <utility>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "absl/synchronization/notification.h"
+#include "server/common/status_macros.h"
+
+namespace rebound::store {
+namespace {
+
+using common::AttemptRecord;
+using common::FormatJobId;
+using common::Headers;
+using common::IsTerminal;
+using common::JobSpec;
+
+constexpr int kSchemaVersion = 1;
+constexpr int kDefaultPageSize = 50;
+constexpr int kMaxPageSize = 1000;
+constexpr int kPurgeChunk = 5000;  // keys deleted per transaction, so submits interleave
+constexpr size_t kMaxIdleReaders = 8;
+
+// The schema's partial indexes and the queries that use them say `state < 5` for "not
+// terminal"; SQLite matches those terms textually, so the literal appears in both places.
+static_assert(static_cast<int>(JobState::kQueued) < 5 &&
+                  static_cast<int>(JobState::kBlocked) < 5 &&
+                  static_cast<int>(JobState::kRunning) < 5 &&
+                  static_cast<int>(JobState::kWaitingRetry) < 5,
+              "non-terminal states must be < 5");
+static_assert(static_cast<int>(JobState::kSucceeded) >= 5 &&
+                  static_cast<int>(JobState::kFailed) >= 5 &&
+                  static_cast<int>(JobState::kExhausted) >= 5 &&
+                  static_cast<int>(JobState::kCancelled) >= 5,
+              "terminal states must be >= 5");
+constexpr int kMinState = 1;
+constexpr int kMaxState = 8;
+
+// Hot, small columns come first in `jobs`; request payloads live in job_payloads and the last
+// response in job_responses, so scans (Recover, List) read dense pages. Times are microseconds
+// since the Unix epoch; NULL is the field's "none" value (see EncodeTime for the infinities).
+constexpr char kSchema[] = R"sql(
+CREATE TABLE jobs (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  tenant TEXT NOT NULL,
+  state INTEGER NOT NULL,
+  endpoint TEXT NOT NULL,
+  policy TEXT NOT NULL,
+  ordering_key TEXT NOT NULL,
+  attempt_count INTEGER NOT NULL,
+  budget_base INTEGER NOT NULL,
+  next_attempt_us INTEGER,
+  first_attempt_us INTEGER,
+  deadline_us INTEGER,
+  created_us INTEGER NOT NULL,
+  updated_us INTEGER NOT NULL,
+  finished_us INTEGER,
+  last_http_status INTEGER NOT NULL,
+  idem_key TEXT NOT NULL,
+  fingerprint TEXT NOT NULL,
+  method TEXT NOT NULL,
+  path TEXT NOT NULL,
+  query TEXT NOT NULL,
+  correlation_id TEXT NOT NULL,
+  last_decision TEXT NOT NULL
+);
+CREATE INDEX jobs_by_tenant ON jobs (tenant, id);
+CREATE INDEX jobs_by_tenant_state ON jobs (tenant, state, id);
+CREATE INDEX jobs_active ON jobs (id) WHERE state < 5;
+CREATE INDEX jobs_by_ordering_key ON jobs (tenant, ordering_key, id) WHERE ordering_key <> '';
+CREATE INDEX jobs_active_by_ordering_key ON jobs (tenant, ordering_key)
+  WHERE ordering_key <> '' AND state < 5;
+CREATE TABLE job_payloads (
+  job_id INTEGER PRIMARY KEY,
+  headers BLOB NOT NULL,
+  body BLOB NOT NULL
+);
+CREATE TABLE job_responses (
+  job_id INTEGER PRIMARY KEY,
+  body BLOB NOT NULL
+);
+CREATE TABLE job_labels (
+  job_id INTEGER NOT NULL,
+  key TEXT NOT NULL,
+  value TEXT NOT NULL,
+  PRIMARY KEY (job_id, key)
+) WITHOUT ROWID;
+CREATE INDEX job_labels_by_value ON job_labels (key, value, job_id);
+CREATE TABLE attempts (
+  job_id INTEGER NOT NULL,
+  number INTEGER NOT NULL,
+  started_us INTEGER NOT NULL,
+  duration_us INTEGER NOT NULL,
+  http_status INTEGER NOT NULL,
+  transport_error TEXT NOT NULL,
+  classification TEXT NOT NULL,
+  decision TEXT NOT NULL,
+  next_attempt_us INTEGER,
+  PRIMARY KEY (job_id, number)
+) WITHOUT ROWID;
+CREATE TABLE idempotency (
+  tenant TEXT NOT NULL,
+  idem_key TEXT NOT NULL,
+  job_id INTEGER NOT NULL,
+  fingerprint TEXT NOT NULL,
+  expires_us INTEGER,
+  PRIMARY KEY (tenant, idem_key)
+) WITHOUT ROWID;
+CREATE INDEX idempotency_by_expiry ON idempotency (expires_us) WHERE expires_us IS NOT NULL;
+)sql";
+
+// The columns a JobRecord is read from, in JobCol order.
+constexpr char kJobColumns[] =
+    "j.id, j.tenant, j.state, j.endpoint, j.policy, j.ordering_key, j.attempt_count, "
+    "j.budget_base, j.next_attempt_us, j.first_attempt_us, j.deadline_us, j.created_us, "
+    "j.updated_us, j.last_http_status, j.idem_key, j.fingerprint, j.method, j.path, j.query, "
+    "j.correlation_id, j.last_decision, p.headers";
+enum JobCol {
+  kColId,
+  kColTenant,
+  kColState,
+  kColEndpoint,
+  kColPolicy,
+  kColOrderingKey,
+  kColAttemptCount,
+  kColBudgetBase,
+  kColNextAttempt,
+  kColFirstAttempt,
+  kColDeadline,
+  kColCreated,
+  kColUpdated,
+  kColLastHttpStatus,
+  kColIdemKey,
+  kColFingerprint,
+  kColMethod,
+  kColPath,
+  kColQuery,
+  kColCorrelationId,
+  kColLastDecision,
+  kColHeaders,
+  kColBody,      // Get/LoadSpec only
+  kColResponse,  // Get only
+};
+
+// --- Errors ---
+
+absl::StatusCode CodeFor(int rc) {
+  switch (rc & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+      return absl::StatusCode::kUnavailable;
+    case SQLITE_FULL:
+    case SQLITE_NOMEM:
+      return absl::StatusCode::kResourceExhausted;
+    case SQLITE_CANTOPEN:
+    case SQLITE_PERM:
+    case SQLITE_READONLY:
+    case SQLITE_NOTADB:
+    case SQLITE_AUTH:
+      return absl::StatusCode::kFailedPrecondition;
+    case SQLITE_CORRUPT:
+      return absl::StatusCode::kDataLoss;
+    case SQLITE_TOOBIG:
+      return absl::StatusCode::kInvalidArgument;
+    default:
+      return absl::StatusCode::kInternal;
+  }
+}
+
+absl::Status SqliteError(sqlite3* db, int rc, absl::string_view what) {
+  return absl::Status(CodeFor(rc), absl::StrCat("sqlite: ", what, ": ",
+                                                db != nullptr ? sqlite3_errmsg(db)
+                                                              : sqlite3_errstr(rc)));
+}
+
+// Adds the database path to errors of Open, so the operator knows which file is meant.
+absl::Status AtPath(const absl::Status& s, absl::string_view path) {
+  return absl::Status(s.code(), absl::StrCat("SQLite database '", path, "': ", s.message()));
+}
+
+// --- Handles ---
+
+struct DbCloser {
+  void operator()(sqlite3* db) const {
+    // Fails only while statements are alive: every owner finalizes them first.
+    [[maybe_unused]] const int rc = sqlite3_close(db);
+    assert(rc == SQLITE_OK);
+  }
+};
+using DbPtr = std::unique_ptr<sqlite3, DbCloser>;
+
+struct StmtFinalizer {
+  // sqlite3_finalize repeats the last step's error, which its caller already handled.
+  void operator()(sqlite3_stmt* s) const { sqlite3_finalize(s); }
+};
+using StmtPtr = std::unique_ptr<sqlite3_stmt, StmtFinalizer>;
+
+absl::StatusOr<StmtPtr> Prepare(sqlite3* db, absl::string_view sql, bool persistent = true) {
+  sqlite3_stmt* raw = nullptr;
+  const int rc = sqlite3_prepare_v3(db, sql.data(), static_cast<int>(sql.size()),
+                                    persistent ? SQLITE_PREPARE_PERSISTENT : 0, &raw, nullptr);
+  StmtPtr stmt(raw);
+  if (rc != SQLITE_OK) return SqliteError(db, rc, absl::StrCat("prepare \"", sql, "\""));
+  if (stmt == nullptr) return absl::InternalError(absl::StrCat("empty statement \"", sql, "\""));
+  return stmt;
+}
+
+absl::Status ExecScript(sqlite3* db, const char* sql) {
+  char* err = nullptr;
+  const int rc = sqlite3_exec(db, sql, nullptr, nullptr, &err);
+  if (rc == SQLITE_OK) return absl::OkStatus();
+  absl::Status s(CodeFor(rc), absl::StrCat("sqlite: ", err != nullptr ? err : sqlite3_errstr(rc)));
+  sqlite3_free(err);
+  return s;
+}
+
+// --- Values ---
+
+// Finite times are microseconds since the epoch; the infinities get the int64 extremes, so a
+// column whose "none" is one infinity can still hold the other one.
+int64_t EncodeTime(absl::Time t) {
+  if (t == absl::InfiniteFuture()) return std::numeric_limits<int64_t>::max();
+  if (t == absl::InfinitePast()) return std::numeric_limits<int64_t>::min();
+  return absl::ToUnixMicros(t);
+}
+
+absl::Time DecodeTime(int64_t v) {
+  if (v == std::numeric_limits<int64_t>::max()) return absl::InfiniteFuture();
+  if (v == std::numeric_limits<int64_t>::min()) return absl::InfinitePast();
+  return absl::FromUnixMicros(v);
+}
+
+absl::StatusOr<JobState> DecodeState(int64_t v) {
+  if (v < kMinState || v > kMaxState) {
+    return absl::DataLossError(absl::StrCat("stored job state ", v, " is not valid"));
+  }
+  return static_cast<JobState>(v);
+}
+
+void PutVarint(std::string* out, uint64_t v) {
+  while (v >= 0x80) {
+    out->push_back(static_cast<char>((v & 0x7f) | 0x80));
+    v >>= 7;
+  }
+  out->push_back(static_cast<char>(v));
+}
+
+bool GetVarint(absl::string_view* in, uint64_t* v) {
+  uint64_t result = 0;
+  for (int shift = 0; shift < 64; shift += 7) {
+    if (in->empty()) return false;
+    const auto byte = static_cast<unsigned char>(in->front());
+    in->remove_prefix(1);
+    result |= static_cast<uint64_t>(byte & 0x7f) << shift;
+    if ((byte & 0x80) == 0) {
+      *v = result;
+      return true;
+    }
+  }
+  return false;
+}
+
+bool GetBytes(absl::string_view* in, std::string* out) {
+  uint64_t n = 0;
+  if (!GetVarint(in, &n) || n > in->size()) return false;
+  out->assign(in->data(), n);
+  in->remove_prefix(n);
+  return true;
+}
+
+// Headers keep their order and duplicates: a format byte, a count, then length-prefixed
+// name/value pairs (binary-safe).
+constexpr char kHeadersFormat = 1;
+
+std::string EncodeHeaders(const Headers& headers) {
+  std::string out(1, kHeadersFormat);
+  PutVarint(&out, headers.size());
+  for (const auto& [name, value] : headers) {
+    PutVarint(&out, name.size());
+    out.append(name);
+    PutVarint(&out, value.size());
+    out.append(value);
+  }
+  return out;
+}
+
+absl::Status DecodeHeaders(absl::string_view in, Headers* out) {
+  const absl::Status corrupt = absl::DataLossError("stored request headers are corrupt");
+  if (in.empty() || in.front() != kHeadersFormat) return corrupt;
+  in.remove_prefix(1);
+  uint64_t count = 0;
+  if (!GetVarint(&in, &count) || count > in.size()) return corrupt;
+  out->clear();
+  out->reserve(count);
+  for (uint64_t i = 0; i < count; ++i) {
+    std::pair<std::string, std::string> header;
+    if (!GetBytes(&in, &header.first) || !GetBytes(&in, &header.second)) return corrupt;
+    out->push_back(std::move(header));
+  }
+  return in.empty() ? absl::OkStatus() : corrupt;
+}
+
+constexpr absl::string_view kPageTokenPrefix = "v1:";
+
+std::string EncodePageToken(JobId last_id) {
+  return absl::WebSafeBase64Escape(absl::StrCat(kPageTokenPrefix, last_id));
+}
+
+absl::StatusOr<JobId> DecodePageToken(const std::string& token) {
+  std::string raw;
+  if (!absl::WebSafeBase64Unescape(token, &raw)) {
+    return absl::InvalidArgumentError("page_token is not valid");
+  }
+  absl::string_view text = raw;
+  JobId id = 0;
+  if (!absl::ConsumePrefix(&text, kPageTokenPrefix) || !absl::SimpleAtoi(text, &id) || id <= 0) {
+    return absl::InvalidArgumentError("page_token is not valid");
+  }
+  return id;
+}
+
+absl::Status JobNotFound(JobId id) {
+  return absl::NotFoundError(absl::StrCat("job ", FormatJobId(id), " not found"));
+}
+
+// One use of a prepared statement: binds parameters in order (1, 2, ...), steps, reads
+// columns, and resets the statement when it goes out of scope. Strings are bound without a
+// copy, so they must outlive the last Step().
+class Run {
+ public:
+  Run(sqlite3* db, sqlite3_stmt* stmt) : db_(db), stmt_(stmt) {}
+  Run(const Run&) = delete;
+  Run& operator=(const Run&) = delete;
+  // sqlite3_reset repeats the last step's error, which Step() already reported.
+  ~Run() { sqlite3_reset(stmt_); }
+
+  Run& Int(int64_t v) { return Check(sqlite3_bind_int64(stmt_, ++index_, v)); }
+  Run& Null() { return Check(sqlite3_bind_null(stmt_, ++index_)); }
+  Run& Text(absl::string_view v) {
+    if (v.size() > static_cast<size_t>(INT_MAX)) return Check(SQLITE_TOOBIG);
+    // A null pointer would bind SQL NULL; an empty string must stay an empty string.
+    return Check(sqlite3_bind_text(stmt_, ++index_, v.empty() ? "" : v.data(),
+                                   static_cast<int>(v.size()), SQLITE_STATIC));
+  }
+  Run& Blob(absl::string_view v) {
+    if (v.size() > static_cast<size_t>(INT_MAX)) return Check(SQLITE_TOOBIG);
+    return Check(sqlite3_bind_blob(stmt_, ++index_, v.empty() ? "" : v.data(),
+                                   static_cast<int>(v.size()), SQLITE_STATIC));
+  }
+  // `none` (the field's "not set" value) is stored as NULL.
+  Run& Time(absl::Time t, absl::Time none) { return t == none ? Null() : Int(EncodeTime(t)); }
+
+  // True for a row, false when done.
+  absl::StatusOr<bool> Step() {
+    if (bind_rc_ != SQLITE_OK) {
+      return SqliteError(db_, bind_rc_, absl::StrCat("bind \"", sqlite3_sql(stmt_), "\""));
+    }
+    const int rc = sqlite3_step(stmt_);
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    return SqliteError(db_, rc, absl::StrCat("\"", sqlite3_sql(stmt_), "\""));
+  }
+  absl::Status Exec() { return Step().status(); }
+
+  bool IsNull(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
+  int64_t GetInt(int col) const { return sqlite3_column_int64(stmt_, col); }
+  int GetInt32(int col) const { return sqlite3_column_int(stmt_, col); }
+  std::string GetStr(int col) const {
+    // Text and blobs alike: column_blob does no conversion and keeps embedded NULs.
+    const void* p = sqlite3_column_blob(stmt_, col);
+    const int n = sqlite3_column_bytes(stmt_, col);
+    return p == nullptr ? std::string() : std::string(static_cast<const char*>(p), n);
+  }
+  absl::Time GetTime(int col, absl::Time none) const {
+    return IsNull(col) ? none : DecodeTime(GetInt(col));
+  }
+
+ private:
+  Run& Check(int rc) {
+    if (bind_rc_ == SQLITE_OK) bind_rc_ = rc;
+    return *this;
+  }
+
+  sqlite3* db_;
+  sqlite3_stmt* stmt_;
+  int index_ = 0;
+  int bind_rc_ = SQLITE_OK;
+};
+
+absl::StatusOr<DbPtr> OpenConnection(const std::string& path, int flags,
+                                     absl::Duration busy_timeout) {
+  sqlite3* raw = nullptr;
+  // NOMUTEX: each connection is used by one thread at a time (the writer, or a pool lease).
+  const int rc = sqlite3_open_v2(path.c_str(), &raw, flags | SQLITE_OPEN_NOMUTEX, nullptr);
+  DbPtr db(raw);  // a handle is returned even on failure, and must be closed
+  if (rc != SQLITE_OK) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot open SQLite database '", path,
+                     "': ", raw != nullptr ? sqlite3_errmsg(raw) : sqlite3_errstr(rc)));
+  }
+  const int64_t ms = absl::ToInt64Milliseconds(busy_timeout);
+  const int timeout = static_cast<int>(std::clamp<int64_t>(ms, 0, INT_MAX));
+  if (const int brc = sqlite3_busy_timeout(db.get(), timeout); brc != SQLITE_OK) {
+    return AtPath(SqliteError(db.get(), brc, "busy_timeout"), path);
+  }
+  return db;
+}
+
+absl::StatusOr<std::string> QueryText(sqlite3* db, absl::string_view sql) {
+  REBOUND_ASSIGN_OR_RETURN(StmtPtr stmt, Prepare(db, sql, /*persistent=*/false));
+  Run run(db, stmt.get());
+  REBOUND_ASSIGN_OR_RETURN(const bool row, run.Step());
+  if (!row) return absl::InternalError(absl::StrCat("\"", sql, "\" returned no row"));
+  return run.GetStr(0);
+}
+
+absl::Status ReadJobRow(const Run& r, bool with_body, JobRecord* out) {
+  out->id = r.GetInt(kColId);
+  JobSpec& spec = out->spec;
+  spec.tenant = r.GetStr(kColTenant);
+  REBOUND_ASSIGN_OR_RETURN(out->state, DecodeState(r.GetInt(kColState)));
+  spec.endpoint = r.GetStr(kColEndpoint);
+  spec.policy = r.GetStr(kColPolicy);
+  spec.ordering_key = r.GetStr(kColOrderingKey);
+  out->attempt_count = r.GetInt32(kColAttemptCount);
+  out->budget_base = r.GetInt32(kColBudgetBase);
+  out->next_attempt_at = r.GetTime(kColNextAttempt, absl::InfinitePast());
+  out->first_attempt_at = r.GetTime(kColFirstAttempt, absl::InfinitePast());
+  spec.deadline = r.GetTime(kColDeadline, absl::InfiniteFuture());
+  out->created_at = r.GetTime(kColCreated, absl::UnixEpoch());
+  out->updated_at = r.GetTime(kColUpdated, absl::UnixEpoch());
+  out->last_http_status = r.GetInt32(kColLastHttpStatus);
+  spec.idempotency_key = r.GetStr(kColIdemKey);
+  out->fingerprint = r.GetStr(kColFingerprint);
+  spec.method = r.GetStr(kColMethod);
+  spec.path = r.GetStr(kColPath);
+  spec.query = r.GetStr(kColQuery);
+  spec.correlation_id = r.GetStr(kColCorrelationId);
+  out->last_decision = r.GetStr(kColLastDecision);
+  if (r.IsNull(kColHeaders)) return absl::DataLossError("stored request headers are missing");
+  REBOUND_RETURN_IF_ERROR(DecodeHeaders(r.GetStr(kColHeaders), &spec.headers));
+  if (with_body) spec.body = r.GetStr(kColBody);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+// --- Ops ---
+
+struct SqliteStore::Op {
+  enum class Kind { kSubmit, kApply, kTask };
+  Kind kind = Kind::kTask;
+  absl::Time now;
+  std::vector<NewJob> jobs;
+  SubmitDone submit_done;
+  std::vector<Transition> transitions;
+  Task task;
+  WriteDone write_done;  // Apply and Task
+  // Outcomes, delivered only if the batch commits.
+  std::vector<SubmitResult> results;
+  absl::Status status;
+
+  size_t Rows() const {
+    switch (kind) {
+      case Kind::kSubmit:
+        return std::max<size_t>(1, jobs.size());
+      case Kind::kApply:
+        return std::max<size_t>(1, transitions.size());
+      case Kind::kTask:
+        break;
+    }
+    return 1;
+  }
+};
+
+// --- Writer: the write connection and its prepared statements ---
+
+class SqliteStore::Writer {
+ public:
+  static absl::StatusOr<std::unique_ptr<Writer>> Create(DbPtr db) {
+    auto w = std::unique_ptr<Writer>(new Writer(std::move(db)));
+    REBOUND_RETURN_IF_ERROR(w->PrepareAll());
+    return w;
+  }
+
+  sqlite3* db() const { return db_.get(); }
+
+  absl::Status Begin() { return Run(db(), begin_.get()).Exec(); }
+  absl::Status Commit() { return Run(db(), commit_.get()).Exec(); }
+  void Rollback() {
+    // After some errors SQLite has already rolled back; a second ROLLBACK would fail.
+    if (sqlite3_get_autocommit(db()) != 0) return;
+    const absl::Status s = Run(db(), rollback_.get()).Exec();
+    // A connection stuck inside a transaction cannot be repaired here; the next BEGIN fails
+    // and reports it to the ops of that batch.
+    static_cast<void>(s);
+  }
+
+  absl::Status ExecSubmit(Op& op) {
+    op.results.clear();
+    op.results.reserve(op.jobs.size());
+    for (const NewJob& job : op.jobs) {
+      SubmitResult result;
+      REBOUND_RETURN_IF_ERROR(SubmitOne(job, op.now, &result));
+      op.results.push_back(std::move(result));
+    }
+    return absl::OkStatus();
+  }
+
+  // An unknown job id fails the op (op.status) before any of its rows is written; SQLite
+  // errors fail the whole batch (the return value).
+  absl::Status ExecApply(Op& op) {
+    struct Current {
+      JobState state;
+      std::string tenant;
+      std::string idem_key;
+    };
+    std::vector<Current> current;
+    current.reserve(op.transitions.size());
+    for (const Transition& t : op.transitions) {
+      Run probe(db(), probe_job_.get());
+      probe.Int(t.job_id);
+      REBOUND_ASSIGN_OR_RETURN(const bool found, probe.Step());
+      if (!found) {
+        op.status = JobNotFound(t.job_id);
+        return absl::OkStatus();
+      }
+      REBOUND_ASSIGN_OR_RETURN(const JobState state, DecodeState(probe.GetInt(0)));
+      current.push_back(Current{state, probe.GetStr(1), probe.GetStr(2)});
+    }
+    // The same job may appear twice in one op: track the state each transition leaves.
+    std::unordered_map<JobId, JobState> latest;
+    const int64_t now_us = EncodeTime(op.now);
+    for (size_t i = 0; i < op.transitions.size(); ++i) {
+      const Transition& t = op.transitions[i];
+      JobState old_state = current[i].state;
+      if (op.transitions.size() > 1) {
+        auto [it, inserted] = latest.try_emplace(t.job_id, t.state);
+        if (!inserted) {
+          old_state = it->second;
+          it->second = t.state;
+        }
+      }
+      const bool terminal = IsTerminal(t.state);
+      {
+        Run q(db(), update_job_.get());
+        q.Int(static_cast<int>(t.state))
+            .Int(t.attempt_count)
+            .Int(t.budget_base)
+            .Time(t.next_attempt_at, absl::InfinitePast())
+            .Time(t.first_attempt_at, absl::InfinitePast())
+            .Text(t.last_decision)
+            .Int(t.last_http_status)
+            .Int(now_us);
+        if (terminal) {
+          q.Int(now_us);
+        } else {
+          q.Null();
+        }
+        q.Int(t.job_id);
+        REBOUND_RETURN_IF_ERROR(q.Exec());
+      }
+      if (t.last_response_body.has_value()) {
+        Run q(db(), upsert_response_.get());
+        q.Int(t.job_id).Blob(*t.last_response_body);
+        REBOUND_RETURN_IF_ERROR(q.Exec());
+      }
+      if (t.attempt.has_value()) {
+        const AttemptRecord& a = *t.attempt;
+        Run q(db(), upsert_attempt_.get());
+        q.Int(t.job_id)
+            .Int(a.number)
+            .Int(EncodeTime(a.started_at))
+            .Int(absl::ToInt64Microseconds(a.duration))
+            .Int(a.http_status)
+            .Text(a.transport_error)
+            .Text(a.classification)
+            .Text(a.decision)
+            .Time(a.next_attempt_at, absl::InfinitePast());
+        REBOUND_RETURN_IF_ERROR(q.Exec());
+      }
+      // Ending starts the key's retention clock; leaving a terminal state (replay) stops it.
+      const std::string& key = current[i].idem_key;
+      if (!key.empty() && (terminal || IsTerminal(old_state))) {
+        Run q(db(), set_key_expiry_.get());
+        if (terminal) {
+          q.Int(now_us);
+        } else {
+          q.Null();
+        }
+        q.Text(current[i].tenant).Text(key).Int(t.job_id);
+        REBOUND_RETURN_IF_ERROR(q.Exec());
+      }
+    }
+    op.status = absl::OkStatus();
+    return absl::OkStatus();
+  }
+
+  // Re-queues RUNNING jobs and returns every non-terminal job, by id. One pass over the
+  // partial index of active jobs; the few RUNNING ones are then updated by id.
+  absl::Status Recover(absl::Time now, std::vector<ActiveJob>* out) {
+    REBOUND_ASSIGN_OR_RETURN(
+        StmtPtr select,
+        Prepare(db(),
+                "SELECT id, endpoint, policy, tenant, ordering_key, state, attempt_count, "
+                "budget_base, next_attempt_us, first_attempt_us, deadline_us, created_us "
+                "FROM jobs WHERE state < 5 ORDER BY id",
+                /*persistent=*/false));
+    std::vector<size_t> running;
+    {
+      Run r(db(), select.get());
+      for (;;) {
+        REBOUND_ASSIGN_OR_RETURN(const bool row, r.Step());
+        if (!row) break;
+        ActiveJob job;
+        job.id = r.GetInt(0);
+        job.endpoint = r.GetStr(1);
+        job.policy = r.GetStr(2);
+        job.tenant = r.GetStr(3);
+        job.ordering_key = r.GetStr(4);
+        REBOUND_ASSIGN_OR_RETURN(job.state, DecodeState(r.GetInt(5)));
+        job.attempt_count = r.GetInt32(6);
+        job.budget_base = r.GetInt32(7);
+        job.next_attempt_at = r.GetTime(8, absl::InfinitePast());
+        job.first_attempt_at = r.GetTime(9, absl::InfinitePast());
+        job.deadline = r.GetTime(10, absl::InfiniteFuture());
+        job.created_at = r.GetTime(11, absl::UnixEpoch());
+        if (job.state == JobState::kRunning) running.push_back(out->size());
+        out->push_back(std::move(job));
+      }
+    }
+    if (running.empty()) return absl::OkStatus();
+    REBOUND_ASSIGN_OR_RETURN(
+        StmtPtr requeue,
+        Prepare(db(), "UPDATE jobs SET state = ?1, updated_us = ?2 WHERE id = ?3",
+                /*persistent=*/false));
+    for (const size_t i : running) {
+      ActiveJob& job = (*out)[i];
+      Run q(db(), requeue.get());
+      q.Int(static_cast<int>(JobState::kQueued)).Int(EncodeTime(now)).Int(job.id);
+      REBOUND_RETURN_IF_ERROR(q.Exec());
+      job.state = JobState::kQueued;
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status PurgeChunk(absl::Time cutoff, int limit, int64_t* deleted) {
+    Run q(db(), purge_keys_.get());
+    q.Int(EncodeTime(cutoff)).Int(limit);
+    REBOUND_RETURN_IF_ERROR(q.Exec());
+    *deleted = sqlite3_changes64(db());
+    return absl::OkStatus();
+  }
+
+ private:
+  explicit Writer(DbPtr db) : db_(std::move(db)) {}
+
+  absl::Status PrepareAll() {
+    const std::pair<StmtPtr*, const char*> statements[] = {
+        {&begin_, "BEGIN IMMEDIATE"},
+        {&commit_, "COMMIT"},
+        {&rollback_, "ROLLBACK"},
+        {&idem_lookup_,
+         "SELECT i.job_id, i.fingerprint, j.state FROM idempotency i "
+         "LEFT JOIN jobs j ON j.id = i.job_id WHERE i.tenant = ?1 AND i.idem_key = ?2"},
+        {&ordering_busy_,
+         // Without INDEXED BY the planner may pick jobs_by_tenant_state and scan every
+         // active job of the tenant.
+         "SELECT 1 FROM jobs INDEXED BY jobs_active_by_ordering_key WHERE tenant = ?1 "
+         "AND ordering_key = ?2 AND ordering_key <> '' AND state < 5 LIMIT 1"},
+        {&insert_job_,
+         "INSERT INTO jobs (tenant, state, endpoint, policy, ordering_key, attempt_count, "
+         "budget_base, deadline_us, created_us, updated_us, last_http_status, idem_key, "
+         "fingerprint, method, path, query, correlation_id, last_decision) "
+         "VALUES (?1, ?2, ?3, ?4, ?5, 0, 0, ?6, ?7, ?7, 0, ?8, ?9, ?10, ?11, ?12, ?13, '')"},
+        {&insert_payload_, "INSERT INTO job_payloads (job_id, headers, body) VALUES (?1, ?2, ?3)"},
+        {&insert_label_, "INSERT INTO job_labels (job_id, key, value) VALUES (?1, ?2, ?3)"},
+        {&insert_key_,
+         "INSERT INTO idempotency (tenant, idem_key, job_id, fingerprint, expires_us) "
+         "VALUES (?1, ?2, ?3, ?4, NULL)"},
+        {&probe_job_, "SELECT state, tenant, idem_key FROM jobs WHERE id = ?1"},
+        {&update_job_,
+         "UPDATE jobs SET state = ?1, attempt_count = ?2, budget_base = ?3, "
+         "next_attempt_us = ?4, first_attempt_us = ?5, last_decision = ?6, "
+         "last_http_status = ?7, updated_us = ?8, finished_us = ?9 WHERE id = ?10"},
+        {&upsert_response_, "INSERT OR REPLACE INTO job_responses (job_id, body) VALUES (?1, ?2)"},
+        {&upsert_attempt_,
+         "INSERT OR REPLACE INTO attempts (job_id, number, started_us, duration_us, "
+         "http_status, transport_error, classification, decision, next_attempt_us) "
+         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"},
+        {&set_key_expiry_,
+         "UPDATE idempotency SET expires_us = ?1 WHERE tenant = ?2 AND idem_key = ?3 "
+         "AND job_id = ?4"},
+        {&purge_keys_,
+         "DELETE FROM idempotency WHERE (tenant, idem_key) IN (SELECT tenant, idem_key FROM "
+         "idempotency WHERE expires_us < ?1 LIMIT ?2)"},
+    };
+    for (const auto& [stmt, sql] : statements) {
+      REBOUND_ASSIGN_OR_RETURN(*stmt, Prepare(db(), sql));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status SubmitOne(const NewJob& job, absl::Time now, SubmitResult* out) {
+    const JobSpec& spec = job.spec;
+    if (!spec.idempotency_key.empty()) {
+      Run q(db(), idem_lookup_.get());
+      q.Text(spec.tenant).Text(spec.idempotency_key);
+      REBOUND_ASSIGN_OR_RETURN(const bool found, q.Step());
+      if (found) {
+        out->job_id = q.GetInt(0);
+        if (q.IsNull(2)) {
+          out->status = absl::DataLossError(
+              absl::StrCat("idempotency key '", spec.idempotency_key, "' names job ",
+                           FormatJobId(out->job_id), ", which does not exist"));
+          return absl::OkStatus();
+        }
+        absl::StatusOr<JobState> state = DecodeState(q.GetInt(2));
+        if (!state.ok()) {
+          out->status = state.status();
+          return absl::OkStatus();
+        }
+        out->state = *state;
+        if (q.GetStr(1) == job.fingerprint) {
+          out->deduplicated = true;
+        } else {
+          out->status = absl::AlreadyExistsError(absl::StrCat(
+              "idempotency key '", spec.idempotency_key, "' is already used by job ",
+              FormatJobId(out->job_id), " with a different request"));
+        }
+        return absl::OkStatus();
+      }
+    }
+
+    JobState state = JobState::kQueued;
+    if (!spec.ordering_key.empty()) {
+      Run q(db(), ordering_busy_.get());
+      q.Text(spec.tenant).Text(spec.ordering_key);
+      REBOUND_ASSIGN_OR_RETURN(const bool busy, q.Step());
+      if (busy) state = JobState::kBlocked;
+    }
+    {
+      Run q(db(), insert_job_.get());
+      q.Text(spec.tenant)
+          .Int(static_cast<int>(state))
+          .Text(spec.endpoint)
+          .Text(spec.policy)
+          .Text(spec.ordering_key)
+          .Time(spec.deadline, absl::InfiniteFuture())
+          .Int(EncodeTime(now))
+          .Text(spec.idempotency_key)
+          .Text(job.fingerprint)
+          .Text(spec.method)
+          .Text(spec.path)
+          .Text(spec.query)
+          .Text(spec.correlation_id);
+      REBOUND_RETURN_IF_ERROR(q.Exec());
+    }
+    const JobId id = sqlite3_last_insert_rowid(db());
+    {
+      const std::string headers = EncodeHeaders(spec.headers);
+      Run q(db(), insert_payload_.get());
+      q.Int(id).Blob(headers).Blob(spec.body);
+      REBOUND_RETURN_IF_ERROR(q.Exec());
+    }
+    for (const auto& [key, value] : spec.labels) {
+      Run q(db(), insert_label_.get());
+      q.Int(id).Text(key).Text(value);
+      REBOUND_RETURN_IF_ERROR(q.Exec());
+    }
+    if (!spec.idempotency_key.empty()) {
+      Run q(db(), insert_key_.get());
+      q.Text(spec.tenant).Text(spec.idempotency_key).Int(id).Text(job.fingerprint);
+      REBOUND_RETURN_IF_ERROR(q.Exec());
+    }
+    out->job_id = id;
+    out->state = state;
+    return absl::OkStatus();
+  }
+
+  DbPtr db_;  // first member: closed after every statement below is finalized
+  StmtPtr begin_, commit_, rollback_;
+  StmtPtr idem_lookup_, ordering_busy_, insert_job_, insert_payload_, insert_label_, insert_key_;
+  StmtPtr probe_job_, update_job_, upsert_response_, upsert_attempt_, set_key_expiry_;
+  StmtPtr purge_keys_;
+};
+
+// --- ReadPool: read connections with their own prepared statements ---
+
+namespace {
+
+// A read connection with the statements it has prepared (one thread at a time).
+class ReadConn {
+ public:
+  explicit ReadConn(DbPtr db) : db_(std::move(db)) {}
+  sqlite3* db() const { return db_.get(); }
+
+  // A statement prepared once per connection and reused.
+  absl::StatusOr<sqlite3_stmt*> Stmt(const std::string& sql) {
+    auto it = stmts_.find(sql);
+    if (it == stmts_.end()) {
+      REBOUND_ASSIGN_OR_RETURN(StmtPtr stmt, Prepare(db(), sql));
+      it = stmts_.emplace(sql, std::move(stmt)).first;
+    }
+    return it->second.get();
+  }
+  absl::Status Exec(const std::string& sql) {
+    REBOUND_ASSIGN_OR_RETURN(sqlite3_stmt * stmt, Stmt(sql));
+    return Run(db(), stmt).Exec();
+  }
+
+ private:
+  DbPtr db_;  // first member: closed after the statements are finalized
+  std::unordered_map<std::string, StmtPtr> stmts_;
+};
+
+}  // namespace
+
+class SqliteStore::ReadPool {
+ public:
+  // Returns its connection to the pool when destroyed.
+  class Lease {
+   public:
+    Lease(ReadPool* pool, std::unique_ptr<ReadConn> conn) : pool_(pool), conn_(std::move(conn)) {}
+    Lease(Lease&& other) noexcept = default;
+    Lease& operator=(Lease&&) = delete;
+    ~Lease() {
+      if (conn_ != nullptr) pool_->Release(std::move(conn_));
+    }
+    ReadConn& operator*() const { return *conn_; }
+
+   private:
+    ReadPool* pool_;
+    std::unique_ptr<ReadConn> conn_;
+  };
+
+  ReadPool(std::string path, absl::Duration busy_timeout)
+      : path_(std::move(path)), busy_timeout_(busy_timeout) {}
+
+  absl::StatusOr<Lease> Acquire() {
+    {
+      absl::MutexLock lock(&mu_);
+      if (!idle_.empty()) {
+        std::unique_ptr<ReadConn> conn = std::move(idle_.back());
+        idle_.pop_back();
+        return Lease(this, std::move(conn));
+      }
+    }
+    REBOUND_ASSIGN_OR_RETURN(DbPtr db, OpenConnection(path_, SQLITE_OPEN_READWRITE, busy_timeout_));
+    // Reads only: a bug cannot write behind the writer's back.
+    REBOUND_RETURN_IF_ERROR(ExecScript(db.get(), "PRAGMA query_only = 1"));
+    return Lease(this, std::make_unique<ReadConn>(std::move(db)));
+  }
+
+ private:
+  void Release(std::unique_ptr<ReadConn> conn) {
+    // A connection left inside a transaction (a failed COMMIT) is not reused.
+    if (sqlite3_get_autocommit(conn->db()) == 0) {
+      if (!conn->Exec("ROLLBACK").ok() || sqlite3_get_autocommit(conn->db()) == 0) return;
+    }
+    absl::MutexLock lock(&mu_);
+    if (idle_.size() < kMaxIdleReaders) idle_.push_back(std::move(conn));
+  }
+
+  const std::string path_;
+  const absl::Duration busy_timeout_;
+  absl::Mutex mu_;
+  std::vector<std::unique_ptr<ReadConn>> idle_ ABSL_GUARDED_BY(mu_);
+};
+
+// --- Open / close ---
+
+absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(const SqliteOptions& options) {
+  if (options.path.empty()) return absl::InvalidArgumentError("SQLite path is empty");
+  if (options.path == ":memory:" || absl::StartsWith(options.path, "file:")) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("SQLite path '", options.path, "' must name a file (WAL needs one)"));
+  }
+  const char* synchronous = nullptr;
+  if (options.synchronous == "full") {
+    synchronous = "PRAGMA synchronous = FULL";
+  } else if (options.synchronous == "normal") {
+    synchronous = "PRAGMA synchronous = NORMAL";
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "synchronous must be \"full\" or \"normal\", not \"", options.synchronous, "\""));
+  }
+  if (options.max_batch < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_batch must be at least 1, not ", options.max_batch));
+  }
+
+  REBOUND_ASSIGN_OR_RETURN(
+      DbPtr db, OpenConnection(options.path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+                               options.busy_timeout));
+  sqlite3* raw = db.get();
+  absl::StatusOr<std::string> mode = QueryText(raw, "PRAGMA journal_mode = WAL");
+  if (!mode.ok()) return AtPath(mode.status(), options.path);
+  if (*mode != "wal") {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "SQLite database '", options.path, "': journal_mode is '", *mode, "', WAL is required"));
+  }
+  if (absl::Status s = ExecScript(raw, synchronous); !s.ok()) return AtPath(s, options.path);
+  if (absl::Status s = ExecScript(raw, "PRAGMA temp_store = MEMORY"); !s.ok()) {
+    return AtPath(s, options.path);
+  }
+
+  // Schema: created in one transaction, versioned by user_version.
+  absl::Status schema = [&]() -> absl::Status {
+    REBOUND_RETURN_IF_ERROR(ExecScript(raw, "BEGIN IMMEDIATE"));
+    absl::Status s = [&]() -> absl::Status {
+      REBOUND_ASSIGN_OR_RETURN(const std::string text, QueryText(raw, "PRAGMA user_version"));
+      int version = 0;
+      if (!absl::SimpleAtoi(text, &version)) {
+        return absl::InternalError(absl::StrCat("user_version is '", text, "'"));
+      }
+      if (version > kSchemaVersion) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("schema version ", version, " is newer than this build's (",
+                         kSchemaVersion, "); upgrade Rebound"));
+      }
+      if (version == 0) {
+        REBOUND_RETURN_IF_ERROR(ExecScript(raw, kSchema));
+        REBOUND_RETURN_IF_ERROR(
+            ExecScript(raw, absl::StrCat("PRAGMA user_version = ", kSchemaVersion).c_str()));
+      }
+      return ExecScript(raw, "COMMIT");
+    }();
+    if (!s.ok() && sqlite3_get_autocommit(raw) == 0) {
+      static_cast<void>(ExecScript(raw, "ROLLBACK"));  // the original error is what matters
+    }
+    return s;
+  }();
+  if (!schema.ok()) return AtPath(schema, options.path);
+
+  absl::StatusOr<std::unique_ptr<Writer>> writer = Writer::Create(std::move(db));
+  if (!writer.ok()) return AtPath(writer.status(), options.path);
+  auto reads = std::make_unique<ReadPool>(options.path, options.busy_timeout);
+  {
+    // Fail at Open, not at the first read, when readers cannot open the file.
+    absl::StatusOr<ReadPool::Lease> probe = reads->Acquire();
+    if (!probe.ok()) return AtPath(probe.status(), options.path);
+  }
+  auto store = std::unique_ptr<SqliteStore>(
+      new SqliteStore(*std::move(writer), std::move(reads), options.max_batch));
+  store->thread_ = std::thread([s = store.get()] { s->WriterLoop(); });
+  return store;
+}
+
+SqliteStore::SqliteStore(std::unique_ptr<Writer> writer, std::unique_ptr<ReadPool> reads,
+                         int max_batch)
+    : writer_(std::move(writer)), reads_(std::move(reads)), max_batch_(max_batch) {}
+
+SqliteStore::~SqliteStore() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  if (thread_.joinable()) thread_.join();
+  // Members go in reverse order: read connections close first, then the writer's, whose close
+  // checkpoints the WAL into the database file.
+}
+
+// --- Writes ---
+
+void SqliteStore::Enqueue(Op op) {
+  absl::MutexLock lock(&mu_);
+  queue_.push_back(std::move(op));
+  ++enqueued_;
+}
+
+void SqliteStore::Submit(std::vector<NewJob> jobs, absl::Time now, SubmitDone done) {
+  Op op;
+  op.kind = Op::Kind::kSubmit;
+  op.now = now;
+  op.jobs = std::move(jobs);
+  op.submit_done = std::move(done);
+  Enqueue(std::move(op));
+}
+
+void SqliteStore::Apply(std::vector<Transition> transitions, absl::Time now, WriteDone done) {
+  Op op;
+  op.kind = Op::Kind::kApply;
+  op.now = now;
+  op.transitions = std::move(transitions);
+  op.write_done = std::move(done);
+  Enqueue(std::move(op));
+}
+
+absl::Status SqliteStore::RunOnWriter(Task task) {
+  absl::Notification done;
+  absl::Status result;
+  Op op;
+  op.kind = Op::Kind::kTask;
+  op.task = std::move(task);
+  op.write_done = [&](absl::Status s) {
+    result = std::move(s);
+    done.Notify();
+  };
+  Enqueue(std::move(op));
+  done.WaitForNotification();
+  return result;
+}
+
+absl::Status SqliteStore::Flush() {
+  absl::MutexLock lock(&mu_);
+  struct Target {
+    const SqliteStore* store;
+    uint64_t op;
+  } target{this, enqueued_};
+  mu_.Await(absl::Condition(
+      +[](Target* t) { return t->store->finished_ >= t->op; }, &target));
+  absl::Status error = std::move(last_error_);
+  last_error_ = absl::OkStatus();
+  return error;
+}
+
+bool SqliteStore::HasWorkOrStopping() const {
+  return queue_head_ < queue_.size() || stopping_;
+}
+
+void SqliteStore::WriterLoop() {
+  std::vector<Op> batch;
+  for (;;) {
+    size_t rows = 0;
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(this, &SqliteStore::HasWorkOrStopping));
+      if (queue_head_ == queue_.size()) return;  // stopping, and everything enqueued is done
+      // Everything queued, up to max_batch rows; an op is never split (at least one is taken).
+      size_t end = queue_head_;
+      while (end < queue_.size()) {
+        const size_t r = queue_[end].Rows();
+        if (end > queue_head_ && rows + r > static_cast<size_t>(max_batch_)) break;
+        rows += r;
+        ++end;
+      }
+      if (queue_head_ == 0 && end == queue_.size()) {
+        batch.swap(queue_);  // the common case: no copy at all
+      } else {
+        const auto first = queue_.begin() + static_cast<ptrdiff_t>(queue_head_);
+        batch.assign(std::make_move_iterator(first),
+                     std::make_move_iterator(queue_.begin() + static_cast<ptrdiff_t>(end)));
+        queue_head_ = end;
+        // Drop the taken prefix once it is most of the vector: amortized O(1) per op even
+        // when the backlog never drains.
+        if (queue_head_ == queue_.size() || 2 * queue_head_ >= queue_.size()) {
+          queue_.erase(queue_.begin(), queue_.begin() + static_cast<ptrdiff_t>(queue_head_));
+          queue_head_ = 0;
+        }
+      }
+    }
+
+    const absl::Status status = RunBatch(batch);
+
+    // Callbacks run outside the lock, in enqueue order, after the commit made them durable.
+    for (Op& op : batch) {
+      switch (op.kind) {
+        case Op::Kind::kSubmit:
+          if (!status.ok()) {
+            op.results.assign(op.jobs.size(), SubmitResult{});
+            for (SubmitResult& r : op.results) r.status = status;
+          }
+          if (op.submit_done) std::move(op.submit_done)(std::move(op.results));
+          break;
+        case Op::Kind::kApply:
+        case Op::Kind::kTask:
+          if (op.write_done) std::move(op.write_done)(status.ok() ? op.status : status);
+          break;
+      }
+    }
+
+    const size_t ops = batch.size();
+    batch.clear();  // callbacks' captures are released outside the lock
+    absl::MutexLock lock(&mu_);
+    finished_ += ops;
+    stats_.ops += static_cast<int64_t>(ops);
+    stats_.rows += static_cast<int64_t>(rows);
+    if (status.ok()) {
+      ++stats_.commits;
+    } else {
+      ++stats_.failed_batches;
+      last_error_ = status;
+    }
+  }
+}
+
+absl::Status SqliteStore::RunBatch(std::vector<Op>& batch) {
+  REBOUND_RETURN_IF_ERROR(writer_->Begin());
+  absl::Status status;
+  for (Op& op : batch) {
+    switch (op.kind) {
+      case Op::Kind::kSubmit:
+        status = writer_->ExecSubmit(op);
+        break;
+      case Op::Kind::kApply:
+        status = writer_->ExecApply(op);
+        break;
+      case Op::Kind::kTask:
+        status = op.task(*writer_);
+        break;
+    }
+    if (!status.ok()) break;
+  }
+  if (status.ok()) status = writer_->Commit();
+  if (!status.ok()) writer_->Rollback();
+  return status;
+}
+
+absl::StatusOr<std::vector<ActiveJob>> SqliteStore::Recover(absl::Time now) {
+  std::vector<ActiveJob> jobs;
+  REBOUND_RETURN_IF_ERROR(RunOnWriter([&jobs, now](Writer& w) {
+    return w.Recover(now, &jobs);
+  }));
+  return jobs;
+}
+
+absl::StatusOr<int64_t> SqliteStore::PurgeExpiredKeys(absl::Time cutoff) {
+  int64_t total = 0;
+  for (;;) {
+    int64_t deleted = 0;
+    REBOUND_RETURN_IF_ERROR(RunOnWriter(
+        [&deleted, cutoff](Writer& w) { return w.PurgeChunk(cutoff, kPurgeChunk, &deleted); }));
+    total += deleted;
+    if (deleted < kPurgeChunk) return total;
+  }
+}
+
+SqliteStore::Stats SqliteStore::GetStats() const {
+  absl::MutexLock lock(&mu_);
+  return stats_;
+}
+
+absl::StatusOr<std::string> SqliteStore::WriterPragma(absl::string_view name) {
+  if (name.empty() || !std::all_of(name.begin(), name.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
+      })) {
+    return absl::InvalidArgumentError(absl::StrCat("'", name, "' is not a pragma name"));
+  }
+  std::string value;
+  const std::string sql = absl::StrCat("PRAGMA ", name);
+  REBOUND_RETURN_IF_ERROR(RunOnWriter([&value, &sql](Writer& w) -> absl::Status {
+    REBOUND_ASSIGN_OR_RETURN(value, QueryText(w.db(), sql));
+    return absl::OkStatus();
+  }));
+  return value;
+}
+
+// --- Reads ---
+
+namespace {
+
+// Runs `body` inside one read transaction, so its queries see one snapshot.
+template <typename T, typename F>
+absl::StatusOr<T> InReadTransaction(ReadConn& conn, F body) {
+  REBOUND_RETURN_IF_ERROR(conn.Exec("BEGIN"));
+  absl::StatusOr<T> result = body();
+  // Ending a read transaction only releases the snapshot; a failure leaves the connection in
+  // a transaction, which the pool then discards.
+  const absl::Status end = conn.Exec("COMMIT");
+  if (result.ok() && !end.ok()) return end;
+  return result;
+}
+
+absl::Status ReadLabels(ReadConn& conn, JobId id, std::map<std::string, std::string>* labels) {
+  REBOUND_ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
+                           conn.Stmt("SELECT key, value FROM job_labels WHERE job_id = ?1"));
+  Run q(conn.db(), stmt);
+  q.Int(id);
+  labels->clear();
+  for (;;) {
+    REBOUND_ASSIGN_OR_RETURN(const bool row, q.Step());
+    if (!row) return absl::OkStatus();
+    labels->emplace(q.GetStr(0), q.GetStr(1));
+  }
+}
+
+absl::Status ReadAttempts(ReadConn& conn, JobId id, std::vector<AttemptRecord>* attempts) {
+  REBOUND_ASSIGN_OR_RETURN(
+      sqlite3_stmt * stmt,
+      conn.Stmt("SELECT number, started_us, duration_us, http_status, transport_error, "
+                "classification, decision, next_attempt_us FROM attempts WHERE job_id = ?1 "
+                "ORDER BY number"));
+  Run q(conn.db(), stmt);
+  q.Int(id);
+  attempts->clear();
+  for (;;) {
+    REBOUND_ASSIGN_OR_RETURN(const bool row, q.Step());
+    if (!row) return absl::OkStatus();
+    AttemptRecord a;
+    a.number = q.GetInt32(0);
+    a.started_at = DecodeTime(q.GetInt(1));
+    a.duration = absl::Microseconds(q.GetInt(2));
+    a.http_status = q.GetInt32(3);
+    a.transport_error = q.GetStr(4);
+    a.classification = q.GetStr(5);
+    a.decision = q.GetStr(6);
+    a.next_attempt_at = q.GetTime(7, absl::InfinitePast());
+    attempts->push_back(std::move(a));
+  }
+}
+
+// The job with its request body (and last response when `with_response`), without labels.
+absl::StatusOr<JobRecord> ReadJob(ReadConn& conn, JobId id, bool with_response) {
+  const std::string sql =
+      with_response
+          ? absl::StrCat("SELECT ", kJobColumns,
+                         ", p.body, r.body FROM jobs j LEFT JOIN job_payloads p ON p.job_id = "
+                         "j.id LEFT JOIN job_responses r ON r.job_id = j.id WHERE j.id = ?1")
+          : absl::StrCat("SELECT ", kJobColumns,
+                         ", p.body FROM jobs j LEFT JOIN job_payloads p ON p.job_id = j.id "
+                         "WHERE j.id = ?1");
+  REBOUND_ASSIGN_OR_RETURN(sqlite3_stmt * stmt, conn.Stmt(sql));
+  Run q(conn.db(), stmt);
+  q.Int(id);
+  REBOUND_ASSIGN_OR_RETURN(const bool row, q.Step());
+  if (!row) return JobNotFound(id);
+  JobRecord job;
+  REBOUND_RETURN_IF_ERROR(ReadJobRow(q, /*with_body=*/true, &job));
+  if (with_response) job.last_response_body = q.GetStr(kColResponse);
+  return job;
+}
+
+}  // namespace
+
+absl::StatusOr<JobRecord> SqliteStore::Get(const std::string& tenant, JobId id,
+                                           bool with_attempts) {
+  REBOUND_ASSIGN_OR_RETURN(ReadPool::Lease lease, reads_->Acquire());
+  ReadConn& conn = *lease;
+  return InReadTransaction<JobRecord>(conn, [&]() -> absl::StatusOr<JobRecord> {
+    REBOUND_ASSIGN_OR_RETURN(JobRecord job, ReadJob(conn, id, /*with_response=*/true));
+    // Another tenant's job looks exactly like a missing one.
+    if (job.spec.tenant != tenant) return JobNotFound(id);
+    REBOUND_RETURN_IF_ERROR(ReadLabels(conn, id, &job.spec.labels));
+    if (with_attempts) REBOUND_RETURN_IF_ERROR(ReadAttempts(conn, id, &job.attempts));
+    return job;
+  });
+}
+
+absl::StatusOr<common::JobSpec> SqliteStore::LoadSpec(JobId id) {
+  REBOUND_ASSIGN_OR_RETURN(ReadPool::Lease lease, reads_->Acquire());
+  ReadConn& conn = *lease;
+  return InReadTransaction<JobSpec>(conn, [&]() -> absl::StatusOr<JobSpec> {
+    REBOUND_ASSIGN_OR_RETURN(JobRecord job, ReadJob(conn, id, /*with_response=*/false));
+    REBOUND_RETURN_IF_ERROR(ReadLabels(conn, id, &job.spec.labels));
+    return std::move(job.spec);
+  });
+}
+
+absl::StatusOr<ListPage> SqliteStore::List(const std::string& tenant, const ListFilter& filter,
+                                           int page_size, const std::string& page_token) {
+  if (page_size <= 0) page_size = kDefaultPageSize;
+  page_size = std::min(page_size, kMaxPageSize);
+  JobId before = 0;  // 0: from the newest
+  if (!page_token.empty()) {
+    REBOUND_ASSIGN_OR_RETURN(before, DecodePageToken(page_token));
+  }
+  // Distinct states, so the number of statement shapes (cached per connection) stays small.
+  std::vector<int> states;
+  for (const JobState s : filter.states) states.push_back(static_cast<int>(s));
+  std::sort(states.begin(), states.end());
+  states.erase(std::unique(states.begin(), states.end()), states.end());
+
+  // key=value: walk that label's index newest first (CROSS JOIN fixes the loop order), which
+  // beats scanning the tenant when the label is selective. Key only: walk the tenant's jobs
+  // and probe each one's labels.
+  std::string sql = absl::StrCat("SELECT ", kJobColumns, " FROM ");
+  if (!filter.label_key.empty() && !filter.label_value.empty()) {
+    absl::StrAppend(&sql,
+                    "job_labels l CROSS JOIN jobs j ON j.id = l.job_id AND l.key = ? "
+                    "AND l.value = ?");
+  } else if (!filter.label_key.empty()) {
+    absl::StrAppend(&sql, "jobs j JOIN job_labels l ON l.job_id = j.id AND l.key = ?");
+  } else {
+    absl::StrAppend(&sql, "jobs j");
+  }
+  absl::StrAppend(&sql, " LEFT JOIN job_payloads p ON p.job_id = j.id WHERE j.tenant = ?");
+  if (!states.empty()) {
+    absl::StrAppend(&sql, " AND j.state IN (?");
+    for (size_t i = 1; i < states.size(); ++i) absl::StrAppend(&sql, ", ?");
+    absl::StrAppend(&sql, ")");
+  }
+  if (!filter.endpoint.empty()) absl::StrAppend(&sql, " AND j.endpoint = ?");
+  if (!filter.ordering_key.empty()) {
+    absl::StrAppend(&sql, " AND j.ordering_key = ? AND j.ordering_key <> ''");
+  }
+  const bool by_label = !filter.label_key.empty() && !filter.label_value.empty();
+  const absl::string_view id_column = by_label ? "l.job_id" : "j.id";
+  if (before > 0) absl::StrAppend(&sql, " AND ", id_column, " < ?");
+  absl::StrAppend(&sql, " ORDER BY ", id_column, " DESC LIMIT ?");
+
+  REBOUND_ASSIGN_OR_RETURN(ReadPool::Lease lease, reads_->Acquire());
+  ReadConn& conn = *lease;
+  return InReadTransaction<ListPage>(conn, [&]() -> absl::StatusOr<ListPage> {
+    REBOUND_ASSIGN_OR_RETURN(sqlite3_stmt * stmt, conn.Stmt(sql));
+    ListPage page;
+    {
+      Run q(conn.db(), stmt);
+      if (!filter.label_key.empty()) {
+        q.Text(filter.label_key);
+        if (!filter.label_value.empty()) q.Text(filter.label_value);
+      }
+      q.Text(tenant);
+      for (const int s : states) q.Int(s);
+      if (!filter.endpoint.empty()) q.Text(filter.endpoint);
+      if (!filter.ordering_key.empty()) q.Text(filter.ordering_key);
+      if (before > 0) q.Int(before);
+      q.Int(page_size + 1);  // one more than asked: is there a next page?
+      for (;;) {
+        REBOUND_ASSIGN_OR_RETURN(const bool row, q.Step());
+        if (!row) break;
+        if (page.jobs.size() == static_cast<size_t>(page_size)) {
+          page.next_page_token = EncodePageToken(page.jobs.back().id);
+          break;
+        }
+        JobRecord job;
+        REBOUND_RETURN_IF_ERROR(ReadJobRow(q, /*with_body=*/false, &job));
+        page.jobs.push_back(std::move(job));
+      }
+    }
+    for (JobRecord& job : page.jobs) {
+      REBOUND_RETURN_IF_ERROR(ReadLabels(conn, job.id, &job.spec.labels));
+    }
+    return page;
+  });
+}
+
+}  // namespace rebound::store

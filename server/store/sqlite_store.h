@@ -1,0 +1,120 @@
+// SqliteStore: the embedded JobStore backend (DESIGN.md "Storage").
+//
+// One SQLite file in WAL mode. A single writer thread owns the write connection and its prepared
+// statements: Submit() and Apply() only enqueue; the writer takes everything queued (up to
+// `max_batch` rows), runs it in one BEGIN IMMEDIATE ... COMMIT (group commit: no waiting for
+// more work, so batches grow with load) and then runs the `done` callbacks in enqueue order on
+// the writer thread. If the transaction fails, it is rolled back and every op of that batch gets
+// the error; earlier commits are untouched. Reads (Get, LoadSpec, List) run on the caller's
+// thread on a small pool of read connections; WAL lets them proceed while the writer commits.
+// Recover() and PurgeExpiredKeys() run on the writer thread and block the caller until done.
+//
+// Thread-safe. Callbacks must not call Flush(), Recover(), PurgeExpiredKeys() or
+// WriterPragma() (they wait for the writer thread they run on); they may call Submit()/Apply().
+// The destructor commits everything enqueued, runs its callbacks, then closes the database.
+//
+// Store-specific behaviour beyond the JobStore contract:
+// - An empty idempotency key does not deduplicate (the job is always inserted).
+// - A transition from a terminal state back to a non-terminal one (replay) stops the key's
+//   retention clock again, so the key of a running job is never purged.
+// - ListFilter with a label key and an empty label value matches any value of that key.
+#ifndef REBOUND_SERVER_STORE_SQLITE_STORE_H_
+#define REBOUND_SERVER_STORE_SQLITE_STORE_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "server/store/job_store.h"
+
+namespace rebound::store {
+
+struct SqliteOptions {
+  std::string path;                   // database file; created when missing
+  std::string synchronous = "full";   // "full": a COMMIT survives power loss; "normal": opt-in
+  int max_batch = 1024;               // rows (jobs or transitions) per transaction, at most
+  absl::Duration busy_timeout = absl::Seconds(5);  // waiting for another process' lock
+};
+
+class SqliteStore final : public JobStore {
+ public:
+  // Counters of the writer since Open.
+  struct Stats {
+    int64_t commits = 0;         // successful transactions
+    int64_t failed_batches = 0;  // transactions rolled back
+    int64_t ops = 0;             // Submit/Apply/internal calls executed
+    int64_t rows = 0;            // jobs submitted + transitions applied
+  };
+
+  // Opens (creating when missing) the database, migrates the schema, sets WAL and the
+  // synchronous level, and starts the writer thread. INVALID_ARGUMENT for bad options;
+  // FAILED_PRECONDITION when the file cannot be opened or used (bad directory, not a database,
+  // WAL unavailable, schema newer than this build); the message names the path.
+  static absl::StatusOr<std::unique_ptr<SqliteStore>> Open(const SqliteOptions& options);
+
+  SqliteStore(const SqliteStore&) = delete;
+  SqliteStore& operator=(const SqliteStore&) = delete;
+  ~SqliteStore() override;
+
+  void Submit(std::vector<NewJob> jobs, absl::Time now, SubmitDone done) override;
+  void Apply(std::vector<Transition> transitions, absl::Time now, WriteDone done) override;
+  // Returns the most recent failed transaction's error not yet returned by an earlier Flush
+  // (per-op results such as NOT_FOUND or ALREADY_EXISTS are not errors here).
+  absl::Status Flush() override;
+
+  absl::StatusOr<JobRecord> Get(const std::string& tenant, JobId id, bool with_attempts) override;
+  absl::StatusOr<common::JobSpec> LoadSpec(JobId id) override;
+  absl::StatusOr<ListPage> List(const std::string& tenant, const ListFilter& filter,
+                                int page_size, const std::string& page_token) override;
+  absl::StatusOr<std::vector<ActiveJob>> Recover(absl::Time now) override;
+  absl::StatusOr<int64_t> PurgeExpiredKeys(absl::Time cutoff) override;
+
+  Stats GetStats() const;
+  // Value of `PRAGMA <name>` on the write connection (e.g. "synchronous" -> "2"). For tests and
+  // diagnostics; `name` must be an identifier.
+  absl::StatusOr<std::string> WriterPragma(absl::string_view name);
+
+ private:
+  class Writer;
+  class ReadPool;
+  struct Op;
+  using Task = absl::AnyInvocable<absl::Status(Writer&)>;
+
+  SqliteStore(std::unique_ptr<Writer> writer, std::unique_ptr<ReadPool> reads, int max_batch);
+
+  void Enqueue(Op op);
+  // Runs `task` inside a writer transaction and waits for the commit.
+  absl::Status RunOnWriter(Task task);
+  void WriterLoop();
+  // Executes a batch in one transaction; on error nothing of it is kept.
+  absl::Status RunBatch(std::vector<Op>& batch);
+  bool HasWorkOrStopping() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const std::unique_ptr<Writer> writer_;  // used only by the writer thread after Open
+  const std::unique_ptr<ReadPool> reads_;
+  const int max_batch_;
+
+  mutable absl::Mutex mu_;
+  std::vector<Op> queue_ ABSL_GUARDED_BY(mu_);  // ops from queue_head_ on are waiting
+  size_t queue_head_ ABSL_GUARDED_BY(mu_) = 0;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t enqueued_ ABSL_GUARDED_BY(mu_) = 0;  // ops ever enqueued
+  uint64_t finished_ ABSL_GUARDED_BY(mu_) = 0;  // ops whose callbacks have run
+  absl::Status last_error_ ABSL_GUARDED_BY(mu_);
+  Stats stats_ ABSL_GUARDED_BY(mu_);
+
+  std::thread thread_;
+};
+
+}  // namespace rebound::store
+
+#endif  // REBOUND_SERVER_STORE_SQLITE_STORE_H_

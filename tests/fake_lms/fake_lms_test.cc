@@ -1,0 +1,326 @@
+// fake-lms, black-box: the real binary, real HTTP requests (libcurl), its stats JSON.
+#include <curl/curl.h>
+#include <dirent.h>
+
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "tests/fake_lms/fake_lms_process.h"
+
+namespace rebound::fakelms {
+namespace {
+
+const ::testing::Environment* const kCurlEnvironment =
+    ::testing::AddGlobalTestEnvironment(new CurlGlobalEnvironment);
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+class FakeLmsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    absl::StatusOr<std::unique_ptr<FakeLmsProcess>> lms = FakeLmsProcess::Start();
+    ASSERT_TRUE(lms.ok()) << lms.status();
+    lms_ = *std::move(lms);
+  }
+
+  // GET base_url + path_and_query with "Idempotency-Key: key".
+  HttpReply Get(const std::string& path_and_query, const std::string& key,
+                absl::Duration timeout = absl::Seconds(10)) {
+    return HttpFetch("GET", lms_->base_url() + path_and_query,
+                     {absl::StrCat("Idempotency-Key: ", key)}, "", timeout);
+  }
+
+  nlohmann::json KeyStats(const std::string& key) {
+    absl::StatusOr<nlohmann::json> stats = lms_->Stats(key);
+    EXPECT_TRUE(stats.ok()) << stats.status();
+    return stats.ok() ? *stats : nlohmann::json();
+  }
+
+  int OpenFds() {
+    int n = 0;
+    DIR* dir = opendir(absl::StrCat("/proc/", lms_->pid(), "/fd").c_str());
+    if (dir == nullptr) return -1;
+    while (readdir(dir) != nullptr) ++n;
+    closedir(dir);
+    return n;
+  }
+
+  std::unique_ptr<FakeLmsProcess> lms_;
+};
+
+TEST_F(FakeLmsTest, HealthAnswers200) {
+  const HttpReply reply = HttpFetch("GET", lms_->base_url() + "/__health");
+  ASSERT_EQ(reply.code, CURLE_OK);
+  EXPECT_EQ(reply.status, 200);
+}
+
+TEST_F(FakeLmsTest, ScriptStepsAreUsedInOrderAndTheLastStepRepeats) {
+  const std::string path = "/api/v1/courses/1/grades?script=503,429,500";
+  EXPECT_EQ(Get(path, "k").status, 503);
+  EXPECT_EQ(Get(path, "k").status, 429);
+  EXPECT_EQ(Get(path, "k").status, 500);
+  EXPECT_EQ(Get(path, "k").status, 500);
+  const nlohmann::json stats = KeyStats("k");
+  EXPECT_EQ(stats["attempts"], 4);
+  EXPECT_EQ(stats["effects"], 0);
+  EXPECT_THAT(stats["statuses"].get<std::vector<int>>(), ElementsAre(503, 429, 500, 500));
+}
+
+TEST_F(FakeLmsTest, DefaultScriptIs200WithJsonBody) {
+  const HttpReply reply = Get("/x", "plain");
+  ASSERT_EQ(reply.code, CURLE_OK);
+  EXPECT_EQ(reply.status, 200);
+  const nlohmann::json body = nlohmann::json::parse(reply.body);
+  EXPECT_EQ(body["ok"], true);
+  EXPECT_EQ(body["key"], "plain");
+  EXPECT_EQ(body["attempt"], 1);
+}
+
+TEST_F(FakeLmsTest, KeysAreCountedSeparately) {
+  EXPECT_EQ(Get("/x?script=503,200", "a").status, 503);
+  EXPECT_EQ(Get("/x?script=503,200", "b").status, 503);
+  EXPECT_EQ(Get("/x?script=503,200", "a").status, 200);
+}
+
+TEST_F(FakeLmsTest, RetryAfterDeltaSeconds) {
+  const HttpReply reply = Get("/x?script=503:ra=7", "ra");
+  EXPECT_EQ(reply.status, 503);
+  EXPECT_EQ(reply.Header("retry-after"), "7");
+}
+
+TEST_F(FakeLmsTest, RetryAfterHttpDateIsAtLeastTheDelayAhead) {
+  const absl::Time before = absl::Now();
+  const HttpReply reply = Get("/x?script=429:rad=30", "rad");
+  EXPECT_EQ(reply.status, 429);
+  const std::string date = reply.Header("retry-after");
+  EXPECT_THAT(date, HasSubstr(" GMT"));
+  const time_t parsed = curl_getdate(date.c_str(), nullptr);
+  ASSERT_GT(parsed, 0) << date;
+  EXPECT_GE(absl::FromTimeT(parsed), before + absl::Seconds(29));
+  EXPECT_LE(absl::FromTimeT(parsed), absl::Now() + absl::Seconds(31));
+}
+
+TEST_F(FakeLmsTest, MsOptionDelaysTheAnswer) {
+  const HttpReply reply = Get("/x?script=200:ms=150", "slow");
+  EXPECT_EQ(reply.status, 200);
+  EXPECT_GE(reply.elapsed, absl::Milliseconds(150));
+}
+
+TEST_F(FakeLmsTest, LatencyParameterDelaysEveryStep) {
+  const HttpReply reply = Get("/x?script=503:ms=50&latency_ms=100", "latency");
+  EXPECT_EQ(reply.status, 503);
+  EXPECT_GE(reply.elapsed, absl::Milliseconds(150));
+}
+
+TEST_F(FakeLmsTest, DelayedAnswerDoesNotBlockOtherRequests) {
+  HttpReply slow;
+  std::thread slow_client([&] { slow = Get("/x?script=200:ms=1500", "slow"); });
+  const absl::Time give_up = absl::Now() + absl::Seconds(5);
+  while (absl::Now() < give_up) {  // until the slow request has arrived
+    absl::StatusOr<nlohmann::json> stats = lms_->Stats("slow");
+    if (stats.ok()) break;
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  const HttpReply fast = Get("/x", "fast");
+  slow_client.join();
+  EXPECT_EQ(fast.status, 200);
+  EXPECT_LT(fast.elapsed, absl::Seconds(1));
+  EXPECT_EQ(slow.status, 200);
+  EXPECT_GE(slow.elapsed, absl::Milliseconds(1500));
+}
+
+TEST_F(FakeLmsTest, ResetClosesTheConnectionWithoutAnswer) {
+  const HttpReply reply = Get("/x?script=reset", "reset");
+  EXPECT_TRUE(reply.code == CURLE_GOT_NOTHING || reply.code == CURLE_RECV_ERROR)
+      << curl_easy_strerror(reply.code);
+  EXPECT_THAT(KeyStats("reset")["statuses"].get<std::vector<int>>(), ElementsAre(0));
+}
+
+TEST_F(FakeLmsTest, HangTimesOutOnTheClient) {
+  const HttpReply reply = Get("/x?script=hang", "hang", absl::Milliseconds(300));
+  EXPECT_EQ(reply.code, CURLE_OPERATION_TIMEDOUT);
+  EXPECT_GE(reply.elapsed, absl::Milliseconds(250));  // curl's own clock may round
+  EXPECT_LT(reply.elapsed, absl::Seconds(5));
+}
+
+TEST_F(FakeLmsTest, HungRequestIsDroppedWhenTheClientGoesAway) {
+  const int baseline = OpenFds();  // no connection yet
+  ASSERT_GT(baseline, 0);
+  Get("/x?script=hang", "leak", absl::Milliseconds(100));
+  const absl::Time give_up = absl::Now() + absl::Seconds(5);
+  while (OpenFds() > baseline && absl::Now() < give_up) absl::SleepFor(absl::Milliseconds(10));
+  EXPECT_EQ(OpenFds(), baseline);
+  EXPECT_EQ(Get("/__health", "after").status, 200);
+}
+
+TEST_F(FakeLmsTest, FirstSuccessIsTheEffectAndRepeatsGetTheStoredAnswer) {
+  const HttpReply first = Get("/x?script=200", "once");
+  ASSERT_EQ(first.status, 200);
+  // The script now says 500, but the key is applied: the stored answer comes back.
+  const HttpReply second = Get("/x?script=500", "once");
+  EXPECT_EQ(second.status, 200);
+  EXPECT_EQ(second.body, first.body);
+  EXPECT_EQ(second.Header("x-fake-repeat"), "true");
+  const nlohmann::json stats = KeyStats("once");
+  EXPECT_EQ(stats["attempts"], 2);
+  EXPECT_EQ(stats["effects"], 1);
+  EXPECT_EQ(stats["repeats"], 1);
+}
+
+TEST_F(FakeLmsTest, FailuresBeforeTheSuccessAreNotEffects) {
+  const std::string path = "/x?script=503,502,201";
+  EXPECT_EQ(Get(path, "k").status, 503);
+  EXPECT_EQ(Get(path, "k").status, 502);
+  EXPECT_EQ(Get(path, "k").status, 201);
+  EXPECT_EQ(Get(path, "k").status, 201);
+  const nlohmann::json stats = KeyStats("k");
+  EXPECT_EQ(stats["effects"], 1);
+  EXPECT_EQ(stats["repeats"], 1);
+  EXPECT_THAT(stats["statuses"].get<std::vector<int>>(), ElementsAre(503, 502, 201, 201));
+}
+
+TEST_F(FakeLmsTest, BodyOptionIsPercentDecoded) {
+  const HttpReply reply = Get("/x?script=403:body=Rate%20Limit%20Exceeded", "canvas");
+  EXPECT_EQ(reply.status, 403);
+  EXPECT_EQ(reply.body, "Rate Limit Exceeded");
+}
+
+TEST_F(FakeLmsTest, HeadersOverrideTheQuery) {
+  const HttpReply reply =
+      HttpFetch("POST", lms_->base_url() + "/x?script=200",
+                {"Idempotency-Key: hdr", "X-Fake-Script: 422:body=no%2C%20thanks"}, "{}");
+  EXPECT_EQ(reply.status, 422);
+  EXPECT_EQ(reply.body, "no, thanks");
+}
+
+TEST_F(FakeLmsTest, LocationOptionKeepsColonsInTheUrl) {
+  const HttpReply reply = Get("/x?script=302:loc=http://127.0.0.1:9/next:ra=1", "redirect");
+  EXPECT_EQ(reply.status, 302);
+  EXPECT_EQ(reply.Header("location"), "http://127.0.0.1:9/next");
+  EXPECT_EQ(reply.Header("retry-after"), "1");
+}
+
+TEST_F(FakeLmsTest, BadScriptIsRejectedWith400) {
+  const HttpReply reply = Get("/x?script=200,teapot", "bad");
+  EXPECT_EQ(reply.status, 400);
+  EXPECT_THAT(reply.body, HasSubstr("teapot"));
+}
+
+TEST_F(FakeLmsTest, EveryMethodIsAcceptedAndRecorded) {
+  for (const std::string method : {"GET", "POST", "PUT", "PATCH", "DELETE"}) {
+    const std::string key = "method-" + method;
+    const HttpReply reply = HttpFetch(method, lms_->base_url() + "/grades/7?q=1",
+                                      {"Idempotency-Key: " + key}, "twelve bytes");
+    EXPECT_EQ(reply.status, 200) << method;
+    const nlohmann::json stats = KeyStats(key);
+    EXPECT_EQ(stats["last_method"], method);
+    EXPECT_EQ(stats["last_path"], "/grades/7?q=1");
+    EXPECT_EQ(stats["last_body_bytes"], 12) << method;
+  }
+}
+
+TEST_F(FakeLmsTest, KeyFallsBackToXFakeKeyThenToPathAndQuery) {
+  HttpFetch("GET", lms_->base_url() + "/a?b=c", {"X-Fake-Key: fallback"});
+  HttpFetch("GET", lms_->base_url() + "/a?b=c");
+  EXPECT_EQ(KeyStats("fallback")["attempts"], 1);
+  EXPECT_EQ(KeyStats("/a?b=c")["attempts"], 1);
+}
+
+TEST_F(FakeLmsTest, StatsTellWhetherTheKeyHeaderCameEveryTime) {
+  Get("/x?script=503,200", "steady");
+  Get("/x?script=503,200", "steady");
+  HttpFetch("GET", lms_->base_url() + "/x?script=503,200", {"Idempotency-Key: flaky"});
+  HttpFetch("GET", lms_->base_url() + "/x?script=503,200", {"X-Fake-Key: flaky"});
+  EXPECT_EQ(KeyStats("steady")["key_header_every_attempt"], true);
+  EXPECT_EQ(KeyStats("flaky")["key_header_every_attempt"], false);
+}
+
+TEST_F(FakeLmsTest, StatsJsonHasTotalsKeysAndArrivalTimes) {
+  Get("/x?script=500,200", "t");
+  Get("/x?script=500,200", "t");
+  Get("/x", "u");
+  absl::StatusOr<nlohmann::json> all = lms_->AllStats();
+  ASSERT_TRUE(all.ok()) << all.status();
+  const nlohmann::json& totals = (*all)["totals"];
+  EXPECT_EQ(totals["keys"], 2);
+  EXPECT_EQ(totals["attempts"], 3);
+  EXPECT_EQ(totals["effects"], 2);
+  EXPECT_EQ(totals["repeats"], 0);
+  EXPECT_GE(totals["requests"], 3);
+  const std::vector<double> times = (*all)["keys"]["t"]["times_ms"].get<std::vector<double>>();
+  ASSERT_EQ(times.size(), 2u);
+  EXPECT_GT(times[0], 0.0);
+  EXPECT_GT(times[1], times[0]);
+  EXPECT_EQ((*all)["keys"]["u"]["attempts"], 1);
+
+  absl::StatusOr<nlohmann::json> summary = lms_->Totals();
+  ASSERT_TRUE(summary.ok()) << summary.status();
+  EXPECT_EQ((*summary)["attempts"], 3);
+  EXPECT_EQ(lms_->Stats("never-seen").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(FakeLmsTest, ConnectionsAreCounted) {
+  HttpFetch("GET", lms_->base_url() + "/x");
+  HttpFetch("GET", lms_->base_url() + "/x");
+  absl::StatusOr<nlohmann::json> totals = lms_->Totals();
+  ASSERT_TRUE(totals.ok()) << totals.status();
+  // Two requests, one Totals() call: each HttpFetch opens its own connection.
+  EXPECT_EQ((*totals)["connections"], 3);
+}
+
+TEST_F(FakeLmsTest, ResetEndpointForgetsEverything) {
+  Get("/x", "gone");
+  ASSERT_TRUE(lms_->Reset().ok());
+  EXPECT_EQ(lms_->Stats("gone").status().code(), absl::StatusCode::kNotFound);
+  absl::StatusOr<nlohmann::json> totals = lms_->Totals();
+  ASSERT_TRUE(totals.ok()) << totals.status();
+  EXPECT_EQ((*totals)["attempts"], 0);
+  EXPECT_EQ((*totals)["keys"], 0);
+  // And a key starts over at step 1 afterwards.
+  EXPECT_EQ(Get("/x?script=503,200", "gone").status, 503);
+}
+
+TEST_F(FakeLmsTest, ExitsZeroOnSigterm) {
+  absl::StatusOr<int> exit_code = lms_->Stop();
+  ASSERT_TRUE(exit_code.ok()) << exit_code.status();
+  EXPECT_EQ(*exit_code, 0);
+}
+
+TEST_F(FakeLmsTest, ExitsZeroOnSigtermWithRequestsStillWaiting) {
+  // A hung request and a delayed one are in progress when the signal comes.
+  std::unique_ptr<CURLM, decltype(&curl_multi_cleanup)> multi(curl_multi_init(),
+                                                              &curl_multi_cleanup);
+  std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> hang(curl_easy_init(), &curl_easy_cleanup);
+  std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> slow(curl_easy_init(), &curl_easy_cleanup);
+  const std::string hang_url = lms_->base_url() + "/x?script=hang";
+  const std::string slow_url = lms_->base_url() + "/y?script=200:ms=60000";
+  curl_easy_setopt(hang.get(), CURLOPT_URL, hang_url.c_str());
+  curl_easy_setopt(slow.get(), CURLOPT_URL, slow_url.c_str());
+  curl_multi_add_handle(multi.get(), hang.get());
+  curl_multi_add_handle(multi.get(), slow.get());
+  const absl::Time give_up = absl::Now() + absl::Seconds(5);
+  while (absl::Now() < give_up) {
+    int running = 0;
+    curl_multi_perform(multi.get(), &running);
+    curl_multi_poll(multi.get(), nullptr, 0, 10, nullptr);
+    absl::StatusOr<nlohmann::json> totals = lms_->Totals();
+    if (totals.ok() && (*totals)["attempts"] == 2) break;
+  }
+  absl::StatusOr<int> exit_code = lms_->Stop();
+  curl_multi_remove_handle(multi.get(), hang.get());
+  curl_multi_remove_handle(multi.get(), slow.get());
+  ASSERT_TRUE(exit_code.ok()) << exit_code.status();
+  EXPECT_EQ(*exit_code, 0);
+}
+
+}  // namespace
+}  // namespace rebound::fakelms

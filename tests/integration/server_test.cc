@@ -1,0 +1,285 @@
+// The whole service, end to end: real rebound-server, real fake-lms, real client library.
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/integration/harness.h"
+
+namespace rebound::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+const ::testing::Environment* const kCurl =
+    ::testing::AddGlobalTestEnvironment(new fakelms::CurlGlobalEnvironment);
+
+double GapMs(const nlohmann::json& times, size_t i) {
+  return times.at(i).get<double>() - times.at(i - 1).get<double>();
+}
+
+TEST_F(IntegrationTest, TransientFailuresAreRetriedUntilSuccess) {
+  const auto job = Run(Job("k-503", "503,503,200"));
+  EXPECT_EQ(job.state(), v1::SUCCEEDED);
+  EXPECT_EQ(job.attempt_count(), 3);
+  const auto got = client().Get(job.job_id());
+  ASSERT_TRUE(got.ok()) << got.status();
+  ASSERT_EQ(got->attempts_size(), 3);
+  EXPECT_EQ(got->attempts(0).http_status(), 503);
+  EXPECT_EQ(got->attempts(0).classification(), "retry");
+  EXPECT_THAT(got->attempts(0).decision(), HasSubstr("retry at"));
+  EXPECT_EQ(got->attempts(2).http_status(), 200);
+  const auto stats = KeyStats("k-503");
+  EXPECT_EQ(stats["attempts"], 3);
+  EXPECT_EQ(stats["effects"], 1);
+  EXPECT_EQ(stats["key_header_every_attempt"], true);
+}
+
+TEST_F(IntegrationTest, PermanentFailureStopsAfterExactlyOneAttempt) {
+  const auto job = Run(Job("k-400", "400,200"));
+  EXPECT_EQ(job.state(), v1::FAILED);
+  EXPECT_EQ(job.attempt_count(), 1);
+  EXPECT_THAT(job.last_decision(), HasSubstr("permanent"));
+  EXPECT_EQ(KeyStats("k-400")["attempts"], 1);
+}
+
+TEST_F(IntegrationTest, RetryAfterIsHonouredBeforeTheNextAttempt) {
+  const auto job = Run(Job("k-429", "429:ra=1,200"));
+  EXPECT_EQ(job.state(), v1::SUCCEEDED);
+  const auto stats = KeyStats("k-429");
+  ASSERT_EQ(stats["times_ms"].size(), 2u);
+  EXPECT_GE(GapMs(stats["times_ms"], 1), 1000.0);
+}
+
+TEST_F(IntegrationTest, RetryAfterAsAnHttpDateIsHonoured) {
+  const auto job = Run(Job("k-429d", "503:rad=2,200"));
+  EXPECT_EQ(job.state(), v1::SUCCEEDED);
+  const auto stats = KeyStats("k-429d");
+  ASSERT_EQ(stats["times_ms"].size(), 2u);
+  // An HTTP-date has one-second resolution: "2 s from now" is at least 1 s away.
+  EXPECT_GE(GapMs(stats["times_ms"], 1), 1000.0);
+}
+
+TEST_F(IntegrationTest, CanvasThrottleRuleTreats403AsRateLimited) {
+  auto r = Job("k-canvas", "403:ra=1:body=Rate%20Limit%20Exceeded,200");
+  r.set_policy("canvas");
+  const auto job = Run(r);
+  EXPECT_EQ(job.state(), v1::SUCCEEDED);
+  const auto got = client().Get(job.job_id());
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->attempts(0).classification(), "rate_limited");
+  EXPECT_GE(GapMs(KeyStats("k-canvas")["times_ms"], 1), 1000.0);
+}
+
+TEST_F(IntegrationTest, ConnectionRefusedIsRetriedUntilTheBudgetIsSpent) {
+  v1::SyncRequest r = Job("k-dead", "200");
+  r.set_endpoint("dead");
+  r.set_path("/api/x");
+  const auto job = Run(r);
+  EXPECT_EQ(job.state(), v1::EXHAUSTED);
+  EXPECT_EQ(job.attempt_count(), 5);
+  const auto got = client().Get(job.job_id());
+  ASSERT_TRUE(got.ok());
+  for (const auto& a : got->attempts()) EXPECT_EQ(a.transport_error(), "connect");
+}
+
+TEST_F(IntegrationTest, AHangingUpstreamTimesOutAndIsRetried) {
+  const auto job = Run(Job("k-hang", "hang,200"));
+  EXPECT_EQ(job.state(), v1::SUCCEEDED);
+  const auto got = client().Get(job.job_id());
+  ASSERT_TRUE(got.ok());
+  ASSERT_EQ(got->attempts_size(), 2);
+  EXPECT_EQ(got->attempts(0).transport_error(), "timeout");
+  const double ms =
+      got->attempts(0).duration().seconds() * 1e3 + got->attempts(0).duration().nanos() / 1e6;
+  EXPECT_GE(ms, 450.0);   // the endpoint's 500ms timeout (curl's timer granularity)
+  EXPECT_LT(ms, 2000.0);  // and not much more
+}
+
+TEST_F(IntegrationTest, ExhaustedJobCanBeReplayed) {
+  const auto job = Run(Job("k-replay", "500,500,500,500,500,200"));
+  EXPECT_EQ(job.state(), v1::EXHAUSTED);
+  EXPECT_EQ(job.attempt_count(), 5);
+  auto replayed = client().Replay(job.job_id());
+  ASSERT_TRUE(replayed.ok()) << replayed.status();
+  auto done = client().Await(job.job_id(), absl::Seconds(20));
+  ASSERT_TRUE(done.ok()) << done.status();
+  EXPECT_EQ(done->state(), v1::SUCCEEDED);
+  EXPECT_EQ(done->attempt_count(), 6);
+  EXPECT_EQ(KeyStats("k-replay")["effects"], 1);
+
+  auto again = client().Replay(job.job_id());
+  EXPECT_EQ(again.status().code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(IntegrationTest, DuplicateSubmitReturnsTheSameJob) {
+  const auto r = Job("k-dup", "200");
+  auto first = client().Submit(r);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_FALSE(first->deduplicated());
+  ASSERT_TRUE(client().Await(first->job_id(), absl::Seconds(10)).ok());
+  auto second = client().Submit(r);
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_TRUE(second->deduplicated());
+  EXPECT_EQ(second->job_id(), first->job_id());
+  EXPECT_EQ(second->state(), v1::SUCCEEDED);
+  EXPECT_EQ(KeyStats("k-dup")["attempts"], 1);
+}
+
+TEST_F(IntegrationTest, SameKeyWithADifferentRequestIsAlreadyExists) {
+  auto first = client().Submit(Job("k-conflict", "200", R"({"score": 1})"));
+  ASSERT_TRUE(first.ok());
+  auto second = client().Submit(Job("k-conflict", "200", R"({"score": 2})"));
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_THAT(second.status().message(), HasSubstr(first->job_id()));
+}
+
+TEST_F(IntegrationTest, CancelStopsFurtherAttempts) {
+  auto r = Job("k-cancel", "503");
+  r.set_policy("slow");  // 400ms between attempts
+  auto submitted = client().Submit(r);
+  ASSERT_TRUE(submitted.ok());
+  // Wait until the first attempt has failed and the job waits for its retry.
+  ASSERT_TRUE(client()
+                  .Watch(
+                      submitted->job_id(),
+                      [](const v1::SyncEvent& e) { return e.state() != v1::WAITING_RETRY; },
+                      absl::Seconds(10))
+                  .ok());
+  auto cancelled = client().Cancel(submitted->job_id());
+  ASSERT_TRUE(cancelled.ok()) << cancelled.status();
+  EXPECT_EQ(cancelled->state(), v1::CANCELLED);
+  absl::SleepFor(absl::Milliseconds(900));  // two retry periods of the slow policy
+  EXPECT_EQ(KeyStats("k-cancel")["attempts"], 1);
+  auto again = client().Cancel(submitted->job_id());
+  EXPECT_EQ(again.status().code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(IntegrationTest, WatchStreamsEveryTransitionUntilTerminal) {
+  auto submitted = client().Submit(Job("k-watch", "503:ms=300,200"));
+  ASSERT_TRUE(submitted.ok());
+  std::vector<v1::SyncState> states;
+  const absl::Status s = client().Watch(
+      submitted->job_id(),
+      [&](const v1::SyncEvent& e) {
+        states.push_back(e.state());
+        return true;
+      },
+      absl::Seconds(20));
+  ASSERT_TRUE(s.ok()) << s;
+  // The first event is the state at subscription (the first attempt takes 300ms).
+  ASSERT_GE(states.size(), 4u);
+  EXPECT_THAT(states.front(), ::testing::AnyOf(v1::QUEUED, v1::RUNNING));
+  const std::vector<v1::SyncState> tail(states.end() - 3, states.end());
+  EXPECT_THAT(tail, ::testing::ElementsAre(v1::WAITING_RETRY, v1::RUNNING, v1::SUCCEEDED));
+}
+
+TEST_F(IntegrationTest, BadRequestsNameTheField) {
+  auto expect_invalid = [&](v1::SyncRequest r, const std::string& field) {
+    auto s = client().Submit(r);
+    EXPECT_EQ(s.status().code(), absl::StatusCode::kInvalidArgument) << field;
+    EXPECT_THAT(s.status().message(), HasSubstr(field));
+  };
+  auto r = Job("", "200");
+  expect_invalid(r, "request.idempotency_key");
+  r = Job("k", "200");
+  r.set_endpoint("nope");
+  expect_invalid(r, "request.endpoint");
+  r = Job("k", "200");
+  r.set_path("/admin/users");
+  expect_invalid(r, "request.path");
+  r.set_path("/api/v1/../../admin");
+  expect_invalid(r, "request.path");
+  r = Job("k", "200", std::string(2000, 'x'));
+  expect_invalid(r, "request.body");
+  r = Job("k", "200");
+  r.set_method("TRACE");
+  expect_invalid(r, "request.method");
+  r = Job("k", "200");
+  auto* h = r.add_headers();
+  h->set_name("X-Evil");
+  h->set_value("a\r\nHost: attacker");
+  expect_invalid(r, "request.headers[0].value");
+
+  std::vector<v1::SyncRequest> batch;
+  for (int i = 0; i < 11; ++i) batch.push_back(Job("b" + std::to_string(i), "200"));
+  auto too_big = client().SubmitBatch(batch);
+  EXPECT_EQ(too_big.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(too_big.status().message(), HasSubstr("requests"));
+}
+
+TEST_F(IntegrationTest, ABatchAnswersEachItemAndKeepsTheGoodOnes) {
+  std::vector<v1::SyncRequest> batch = {Job("b-1", "200"), Job("b-2", "200"), Job("b-3", "200")};
+  batch[1].set_path("/etc/passwd");
+  auto res = client().SubmitBatch(batch);
+  ASSERT_TRUE(res.ok()) << res.status();
+  ASSERT_EQ(res->results_size(), 3);
+  EXPECT_EQ(res->results(0).code(), 0);
+  EXPECT_EQ(res->results(1).code(), static_cast<int>(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(res->results(1).message(), HasSubstr("requests[1].path"));
+  EXPECT_EQ(res->results(2).code(), 0);
+  for (int i : {0, 2}) {
+    auto job = client().Await(res->results(i).result().job_id(), absl::Seconds(10));
+    ASSERT_TRUE(job.ok());
+    EXPECT_EQ(job->state(), v1::SUCCEEDED);
+  }
+}
+
+TEST_F(IntegrationTest, ListFiltersByStateAndLabelWithPages) {
+  for (int i = 0; i < 5; ++i) {
+    auto r = Job("l-ok-" + std::to_string(i), "200");
+    (*r.mutable_labels())["pipeline"] = "gradebook";
+    Run(r);
+  }
+  for (int i = 0; i < 3; ++i) Run(Job("l-bad-" + std::to_string(i), "404"));
+  v1::ListSyncsRequest req;
+  req.add_states(v1::FAILED);
+  auto failed = client().List(req);
+  ASSERT_TRUE(failed.ok()) << failed.status();
+  EXPECT_EQ(failed->jobs_size(), 3);
+
+  v1::ListSyncsRequest by_label;
+  by_label.set_label("pipeline=gradebook");
+  by_label.set_page_size(2);
+  int seen = 0;
+  for (int page = 0; page < 10; ++page) {
+    auto res = client().List(by_label);
+    ASSERT_TRUE(res.ok()) << res.status();
+    seen += res->jobs_size();
+    if (res->next_page_token().empty()) break;
+    by_label.set_page_token(res->next_page_token());
+  }
+  EXPECT_EQ(seen, 5);
+}
+
+TEST_F(IntegrationTest, SigtermDrainsInFlightAttemptsAndExitsZero) {
+  std::vector<std::string> ids;
+  for (int i = 0; i < 20; ++i) {
+    auto s = client().Submit(Job("k-drain-" + std::to_string(i), "200:ms=400"));
+    ASSERT_TRUE(s.ok());
+    ids.push_back(s->job_id());
+  }
+  // Every attempt is on the wire (fake-lms answers after 400ms).
+  const absl::Time give_up = absl::Now() + absl::Seconds(5);
+  while (true) {
+    auto totals = lms_->Totals();
+    ASSERT_TRUE(totals.ok());
+    if ((*totals)["requests"].get<int>() >= 20 || absl::Now() > give_up) break;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  server_->process().Signal(SIGTERM);
+  auto code = server_->process().Wait(absl::Seconds(20));
+  ASSERT_TRUE(code.ok()) << code.status();
+  EXPECT_EQ(*code, 0);
+  StartServer();
+  for (const auto& id : ids) {
+    auto job = client().Get(id);
+    ASSERT_TRUE(job.ok()) << job.status();
+    EXPECT_EQ(job->state(), v1::SUCCEEDED) << id << " " << job->last_decision();
+    EXPECT_EQ(job->attempt_count(), 1);
+  }
+}
+
+}  // namespace
+}  // namespace rebound::testing

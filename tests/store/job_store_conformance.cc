@@ -1,0 +1,904 @@
+#include "tests/store/job_store_conformance.h"
+
+#include <algorithm>
+#include <atomic>
+#include <set>
+#include <string>
+#include <thread>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/common/job.h"
+
+namespace rebound::store::conformance {
+
+using ::testing::ElementsAre;
+using ::testing::ElementsAreArray;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+
+using common::AttemptRecord;
+using common::FormatJobId;
+using common::JobSpec;
+
+void PrintTo(const BackendFactory& factory, std::ostream* os) { *os << factory.name; }
+
+std::string BackendName(const ::testing::TestParamInfo<BackendFactory>& info) {
+  return info.param.name;
+}
+
+JobSpec Spec(absl::string_view tenant, absl::string_view key) {
+  JobSpec spec;
+  spec.tenant = std::string(tenant);
+  spec.idempotency_key = std::string(key);
+  spec.endpoint = "canvas";
+  spec.method = "PUT";
+  spec.path = "/api/v1/courses/7/assignments/3/submissions/11";
+  spec.headers = {{"Content-Type", "application/json"}};
+  spec.body = R"({"submission":{"posted_grade":"A-"}})";
+  return spec;
+}
+
+NewJob Job(JobSpec spec) {
+  NewJob job;
+  job.fingerprint = common::Fingerprint(spec);
+  job.spec = std::move(spec);
+  return job;
+}
+
+namespace {
+
+// Counts callbacks of many Submit calls, each of one job.
+class SubmitTally {
+ public:
+  explicit SubmitTally(int expected) : state_(std::make_shared<State>(expected)) {}
+
+  // Submits `job` and records its result in slot `index`.
+  void Submit(JobStore& store, NewJob job, absl::Time now, int index) {
+    std::vector<NewJob> jobs;
+    jobs.push_back(std::move(job));
+    store.Submit(std::move(jobs), now, [state = state_, index](std::vector<SubmitResult> r) {
+      SubmitResult result;
+      if (r.size() == 1) {
+        result = std::move(r[0]);
+      } else {
+        result.status = absl::InternalError(absl::StrCat(r.size(), " results for one job"));
+      }
+      state->results[index] = std::move(result);
+      if (state->remaining.fetch_sub(1) == 1) state->done.Notify();
+    });
+  }
+  // The results, once every callback ran; empty (and a test failure) on timeout.
+  std::vector<SubmitResult> Wait() {
+    if (!state_->done.WaitForNotificationWithTimeout(kCallbackDeadline)) {
+      ADD_FAILURE() << state_->remaining.load() << " submits did not complete within "
+                    << kCallbackDeadline;
+      return {};
+    }
+    return state_->results;
+  }
+
+ private:
+  struct State {
+    explicit State(int n) : remaining(n), results(n) {}
+    std::atomic<int> remaining;
+    std::vector<SubmitResult> results;
+    absl::Notification done;
+  };
+  std::shared_ptr<State> state_;
+};
+
+Transition To(JobId id, JobState state) {
+  Transition t;
+  t.job_id = id;
+  t.state = state;
+  return t;
+}
+
+std::vector<JobId> Ids(const std::vector<common::JobRecord>& jobs) {
+  std::vector<JobId> ids;
+  for (const auto& job : jobs) ids.push_back(job.id);
+  return ids;
+}
+
+void ExpectSpecEq(const JobSpec& got, const JobSpec& want) {
+  EXPECT_EQ(got.tenant, want.tenant);
+  EXPECT_EQ(got.idempotency_key, want.idempotency_key);
+  EXPECT_EQ(got.endpoint, want.endpoint);
+  EXPECT_EQ(got.method, want.method);
+  EXPECT_EQ(got.path, want.path);
+  EXPECT_EQ(got.query, want.query);
+  EXPECT_EQ(got.headers, want.headers);
+  EXPECT_EQ(got.body, want.body);
+  EXPECT_EQ(got.ordering_key, want.ordering_key);
+  EXPECT_EQ(got.deadline, want.deadline);
+  EXPECT_EQ(got.labels, want.labels);
+  EXPECT_EQ(got.correlation_id, want.correlation_id);
+  EXPECT_EQ(got.policy, want.policy);
+}
+
+void ExpectAttemptEq(const AttemptRecord& got, const AttemptRecord& want) {
+  EXPECT_EQ(got.number, want.number);
+  EXPECT_EQ(got.started_at, want.started_at);
+  EXPECT_EQ(got.duration, want.duration);
+  EXPECT_EQ(got.http_status, want.http_status);
+  EXPECT_EQ(got.transport_error, want.transport_error);
+  EXPECT_EQ(got.classification, want.classification);
+  EXPECT_EQ(got.decision, want.decision);
+  EXPECT_EQ(got.next_attempt_at, want.next_attempt_at);
+}
+
+}  // namespace
+
+PendingSubmit::PendingSubmit(JobStore& store, std::vector<NewJob> jobs, absl::Time now)
+    : state_(std::make_shared<State>()) {
+  store.Submit(std::move(jobs), now, [state = state_](std::vector<SubmitResult> results) {
+    state->results = std::move(results);
+    state->done.Notify();
+  });
+}
+
+std::vector<SubmitResult> PendingSubmit::Wait() {
+  if (!state_->done.WaitForNotificationWithTimeout(kCallbackDeadline)) {
+    ADD_FAILURE() << "Submit did not complete within " << kCallbackDeadline;
+    return {};
+  }
+  return state_->results;
+}
+
+PendingApply::PendingApply(JobStore& store, std::vector<Transition> transitions, absl::Time now)
+    : state_(std::make_shared<State>()) {
+  store.Apply(std::move(transitions), now, [state = state_](absl::Status status) {
+    state->status = std::move(status);
+    state->done.Notify();
+  });
+}
+
+absl::Status PendingApply::Wait() {
+  if (!state_->done.WaitForNotificationWithTimeout(kCallbackDeadline)) {
+    ADD_FAILURE() << "Apply did not complete within " << kCallbackDeadline;
+    return absl::DeadlineExceededError("Apply did not complete");
+  }
+  return state_->status;
+}
+
+std::vector<SubmitResult> SubmitAndWait(JobStore& store, std::vector<NewJob> jobs,
+                                        absl::Time now) {
+  return PendingSubmit(store, std::move(jobs), now).Wait();
+}
+
+SubmitResult SubmitOne(JobStore& store, NewJob job, absl::Time now) {
+  std::vector<NewJob> jobs;
+  jobs.push_back(std::move(job));
+  std::vector<SubmitResult> results = SubmitAndWait(store, std::move(jobs), now);
+  if (results.size() != 1) {
+    SubmitResult failed;
+    failed.status = absl::InternalError(absl::StrCat(results.size(), " results for one job"));
+    return failed;
+  }
+  return results[0];
+}
+
+absl::Status ApplyAndWait(JobStore& store, std::vector<Transition> transitions, absl::Time now) {
+  return PendingApply(store, std::move(transitions), now).Wait();
+}
+
+std::vector<common::JobRecord> ListAll(JobStore& store, const std::string& tenant,
+                                       const ListFilter& filter, int page_size) {
+  std::vector<common::JobRecord> all;
+  std::string token;
+  for (int pages = 0; pages < 100'000; ++pages) {
+    absl::StatusOr<ListPage> page = store.List(tenant, filter, page_size, token);
+    if (!page.ok()) {
+      ADD_FAILURE() << "List: " << page.status();
+      return all;
+    }
+    for (auto& job : page->jobs) all.push_back(std::move(job));
+    if (page->next_page_token.empty()) return all;
+    token = page->next_page_token;
+  }
+  ADD_FAILURE() << "List does not end";
+  return all;
+}
+
+void JobStoreConformanceTest::SetUp() {
+  backend_ = GetParam().make();
+  ASSERT_NE(backend_, nullptr);
+  absl::StatusOr<std::unique_ptr<JobStore>> store = backend_->Open();
+  ASSERT_TRUE(store.ok()) << store.status();
+  store_ = *std::move(store);
+}
+
+void JobStoreConformanceTest::TearDown() {
+  store_.reset();
+  backend_.reset();
+}
+
+void JobStoreConformanceTest::Reopen() {
+  store_.reset();
+  absl::StatusOr<std::unique_ptr<JobStore>> store = backend_->Open();
+  ASSERT_TRUE(store.ok()) << store.status();
+  store_ = *std::move(store);
+}
+
+namespace {
+
+using namespace std::string_literals;  // NOLINT(build/namespaces): binary bodies in tests
+
+TEST_P(JobStoreConformanceTest, SubmitThenGetRoundTripsEveryField) {
+  JobSpec spec = Spec("tenant-a", "key-1");
+  spec.endpoint = "moodle";
+  spec.method = "POST";
+  spec.path = "/webservice/rest/server.php";
+  spec.query = "wsfunction=core_grades_update_grades&moodlewsrestformat=json";
+  spec.headers = {{"X-B", "2"}, {"X-A", "1"}, {"X-B", "3"}, {"X-Empty", ""}};
+  spec.body = "bin\0ary\xff\0end"s;
+  spec.ordering_key = "course-7";
+  spec.deadline = kT0 + absl::Hours(1) + absl::Milliseconds(123);
+  spec.labels = {{"course", "7"}, {"term", "2025-fall"}};
+  spec.correlation_id = "corr-123";
+  spec.policy = "gentle";
+  const NewJob job = Job(spec);
+
+  const SubmitResult r = SubmitOne(*store_, job, kT0);
+  ASSERT_TRUE(r.status.ok()) << r.status;
+  EXPECT_GT(r.job_id, 0);
+  EXPECT_EQ(r.state, JobState::kQueued);
+  EXPECT_FALSE(r.deduplicated);
+
+  absl::StatusOr<JobRecord> got = store_->Get("tenant-a", r.job_id, /*with_attempts=*/true);
+  ASSERT_TRUE(got.ok()) << got.status();
+  ExpectSpecEq(got->spec, spec);
+  EXPECT_EQ(got->id, r.job_id);
+  EXPECT_EQ(got->fingerprint, job.fingerprint);
+  EXPECT_EQ(got->state, JobState::kQueued);
+  EXPECT_EQ(got->attempt_count, 0);
+  EXPECT_EQ(got->budget_base, 0);
+  EXPECT_EQ(got->created_at, kT0);
+  EXPECT_EQ(got->updated_at, kT0);
+  EXPECT_EQ(got->next_attempt_at, absl::InfinitePast());
+  EXPECT_EQ(got->first_attempt_at, absl::InfinitePast());
+  EXPECT_EQ(got->last_decision, "");
+  EXPECT_EQ(got->last_http_status, 0);
+  EXPECT_EQ(got->last_response_body, "");
+  EXPECT_THAT(got->attempts, IsEmpty());
+
+  absl::StatusOr<JobSpec> loaded = store_->LoadSpec(r.job_id);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  ExpectSpecEq(*loaded, spec);
+}
+
+TEST_P(JobStoreConformanceTest, MinimalJobRoundTripsWithoutDeadlineHeadersOrBody) {
+  JobSpec spec = Spec("tenant-a", "key-1");
+  spec.headers.clear();
+  spec.body.clear();
+  spec.method = "GET";
+  const SubmitResult r = SubmitOne(*store_, Job(spec), kT0);
+  ASSERT_TRUE(r.status.ok()) << r.status;
+
+  absl::StatusOr<JobRecord> got = store_->Get("tenant-a", r.job_id, /*with_attempts=*/false);
+  ASSERT_TRUE(got.ok()) << got.status();
+  ExpectSpecEq(got->spec, spec);
+  EXPECT_EQ(got->spec.deadline, absl::InfiniteFuture());
+}
+
+TEST_P(JobStoreConformanceTest, AcknowledgedSubmitSurvivesCloseAndReopen) {
+  const JobSpec spec = Spec("tenant-a", "key-1");
+  const SubmitResult r = SubmitOne(*store_, Job(spec), kT0);
+  ASSERT_TRUE(r.status.ok()) << r.status;
+  Transition running = To(r.job_id, JobState::kRunning);
+  running.attempt_count = 1;
+  running.first_attempt_at = kT0 + absl::Seconds(1);
+  AttemptRecord attempt;
+  attempt.number = 1;
+  attempt.started_at = kT0 + absl::Seconds(1);
+  attempt.decision = "in flight";
+  running.attempt = attempt;
+  ASSERT_TRUE(ApplyAndWait(*store_, {running}, kT0 + absl::Seconds(1)).ok());
+
+  Reopen();
+
+  absl::StatusOr<JobRecord> got = store_->Get("tenant-a", r.job_id, /*with_attempts=*/true);
+  ASSERT_TRUE(got.ok()) << got.status();
+  ExpectSpecEq(got->spec, spec);
+  EXPECT_EQ(got->state, JobState::kRunning);
+  EXPECT_EQ(got->first_attempt_at, kT0 + absl::Seconds(1));
+  ASSERT_EQ(got->attempts.size(), 1u);
+  ExpectAttemptEq(got->attempts[0], attempt);
+}
+
+TEST_P(JobStoreConformanceTest, SameKeyAndRequestReturnsTheExistingJobInItsCurrentState) {
+  const NewJob job = Job(Spec("tenant-a", "key-1"));
+  const SubmitResult first = SubmitOne(*store_, job, kT0);
+  ASSERT_TRUE(first.status.ok()) << first.status;
+  Transition running = To(first.job_id, JobState::kRunning);
+  running.attempt_count = 1;
+  ASSERT_TRUE(ApplyAndWait(*store_, {running}, kT0 + absl::Seconds(1)).ok());
+
+  const SubmitResult again = SubmitOne(*store_, job, kT0 + absl::Minutes(1));
+  ASSERT_TRUE(again.status.ok()) << again.status;
+  EXPECT_TRUE(again.deduplicated);
+  EXPECT_EQ(again.job_id, first.job_id);
+  EXPECT_EQ(again.state, JobState::kRunning);
+  EXPECT_EQ(ListAll(*store_, "tenant-a").size(), 1u);
+}
+
+TEST_P(JobStoreConformanceTest, SameKeyWithADifferentRequestIsAlreadyExistsNamingTheJob) {
+  const SubmitResult first = SubmitOne(*store_, Job(Spec("tenant-a", "key-1")), kT0);
+  ASSERT_TRUE(first.status.ok()) << first.status;
+  JobSpec other = Spec("tenant-a", "key-1");
+  other.body = R"({"submission":{"posted_grade":"B+"}})";
+
+  const SubmitResult r = SubmitOne(*store_, Job(other), kT0);
+  EXPECT_EQ(r.status.code(), absl::StatusCode::kAlreadyExists) << r.status;
+  EXPECT_THAT(std::string(r.status.message()), HasSubstr(FormatJobId(first.job_id)));
+  EXPECT_THAT(std::string(r.status.message()), HasSubstr("'key-1'"));
+  EXPECT_EQ(r.job_id, first.job_id);
+  EXPECT_FALSE(r.deduplicated);
+  EXPECT_EQ(ListAll(*store_, "tenant-a").size(), 1u);
+}
+
+TEST_P(JobStoreConformanceTest, DeduplicatesWithinOneBatch) {
+  const NewJob a = Job(Spec("tenant-a", "key-1"));
+  JobSpec changed = Spec("tenant-a", "key-1");
+  changed.path = "/api/v1/courses/8/assignments/3/submissions/11";
+  const NewJob b = Job(Spec("tenant-a", "key-2"));
+
+  const std::vector<SubmitResult> r = SubmitAndWait(*store_, {a, a, Job(changed), b}, kT0);
+  ASSERT_EQ(r.size(), 4u);
+  ASSERT_TRUE(r[0].status.ok()) << r[0].status;
+  EXPECT_FALSE(r[0].deduplicated);
+  ASSERT_TRUE(r[1].status.ok()) << r[1].status;
+  EXPECT_TRUE(r[1].deduplicated);
+  EXPECT_EQ(r[1].job_id, r[0].job_id);
+  EXPECT_EQ(r[1].state, JobState::kQueued);
+  EXPECT_EQ(r[2].status.code(), absl::StatusCode::kAlreadyExists) << r[2].status;
+  EXPECT_EQ(r[2].job_id, r[0].job_id);
+  ASSERT_TRUE(r[3].status.ok()) << r[3].status;
+  EXPECT_FALSE(r[3].deduplicated);
+  EXPECT_NE(r[3].job_id, r[0].job_id);
+  EXPECT_EQ(ListAll(*store_, "tenant-a").size(), 2u);
+}
+
+TEST_P(JobStoreConformanceTest, DeduplicatesAcrossCallsEnqueuedTogether) {
+  const NewJob job = Job(Spec("tenant-a", "key-1"));
+  PendingSubmit first(*store_, {job}, kT0);
+  PendingSubmit second(*store_, {job}, kT0);
+  const std::vector<SubmitResult> a = first.Wait();
+  const std::vector<SubmitResult> b = second.Wait();
+  ASSERT_EQ(a.size(), 1u);
+  ASSERT_EQ(b.size(), 1u);
+  ASSERT_TRUE(a[0].status.ok()) << a[0].status;
+  ASSERT_TRUE(b[0].status.ok()) << b[0].status;
+  EXPECT_FALSE(a[0].deduplicated);
+  EXPECT_TRUE(b[0].deduplicated);
+  EXPECT_EQ(b[0].job_id, a[0].job_id);
+}
+
+TEST_P(JobStoreConformanceTest, TenantsAreIsolated) {
+  const SubmitResult a = SubmitOne(*store_, Job(Spec("tenant-a", "shared-key")), kT0);
+  const SubmitResult b = SubmitOne(*store_, Job(Spec("tenant-b", "shared-key")), kT0);
+  ASSERT_TRUE(a.status.ok()) << a.status;
+  ASSERT_TRUE(b.status.ok()) << b.status;
+  EXPECT_FALSE(b.deduplicated);
+  EXPECT_NE(a.job_id, b.job_id);
+
+  EXPECT_TRUE(store_->Get("tenant-a", a.job_id, true).ok());
+  EXPECT_EQ(store_->Get("tenant-b", a.job_id, true).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->Get("tenant-a", b.job_id, false).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_THAT(Ids(ListAll(*store_, "tenant-a")), ElementsAre(a.job_id));
+  EXPECT_THAT(Ids(ListAll(*store_, "tenant-b")), ElementsAre(b.job_id));
+  EXPECT_THAT(ListAll(*store_, "tenant-c"), IsEmpty());
+}
+
+TEST_P(JobStoreConformanceTest, UnknownJobIsNotFound) {
+  EXPECT_EQ(store_->Get("tenant-a", 424242, true).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->LoadSpec(424242).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_P(JobStoreConformanceTest, OrderingKeyBlocksLaterJobsUntilEarlierOnesAreTerminal) {
+  auto ordered = [](absl::string_view tenant, absl::string_view key, absl::string_view ordering) {
+    JobSpec spec = Spec(tenant, key);
+    spec.ordering_key = std::string(ordering);
+    return Job(spec);
+  };
+  const SubmitResult first = SubmitOne(*store_, ordered("tenant-a", "k1", "course-7"), kT0);
+  const SubmitResult second = SubmitOne(*store_, ordered("tenant-a", "k2", "course-7"), kT0);
+  EXPECT_EQ(first.state, JobState::kQueued);
+  EXPECT_EQ(second.state, JobState::kBlocked);
+  // Other tenants, other keys and unordered jobs are not held back.
+  EXPECT_EQ(SubmitOne(*store_, ordered("tenant-b", "k1", "course-7"), kT0).state,
+            JobState::kQueued);
+  EXPECT_EQ(SubmitOne(*store_, ordered("tenant-a", "k3", "course-8"), kT0).state,
+            JobState::kQueued);
+  EXPECT_EQ(SubmitOne(*store_, ordered("tenant-a", "k4", ""), kT0).state, JobState::kQueued);
+
+  // The store does not unblock on its own: the engine does, with its own Apply.
+  ASSERT_TRUE(ApplyAndWait(*store_, {To(first.job_id, JobState::kSucceeded)}, kT0).ok());
+  absl::StatusOr<JobRecord> still = store_->Get("tenant-a", second.job_id, false);
+  ASSERT_TRUE(still.ok()) << still.status();
+  EXPECT_EQ(still->state, JobState::kBlocked);
+  // A BLOCKED job counts as an earlier, non-terminal one.
+  EXPECT_EQ(SubmitOne(*store_, ordered("tenant-a", "k5", "course-7"), kT0).state,
+            JobState::kBlocked);
+
+  ASSERT_TRUE(ApplyAndWait(*store_, {To(second.job_id, JobState::kQueued)}, kT0).ok());
+  ASSERT_TRUE(ApplyAndWait(*store_, {To(second.job_id, JobState::kSucceeded)}, kT0).ok());
+  const std::vector<common::JobRecord> blocked =
+      ListAll(*store_, "tenant-a", ListFilter{{JobState::kBlocked}, "", "course-7", "", ""});
+  ASSERT_EQ(blocked.size(), 1u);
+  ASSERT_TRUE(ApplyAndWait(*store_, {To(blocked[0].id, JobState::kCancelled)}, kT0).ok());
+
+  EXPECT_EQ(SubmitOne(*store_, ordered("tenant-a", "k6", "course-7"), kT0).state,
+            JobState::kQueued);
+}
+
+TEST_P(JobStoreConformanceTest, OrderingKeyBlocksWithinOneBatch) {
+  JobSpec a = Spec("tenant-a", "k1");
+  a.ordering_key = "course-9";
+  JobSpec b = Spec("tenant-a", "k2");
+  b.ordering_key = "course-9";
+  const std::vector<SubmitResult> r = SubmitAndWait(*store_, {Job(a), Job(b)}, kT0);
+  ASSERT_EQ(r.size(), 2u);
+  EXPECT_EQ(r[0].state, JobState::kQueued);
+  EXPECT_EQ(r[1].state, JobState::kBlocked);
+}
+
+TEST_P(JobStoreConformanceTest, ApplyUpdatesTheJobAndAppendsAttemptsInOrder) {
+  const SubmitResult r = SubmitOne(*store_, Job(Spec("tenant-a", "key-1")), kT0);
+  ASSERT_TRUE(r.status.ok()) << r.status;
+
+  AttemptRecord first;
+  first.number = 1;
+  first.started_at = kT0 + absl::Seconds(1);
+  first.duration = absl::Milliseconds(250) + absl::Microseconds(7);
+  first.http_status = 503;
+  first.classification = "retry";
+  first.decision = "retry at +10s because 503";
+  first.next_attempt_at = kT0 + absl::Seconds(11);
+  Transition waiting = To(r.job_id, JobState::kWaitingRetry);
+  waiting.attempt_count = 1;
+  waiting.next_attempt_at = first.next_attempt_at;
+  waiting.first_attempt_at = first.started_at;
+  waiting.last_decision = first.decision;
+  waiting.last_http_status = 503;
+  waiting.last_response_body = "Service Unavailable";
+  waiting.attempt = first;
+  ASSERT_TRUE(ApplyAndWait(*store_, {waiting}, kT0 + absl::Seconds(2)).ok());
+
+  // No body in this transition: the last response stays.
+  Transition running = To(r.job_id, JobState::kRunning);
+  running.attempt_count = 2;
+  running.first_attempt_at = first.started_at;
+  running.last_http_status = 503;
+  ASSERT_TRUE(ApplyAndWait(*store_, {running}, kT0 + absl::Seconds(11)).ok());
+  absl::StatusOr<JobRecord> mid = store_->Get("tenant-a", r.job_id, true);
+  ASSERT_TRUE(mid.ok()) << mid.status();
+  EXPECT_EQ(mid->last_response_body, "Service Unavailable");
+
+  AttemptRecord second;
+  second.number = 2;
+  second.started_at = kT0 + absl::Seconds(11);
+  second.duration = absl::Milliseconds(40);
+  second.http_status = 200;
+  second.classification = "success";
+  second.decision = "done";
+  Transition done = To(r.job_id, JobState::kSucceeded);
+  done.attempt_count = 2;
+  done.first_attempt_at = first.started_at;
+  done.last_decision = "success";
+  done.last_http_status = 200;
+  done.last_response_body = "{\"ok\":true}\0"s;
+  done.attempt = second;
+  ASSERT_TRUE(ApplyAndWait(*store_, {done}, kT0 + absl::Seconds(12)).ok());
+
+  absl::StatusOr<JobRecord> got = store_->Get("tenant-a", r.job_id, /*with_attempts=*/true);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->state, JobState::kSucceeded);
+  EXPECT_EQ(got->attempt_count, 2);
+  EXPECT_EQ(got->next_attempt_at, absl::InfinitePast());
+  EXPECT_EQ(got->first_attempt_at, kT0 + absl::Seconds(1));
+  EXPECT_EQ(got->last_decision, "success");
+  EXPECT_EQ(got->last_http_status, 200);
+  EXPECT_EQ(got->last_response_body, "{\"ok\":true}\0"s);
+  EXPECT_EQ(got->created_at, kT0);
+  EXPECT_EQ(got->updated_at, kT0 + absl::Seconds(12));
+  ASSERT_EQ(got->attempts.size(), 2u);
+  ExpectAttemptEq(got->attempts[0], first);
+  ExpectAttemptEq(got->attempts[1], second);
+
+  absl::StatusOr<JobRecord> brief = store_->Get("tenant-a", r.job_id, /*with_attempts=*/false);
+  ASSERT_TRUE(brief.ok()) << brief.status();
+  EXPECT_THAT(brief->attempts, IsEmpty());
+  EXPECT_EQ(brief->state, JobState::kSucceeded);
+}
+
+TEST_P(JobStoreConformanceTest, AnAttemptWithTheSameNumberIsReplaced) {
+  const SubmitResult r = SubmitOne(*store_, Job(Spec("tenant-a", "key-1")), kT0);
+  ASSERT_TRUE(r.status.ok()) << r.status;
+  AttemptRecord attempt;
+  attempt.number = 1;
+  attempt.started_at = kT0;
+  attempt.decision = "in flight";
+  Transition running = To(r.job_id, JobState::kRunning);
+  running.attempt = attempt;
+  ASSERT_TRUE(ApplyAndWait(*store_, {running}, kT0).ok());
+
+  attempt.http_status = 503;
+  attempt.duration = absl::Milliseconds(90);
+  attempt.classification = "retry";
+  attempt.decision = "retry at +1s because 503";
+  Transition waiting = To(r.job_id, JobState::kWaitingRetry);
+  waiting.attempt = attempt;
+  ASSERT_TRUE(ApplyAndWait(*store_, {waiting}, kT0 + absl::Seconds(1)).ok());
+
+  absl::StatusOr<JobRecord> got = store_->Get("tenant-a", r.job_id, true);
+  ASSERT_TRUE(got.ok()) << got.status();
+  ASSERT_EQ(got->attempts.size(), 1u);
+  ExpectAttemptEq(got->attempts[0], attempt);
+}
+
+TEST_P(JobStoreConformanceTest, ApplyWithAnUnknownJobFailsThatCallAndWritesNoneOfIt) {
+  const SubmitResult a = SubmitOne(*store_, Job(Spec("tenant-a", "key-1")), kT0);
+  const SubmitResult b = SubmitOne(*store_, Job(Spec("tenant-a", "key-2")), kT0);
+  ASSERT_TRUE(a.status.ok() && b.status.ok());
+  Transition touched = To(a.job_id, JobState::kRunning);
+  touched.last_decision = "from the failing call";
+  const JobId unknown = a.job_id + b.job_id + 1'000'000;
+
+  PendingApply failing(*store_, {touched, To(unknown, JobState::kRunning)}, kT0);
+  PendingApply fine(*store_, {To(b.job_id, JobState::kRunning)}, kT0);
+  const absl::Status failed = failing.Wait();
+  EXPECT_EQ(failed.code(), absl::StatusCode::kNotFound) << failed;
+  EXPECT_THAT(std::string(failed.message()), HasSubstr(FormatJobId(unknown)));
+  EXPECT_TRUE(fine.Wait().ok());
+
+  absl::StatusOr<JobRecord> got_a = store_->Get("tenant-a", a.job_id, false);
+  ASSERT_TRUE(got_a.ok()) << got_a.status();
+  EXPECT_EQ(got_a->state, JobState::kQueued);
+  EXPECT_EQ(got_a->last_decision, "");
+  absl::StatusOr<JobRecord> got_b = store_->Get("tenant-a", b.job_id, false);
+  ASSERT_TRUE(got_b.ok()) << got_b.status();
+  EXPECT_EQ(got_b->state, JobState::kRunning);
+}
+
+TEST_P(JobStoreConformanceTest, PurgeExpiredKeysFreesTheKeyOnceRetentionEnds) {
+  const NewJob ended = Job(Spec("tenant-a", "key-ended"));
+  const NewJob active = Job(Spec("tenant-a", "key-active"));
+  const SubmitResult e = SubmitOne(*store_, ended, kT0);
+  const SubmitResult a = SubmitOne(*store_, active, kT0);
+  ASSERT_TRUE(e.status.ok() && a.status.ok());
+  const absl::Time finished = kT0 + absl::Minutes(1);
+  ASSERT_TRUE(ApplyAndWait(*store_, {To(e.job_id, JobState::kSucceeded)}, finished).ok());
+
+  // The retention clock started at `finished`: a cutoff there frees nothing yet.
+  absl::StatusOr<int64_t> purged = store_->PurgeExpiredKeys(finished);
+  ASSERT_TRUE(purged.ok()) << purged.status();
+  EXPECT_EQ(*purged, 0);
+  EXPECT_TRUE(SubmitOne(*store_, ended, finished).deduplicated);
+
+  purged = store_->PurgeExpiredKeys(finished + absl::Seconds(1));
+  ASSERT_TRUE(purged.ok()) << purged.status();
+  EXPECT_EQ(*purged, 1);
+  // A job that has not ended keeps its key however late the cutoff.
+  purged = store_->PurgeExpiredKeys(kT0 + absl::Hours(24 * 365));
+  ASSERT_TRUE(purged.ok()) << purged.status();
+  EXPECT_EQ(*purged, 0);
+
+  const SubmitResult fresh = SubmitOne(*store_, ended, kT0 + absl::Hours(25));
+  ASSERT_TRUE(fresh.status.ok()) << fresh.status;
+  EXPECT_FALSE(fresh.deduplicated);
+  EXPECT_NE(fresh.job_id, e.job_id);
+  const SubmitResult kept = SubmitOne(*store_, active, kT0 + absl::Hours(25));
+  EXPECT_TRUE(kept.deduplicated);
+  EXPECT_EQ(kept.job_id, a.job_id);
+  // The old job itself is still there.
+  EXPECT_TRUE(store_->Get("tenant-a", e.job_id, false).ok());
+}
+
+TEST_P(JobStoreConformanceTest, AReplayedJobKeepsItsKey) {
+  const NewJob job = Job(Spec("tenant-a", "key-1"));
+  const SubmitResult r = SubmitOne(*store_, job, kT0);
+  ASSERT_TRUE(r.status.ok()) << r.status;
+  ASSERT_TRUE(ApplyAndWait(*store_, {To(r.job_id, JobState::kFailed)}, kT0).ok());
+  Transition replay = To(r.job_id, JobState::kQueued);
+  replay.budget_base = 1;
+  ASSERT_TRUE(ApplyAndWait(*store_, {replay}, kT0 + absl::Minutes(1)).ok());
+
+  absl::StatusOr<int64_t> purged = store_->PurgeExpiredKeys(kT0 + absl::Hours(24 * 365));
+  ASSERT_TRUE(purged.ok()) << purged.status();
+  EXPECT_EQ(*purged, 0);
+  const SubmitResult again = SubmitOne(*store_, job, kT0 + absl::Hours(48));
+  EXPECT_TRUE(again.deduplicated);
+  EXPECT_EQ(again.job_id, r.job_id);
+  EXPECT_EQ(again.state, JobState::kQueued);
+}
+
+TEST_P(JobStoreConformanceTest, RecoverRequeuesRunningJobsAndKeepsWaitingRetryDueTimes) {
+  auto submit = [&](absl::string_view key, absl::string_view ordering = "") {
+    JobSpec spec = Spec("tenant-a", key);
+    spec.ordering_key = std::string(ordering);
+    spec.deadline = kT0 + absl::Hours(1);
+    spec.policy = "gentle";
+    const SubmitResult r = SubmitOne(*store_, Job(spec), kT0);
+    EXPECT_TRUE(r.status.ok()) << r.status;
+    return r.job_id;
+  };
+  const JobId queued = submit("k1");
+  const JobId running = submit("k2");
+  const JobId waiting = submit("k3");
+  const JobId done = submit("k4");
+  const JobId first_in_line = submit("k5", "course-1");
+  const JobId blocked = submit("k6", "course-1");
+
+  Transition run = To(running, JobState::kRunning);
+  run.attempt_count = 1;
+  run.first_attempt_at = kT0 + absl::Seconds(1);
+  Transition wait = To(waiting, JobState::kWaitingRetry);
+  wait.attempt_count = 2;
+  wait.budget_base = 0;
+  wait.first_attempt_at = kT0 + absl::Seconds(1);
+  wait.next_attempt_at = kT0 + absl::Minutes(5);
+  ASSERT_TRUE(
+      ApplyAndWait(*store_, {run, wait, To(done, JobState::kSucceeded)}, kT0 + absl::Seconds(2))
+          .ok());
+
+  const absl::Time restart = kT0 + absl::Minutes(10);
+  absl::StatusOr<std::vector<ActiveJob>> active = store_->Recover(restart);
+  ASSERT_TRUE(active.ok()) << active.status();
+  std::vector<JobId> ids;
+  for (const ActiveJob& job : *active) ids.push_back(job.id);
+  EXPECT_THAT(ids, ElementsAre(queued, running, waiting, first_in_line, blocked));
+  ASSERT_EQ(active->size(), 5u);
+
+  const ActiveJob& requeued = (*active)[1];
+  EXPECT_EQ(requeued.state, JobState::kQueued);
+  EXPECT_EQ(requeued.attempt_count, 1);
+  EXPECT_EQ(requeued.first_attempt_at, kT0 + absl::Seconds(1));
+
+  const ActiveJob& w = (*active)[2];
+  EXPECT_EQ(w.state, JobState::kWaitingRetry);
+  EXPECT_EQ(w.next_attempt_at, kT0 + absl::Minutes(5));
+  EXPECT_EQ(w.first_attempt_at, kT0 + absl::Seconds(1));
+  EXPECT_EQ(w.attempt_count, 2);
+  EXPECT_EQ(w.budget_base, 0);
+  EXPECT_EQ(w.endpoint, "canvas");
+  EXPECT_EQ(w.policy, "gentle");
+  EXPECT_EQ(w.tenant, "tenant-a");
+  EXPECT_EQ(w.deadline, kT0 + absl::Hours(1));
+  EXPECT_EQ(w.created_at, kT0);
+
+  EXPECT_EQ((*active)[0].state, JobState::kQueued);
+  EXPECT_EQ((*active)[0].next_attempt_at, absl::InfinitePast());
+  EXPECT_EQ((*active)[4].state, JobState::kBlocked);
+  EXPECT_EQ((*active)[4].ordering_key, "course-1");
+
+  // The re-queue is persisted.
+  absl::StatusOr<JobRecord> got = store_->Get("tenant-a", running, false);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->state, JobState::kQueued);
+  EXPECT_EQ(got->updated_at, restart);
+  Reopen();
+  absl::StatusOr<std::vector<ActiveJob>> again = store_->Recover(restart + absl::Minutes(1));
+  ASSERT_TRUE(again.ok()) << again.status();
+  ASSERT_EQ(again->size(), 5u);
+  EXPECT_EQ((*again)[1].state, JobState::kQueued);
+}
+
+TEST_P(JobStoreConformanceTest, ListFiltersByStateEndpointOrderingKeyAndLabel) {
+  auto submit = [&](absl::string_view tenant, absl::string_view key, absl::string_view endpoint,
+                    absl::string_view ordering,
+                    std::map<std::string, std::string> labels) -> JobId {
+    JobSpec spec = Spec(tenant, key);
+    spec.endpoint = std::string(endpoint);
+    spec.ordering_key = std::string(ordering);
+    spec.labels = std::move(labels);
+    const SubmitResult r = SubmitOne(*store_, Job(spec), kT0);
+    EXPECT_TRUE(r.status.ok()) << r.status;
+    return r.job_id;
+  };
+  const JobId j1 = submit("t", "k1", "canvas", "", {{"course", "7"}});
+  const JobId j2 = submit("t", "k2", "moodle", "o1", {{"course", "8"}});
+  const JobId j3 = submit("t", "k3", "canvas", "", {{"course", "7"}, {"term", "fall"}});
+  const JobId j4 = submit("t", "k4", "canvas", "o1", {});
+  const JobId j5 = submit("t", "k5", "moodle", "", {{"term", "spring"}});
+  submit("other", "k1", "canvas", "o1", {{"course", "7"}});  // never listed for "t"
+  Transition wait = To(j5, JobState::kWaitingRetry);
+  wait.next_attempt_at = kT0 + absl::Minutes(1);
+  ASSERT_TRUE(ApplyAndWait(*store_,
+                           {To(j1, JobState::kSucceeded), To(j3, JobState::kFailed), wait}, kT0)
+                  .ok());
+
+  auto list = [&](ListFilter filter) { return Ids(ListAll(*store_, "t", filter)); };
+  EXPECT_THAT(list({}), ElementsAre(j5, j4, j3, j2, j1));
+  EXPECT_THAT(list({{JobState::kFailed, JobState::kSucceeded}, "", "", "", ""}),
+              ElementsAre(j3, j1));
+  EXPECT_THAT(list({{JobState::kQueued}, "", "", "", ""}), ElementsAre(j2));
+  EXPECT_THAT(list({{JobState::kBlocked}, "", "", "", ""}), ElementsAre(j4));
+  EXPECT_THAT(list({{}, "canvas", "", "", ""}), ElementsAre(j4, j3, j1));
+  EXPECT_THAT(list({{}, "", "o1", "", ""}), ElementsAre(j4, j2));
+  EXPECT_THAT(list({{}, "", "", "course", "7"}), ElementsAre(j3, j1));
+  EXPECT_THAT(list({{}, "", "", "course", "9"}), IsEmpty());
+  EXPECT_THAT(list({{JobState::kFailed}, "canvas", "", "course", "7"}), ElementsAre(j3));
+  EXPECT_THAT(list({{}, "nowhere", "", "", ""}), IsEmpty());
+}
+
+TEST_P(JobStoreConformanceTest, ListPagesCoverEveryJobExactlyOnceNewestFirst) {
+  std::vector<JobId> submitted;
+  for (int i = 0; i < 23; ++i) {
+    const SubmitResult r = SubmitOne(*store_, Job(Spec("t", absl::StrCat("k", i))), kT0);
+    ASSERT_TRUE(r.status.ok()) << r.status;
+    submitted.push_back(r.job_id);
+  }
+  std::reverse(submitted.begin(), submitted.end());
+
+  std::vector<JobId> seen;
+  std::string token;
+  int pages = 0;
+  do {
+    absl::StatusOr<ListPage> page = store_->List("t", {}, 5, token);
+    ASSERT_TRUE(page.ok()) << page.status();
+    ASSERT_LE(page->jobs.size(), 5u);
+    for (const auto& job : page->jobs) seen.push_back(job.id);
+    token = page->next_page_token;
+    ASSERT_LT(++pages, 100);
+  } while (!token.empty());
+  EXPECT_EQ(pages, 5);
+  EXPECT_THAT(seen, ElementsAreArray(submitted));
+
+  // page_size <= 0 means the default (50); an exact fit leaves no next page.
+  absl::StatusOr<ListPage> all = store_->List("t", {}, 0, "");
+  ASSERT_TRUE(all.ok()) << all.status();
+  EXPECT_EQ(all->jobs.size(), 23u);
+  EXPECT_EQ(all->next_page_token, "");
+  absl::StatusOr<ListPage> exact = store_->List("t", {}, 23, "");
+  ASSERT_TRUE(exact.ok()) << exact.status();
+  EXPECT_EQ(exact->next_page_token, "");
+
+  EXPECT_EQ(store_->List("t", {}, 5, "not a token").status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_P(JobStoreConformanceTest, ListOmitsBodiesAndAttemptsButKeepsHeadersAndLabels) {
+  JobSpec spec = Spec("t", "k1");
+  spec.labels = {{"course", "7"}};
+  const SubmitResult r = SubmitOne(*store_, Job(spec), kT0);
+  ASSERT_TRUE(r.status.ok()) << r.status;
+  Transition done = To(r.job_id, JobState::kSucceeded);
+  done.attempt_count = 1;
+  done.last_response_body = "graded";
+  done.last_http_status = 200;
+  AttemptRecord attempt;
+  attempt.number = 1;
+  attempt.http_status = 200;
+  done.attempt = attempt;
+  ASSERT_TRUE(ApplyAndWait(*store_, {done}, kT0 + absl::Seconds(1)).ok());
+
+  const std::vector<common::JobRecord> jobs = ListAll(*store_, "t");
+  ASSERT_EQ(jobs.size(), 1u);
+  const common::JobRecord& job = jobs[0];
+  EXPECT_EQ(job.id, r.job_id);
+  EXPECT_EQ(job.state, JobState::kSucceeded);
+  EXPECT_EQ(job.last_http_status, 200);
+  EXPECT_EQ(job.spec.body, "");
+  EXPECT_EQ(job.last_response_body, "");
+  EXPECT_THAT(job.attempts, IsEmpty());
+  EXPECT_EQ(job.spec.headers, spec.headers);
+  EXPECT_EQ(job.spec.labels, spec.labels);
+  EXPECT_EQ(job.spec.path, spec.path);
+}
+
+TEST_P(JobStoreConformanceTest, ASubmitIsVisibleToReadsWhenItsCallbackRuns) {
+  struct State {
+    absl::Notification done;
+    absl::Status read;
+  };
+  auto state = std::make_shared<State>();
+  JobStore* store = store_.get();
+  store_->Submit({Job(Spec("t", "k1"))}, kT0,
+                 [state, store](std::vector<SubmitResult> r) {
+                   state->read = r.size() == 1 && r[0].status.ok()
+                                     ? store->Get("t", r[0].job_id, false).status()
+                                     : absl::InternalError("submit failed");
+                   state->done.Notify();
+                 });
+  ASSERT_TRUE(state->done.WaitForNotificationWithTimeout(kCallbackDeadline));
+  EXPECT_TRUE(state->read.ok()) << state->read;
+}
+
+TEST_P(JobStoreConformanceTest, ManySubmittersAtOnceAreAllAcknowledgedAndNoneLost) {
+  constexpr int kThreads = 8;
+  constexpr int kPerThread = 500;
+  const std::optional<CommitCounts> before = backend_->Counts(*store_);
+  SubmitTally tally(kThreads * kPerThread);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      std::vector<NewJob> jobs;
+      for (int i = 0; i < kPerThread; ++i) {
+        jobs.push_back(Job(Spec("t", absl::StrCat("thread-", t, "-job-", i))));
+      }
+      for (int i = 0; i < kPerThread; ++i) {
+        tally.Submit(*store_, std::move(jobs[i]), kT0, t * kPerThread + i);
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  const std::vector<SubmitResult> results = tally.Wait();
+  ASSERT_EQ(results.size(), static_cast<size_t>(kThreads * kPerThread));
+
+  std::set<JobId> ids;
+  for (int t = 0; t < kThreads; ++t) {
+    JobId previous = 0;
+    for (int i = 0; i < kPerThread; ++i) {
+      const SubmitResult& r = results[t * kPerThread + i];
+      ASSERT_TRUE(r.status.ok()) << r.status;
+      EXPECT_FALSE(r.deduplicated);
+      EXPECT_GT(r.job_id, previous) << "one submitter's jobs are stored in its order";
+      previous = r.job_id;
+      ids.insert(r.job_id);
+    }
+  }
+  EXPECT_EQ(ids.size(), results.size());
+  ASSERT_TRUE(store_->Flush().ok());
+  EXPECT_EQ(ListAll(*store_, "t", {}, 1000).size(), results.size());
+
+  const std::optional<CommitCounts> after = backend_->Counts(*store_);
+  if (before.has_value() && after.has_value()) {
+    const int64_t commits = after->commits - before->commits;
+    const int64_t ops = after->ops - before->ops;
+    EXPECT_GE(ops, kThreads * kPerThread);
+    EXPECT_LT(commits * 4, ops) << "group commit: " << commits << " commits for " << ops
+                                << " calls";
+  }
+}
+
+TEST_P(JobStoreConformanceTest, GroupCommitWritesManyCallsPerTransaction) {
+  const std::optional<CommitCounts> before = backend_->Counts(*store_);
+  if (!before.has_value()) GTEST_SKIP() << "this backend keeps no commit counters";
+  constexpr int kCalls = 2000;
+  std::vector<NewJob> jobs;
+  for (int i = 0; i < kCalls; ++i) jobs.push_back(Job(Spec("t", absl::StrCat("k", i))));
+  SubmitTally tally(kCalls);
+  for (int i = 0; i < kCalls; ++i) tally.Submit(*store_, std::move(jobs[i]), kT0, i);
+  const std::vector<SubmitResult> results = tally.Wait();
+  ASSERT_EQ(results.size(), static_cast<size_t>(kCalls));
+  for (const SubmitResult& r : results) ASSERT_TRUE(r.status.ok()) << r.status;
+  ASSERT_TRUE(store_->Flush().ok());
+
+  const std::optional<CommitCounts> after = backend_->Counts(*store_);
+  ASSERT_TRUE(after.has_value());
+  const int64_t commits = after->commits - before->commits;
+  const int64_t ops = after->ops - before->ops;
+  EXPECT_EQ(ops, kCalls);
+  EXPECT_LT(commits * 4, ops) << commits << " commits for " << ops << " calls";
+}
+
+TEST_P(JobStoreConformanceTest, FlushWaitsForEverythingEnqueuedBeforeIt) {
+  for (int i = 0; i < 100; ++i) {
+    store_->Submit({Job(Spec("t", absl::StrCat("k", i)))}, kT0, [](std::vector<SubmitResult>) {});
+  }
+  ASSERT_TRUE(store_->Flush().ok());
+  EXPECT_EQ(ListAll(*store_, "t", {}, 1000).size(), 100u);
+}
+
+TEST_P(JobStoreConformanceTest, ClosingTheStoreCommitsEverythingEnqueued) {
+  constexpr int kCalls = 300;
+  SubmitTally tally(kCalls);
+  for (int i = 0; i < kCalls; ++i) {
+    tally.Submit(*store_, Job(Spec("t", absl::StrCat("k", i))), kT0, i);
+  }
+  Reopen();
+  const std::vector<SubmitResult> results = tally.Wait();
+  ASSERT_EQ(results.size(), static_cast<size_t>(kCalls));
+  for (const SubmitResult& r : results) ASSERT_TRUE(r.status.ok()) << r.status;
+  EXPECT_EQ(ListAll(*store_, "t", {}, 1000).size(), static_cast<size_t>(kCalls));
+}
+
+}  // namespace
+}  // namespace rebound::store::conformance

@@ -1,0 +1,562 @@
+#include "server/store/sqlite_store.h"
+
+#include <sqlite3.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/common/job.h"
+#include "tests/store/job_store_conformance.h"
+
+namespace rebound::store {
+namespace {
+
+using conformance::ApplyAndWait;
+using conformance::BackendFactory;
+using conformance::CommitCounts;
+using conformance::Job;
+using conformance::JobStoreBackend;
+using conformance::JobStoreConformanceTest;
+using conformance::kCallbackDeadline;
+using conformance::kT0;
+using conformance::ListAll;
+using conformance::PendingApply;
+using conformance::PendingSubmit;
+using conformance::Spec;
+using conformance::SubmitOne;
+using ::testing::HasSubstr;
+
+// A database file in the test temp directory, removed (with its WAL and shm files) at the end.
+class TempDb {
+ public:
+  TempDb() {
+    static std::atomic<int> counter{0};
+    path_ = absl::StrCat(::testing::TempDir(), "rebound_store_", getpid(), "_", counter++, ".db");
+    Remove();
+  }
+  TempDb(const TempDb&) = delete;
+  TempDb& operator=(const TempDb&) = delete;
+  ~TempDb() { Remove(); }
+  const std::string& path() const { return path_; }
+
+ private:
+  void Remove() {
+    std::error_code ignored;
+    for (const char* suffix : {"", "-wal", "-shm"}) {
+      std::filesystem::remove(path_ + suffix, ignored);
+    }
+  }
+  std::string path_;
+};
+
+SqliteOptions Options(const std::string& path) {
+  SqliteOptions options;
+  options.path = path;
+  return options;
+}
+
+std::unique_ptr<SqliteStore> OpenOrDie(const SqliteOptions& options) {
+  absl::StatusOr<std::unique_ptr<SqliteStore>> store = SqliteStore::Open(options);
+  EXPECT_TRUE(store.ok()) << store.status();
+  return store.ok() ? *std::move(store) : nullptr;
+}
+
+// A plain connection of the test's own, to look at (or interfere with) the file.
+class RawDb {
+ public:
+  explicit RawDb(const std::string& path) {
+    EXPECT_EQ(sqlite3_open(path.c_str(), &db_), SQLITE_OK);
+    EXPECT_EQ(sqlite3_busy_timeout(db_, 60'000), SQLITE_OK);
+  }
+  RawDb(const RawDb&) = delete;
+  RawDb& operator=(const RawDb&) = delete;
+  ~RawDb() { EXPECT_EQ(sqlite3_close(db_), SQLITE_OK); }
+
+  void Exec(const std::string& sql) {
+    char* err = nullptr;
+    EXPECT_EQ(sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err), SQLITE_OK)
+        << sql << ": " << (err != nullptr ? err : "");
+    sqlite3_free(err);
+  }
+  // The first column of the first row, as text.
+  std::string Query(const std::string& sql) {
+    sqlite3_stmt* stmt = nullptr;
+    std::string result;
+    EXPECT_EQ(sqlite3_prepare_v2(db_, sql.c_str(), -1, &stmt, nullptr), SQLITE_OK)
+        << sql << ": " << sqlite3_errmsg(db_);
+    if (stmt != nullptr && sqlite3_step(stmt) == SQLITE_ROW) {
+      const unsigned char* text = sqlite3_column_text(stmt, 0);
+      if (text != nullptr) result = reinterpret_cast<const char*>(text);
+    }
+    sqlite3_finalize(stmt);
+    return result;
+  }
+
+ private:
+  sqlite3* db_ = nullptr;
+};
+
+// --- The conformance suite, on SQLite ---
+
+class SqliteBackend final : public JobStoreBackend {
+ public:
+  absl::StatusOr<std::unique_ptr<JobStore>> Open() override {
+    absl::StatusOr<std::unique_ptr<SqliteStore>> store = SqliteStore::Open(Options(db_.path()));
+    if (!store.ok()) return store.status();
+    return std::unique_ptr<JobStore>(*std::move(store));
+  }
+  std::optional<CommitCounts> Counts(JobStore& store) override {
+    const SqliteStore::Stats stats = static_cast<SqliteStore&>(store).GetStats();
+    return CommitCounts{stats.commits, stats.ops};
+  }
+
+ private:
+  TempDb db_;
+};
+
+INSTANTIATE_TEST_SUITE_P(Sqlite, JobStoreConformanceTest,
+                         ::testing::Values(BackendFactory{
+                             "Sqlite", [] { return std::make_unique<SqliteBackend>(); }}),
+                         conformance::BackendName);
+
+// --- SQLite specifics ---
+
+TEST(SqliteStore, OpenUsesWalAndFullSynchronousByDefault) {
+  TempDb db;
+  std::unique_ptr<SqliteStore> store = OpenOrDie(Options(db.path()));
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(store->WriterPragma("journal_mode").value_or("?"), "wal");
+  EXPECT_EQ(store->WriterPragma("synchronous").value_or("?"), "2");  // FULL
+  RawDb raw(db.path());
+  EXPECT_EQ(raw.Query("PRAGMA journal_mode"), "wal");  // persistent in the file
+  EXPECT_EQ(raw.Query("PRAGMA user_version"), "1");
+}
+
+TEST(SqliteStore, NormalSynchronousIsAnExplicitOptIn) {
+  TempDb db;
+  SqliteOptions options = Options(db.path());
+  options.synchronous = "normal";
+  std::unique_ptr<SqliteStore> store = OpenOrDie(options);
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(store->WriterPragma("synchronous").value_or("?"), "1");  // NORMAL
+}
+
+TEST(SqliteStore, WriterPragmaAcceptsOnlyANameAndNoStatement) {
+  TempDb db;
+  std::unique_ptr<SqliteStore> store = OpenOrDie(Options(db.path()));
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(store->WriterPragma("synchronous = OFF").status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store->WriterPragma("synchronous").value_or("?"), "2");
+}
+
+TEST(SqliteStore, OpenRejectsInvalidOptions) {
+  TempDb db;
+  EXPECT_EQ(SqliteStore::Open(Options("")).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(SqliteStore::Open(Options(":memory:")).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  SqliteOptions off = Options(db.path());
+  off.synchronous = "off";
+  EXPECT_EQ(SqliteStore::Open(off).status().code(), absl::StatusCode::kInvalidArgument);
+  SqliteOptions no_batch = Options(db.path());
+  no_batch.max_batch = 0;
+  EXPECT_EQ(SqliteStore::Open(no_batch).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(SqliteStore, OpenRefusesAPathThatCannotBeOpened) {
+  const std::string path = "/nonexistent-rebound-dir/sub/jobs.db";
+  const absl::Status status = SqliteStore::Open(Options(path)).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << status;
+  EXPECT_THAT(std::string(status.message()), HasSubstr(path));
+}
+
+TEST(SqliteStore, OpenRefusesAFileThatIsNotADatabase) {
+  TempDb db;
+  {
+    std::ofstream out(db.path());
+    for (int i = 0; i < 200; ++i) out << "this is a text file, not a database\n";
+  }
+  const absl::Status status = SqliteStore::Open(Options(db.path())).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << status;
+  EXPECT_THAT(std::string(status.message()), HasSubstr(db.path()));
+}
+
+TEST(SqliteStore, OpenRefusesASchemaNewerThanThisBuild) {
+  TempDb db;
+  {
+    RawDb raw(db.path());
+    raw.Exec("PRAGMA user_version = 99");
+  }
+  const absl::Status status = SqliteStore::Open(Options(db.path())).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << status;
+  EXPECT_THAT(std::string(status.message()), HasSubstr("99"));
+}
+
+TEST(SqliteStore, ReopenAfterCloseKeepsDataAndNewIdsKeepGrowing) {
+  TempDb db;
+  std::vector<JobId> ids;
+  const NewJob first = Job(Spec("t", "k0"));
+  {
+    std::unique_ptr<SqliteStore> store = OpenOrDie(Options(db.path()));
+    ASSERT_NE(store, nullptr);
+    for (int i = 0; i < 3; ++i) {
+      const SubmitResult r = SubmitOne(*store, Job(Spec("t", absl::StrCat("k", i))), kT0);
+      ASSERT_TRUE(r.status.ok()) << r.status;
+      ids.push_back(r.job_id);
+    }
+    Transition done;
+    done.job_id = ids[2];
+    done.state = JobState::kSucceeded;
+    done.last_response_body = "ok";
+    ASSERT_TRUE(ApplyAndWait(*store, {done}, kT0 + absl::Seconds(1)).ok());
+  }
+  std::unique_ptr<SqliteStore> store = OpenOrDie(Options(db.path()));
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(ListAll(*store, "t").size(), 3u);
+  absl::StatusOr<common::JobRecord> done = store->Get("t", ids[2], true);
+  ASSERT_TRUE(done.ok()) << done.status();
+  EXPECT_EQ(done->state, JobState::kSucceeded);
+  EXPECT_EQ(done->last_response_body, "ok");
+  const SubmitResult again = SubmitOne(*store, first, kT0 + absl::Minutes(1));
+  EXPECT_TRUE(again.deduplicated);
+  EXPECT_EQ(again.job_id, ids[0]);
+  const SubmitResult fresh = SubmitOne(*store, Job(Spec("t", "k-new")), kT0 + absl::Minutes(1));
+  ASSERT_TRUE(fresh.status.ok()) << fresh.status;
+  EXPECT_GT(fresh.job_id, ids[2]);
+}
+
+TEST(SqliteStore, AFailedTransactionFailsEveryCallInItAndKeepsNoneOfItsRows) {
+  TempDb db;
+  std::unique_ptr<SqliteStore> store = OpenOrDie(Options(db.path()));
+  ASSERT_NE(store, nullptr);
+  const SubmitResult existing = SubmitOne(*store, Job(Spec("t", "existing")), kT0);
+  ASSERT_TRUE(existing.status.ok()) << existing.status;
+  RawDb raw(db.path());
+  raw.Exec(
+      "CREATE TRIGGER poison BEFORE INSERT ON jobs WHEN NEW.path = '/poison' "
+      "BEGIN SELECT RAISE(ABORT, 'poisoned row'); END");
+  auto at = [](absl::string_view key, absl::string_view path) {
+    common::JobSpec spec = Spec("t", key);
+    spec.path = std::string(path);
+    return Job(spec);
+  };
+
+  // Calls enqueued by a callback are all queued before the writer takes its next batch, so
+  // these three share one transaction.
+  struct Batch {
+    std::optional<PendingSubmit> good;
+    std::optional<PendingSubmit> poisoned;
+    std::optional<PendingApply> apply;
+    absl::Notification enqueued;
+  };
+  auto batch = std::make_shared<Batch>();
+  SqliteStore* s = store.get();
+  const JobId existing_id = existing.job_id;
+  store->Submit({at("pin", "/pin")}, kT0, [=](std::vector<SubmitResult>) {
+    batch->good.emplace(*s, std::vector<NewJob>{at("a", "/good-a")}, kT0);
+    batch->poisoned.emplace(*s, std::vector<NewJob>{at("b", "/good-b"), at("c", "/poison")},
+                            kT0);
+    Transition running;
+    running.job_id = existing_id;
+    running.state = JobState::kRunning;
+    batch->apply.emplace(*s, std::vector<Transition>{running}, kT0);
+    batch->enqueued.Notify();
+  });
+  ASSERT_TRUE(batch->enqueued.WaitForNotificationWithTimeout(kCallbackDeadline));
+
+  const std::vector<SubmitResult> good = batch->good->Wait();
+  const std::vector<SubmitResult> poisoned = batch->poisoned->Wait();
+  const absl::Status applied = batch->apply->Wait();
+  ASSERT_EQ(good.size(), 1u);
+  ASSERT_EQ(poisoned.size(), 2u);
+  const absl::Status error = poisoned[1].status;
+  EXPECT_FALSE(error.ok());
+  EXPECT_THAT(std::string(error.message()), HasSubstr("poisoned row"));
+  EXPECT_EQ(poisoned[0].status, error);
+  EXPECT_EQ(good[0].status, error);
+  EXPECT_EQ(applied, error);
+
+  EXPECT_EQ(raw.Query("SELECT count(*) FROM jobs WHERE path IN ('/good-a', '/good-b', "
+                      "'/poison')"),
+            "0");
+  EXPECT_EQ(raw.Query("SELECT count(*) FROM idempotency WHERE idem_key IN ('a', 'b', 'c')"), "0");
+  absl::StatusOr<common::JobRecord> untouched = store->Get("t", existing.job_id, false);
+  ASSERT_TRUE(untouched.ok()) << untouched.status();
+  EXPECT_EQ(untouched->state, JobState::kQueued);
+  EXPECT_EQ(store->Flush(), error);
+  EXPECT_EQ(store->GetStats().failed_batches, 1);
+
+  // Earlier commits are intact and the store goes on.
+  raw.Exec("DROP TRIGGER poison");
+  EXPECT_TRUE(SubmitOne(*store, at("pin", "/pin"), kT0).deduplicated);
+  const SubmitResult retried = SubmitOne(*store, at("a", "/good-a"), kT0);
+  EXPECT_TRUE(retried.status.ok()) << retried.status;
+  EXPECT_FALSE(retried.deduplicated);
+  EXPECT_TRUE(store->Flush().ok());
+}
+
+TEST(SqliteStore, ABusyDatabaseFailsTheBatchAsUnavailableAndFlushReportsItOnce) {
+  TempDb db;
+  SqliteOptions options = Options(db.path());
+  options.busy_timeout = absl::Milliseconds(20);
+  std::unique_ptr<SqliteStore> store = OpenOrDie(options);
+  ASSERT_NE(store, nullptr);
+  RawDb raw(db.path());
+  raw.Exec("BEGIN IMMEDIATE");  // another process holds the write lock
+  const SubmitResult blocked = SubmitOne(*store, Job(Spec("t", "k1")), kT0);
+  EXPECT_EQ(blocked.status.code(), absl::StatusCode::kUnavailable) << blocked.status;
+  raw.Exec("COMMIT");
+
+  EXPECT_EQ(store->Flush().code(), absl::StatusCode::kUnavailable);
+  EXPECT_TRUE(store->Flush().ok());
+  const SubmitResult later = SubmitOne(*store, Job(Spec("t", "k1")), kT0);
+  EXPECT_TRUE(later.status.ok()) << later.status;
+  EXPECT_FALSE(later.deduplicated);
+}
+
+TEST(SqliteStore, AnEmptyIdempotencyKeyNeverDeduplicates) {
+  TempDb db;
+  std::unique_ptr<SqliteStore> store = OpenOrDie(Options(db.path()));
+  ASSERT_NE(store, nullptr);
+  const NewJob job = Job(Spec("t", ""));
+  const SubmitResult a = SubmitOne(*store, job, kT0);
+  const SubmitResult b = SubmitOne(*store, job, kT0);
+  ASSERT_TRUE(a.status.ok() && b.status.ok());
+  EXPECT_FALSE(b.deduplicated);
+  EXPECT_NE(a.job_id, b.job_id);
+}
+
+TEST(SqliteStore, CallbacksRunInEnqueueOrder) {
+  TempDb db;
+  std::unique_ptr<SqliteStore> store = OpenOrDie(Options(db.path()));
+  ASSERT_NE(store, nullptr);
+  struct Order {
+    absl::Mutex mu;
+    std::vector<int> seen;
+  };
+  auto order = std::make_shared<Order>();
+  constexpr int kCalls = 500;
+  for (int i = 0; i < kCalls; ++i) {
+    if (i % 2 == 0) {
+      store->Submit({Job(Spec("t", absl::StrCat("k", i)))}, kT0,
+                    [order, i](std::vector<SubmitResult>) {
+                      absl::MutexLock lock(&order->mu);
+                      order->seen.push_back(i);
+                    });
+    } else {
+      Transition unknown;
+      unknown.job_id = 1'000'000 + i;
+      store->Apply({unknown}, kT0, [order, i](absl::Status) {
+        absl::MutexLock lock(&order->mu);
+        order->seen.push_back(i);
+      });
+    }
+  }
+  ASSERT_TRUE(store->Flush().ok());
+  absl::MutexLock lock(&order->mu);
+  ASSERT_EQ(order->seen.size(), static_cast<size_t>(kCalls));
+  for (int i = 0; i < kCalls; ++i) EXPECT_EQ(order->seen[i], i);
+}
+
+// CPU time of the whole process (every thread) so far.
+absl::Duration ProcessCpu() {
+  rusage usage{};
+  EXPECT_EQ(getrusage(RUSAGE_SELF, &usage), 0);
+  return absl::DurationFromTimeval(usage.ru_utime) + absl::DurationFromTimeval(usage.ru_stime);
+}
+
+// Counts callbacks; notifies when all came.
+struct Tally {
+  explicit Tally(int n) : remaining(n) {}
+  void Done(bool ok) {
+    if (!ok) failed.fetch_add(1);
+    if (remaining.fetch_sub(1) == 1) done.Notify();
+  }
+  std::atomic<int> remaining;
+  std::atomic<int> failed{0};
+  absl::Notification done;
+};
+
+// Measures end-to-end throughput and CPU with one job per call (as SubmitSync does) from
+// several threads, then each job's RUNNING and SUCCEEDED transitions one call each (the worst
+// case for the engine). Reports the figures; asserts only correctness and group commit.
+TEST(SqliteStore, GroupCommittedThroughputAndCpuPerJob) {
+  TempDb db;
+  std::unique_ptr<SqliteStore> store = OpenOrDie(Options(db.path()));
+  ASSERT_NE(store, nullptr);
+  constexpr int kThreads = 4;
+  constexpr int kPerThread = 5000;
+  constexpr int kTotal = kThreads * kPerThread;
+  std::vector<std::vector<NewJob>> jobs(kThreads);
+  for (int t = 0; t < kThreads; ++t) {
+    for (int i = 0; i < kPerThread; ++i) {
+      common::JobSpec spec = Spec("t", absl::StrCat("thread-", t, "-job-", i));
+      spec.labels = {{"course", absl::StrCat(i % 50)}};
+      if (i % 4 == 0) spec.ordering_key = absl::StrCat("course-", i % 50);
+      jobs[t].push_back(Job(spec));
+    }
+  }
+  std::vector<std::vector<JobId>> ids(kThreads, std::vector<JobId>(kPerThread));
+
+  auto submitted = std::make_shared<Tally>(kTotal);
+  auto wall = std::chrono::steady_clock::now();
+  absl::Duration cpu = ProcessCpu();
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        std::vector<NewJob> one;
+        one.push_back(std::move(jobs[t][i]));
+        JobId* id = &ids[t][i];  // each callback writes its own slot; Tally publishes them
+        store->Submit(std::move(one), kT0, [submitted, id](std::vector<SubmitResult> r) {
+          const bool ok = r.size() == 1 && r[0].status.ok();
+          if (ok) *id = r[0].job_id;
+          submitted->Done(ok);
+        });
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  ASSERT_TRUE(submitted->done.WaitForNotificationWithTimeout(kCallbackDeadline));
+  const double submit_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - wall).count();
+  const absl::Duration submit_cpu = ProcessCpu() - cpu;
+  EXPECT_EQ(submitted->failed.load(), 0);
+  ASSERT_TRUE(store->Flush().ok());
+  const SqliteStore::Stats after_submits = store->GetStats();
+  EXPECT_LT(after_submits.commits * 4, after_submits.ops);
+
+  auto applied = std::make_shared<Tally>(2 * kTotal);
+  wall = std::chrono::steady_clock::now();
+  cpu = ProcessCpu();
+  for (int i = 0; i < kPerThread; ++i) {
+    for (int t = 0; t < kThreads; ++t) {
+      common::AttemptRecord attempt;
+      attempt.number = 1;
+      attempt.started_at = kT0 + absl::Seconds(1);
+      attempt.decision = "in flight";
+      Transition running;
+      running.job_id = ids[t][i];
+      running.state = JobState::kRunning;
+      running.attempt_count = 1;
+      running.first_attempt_at = attempt.started_at;
+      running.attempt = attempt;
+      Transition done = running;
+      done.state = JobState::kSucceeded;
+      done.attempt->http_status = 200;
+      done.attempt->duration = absl::Milliseconds(30);
+      done.attempt->classification = "success";
+      done.attempt->decision = "done";
+      done.last_http_status = 200;
+      done.last_decision = "success";
+      done.last_response_body = R"({"ok":true})";
+      store->Apply({std::move(running)}, kT0 + absl::Seconds(1),
+                   [applied](absl::Status s) { applied->Done(s.ok()); });
+      store->Apply({std::move(done)}, kT0 + absl::Seconds(2),
+                   [applied](absl::Status s) { applied->Done(s.ok()); });
+    }
+  }
+  ASSERT_TRUE(applied->done.WaitForNotificationWithTimeout(kCallbackDeadline));
+  const double apply_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - wall).count();
+  const absl::Duration apply_cpu = ProcessCpu() - cpu;
+  EXPECT_EQ(applied->failed.load(), 0);
+  ASSERT_TRUE(store->Flush().ok());
+  const SqliteStore::Stats stats = store->GetStats();
+
+  std::cout << "[ measure  ] submit: " << kTotal << " single-job calls from " << kThreads
+            << " threads in " << submit_seconds << " s = "
+            << static_cast<int64_t>(kTotal / submit_seconds) << " jobs/s, "
+            << absl::ToDoubleMicroseconds(submit_cpu / kTotal) << " us CPU/job, "
+            << after_submits.commits << " commits\n"
+            << "[ measure  ] apply: " << 2 * kTotal << " single-transition calls in "
+            << apply_seconds << " s = " << static_cast<int64_t>(2 * kTotal / apply_seconds)
+            << " transitions/s, " << absl::ToDoubleMicroseconds(apply_cpu / kTotal)
+            << " us CPU/job (RUNNING + SUCCEEDED), " << stats.commits - after_submits.commits
+            << " commits\n";
+  RecordProperty("submits_per_second", static_cast<int>(kTotal / submit_seconds));
+  RecordProperty("submit_cpu_us_per_job",
+                 static_cast<int>(absl::ToDoubleMicroseconds(submit_cpu / kTotal)));
+  RecordProperty("apply_cpu_us_per_job",
+                 static_cast<int>(absl::ToDoubleMicroseconds(apply_cpu / kTotal)));
+
+  absl::StatusOr<common::JobRecord> last = store->Get("t", ids[kThreads - 1][kPerThread - 1], true);
+  ASSERT_TRUE(last.ok()) << last.status();
+  EXPECT_EQ(last->state, JobState::kSucceeded);
+  EXPECT_EQ(last->attempts.size(), 1u);
+}
+
+// Measures Recover over many WAITING_RETRY jobs; reports the rate, asserts correctness.
+TEST(SqliteStore, RecoverReadsManyWaitingJobsQuickly) {
+  TempDb db;
+  std::unique_ptr<SqliteStore> store = OpenOrDie(Options(db.path()));
+  ASSERT_NE(store, nullptr);
+  constexpr int kJobs = 50'000;
+  constexpr int kPerCall = 1000;
+  std::vector<JobId> ids;
+  for (int base = 0; base < kJobs; base += kPerCall) {
+    std::vector<NewJob> jobs;
+    for (int i = base; i < base + kPerCall; ++i) {
+      jobs.push_back(Job(Spec(absl::StrCat("tenant-", i % 7), absl::StrCat("k", i))));
+    }
+    PendingSubmit pending(*store, std::move(jobs), kT0);
+    for (const SubmitResult& r : pending.Wait()) {
+      ASSERT_TRUE(r.status.ok()) << r.status;
+      ids.push_back(r.job_id);
+    }
+  }
+  ASSERT_EQ(ids.size(), static_cast<size_t>(kJobs));
+  for (int base = 0; base < kJobs; base += kPerCall) {
+    std::vector<Transition> waits;
+    for (int i = base; i < base + kPerCall; ++i) {
+      Transition t;
+      t.job_id = ids[i];
+      t.state = JobState::kWaitingRetry;
+      t.attempt_count = 1;
+      t.first_attempt_at = kT0;
+      t.next_attempt_at = kT0 + absl::Seconds(i);
+      waits.push_back(t);
+    }
+    ASSERT_TRUE(ApplyAndWait(*store, std::move(waits), kT0).ok());
+  }
+  // A few finished jobs that Recover must skip.
+  for (int i = 0; i < 10; ++i) {
+    Transition done;
+    done.job_id = ids[i * 1000];
+    done.state = JobState::kSucceeded;
+    ASSERT_TRUE(ApplyAndWait(*store, {done}, kT0).ok());
+  }
+
+  const auto start = std::chrono::steady_clock::now();
+  absl::StatusOr<std::vector<ActiveJob>> active = store->Recover(kT0 + absl::Hours(1));
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  ASSERT_TRUE(active.ok()) << active.status();
+  ASSERT_EQ(active->size(), static_cast<size_t>(kJobs - 10));
+  EXPECT_EQ(active->back().id, ids.back());
+  EXPECT_EQ(active->back().next_attempt_at, kT0 + absl::Seconds(kJobs - 1));
+  EXPECT_EQ(active->back().state, JobState::kWaitingRetry);
+  const double rate = active->size() / seconds;
+  std::cout << "[ measure  ] Recover: " << active->size() << " WAITING_RETRY jobs in "
+            << seconds * 1000 << " ms = " << static_cast<int64_t>(rate) << " jobs/s\n";
+  RecordProperty("recover_jobs_per_second", static_cast<int>(rate));
+}
+
+}  // namespace
+}  // namespace rebound::store

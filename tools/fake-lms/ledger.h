@@ -1,0 +1,88 @@
+// Ledger: fake-lms's record of what every idempotency key received and what it caused.
+//
+// Models an idempotent LMS: the first 2xx answer for a key is that key's *effect* and is stored;
+// every later request with that key gets the stored answer back and counts as a *repeat*, never
+// as a second effect. So `effects` per key is 0 or 1 and `repeats` counts duplicate deliveries.
+// Not thread-safe: owned and used by the server's single event loop.
+#ifndef REBOUND_TOOLS_FAKE_LMS_LEDGER_H_
+#define REBOUND_TOOLS_FAKE_LMS_LEDGER_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+namespace rebound::fakelms {
+
+// One HTTP answer, as sent and as stored for repeats.
+struct Answer {
+  int status = 200;
+  const char* content_type = "application/json";             // a string literal
+  std::vector<std::pair<std::string, std::string>> headers;  // besides Content-Type
+  std::string body;
+};
+
+// What the server saw of one request.
+struct Arrival {
+  std::string method;
+  std::string path;  // with the query string
+  size_t body_bytes = 0;
+  bool key_header = false;  // the Idempotency-Key header was present
+  double at_ms = 0;         // since the server started
+  // "name: value\n" per header, names lower-cased: one allocation per request, not one per
+  // header (the ledger keeps one Arrival per key; benchmarks create millions of keys).
+  std::string headers;
+};
+
+struct KeyRecord {
+  int attempts = 0;
+  int effects = 0;
+  int repeats = 0;
+  struct Attempt {
+    double at_ms = 0;  // arrival, ms since the server started
+    int status = 0;    // as answered; 0 for 'hang' and 'reset' (no answer)
+  };
+  std::vector<Attempt> history;
+  bool key_header_every_attempt = true;
+  Arrival last;
+  std::optional<Answer> effect;  // the stored first 2xx answer
+};
+
+class Ledger {
+ public:
+  // Records a request for `key` and returns its record; `attempts` already counts it.
+  KeyRecord& Arrive(const std::string& key, Arrival arrival);
+  // The request will be (or was) answered with `answer` / not answered at all (status 0).
+  // The first 2xx answer becomes the key's effect.
+  void Answered(KeyRecord& record, const Answer& answer);
+  void Unanswered(KeyRecord& record);
+  // The request got the stored effect back.
+  void Repeated(KeyRecord& record);
+
+  void CountRequest() { ++requests_; }
+  void CountConnection() { ++connections_; }
+  void Clear();
+
+  // {"totals": {...}, "keys": {...}}, only {"totals": ...} when `totals_only`.
+  nlohmann::json Stats(bool totals_only) const;
+  // One key's object, or nullopt when the key was never seen.
+  std::optional<nlohmann::json> KeyStats(const std::string& key) const;
+
+ private:
+  static nlohmann::json ToJson(const KeyRecord& record);
+
+  std::unordered_map<std::string, KeyRecord> keys_;
+  uint64_t requests_ = 0;     // every HTTP request, admin endpoints included
+  uint64_t connections_ = 0;  // TCP connections accepted
+  uint64_t attempts_ = 0;     // scripted requests (not admin endpoints)
+  uint64_t effects_ = 0;
+  uint64_t repeats_ = 0;
+};
+
+}  // namespace rebound::fakelms
+
+#endif  // REBOUND_TOOLS_FAKE_LMS_LEDGER_H_

@@ -1,0 +1,48 @@
+// Scripts: what fake-lms answers to the n-th request for a key.
+//
+// A script is a comma-separated list of steps; the n-th request for a key uses step n (1-based)
+// and the last step repeats afterwards. Grammar (README.md has examples):
+//
+//   STEP := STATUS | STATUS ':' OPT (':' OPT)* | 'hang' | 'reset'
+//   OPT  := 'ra=' SECONDS      Retry-After as delta-seconds
+//         | 'rad=' SECONDS     Retry-After as an HTTP-date that many seconds from now
+//         | 'ms=' MILLIS       answer after this delay
+//         | 'body=' TEXT       response body (percent-decoded)
+//         | 'loc=' URL         Location header (percent-decoded)
+//
+// Options are split only at ':' followed by a known option name, so `loc=http://h:8080/x`
+// needs no escaping; a ',' inside TEXT or URL is written %2C. Pure functions, thread-safe.
+#ifndef REBOUND_TOOLS_FAKE_LMS_SCRIPT_H_
+#define REBOUND_TOOLS_FAKE_LMS_SCRIPT_H_
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace rebound::fakelms {
+
+struct Step {
+  enum class Kind { kRespond, kHang, kReset };
+  Kind kind = Kind::kRespond;
+  int status = 200;                        // kRespond only, 200..599
+  std::optional<int> retry_after_seconds;  // ra=N
+  std::optional<int> retry_after_date_in;  // rad=N: an HTTP-date N seconds from now
+  int delay_ms = 0;                        // ms=N
+  std::optional<std::string> body;         // body=TEXT
+  std::optional<std::string> location;     // loc=URL
+};
+
+// Parses a whole script. On a syntax error returns nullopt and sets *error to a short reason
+// naming the offending step.
+std::optional<std::vector<Step>> ParseScript(std::string_view script, std::string* error);
+
+// The step for the n-th (1-based) request: the last step repeats.
+const Step& StepFor(const std::vector<Step>& script, int n);
+
+// Decodes %XX escapes (and nothing else); malformed escapes are kept as they are.
+std::string PercentDecode(std::string_view text);
+
+}  // namespace rebound::fakelms
+
+#endif  // REBOUND_TOOLS_FAKE_LMS_SCRIPT_H_

@@ -1,0 +1,490 @@
+#include "tools/fake-lms/server.h"
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
+#include <event2/util.h>
+#include <netinet/in.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+
+#include <cctype>
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <ctime>
+#include <utility>
+#include <vector>
+
+#include "tools/fake-lms/script.h"
+
+namespace rebound::fakelms {
+
+struct Server::Pending {
+  Pending() = default;
+  Pending(const Pending&) = delete;
+  Pending& operator=(const Pending&) = delete;
+  ~Pending() {
+    if (timer != nullptr) event_free(timer);
+    if (readable != nullptr) event_free(readable);
+  }
+
+  Server* server = nullptr;
+  PendingKind kind = PendingKind::kDelay;
+  evhttp_request* req = nullptr;
+  evhttp_connection* evcon = nullptr;
+  evutil_socket_t fd = -1;
+  event* timer = nullptr;     // fires when the answer (or the reset) is due
+  event* readable = nullptr;  // watches the socket: evhttp stops reading while a request waits,
+                              // so this is how a client that went away is noticed
+  Answer answer;
+};
+
+namespace {
+
+constexpr size_t kMaxRequestBodyBytes = 16 * 1024 * 1024;
+constexpr int kIdleTimeoutSeconds = 300;
+constexpr int kListenBacklog = 4096;
+
+// Query parameters, freed on scope exit.
+class QueryParams {
+ public:
+  explicit QueryParams(const char* query) {
+    TAILQ_INIT(&params_);
+    if (query != nullptr) evhttp_parse_query_str(query, &params_);
+  }
+  ~QueryParams() { evhttp_clear_headers(&params_); }
+  QueryParams(const QueryParams&) = delete;
+  QueryParams& operator=(const QueryParams&) = delete;
+
+  const char* Find(const char* name) const {
+    return evhttp_find_header(const_cast<evkeyvalq*>(&params_), name);
+  }
+
+ private:
+  evkeyvalq params_;
+};
+
+const char* MethodName(evhttp_cmd_type type) {
+  switch (type) {
+    case EVHTTP_REQ_GET:
+      return "GET";
+    case EVHTTP_REQ_POST:
+      return "POST";
+    case EVHTTP_REQ_HEAD:
+      return "HEAD";
+    case EVHTTP_REQ_PUT:
+      return "PUT";
+    case EVHTTP_REQ_DELETE:
+      return "DELETE";
+    case EVHTTP_REQ_OPTIONS:
+      return "OPTIONS";
+    case EVHTTP_REQ_TRACE:
+      return "TRACE";
+    case EVHTTP_REQ_CONNECT:
+      return "CONNECT";
+    case EVHTTP_REQ_PATCH:
+      return "PATCH";
+  }
+  return "UNKNOWN";
+}
+
+const char* ReasonPhrase(int status) {
+  switch (status) {
+    case 200:
+      return "OK";
+    case 201:
+      return "Created";
+    case 202:
+      return "Accepted";
+    case 204:
+      return "No Content";
+    case 301:
+      return "Moved Permanently";
+    case 302:
+      return "Found";
+    case 303:
+      return "See Other";
+    case 304:
+      return "Not Modified";
+    case 307:
+      return "Temporary Redirect";
+    case 308:
+      return "Permanent Redirect";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 408:
+      return "Request Timeout";
+    case 409:
+      return "Conflict";
+    case 422:
+      return "Unprocessable Entity";
+    case 429:
+      return "Too Many Requests";
+    case 500:
+      return "Internal Server Error";
+    case 502:
+      return "Bad Gateway";
+    case 503:
+      return "Service Unavailable";
+    case 504:
+      return "Gateway Timeout";
+    default:
+      return status < 400 ? "OK" : "Error";
+  }
+}
+
+std::string Dump(const nlohmann::json& json) {
+  // Keys come from clients and may be invalid UTF-8: replace rather than throw.
+  return json.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+Answer JsonAnswer(int status, const nlohmann::json& body) {
+  Answer answer;
+  answer.status = status;
+  answer.body = Dump(body);
+  return answer;
+}
+
+// IMF-fixdate (RFC 9110) of the first whole second at or after now + `seconds`, so a client
+// never reads a date earlier than the delay meant.
+std::string HttpDateIn(int seconds) {
+  const auto target = std::chrono::ceil<std::chrono::seconds>(std::chrono::system_clock::now() +
+                                                              std::chrono::seconds(seconds));
+  const std::time_t t = std::chrono::system_clock::to_time_t(target);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[64];
+  const size_t n = std::strftime(buf, sizeof(buf), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+  return std::string(buf, n);
+}
+
+std::optional<int> ParseNonNegative(const char* text) {
+  if (text == nullptr) return 0;
+  const char* end = text + std::strlen(text);
+  int value = 0;
+  auto [ptr, ec] = std::from_chars(text, end, value);
+  if (ec != std::errc() || ptr != end || ptr == text || value < 0) return std::nullopt;
+  return value;
+}
+
+// The header's value if present, else the query parameter's, else nullptr.
+const char* Setting(evkeyvalq* headers, const char* header, const QueryParams& params,
+                    const char* param) {
+  const char* value = evhttp_find_header(headers, header);
+  return value != nullptr ? value : params.Find(param);
+}
+
+Answer ScriptedAnswer(const Step& step, const std::string& key, int attempt,
+                      const char* default_body) {
+  Answer answer;
+  answer.status = step.status;
+  if (step.body || default_body != nullptr) {
+    answer.content_type = "text/plain; charset=utf-8";
+    answer.body = step.body ? *step.body : std::string(default_body);
+  } else if (step.status >= 200 && step.status < 300) {
+    answer.body = Dump({{"ok", true}, {"key", key}, {"attempt", attempt}});
+  } else {
+    answer.body = Dump({{"error", ReasonPhrase(step.status)},
+                        {"status", step.status},
+                        {"key", key},
+                        {"attempt", attempt}});
+  }
+  if (step.retry_after_seconds) {
+    answer.headers.emplace_back("Retry-After", std::to_string(*step.retry_after_seconds));
+  }
+  if (step.retry_after_date_in) {
+    answer.headers.emplace_back("Retry-After", HttpDateIn(*step.retry_after_date_in));
+  }
+  if (step.location) answer.headers.emplace_back("Location", *step.location);
+  return answer;
+}
+
+void SendAnswer(evhttp_request* req, const Answer& answer) {
+  evkeyvalq* out = evhttp_request_get_output_headers(req);
+  evhttp_add_header(out, "Content-Type", answer.content_type);
+  for (const auto& [name, value] : answer.headers) {
+    // libevent refuses values with CR/LF, so a script cannot inject headers.
+    evhttp_add_header(out, name.c_str(), value.c_str());
+  }
+  const bool bodyless = answer.status == 204 || answer.status == 304 ||
+                        evhttp_request_get_command(req) == EVHTTP_REQ_HEAD;
+  if (!bodyless) {
+    evbuffer_add(evhttp_request_get_output_buffer(req), answer.body.data(), answer.body.size());
+  }
+  evhttp_send_reply(req, answer.status, ReasonPhrase(answer.status), nullptr);
+}
+
+}  // namespace
+
+Server::Server(event_base* base)
+    : base_(base), http_(evhttp_new(base)), start_(std::chrono::steady_clock::now()) {
+  evhttp_set_allowed_methods(http_, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+                                        EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
+                                        EVHTTP_REQ_PATCH);
+  evhttp_set_max_body_size(http_, kMaxRequestBodyBytes);
+  evhttp_set_timeout(http_, kIdleTimeoutSeconds);
+  evhttp_set_gencb(http_, &Server::OnRequest, this);
+  evhttp_set_bevcb(http_, &Server::OnConnection, this);
+}
+
+Server::~Server() {
+  pending_.clear();  // their events first; evhttp_free then frees connections and requests
+  evhttp_free(http_);
+}
+
+std::optional<int> Server::Listen(const std::string& address, std::string* error) {
+  // evutil_parse_sockaddr_port refuses port 0, so the port is parsed here and set afterwards.
+  const size_t colon = address.rfind(':');
+  const std::string host = address.substr(0, colon);
+  const std::optional<int> port =
+      colon == std::string::npos ? std::nullopt : ParseNonNegative(address.c_str() + colon + 1);
+  sockaddr_storage ss{};
+  int len = sizeof(ss);
+  if (!port || *port > 65535 || host.empty() ||
+      evutil_parse_sockaddr_port(host.c_str(), reinterpret_cast<sockaddr*>(&ss), &len) != 0) {
+    *error = "cannot parse listen address '" + address + "' (want HOST:PORT)";
+    return std::nullopt;
+  }
+  if (ss.ss_family == AF_INET6) {
+    reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port = htons(static_cast<uint16_t>(*port));
+  } else {
+    reinterpret_cast<sockaddr_in*>(&ss)->sin_port = htons(static_cast<uint16_t>(*port));
+  }
+  evconnlistener* listener = evconnlistener_new_bind(
+      base_, nullptr, nullptr, LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
+      kListenBacklog, reinterpret_cast<sockaddr*>(&ss), len);
+  if (listener == nullptr) {
+    *error = "cannot listen on " + address + ": " + std::strerror(errno);
+    return std::nullopt;
+  }
+  evhttp_bound_socket* bound = evhttp_bind_listener(http_, listener);
+  if (bound == nullptr) {
+    evconnlistener_free(listener);
+    *error = "evhttp_bind_listener failed";
+    return std::nullopt;
+  }
+  sockaddr_storage local{};
+  socklen_t local_len = sizeof(local);
+  if (getsockname(evhttp_bound_socket_get_fd(bound), reinterpret_cast<sockaddr*>(&local),
+                  &local_len) != 0) {
+    *error = std::string("getsockname: ") + std::strerror(errno);
+    return std::nullopt;
+  }
+  if (local.ss_family == AF_INET6) {
+    return ntohs(reinterpret_cast<const sockaddr_in6*>(&local)->sin6_port);
+  }
+  return ntohs(reinterpret_cast<const sockaddr_in*>(&local)->sin_port);
+}
+
+void Server::OnRequest(evhttp_request* req, void* self) {
+  static_cast<Server*>(self)->HandleRequest(req);
+}
+
+bufferevent* Server::OnConnection(event_base* base, void* self) {
+  static_cast<Server*>(self)->ledger_.CountConnection();
+  return bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+}
+
+double Server::NowMs() const {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start_)
+      .count();
+}
+
+void Server::HandleRequest(evhttp_request* req) {
+  ledger_.CountRequest();
+  const evhttp_uri* uri = evhttp_request_get_evhttp_uri(req);
+  const char* path = uri != nullptr ? evhttp_uri_get_path(uri) : nullptr;
+  const char* query = uri != nullptr ? evhttp_uri_get_query(uri) : nullptr;
+  const std::string path_str = path != nullptr ? path : "";
+  if (path_str.rfind("/__", 0) == 0) {
+    HandleAdmin(req, path_str, query);
+  } else {
+    HandleScripted(req, query);
+  }
+}
+
+void Server::HandleAdmin(evhttp_request* req, const std::string& path, const char* query) {
+  const evhttp_cmd_type method = evhttp_request_get_command(req);
+  if (path == "/__health") {
+    SendAnswer(req, JsonAnswer(200, {{"ok", true}}));
+  } else if (path == "/__reset" && method == EVHTTP_REQ_POST) {
+    ledger_.Clear();
+    SendAnswer(req, JsonAnswer(200, {{"ok", true}}));
+  } else if (path == "/__stats" && method == EVHTTP_REQ_GET) {
+    const QueryParams params(query);
+    if (const char* key = params.Find("key"); key != nullptr) {
+      std::optional<nlohmann::json> stats = ledger_.KeyStats(key);
+      SendAnswer(req, stats ? JsonAnswer(200, *stats)
+                            : JsonAnswer(404, {{"error", "unknown key"}, {"key", key}}));
+    } else {
+      const char* summary = params.Find("summary");
+      const bool totals_only = summary != nullptr && std::strcmp(summary, "0") != 0;
+      SendAnswer(req, JsonAnswer(200, ledger_.Stats(totals_only)));
+    }
+  } else if (path == "/__stats" || path == "/__reset") {
+    SendAnswer(req, JsonAnswer(405, {{"error", "method not allowed"}}));
+  } else {
+    SendAnswer(req, JsonAnswer(404, {{"error", "unknown admin path"}, {"path", path}}));
+  }
+}
+
+void Server::HandleScripted(evhttp_request* req, const char* query) {
+  evkeyvalq* headers = evhttp_request_get_input_headers(req);
+  const QueryParams params(query);
+
+  Arrival arrival;
+  arrival.method = MethodName(evhttp_request_get_command(req));
+  arrival.path = evhttp_request_get_uri(req);
+  arrival.body_bytes = evbuffer_get_length(evhttp_request_get_input_buffer(req));
+  arrival.at_ms = NowMs();
+  for (const evkeyval* h = headers->tqh_first; h != nullptr; h = h->next.tqe_next) {
+    for (const char* c = h->key; *c != '\0'; ++c) {
+      arrival.headers.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(*c))));
+    }
+    arrival.headers.append(": ").append(h->value).push_back('\n');
+  }
+  std::string key;
+  if (const char* k = evhttp_find_header(headers, "Idempotency-Key"); k != nullptr) {
+    key = k;
+    arrival.key_header = true;
+  } else if (const char* fake = evhttp_find_header(headers, "X-Fake-Key"); fake != nullptr) {
+    key = fake;
+  } else {
+    key = arrival.path;
+  }
+  KeyRecord& record = ledger_.Arrive(key, std::move(arrival));
+  const int attempt = record.attempts;
+
+  const std::optional<int> latency_ms =
+      ParseNonNegative(Setting(headers, "X-Fake-Latency-Ms", params, "latency_ms"));
+  if (!latency_ms) {
+    const Answer bad = JsonAnswer(400, {{"error", "latency_ms: want a non-negative integer"}});
+    ledger_.Answered(record, bad);
+    SendAnswer(req, bad);
+    return;
+  }
+  if (record.effect) {
+    // Already applied: the stored answer, whatever the script says now.
+    ledger_.Repeated(record);
+    Answer repeat = *record.effect;
+    repeat.headers.emplace_back("X-Fake-Repeat", "true");
+    Respond(req, repeat, *latency_ms);
+    return;
+  }
+  const char* script_text = Setting(headers, "X-Fake-Script", params, "script");
+  std::string error;
+  const std::optional<std::vector<Step>> script =
+      ParseScript(script_text != nullptr ? script_text : "200", &error);
+  if (!script) {
+    const Answer bad = JsonAnswer(400, {{"error", "bad script: " + error}});
+    ledger_.Answered(record, bad);
+    SendAnswer(req, bad);
+    return;
+  }
+  const Step& step = StepFor(*script, attempt);
+  switch (step.kind) {
+    case Step::Kind::kHang:
+      ledger_.Unanswered(record);
+      Defer(req, PendingKind::kHang, Answer{}, 0);
+      return;
+    case Step::Kind::kReset:
+      ledger_.Unanswered(record);
+      Defer(req, PendingKind::kReset, Answer{}, *latency_ms);
+      return;
+    case Step::Kind::kRespond: {
+      const Answer answer =
+          ScriptedAnswer(step, key, attempt, Setting(headers, "X-Fake-Body", params, "body"));
+      // The effect happens on arrival, even if the answer is delayed and the client has gone
+      // by then: that is the "applied, but the response was lost" case retries must survive.
+      ledger_.Answered(record, answer);
+      Respond(req, answer, *latency_ms + step.delay_ms);
+      return;
+    }
+  }
+}
+
+void Server::Respond(evhttp_request* req, const Answer& answer, int delay_ms) {
+  if (delay_ms <= 0) {
+    SendAnswer(req, answer);
+  } else {
+    Defer(req, PendingKind::kDelay, answer, delay_ms);
+  }
+}
+
+void Server::Defer(evhttp_request* req, PendingKind kind, Answer answer, int delay_ms) {
+  auto pending = std::make_unique<Pending>();
+  pending->server = this;
+  pending->kind = kind;
+  pending->req = req;
+  pending->evcon = evhttp_request_get_connection(req);
+  pending->fd = bufferevent_getfd(evhttp_connection_get_bufferevent(pending->evcon));
+  pending->answer = std::move(answer);
+  if (kind != PendingKind::kHang) {
+    // A reset also goes through a timer: closing the connection from inside evhttp's request
+    // callback would free it under evhttp's feet.
+    pending->timer = evtimer_new(base_, &Server::OnPendingTimer, pending.get());
+    const timeval tv{delay_ms / 1000, (delay_ms % 1000) * 1000};
+    evtimer_add(pending->timer, &tv);
+  }
+  if (kind != PendingKind::kReset) {
+    pending->readable = event_new(base_, pending->fd, EV_READ | EV_PERSIST,
+                                  &Server::OnPendingReadable, pending.get());
+    event_add(pending->readable, nullptr);
+  }
+  Pending* key = pending.get();
+  pending_.emplace(key, std::move(pending));
+}
+
+std::unique_ptr<Server::Pending> Server::TakePending(Pending* pending) {
+  auto node = pending_.extract(pending);
+  return node.empty() ? nullptr : std::move(node.mapped());
+}
+
+void Server::OnPendingTimer(evutil_socket_t /*fd*/, short /*what*/, void* arg) {
+  auto* raw = static_cast<Pending*>(arg);
+  std::unique_ptr<Pending> pending = raw->server->TakePending(raw);
+  evhttp_request* req = pending->req;
+  evhttp_connection* evcon = pending->evcon;
+  const evutil_socket_t fd = pending->fd;
+  const PendingKind kind = pending->kind;
+  const Answer answer = std::move(pending->answer);
+  pending.reset();  // our events go before libevent touches the connection
+  if (kind == PendingKind::kReset) {
+    // SO_LINGER 0: close with RST, the way a crashing upstream or a middlebox drops a request.
+    const linger hard{1, 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &hard, sizeof(hard));
+    evhttp_connection_free(evcon);  // frees the request too
+  } else {
+    SendAnswer(req, answer);
+  }
+}
+
+void Server::OnPendingReadable(evutil_socket_t fd, short /*what*/, void* arg) {
+  auto* raw = static_cast<Pending*>(arg);
+  char byte;
+  const ssize_t n = recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n > 0) {
+    // A pipelined request: evhttp reads it once this one is answered. Stop watching, or this
+    // level-triggered event would spin.
+    event_del(raw->readable);
+    return;
+  }
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
+  // The client went away: drop the waiting request with its connection.
+  std::unique_ptr<Pending> pending = raw->server->TakePending(raw);
+  evhttp_connection* evcon = pending->evcon;
+  pending.reset();
+  evhttp_connection_free(evcon);
+}
+
+}  // namespace rebound::fakelms

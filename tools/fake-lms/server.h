@@ -1,0 +1,63 @@
+// Server: fake-lms's HTTP front, on libevent's evhttp and one event loop.
+//
+// Answers every request on a non-admin path from its script (script.h) and records it in the
+// Ledger (ledger.h); /__stats, /__reset and /__health are the admin endpoints. Delayed answers
+// use event timers; nothing ever blocks the loop. Not thread-safe: every method runs on the
+// thread that runs `base`.
+#ifndef REBOUND_TOOLS_FAKE_LMS_SERVER_H_
+#define REBOUND_TOOLS_FAKE_LMS_SERVER_H_
+
+#include <event2/event.h>
+#include <event2/http.h>
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+
+#include "tools/fake-lms/ledger.h"
+
+namespace rebound::fakelms {
+
+class Server {
+ public:
+  // `base` must outlive the server.
+  explicit Server(event_base* base);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Binds `address` ("127.0.0.1:0"; port 0 picks a free port) and returns the bound port, or
+  // nullopt with `*error` set.
+  std::optional<int> Listen(const std::string& address, std::string* error);
+
+ private:
+  // A request answered later ('ms=', 'latency_ms'), never ('hang') or by closing ('reset').
+  enum class PendingKind { kDelay, kHang, kReset };
+  struct Pending;
+
+  static void OnRequest(evhttp_request* req, void* self);
+  static bufferevent* OnConnection(event_base* base, void* self);
+  static void OnPendingTimer(evutil_socket_t fd, short what, void* pending);
+  static void OnPendingReadable(evutil_socket_t fd, short what, void* pending);
+
+  void HandleRequest(evhttp_request* req);
+  void HandleAdmin(evhttp_request* req, const std::string& path, const char* query);
+  void HandleScripted(evhttp_request* req, const char* query);
+  // Sends now when `delay_ms` is 0, else from a timer.
+  void Respond(evhttp_request* req, const Answer& answer, int delay_ms);
+  void Defer(evhttp_request* req, PendingKind kind, Answer answer, int delay_ms);
+  std::unique_ptr<Pending> TakePending(Pending* pending);
+  double NowMs() const;
+
+  event_base* base_;
+  evhttp* http_;
+  Ledger ledger_;
+  std::unordered_map<Pending*, std::unique_ptr<Pending>> pending_;
+  const std::chrono::steady_clock::time_point start_;
+};
+
+}  // namespace rebound::fakelms
+
+#endif  // REBOUND_TOOLS_FAKE_LMS_SERVER_H_
