@@ -315,8 +315,10 @@ void Engine::RunOnce(absl::Duration max_wait) {
 absl::Time Engine::NextWakeup() const {
   absl::Time next = absl::InfiniteFuture();
   if (!timers_.empty()) next = timers_.top().due;
+  const absl::Time now = clock_.Now();
   for (const EndpointState& ep : endpoints_) {
-    if (!ep.ready.empty() && ep.paused_until > absl::InfinitePast()) {
+    // A queue held back by in_flight waits for a completion, which wakes the loop anyway.
+    if (!ep.ready.empty() && ep.paused_until > now) {
       next = std::min(next, ep.paused_until);
     }
   }
@@ -407,7 +409,8 @@ void Engine::StartAttempt(Slot& slot) {
 
   const absl::Time started = clock_.Now();
   if (slot.next_attempt_at != absl::InfinitePast()) {
-    RecordLateness(started - slot.next_attempt_at);
+    // Timer accuracy: a pause of the endpoint (Retry-After) moves the due time on purpose.
+    RecordLateness(started - std::max(slot.next_attempt_at, ep.paused_until));
     slot.next_attempt_at = absl::InfinitePast();
   }
   counters_.attempts_started.fetch_add(1, std::memory_order_relaxed);

@@ -52,6 +52,26 @@ bool IsValidHeader(absl::string_view name, absl::string_view value) {
          !HasLineBreak(value);
 }
 
+// One attempt's easy handle and everything curl points into while it runs. Pooled: the handle
+// is reset and reused by later attempts.
+struct Transfer {
+  Transfer() = default;
+  Transfer(const Transfer&) = delete;
+  Transfer& operator=(const Transfer&) = delete;
+  ~Transfer() {
+    curl_slist_free_all(header_list);
+    if (easy != nullptr) curl_easy_cleanup(easy);
+  }
+
+  CURL* easy = nullptr;
+  Request request;  // owns the body curl sends (CURLOPT_POSTFIELDS does not copy)
+  Done done;
+  curl_slist* header_list = nullptr;
+  std::vector<std::pair<std::string, std::string>> response_headers;
+  std::string body;
+  char error[CURL_ERROR_SIZE] = {};
+};
+
 }  // namespace
 
 policy::TransportError TransportErrorFromCurlCode(int curl_code) {
@@ -91,26 +111,6 @@ policy::TransportError TransportErrorFromCurlCode(int curl_code) {
       return TransportError::kOther;
   }
 }
-
-// One attempt's easy handle and everything curl points into while it runs. Pooled: the handle
-// is reset and reused by later attempts.
-struct Transfer {
-  Transfer() = default;
-  Transfer(const Transfer&) = delete;
-  Transfer& operator=(const Transfer&) = delete;
-  ~Transfer() {
-    curl_slist_free_all(header_list);
-    if (easy != nullptr) curl_easy_cleanup(easy);
-  }
-
-  CURL* easy = nullptr;
-  Request request;  // owns the body curl sends (CURLOPT_POSTFIELDS does not copy)
-  Done done;
-  curl_slist* header_list = nullptr;
-  std::vector<std::pair<std::string, std::string>> response_headers;
-  std::string body;
-  char error[CURL_ERROR_SIZE] = {};
-};
 
 struct CurlExecutor::Impl {
   Impl(const CurlExecutorOptions& opts, CURLM* m) : options(opts), multi(m) {}

@@ -47,6 +47,8 @@ class DurabilityTest : public IntegrationTest {};
 TEST_F(DurabilityTest, KillNineMidRunLosesNothingAndDoublesNothing) {
   std::map<std::string, std::string> key_of;  // job id -> idempotency key
   std::map<std::string, int> index_of;        // key -> script index
+  int batches = 0;
+  bool killed = false;
   for (int start = 0; start < kJobs; start += kBatch) {
     std::vector<v1::SyncRequest> batch;
     for (int i = start; i < start + kBatch; ++i) {
@@ -61,13 +63,20 @@ TEST_F(DurabilityTest, KillNineMidRunLosesNothingAndDoublesNothing) {
       key_of[res->results(j).result().job_id()] = batch[j].idempotency_key();
     }
     // Kill the server while work is in full swing: after a third of the submits.
-    if (start == kJobs / 3) {
+    ++batches;
+    if (start == (kJobs / 3 / kBatch) * kBatch) {
+      // Let the last batches reach fake-lms (their answers take 20-150 ms), so attempts are on
+      // the wire when the process dies.
+      absl::SleepFor(absl::Milliseconds(60));
       server_->process().Signal(SIGKILL);
       auto code = server_->process().Wait(absl::Seconds(10));
       EXPECT_EQ(code.status().code(), absl::StatusCode::kAborted) << "died from SIGKILL";
       StartServer();
+      killed = true;
     }
   }
+  ASSERT_TRUE(killed);
+  EXPECT_EQ(batches, kJobs / kBatch);
   ASSERT_EQ(key_of.size(), static_cast<size_t>(kJobs));
 
   // Wait for every job to be terminal (bounded).
@@ -83,6 +92,7 @@ TEST_F(DurabilityTest, KillNineMidRunLosesNothingAndDoublesNothing) {
   auto all = lms_->AllStats();
   ASSERT_TRUE(all.ok()) << all.status();
   const nlohmann::json& keys = (*all)["keys"];
+  std::printf("durability: fake-lms totals %s\n", (*all)["totals"].dump().c_str());
   int succeeded = 0;
   int failed = 0;
   int64_t repeats = 0;
