@@ -36,8 +36,7 @@ constexpr size_t kMaxIdleReaders = 8;
 
 // The schema's partial indexes and the queries that use them say `state < 5` for "not
 // terminal"; SQLite matches those terms textually, so the literal appears in both places.
-static_assert(static_cast<int>(JobState::kQueued) < 5 &&
-                  static_cast<int>(JobState::kBlocked) < 5 &&
+static_assert(static_cast<int>(JobState::kQueued) < 5 && static_cast<int>(JobState::kBlocked) < 5 &&
                   static_cast<int>(JobState::kRunning) < 5 &&
                   static_cast<int>(JobState::kWaitingRetry) < 5,
               "non-terminal states must be < 5");
@@ -181,9 +180,9 @@ absl::StatusCode CodeFor(int rc) {
 }
 
 absl::Status SqliteError(sqlite3* db, int rc, absl::string_view what) {
-  return absl::Status(CodeFor(rc), absl::StrCat("sqlite: ", what, ": ",
-                                                db != nullptr ? sqlite3_errmsg(db)
-                                                              : sqlite3_errstr(rc)));
+  return absl::Status(CodeFor(rc),
+                      absl::StrCat("sqlite: ", what, ": ",
+                                   db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc)));
 }
 
 // Adds the database path to errors of Open, so the operator knows which file is meant.
@@ -498,14 +497,17 @@ class SqliteStore::Writer {
 
   sqlite3* db() const { return db_.get(); }
 
-  absl::Status Begin() { return Run(db(), begin_.get()).Exec(); }
+  absl::Status Begin() {
+    // A ROLLBACK that failed earlier left a transaction open: retry it, or BEGIN fails forever.
+    Rollback();
+    return Run(db(), begin_.get()).Exec();
+  }
   absl::Status Commit() { return Run(db(), commit_.get()).Exec(); }
   void Rollback() {
     // After some errors SQLite has already rolled back; a second ROLLBACK would fail.
     if (sqlite3_get_autocommit(db()) != 0) return;
     const absl::Status s = Run(db(), rollback_.get()).Exec();
-    // A connection stuck inside a transaction cannot be repaired here; the next BEGIN fails
-    // and reports it to the ops of that batch.
+    // If this fails too, the next Begin() tries again; its error reaches that batch's ops.
     static_cast<void>(s);
   }
 
@@ -644,9 +646,8 @@ class SqliteStore::Writer {
     }
     if (running.empty()) return absl::OkStatus();
     REBOUND_ASSIGN_OR_RETURN(
-        StmtPtr requeue,
-        Prepare(db(), "UPDATE jobs SET state = ?1, updated_us = ?2 WHERE id = ?3",
-                /*persistent=*/false));
+        StmtPtr requeue, Prepare(db(), "UPDATE jobs SET state = ?1, updated_us = ?2 WHERE id = ?3",
+                                 /*persistent=*/false));
     for (const size_t i : running) {
       ActiveJob& job = (*out)[i];
       Run q(db(), requeue.get());
@@ -723,9 +724,9 @@ class SqliteStore::Writer {
       if (found) {
         out->job_id = q.GetInt(0);
         if (q.IsNull(2)) {
-          out->status = absl::DataLossError(
-              absl::StrCat("idempotency key '", spec.idempotency_key, "' names job ",
-                           FormatJobId(out->job_id), ", which does not exist"));
+          out->status = absl::DataLossError(absl::StrCat("idempotency key '", spec.idempotency_key,
+                                                         "' names job ", FormatJobId(out->job_id),
+                                                         ", which does not exist"));
           return absl::OkStatus();
         }
         absl::StatusOr<JobState> state = DecodeState(q.GetInt(2));
@@ -737,9 +738,9 @@ class SqliteStore::Writer {
         if (q.GetStr(1) == job.fingerprint) {
           out->deduplicated = true;
         } else {
-          out->status = absl::AlreadyExistsError(absl::StrCat(
-              "idempotency key '", spec.idempotency_key, "' is already used by job ",
-              FormatJobId(out->job_id), " with a different request"));
+          out->status = absl::AlreadyExistsError(
+              absl::StrCat("idempotency key '", spec.idempotency_key, "' is already used by job ",
+                           FormatJobId(out->job_id), " with a different request"));
         }
         return absl::OkStatus();
       }
@@ -903,9 +904,9 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(const SqliteOptio
         absl::StrCat("max_batch must be at least 1, not ", options.max_batch));
   }
 
-  REBOUND_ASSIGN_OR_RETURN(
-      DbPtr db, OpenConnection(options.path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
-                               options.busy_timeout));
+  REBOUND_ASSIGN_OR_RETURN(DbPtr db,
+                           OpenConnection(options.path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+                                          options.busy_timeout));
   sqlite3* raw = db.get();
   absl::StatusOr<std::string> mode = QueryText(raw, "PRAGMA journal_mode = WAL");
   if (!mode.ok()) return AtPath(mode.status(), options.path);
@@ -928,9 +929,9 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(const SqliteOptio
         return absl::InternalError(absl::StrCat("user_version is '", text, "'"));
       }
       if (version > kSchemaVersion) {
-        return absl::FailedPreconditionError(
-            absl::StrCat("schema version ", version, " is newer than this build's (",
-                         kSchemaVersion, "); upgrade Rebound"));
+        return absl::FailedPreconditionError(absl::StrCat("schema version ", version,
+                                                          " is newer than this build's (",
+                                                          kSchemaVersion, "); upgrade Rebound"));
       }
       if (version == 0) {
         REBOUND_RETURN_IF_ERROR(ExecScript(raw, kSchema));
@@ -1028,9 +1029,7 @@ absl::Status SqliteStore::Flush() {
   return error;
 }
 
-bool SqliteStore::HasWorkOrStopping() const {
-  return queue_head_ < queue_.size() || stopping_;
-}
+bool SqliteStore::HasWorkOrStopping() const { return queue_head_ < queue_.size() || stopping_; }
 
 void SqliteStore::WriterLoop() {
   std::vector<Op> batch;
@@ -1122,9 +1121,7 @@ absl::Status SqliteStore::RunBatch(std::vector<Op>& batch) {
 
 absl::StatusOr<std::vector<ActiveJob>> SqliteStore::Recover(absl::Time now) {
   std::vector<ActiveJob> jobs;
-  REBOUND_RETURN_IF_ERROR(RunOnWriter([&jobs, now](Writer& w) {
-    return w.Recover(now, &jobs);
-  }));
+  REBOUND_RETURN_IF_ERROR(RunOnWriter([&jobs, now](Writer& w) { return w.Recover(now, &jobs); }));
   return jobs;
 }
 

@@ -39,9 +39,9 @@
 namespace rebound::store {
 
 struct SqliteOptions {
-  std::string path;                   // database file; created when missing
-  std::string synchronous = "full";   // "full": a COMMIT survives power loss; "normal": opt-in
-  int max_batch = 1024;               // rows (jobs or transitions) per transaction, at most
+  std::string path;                  // database file; created when missing
+  std::string synchronous = "full";  // "full": a COMMIT survives power loss; "normal": opt-in
+  int max_batch = 1024;              // rows (jobs or transitions) per transaction, at most
   absl::Duration busy_timeout = absl::Seconds(5);  // waiting for another process' lock
 };
 
@@ -51,8 +51,8 @@ class SqliteStore final : public JobStore {
   struct Stats {
     int64_t commits = 0;         // successful transactions
     int64_t failed_batches = 0;  // transactions rolled back
-    int64_t ops = 0;             // Submit/Apply/internal calls executed
-    int64_t rows = 0;            // jobs submitted + transitions applied
+    int64_t ops = 0;             // Submit/Apply/internal calls run (committed or not)
+    int64_t rows = 0;            // their jobs + transitions
   };
 
   // Opens (creating when missing) the database, migrates the schema, sets WAL and the
@@ -73,8 +73,8 @@ class SqliteStore final : public JobStore {
 
   absl::StatusOr<JobRecord> Get(const std::string& tenant, JobId id, bool with_attempts) override;
   absl::StatusOr<common::JobSpec> LoadSpec(JobId id) override;
-  absl::StatusOr<ListPage> List(const std::string& tenant, const ListFilter& filter,
-                                int page_size, const std::string& page_token) override;
+  absl::StatusOr<ListPage> List(const std::string& tenant, const ListFilter& filter, int page_size,
+                                const std::string& page_token) override;
   absl::StatusOr<std::vector<ActiveJob>> Recover(absl::Time now) override;
   absl::StatusOr<int64_t> PurgeExpiredKeys(absl::Time cutoff) override;
 

@@ -4,6 +4,8 @@
 #include <vector>
 
 #include "gmock/gmock.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "tests/integration/harness.h"
 
@@ -279,6 +281,36 @@ TEST_F(IntegrationTest, SigtermDrainsInFlightAttemptsAndExitsZero) {
     EXPECT_EQ(job->state(), v1::SUCCEEDED) << id << " " << job->last_decision();
     EXPECT_EQ(job->attempt_count(), 1);
   }
+}
+
+TEST_F(IntegrationTest, HealthIsServingAndReflectionListsTheApi) {
+  auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->port()),
+                                     grpc::InsecureChannelCredentials());
+  auto health = grpc::health::v1::Health::NewStub(channel);
+  grpc::ClientContext hctx;
+  hctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  grpc::health::v1::HealthCheckRequest hreq;
+  grpc::health::v1::HealthCheckResponse hres;
+  ASSERT_TRUE(health->Check(&hctx, hreq, &hres).ok());
+  EXPECT_EQ(hres.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+
+  auto reflection = grpc::reflection::v1alpha::ServerReflection::NewStub(channel);
+  grpc::ClientContext rctx;
+  rctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  auto stream = reflection->ServerReflectionInfo(&rctx);
+  grpc::reflection::v1alpha::ServerReflectionRequest rreq;
+  rreq.set_list_services("");
+  ASSERT_TRUE(stream->Write(rreq));
+  stream->WritesDone();
+  grpc::reflection::v1alpha::ServerReflectionResponse rres;
+  ASSERT_TRUE(stream->Read(&rres));
+  std::vector<std::string> services;
+  for (const auto& s : rres.list_services_response().service()) services.push_back(s.name());
+  EXPECT_THAT(services, ::testing::Contains("rebound.v1.Rebound"));
+  EXPECT_THAT(services, ::testing::Contains("grpc.health.v1.Health"));
+  while (stream->Read(&rres)) {
+  }
+  EXPECT_TRUE(stream->Finish().ok());
 }
 
 }  // namespace

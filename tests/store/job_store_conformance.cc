@@ -165,8 +165,7 @@ absl::Status PendingApply::Wait() {
   return state_->status;
 }
 
-std::vector<SubmitResult> SubmitAndWait(JobStore& store, std::vector<NewJob> jobs,
-                                        absl::Time now) {
+std::vector<SubmitResult> SubmitAndWait(JobStore& store, std::vector<NewJob> jobs, absl::Time now) {
   return PendingSubmit(store, std::move(jobs), now).Wait();
 }
 
@@ -387,10 +386,8 @@ TEST_P(JobStoreConformanceTest, TenantsAreIsolated) {
   EXPECT_NE(a.job_id, b.job_id);
 
   EXPECT_TRUE(store_->Get("tenant-a", a.job_id, true).ok());
-  EXPECT_EQ(store_->Get("tenant-b", a.job_id, true).status().code(),
-            absl::StatusCode::kNotFound);
-  EXPECT_EQ(store_->Get("tenant-a", b.job_id, false).status().code(),
-            absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->Get("tenant-b", a.job_id, true).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->Get("tenant-a", b.job_id, false).status().code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(Ids(ListAll(*store_, "tenant-a")), ElementsAre(a.job_id));
   EXPECT_THAT(Ids(ListAll(*store_, "tenant-b")), ElementsAre(b.job_id));
   EXPECT_THAT(ListAll(*store_, "tenant-c"), IsEmpty());
@@ -710,9 +707,9 @@ TEST_P(JobStoreConformanceTest, ListFiltersByStateEndpointOrderingKeyAndLabel) {
   submit("other", "k1", "canvas", "o1", {{"course", "7"}});  // never listed for "t"
   Transition wait = To(j5, JobState::kWaitingRetry);
   wait.next_attempt_at = kT0 + absl::Minutes(1);
-  ASSERT_TRUE(ApplyAndWait(*store_,
-                           {To(j1, JobState::kSucceeded), To(j3, JobState::kFailed), wait}, kT0)
-                  .ok());
+  ASSERT_TRUE(
+      ApplyAndWait(*store_, {To(j1, JobState::kSucceeded), To(j3, JobState::kFailed), wait}, kT0)
+          .ok());
 
   auto list = [&](ListFilter filter) { return Ids(ListAll(*store_, "t", filter)); };
   EXPECT_THAT(list({}), ElementsAre(j5, j4, j3, j2, j1));
@@ -800,13 +797,11 @@ TEST_P(JobStoreConformanceTest, ASubmitIsVisibleToReadsWhenItsCallbackRuns) {
   };
   auto state = std::make_shared<State>();
   JobStore* store = store_.get();
-  store_->Submit({Job(Spec("t", "k1"))}, kT0,
-                 [state, store](std::vector<SubmitResult> r) {
-                   state->read = r.size() == 1 && r[0].status.ok()
-                                     ? store->Get("t", r[0].job_id, false).status()
-                                     : absl::InternalError("submit failed");
-                   state->done.Notify();
-                 });
+  store_->Submit({Job(Spec("t", "k1"))}, kT0, [state, store](std::vector<SubmitResult> r) {
+    state->read = r.size() == 1 && r[0].status.ok() ? store->Get("t", r[0].job_id, false).status()
+                                                    : absl::InternalError("submit failed");
+    state->done.Notify();
+  });
   ASSERT_TRUE(state->done.WaitForNotificationWithTimeout(kCallbackDeadline));
   EXPECT_TRUE(state->read.ok()) << state->read;
 }

@@ -95,8 +95,7 @@ class PendingApply {
 };
 
 // Submit/Apply and wait for the callback.
-std::vector<SubmitResult> SubmitAndWait(JobStore& store, std::vector<NewJob> jobs,
-                                        absl::Time now);
+std::vector<SubmitResult> SubmitAndWait(JobStore& store, std::vector<NewJob> jobs, absl::Time now);
 SubmitResult SubmitOne(JobStore& store, NewJob job, absl::Time now);
 absl::Status ApplyAndWait(JobStore& store, std::vector<Transition> transitions, absl::Time now);
 

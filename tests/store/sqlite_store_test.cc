@@ -270,8 +270,7 @@ TEST(SqliteStore, AFailedTransactionFailsEveryCallInItAndKeepsNoneOfItsRows) {
   const JobId existing_id = existing.job_id;
   store->Submit({at("pin", "/pin")}, kT0, [=](std::vector<SubmitResult>) {
     batch->good.emplace(*s, std::vector<NewJob>{at("a", "/good-a")}, kT0);
-    batch->poisoned.emplace(*s, std::vector<NewJob>{at("b", "/good-b"), at("c", "/poison")},
-                            kT0);
+    batch->poisoned.emplace(*s, std::vector<NewJob>{at("b", "/good-b"), at("c", "/poison")}, kT0);
     Transition running;
     running.job_id = existing_id;
     running.state = JobState::kRunning;
@@ -481,8 +480,8 @@ TEST(SqliteStore, GroupCommittedThroughputAndCpuPerJob) {
   const SqliteStore::Stats stats = store->GetStats();
 
   std::cout << "[ measure  ] submit: " << kTotal << " single-job calls from " << kThreads
-            << " threads in " << submit_seconds << " s = "
-            << static_cast<int64_t>(kTotal / submit_seconds) << " jobs/s, "
+            << " threads in " << submit_seconds
+            << " s = " << static_cast<int64_t>(kTotal / submit_seconds) << " jobs/s, "
             << absl::ToDoubleMicroseconds(submit_cpu / kTotal) << " us CPU/job, "
             << after_submits.commits << " commits\n"
             << "[ measure  ] apply: " << 2 * kTotal << " single-transition calls in "

@@ -44,7 +44,7 @@ struct KeyRecord {
   int repeats = 0;
   struct Attempt {
     double at_ms = 0;  // arrival, ms since the server started
-    int status = 0;    // as answered; 0 for 'hang' and 'reset' (no answer)
+    int status = 0;    // as answered; 0 for 'hang', 'reset', 'cut' (no full answer)
   };
   std::vector<Attempt> history;
   bool key_header_every_attempt = true;

@@ -57,10 +57,15 @@ std::optional<Step> ParseStep(std::string_view text, std::string* error) {
     step.kind = Step::Kind::kReset;
     return step;
   }
+  if (text == "cut") {
+    step.kind = Step::Kind::kCut;
+    return step;
+  }
   const std::vector<std::string_view> parts = SplitOptions(text);
   std::optional<int> status = ParseInt(parts[0], 200, 599);
   if (!status) {
-    *error = "step '" + std::string(text) + "': expected a status 200..599, 'hang' or 'reset'";
+    *error =
+        "step '" + std::string(text) + "': expected a status 200..599, 'hang', 'reset' or 'cut'";
     return std::nullopt;
   }
   step.status = *status;

@@ -3,12 +3,17 @@
 // A script is a comma-separated list of steps; the n-th request for a key uses step n (1-based)
 // and the last step repeats afterwards. Grammar (README.md has examples):
 //
-//   STEP := STATUS | STATUS ':' OPT (':' OPT)* | 'hang' | 'reset'
+//   STEP := STATUS | STATUS ':' OPT (':' OPT)* | 'hang' | 'reset' | 'cut'
 //   OPT  := 'ra=' SECONDS      Retry-After as delta-seconds
 //         | 'rad=' SECONDS     Retry-After as an HTTP-date that many seconds from now
 //         | 'ms=' MILLIS       answer after this delay
 //         | 'body=' TEXT       response body (percent-decoded)
 //         | 'loc=' URL         Location header (percent-decoded)
+//
+// 'hang' never answers, 'reset' closes the connection without a byte of answer, 'cut' sends
+// the head of a 500 answer and a few bytes of its body, then closes. (An HTTP client may resend
+// a request by itself after a 'reset' on a reused connection, as libcurl does; it cannot after a
+// 'cut', so 'cut' is the deterministic mid-answer failure.)
 //
 // Options are split only at ':' followed by a known option name, so `loc=http://h:8080/x`
 // needs no escaping; a ',' inside TEXT or URL is written %2C. Pure functions, thread-safe.
@@ -23,7 +28,7 @@
 namespace rebound::fakelms {
 
 struct Step {
-  enum class Kind { kRespond, kHang, kReset };
+  enum class Kind { kRespond, kHang, kReset, kCut };
   Kind kind = Kind::kRespond;
   int status = 200;                        // kRespond only, 200..599
   std::optional<int> retry_after_seconds;  // ra=N

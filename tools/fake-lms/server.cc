@@ -46,6 +46,8 @@ namespace {
 constexpr size_t kMaxRequestBodyBytes = 16 * 1024 * 1024;
 constexpr int kIdleTimeoutSeconds = 300;
 constexpr int kListenBacklog = 4096;
+// What a 'cut' answer gets out before the connection closes (of a promised 1024 bytes).
+constexpr char kCutBody[] = "{\"error\":";
 
 // Query parameters, freed on scope exit.
 class QueryParams {
@@ -401,6 +403,10 @@ void Server::HandleScripted(evhttp_request* req, const char* query) {
       ledger_.Unanswered(record);
       Defer(req, PendingKind::kReset, Answer{}, *latency_ms);
       return;
+    case Step::Kind::kCut:
+      ledger_.Unanswered(record);
+      Defer(req, PendingKind::kCut, Answer{}, *latency_ms);
+      return;
     case Step::Kind::kRespond: {
       const Answer answer =
           ScriptedAnswer(step, key, attempt, Setting(headers, "X-Fake-Body", params, "body"));
@@ -430,19 +436,39 @@ void Server::Defer(evhttp_request* req, PendingKind kind, Answer answer, int del
   pending->fd = bufferevent_getfd(evhttp_connection_get_bufferevent(pending->evcon));
   pending->answer = std::move(answer);
   if (kind != PendingKind::kHang) {
-    // A reset also goes through a timer: closing the connection from inside evhttp's request
-    // callback would free it under evhttp's feet.
+    // Resets and cuts also go through a timer, even at zero delay: closing a connection from
+    // inside evhttp's request callback would free it under evhttp's feet.
     pending->timer = evtimer_new(base_, &Server::OnPendingTimer, pending.get());
     const timeval tv{delay_ms / 1000, (delay_ms % 1000) * 1000};
     evtimer_add(pending->timer, &tv);
   }
-  if (kind != PendingKind::kReset) {
+  if (kind == PendingKind::kDelay || kind == PendingKind::kHang || kind == PendingKind::kCut) {
     pending->readable = event_new(base_, pending->fd, EV_READ | EV_PERSIST,
                                   &Server::OnPendingReadable, pending.get());
     event_add(pending->readable, nullptr);
   }
   Pending* key = pending.get();
   pending_.emplace(key, std::move(pending));
+}
+
+void Server::CloseSoon(evhttp_connection* evcon) {
+  for (const auto& [raw, pending] : pending_) {
+    if (pending->evcon == evcon && pending->kind == PendingKind::kClose) return;  // already
+  }
+  auto pending = std::make_unique<Pending>();
+  pending->server = this;
+  pending->kind = PendingKind::kClose;
+  pending->evcon = evcon;
+  pending->fd = bufferevent_getfd(evhttp_connection_get_bufferevent(evcon));
+  pending->timer = evtimer_new(base_, &Server::OnPendingTimer, pending.get());
+  const timeval now{0, 0};
+  evtimer_add(pending->timer, &now);
+  Pending* key = pending.get();
+  pending_.emplace(key, std::move(pending));
+}
+
+void Server::OnCutWritten(evhttp_connection* evcon, void* self) {
+  static_cast<Server*>(self)->CloseSoon(evcon);
 }
 
 std::unique_ptr<Server::Pending> Server::TakePending(Pending* pending) {
@@ -452,20 +478,44 @@ std::unique_ptr<Server::Pending> Server::TakePending(Pending* pending) {
 
 void Server::OnPendingTimer(evutil_socket_t /*fd*/, short /*what*/, void* arg) {
   auto* raw = static_cast<Pending*>(arg);
-  std::unique_ptr<Pending> pending = raw->server->TakePending(raw);
+  Server* server = raw->server;
+  std::unique_ptr<Pending> pending = server->TakePending(raw);
   evhttp_request* req = pending->req;
   evhttp_connection* evcon = pending->evcon;
   const evutil_socket_t fd = pending->fd;
   const PendingKind kind = pending->kind;
   const Answer answer = std::move(pending->answer);
   pending.reset();  // our events go before libevent touches the connection
-  if (kind == PendingKind::kReset) {
-    // SO_LINGER 0: close with RST, the way a crashing upstream or a middlebox drops a request.
-    const linger hard{1, 0};
-    setsockopt(fd, SOL_SOCKET, SO_LINGER, &hard, sizeof(hard));
-    evhttp_connection_free(evcon);  // frees the request too
-  } else {
-    SendAnswer(req, answer);
+  switch (kind) {
+    case PendingKind::kDelay:
+      SendAnswer(req, answer);
+      return;
+    case PendingKind::kHang:  // never has a timer
+      return;
+    case PendingKind::kReset: {
+      // SO_LINGER 0: close with RST, the way a crashing upstream or a middlebox drops a request.
+      const linger hard{1, 0};
+      setsockopt(fd, SOL_SOCKET, SO_LINGER, &hard, sizeof(hard));
+      evhttp_connection_free(evcon);  // frees the request too
+      return;
+    }
+    case PendingKind::kCut: {
+      // The head of a 500 promising kCutLength bytes, a few of them, and (once they are out,
+      // OnCutWritten) the end of the connection. The request is never finished; freeing the
+      // connection frees it.
+      evkeyvalq* out = evhttp_request_get_output_headers(req);
+      evhttp_add_header(out, "Content-Type", "application/json");
+      evhttp_add_header(out, "Content-Length", "1024");
+      evhttp_send_reply_start(req, 500, "Internal Server Error");
+      evbuffer* partial = evbuffer_new();
+      evbuffer_add(partial, kCutBody, sizeof(kCutBody) - 1);
+      evhttp_send_reply_chunk_with_cb(req, partial, &Server::OnCutWritten, server);
+      evbuffer_free(partial);
+      return;
+    }
+    case PendingKind::kClose:
+      evhttp_connection_free(evcon);
+      return;
   }
 }
 

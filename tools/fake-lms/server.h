@@ -33,14 +33,16 @@ class Server {
   std::optional<int> Listen(const std::string& address, std::string* error);
 
  private:
-  // A request answered later ('ms=', 'latency_ms'), never ('hang') or by closing ('reset').
-  enum class PendingKind { kDelay, kHang, kReset };
+  // A request answered later ('ms=', 'latency_ms'), never ('hang'), by closing ('reset'), or
+  // by a cut-off answer ('cut', then kClose once its bytes are out).
+  enum class PendingKind { kDelay, kHang, kReset, kCut, kClose };
   struct Pending;
 
   static void OnRequest(evhttp_request* req, void* self);
   static bufferevent* OnConnection(event_base* base, void* self);
   static void OnPendingTimer(evutil_socket_t fd, short what, void* pending);
   static void OnPendingReadable(evutil_socket_t fd, short what, void* pending);
+  static void OnCutWritten(evhttp_connection* evcon, void* self);
 
   void HandleRequest(evhttp_request* req);
   void HandleAdmin(evhttp_request* req, const std::string& path, const char* query);
@@ -48,6 +50,8 @@ class Server {
   // Sends now when `delay_ms` is 0, else from a timer.
   void Respond(evhttp_request* req, const Answer& answer, int delay_ms);
   void Defer(evhttp_request* req, PendingKind kind, Answer answer, int delay_ms);
+  // Closes `evcon` from a zero timer: never from inside one of evhttp's own callbacks.
+  void CloseSoon(evhttp_connection* evcon);
   std::unique_ptr<Pending> TakePending(Pending* pending);
   double NowMs() const;
 
