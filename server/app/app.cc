@@ -26,8 +26,7 @@ absl::StatusOr<std::unique_ptr<App>> App::Create(std::shared_ptr<const config::C
   store_options.max_batch = app->config_->store.max_batch;
   auto store = store::SqliteStore::Open(store_options);
   if (!store.ok()) {
-    return absl::Status(store.status().code(),
-                        absl::StrCat("store ", store_options.path, ": ", store.status().message()));
+    return absl::Status(store.status().code(), absl::StrCat("store: ", store.status().message()));
   }
   app->store_ = *std::move(store);
   auto executor = http::CurlExecutor::Create(http::CurlExecutorOptions{});

@@ -1,11 +1,16 @@
 #include "server/store/sqlite_store.h"
 
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cassert>
+#include <cerrno>
 #include <climits>
 #include <cstdint>
+#include <cstring>
 #include <iterator>
 #include <limits>
 #include <unordered_map>
@@ -904,6 +909,30 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(const SqliteOptio
         absl::StrCat("max_batch must be at least 1, not ", options.max_batch));
   }
 
+  // One process per database file: two engines on one file would both run its jobs. The lock
+  // is held for the store's life and released by the kernel if the process dies.
+  const std::string lock_path = options.path + ".lock";
+  const int lock_fd = open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (lock_fd < 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot open lock file ", lock_path, ": ", std::strerror(errno)));
+  }
+  if (flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    close(lock_fd);
+    return absl::FailedPreconditionError(
+        err == EWOULDBLOCK
+            ? absl::StrCat("SQLite database '", options.path,
+                           "' is in use by another rebound-server (", lock_path, " is locked)")
+            : absl::StrCat("cannot lock ", lock_path, ": ", std::strerror(err)));
+  }
+  struct LockGuard {
+    int fd;
+    ~LockGuard() {
+      if (fd >= 0) close(fd);
+    }
+  } lock_guard{lock_fd};
+
   REBOUND_ASSIGN_OR_RETURN(DbPtr db,
                            OpenConnection(options.path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
                                           options.busy_timeout));
@@ -957,6 +986,7 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(const SqliteOptio
   }
   auto store = std::unique_ptr<SqliteStore>(
       new SqliteStore(*std::move(writer), std::move(reads), options.max_batch));
+  store->lock_fd_ = std::exchange(lock_guard.fd, -1);
   store->thread_ = std::thread([s = store.get()] { s->WriterLoop(); });
   return store;
 }
@@ -971,6 +1001,7 @@ SqliteStore::~SqliteStore() {
     stopping_ = true;
   }
   if (thread_.joinable()) thread_.join();
+  if (lock_fd_ >= 0) close(lock_fd_);  // after the writer's last commit
   // Members go in reverse order: read connections close first, then the writer's, whose close
   // checkpoints the WAL into the database file.
 }

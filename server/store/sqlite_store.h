@@ -102,6 +102,7 @@ class SqliteStore final : public JobStore {
   const std::unique_ptr<Writer> writer_;  // used only by the writer thread after Open
   const std::unique_ptr<ReadPool> reads_;
   const int max_batch_;
+  int lock_fd_ = -1;  // flock()ed <path>.lock: one process per database file
 
   mutable absl::Mutex mu_;
   std::vector<Op> queue_ ABSL_GUARDED_BY(mu_);  // ops from queue_head_ on are waiting

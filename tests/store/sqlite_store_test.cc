@@ -58,7 +58,7 @@ class TempDb {
  private:
   void Remove() {
     std::error_code ignored;
-    for (const char* suffix : {"", "-wal", "-shm"}) {
+    for (const char* suffix : {"", "-wal", "-shm", ".lock"}) {
       std::filesystem::remove(path_ + suffix, ignored);
     }
   }
@@ -146,6 +146,17 @@ TEST(SqliteStore, OpenUsesWalAndFullSynchronousByDefault) {
   RawDb raw(db.path());
   EXPECT_EQ(raw.Query("PRAGMA journal_mode"), "wal");  // persistent in the file
   EXPECT_EQ(raw.Query("PRAGMA user_version"), "1");
+}
+
+TEST(SqliteStore, ASecondStoreOnTheSameFileIsRefusedUntilTheFirstCloses) {
+  TempDb db;
+  std::unique_ptr<SqliteStore> first = OpenOrDie(Options(db.path()));
+  ASSERT_NE(first, nullptr);
+  auto second = SqliteStore::Open(Options(db.path()));
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(second.status().message(), ::testing::HasSubstr("in use by another"));
+  first.reset();
+  EXPECT_TRUE(SqliteStore::Open(Options(db.path())).ok());
 }
 
 TEST(SqliteStore, NormalSynchronousIsAnExplicitOptIn) {
