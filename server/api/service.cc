@@ -18,6 +18,7 @@ using common::JobState;
 
 constexpr absl::string_view kTenantMetadata = "x-rebound-tenant";
 constexpr size_t kMaxTenantBytes = 64;
+constexpr absl::string_view kShuttingDown = "server is shutting down; retry on another replica";
 
 void SetTime(absl::Time t, google::protobuf::Timestamp* out) {
   const int64_t nanos = absl::ToUnixNanos(t);
@@ -149,6 +150,12 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::SyncEvent> {
   absl::Status end_status_ ABSL_GUARDED_BY(mu_);
 };
 
+// Answers a unary call at once; returns the reactor for the handler to return.
+grpc::ServerUnaryReactor* Finished(grpc::ServerUnaryReactor* reactor, const absl::Status& status) {
+  reactor->Finish(ToGrpcStatus(status));
+  return reactor;
+}
+
 void FillSubmitResponse(const store::SubmitResult& r, v1::SubmitSyncResponse* out) {
   out->set_job_id(common::FormatJobId(r.job_id));
   out->set_state(ToProtoState(r.state));
@@ -231,28 +238,23 @@ absl::StatusOr<std::string> ReboundService::TenantOf(const grpc::CallbackServerC
   return tenant;
 }
 
+absl::StatusOr<std::string> ReboundService::SubmitterOf(
+    const grpc::CallbackServerContext* ctx) const {
+  if (!accepting_.load()) return absl::UnavailableError(kShuttingDown);
+  return TenantOf(ctx);
+}
+
 grpc::ServerUnaryReactor* ReboundService::SubmitSync(grpc::CallbackServerContext* ctx,
                                                      const v1::SubmitSyncRequest* request,
                                                      v1::SubmitSyncResponse* response) {
   auto* reactor = ctx->DefaultReactor();
-  if (!accepting_.load()) {
-    reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "server is shutting down"));
-    return reactor;
-  }
-  auto tenant = TenantOf(ctx);
-  if (!tenant.ok()) {
-    reactor->Finish(ToGrpcStatus(tenant.status()));
-    return reactor;
-  }
+  auto tenant = SubmitterOf(ctx);
+  if (!tenant.ok()) return Finished(reactor, tenant.status());
   if (!request->has_request()) {
-    reactor->Finish(ToGrpcStatus(absl::InvalidArgumentError("request: is required")));
-    return reactor;
+    return Finished(reactor, absl::InvalidArgumentError("request: is required"));
   }
   auto spec = ValidateSyncRequest(request->request(), *config_, *tenant, "request");
-  if (!spec.ok()) {
-    reactor->Finish(ToGrpcStatus(spec.status()));
-    return reactor;
-  }
+  if (!spec.ok()) return Finished(reactor, spec.status());
   std::vector<store::NewJob> jobs(1);
   jobs[0].fingerprint = common::Fingerprint(*spec);
   jobs[0].spec = *std::move(spec);
@@ -268,20 +270,13 @@ grpc::ServerUnaryReactor* ReboundService::SubmitSyncBatch(grpc::CallbackServerCo
                                                           const v1::SubmitSyncBatchRequest* request,
                                                           v1::SubmitSyncBatchResponse* response) {
   auto* reactor = ctx->DefaultReactor();
-  if (!accepting_.load()) {
-    reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "server is shutting down"));
-    return reactor;
-  }
-  auto tenant = TenantOf(ctx);
-  if (!tenant.ok()) {
-    reactor->Finish(ToGrpcStatus(tenant.status()));
-    return reactor;
-  }
+  auto tenant = SubmitterOf(ctx);
+  if (!tenant.ok()) return Finished(reactor, tenant.status());
   const auto n = static_cast<size_t>(request->requests_size());
   if (n == 0 || n > config_->server.max_batch_size) {
-    reactor->Finish(ToGrpcStatus(absl::InvalidArgumentError(absl::StrCat(
-        "requests: ", n, " items; a batch holds 1 to ", config_->server.max_batch_size))));
-    return reactor;
+    return Finished(reactor, absl::InvalidArgumentError(
+                                 absl::StrCat("requests: ", n, " items; a batch holds 1 to ",
+                                              config_->server.max_batch_size)));
   }
   // Invalid items are answered on their own; the valid ones go to the store together.
   std::vector<store::NewJob> jobs;
@@ -327,15 +322,12 @@ grpc::ServerUnaryReactor* ReboundService::GetSync(grpc::CallbackServerContext* c
                                                   v1::SyncJob* response) {
   auto* reactor = ctx->DefaultReactor();
   auto tenant = TenantOf(ctx);
+  if (!tenant.ok()) return Finished(reactor, tenant.status());
   auto id = JobIdOf(request->job_id());
-  if (!tenant.ok() || !id.ok()) {
-    reactor->Finish(ToGrpcStatus(!tenant.ok() ? tenant.status() : id.status()));
-    return reactor;
-  }
+  if (!id.ok()) return Finished(reactor, id.status());
   auto job = store_.Get(*tenant, *id, /*with_attempts=*/true);
   if (job.ok()) ToProto(*job, /*with_details=*/true, response);
-  reactor->Finish(ToGrpcStatus(job.status()));
-  return reactor;
+  return Finished(reactor, job.status());
 }
 
 grpc::ServerWriteReactor<v1::SyncEvent>* ReboundService::WatchSync(
@@ -356,16 +348,12 @@ grpc::ServerUnaryReactor* ReboundService::ListSyncs(grpc::CallbackServerContext*
                                                     v1::ListSyncsResponse* response) {
   auto* reactor = ctx->DefaultReactor();
   auto tenant = TenantOf(ctx);
-  if (!tenant.ok()) {
-    reactor->Finish(ToGrpcStatus(tenant.status()));
-    return reactor;
-  }
+  if (!tenant.ok()) return Finished(reactor, tenant.status());
   store::ListFilter filter;
   for (int s : request->states()) {
     if (s < static_cast<int>(JobState::kQueued) || s > static_cast<int>(JobState::kCancelled)) {
-      reactor->Finish(ToGrpcStatus(
-          absl::InvalidArgumentError(absl::StrCat("states: ", s, " is not a job state"))));
-      return reactor;
+      return Finished(
+          reactor, absl::InvalidArgumentError(absl::StrCat("states: ", s, " is not a job state")));
     }
     filter.states.push_back(static_cast<JobState>(s));
   }
@@ -374,23 +362,20 @@ grpc::ServerUnaryReactor* ReboundService::ListSyncs(grpc::CallbackServerContext*
   if (!request->label().empty()) {
     const auto eq = request->label().find('=');
     if (eq == std::string::npos || eq == 0) {
-      reactor->Finish(ToGrpcStatus(absl::InvalidArgumentError("label: expected key=value")));
-      return reactor;
+      return Finished(reactor, absl::InvalidArgumentError("label: expected key=value"));
     }
     filter.label_key = request->label().substr(0, eq);
     filter.label_value = request->label().substr(eq + 1);
   }
   if (request->page_size() < 0) {
-    reactor->Finish(ToGrpcStatus(absl::InvalidArgumentError("page_size: must not be negative")));
-    return reactor;
+    return Finished(reactor, absl::InvalidArgumentError("page_size: must not be negative"));
   }
   auto page = store_.List(*tenant, filter, request->page_size(), request->page_token());
   if (page.ok()) {
     for (const auto& job : page->jobs) ToProto(job, /*with_details=*/false, response->add_jobs());
     response->set_next_page_token(page->next_page_token);
   }
-  reactor->Finish(ToGrpcStatus(page.status()));
-  return reactor;
+  return Finished(reactor, page.status());
 }
 
 void ReboundService::FinishWithJob(grpc::ServerUnaryReactor* reactor, absl::Status status,
@@ -410,11 +395,9 @@ grpc::ServerUnaryReactor* ReboundService::CancelSync(grpc::CallbackServerContext
                                                      v1::SyncJob* response) {
   auto* reactor = ctx->DefaultReactor();
   auto tenant = TenantOf(ctx);
+  if (!tenant.ok()) return Finished(reactor, tenant.status());
   auto id = JobIdOf(request->job_id());
-  if (!tenant.ok() || !id.ok()) {
-    reactor->Finish(ToGrpcStatus(!tenant.ok() ? tenant.status() : id.status()));
-    return reactor;
-  }
+  if (!id.ok()) return Finished(reactor, id.status());
   engine_.Cancel(*tenant, *id, [this, reactor, response, t = *tenant, i = *id](absl::Status s) {
     FinishWithJob(reactor, std::move(s), t, i, response);
   });
@@ -426,15 +409,10 @@ grpc::ServerUnaryReactor* ReboundService::ReplaySync(grpc::CallbackServerContext
                                                      v1::SyncJob* response) {
   auto* reactor = ctx->DefaultReactor();
   auto tenant = TenantOf(ctx);
+  if (!tenant.ok()) return Finished(reactor, tenant.status());
   auto id = JobIdOf(request->job_id());
-  if (!tenant.ok() || !id.ok()) {
-    reactor->Finish(ToGrpcStatus(!tenant.ok() ? tenant.status() : id.status()));
-    return reactor;
-  }
-  if (!accepting_.load()) {
-    reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "server is shutting down"));
-    return reactor;
-  }
+  if (!id.ok()) return Finished(reactor, id.status());
+  if (!accepting_.load()) return Finished(reactor, absl::UnavailableError(kShuttingDown));
   engine_.Replay(*tenant, *id, [this, reactor, response, t = *tenant, i = *id](absl::Status s) {
     FinishWithJob(reactor, std::move(s), t, i, response);
   });

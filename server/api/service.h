@@ -61,6 +61,8 @@ class ReboundService final : public v1::Rebound::CallbackService {
   // The caller's tenant: `x-rebound-tenant` metadata, else the configured default. (No
   // authentication yet: this scopes data, it does not protect it.)
   absl::StatusOr<std::string> TenantOf(const grpc::CallbackServerContext* ctx) const;
+  // TenantOf, or UNAVAILABLE while shutting down: for calls that create work.
+  absl::StatusOr<std::string> SubmitterOf(const grpc::CallbackServerContext* ctx) const;
   // Answers a cancel or replay once the engine is done: reads the job back.
   void FinishWithJob(grpc::ServerUnaryReactor* reactor, absl::Status status,
                      const std::string& tenant, common::JobId id, v1::SyncJob* response);
