@@ -15,16 +15,13 @@
 
 #include <curl/curl.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/types.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <memory>
 #include <string>
 #include <utility>
@@ -38,6 +35,7 @@
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/support/child_process.h"
 
 namespace rebound::fakelms {
 
@@ -128,79 +126,26 @@ class FakeLmsProcess {
   // Runs `binary --listen 127.0.0.1:0 --port-file F` and waits (up to `deadline`) for F.
   static absl::StatusOr<std::unique_ptr<FakeLmsProcess>> Start(
       const std::string& binary, absl::Duration deadline = absl::Seconds(10)) {
-    const char* tmp = std::getenv("TMPDIR");
-    std::string dir =
-        absl::StrCat(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp", "/fake-lms-XXXXXX");
-    if (mkdtemp(dir.data()) == nullptr) {
-      return absl::InternalError(absl::StrCat("mkdtemp: ", std::strerror(errno)));
-    }
-    auto process = std::unique_ptr<FakeLmsProcess>(new FakeLmsProcess(dir));
-    std::vector<std::string> args = {binary, "--listen", "127.0.0.1:0", "--port-file",
-                                     process->port_file_};
-    std::vector<char*> argv;
-    for (std::string& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    const pid_t parent = getpid();
-    const pid_t pid = fork();
-    if (pid < 0) return absl::InternalError(absl::StrCat("fork: ", std::strerror(errno)));
-    if (pid == 0) {
-      // Only async-signal-safe calls until exec. If the test process crashes, the kernel
-      // kills fake-lms too, so no orphan keeps the port or the test's output pipe open.
-      prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (getppid() != parent) _exit(127);
-      execv(argv[0], argv.data());
-      _exit(127);
-    }
-    process->pid_ = pid;
-    const absl::Time give_up = absl::Now() + deadline;
-    while (true) {
-      std::ifstream in(process->port_file_);
-      int port = 0;
-      if (in >> port && port > 0) {
-        process->port_ = port;
-        return process;
-      }
-      int status = 0;
-      if (waitpid(process->pid_, &status, WNOHANG) == process->pid_) {
-        process->pid_ = -1;
-        return absl::InternalError(absl::StrCat("fake-lms exited early, status ", status));
-      }
-      if (absl::Now() > give_up) {
-        return absl::DeadlineExceededError("fake-lms did not write its port file in time");
-      }
-      absl::SleepFor(absl::Milliseconds(5));
-    }
+    auto process = std::unique_ptr<FakeLmsProcess>(new FakeLmsProcess());
+    if (process->dir_.path().empty()) return absl::InternalError("cannot create a temp dir");
+    const std::string port_file = process->dir_.File("port");
+    auto child =
+        testing::ChildProcess::Spawn(binary, {"--listen", "127.0.0.1:0", "--port-file", port_file});
+    if (!child.ok()) return child.status();
+    process->child_ = *std::move(child);
+    auto port = process->child_->WaitForPortFile(port_file, deadline);
+    if (!port.ok()) return port.status();
+    process->port_ = *port;
+    return process;
   }
 
   FakeLmsProcess(const FakeLmsProcess&) = delete;
   FakeLmsProcess& operator=(const FakeLmsProcess&) = delete;
-  ~FakeLmsProcess() {
-    (void)Stop();
-    std::remove(port_file_.c_str());
-    rmdir(dir_.c_str());
-  }
 
   // SIGTERM, a grace period, then SIGKILL; returns the exit code (an error if killed).
-  absl::StatusOr<int> Stop(absl::Duration grace = absl::Seconds(5)) {
-    if (pid_ <= 0) return absl::FailedPreconditionError("fake-lms is not running");
-    const pid_t pid = pid_;
-    pid_ = -1;
-    kill(pid, SIGTERM);
-    int status = 0;
-    const absl::Time give_up = absl::Now() + grace;
-    while (waitpid(pid, &status, WNOHANG) == 0) {
-      if (absl::Now() > give_up) {
-        kill(pid, SIGKILL);
-        waitpid(pid, &status, 0);
-        return absl::DeadlineExceededError("fake-lms ignored SIGTERM; killed");
-      }
-      absl::SleepFor(absl::Milliseconds(2));
-    }
-    if (!WIFEXITED(status)) return absl::InternalError("fake-lms died from a signal");
-    return WEXITSTATUS(status);
-  }
+  absl::StatusOr<int> Stop(absl::Duration grace = absl::Seconds(5)) { return child_->Stop(grace); }
 
-  pid_t pid() const { return pid_; }
+  pid_t pid() const { return child_->pid(); }
   int port() const { return port_; }
   std::string base_url() const { return absl::StrCat("http://127.0.0.1:", port_); }
 
@@ -230,7 +175,7 @@ class FakeLmsProcess {
   }
 
  private:
-  explicit FakeLmsProcess(std::string dir) : dir_(std::move(dir)), port_file_(dir_ + "/port") {}
+  FakeLmsProcess() : dir_("fake-lms") {}
 
   absl::StatusOr<nlohmann::json> GetJson(const std::string& path) const {
     const HttpReply reply = HttpFetch("GET", base_url() + path);
@@ -247,9 +192,8 @@ class FakeLmsProcess {
     return json;
   }
 
-  std::string dir_;
-  std::string port_file_;
-  pid_t pid_ = -1;
+  testing::TempDir dir_;
+  std::unique_ptr<testing::ChildProcess> child_;  // destroyed first: stops fake-lms
   int port_ = 0;
 };
 

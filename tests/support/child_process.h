@@ -11,7 +11,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -25,17 +25,17 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-
-extern char** environ;
 
 namespace rebound::testing {
 
 class ChildProcess {
  public:
   // Starts `binary args...` with stdout and stderr appended to `log_path` (or inherited when
-  // empty).
+  // empty). If the test process dies, the kernel kills the child too (PR_SET_PDEATHSIG), so no
+  // orphan keeps a port or the test's output pipe open.
   static absl::StatusOr<std::unique_ptr<ChildProcess>> Spawn(const std::string& binary,
                                                              std::vector<std::string> args,
                                                              const std::string& log_path = "") {
@@ -44,18 +44,19 @@ class ChildProcess {
     argv.push_back(bin.data());
     for (std::string& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    if (!log_path.empty()) {
-      posix_spawn_file_actions_addopen(&actions, 1, log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND,
-                                       0644);
-      posix_spawn_file_actions_adddup2(&actions, 1, 2);
-    }
-    pid_t pid = -1;
-    const int rc = posix_spawn(&pid, binary.c_str(), &actions, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    if (rc != 0) {
-      return absl::InternalError(absl::StrCat("posix_spawn ", binary, ": ", std::strerror(rc)));
+    const pid_t parent = getpid();
+    const pid_t pid = fork();
+    if (pid < 0) return absl::InternalError(absl::StrCat("fork: ", std::strerror(errno)));
+    if (pid == 0) {
+      // Only async-signal-safe calls until exec.
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (getppid() != parent) _exit(127);
+      if (!log_path.empty()) {
+        const int fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        if (fd < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0) _exit(126);
+      }
+      execv(argv[0], argv.data());
+      _exit(127);
     }
     return std::unique_ptr<ChildProcess>(new ChildProcess(pid, binary));
   }
@@ -131,9 +132,10 @@ class ChildProcess {
 // A fresh directory under $TMPDIR (or /tmp), removed with its files by the destructor.
 class TempDir {
  public:
-  TempDir() {
+  explicit TempDir(absl::string_view prefix = "rebound-test") {
     const char* base = std::getenv("TMPDIR");
-    std::string tmpl = absl::StrCat(base != nullptr ? base : "/tmp", "/rebound-test-XXXXXX");
+    std::string tmpl =
+        absl::StrCat(base != nullptr && *base != '\0' ? base : "/tmp", "/", prefix, "-XXXXXX");
     if (mkdtemp(tmpl.data()) != nullptr) path_ = tmpl;
   }
   ~TempDir() {
