@@ -106,8 +106,8 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::SyncEvent> {
   void OnWriteDone(bool ok) override {
     absl::MutexLock lock(&mu_);
     writing_ = false;
-    if (!ok) {
-      end_status_ = absl::CancelledError("client went away");
+    if (!ok || cancelled_) {
+      if (!cancelled_) end_status_ = absl::CancelledError("client went away");
       FinishLocked();
       return;
     }
@@ -119,6 +119,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::SyncEvent> {
   }
   void OnCancel() override {
     absl::MutexLock lock(&mu_);
+    cancelled_ = true;  // a write in progress may still complete OK: finish after it
     end_status_ = absl::CancelledError("cancelled by the client");
     if (!writing_) FinishLocked();
   }
@@ -147,6 +148,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::SyncEvent> {
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool ended_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status end_status_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -76,15 +76,22 @@ absl::Status CheckPath(const config::EndpointConfig& endpoint, absl::string_view
     }
   }
   const std::string lower = absl::AsciiStrToLower(path);
-  for (absl::string_view bad : {"%2e", "%2f", "%5c", "%00", "%0d", "%0a"}) {
+  // Encoded dots, slashes, backslashes, NUL, CR/LF, a second level of encoding (%25) and
+  // overlong UTF-8 forms of '.' and '/' (%c0, %c1): an upstream that decodes them could be led
+  // outside the prefix.
+  for (absl::string_view bad : {"%2e", "%2f", "%5c", "%00", "%0d", "%0a", "%25", "%c0", "%c1"}) {
     if (absl::StrContains(lower, bad)) {
       return absl::InvalidArgumentError(
           absl::StrCat("must not contain the encoded character '", bad, "'"));
     }
   }
-  const bool allowed =
-      std::any_of(endpoint.allowed_path_prefixes.begin(), endpoint.allowed_path_prefixes.end(),
-                  [&](const std::string& prefix) { return absl::StartsWith(path, prefix); });
+  const bool allowed = std::any_of(
+      endpoint.allowed_path_prefixes.begin(), endpoint.allowed_path_prefixes.end(),
+      [&](const std::string& prefix) {
+        if (prefix.empty() || !absl::StartsWith(path, prefix)) return false;
+        // Whole segments: "/api/v1" admits "/api/v1/x", not "/api/v1-internal".
+        return prefix.back() == '/' || path.size() == prefix.size() || path[prefix.size()] == '/';
+      });
   if (!allowed) {
     return absl::InvalidArgumentError(
         absl::StrCat("'", path, "' is outside the endpoint's allowed prefixes (",
@@ -180,6 +187,7 @@ absl::StatusOr<common::JobSpec> ValidateSyncRequest(const v1::SyncRequest& reque
     const std::string lower = absl::AsciiStrToLower(h.name());
     bool reserved = lower == "host" || lower == "content-length" || lower == "connection" ||
                     lower == "transfer-encoding" || lower == "expect" ||
+                    lower == "x-correlation-id" ||
                     lower == absl::AsciiStrToLower(config.idempotency_header);
     for (const auto& eh : endpoint->headers) {
       reserved = reserved || lower == absl::AsciiStrToLower(eh.name);

@@ -85,6 +85,9 @@ void App::Shutdown() {
     engine_->Stop(config_->server.shutdown_grace);
     loop_thread_.join();
   }
+  // Attempts still on the wire past the grace are abandoned now, while the engine (whose
+  // callbacks they complete into) is alive; their jobs stay RUNNING and rerun after restart.
+  executor_.reset();
   if (maintenance_thread_.joinable()) {
     stop_maintenance_.Notify();
     maintenance_thread_.join();

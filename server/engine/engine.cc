@@ -62,12 +62,14 @@ void Engine::AssertOnLoop() const {
 // ---------------------------------------------------------------------------------------------
 // Thread-safe entry points.
 
-void Engine::Post(absl::AnyInvocable<void() &&> fn) {
+bool Engine::PostWork(absl::AnyInvocable<void() &&> fn, bool internal) {
   {
     absl::MutexLock lock(&post_mu_);
+    if (closed_ || (closing_ && !internal)) return false;
     posted_.push_back(std::move(fn));
   }
   executor_.Wakeup();
+  return true;
 }
 
 void Engine::Submit(std::vector<store::NewJob> jobs, SubmitDone done) {
@@ -97,20 +99,39 @@ void Engine::Submit(std::vector<store::NewJob> jobs, SubmitDone done) {
                   if (created > 0) {
                     // Posted before `done` runs, so any later Cancel/Watch of these jobs finds
                     // them.
-                    Post([this, specs = std::move(specs), results]() mutable {
-                      for (size_t i = 0; i < results.size(); ++i) {
-                        if (results[i].status.ok() && !results[i].deduplicated) {
-                          Adopt(std::move(specs[i]), results[i]);
-                        }
-                      }
-                    });
+                    // If the loop has closed, the next start recovers them from the store.
+                    PostWork(
+                        [this, specs = std::move(specs), results]() mutable {
+                          for (size_t i = 0; i < results.size(); ++i) {
+                            if (results[i].status.ok() && !results[i].deduplicated) {
+                              Adopt(std::move(specs[i]), results[i]);
+                            }
+                          }
+                        },
+                        /*internal=*/true);
                   }
                   std::move(done)(std::move(results));
                 });
 }
 
-void Engine::Cancel(std::string tenant, JobId id, JobDone done) {
-  Post([this, tenant = std::move(tenant), id, done = std::move(done)]() mutable {
+namespace {
+
+// The answer of an entry point, shared between the posted work and the caller so the caller can
+// still answer when the loop refuses the work.
+std::shared_ptr<Engine::JobDone> Shared(Engine::JobDone done) {
+  return std::make_shared<Engine::JobDone>(std::move(done));
+}
+
+absl::Status Stopped() {
+  return absl::UnavailableError("server is shutting down; retry on another replica or later");
+}
+
+}  // namespace
+
+void Engine::Cancel(std::string tenant, JobId id, JobDone done_fn) {
+  auto answer = Shared(std::move(done_fn));
+  const bool posted = Post([this, tenant = std::move(tenant), id, answer]() mutable {
+    JobDone done = std::move(*answer);
     Slot* slot = FindSlot(id);
     if (slot == nullptr || slot->tenant != tenant) {
       auto rec = store_.Get(tenant, id, /*with_attempts=*/false);
@@ -142,10 +163,13 @@ void Engine::Cancel(std::string tenant, JobId id, JobDone done) {
       if (s != nullptr) Finish(*s, "cancelled by request");
     });
   });
+  if (!posted) std::move (*answer)(Stopped());
 }
 
-void Engine::Replay(std::string tenant, JobId id, JobDone done) {
-  Post([this, tenant = std::move(tenant), id, done = std::move(done)]() mutable {
+void Engine::Replay(std::string tenant, JobId id, JobDone done_fn) {
+  auto answer = Shared(std::move(done_fn));
+  const bool posted = Post([this, tenant = std::move(tenant), id, answer]() mutable {
+    JobDone done = std::move(*answer);
     if (Slot* slot = FindSlot(id); slot != nullptr && slot->tenant == tenant) {
       return std::move(done)(absl::FailedPreconditionError(
           absl::StrCat("job ", common::FormatJobId(id), " is ", common::JobStateName(slot->state),
@@ -163,6 +187,12 @@ void Engine::Replay(std::string tenant, JobId id, JobDone done) {
       return std::move(done)(absl::FailedPreconditionError(
           absl::StrCat("endpoint '", rec->spec.endpoint, "' is no longer configured")));
     }
+    const auto limit = static_cast<int64_t>(config_->server.max_active_jobs);
+    if (active_jobs_.fetch_add(1, std::memory_order_relaxed) + 1 > limit) {
+      active_jobs_.fetch_sub(1, std::memory_order_relaxed);
+      return std::move(done)(absl::ResourceExhaustedError(
+          absl::StrCat("too many active jobs (limit ", limit, "); retry later")));
+    }
     Slot fresh;
     fresh.id = id;
     fresh.endpoint = ep;
@@ -173,24 +203,35 @@ void Engine::Replay(std::string tenant, JobId id, JobDone done) {
     fresh.last_http_status = rec->last_http_status;
     fresh.deadline = rec->spec.deadline;
     fresh.tenant = rec->spec.tenant;
-    // A replay runs outside its ordering key: later jobs of the key may already have run.
+    fresh.ordering_scope = ScopeOf(fresh.tenant, rec->spec.ordering_key);
     fresh.spec = std::make_shared<const common::JobSpec>(std::move(rec->spec));
     Slot& slot = slots_.emplace(id, std::move(fresh)).first->second;
-    active_jobs_.fetch_add(1, std::memory_order_relaxed);
-    slot.cancel_waiters.clear();
-    Persist(slot, JobState::kQueued, "replayed: attempt budget renewed",
-            [this, done = std::move(done)](Slot* s) mutable {
+    // Within its ordering key, a replayed job waits for the key's running job, ahead of the
+    // key's other waiting jobs (it was submitted before them).
+    const bool wait_for_key =
+        !slot.ordering_scope.empty() && running_scopes_.contains(slot.ordering_scope);
+    if (wait_for_key) {
+      blocked_[slot.ordering_scope].push_front(slot.id);
+    } else {
+      MakeRunner(slot);
+    }
+    const std::string why = wait_for_key
+                                ? "replayed: attempt budget renewed; waits for its ordering key"
+                                : "replayed: attempt budget renewed";
+    Persist(slot, wait_for_key ? JobState::kBlocked : JobState::kQueued, why,
+            [this, why, done = std::move(done)](Slot* s) mutable {
               if (s != nullptr) {
-                Notify(*s, "replayed: attempt budget renewed");
-                Enqueue(*s);
+                Notify(*s, why);
+                if (s->state != JobState::kBlocked) Enqueue(*s);
               }
               std::move(done)(absl::OkStatus());  // durable either way
             });
   });
+  if (!posted) std::move (*answer)(Stopped());
 }
 
 void Engine::Watch(std::string tenant, JobId id, std::shared_ptr<WatchSink> sink) {
-  Post([this, tenant = std::move(tenant), id, sink = std::move(sink)]() mutable {
+  const bool posted = Post([this, tenant = std::move(tenant), id, sink]() mutable {
     if (Slot* slot = FindSlot(id); slot != nullptr && slot->tenant == tenant) {
       sink->OnEvent(EventOf(*slot, ""));
       slot->watchers.push_back(std::move(sink));
@@ -210,6 +251,7 @@ void Engine::Watch(std::string tenant, JobId id, std::shared_ptr<WatchSink> sink
     sink->OnEvent(event);
     sink->OnEnd(absl::OkStatus());
   });
+  if (!posted) sink->OnEnd(Stopped());
 }
 
 void Engine::Stop(absl::Duration grace) {
@@ -242,7 +284,6 @@ absl::Status Engine::Recover() {
   AssertOnLoop();
   auto jobs = store_.Recover(clock_.Now());
   if (!jobs.ok()) return jobs.status();
-  absl::flat_hash_map<std::string, bool> scope_has_runner;
   for (store::ActiveJob& a : *jobs) {
     Slot fresh;
     fresh.id = a.id;
@@ -257,15 +298,15 @@ absl::Status Engine::Recover() {
     fresh.tenant = std::move(a.tenant);
     fresh.ordering_scope = ScopeOf(fresh.tenant, a.ordering_key);
     Slot& slot = slots_.emplace(a.id, std::move(fresh)).first->second;
-    if (slot.endpoint < 0) {
-      FailUnroutable(slot, clock_.Now());
-      continue;
-    }
     if (slot.state == JobState::kBlocked) {
       blocked_[slot.ordering_scope].push_back(slot.id);
       continue;
     }
-    if (!slot.ordering_scope.empty()) scope_has_runner[slot.ordering_scope] = true;
+    MakeRunner(slot);
+    if (slot.endpoint < 0) {
+      FailUnroutable(slot, clock_.Now());  // its end releases its ordering key's next job
+      continue;
+    }
     if (slot.state == JobState::kWaitingRetry) {
       ArmTimer(slot);
     } else {
@@ -277,7 +318,7 @@ absl::Status Engine::Recover() {
   // jobs: release the first.
   std::vector<std::string> orphaned;
   for (const auto& [scope, queue] : blocked_) {
-    if (!scope_has_runner.contains(scope)) orphaned.push_back(scope);
+    if (!running_scopes_.contains(scope)) orphaned.push_back(scope);
   }
   for (const auto& scope : orphaned) UnblockNext(scope);
   FlushWrites();
@@ -287,11 +328,55 @@ absl::Status Engine::Recover() {
 void Engine::Run() {
   while (true) {
     RunOnce(absl::Milliseconds(100));
-    if (stopping_) {
-      const bool drained = counters_.in_flight.load() == 0 && pending_writes_.empty();
-      if (drained || clock_.Now() >= stop_deadline_) break;
-    }
+    if (!stopping_) continue;
+    // Attempts get the grace period; decided transitions are always committed and followed
+    // through, so no caller is left without an answer.
+    const bool attempts_done = counters_.in_flight.load() == 0 || clock_.Now() >= stop_deadline_;
+    if (attempts_done && commits_outstanding_ == 0 && pending_writes_.empty()) break;
   }
+  CloseLoop();
+}
+
+void Engine::CloseLoop() {
+  {
+    absl::MutexLock lock(&post_mu_);
+    closing_ = true;  // entry points answer UNAVAILABLE from now on
+  }
+  // Work posted before the close runs, and what it decides is committed.
+  const absl::Time give_up = clock_.Now() + absl::Seconds(30);
+  while (true) {
+    RunPosted();
+    FlushWrites();
+    bool idle = false;
+    {
+      absl::MutexLock lock(&post_mu_);
+      idle = posted_.empty() && commits_outstanding_ == 0;
+      if (idle) closed_ = true;
+    }
+    if (idle || clock_.Now() > give_up) break;
+    executor_.Poll(absl::Milliseconds(10));
+  }
+  {
+    absl::MutexLock lock(&post_mu_);
+    closed_ = true;  // (already, unless the store stalled past give_up)
+  }
+  loop_closed_.store(true);
+  const absl::Status stopped =
+      absl::UnavailableError("server is shutting down; the job resumes when it restarts");
+  for (auto& [id, slot] : slots_) {
+    for (auto& waiter : slot.cancel_waiters) std::move(waiter)(stopped);
+    slot.cancel_waiters.clear();
+    for (auto& sink : slot.watchers) {
+      if (!sink->Closed()) sink->OnEnd(stopped);
+    }
+    slot.watchers.clear();
+  }
+}
+
+void Engine::MakeRunner(Slot& slot) {
+  if (slot.ordering_scope.empty()) return;
+  slot.runner = true;
+  running_scopes_.insert(slot.ordering_scope);
 }
 
 void Engine::RunOnce(absl::Duration max_wait) {
@@ -379,8 +464,25 @@ void Engine::DispatchOne(EndpointState& ep, Slot& slot, absl::Time now) {
   // Never superseded: a cancel of a RUNNING job waits for the attempt's outcome.
   Persist(slot, JobState::kRunning, why, [this, why](Slot* s) {
     assert(s != nullptr);
-    Notify(*s, why);
-    StartAttempt(*s);
+    const bool too_late = stopping_ && clock_.Now() >= stop_deadline_;
+    if (!s->cancel_requested && !too_late) {
+      Notify(*s, why);
+      StartAttempt(*s);
+      return;
+    }
+    // No request left: the attempt is given back, and the job is cancelled or put back.
+    --endpoints_[s->endpoint].in_flight;
+    counters_.in_flight.fetch_sub(1, std::memory_order_relaxed);
+    --s->attempt_count;
+    if (s->cancel_requested) {
+      Persist(*s, JobState::kCancelled, "cancelled by request before the attempt started",
+              [this](Slot* c) {
+                if (c != nullptr) Finish(*c, "cancelled by request before the attempt started");
+              });
+    } else {
+      Persist(*s, JobState::kQueued, "shutdown: attempt not started; runs after restart",
+              [](Slot*) {});
+    }
   });
 }
 
@@ -420,6 +522,12 @@ void Engine::StartAttempt(Slot& slot) {
 }
 
 void Engine::OnOutcome(JobId id, absl::Time started, policy::Outcome outcome) {
+  if (loop_closed_.load()) {
+    // Too late to persist: the job stays RUNNING in the store and runs again after restart
+    // with the same idempotency key.
+    counters_.in_flight.fetch_sub(1, std::memory_order_relaxed);
+    return;
+  }
   Slot* found = FindSlot(id);
   assert(found != nullptr && found->state == JobState::kRunning);
   Slot& slot = *found;
@@ -462,6 +570,7 @@ void Engine::OnOutcome(JobId id, absl::Time started, policy::Outcome outcome) {
       next = JobState::kWaitingRetry;
       break;
   }
+  if (d.pause_endpoint) ep.paused_until = std::max(ep.paused_until, d.next_attempt_at);
   if (slot.cancel_requested && next != JobState::kSucceeded) {
     next = JobState::kCancelled;
     why = absl::StrCat("cancelled by request after attempt ", slot.attempt_count, " (", d.reason,
@@ -472,7 +581,6 @@ void Engine::OnOutcome(JobId id, absl::Time started, policy::Outcome outcome) {
     rec.next_attempt_at = d.next_attempt_at;
     slot.next_attempt_at = d.next_attempt_at;
     slot.previous_delay = d.delay;
-    if (d.pause_endpoint) ep.paused_until = std::max(ep.paused_until, d.next_attempt_at);
     if (d.delay >= kKeepSpecBelow) slot.spec.reset();
   }
   Persist(
@@ -500,12 +608,23 @@ void Engine::Adopt(std::shared_ptr<const common::JobSpec> spec, const store::Sub
   fresh.ordering_scope = ScopeOf(spec->tenant, spec->ordering_key);
   fresh.spec = std::move(spec);
   Slot& slot = slots_.emplace(result.job_id, std::move(fresh)).first->second;
-  if (slot.endpoint < 0) return FailUnroutable(slot, clock_.Now());
-  if (slot.state == JobState::kBlocked) {
-    blocked_[slot.ordering_scope].push_back(slot.id);
-  } else {
-    Enqueue(slot);
+  if (!slot.ordering_scope.empty()) {
+    const bool key_busy = running_scopes_.contains(slot.ordering_scope);
+    if (slot.state == JobState::kBlocked || key_busy) {
+      blocked_[slot.ordering_scope].push_back(slot.id);
+      if (slot.state != JobState::kBlocked) {
+        // The store saw no unfinished job of the key, but the engine has just decided one (a
+        // replay not yet committed): wait behind it.
+        Persist(slot, JobState::kBlocked, "waits for its ordering key", [](Slot*) {});
+      } else if (!key_busy) {
+        UnblockNext(slot.ordering_scope);
+      }
+      return;
+    }
+    MakeRunner(slot);
   }
+  if (slot.endpoint < 0) return FailUnroutable(slot, clock_.Now());
+  Enqueue(slot);
 }
 
 void Engine::FailUnroutable(Slot& slot, absl::Time /*now*/) {
@@ -547,16 +666,20 @@ void Engine::FlushWrites() {
   writes.swap(pending_writes_);
   std::vector<PendingThen> thens;
   thens.swap(pending_thens_);
+  ++commits_outstanding_;
   store_.Apply(std::move(writes), clock_.Now(),
                [this, thens = std::move(thens)](absl::Status status) mutable {
                  if (!status.ok()) FatalStoreError(status);
-                 Post([this, thens = std::move(thens)]() mutable {
-                   for (PendingThen& p : thens) {
-                     Slot* slot = FindSlot(p.id);
-                     if (slot != nullptr && slot->version != p.version) slot = nullptr;
-                     std::move(p.then)(slot);
-                   }
-                 });
+                 PostWork(
+                     [this, thens = std::move(thens)]() mutable {
+                       --commits_outstanding_;
+                       for (PendingThen& p : thens) {
+                         Slot* slot = FindSlot(p.id);
+                         if (slot != nullptr && slot->version != p.version) slot = nullptr;
+                         std::move(p.then)(slot);
+                       }
+                     },
+                     /*internal=*/true);
                });
 }
 
@@ -584,7 +707,7 @@ void Engine::Finish(Slot& slot, const std::string& decision) {
   std::vector<JobDone> waiters = std::move(slot.cancel_waiters);
   const JobState final_state = slot.state;
   const JobId id = slot.id;
-  const std::string scope = slot.ordering_scope;
+  const std::string scope = slot.runner ? slot.ordering_scope : std::string();
   slots_.erase(id);  // `slot` is gone from here on
   active_jobs_.fetch_sub(1, std::memory_order_relaxed);
   for (auto& w : waiters) {
@@ -596,7 +719,10 @@ void Engine::Finish(Slot& slot, const std::string& decision) {
                        common::JobStateName(final_state), " before it could be cancelled")));
     }
   }
-  if (!scope.empty()) UnblockNext(scope);
+  if (!scope.empty()) {  // only the key's runner hands the key on
+    running_scopes_.erase(scope);
+    UnblockNext(scope);
+  }
 }
 
 void Engine::Notify(Slot& slot, const std::string& decision) {
@@ -642,6 +768,7 @@ void Engine::UnblockNext(const std::string& scope) {
     Slot* slot = FindSlot(id);
     if (slot == nullptr || slot->state != JobState::kBlocked) continue;
     if (queue.empty()) blocked_.erase(it);
+    MakeRunner(*slot);
     const std::string why = "unblocked: the previous job of its ordering key finished";
     Persist(*slot, JobState::kQueued, why, [this, why](Slot* s) {
       if (s == nullptr) return;

@@ -30,6 +30,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -82,7 +83,6 @@ struct EngineStats {
   int64_t failed = 0;
   int64_t exhausted = 0;
   int64_t cancelled = 0;
-  int64_t waiting_retry = 0;
   // |actual start - due time| of attempts that came from a timer, in microseconds: the last
   // few thousand samples, for the timer-accuracy benchmark.
   std::vector<int64_t> timer_lateness_us;
@@ -107,14 +107,18 @@ class Engine {
   // One turn: runs posted work, fires due timers, dispatches ready jobs, then waits in the
   // executor for at most `max_wait` (bounded by the next timer) and runs completions.
   void RunOnce(absl::Duration max_wait);
-  // Runs turns until Stop() and the drain finish.
+  // Runs turns until Stop() and the drain finish, then closes the loop: posted work still
+  // queued is run, and whatever still waits on the engine (cancel waiters, watchers) is
+  // answered UNAVAILABLE. Attempts still on the wire stay RUNNING in the store and are
+  // re-queued at the next start; their late outcomes are ignored.
   void Run();
   // The earliest time the engine has something to do (timer or paused endpoint reopening);
   // InfiniteFuture when idle. Tests on a fake clock use it with RunOnce(ZeroDuration()).
   absl::Time NextWakeup() const;
 
   // --- Any thread -------------------------------------------------------------------------
-  void Post(absl::AnyInvocable<void() &&> fn);
+  // Runs `fn` on the loop. Returns false (and drops `fn`) once the loop has closed.
+  bool Post(absl::AnyInvocable<void() &&> fn) { return PostWork(std::move(fn), false); }
   // Jobs must already be validated. `done` runs once the jobs are durable (or failed), on a
   // store thread. RESOURCE_EXHAUSTED per item when max_active_jobs would be exceeded.
   void Submit(std::vector<store::NewJob> jobs, SubmitDone done);
@@ -144,6 +148,7 @@ class Engine {
     int budget_base = 0;
     int last_http_status = 0;
     bool cancel_requested = false;
+    bool runner = false;  // the one job of its ordering key allowed to run
     absl::Time next_attempt_at = absl::InfinitePast();
     absl::Time first_attempt_at = absl::InfinitePast();
     absl::Time deadline = absl::InfiniteFuture();
@@ -181,6 +186,8 @@ class Engine {
     Then then;
   };
 
+  // `internal`: the engine's own follow-up work (commit callbacks), accepted while closing.
+  bool PostWork(absl::AnyInvocable<void() &&> fn, bool internal);
   void RunPosted();
   void FireTimers(absl::Time now);
   void Dispatch(absl::Time now);
@@ -203,6 +210,9 @@ class Engine {
   void ArmTimer(Slot& slot);
   void UnblockNext(const std::string& scope);
   void FailUnroutable(Slot& slot, absl::Time now);
+  // Marks `slot` as its ordering key's runner (no-op without an ordering key).
+  void MakeRunner(Slot& slot);
+  void CloseLoop();
   void RecordLateness(absl::Duration lateness);
   JobEvent EventOf(const Slot& slot, std::string decision) const;
   int16_t EndpointIndex(absl::string_view name) const;
@@ -221,8 +231,10 @@ class Engine {
   std::priority_queue<Timer, std::vector<Timer>, std::greater<Timer>> timers_;
   uint64_t timer_seq_ = 0;
   absl::flat_hash_map<std::string, std::deque<JobId>> blocked_;  // by ordering scope
+  absl::flat_hash_set<std::string> running_scopes_;              // ordering scopes with a runner
   std::vector<store::Transition> pending_writes_;
   std::vector<PendingThen> pending_thens_;
+  int64_t commits_outstanding_ = 0;  // write groups sent whose thens have not run yet
   bool stopping_ = false;
   absl::Time stop_deadline_ = absl::InfiniteFuture();
 
@@ -236,7 +248,6 @@ class Engine {
     std::atomic<int64_t> failed{0};
     std::atomic<int64_t> exhausted{0};
     std::atomic<int64_t> cancelled{0};
-    std::atomic<int64_t> waiting_retry{0};
   };
   Counters counters_;
   mutable absl::Mutex lateness_mu_;
@@ -245,6 +256,11 @@ class Engine {
 
   absl::Mutex post_mu_;
   std::vector<absl::AnyInvocable<void() &&>> posted_ ABSL_GUARDED_BY(post_mu_);
+  // Closing: the loop drains its own commits but takes no new outside work (entry points answer
+  // UNAVAILABLE). Closed: Run() has returned; nothing posted runs any more.
+  bool closing_ ABSL_GUARDED_BY(post_mu_) = false;
+  bool closed_ ABSL_GUARDED_BY(post_mu_) = false;
+  std::atomic<bool> loop_closed_{false};
   std::atomic<std::thread::id> loop_thread_{};
 };
 

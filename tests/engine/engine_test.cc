@@ -280,6 +280,83 @@ TEST_F(EngineTest, OrderingKeyRunsJobsOneAtATimeInSubmissionOrder) {
   (void)c;
 }
 
+TEST_F(EngineTest, CancellingABlockedJobDoesNotReleaseTheKeyWhileItsRunnerIsOnTheWire) {
+  const auto a = Submit("a", "student-7");
+  const auto b = Submit("b", "student-7");
+  const auto c = Submit("c", "student-7");
+  ASSERT_EQ(executor_.started(), 1u);
+  absl::Status s;
+  engine_.Cancel("t", b, [&](absl::Status st) { s = st; });
+  Settle();
+  EXPECT_TRUE(s.ok()) << s;
+  EXPECT_EQ(store_.Job(c).state, JobState::kBlocked);
+  EXPECT_EQ(executor_.started(), 1u) << "c must wait for a";
+  executor_.CompleteNext(Status(200));
+  Settle();
+  EXPECT_EQ(store_.Job(a).state, JobState::kSucceeded);
+  EXPECT_EQ(executor_.started(), 2u);
+}
+
+TEST_F(EngineTest, AJobBlockedBehindAReplayedJobRunsWhenTheReplayEnds) {
+  const auto a = Submit("a", "student-7");
+  executor_.CompleteNext(Status(400));
+  Settle();
+  ASSERT_EQ(store_.Job(a).state, JobState::kFailed);
+  absl::Status s;
+  engine_.Replay("t", a, [&](absl::Status st) { s = st; });
+  Settle();
+  ASSERT_TRUE(s.ok()) << s;
+  const auto b = Submit("b", "student-7");
+  EXPECT_EQ(store_.Job(b).state, JobState::kBlocked);
+  ASSERT_EQ(executor_.started(), 2u);  // a's replay only
+  executor_.CompleteNext(Status(200));
+  Settle();
+  EXPECT_EQ(store_.Job(a).state, JobState::kSucceeded);
+  EXPECT_EQ(executor_.started(), 3u) << "b released";
+}
+
+TEST_F(EngineTest, ACancelBeforeTheAttemptLeavesSendsNothing) {
+  store::NewJob j;
+  j.spec.tenant = "t";
+  j.spec.idempotency_key = "k";
+  j.spec.endpoint = "lms";
+  j.spec.method = "GET";
+  j.spec.path = "/api/x";
+  j.fingerprint = common::Fingerprint(j.spec);
+  common::JobId id = 0;
+  engine_.Submit({std::move(j)}, [&](std::vector<store::SubmitResult> r) { id = r[0].job_id; });
+  store_.CommitAll();
+  engine_.RunOnce(absl::ZeroDuration());  // dispatched: RUNNING written, not yet committed
+  absl::Status s = absl::UnknownError("not answered");
+  engine_.Cancel("t", id, [&](absl::Status st) { s = st; });
+  Settle();
+  EXPECT_EQ(executor_.started(), 0u);
+  EXPECT_TRUE(s.ok()) << s;
+  EXPECT_EQ(store_.Job(id).state, JobState::kCancelled);
+  EXPECT_EQ(store_.Job(id).attempt_count, 0);
+}
+
+TEST_F(EngineTest, ReplayRespectsTheActiveJobLimit) {
+  auto cfg = std::make_shared<config::Config>(*TestConfig());
+  cfg->server.max_active_jobs = 1;
+  FakeExecutor executor;
+  Engine small(cfg, store_, executor, clock_, EngineOptions{1});
+  const auto failed = Submit("f");  // on engine_; fails permanently
+  executor_.CompleteNext(Status(400));
+  Settle();
+  store::NewJob j;
+  j.spec.tenant = "t";
+  j.spec.idempotency_key = "busy";
+  j.spec.endpoint = "lms";
+  j.fingerprint = common::Fingerprint(j.spec);
+  small.Submit({std::move(j)}, [](std::vector<store::SubmitResult>) {});
+  store_.CommitAll();
+  absl::Status s;
+  small.Replay("t", failed, [&](absl::Status st) { s = st; });
+  small.RunOnce(absl::ZeroDuration());
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted);
+}
+
 class EngineInFlightTest : public EngineTest {
  protected:
   EngineInFlightTest() : EngineTest(2) {}

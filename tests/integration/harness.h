@@ -30,7 +30,7 @@ server:
   grpc_listen: 127.0.0.1:0
   max_batch_size: 10
   max_body_bytes: 1024
-  shutdown_grace: 5s
+  shutdown_grace: 2s
 store:
   path: )",
                       db, R"(
@@ -59,6 +59,12 @@ endpoints:
     connect_timeout: 500ms
     timeout: 500ms
     max_in_flight: 64
+    policy: default
+  - name: slow
+    base_url: http://127.0.0.1:)",
+                      lms_port, R"(
+    allowed_path_prefixes: [/api/v1/]
+    timeout: 20s
     policy: default
   - name: dead
     base_url: http://127.0.0.1:)",

@@ -1,6 +1,7 @@
 // The whole service, end to end: real rebound-server, real fake-lms, real client library.
 #include <algorithm>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "gmock/gmock.h"
@@ -281,6 +282,54 @@ TEST_F(IntegrationTest, SigtermDrainsInFlightAttemptsAndExitsZero) {
     EXPECT_EQ(job->state(), v1::SUCCEEDED) << id << " " << job->last_decision();
     EXPECT_EQ(job->attempt_count(), 1);
   }
+}
+
+// Waits until fake-lms has received `n` requests.
+void AwaitRequests(fakelms::FakeLmsProcess& lms, int n) {
+  const absl::Time give_up = absl::Now() + absl::Seconds(10);
+  while (absl::Now() < give_up) {
+    auto totals = lms.Totals();
+    if (totals.ok() && (*totals)["requests"].get<int>() >= n) return;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  ADD_FAILURE() << "fake-lms did not see " << n << " requests";
+}
+
+TEST_F(IntegrationTest, AttemptStillOnTheWireAfterTheGraceRunsAgainAfterRestart) {
+  auto r = Job("k-slow", "200:ms=10000");
+  r.set_endpoint("slow");
+  auto submitted = client().Submit(r);
+  ASSERT_TRUE(submitted.ok());
+  AwaitRequests(*lms_, 1);
+  server_->process().Signal(SIGTERM);
+  auto code = server_->process().Wait(absl::Seconds(15));
+  ASSERT_TRUE(code.ok()) << code.status() << "\n" << ServerLog();
+  EXPECT_EQ(*code, 0);
+  StartServer();
+  // The LMS applied the first delivery when it arrived; the rerun gets the stored answer.
+  auto job = client().Await(submitted->job_id(), absl::Seconds(20));
+  ASSERT_TRUE(job.ok()) << job.status();
+  EXPECT_EQ(job->state(), v1::SUCCEEDED);
+  const auto stats = KeyStats("k-slow");
+  EXPECT_EQ(stats["effects"], 1);
+  EXPECT_EQ(stats["repeats"], 1);
+}
+
+TEST_F(IntegrationTest, ACancelWaitingOnAnAttemptIsAnsweredAtShutdown) {
+  auto r = Job("k-cancel-stop", "503:ms=10000");
+  r.set_endpoint("slow");
+  auto submitted = client().Submit(r);
+  ASSERT_TRUE(submitted.ok());
+  AwaitRequests(*lms_, 1);
+  absl::Status cancel_status = absl::UnknownError("not answered");
+  std::thread canceller([&] { cancel_status = client().Cancel(submitted->job_id()).status(); });
+  absl::SleepFor(absl::Milliseconds(200));  // the cancel now waits for the attempt
+  server_->process().Signal(SIGTERM);
+  auto code = server_->process().Wait(absl::Seconds(15));
+  canceller.join();
+  ASSERT_TRUE(code.ok()) << code.status();
+  EXPECT_EQ(*code, 0);
+  EXPECT_EQ(cancel_status.code(), absl::StatusCode::kUnavailable) << cancel_status;
 }
 
 TEST_F(IntegrationTest, HealthIsServingAndReflectionListsTheApi) {
