@@ -1,0 +1,446 @@
+#!/usr/bin/env bash
+# Rebound benchmark scenarios (docs/benchmarks.md).
+#
+#   bench/run.sh healthy|flaky|waiting|timer|all
+#
+# Each scenario starts its own fake-lms and rebound-server (Release binaries from build-bench)
+# in a temporary directory with bench/configs/bench.yaml (SQLite synchronous=full), runs the
+# bare-libcurl ceiling against fake-lms, then the scenario, and prints a results table. Every
+# process it starts is stopped by its PID, also on errors and Ctrl-C. Needs only bash, coreutils,
+# sed and awk (no python, no jq, no curl command).
+#
+# Knobs (environment):
+#   BUILD_DIR            build directory              (default: <repo>/build-bench)
+#   HEALTHY_JOBS         healthy scenario jobs        (default 20000)
+#   FLAKY_JOBS           flaky scenario jobs          (default 5000)
+#   WAITING_JOBS         waiting scenario jobs        (default 1000000)
+#   TIMER_HEALTHY_JOBS   healthy load of the timer scenario (default 20000)
+#   TIMER_JOBS, TIMER_RATE  the 503,200 stream of the timer scenario (default 3000 jobs, 500/s)
+#   CEILING_REQUESTS     curl-ceiling requests        (default 100000)
+#   CONCURRENCY          transfers in flight for the ceiling = the endpoints' max_in_flight (256)
+#   BATCH, BATCHES_IN_FLIGHT  loadgen's SubmitSyncBatch size and batches in flight (500, 4)
+#   SKIP_CEILING=1       do not run the ceiling
+#   KEEP_WORK=1          keep the temporary directory (logs, database)
+#   RESULTS_FILE         also append the results tables to this file
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BUILD_DIR=${BUILD_DIR:-$ROOT/build-bench}
+SERVER_BIN=$BUILD_DIR/server/rebound-server
+LMS_BIN=$BUILD_DIR/tools/fake-lms/fake-lms
+LOADGEN_BIN=$BUILD_DIR/bench/rebound-loadgen
+CEILING_BIN=$BUILD_DIR/bench/curl-ceiling
+CONFIG_TEMPLATE=$ROOT/bench/configs/bench.yaml
+
+HEALTHY_JOBS=${HEALTHY_JOBS:-20000}
+FLAKY_JOBS=${FLAKY_JOBS:-5000}
+WAITING_JOBS=${WAITING_JOBS:-1000000}
+TIMER_HEALTHY_JOBS=${TIMER_HEALTHY_JOBS:-20000}
+TIMER_JOBS=${TIMER_JOBS:-3000}
+TIMER_RATE=${TIMER_RATE:-500}
+CEILING_REQUESTS=${CEILING_REQUESTS:-100000}
+CONCURRENCY=${CONCURRENCY:-256}
+BATCH=${BATCH:-500}
+BATCHES_IN_FLIGHT=${BATCHES_IN_FLIGHT:-4}
+SKIP_CEILING=${SKIP_CEILING:-0}
+KEEP_WORK=${KEEP_WORK:-0}
+RESULTS_FILE=${RESULTS_FILE:-}
+
+PORT_WAIT_S=900  # start-up may include recovering a million jobs
+STOP_WAIT_S=120
+CLK_TCK=$(getconf CLK_TCK)
+
+usage() {
+  echo "usage: $0 healthy|flaky|waiting|timer|all" >&2
+  exit 2
+}
+[[ $# -eq 1 ]] || usage
+case $1 in healthy | flaky | waiting | timer | all) ;; *) usage ;; esac
+for bin in "$SERVER_BIN" "$LMS_BIN" "$LOADGEN_BIN" "$CEILING_BIN"; do
+  if [[ ! -x $bin ]]; then
+    echo "missing $bin; build it first:" >&2
+    echo "  cmake -S $ROOT -B $BUILD_DIR -G Ninja -DCMAKE_BUILD_TYPE=Release -DREBOUND_BUILD_TESTS=OFF" >&2
+    echo "  cmake --build $BUILD_DIR --target rebound-server fake-lms rebound-loadgen curl-ceiling" >&2
+    exit 2
+  fi
+done
+
+WORK=$(mktemp -d /tmp/rebound-bench.XXXXXX)
+LMS_PID=
+SERVER_PID=
+BG_PIDS=()
+
+# Stops one process we started: SIGTERM, a bounded wait, then SIGKILL.
+stop_pid() {
+  local pid=$1 i
+  [[ -n $pid ]] || return 0
+  kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < STOP_WAIT_S * 10; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    echo "run.sh: pid $pid did not stop in ${STOP_WAIT_S}s; SIGKILL" >&2
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+  local pid
+  for pid in "${BG_PIDS[@]}"; do stop_pid "$pid"; done
+  stop_pid "$SERVER_PID"
+  stop_pid "$LMS_PID"
+  if [[ $KEEP_WORK == 1 ]]; then
+    echo "run.sh: kept $WORK" >&2
+  else
+    rm -rf "$WORK"
+  fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log() { echo "== $*" >&2; }
+
+# The first value of "key" in a one-line JSON object (numbers, true/false; strings unquoted).
+json_field() {
+  grep -o "\"$2\":[^,}]*" <<<"$1" | head -n 1 | cut -d: -f2- | tr -d '"' || true
+}
+
+# Waits for a port file; prints nothing, fails after PORT_WAIT_S or when the process dies.
+wait_port_file() {
+  local file=$1 pid=$2 i
+  for ((i = 0; i < PORT_WAIT_S * 100; i++)); do
+    [[ -s $file ]] && return 0
+    kill -0 "$pid" 2>/dev/null || { echo "run.sh: pid $pid exited before writing $file" >&2; return 1; }
+    sleep 0.01
+  done
+  echo "run.sh: no $file after ${PORT_WAIT_S}s" >&2
+  return 1
+}
+
+# utime + stime of a live process, in clock ticks (fields 14 and 15 of /proc/PID/stat; the
+# fields are counted after the command name, which may contain spaces).
+cpu_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
+# Peak and current resident set, in KiB.
+vm_hwm_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
+vm_rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+now_ns() { date +%s%N; }
+calc() { awk "BEGIN { printf \"$1\n\", $2 }"; }
+
+# Stops the run when the server died during a scenario (its figures would be meaningless).
+require_server_alive() {
+  if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+    local rc=0
+    wait "$SERVER_PID" || rc=$?
+    echo "run.sh: rebound-server (pid $SERVER_PID) exited during the scenario with status $rc" >&2
+    tail -n 20 "$SCENARIO_DIR"/server.*.err >&2 || true
+    SERVER_PID=
+    exit 1
+  fi
+}
+
+start_lms() {
+  local dir=$1
+  "$LMS_BIN" --listen 127.0.0.1:0 --port-file "$dir/lms.port" >"$dir/lms.log" 2>&1 &
+  LMS_PID=$!
+  wait_port_file "$dir/lms.port" "$LMS_PID"
+  LMS_PORT=$(<"$dir/lms.port")
+  LMS_URL=http://127.0.0.1:$LMS_PORT
+}
+
+# Writes the scenario's config (fake-lms port, database in the scenario's directory).
+write_config() {
+  local dir=$1
+  sed -e "s|@LMS_PORT@|$LMS_PORT|g" -e "s|@DB_PATH@|$dir/rebound.db|g" "$CONFIG_TEMPLATE" \
+    >"$dir/rebound.yaml"
+}
+
+# Starts the server; sets SERVER_PID, TARGET and STARTUP_MS (exec to port file).
+start_server() {
+  local dir=$1 tag=$2 t0
+  rm -f "$dir/server.port"
+  t0=$(now_ns)
+  "$SERVER_BIN" --config "$dir/rebound.yaml" --port-file "$dir/server.port" \
+    >"$dir/server.$tag.log" 2>"$dir/server.$tag.err" &
+  SERVER_PID=$!
+  wait_port_file "$dir/server.port" "$SERVER_PID" || {
+    tail -n 20 "$dir/server.$tag.err" >&2
+    return 1
+  }
+  STARTUP_MS=$(( ($(now_ns) - t0) / 1000000 ))
+  TARGET=127.0.0.1:$(<"$dir/server.port")
+}
+
+# SIGTERM and wait; sets SHUTDOWN_MS and SERVER_RC.
+stop_server() {
+  local t0 i
+  t0=$(now_ns)
+  kill -TERM "$SERVER_PID"
+  for ((i = 0; i < STOP_WAIT_S * 100; i++)); do
+    kill -0 "$SERVER_PID" 2>/dev/null || break
+    sleep 0.01
+  done
+  SERVER_RC=0
+  if kill -0 "$SERVER_PID" 2>/dev/null; then
+    echo "run.sh: server did not stop in ${STOP_WAIT_S}s after SIGTERM; SIGKILL" >&2
+    kill -KILL "$SERVER_PID"
+  fi
+  wait "$SERVER_PID" || SERVER_RC=$?
+  SHUTDOWN_MS=$(( ($(now_ns) - t0) / 1000000 ))
+  SERVER_PID=
+}
+
+run_ceiling() {
+  local dir=$1 out
+  CEILING_RATE=
+  if [[ $SKIP_CEILING == 1 ]]; then
+    CEILING_RATE=0
+    return 0
+  fi
+  log "ceiling: $CEILING_REQUESTS POSTs, $CONCURRENCY concurrent, libcurl multi -> fake-lms"
+  out=$(timeout 900 "$CEILING_BIN" --url "$LMS_URL" --requests "$CEILING_REQUESTS" \
+    --concurrency "$CONCURRENCY" --reset) || { echo "run.sh: curl-ceiling failed: $out" >&2; return 1; }
+  echo "$out" >"$dir/ceiling.json"
+  echo "ceiling: $out" >&2
+  CEILING_RATE=$(json_field "$out" rate)
+}
+
+# Starts fake-lms and a fresh server for a scenario; runs the ceiling.
+setup_scenario() {
+  SCENARIO_DIR=$WORK/$1
+  mkdir -p "$SCENARIO_DIR"
+  start_lms "$SCENARIO_DIR"
+  write_config "$SCENARIO_DIR"
+  start_server "$SCENARIO_DIR" 1
+  log "$1: fake-lms pid $LMS_PID ($LMS_URL), rebound-server pid $SERVER_PID ($TARGET)," \
+    "start-up ${STARTUP_MS} ms"
+  run_ceiling "$SCENARIO_DIR"
+}
+
+teardown_scenario() {
+  [[ -z $SERVER_PID ]] || stop_server
+  stop_pid "$LMS_PID"
+  LMS_PID=
+}
+
+# Prints a results table (and appends it to RESULTS_FILE).
+emit() {
+  local table
+  table=$(cat)
+  printf '\n%s\n' "$table"
+  [[ -z $RESULTS_FILE ]] || printf '\n%s\n' "$table" >>"$RESULTS_FILE"
+}
+
+pct_of_ceiling() {
+  if [[ -z $CEILING_RATE || $CEILING_RATE == 0 ]]; then echo "n/a"; else calc "%.1f%%" "100 * $1 / $CEILING_RATE"; fi
+}
+met() { if awk "BEGIN { exit !($1) }"; then echo "met"; else echo "MISSED"; fi; }
+
+# ---------------------------------------------------------------------------------------------
+
+scenario_healthy() {
+  local out rc=0 cpu0 cpu1 lcpu0 lcpu1 submit_rate completion_rate cpu_s us_per_job hwm
+  setup_scenario healthy
+  log "healthy: $HEALTHY_JOBS jobs (script 200), batches of $BATCH, $BATCHES_IN_FLIGHT in flight"
+  cpu0=$(cpu_ticks "$SERVER_PID")
+  lcpu0=$(cpu_ticks "$LMS_PID")
+  out=$(timeout 1800 "$LOADGEN_BIN" --target "$TARGET" --jobs "$HEALTHY_JOBS" --batch "$BATCH" \
+    --concurrency "$BATCHES_IN_FLIGHT" --endpoint lms --mix healthy --key-prefix healthy- \
+    --lms "$LMS_URL") || rc=$?
+  require_server_alive
+  cpu1=$(cpu_ticks "$SERVER_PID")
+  lcpu1=$(cpu_ticks "$LMS_PID")
+  hwm=$(vm_hwm_kib "$SERVER_PID")
+  echo "loadgen: $out" >&2
+  echo "$out" >"$SCENARIO_DIR/loadgen.json"
+  teardown_scenario
+  [[ $rc == 0 ]] || echo "run.sh: healthy: loadgen exited $rc" >&2
+
+  submit_rate=$(json_field "$out" submit_rate)
+  completion_rate=$(json_field "$out" completion_rate)
+  cpu_s=$(calc "%.2f" "($cpu1 - $cpu0) / $CLK_TCK")
+  us_per_job=$(calc "%.1f" "($cpu1 - $cpu0) / $CLK_TCK * 1e6 / $HEALTHY_JOBS")
+  emit <<EOF
+### healthy: $HEALTHY_JOBS jobs, all succeed first try
+
+| figure | value | beside the ceiling ($(calc "%.0f" "${CEILING_RATE:-0}") req/s) | target |
+| --- | --- | --- | --- |
+| durable submit rate | $(calc "%.0f" "$submit_rate") jobs/s (ack p50 $(json_field "$out" ack_ms_p50 | xargs printf "%.1f") ms, p99 $(json_field "$out" ack_ms_p99 | xargs printf "%.1f") ms per batch of $BATCH) | $(pct_of_ceiling "$submit_rate") | |
+| end-to-end completion rate | $(calc "%.0f" "${completion_rate:-0}") jobs/s ($(json_field "$out" complete_seconds | xargs printf "%.2f") s) | $(pct_of_ceiling "${completion_rate:-0}") | >= 20% of ceiling: $(met "${completion_rate:-0} >= 0.2 * ${CEILING_RATE:-0}") |
+| server CPU | $cpu_s s total, $(calc "%.3f" "$cpu_s * 1000 / $HEALTHY_JOBS") s per 1,000 jobs = $us_per_job µs/job | | <= 100 µs/job: $(met "$us_per_job <= 100") |
+| server peak RSS (VmHWM) | $(calc "%.1f" "$hwm / 1024") MiB | | |
+| fake-lms CPU (context) | $(calc "%.2f" "($lcpu1 - $lcpu0) / $CLK_TCK") s | | |
+| rejected / upstream effects | $(json_field "$out" rejected) / $(json_field "$out" effects) | | 0 / $HEALTHY_JOBS |
+EOF
+  [[ $rc == 0 ]] || FAILED=1
+}
+
+scenario_flaky() {
+  local out rc=0 cpu0 cpu1 cpu_s hwm verified
+  setup_scenario flaky
+  log "flaky: $FLAKY_JOBS jobs, flaky mix, policy fast (50ms..1s), then --verify"
+  cpu0=$(cpu_ticks "$SERVER_PID")
+  out=$(timeout 1800 "$LOADGEN_BIN" --target "$TARGET" --jobs "$FLAKY_JOBS" --batch "$BATCH" \
+    --concurrency "$BATCHES_IN_FLIGHT" --endpoint lms --mix flaky --key-prefix flaky- \
+    --lms "$LMS_URL" --verify) || rc=$?
+  require_server_alive
+  cpu1=$(cpu_ticks "$SERVER_PID")
+  hwm=$(vm_hwm_kib "$SERVER_PID")
+  echo "loadgen: $out" >&2
+  echo "$out" >"$SCENARIO_DIR/loadgen.json"
+  teardown_scenario
+  [[ $rc == 0 ]] || echo "run.sh: flaky: loadgen exited $rc (see the verify object above)" >&2
+
+  cpu_s=$(calc "%.2f" "($cpu1 - $cpu0) / $CLK_TCK")
+  verified=$(json_field "$out" ok)
+  emit <<EOF
+### flaky: $FLAKY_JOBS jobs (60% 200, 15% 503,200, 10% 502,503,200, 10% 429:ra=1,200, 5% 400)
+
+| figure | value | target |
+| --- | --- | --- |
+| completion time | $(json_field "$out" complete_seconds | xargs printf "%.2f") s ($(calc "%.0f" "$(json_field "$out" completion_rate)") jobs/s; ceiling $(calc "%.0f" "${CEILING_RATE:-0}") req/s) | |
+| upstream attempts | $(json_field "$out" attempts) (expected $(( FLAKY_JOBS * 12 / 20 + FLAKY_JOBS * 3 / 20 * 2 + FLAKY_JOBS * 2 / 20 * 3 + FLAKY_JOBS * 2 / 20 * 2 + FLAKY_JOBS / 20 ))) | |
+| server CPU | $cpu_s s, $(calc "%.1f" "($cpu1 - $cpu0) / $CLK_TCK * 1e6 / $FLAKY_JOBS") µs/job | |
+| server peak RSS | $(calc "%.1f" "$hwm / 1024") MiB | |
+| jobs by state | $(grep -o '"by_state":{[^}]*}' <<<"$out" | cut -d: -f2- | tr -d '{}"') | SUCCEEDED $(( FLAKY_JOBS - FLAKY_JOBS / 20 )), FAILED $(( FLAKY_JOBS / 20 )) |
+| lost (not listed / not terminal) | $(json_field "$out" lost) / $(json_field "$out" not_settled) | 0: $(met "$(json_field "$out" lost)+$(json_field "$out" not_settled) == 0") |
+| succeeded keys with exactly one effect | $(json_field "$out" succeeded_with_one_effect) of $(json_field "$out" succeeded_keys); effect mismatches (incl. 400s with an effect) $(json_field "$out" effect_mismatch) | all, 0: $(met "$(json_field "$out" effect_mismatch) == 0") |
+| retry before Retry-After (429 keys) | $(json_field "$out" early_retries) of $(json_field "$out" retry_after_keys); smallest gap $(json_field "$out" min_retry_after_gap_ms | xargs printf "%.0f") ms | 0, gap >= 1000 ms: $(met "$(json_field "$out" early_retries) == 0") |
+| permanent failure retried (400 keys) | $(json_field "$out" permanent_retried) of $(json_field "$out" permanent_keys) | 0: $(met "$(json_field "$out" permanent_retried) == 0") |
+| attempts differing from the script / from Rebound's count | $(json_field "$out" attempts_mismatch) / $(json_field "$out" rebound_attempts_mismatch) | 0 / 0 |
+| verify | ${verified:-no result} | true |
+EOF
+  [[ $rc == 0 ]] || FAILED=1
+}
+
+scenario_waiting() {
+  local out rc=0 hwm rss_before_stop rss_after count_out db_kib
+  setup_scenario waiting
+  log "waiting: $WAITING_JOBS jobs answer 503 once and wait 12 h (policy far)"
+  out=$(timeout 14400 "$LOADGEN_BIN" --target "$TARGET" --jobs "$WAITING_JOBS" --batch "$BATCH" \
+    --concurrency "$BATCHES_IN_FLIGHT" --endpoint lms-far --mix far --key-prefix far- \
+    --lms "$LMS_URL" --wait-timeout 10800 --submit-timeout 10800 --poll-ms 500) || rc=$?
+  require_server_alive
+  hwm=$(vm_hwm_kib "$SERVER_PID")
+  rss_before_stop=$(vm_rss_kib "$SERVER_PID")
+  echo "loadgen: $out" >&2
+  echo "$out" >"$SCENARIO_DIR/loadgen.json"
+  stop_server
+  local first_shutdown_ms=$SHUTDOWN_MS first_rc=$SERVER_RC
+  db_kib=$(du -sk "$SCENARIO_DIR" | awk '{ print $1 }')
+  log "waiting: server stopped in ${first_shutdown_ms} ms (exit $first_rc); restarting on the same database"
+  start_server "$SCENARIO_DIR" 2
+  local recovery_ms=$STARTUP_MS
+  rss_after=$(vm_rss_kib "$SERVER_PID")
+  log "waiting: recovered in ${recovery_ms} ms; counting jobs by state"
+  count_out=$(timeout 1800 "$LOADGEN_BIN" --target "$TARGET" --endpoint lms-far --count) || rc=$?
+  echo "count: $count_out" >&2
+  require_server_alive
+  local rss_after_count hwm_after
+  rss_after_count=$(vm_rss_kib "$SERVER_PID")
+  hwm_after=$(vm_hwm_kib "$SERVER_PID")
+  teardown_scenario
+
+  emit <<EOF
+### waiting: $WAITING_JOBS jobs, each failed once (503) and waiting for a retry 12 h ahead
+
+| figure | value | target |
+| --- | --- | --- |
+| durable submit rate | $(calc "%.0f" "$(json_field "$out" submit_rate)") jobs/s ($(json_field "$out" submit_seconds | xargs printf "%.1f") s; ceiling $(calc "%.0f" "${CEILING_RATE:-0}") req/s) | |
+| all first attempts made (no job QUEUED/RUNNING) after | $(json_field "$out" complete_seconds | xargs printf "%.1f") s ($(calc "%.0f" "$(json_field "$out" completion_rate)") jobs/s) | |
+| upstream attempts | $(json_field "$out" attempts) | $WAITING_JOBS |
+| server peak RSS (VmHWM) with $WAITING_JOBS waiting | $(calc "%.1f" "$hwm / 1024") MiB (VmRSS $(calc "%.1f" "$rss_before_stop / 1024") MiB) | <= 1024 MiB: $(met "$hwm <= 1048576") |
+| graceful stop (SIGTERM to exit) | ${first_shutdown_ms} ms (exit $first_rc) | |
+| scenario directory (database + WAL + logs) | $(calc "%.0f" "$db_kib / 1024") MiB | |
+| start-up recovery (exec to port file) | ${recovery_ms} ms | |
+| RSS after recovery / after the count | $(calc "%.1f" "$rss_after / 1024") MiB / $(calc "%.1f" "$rss_after_count / 1024") MiB (peak $(calc "%.1f" "$hwm_after / 1024") MiB) | |
+| jobs by state after restart | $(grep -o '"by_state":{[^}]*}' <<<"$count_out" | cut -d: -f2- | tr -d '{}"') (total $(json_field "$count_out" total)) | WAITING_RETRY:$WAITING_JOBS |
+EOF
+  [[ $rc == 0 ]] || FAILED=1
+}
+
+scenario_timer() {
+  local healthy_out timer_out rc=0 hrc=0 trc=0 stats hpid= tpid cpu0 cpu1 gaps
+  setup_scenario timer
+  log "timer: $TIMER_HEALTHY_JOBS healthy jobs + $TIMER_JOBS '503,200' jobs at $TIMER_RATE/s (100 ms fixed backoff)"
+  cpu0=$(cpu_ticks "$SERVER_PID")
+  echo "{}" >"$SCENARIO_DIR/healthy.json"
+  if ((TIMER_HEALTHY_JOBS > 0)); then  # TIMER_HEALTHY_JOBS=0: the stream alone, a baseline
+    timeout 1800 "$LOADGEN_BIN" --target "$TARGET" --jobs "$TIMER_HEALTHY_JOBS" --batch "$BATCH" \
+      --concurrency "$BATCHES_IN_FLIGHT" --endpoint lms --mix healthy --key-prefix timer-healthy- \
+      >"$SCENARIO_DIR/healthy.json" &
+    hpid=$!
+    BG_PIDS+=("$hpid")
+  fi
+  timeout 1800 "$LOADGEN_BIN" --target "$TARGET" --jobs "$TIMER_JOBS" --batch 10 --concurrency 4 \
+    --rate "$TIMER_RATE" --endpoint lms-timer --policy timer100 --mix retrying \
+    --key-prefix timer-stream- --lms "$LMS_URL" --verify >"$SCENARIO_DIR/timer.json" &
+  tpid=$!
+  BG_PIDS+=("$tpid")
+  [[ -z $hpid ]] || wait "$hpid" || hrc=$?
+  wait "$tpid" || trc=$?
+  BG_PIDS=()
+  require_server_alive
+  cpu1=$(cpu_ticks "$SERVER_PID")
+  healthy_out=$(<"$SCENARIO_DIR/healthy.json")
+  timer_out=$(<"$SCENARIO_DIR/timer.json")
+  echo "loadgen healthy: $healthy_out" >&2
+  echo "loadgen timer stream: $timer_out" >&2
+  stop_server
+  stats=$(grep '"event":"engine_stats"' "$SCENARIO_DIR/server.1.log" | tail -n 1 || true)
+  echo "engine_stats: ${stats:-<missing>}" >&2
+  teardown_scenario
+  [[ $hrc == 0 && $trc == 0 ]] || { echo "run.sh: timer: loadgen exited $hrc / $trc" >&2; rc=1; }
+
+  local lateness
+  if [[ -z $stats ]]; then
+    lateness="no engine_stats line in the server's stdout (not implemented yet?)"
+  else
+    local count p50 p99 max
+    count=$(json_field "$stats" count)
+    p50=$(json_field "$stats" p50)
+    p99=$(json_field "$stats" p99)
+    max=$(json_field "$stats" max)
+    lateness="$count timers: p50 $(calc "%.2f" "$p50 / 1000") ms, p99 $(calc "%.2f" "$p99 / 1000") ms, max $(calc "%.2f" "$max / 1000") ms"
+    lateness="$lateness | p99 <= 5 ms: $(met "$p99 <= 5000")"
+  fi
+  [[ $lateness == *"|"* ]] || lateness="$lateness | p99 <= 5 ms: unknown"
+  local healthy_row="none (TIMER_HEALTHY_JOBS=0: the stream alone, a baseline)"
+  if ((TIMER_HEALTHY_JOBS > 0)); then
+    healthy_row="$TIMER_HEALTHY_JOBS jobs, $(calc "%.0f" "$(json_field "$healthy_out" completion_rate)") jobs/s end to end ($(json_field "$healthy_out" complete_seconds | xargs printf "%.2f") s; ceiling $(calc "%.0f" "${CEILING_RATE:-0}") req/s)"
+  fi
+  gaps=$(grep -o '"first_retry_gap_ms":{[^}]*}' <<<"$timer_out" || true)
+  emit <<EOF
+### timer: healthy load + a stream of 503,200 jobs with a fixed 100 ms backoff
+
+| figure | value | target |
+| --- | --- | --- |
+| healthy load | $healthy_row | |
+| timer stream | $TIMER_JOBS jobs at $TIMER_RATE/s, done after $(json_field "$timer_out" complete_seconds | xargs printf "%.2f") s; fake-lms attempts, both loads: $(json_field "$timer_out" attempts) (expected $(( TIMER_HEALTHY_JOBS + TIMER_JOBS * 2 ))) | |
+| server CPU | $(calc "%.2f" "($cpu1 - $cpu0) / $CLK_TCK") s for $(( TIMER_HEALTHY_JOBS + TIMER_JOBS )) jobs | |
+| timer lateness reported by the server (attempt start - due time; the start comes after the RUNNING transition is committed) | $lateness |
+| retry delay seen by fake-lms (attempt 2 arrival - attempt 1 arrival; nominal 100 ms) | $(json_field "$gaps" count) keys: p50 $(json_field "$gaps" p50 | xargs printf "%.1f") ms, p99 $(json_field "$gaps" p99 | xargs printf "%.1f") ms, max $(json_field "$gaps" max | xargs printf "%.1f") ms | |
+| timer stream verify (every job SUCCEEDED, 2 attempts, 1 effect) | $(json_field "$timer_out" ok) | true |
+EOF
+  [[ $rc == 0 ]] || FAILED=1
+}
+
+# ---------------------------------------------------------------------------------------------
+
+{
+  echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'),"\
+    "$(awk '/^MemTotal:/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo); load $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "build: $BUILD_DIR ($(grep -m1 '^CMAKE_BUILD_TYPE' "$BUILD_DIR/CMakeCache.txt" 2>/dev/null | cut -d= -f2)); work dir $WORK"
+} >&2
+
+# Scenario functions run plainly (not in an || list), so set -e still stops the run on a broken
+# set-up; a scenario whose checks fail sets FAILED and the next scenario still runs.
+FAILED=0
+scenarios=("$1")
+[[ $1 != all ]] || scenarios=(healthy flaky timer waiting)
+for s in "${scenarios[@]}"; do
+  "scenario_$s"
+done
+exit "$FAILED"
