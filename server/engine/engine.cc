@@ -16,6 +16,7 @@ constexpr size_t kLatenessSamples = 16384;
 // Jobs retrying sooner than this keep their request in memory; later ones reload it from the
 // store, so a million waiting jobs cost only their scheduling state.
 constexpr absl::Duration kKeepSpecBelow = absl::Seconds(2);
+constexpr size_t kSpecsKeptPerQueue = 4096;
 
 std::string ScopeOf(absl::string_view tenant, absl::string_view ordering_key) {
   if (ordering_key.empty()) return "";
@@ -133,7 +134,7 @@ void Engine::Cancel(std::string tenant, JobId id, JobDone done_fn) {
   const bool posted = Post([this, tenant = std::move(tenant), id, answer]() mutable {
     JobDone done = std::move(*answer);
     Slot* slot = FindSlot(id);
-    if (slot == nullptr || slot->tenant != tenant) {
+    if (slot == nullptr || *slot->tenant != tenant) {
       auto rec = store_.Get(tenant, id, /*with_attempts=*/false);
       if (!rec.ok()) return std::move(done)(rec.status());
       return std::move(done)(absl::FailedPreconditionError(absl::StrCat(
@@ -147,7 +148,7 @@ void Engine::Cancel(std::string tenant, JobId id, JobDone done_fn) {
     if (slot->state == JobState::kRunning) {
       // The attempt is on the wire; its outcome decides (a success is a success).
       slot->cancel_requested = true;
-      slot->cancel_waiters.push_back(std::move(done));
+      FollowersOf(*slot).cancel_waiters.push_back(std::move(done));
       return;
     }
     if (slot->state == JobState::kBlocked) {
@@ -158,7 +159,7 @@ void Engine::Cancel(std::string tenant, JobId id, JobDone done_fn) {
         if (q.empty()) blocked_.erase(it);
       }
     }
-    slot->cancel_waiters.push_back(std::move(done));
+    FollowersOf(*slot).cancel_waiters.push_back(std::move(done));
     Persist(*slot, JobState::kCancelled, "cancelled by request", [this](Slot* s) {
       if (s != nullptr) Finish(*s, "cancelled by request");
     });
@@ -170,7 +171,7 @@ void Engine::Replay(std::string tenant, JobId id, JobDone done_fn) {
   auto answer = Shared(std::move(done_fn));
   const bool posted = Post([this, tenant = std::move(tenant), id, answer]() mutable {
     JobDone done = std::move(*answer);
-    if (Slot* slot = FindSlot(id); slot != nullptr && slot->tenant == tenant) {
+    if (Slot* slot = FindSlot(id); slot != nullptr && *slot->tenant == tenant) {
       return std::move(done)(absl::FailedPreconditionError(
           absl::StrCat("job ", common::FormatJobId(id), " is ", common::JobStateName(slot->state),
                        "; only FAILED or EXHAUSTED jobs can be replayed")));
@@ -202,8 +203,8 @@ void Engine::Replay(std::string tenant, JobId id, JobDone done_fn) {
     fresh.budget_base = rec->attempt_count;
     fresh.last_http_status = rec->last_http_status;
     fresh.deadline = rec->spec.deadline;
-    fresh.tenant = rec->spec.tenant;
-    fresh.ordering_scope = ScopeOf(fresh.tenant, rec->spec.ordering_key);
+    fresh.tenant = InternTenant(rec->spec.tenant);
+    fresh.ordering_scope = ScopeOf(*fresh.tenant, rec->spec.ordering_key);
     fresh.spec = std::make_shared<const common::JobSpec>(std::move(rec->spec));
     Slot& slot = slots_.emplace(id, std::move(fresh)).first->second;
     // Within its ordering key, a replayed job waits for the key's running job, ahead of the
@@ -232,9 +233,9 @@ void Engine::Replay(std::string tenant, JobId id, JobDone done_fn) {
 
 void Engine::Watch(std::string tenant, JobId id, std::shared_ptr<WatchSink> sink) {
   const bool posted = Post([this, tenant = std::move(tenant), id, sink]() mutable {
-    if (Slot* slot = FindSlot(id); slot != nullptr && slot->tenant == tenant) {
+    if (Slot* slot = FindSlot(id); slot != nullptr && *slot->tenant == tenant) {
       sink->OnEvent(EventOf(*slot, ""));
-      slot->watchers.push_back(std::move(sink));
+      FollowersOf(*slot).watchers.push_back(std::move(sink));
       return;
     }
     // Not in memory: terminal (or unknown). One event, then the end.
@@ -273,7 +274,8 @@ EngineStats Engine::Stats() const {
   s.exhausted = counters_.exhausted.load(std::memory_order_relaxed);
   s.cancelled = counters_.cancelled.load(std::memory_order_relaxed);
   absl::MutexLock lock(&lateness_mu_);
-  s.timer_lateness_us = lateness_us_;
+  s.timer_lateness_us = dispatch_lateness_.us;
+  s.start_lateness_us = start_lateness_.us;
   return s;
 }
 
@@ -295,8 +297,8 @@ absl::Status Engine::Recover() {
     fresh.next_attempt_at = a.next_attempt_at;
     fresh.first_attempt_at = a.first_attempt_at;
     fresh.deadline = a.deadline;
-    fresh.tenant = std::move(a.tenant);
-    fresh.ordering_scope = ScopeOf(fresh.tenant, a.ordering_key);
+    fresh.tenant = InternTenant(a.tenant);
+    fresh.ordering_scope = ScopeOf(*fresh.tenant, a.ordering_key);
     Slot& slot = slots_.emplace(a.id, std::move(fresh)).first->second;
     if (slot.state == JobState::kBlocked) {
       blocked_[slot.ordering_scope].push_back(slot.id);
@@ -363,14 +365,22 @@ void Engine::CloseLoop() {
   loop_closed_.store(true);
   const absl::Status stopped =
       absl::UnavailableError("server is shutting down; the job resumes when it restarts");
-  for (auto& [id, slot] : slots_) {
-    for (auto& waiter : slot.cancel_waiters) std::move(waiter)(stopped);
-    slot.cancel_waiters.clear();
-    for (auto& sink : slot.watchers) {
+  for (auto& [id, f] : followers_) {
+    for (auto& waiter : f.cancel_waiters) std::move(waiter)(stopped);
+    for (auto& sink : f.watchers) {
       if (!sink->Closed()) sink->OnEnd(stopped);
     }
-    slot.watchers.clear();
   }
+  followers_.clear();
+}
+
+const std::string* Engine::InternTenant(const std::string& tenant) {
+  return &*tenants_.insert(tenant).first;
+}
+
+Engine::Followers& Engine::FollowersOf(Slot& slot) {
+  slot.followed = true;
+  return followers_[slot.id];
 }
 
 void Engine::MakeRunner(Slot& slot) {
@@ -456,6 +466,10 @@ void Engine::DispatchOne(EndpointState& ep, Slot& slot, absl::Time now) {
     });
     return;
   }
+  if (slot.next_attempt_at != absl::InfinitePast()) {
+    // Timer accuracy: due time to the attempt's beginning (RUNNING decided).
+    RecordLateness(dispatch_lateness_, now - std::max(slot.next_attempt_at, ep.paused_until));
+  }
   ++ep.in_flight;
   counters_.in_flight.fetch_add(1, std::memory_order_relaxed);
   ++slot.attempt_count;
@@ -511,8 +525,8 @@ void Engine::StartAttempt(Slot& slot) {
 
   const absl::Time started = clock_.Now();
   if (slot.next_attempt_at != absl::InfinitePast()) {
-    // Timer accuracy: a pause of the endpoint (Retry-After) moves the due time on purpose.
-    RecordLateness(started - std::max(slot.next_attempt_at, ep.paused_until));
+    // A pause of the endpoint (Retry-After) moves the due time on purpose.
+    RecordLateness(start_lateness_, started - std::max(slot.next_attempt_at, ep.paused_until));
     slot.next_attempt_at = absl::InfinitePast();
   }
   counters_.attempts_started.fetch_add(1, std::memory_order_relaxed);
@@ -604,7 +618,7 @@ void Engine::Adopt(std::shared_ptr<const common::JobSpec> spec, const store::Sub
   fresh.policy = fresh.endpoint >= 0 ? PolicyFor(fresh.endpoint, spec->policy) : nullptr;
   fresh.state = result.state;
   fresh.deadline = spec->deadline;
-  fresh.tenant = spec->tenant;
+  fresh.tenant = InternTenant(spec->tenant);
   fresh.ordering_scope = ScopeOf(spec->tenant, spec->ordering_key);
   fresh.spec = std::move(spec);
   Slot& slot = slots_.emplace(result.job_id, std::move(fresh)).first->second;
@@ -625,6 +639,8 @@ void Engine::Adopt(std::shared_ptr<const common::JobSpec> spec, const store::Sub
   }
   if (slot.endpoint < 0) return FailUnroutable(slot, clock_.Now());
   Enqueue(slot);
+  // A backlog keeps only its head's requests in memory; the rest are read back at dispatch.
+  if (endpoints_[slot.endpoint].ready.size() > kSpecsKeptPerQueue) slot.spec.reset();
 }
 
 void Engine::FailUnroutable(Slot& slot, absl::Time /*now*/) {
@@ -701,10 +717,15 @@ void Engine::Finish(Slot& slot, const std::string& decision) {
       assert(false && "Finish on a non-terminal job");
   }
   Notify(slot, decision);
-  for (auto& sink : slot.watchers) {
-    if (!sink->Closed()) sink->OnEnd(absl::OkStatus());
+  std::vector<JobDone> waiters;
+  if (slot.followed) {
+    auto it = followers_.find(slot.id);
+    for (auto& sink : it->second.watchers) {
+      if (!sink->Closed()) sink->OnEnd(absl::OkStatus());
+    }
+    waiters = std::move(it->second.cancel_waiters);
+    followers_.erase(it);
   }
-  std::vector<JobDone> waiters = std::move(slot.cancel_waiters);
   const JobState final_state = slot.state;
   const JobId id = slot.id;
   const std::string scope = slot.runner ? slot.ordering_scope : std::string();
@@ -726,9 +747,10 @@ void Engine::Finish(Slot& slot, const std::string& decision) {
 }
 
 void Engine::Notify(Slot& slot, const std::string& decision) {
-  if (slot.watchers.empty()) return;
+  if (!slot.followed) return;
+  auto& ws = followers_[slot.id].watchers;
+  if (ws.empty()) return;
   const JobEvent event = EventOf(slot, decision);
-  auto& ws = slot.watchers;
   ws.erase(std::remove_if(ws.begin(), ws.end(), [](const auto& w) { return w->Closed(); }),
            ws.end());
   for (auto& w : ws) w->OnEvent(event);
@@ -780,15 +802,18 @@ void Engine::UnblockNext(const std::string& scope) {
   blocked_.erase(it);
 }
 
-void Engine::RecordLateness(absl::Duration lateness) {
-  const int64_t us = absl::ToInt64Microseconds(lateness);
-  absl::MutexLock lock(&lateness_mu_);
-  if (lateness_us_.size() < kLatenessSamples) {
-    lateness_us_.push_back(us);
+void Engine::LatenessSamples::Add(int64_t v) {
+  if (us.size() < kLatenessSamples) {
+    us.push_back(v);
   } else {
-    lateness_us_[lateness_next_] = us;
-    lateness_next_ = (lateness_next_ + 1) % kLatenessSamples;
+    us[next] = v;
+    next = (next + 1) % kLatenessSamples;
   }
+}
+
+void Engine::RecordLateness(LatenessSamples& samples, absl::Duration lateness) {
+  absl::MutexLock lock(&lateness_mu_);
+  samples.Add(absl::ToInt64Microseconds(lateness));
 }
 
 int16_t Engine::EndpointIndex(absl::string_view name) const {

@@ -31,6 +31,8 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/container/node_hash_map.h"
+#include "absl/container/node_hash_set.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -86,6 +88,9 @@ struct EngineStats {
   // |actual start - due time| of attempts that came from a timer, in microseconds: the last
   // few thousand samples, for the timer-accuracy benchmark.
   std::vector<int64_t> timer_lateness_us;
+  // The same for the moment the request leaves, after RUNNING is committed (so it includes the
+  // group commit's fsync under load).
+  std::vector<int64_t> start_lateness_us;
 };
 
 class Engine {
@@ -153,9 +158,14 @@ class Engine {
     absl::Time first_attempt_at = absl::InfinitePast();
     absl::Time deadline = absl::InfiniteFuture();
     absl::Duration previous_delay = absl::ZeroDuration();
-    std::string tenant;
+    bool followed = false;                // has an entry in followers_
+    const std::string* tenant = nullptr;  // interned in tenants_
     std::string ordering_scope;  // tenant + '\n' + ordering key; empty without ordering key
     std::shared_ptr<const common::JobSpec> spec;  // kept while queued/running, dropped waiting
+  };
+
+  // Who waits on a job: rare, so kept beside the slots rather than in each of them.
+  struct Followers {
     std::vector<JobDone> cancel_waiters;
     std::vector<std::shared_ptr<WatchSink>> watchers;
   };
@@ -212,8 +222,15 @@ class Engine {
   void FailUnroutable(Slot& slot, absl::Time now);
   // Marks `slot` as its ordering key's runner (no-op without an ordering key).
   void MakeRunner(Slot& slot);
+  const std::string* InternTenant(const std::string& tenant);
+  Followers& FollowersOf(Slot& slot);
   void CloseLoop();
-  void RecordLateness(absl::Duration lateness);
+  struct LatenessSamples {
+    std::vector<int64_t> us;
+    size_t next = 0;
+    void Add(int64_t v);
+  };
+  void RecordLateness(LatenessSamples& samples, absl::Duration lateness);
   JobEvent EventOf(const Slot& slot, std::string decision) const;
   int16_t EndpointIndex(absl::string_view name) const;
   const policy::Policy* PolicyFor(int16_t endpoint, absl::string_view name) const;
@@ -226,7 +243,11 @@ class Engine {
   std::mt19937_64 rng_;
 
   // Loop-owned state.
-  absl::flat_hash_map<JobId, Slot> slots_;
+  // node_hash_map: a million waiting jobs cost one allocation each, with no half-empty array of
+  // large slots and no doubling copy of them when the table grows.
+  absl::node_hash_map<JobId, Slot> slots_;
+  absl::flat_hash_map<JobId, Followers> followers_;
+  absl::node_hash_set<std::string> tenants_;  // interned tenant names (stable addresses)
   std::vector<EndpointState> endpoints_;
   std::priority_queue<Timer, std::vector<Timer>, std::greater<Timer>> timers_;
   uint64_t timer_seq_ = 0;
@@ -251,8 +272,8 @@ class Engine {
   };
   Counters counters_;
   mutable absl::Mutex lateness_mu_;
-  std::vector<int64_t> lateness_us_ ABSL_GUARDED_BY(lateness_mu_);
-  size_t lateness_next_ ABSL_GUARDED_BY(lateness_mu_) = 0;
+  LatenessSamples dispatch_lateness_ ABSL_GUARDED_BY(lateness_mu_);
+  LatenessSamples start_lateness_ ABSL_GUARDED_BY(lateness_mu_);
 
   absl::Mutex post_mu_;
   std::vector<absl::AnyInvocable<void() &&>> posted_ ABSL_GUARDED_BY(post_mu_);
