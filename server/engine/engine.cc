@@ -107,6 +107,7 @@ void Engine::Submit(std::vector<store::NewJob> jobs, SubmitDone done) {
                             if (results[i].status.ok() && !results[i].deduplicated) {
                               Adopt(std::move(specs[i]), results[i]);
                             }
+                            if (i % 64 == 63) FireDueTimers();
                           }
                         },
                         /*internal=*/true);
@@ -426,7 +427,19 @@ void Engine::RunPosted() {
     absl::MutexLock lock(&post_mu_);
     work.swap(posted_);
   }
-  for (auto& fn : work) std::move(fn)();
+  for (auto& fn : work) {
+    std::move(fn)();
+    FireDueTimers();
+  }
+}
+
+void Engine::FireDueTimers() {
+  // A long turn (a burst of submits and commits) must not make due retries late.
+  if (timers_.empty()) return;
+  const absl::Time now = clock_.Now();
+  if (timers_.top().due > now) return;
+  FireTimers(now);
+  Dispatch(now);
 }
 
 void Engine::FireTimers(absl::Time now) {
@@ -689,10 +702,12 @@ void Engine::FlushWrites() {
                  PostWork(
                      [this, thens = std::move(thens)]() mutable {
                        --commits_outstanding_;
-                       for (PendingThen& p : thens) {
+                       for (size_t i = 0; i < thens.size(); ++i) {
+                         PendingThen& p = thens[i];
                          Slot* slot = FindSlot(p.id);
                          if (slot != nullptr && slot->version != p.version) slot = nullptr;
                          std::move(p.then)(slot);
+                         if (i % 64 == 63) FireDueTimers();
                        }
                      },
                      /*internal=*/true);

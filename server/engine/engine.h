@@ -200,6 +200,8 @@ class Engine {
   bool PostWork(absl::AnyInvocable<void() &&> fn, bool internal);
   void RunPosted();
   void FireTimers(absl::Time now);
+  // Fires and dispatches due timers now, between pieces of a long turn.
+  void FireDueTimers();
   void Dispatch(absl::Time now);
   void DispatchOne(EndpointState& ep, Slot& slot, absl::Time now);
   void StartAttempt(Slot& slot);

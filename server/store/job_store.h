@@ -98,7 +98,9 @@ class JobStore {
   // batch. One result per job, in order.
   virtual void Submit(std::vector<NewJob> jobs, absl::Time now, SubmitDone done) = 0;
 
-  // Applies transitions in order, in one group commit with whatever else is queued.
+  // Applies transitions in order, in one group commit with whatever else is queued. A backend
+  // may commit transitions ahead of submits enqueued earlier (never ahead of each other): a
+  // job's transitions are only written after its submit has committed.
   // Terminal transitions also start the idempotency key's retention clock at `now`.
   virtual void Apply(std::vector<Transition> transitions, absl::Time now, WriteDone done) = 0;
 

@@ -1008,10 +1008,16 @@ SqliteStore::~SqliteStore() {
 
 // --- Writes ---
 
+namespace {
+constexpr int kSubmitLane = 0;
+constexpr int kUrgentLane = 1;
+}  // namespace
+
 void SqliteStore::Enqueue(Op op) {
   absl::MutexLock lock(&mu_);
-  queue_.push_back(std::move(op));
-  ++enqueued_;
+  Lane& lane = lanes_[op.kind == Op::Kind::kSubmit ? kSubmitLane : kUrgentLane];
+  lane.queue.push_back(std::move(op));
+  ++lane.enqueued;
 }
 
 void SqliteStore::Submit(std::vector<NewJob> jobs, absl::Time now, SubmitDone done) {
@@ -1051,16 +1057,24 @@ absl::Status SqliteStore::Flush() {
   absl::MutexLock lock(&mu_);
   struct Target {
     const SqliteStore* store;
-    uint64_t op;
-  } target{this, enqueued_};
+    uint64_t ops[2];
+  } target{this, {lanes_[0].enqueued, lanes_[1].enqueued}};
   mu_.Await(absl::Condition(
-      +[](Target* t) { return t->store->finished_ >= t->op; }, &target));
+      +[](Target* t) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+        return t->store->lanes_[0].finished >= t->ops[0] &&
+               t->store->lanes_[1].finished >= t->ops[1];
+      },
+      &target));
   absl::Status error = std::move(last_error_);
   last_error_ = absl::OkStatus();
   return error;
 }
 
-bool SqliteStore::HasWorkOrStopping() const { return queue_head_ < queue_.size() || stopping_; }
+bool SqliteStore::Lane::empty() const { return head == queue.size(); }
+
+bool SqliteStore::HasWorkOrStopping() const {
+  return !lanes_[0].empty() || !lanes_[1].empty() || stopping_;
+}
 
 void SqliteStore::WriterLoop() {
   std::vector<Op> batch;
@@ -1069,34 +1083,39 @@ void SqliteStore::WriterLoop() {
     {
       absl::MutexLock lock(&mu_);
       mu_.Await(absl::Condition(this, &SqliteStore::HasWorkOrStopping));
-      if (queue_head_ == queue_.size()) return;  // stopping, and everything enqueued is done
-      // Everything queued, up to max_batch rows; an op is never split (at least one is taken).
-      size_t end = queue_head_;
-      while (end < queue_.size()) {
-        const size_t r = queue_[end].Rows();
-        if (end > queue_head_ && rows + r > static_cast<size_t>(max_batch_)) break;
-        rows += r;
-        ++end;
-      }
-      if (queue_head_ == 0 && end == queue_.size()) {
-        batch.swap(queue_);  // the common case: no copy at all
-      } else {
-        const auto first = queue_.begin() + static_cast<ptrdiff_t>(queue_head_);
-        batch.assign(std::make_move_iterator(first),
-                     std::make_move_iterator(queue_.begin() + static_cast<ptrdiff_t>(end)));
-        queue_head_ = end;
+      if (lanes_[0].empty() && lanes_[1].empty()) return;  // stopping, and all is done
+      // Transitions first, then submits, up to max_batch rows (an op is never split; at least
+      // one is taken). With transitions waiting, submits only top the batch up a little, so
+      // the transaction, and the wait of the next transition, stay short.
+      const bool urgent = !lanes_[kUrgentLane].empty();
+      const size_t submit_budget = static_cast<size_t>(urgent ? max_batch_ / 4 : max_batch_);
+      for (int l : {kUrgentLane, kSubmitLane}) {
+        Lane& lane = lanes_[l];
+        const size_t limit = l == kUrgentLane ? static_cast<size_t>(max_batch_) : submit_budget;
+        size_t lane_rows = 0;
+        size_t end = lane.head;
+        while (end < lane.queue.size()) {
+          const size_t r = lane.queue[end].Rows();
+          if (!batch.empty() && lane_rows + r > limit) break;  // the first op always goes
+          lane_rows += r;
+          batch.push_back(std::move(lane.queue[end]));
+          ++end;
+        }
+        rows += lane_rows;
+        lane.head = end;
         // Drop the taken prefix once it is most of the vector: amortized O(1) per op even
         // when the backlog never drains.
-        if (queue_head_ == queue_.size() || 2 * queue_head_ >= queue_.size()) {
-          queue_.erase(queue_.begin(), queue_.begin() + static_cast<ptrdiff_t>(queue_head_));
-          queue_head_ = 0;
+        if (lane.head == lane.queue.size() || 2 * lane.head >= lane.queue.size()) {
+          lane.queue.erase(lane.queue.begin(),
+                           lane.queue.begin() + static_cast<ptrdiff_t>(lane.head));
+          lane.head = 0;
         }
       }
     }
 
     const absl::Status status = RunBatch(batch);
 
-    // Callbacks run outside the lock, in enqueue order, after the commit made them durable.
+    // Callbacks run outside the lock, in batch order, after the commit made them durable.
     for (Op& op : batch) {
       switch (op.kind) {
         case Op::Kind::kSubmit:
@@ -1114,9 +1133,12 @@ void SqliteStore::WriterLoop() {
     }
 
     const size_t ops = batch.size();
+    size_t submits = 0;
+    for (const Op& op : batch) submits += op.kind == Op::Kind::kSubmit ? 1 : 0;
     batch.clear();  // callbacks' captures are released outside the lock
     absl::MutexLock lock(&mu_);
-    finished_ += ops;
+    lanes_[kSubmitLane].finished += submits;
+    lanes_[kUrgentLane].finished += ops - submits;
     stats_.ops += static_cast<int64_t>(ops);
     stats_.rows += static_cast<int64_t>(rows);
     if (status.ok()) {

@@ -3,11 +3,13 @@
 // One SQLite file in WAL mode. A single writer thread owns the write connection and its prepared
 // statements: Submit() and Apply() only enqueue; the writer takes everything queued (up to
 // `max_batch` rows), runs it in one BEGIN IMMEDIATE ... COMMIT (group commit: no waiting for
-// more work, so batches grow with load) and then runs the `done` callbacks in enqueue order on
-// the writer thread. If the transaction fails, it is rolled back and every op of that batch gets
-// the error; earlier commits are untouched. Reads (Get, LoadSpec, List) run on the caller's
-// thread on a small pool of read connections; WAL lets them proceed while the writer commits.
-// Recover() and PurgeExpiredKeys() run on the writer thread and block the caller until done.
+// more work, so batches grow with load) and then runs the `done` callbacks on the writer
+// thread. Transitions have their own lane ahead of submits, so a due retry's RUNNING write does
+// not queue behind a burst of submits; within each lane, order is enqueue order. If the transaction
+// fails, it is rolled back and every op of that batch gets the error; earlier commits are
+// untouched. Reads (Get, LoadSpec, List) run on the caller's thread on a small pool of read
+// connections; WAL lets them proceed while the writer commits. Recover() and PurgeExpiredKeys() run
+// on the writer thread and block the caller until done.
 //
 // Thread-safe. Callbacks must not call Flush(), Recover(), PurgeExpiredKeys() or
 // WriterPragma() (they wait for the writer thread they run on); they may call Submit()/Apply().
@@ -104,12 +106,19 @@ class SqliteStore final : public JobStore {
   const int max_batch_;
   int lock_fd_ = -1;  // flock()ed <path>.lock: one process per database file
 
+  // Two lanes, each FIFO. Transitions (and tasks) go first, so a retry's RUNNING write does not
+  // wait behind a backlog of submits; that is safe because a job's transitions are only ever
+  // written after its submit has committed. Index 0: submits, 1: transitions and tasks.
+  struct Lane {
+    std::vector<Op> queue;  // ops from `head` on are waiting
+    size_t head = 0;
+    uint64_t enqueued = 0;  // ops ever enqueued
+    uint64_t finished = 0;  // ops whose callbacks have run
+    bool empty() const;
+  };
   mutable absl::Mutex mu_;
-  std::vector<Op> queue_ ABSL_GUARDED_BY(mu_);  // ops from queue_head_ on are waiting
-  size_t queue_head_ ABSL_GUARDED_BY(mu_) = 0;
+  Lane lanes_[2] ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  uint64_t enqueued_ ABSL_GUARDED_BY(mu_) = 0;  // ops ever enqueued
-  uint64_t finished_ ABSL_GUARDED_BY(mu_) = 0;  // ops whose callbacks have run
   absl::Status last_error_ ABSL_GUARDED_BY(mu_);
   Stats stats_ ABSL_GUARDED_BY(mu_);
 

@@ -352,7 +352,7 @@ TEST(SqliteStore, AnEmptyIdempotencyKeyNeverDeduplicates) {
   EXPECT_NE(a.job_id, b.job_id);
 }
 
-TEST(SqliteStore, CallbacksRunInEnqueueOrder) {
+TEST(SqliteStore, CallbacksRunInEnqueueOrderWithinSubmitsAndWithinTransitions) {
   TempDb db;
   std::unique_ptr<SqliteStore> store = OpenOrDie(Options(db.path()));
   ASSERT_NE(store, nullptr);
@@ -381,7 +381,12 @@ TEST(SqliteStore, CallbacksRunInEnqueueOrder) {
   ASSERT_TRUE(store->Flush().ok());
   absl::MutexLock lock(&order->mu);
   ASSERT_EQ(order->seen.size(), static_cast<size_t>(kCalls));
-  for (int i = 0; i < kCalls; ++i) EXPECT_EQ(order->seen[i], i);
+  // Transitions may overtake submits (they have their own lane); each kind keeps its order.
+  int last[2] = {-1, -1};
+  for (int i : order->seen) {
+    EXPECT_GT(i, last[i % 2]) << "out of order within its kind";
+    last[i % 2] = i;
+  }
 }
 
 // CPU time of the whole process (every thread) so far.
