@@ -268,7 +268,7 @@ TEST_F(IntegrationTest, SigtermDrainsInFlightAttemptsAndExitsZero) {
   while (true) {
     auto totals = lms_->Totals();
     ASSERT_TRUE(totals.ok());
-    if ((*totals)["requests"].get<int>() >= 20 || absl::Now() > give_up) break;
+    if ((*totals)["attempts"].get<int>() >= 20 || absl::Now() > give_up) break;
     absl::SleepFor(absl::Milliseconds(10));
   }
   server_->process().Signal(SIGTERM);
@@ -284,12 +284,13 @@ TEST_F(IntegrationTest, SigtermDrainsInFlightAttemptsAndExitsZero) {
   }
 }
 
-// Waits until fake-lms has received `n` requests.
+// Waits until fake-lms has received `n` scripted requests (attempts; its own /__stats calls
+// are not counted there).
 void AwaitRequests(fakelms::FakeLmsProcess& lms, int n) {
   const absl::Time give_up = absl::Now() + absl::Seconds(10);
   while (absl::Now() < give_up) {
     auto totals = lms.Totals();
-    if (totals.ok() && (*totals)["requests"].get<int>() >= n) return;
+    if (totals.ok() && (*totals)["attempts"].get<int>() >= n) return;
     absl::SleepFor(absl::Milliseconds(10));
   }
   ADD_FAILURE() << "fake-lms did not see " << n << " requests";
