@@ -74,7 +74,13 @@ int Run(int argc, char** argv) {
   // A client closing early must not kill the server while it writes.
   std::signal(SIGPIPE, SIG_IGN);
 
-  std::unique_ptr<event_base, decltype(&event_base_free)> base(event_base_new(), &event_base_free);
+  // No cached time: a delay (`ms=`) is measured from the request's arrival, not from the start
+  // of the loop turn that read it, so a delayed answer is never early.
+  std::unique_ptr<event_config, decltype(&event_config_free)> cfg(event_config_new(),
+                                                                  &event_config_free);
+  if (cfg != nullptr) event_config_set_flag(cfg.get(), EVENT_BASE_FLAG_NO_CACHE_TIME);
+  std::unique_ptr<event_base, decltype(&event_base_free)> base(
+      cfg != nullptr ? event_base_new_with_config(cfg.get()) : event_base_new(), &event_base_free);
   if (base == nullptr) {
     std::fputs("fake-lms: event_base_new failed\n", stderr);
     return 1;
