@@ -40,7 +40,8 @@ Engine::Engine(std::shared_ptr<const config::Config> config, store::JobStore& st
       store_(store),
       executor_(executor),
       clock_(clock),
-      rng_(options.rng_seed != 0 ? options.rng_seed : std::random_device{}()) {
+      rng_(options.rng_seed != 0 ? options.rng_seed : std::random_device{}()),
+      observer_(options.observer != nullptr ? options.observer : &null_observer_) {
   endpoints_.resize(config_->endpoints.size());
   for (size_t i = 0; i < endpoints_.size(); ++i) {
     EndpointState& ep = endpoints_[i];
@@ -50,6 +51,9 @@ Engine::Engine(std::shared_ptr<const config::Config> config, store::JobStore& st
     if (ep.default_policy == nullptr) ep.default_policy = config_->FindPolicy("default").get();
     assert(ep.default_policy != nullptr);
     ep.base_url = ep.config->base_url;
+  }
+  for (size_t i = 0; i < options.dead_letters_at_start.size() && i < endpoints_.size(); ++i) {
+    observer_->OnDeadLetterDelta(static_cast<int>(i), options.dead_letters_at_start[i]);
   }
 }
 
@@ -94,8 +98,13 @@ void Engine::Submit(std::vector<store::NewJob> jobs, SubmitDone done) {
                 [this, n, specs = std::move(specs),
                  done = std::move(done)](std::vector<store::SubmitResult> results) mutable {
                   int64_t created = 0;
-                  for (const auto& r : results)
-                    created += (r.status.ok() && !r.deduplicated) ? 1 : 0;
+                  for (size_t i = 0; i < results.size(); ++i) {
+                    const store::SubmitResult& r = results[i];
+                    if (!r.status.ok()) continue;
+                    created += r.deduplicated ? 0 : 1;
+                    observer_->OnSubmitted(*specs[i], r.job_id, EndpointIndex(specs[i]->endpoint),
+                                           r.deduplicated);
+                  }
                   active_jobs_.fetch_sub(n - created, std::memory_order_relaxed);
                   if (created > 0) {
                     // Posted before `done` runs, so any later Cancel/Watch of these jobs finds
@@ -207,7 +216,9 @@ void Engine::Replay(std::string tenant, JobId id, JobDone done_fn) {
     fresh.tenant = InternTenant(rec->spec.tenant);
     fresh.ordering_scope = ScopeOf(*fresh.tenant, rec->spec.ordering_key);
     fresh.spec = std::make_shared<const common::JobSpec>(std::move(rec->spec));
+    fresh.since = clock_.Now();
     Slot& slot = slots_.emplace(id, std::move(fresh)).first->second;
+    Track(slot, +1);
     // Within its ordering key, a replayed job waits for the key's running job, ahead of the
     // key's other waiting jobs (it was submitted before them).
     const bool wait_for_key =
@@ -223,6 +234,8 @@ void Engine::Replay(std::string tenant, JobId id, JobDone done_fn) {
     Persist(slot, wait_for_key ? JobState::kBlocked : JobState::kQueued, why,
             [this, why, done = std::move(done)](Slot* s) mutable {
               if (s != nullptr) {
+                observer_->OnReplayed(RefOf(*s));
+                observer_->OnDeadLetterDelta(s->endpoint, -1);
                 Notify(*s, why);
                 if (s->state != JobState::kBlocked) Enqueue(*s);
               }
@@ -300,7 +313,9 @@ absl::Status Engine::Recover() {
     fresh.deadline = a.deadline;
     fresh.tenant = InternTenant(a.tenant);
     fresh.ordering_scope = ScopeOf(*fresh.tenant, a.ordering_key);
+    fresh.since = a.created_at;
     Slot& slot = slots_.emplace(a.id, std::move(fresh)).first->second;
+    Track(slot, +1);
     if (slot.state == JobState::kBlocked) {
       blocked_[slot.ordering_scope].push_back(slot.id);
       continue;
@@ -375,6 +390,49 @@ void Engine::CloseLoop() {
   followers_.clear();
 }
 
+void Engine::Track(const Slot& slot, int sign) {
+  if (slot.endpoint < 0) return;
+  EndpointState& ep = endpoints_[slot.endpoint];
+  ep.count[static_cast<int>(slot.state)] += sign;
+  if (slot.state == JobState::kWaitingRetry && slot.retry_after_wait) {
+    ep.waiting_retry_after += sign;
+  }
+}
+
+void Engine::SetState(Slot& slot, JobState state) {
+  Track(slot, -1);
+  slot.state = state;
+  Track(slot, +1);
+}
+
+JobRef Engine::RefOf(const Slot& slot) const {
+  JobRef ref;
+  ref.id = slot.id;
+  ref.endpoint = slot.endpoint;
+  ref.tenant = slot.tenant;
+  ref.correlation_id = slot.spec != nullptr ? &slot.spec->correlation_id : nullptr;
+  ref.attempt = slot.attempt_count;
+  return ref;
+}
+
+void Engine::PublishGauges(absl::Time now) {
+  if (now < next_gauges_) return;
+  next_gauges_ = now + absl::Seconds(1);
+  for (size_t i = 0; i < endpoints_.size(); ++i) {
+    const EndpointState& ep = endpoints_[i];
+    auto n = [&](JobState s) { return ep.count[static_cast<int>(s)]; };
+    EndpointGauges g;
+    g.paused = ep.paused_until > now;
+    g.blocked = n(JobState::kBlocked);
+    g.running = n(JobState::kRunning);
+    g.waiting_retry_after = ep.waiting_retry_after;
+    g.waiting_backoff = n(JobState::kWaitingRetry) - ep.waiting_retry_after;
+    (g.paused ? g.waiting_paused : g.queued) = n(JobState::kQueued);
+    g.in_flight = ep.in_flight;
+    observer_->OnGauges(static_cast<int>(i), g);
+  }
+}
+
 const std::string* Engine::InternTenant(const std::string& tenant) {
   return &*tenants_.insert(tenant).first;
 }
@@ -398,6 +456,7 @@ void Engine::RunOnce(absl::Duration max_wait) {
   FireTimers(now);
   Dispatch(now);
   FlushWrites();
+  PublishGauges(now);
   absl::Duration wait = std::min(max_wait, NextWakeup() - clock_.Now());
   {
     absl::MutexLock lock(&post_mu_);
@@ -452,7 +511,6 @@ void Engine::FireTimers(absl::Time now) {
     }
     // WAITING_RETRY -(due)-> RUNNING: the slot joins its endpoint's queue; the store keeps
     // WAITING_RETRY with a past due time until the attempt starts, which recovers the same way.
-    slot->state = JobState::kQueued;
     Enqueue(*slot);
   }
 }
@@ -543,6 +601,7 @@ void Engine::StartAttempt(Slot& slot) {
     slot.next_attempt_at = absl::InfinitePast();
   }
   counters_.attempts_started.fetch_add(1, std::memory_order_relaxed);
+  observer_->OnAttemptStarted(RefOf(slot));
   executor_.Start(std::move(req), [this, id = slot.id, started](policy::Outcome outcome) mutable {
     OnOutcome(id, started, std::move(outcome));
   });
@@ -570,6 +629,7 @@ void Engine::OnOutcome(JobId id, absl::Time started, policy::Outcome outcome) {
   ctx.deadline = slot.deadline;
   ctx.previous_delay = slot.previous_delay;
   const policy::Decision d = policy::Decide(*slot.policy, outcome, ctx, now, rng_);
+  observer_->OnAttemptFinished(RefOf(slot), outcome, d, now - started);
 
   common::AttemptRecord rec;
   rec.number = slot.attempt_count;
@@ -597,7 +657,10 @@ void Engine::OnOutcome(JobId id, absl::Time started, policy::Outcome outcome) {
       next = JobState::kWaitingRetry;
       break;
   }
-  if (d.pause_endpoint) ep.paused_until = std::max(ep.paused_until, d.next_attempt_at);
+  if (d.pause_endpoint && d.next_attempt_at > ep.paused_until) {
+    ep.paused_until = d.next_attempt_at;
+    observer_->OnEndpointPaused(slot.endpoint, ep.paused_until);
+  }
   if (slot.cancel_requested && next != JobState::kSucceeded) {
     next = JobState::kCancelled;
     why = absl::StrCat("cancelled by request after attempt ", slot.attempt_count, " (", d.reason,
@@ -608,6 +671,7 @@ void Engine::OnOutcome(JobId id, absl::Time started, policy::Outcome outcome) {
     rec.next_attempt_at = d.next_attempt_at;
     slot.next_attempt_at = d.next_attempt_at;
     slot.previous_delay = d.delay;
+    slot.retry_after_wait = d.retry_after.has_value() && *d.retry_after >= d.delay;
     if (d.delay >= kKeepSpecBelow) slot.spec.reset();
   }
   Persist(
@@ -634,7 +698,9 @@ void Engine::Adopt(std::shared_ptr<const common::JobSpec> spec, const store::Sub
   fresh.tenant = InternTenant(spec->tenant);
   fresh.ordering_scope = ScopeOf(spec->tenant, spec->ordering_key);
   fresh.spec = std::move(spec);
+  fresh.since = clock_.Now();
   Slot& slot = slots_.emplace(result.job_id, std::move(fresh)).first->second;
+  Track(slot, +1);
   if (!slot.ordering_scope.empty()) {
     const bool key_busy = running_scopes_.contains(slot.ordering_scope);
     if (slot.state == JobState::kBlocked || key_busy) {
@@ -671,7 +737,7 @@ Engine::Slot* Engine::FindSlot(JobId id) {
 void Engine::Persist(Slot& slot, JobState state, std::string decision, Then then,
                      std::optional<common::AttemptRecord> attempt,
                      std::optional<std::string> response_body) {
-  slot.state = state;
+  SetState(slot, state);
   const uint32_t version = ++slot.version;
   store::Transition t;
   t.job_id = slot.id;
@@ -732,6 +798,9 @@ void Engine::Finish(Slot& slot, const std::string& decision) {
       assert(false && "Finish on a non-terminal job");
   }
   Notify(slot, decision);
+  observer_->OnFinished(RefOf(slot), slot.state, clock_.Now() - slot.since, decision);
+  if (common::IsDeadLetter(slot.state)) observer_->OnDeadLetterDelta(slot.endpoint, +1);
+  Track(slot, -1);
   std::vector<JobDone> waiters;
   if (slot.followed) {
     auto it = followers_.find(slot.id);
@@ -787,7 +856,7 @@ JobEvent Engine::EventOf(const Slot& slot, std::string decision) const {
 }
 
 void Engine::Enqueue(Slot& slot) {
-  slot.state = JobState::kQueued;
+  SetState(slot, JobState::kQueued);
   endpoints_[slot.endpoint].ready.push_back(slot.id);
 }
 

@@ -40,6 +40,7 @@
 #include "server/common/clock.h"
 #include "server/common/job.h"
 #include "server/config/config.h"
+#include "server/engine/observer.h"
 #include "server/http/executor.h"
 #include "server/policy/policy.h"
 #include "server/store/job_store.h"
@@ -73,6 +74,10 @@ class WatchSink {
 
 struct EngineOptions {
   uint64_t rng_seed = 0;  // 0: seeded from std::random_device
+  // Told about every job event (metrics, logs); not owned; null: nobody listens.
+  EngineObserver* observer = nullptr;
+  // Dead-lettered jobs per endpoint already in the store at start (index = config.endpoints).
+  std::vector<int64_t> dead_letters_at_start;
 };
 
 // Counters read by tests, benchmarks and (later) metrics; a consistent snapshot.
@@ -158,7 +163,9 @@ class Engine {
     absl::Time first_attempt_at = absl::InfinitePast();
     absl::Time deadline = absl::InfiniteFuture();
     absl::Duration previous_delay = absl::ZeroDuration();
+    absl::Time since;                     // submitted or replayed: the job duration's start
     bool followed = false;                // has an entry in followers_
+    bool retry_after_wait = false;        // WAITING_RETRY set by the upstream's Retry-After
     const std::string* tenant = nullptr;  // interned in tenants_
     std::string ordering_scope;  // tenant + '\n' + ordering key; empty without ordering key
     std::shared_ptr<const common::JobSpec> spec;  // kept while queued/running, dropped waiting
@@ -177,6 +184,9 @@ class Engine {
     std::deque<JobId> ready;
     int in_flight = 0;
     absl::Time paused_until = absl::InfinitePast();
+    // Jobs of this endpoint by state (index: JobState), and those waiting on a Retry-After.
+    int64_t count[9] = {};
+    int64_t waiting_retry_after = 0;
   };
 
   struct Timer {
@@ -237,6 +247,11 @@ class Engine {
   int16_t EndpointIndex(absl::string_view name) const;
   const policy::Policy* PolicyFor(int16_t endpoint, absl::string_view name) const;
   void AssertOnLoop() const;
+  // Every change of a slot's state goes through these, so the per-endpoint counts stay exact.
+  void SetState(Slot& slot, JobState state);
+  void Track(const Slot& slot, int sign);
+  JobRef RefOf(const Slot& slot) const;
+  void PublishGauges(absl::Time now);
 
   const std::shared_ptr<const config::Config> config_;
   store::JobStore& store_;
@@ -258,6 +273,9 @@ class Engine {
   std::vector<store::Transition> pending_writes_;
   std::vector<PendingThen> pending_thens_;
   int64_t commits_outstanding_ = 0;  // write groups sent whose thens have not run yet
+  EngineObserver null_observer_;
+  EngineObserver* observer_;
+  absl::Time next_gauges_ = absl::InfinitePast();
   bool stopping_ = false;
   absl::Time stop_deadline_ = absl::InfiniteFuture();
 

@@ -1,6 +1,7 @@
 // Engine scheduling on a fake clock, a fake store and a fake executor: no thread, no sleep.
 #include "server/engine/engine.h"
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -355,6 +356,114 @@ TEST_F(EngineTest, ReplayRespectsTheActiveJobLimit) {
   small.Replay("t", failed, [&](absl::Status st) { s = st; });
   small.RunOnce(absl::ZeroDuration());
   EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted);
+}
+
+class RecordingObserver : public EngineObserver {
+ public:
+  void OnSubmitted(const common::JobSpec&, common::JobId, int, bool dedup) override {
+    ++(dedup ? deduplicated : submitted);
+  }
+  void OnAttemptStarted(const JobRef&) override { ++attempts_started; }
+  void OnAttemptFinished(const JobRef&, const policy::Outcome&, const policy::Decision& d,
+                         absl::Duration) override {
+    decisions.push_back(d.kind);
+  }
+  void OnFinished(const JobRef&, JobState state, absl::Duration age, const std::string&) override {
+    finished.push_back(state);
+    ages.push_back(age);
+  }
+  void OnGauges(int endpoint, const EndpointGauges& g) override { gauges[endpoint] = g; }
+  void OnDeadLetterDelta(int, int64_t delta) override { dead_letters += delta; }
+  void OnEndpointPaused(int, absl::Time) override { ++pauses; }
+
+  int submitted = 0, deduplicated = 0, attempts_started = 0, pauses = 0;
+  int64_t dead_letters = 0;
+  std::vector<policy::Decision::Kind> decisions;
+  std::vector<JobState> finished;
+  std::vector<absl::Duration> ages;
+  std::map<int, EndpointGauges> gauges;
+};
+
+class ObservedEngineTest : public ::testing::Test {
+ protected:
+  ObservedEngineTest() : engine_(TestConfig(), store_, executor_, clock_, Options()) {}
+  EngineOptions Options() {
+    EngineOptions o;
+    o.rng_seed = 3;
+    o.observer = &observer_;
+    o.dead_letters_at_start = {7};
+    return o;
+  }
+  void Settle() {
+    for (int i = 0; i < 20; ++i) {
+      engine_.RunOnce(absl::ZeroDuration());
+      if (store_.CommitAll() == 0) {
+        engine_.RunOnce(absl::ZeroDuration());
+        if (store_.CommitAll() == 0) return;
+      }
+    }
+  }
+  common::JobId Submit(const std::string& key) {
+    store::NewJob j;
+    j.spec.tenant = "t";
+    j.spec.idempotency_key = key;
+    j.spec.endpoint = "lms";
+    j.spec.method = "POST";
+    j.spec.path = "/api/x";
+    j.fingerprint = common::Fingerprint(j.spec);
+    common::JobId id = 0;
+    engine_.Submit({std::move(j)}, [&](std::vector<store::SubmitResult> r) { id = r[0].job_id; });
+    store_.CommitAll();
+    Settle();
+    return id;
+  }
+  EndpointGauges Gauges() {
+    clock_.Advance(absl::Seconds(1));  // gauges are published once a second
+    Settle();
+    return observer_.gauges.at(0);
+  }
+
+  common::FakeClock clock_;
+  FakeStore store_;
+  FakeExecutor executor_;
+  RecordingObserver observer_;
+  Engine engine_;
+};
+
+TEST_F(ObservedEngineTest, GaugesCountJobsByStateAndWaitReason) {
+  EXPECT_EQ(observer_.dead_letters, 7) << "dead letters already in the store";
+  Submit("a");
+  Submit("b");
+  Submit("c");
+  EXPECT_EQ(Gauges().running, 3);
+  EXPECT_EQ(Gauges().in_flight, 3);
+  executor_.CompleteNext(Status(503));                           // a: backoff 100ms
+  executor_.CompleteNext(Status(429, {{"retry-after", "30"}}));  // b: Retry-After, pauses
+  executor_.CompleteNext(Status(400));                           // c: dead letter
+  Settle();
+  EXPECT_EQ(observer_.pauses, 1);
+  EXPECT_EQ(observer_.dead_letters, 8);
+  // One second later a's retry is due but the endpoint is paused: it waits in the queue.
+  const EndpointGauges g = Gauges();
+  EXPECT_TRUE(g.paused);
+  EXPECT_EQ(g.waiting_paused, 1);
+  EXPECT_EQ(g.waiting_retry_after, 1);
+  EXPECT_EQ(g.running, 0);
+  EXPECT_EQ(observer_.submitted, 3);
+  EXPECT_EQ(observer_.attempts_started, 3);
+  ASSERT_EQ(observer_.finished.size(), 1u);
+  EXPECT_EQ(observer_.finished[0], JobState::kFailed);
+}
+
+TEST_F(ObservedEngineTest, ReplayTakesAJobOutOfTheDeadLetters) {
+  const auto id = Submit("a");
+  executor_.CompleteNext(Status(400));
+  Settle();
+  EXPECT_EQ(observer_.dead_letters, 8);
+  engine_.Replay("t", id, [](absl::Status) {});
+  Settle();
+  EXPECT_EQ(observer_.dead_letters, 7);
+  EXPECT_EQ(Gauges().running, 1);
 }
 
 class EngineInFlightTest : public EngineTest {
