@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/functional/any_invocable.h"
@@ -119,6 +120,9 @@ class JobStore {
   // Start-up recovery: every job that is not terminal, oldest first. RUNNING jobs (outcome
   // unknown) come back as QUEUED and are persisted so; WAITING_RETRY keep their due time.
   virtual absl::StatusOr<std::vector<ActiveJob>> Recover(absl::Time now) = 0;
+
+  // Dead-lettered (FAILED or EXHAUSTED) jobs per endpoint name, for the gauge at start-up.
+  virtual absl::StatusOr<std::vector<std::pair<std::string, int64_t>>> CountDeadLetters() = 0;
 
   // Forgets idempotency keys of jobs that ended before `cutoff`. Returns how many.
   virtual absl::StatusOr<int64_t> PurgeExpiredKeys(absl::Time cutoff) = 0;

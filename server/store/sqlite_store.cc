@@ -1310,6 +1310,24 @@ absl::StatusOr<common::JobSpec> SqliteStore::LoadSpec(JobId id) {
   });
 }
 
+absl::StatusOr<std::vector<std::pair<std::string, int64_t>>> SqliteStore::CountDeadLetters() {
+  REBOUND_ASSIGN_OR_RETURN(ReadPool::Lease lease, reads_->Acquire());
+  ReadConn& conn = *lease;
+  REBOUND_ASSIGN_OR_RETURN(
+      sqlite3_stmt * stmt,
+      conn.Stmt(absl::StrCat("SELECT endpoint, COUNT(*) FROM jobs WHERE state IN (",
+                             static_cast<int>(JobState::kFailed), ", ",
+                             static_cast<int>(JobState::kExhausted), ") GROUP BY endpoint")));
+  Run run(conn.db(), stmt);
+  std::vector<std::pair<std::string, int64_t>> counts;
+  for (;;) {
+    REBOUND_ASSIGN_OR_RETURN(const bool row, run.Step());
+    if (!row) break;
+    counts.emplace_back(run.GetStr(0), run.GetInt(1));
+  }
+  return counts;
+}
+
 absl::StatusOr<ListPage> SqliteStore::List(const std::string& tenant, const ListFilter& filter,
                                            int page_size, const std::string& page_token) {
   if (page_size <= 0) page_size = kDefaultPageSize;

@@ -79,6 +79,7 @@ class SqliteStore final : public JobStore {
                                 const std::string& page_token) override;
   absl::StatusOr<std::vector<ActiveJob>> Recover(absl::Time now) override;
   absl::StatusOr<int64_t> PurgeExpiredKeys(absl::Time cutoff) override;
+  absl::StatusOr<std::vector<std::pair<std::string, int64_t>>> CountDeadLetters() override;
 
   Stats GetStats() const;
   // Value of `PRAGMA <name>` on the write connection (e.g. "synchronous" -> "2"). For tests and

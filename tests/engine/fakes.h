@@ -88,6 +88,14 @@ class FakeStore final : public store::JobStore {
     return out;
   }
   absl::StatusOr<int64_t> PurgeExpiredKeys(absl::Time) override { return 0; }
+  absl::StatusOr<std::vector<std::pair<std::string, int64_t>>> CountDeadLetters() override {
+    absl::MutexLock lock(&mu_);
+    std::map<std::string, int64_t> n;
+    for (const auto& [id, r] : jobs_) {
+      if (common::IsDeadLetter(r.state)) ++n[r.spec.endpoint];
+    }
+    return std::vector<std::pair<std::string, int64_t>>(n.begin(), n.end());
+  }
 
   // Applies every queued write, then runs their callbacks. Returns how many ops committed.
   int CommitAll() {

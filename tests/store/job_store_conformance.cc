@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <map>
 #include <set>
 #include <string>
 #include <thread>
@@ -307,6 +308,29 @@ TEST_P(JobStoreConformanceTest, AcknowledgedSubmitSurvivesCloseAndReopen) {
   EXPECT_EQ(got->first_attempt_at, kT0 + absl::Seconds(1));
   ASSERT_EQ(got->attempts.size(), 1u);
   ExpectAttemptEq(got->attempts[0], attempt);
+}
+
+TEST_P(JobStoreConformanceTest, CountDeadLettersCountsFailedAndExhaustedPerEndpoint) {
+  auto empty = store_->CountDeadLetters();
+  ASSERT_TRUE(empty.ok()) << empty.status();
+  EXPECT_TRUE(empty->empty());
+  std::vector<JobId> ids;
+  for (int i = 0; i < 4; ++i) {
+    common::JobSpec spec = Spec("t", absl::StrCat("dl-", i));
+    spec.endpoint = i < 3 ? "canvas" : "moodle";
+    const SubmitResult r = SubmitOne(*store_, Job(spec), kT0);
+    ASSERT_TRUE(r.status.ok()) << r.status;
+    ids.push_back(r.job_id);
+  }
+  ASSERT_TRUE(ApplyAndWait(*store_,
+                           {To(ids[0], JobState::kFailed), To(ids[1], JobState::kExhausted),
+                            To(ids[2], JobState::kSucceeded), To(ids[3], JobState::kFailed)},
+                           kT0)
+                  .ok());
+  auto counts = store_->CountDeadLetters();
+  ASSERT_TRUE(counts.ok()) << counts.status();
+  std::map<std::string, int64_t> by_endpoint(counts->begin(), counts->end());
+  EXPECT_EQ(by_endpoint, (std::map<std::string, int64_t>{{"canvas", 2}, {"moodle", 1}}));
 }
 
 TEST_P(JobStoreConformanceTest, SameKeyAndRequestReturnsTheExistingJobInItsCurrentState) {
