@@ -199,6 +199,7 @@ class Parser {
   // Sections.
   absl::Status ParseServer(const YAML::Node& node, ServerConfig* out) const;
   absl::Status ParseStore(const YAML::Node& node, StoreConfig* out) const;
+  absl::Status ParseLog(const YAML::Node& node, LogConfig* out) const;
   absl::Status ParseIdempotency(const YAML::Node& node, Config* out) const;
   absl::Status ParsePolicies(const YAML::Node& node, Config* out) const;
   absl::StatusOr<policy::Policy> ParsePolicy(const YAML::Node& node, const std::string& path) const;
@@ -398,7 +399,7 @@ absl::StatusOr<Config> Parser::Parse(absl::string_view yaml) const {
   const YAML::Node root = documents.empty() ? YAML::Node() : documents[0];
   REBOUND_ASSIGN_OR_RETURN(
       const Mapping top,
-      AsMapping(root, "", {"server", "store", "idempotency", "policies", "endpoints"}));
+      AsMapping(root, "", {"server", "store", "log", "idempotency", "policies", "endpoints"}));
 
   Config config;
   config.source = source_;
@@ -409,6 +410,9 @@ absl::StatusOr<Config> Parser::Parse(absl::string_view yaml) const {
   }
   if (const YAML::Node* n = top.Find("store")) {
     REBOUND_RETURN_IF_ERROR(ParseStore(*n, &config.store));
+  }
+  if (const YAML::Node* n = top.Find("log")) {
+    REBOUND_RETURN_IF_ERROR(ParseLog(*n, &config.log));
   }
   if (const YAML::Node* n = top.Find("idempotency")) {
     REBOUND_RETURN_IF_ERROR(ParseIdempotency(*n, &config));
@@ -451,6 +455,16 @@ absl::Status Parser::ParseStore(const YAML::Node& node, StoreConfig* out) const 
   REBOUND_RETURN_IF_ERROR(Enum<std::string>(
       m, "synchronous", {{"full", "full"}, {"normal", "normal"}}, &out->synchronous));
   REBOUND_RETURN_IF_ERROR(Count(m, "max_batch", &out->max_batch));
+  return absl::OkStatus();
+}
+
+absl::Status Parser::ParseLog(const YAML::Node& node, LogConfig* out) const {
+  REBOUND_ASSIGN_OR_RETURN(const Mapping m,
+                           AsMapping(node, "log", {"level", "max_lines_per_second"}));
+  REBOUND_RETURN_IF_ERROR(Enum<std::string>(
+      m, "level", {{"debug", "debug"}, {"info", "info"}, {"warn", "warn"}, {"error", "error"}},
+      &out->level));
+  REBOUND_RETURN_IF_ERROR(Count(m, "max_lines_per_second", &out->max_lines_per_second));
   return absl::OkStatus();
 }
 

@@ -31,7 +31,7 @@ struct ServerConfig {
   size_t max_header_bytes = 8192;          // one header's name + value
   size_t max_key_length = 256;             // idempotency key, ordering key
   size_t max_labels = 16;
-  size_t max_active_jobs = 2'000'000;      // non-terminal jobs; beyond: RESOURCE_EXHAUSTED
+  size_t max_active_jobs = 2'000'000;  // non-terminal jobs; beyond: RESOURCE_EXHAUSTED
   absl::Duration shutdown_grace = absl::Seconds(10);
 };
 
@@ -41,6 +41,14 @@ struct StoreConfig {
   // commits can be lost on power loss, not on a process crash).
   std::string synchronous = "full";
   size_t max_batch = 1024;  // writes per group commit
+};
+
+struct LogConfig {
+  std::string level = "info";  // debug | info | warn | error
+  // Per event type (submitted, attempt_finished, ...): lines beyond this in a second are
+  // dropped and counted ("suppressed" on the next line), so a retry storm cannot flood the
+  // log pipeline.
+  size_t max_lines_per_second = 1000;
 };
 
 struct Header {
@@ -65,6 +73,7 @@ struct Config {
   std::string source;  // file name, for messages
   ServerConfig server;
   StoreConfig store;
+  LogConfig log;
   absl::Duration idempotency_retention = absl::Hours(24);
   std::string idempotency_header = "Idempotency-Key";
   std::vector<EndpointConfig> endpoints;

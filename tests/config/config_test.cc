@@ -205,6 +205,17 @@ TEST(Defaults, MinimalConfigGetsAllDefaults) {
   EXPECT_TRUE(e.headers.empty());
 }
 
+TEST(Log, LevelAndRateCapAreReadAndCheckedStrictly) {
+  EXPECT_EQ(ParseOk("").log.level, "info");
+  EXPECT_EQ(ParseOk("").log.max_lines_per_second, 1000u);
+  const Config config = ParseOk("log: {level: debug, max_lines_per_second: 50}");
+  EXPECT_EQ(config.log.level, "debug");
+  EXPECT_EQ(config.log.max_lines_per_second, 50u);
+  EXPECT_THAT(ErrorOf("log: {level: loud}"), HasSubstr("log.level"));
+  EXPECT_THAT(ErrorOf("log: {max_lines_per_second: -1}"), HasSubstr("log.max_lines_per_second"));
+  EXPECT_THAT(ErrorOf("log: {format: text}"), HasSubstr("log: unknown key 'format'"));
+}
+
 TEST(Defaults, APolicyNamedDefaultInTheFileReplacesTheBuiltInOne) {
   const Config config = ParseOk("policies: [{name: default, limits: {max_attempts: 9}}]");
   ASSERT_EQ(config.policies.size(), 1u);
