@@ -7,6 +7,7 @@ PACKAGES=(
   libabsl-dev prometheus-cpp-dev libcurl4-openssl-dev libssl-dev libsqlite3-dev sqlite3
   libyaml-cpp-dev nlohmann-json3-dev libre2-dev libcli11-dev libevent-dev
   libgtest-dev libgmock-dev libbenchmark-dev clang-format
+  prometheus jq yq curl
 )
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi

@@ -1,0 +1,310 @@
+// Rebound's Prometheus metrics (DESIGN.md "Observability", STYLE.md "Metrics and logs").
+//
+// `Metrics` is built once from the configuration: every family is registered once and every
+// series it can ever have is created up front, for every configured endpoint and every
+// combination of the fixed enums below. Hot paths keep an `EndpointMetrics&` (or the
+// `prometheus::Counter&` it points to) and never look a label up: an increment is one atomic add.
+//
+// Label values come only from configuration (endpoint names, `server.default_tenant`) and from
+// the fixed enums of this header. No function here takes a free-form label value: the tenant of a
+// request is mapped to the configured default tenant or to the literal "other" (TenantClassOf),
+// so request data can never create a series.
+//
+// Worst-case series count (time series as Prometheus stores them; a histogram label set counts
+// its buckets plus +Inf, _sum and _count):
+//   per endpoint  kSeriesPerEndpoint = 215
+//     counters    submitted 2 + deduplicated 2 + completed 5 + attempts 6x6 + retries 4 = 49
+//     gauges      jobs 6 + dead_letter 1 + inflight 1 + circuit_state 1 + paused 1     = 10
+//     histograms  retry_after 19 + backoff_delay 19 + attempt_duration 18
+//                 + job_duration 5 results x 20                                       = 156
+//   global        kGlobalSeries = 458
+//     rejected 5, store commit 16, store batch size 16, gRPC requests 11 methods x 17 codes
+//     = 187, gRPC handling 11 x 20 = 220, build_info 1 (all in the registry given to Create)
+//     + process metrics 6 (ProcessCollector, registered by MetricsServer)
+//     + prometheus-cpp's own exposer_* metrics 7 (scrapes, bytes, a 3-quantile latency summary)
+//   total = 215 x endpoints + 458; e.g. 10 endpoints: 2,608 series. WorstCaseSeries() computes
+//   it; the tests check it against the registry and against the lines of a real /metrics scrape.
+//
+// Not exported yet: rebound_rate_limit_tokens{endpoint} appears when per-endpoint rate limits
+// (a token bucket) arrive. rebound_circuit_state{endpoint} is exported for dashboards but stays 0
+// (closed) until a circuit breaker exists; its values will be 0 closed, 1 half-open, 2 open.
+//
+// Thread-safety: every series is safe to update from any thread (prometheus-cpp atomics; a
+// histogram takes its own small mutex). The registry passed to Create must outlive Metrics.
+#ifndef REBOUND_SERVER_METRICS_METRICS_H_
+#define REBOUND_SERVER_METRICS_METRICS_H_
+
+#include <array>
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "prometheus/counter.h"
+#include "prometheus/gauge.h"
+#include "prometheus/histogram.h"
+#include "prometheus/registry.h"
+#include "server/config/config.h"
+
+namespace rebound::metrics {
+
+// ---- Fixed label values ------------------------------------------------------------------------
+
+// rebound_attempts_total{outcome}: how one attempt ended.
+enum class Outcome { kSuccess, kRetryable, kRateLimited, kPermanent, kTransportError, kTimeout };
+inline constexpr size_t kOutcomeCount = 6;
+// "success", "retryable", "rate_limited", "permanent", "transport_error", "timeout".
+absl::string_view OutcomeName(Outcome o);
+
+// rebound_attempts_total{code_class}: the HTTP status class of an attempt's response.
+enum class CodeClass { k2xx, k3xx, k4xx, k429, k5xx, kNone };
+inline constexpr size_t kCodeClassCount = 6;
+// "2xx", "3xx", "4xx", "429", "5xx", "none".
+absl::string_view CodeClassName(CodeClass c);
+// 0 (no response) -> kNone; 200..299 -> k2xx; 300..399 -> k3xx; 429 -> k429; other 400..499 ->
+// k4xx; 500..599 -> k5xx. 1xx (never a final status from the executor) and anything outside
+// 100..599 -> kNone: "none" means "no usable final HTTP status".
+CodeClass CodeClassOf(int http_status);
+
+// rebound_retries_total{reason}: why a retry was scheduled.
+enum class RetryReason { kStatus, kTransport, kTimeout, kRateLimited };
+inline constexpr size_t kRetryReasonCount = 4;
+// "status", "transport", "timeout", "rate_limited".
+absl::string_view RetryReasonName(RetryReason r);
+
+// rebound_jobs_completed_total{result}, rebound_job_duration_seconds{result}.
+enum class Result { kSucceeded, kFailed, kExhausted, kCancelled, kSuperseded };
+inline constexpr size_t kResultCount = 5;
+// "succeeded", "failed", "exhausted", "cancelled", "superseded".
+absl::string_view ResultName(Result r);
+
+// rebound_jobs_rejected_total{reason}: why a submit was refused before any job existed.
+enum class RejectReason {
+  kInvalid,
+  kResourceExhausted,
+  kUnauthenticated,
+  kAlreadyExists,
+  kUnavailable
+};
+inline constexpr size_t kRejectReasonCount = 5;
+// "invalid", "resource_exhausted", "unauthenticated", "already_exists", "unavailable".
+absl::string_view RejectReasonName(RejectReason r);
+
+// rebound_jobs{state}: non-terminal jobs by state, waiting split by what they wait for.
+enum class JobGaugeState {
+  kQueued,
+  kBlocked,
+  kRunning,
+  kWaitingBackoff,
+  kWaitingRetryAfter,
+  kWaitingPaused,
+};
+inline constexpr size_t kJobGaugeStateCount = 6;
+// "queued", "blocked", "running", "waiting_backoff", "waiting_retry_after", "waiting_paused".
+absl::string_view JobGaugeStateName(JobGaugeState s);
+
+// The tenant label: the configured server.default_tenant, or "other" for any other tenant.
+enum class TenantClass { kDefault, kOther };
+inline constexpr size_t kTenantClassCount = 2;
+inline constexpr absl::string_view kOtherTenant = "other";
+
+// rebound_grpc_server_*{method}: the methods counted by name, as "package.Service/Method"; any
+// other method is counted as "other" (the last entry).
+inline constexpr std::array<absl::string_view, 11> kGrpcMethods = {
+    "rebound.v1.Rebound/SubmitSync",
+    "rebound.v1.Rebound/SubmitSyncBatch",
+    "rebound.v1.Rebound/GetSync",
+    "rebound.v1.Rebound/WatchSync",
+    "rebound.v1.Rebound/ListSyncs",
+    "rebound.v1.Rebound/CancelSync",
+    "rebound.v1.Rebound/ReplaySync",
+    "grpc.health.v1.Health/Check",
+    "grpc.health.v1.Health/Watch",
+    "grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+    "other",
+};
+inline constexpr size_t kGrpcMethodCount = kGrpcMethods.size();
+// Index into kGrpcMethods of a method path as gRPC reports it ("/package.Service/Method"; the
+// leading slash is optional); kGrpcMethodCount - 1 ("other") when not listed.
+size_t GrpcMethodIndex(absl::string_view method);
+// rebound_grpc_server_requests_total{code}: the canonical code names, "OK" .. "UNAUTHENTICATED".
+inline constexpr size_t kGrpcCodeCount = 17;
+// The name of a grpc::StatusCode value; codes outside 0..16 are reported as "UNKNOWN".
+absl::string_view GrpcCodeName(int code);
+// `code` clamped into 0..16 (out-of-range -> 2, UNKNOWN), for indexing.
+size_t GrpcCodeIndex(int code);
+
+// ---- Histogram buckets (seconds, except the batch size in rows) -------------------------------
+
+namespace buckets {
+inline constexpr std::array<double, 15> kAttemptDuration = {
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
+// Retry-After values and backoff delays.
+inline constexpr std::array<double, 16> kDelay = {0.01, 0.05, 0.1, 0.25, 0.5, 1,   2.5,  5,
+                                                  10,   30,   60,  120,  300, 600, 1800, 3600};
+inline constexpr std::array<double, 17> kJobDuration = {
+    0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 1800, 3600, 7200, 21600, 43200, 86400};
+inline constexpr std::array<double, 13> kStoreCommit = {
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1};
+inline constexpr std::array<double, 13> kBatchSize = {1,   2,   4,   8,    16,   32,  64,
+                                                      128, 256, 512, 1024, 2048, 4096};
+inline constexpr std::array<double, 17> kGrpcHandling = {
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300};
+}  // namespace buckets
+
+// ---- Series counts ----------------------------------------------------------------------------
+
+// Series of one histogram label set: its buckets, +Inf, _sum and _count.
+constexpr size_t HistogramSeries(size_t bucket_count) { return bucket_count + 3; }
+
+inline constexpr size_t kSeriesPerEndpoint =
+    2 * kTenantClassCount + kResultCount + kOutcomeCount * kCodeClassCount +
+    kRetryReasonCount                                                // counters
+    + kJobGaugeStateCount + 4                                        // gauges
+    + 2 * HistogramSeries(buckets::kDelay.size())                    // retry_after, backoff_delay
+    + HistogramSeries(buckets::kAttemptDuration.size())              // attempt_duration
+    + kResultCount * HistogramSeries(buckets::kJobDuration.size());  // job_duration
+// Series of the registry given to Metrics::Create that do not depend on the endpoints.
+inline constexpr size_t kRegistryGlobalSeries =
+    kRejectReasonCount + HistogramSeries(buckets::kStoreCommit.size()) +
+    HistogramSeries(buckets::kBatchSize.size()) + kGrpcMethodCount * kGrpcCodeCount +
+    kGrpcMethodCount * HistogramSeries(buckets::kGrpcHandling.size()) + 1;  // + build_info
+// process_cpu_seconds_total, process_{resident,virtual}_memory_bytes, process_{open,max}_fds,
+// process_start_time_seconds.
+inline constexpr size_t kProcessSeries = 6;
+// prometheus::Exposer adds exposer_transferred_bytes_total, exposer_scrapes_total and the summary
+// exposer_request_latencies (_count, _sum and 3 quantiles) to every scrape.
+inline constexpr size_t kExposerSeries = 7;
+inline constexpr size_t kGlobalSeries = kRegistryGlobalSeries + kProcessSeries + kExposerSeries;
+static_assert(kSeriesPerEndpoint == 215, "update the series count in the header comment");
+static_assert(kGlobalSeries == 458, "update the series count in the header comment");
+
+// Every series a server with `endpoint_count` endpoints can expose on /metrics (MetricsServer).
+constexpr size_t WorstCaseSeries(size_t endpoint_count) {
+  return endpoint_count * kSeriesPerEndpoint + kGlobalSeries;
+}
+
+// ---- Handles ----------------------------------------------------------------------------------
+
+// Every series labelled with one endpoint, created up front. Arrays are indexed by the enums
+// (static_cast<size_t>). The pointers stay valid as long as the registry; copying the struct is
+// cheap and keeps pointing at the same series.
+struct EndpointMetrics {
+  std::string name;  // the endpoint's configured name (the `endpoint` label)
+
+  prometheus::Counter* submitted[kTenantClassCount] = {};
+  prometheus::Counter* deduplicated[kTenantClassCount] = {};
+  prometheus::Counter* completed[kResultCount] = {};
+  prometheus::Counter* attempts[kOutcomeCount][kCodeClassCount] = {};
+  prometheus::Counter* retries[kRetryReasonCount] = {};
+  prometheus::Histogram* retry_after = nullptr;       // the Retry-After the upstream asked for
+  prometheus::Histogram* backoff_delay = nullptr;     // the delay chosen before the next attempt
+  prometheus::Histogram* attempt_duration = nullptr;  // one outbound call
+  prometheus::Histogram* job_duration[kResultCount] = {};  // submit to terminal state
+  prometheus::Gauge* jobs[kJobGaugeStateCount] = {};
+  prometheus::Gauge* dead_letter = nullptr;    // FAILED + EXHAUSTED jobs kept
+  prometheus::Gauge* inflight = nullptr;       // attempts in progress
+  prometheus::Gauge* circuit_state = nullptr;  // 0 closed (always, until a breaker exists)
+  prometheus::Gauge* paused = nullptr;         // 1 while the endpoint is paused, else 0
+
+  void RecordSubmitted(TenantClass t) { submitted[Index(t)]->Increment(); }
+  void RecordDeduplicated(TenantClass t) { deduplicated[Index(t)]->Increment(); }
+  // One finished attempt: rebound_attempts_total and rebound_attempt_duration_seconds.
+  void RecordAttempt(Outcome outcome, CodeClass code_class, absl::Duration duration) {
+    attempts[Index(outcome)][Index(code_class)]->Increment();
+    attempt_duration->Observe(absl::ToDoubleSeconds(duration));
+  }
+  // A retry was scheduled `delay` from now (rebound_retries_total, backoff_delay_seconds).
+  void RecordRetry(RetryReason reason, absl::Duration delay) {
+    retries[Index(reason)]->Increment();
+    backoff_delay->Observe(absl::ToDoubleSeconds(delay));
+  }
+  // The upstream sent Retry-After (as received, after clamping).
+  void RecordRetryAfter(absl::Duration value) {
+    retry_after->Observe(absl::ToDoubleSeconds(value));
+  }
+  // A job reached a terminal result `duration` after it was submitted.
+  void RecordCompleted(Result result, absl::Duration duration) {
+    completed[Index(result)]->Increment();
+    job_duration[Index(result)]->Observe(absl::ToDoubleSeconds(duration));
+  }
+  // rebound_jobs{state}: a job entered, left, or moved between non-terminal states.
+  void JobEntered(JobGaugeState s) { jobs[Index(s)]->Increment(); }
+  void JobLeft(JobGaugeState s) { jobs[Index(s)]->Decrement(); }
+  void JobMoved(JobGaugeState from, JobGaugeState to) {
+    JobLeft(from);
+    JobEntered(to);
+  }
+  void SetPaused(bool p) { paused->Set(p ? 1 : 0); }
+
+  template <typename E>
+  static constexpr size_t Index(E e) {
+    return static_cast<size_t>(e);
+  }
+};
+
+class Metrics {
+ public:
+  // Registers every family in `registry` and creates every series for `config.endpoints` (in
+  // that order: endpoint(i) is config.endpoints[i]) and config.server.default_tenant.
+  // rebound_build_info{version, revision} is set to 1. `registry` must outlive the result.
+  static std::unique_ptr<Metrics> Create(prometheus::Registry& registry,
+                                         const config::Config& config, absl::string_view version,
+                                         absl::string_view revision);
+
+  Metrics(const Metrics&) = delete;
+  Metrics& operator=(const Metrics&) = delete;
+
+  size_t endpoint_count() const { return endpoints_.size(); }
+  // `index` is the position in config.endpoints; must be < endpoint_count().
+  EndpointMetrics& endpoint(size_t index) { return endpoints_[index]; }
+  const EndpointMetrics& endpoint(size_t index) const { return endpoints_[index]; }
+  // By name, for set-up code; nullptr when not configured. Not for hot paths (linear search).
+  EndpointMetrics* FindEndpoint(absl::string_view name);
+
+  // The tenant label class of a request's tenant: kDefault iff it equals server.default_tenant.
+  TenantClass TenantClassOf(absl::string_view tenant) const {
+    return tenant == default_tenant_ ? TenantClass::kDefault : TenantClass::kOther;
+  }
+  // rebound_jobs_{submitted,deduplicated}_total{endpoint, tenant} for a request's tenant: one of
+  // the two pre-created series (the raw tenant is compared, never used as a label).
+  prometheus::Counter& Submitted(size_t endpoint_index, absl::string_view tenant) {
+    return *endpoints_[endpoint_index].submitted[EndpointMetrics::Index(TenantClassOf(tenant))];
+  }
+  prometheus::Counter& Deduplicated(size_t endpoint_index, absl::string_view tenant) {
+    return *endpoints_[endpoint_index].deduplicated[EndpointMetrics::Index(TenantClassOf(tenant))];
+  }
+
+  prometheus::Counter& Rejected(RejectReason reason) {
+    return *rejected_[EndpointMetrics::Index(reason)];
+  }
+  prometheus::Histogram& StoreCommitDuration() { return *store_commit_duration_; }
+  prometheus::Histogram& StoreBatchSize() { return *store_batch_size_; }
+
+  // rebound_grpc_server_*; `method_index` from GrpcMethodIndex, `code` a grpc::StatusCode value.
+  prometheus::Counter& GrpcServerRequests(size_t method_index, int code) {
+    return *grpc_requests_[method_index][GrpcCodeIndex(code)];
+  }
+  prometheus::Histogram& GrpcServerHandling(size_t method_index) {
+    return *grpc_handling_[method_index];
+  }
+
+  const std::string& default_tenant() const { return default_tenant_; }
+
+ private:
+  Metrics() = default;
+
+  std::string default_tenant_;
+  std::vector<EndpointMetrics> endpoints_;
+  prometheus::Counter* rejected_[kRejectReasonCount] = {};
+  prometheus::Histogram* store_commit_duration_ = nullptr;
+  prometheus::Histogram* store_batch_size_ = nullptr;
+  prometheus::Counter* grpc_requests_[kGrpcMethodCount][kGrpcCodeCount] = {};
+  prometheus::Histogram* grpc_handling_[kGrpcMethodCount] = {};
+};
+
+}  // namespace rebound::metrics
+
+#endif  // REBOUND_SERVER_METRICS_METRICS_H_
