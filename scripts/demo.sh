@@ -40,6 +40,7 @@ LMS_PORT=$(cat "$WORK/lms.port")
 # timeout so the hanging upstream shows up within the demo.
 sed -e "s#http://127.0.0.1:8080#http://127.0.0.1:${LMS_PORT}#" \
     -e "s#grpc_listen: 127.0.0.1:50051#grpc_listen: 127.0.0.1:0#" \
+    -e "s#metrics_listen: 127.0.0.1:9464#metrics_listen: 127.0.0.1:0#" \
     -e "s#^    timeout: 30s#    timeout: 1s#" \
     -e "s#^  path: rebound.db#  path: $WORK/rebound.db#" \
     config/rebound.yaml >"$WORK/rebound.yaml"

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "CLI/CLI.hpp"
+#include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
 #include "server/app/app.h"
 #include "server/common/clock.h"
@@ -27,6 +28,19 @@ nlohmann::json Percentiles(std::vector<int64_t> samples) {
           {"p50", pct(0.50)},
           {"p99", pct(0.99)},
           {"max", samples.empty() ? 0 : samples.back()}};
+}
+
+// Written whole under a temporary name, then renamed: readers never see half a number.
+void WritePortFile(const std::string& path, int port) {
+  if (path.empty()) return;
+  const std::string tmp = path + ".tmp";
+  if (FILE* f = std::fopen(tmp.c_str(), "w")) {
+    std::fprintf(f, "%d\n", port);
+    std::fclose(f);
+    std::rename(tmp.c_str(), path.c_str());
+  } else {
+    std::fprintf(stderr, "rebound-server: cannot write port file %s\n", path.c_str());
+  }
 }
 
 void PrintEngineStats(const rebound::engine::EngineStats& stats) {
@@ -61,11 +75,14 @@ int main(int argc, char** argv) {
   std::string config_path = "config/rebound.yaml";
   std::string check_path;
   std::string port_file;
+  std::string metrics_port_file;
   bool version = false;
   cli.add_option("-c,--config", config_path, "YAML config file")->capture_default_str();
   cli.add_option("--check-config", check_path, "Validate FILE and exit (0 valid, 1 invalid)");
   cli.add_option("--port-file", port_file,
                  "Write the bound gRPC port to this file once serving (for grpc_listen :0)");
+  cli.add_option("--metrics-port-file", metrics_port_file,
+                 "Write the bound metrics port to this file once serving");
   cli.add_flag("--version", version, "Print the version and exit");
   CLI11_PARSE(cli, argc, argv);
 
@@ -110,30 +127,24 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "rebound-server: %s\n", s.ToString().c_str());
     return 1;
   }
-  std::printf("rebound-server listening on %s (port %d), store %s\n",
-              config->server.grpc_listen.c_str(), (*app)->grpc_port(), config->store.path.c_str());
-  std::fflush(stdout);
-  if (!port_file.empty()) {
-    // Written whole under a temporary name, then renamed: readers never see half a number.
-    const std::string tmp = port_file + ".tmp";
-    if (FILE* f = std::fopen(tmp.c_str(), "w")) {
-      std::fprintf(f, "%d\n", (*app)->grpc_port());
-      std::fclose(f);
-      std::rename(tmp.c_str(), port_file.c_str());
-    } else {
-      std::fprintf(stderr, "rebound-server: cannot write --port-file %s\n", port_file.c_str());
-    }
-  }
+  rebound::log::EventLog& log = (*app)->log();
+  log.Message(
+      rebound::log::Level::kInfo, "server_started",
+      absl::StrCat("rebound-server ", REBOUND_VERSION, " serving gRPC on ",
+                   config->server.grpc_listen, " (port ", (*app)->grpc_port(),
+                   "), metrics on port ", (*app)->metrics_port(), ", store ", config->store.path));
+  WritePortFile(metrics_port_file, (*app)->metrics_port());
+  WritePortFile(port_file, (*app)->grpc_port());  // last: its presence means "all serving"
 
   int sig = 0;
   sigwait(&signals, &sig);
-  std::printf("rebound-server: signal %d, draining (grace %s)\n", sig,
-              absl::FormatDuration(config->server.shutdown_grace).c_str());
-  std::fflush(stdout);
+  log.Message(rebound::log::Level::kInfo, "server_stopping",
+              absl::StrCat("signal ", sig, ", draining (grace ",
+                           absl::FormatDuration(config->server.shutdown_grace), ")"));
   (*app)->Shutdown();
   PrintEngineStats((*app)->engine().Stats());
+  log.Message(rebound::log::Level::kInfo, "server_stopped", "stopped");
   app->reset();
   curl_global_cleanup();
-  std::printf("rebound-server: stopped\n");
   return 0;
 }

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "server/api/validation.h"
+#include "server/log/traceparent.h"
 
 namespace rebound::api {
 namespace {
@@ -220,8 +221,61 @@ void ToProto(const common::JobRecord& job, bool with_details, v1::SyncJob* out) 
 }
 
 ReboundService::ReboundService(std::shared_ptr<const config::Config> config, engine::Engine& engine,
-                               store::JobStore& store)
-    : config_(std::move(config)), engine_(engine), store_(store) {}
+                               store::JobStore& store, metrics::Metrics* metrics,
+                               log::EventLog* log)
+    : config_(std::move(config)), engine_(engine), store_(store), metrics_(metrics), log_(log) {}
+
+void ReboundService::Rejected(const absl::Status& status, absl::string_view tenant,
+                              absl::string_view endpoint) const {
+  if (metrics_ != nullptr) {
+    metrics::RejectReason reason = metrics::RejectReason::kInvalid;
+    switch (status.code()) {
+      case absl::StatusCode::kResourceExhausted:
+        reason = metrics::RejectReason::kResourceExhausted;
+        break;
+      case absl::StatusCode::kAlreadyExists:
+        reason = metrics::RejectReason::kAlreadyExists;
+        break;
+      case absl::StatusCode::kUnavailable:
+        reason = metrics::RejectReason::kUnavailable;
+        break;
+      case absl::StatusCode::kUnauthenticated:
+        reason = metrics::RejectReason::kUnauthenticated;
+        break;
+      default:
+        break;
+    }
+    metrics_->Rejected(reason).Increment();
+  }
+  if (log_ != nullptr) {
+    log::JobFields f;
+    f.tenant = tenant;
+    f.endpoint = endpoint;
+    const std::string reason =
+        absl::StrCat(absl::StatusCodeToString(status.code()), ": ", status.message());
+    f.reason = reason;
+    log_->Log(log::Event::kRejected, f);
+  }
+}
+
+void ReboundService::ApplyTrace(const grpc::CallbackServerContext* ctx, common::JobSpec* spec) {
+  const auto& md = ctx->client_metadata();
+  auto it = md.find("traceparent");
+  if (it == md.end()) return;
+  const absl::string_view parent(it->second.data(), it->second.size());
+  if (!log::ValidTraceparent(parent)) return;
+  if (spec->correlation_id.empty())
+    spec->correlation_id = log::CorrelationIdFromTraceparent(parent);
+  for (const auto& [name, value] : spec->headers) {
+    if (absl::AsciiStrToLower(name) == "traceparent") return;  // the caller set its own
+  }
+  std::string child;
+  {
+    absl::MutexLock lock(&rng_mu_);
+    child = log::NewChildTraceparent(parent, rng_);
+  }
+  spec->headers.emplace_back("traceparent", std::move(child));
+}
 
 absl::StatusOr<std::string> ReboundService::TenantOf(const grpc::CallbackServerContext* ctx) const {
   const auto& md = ctx->client_metadata();
@@ -251,20 +305,34 @@ grpc::ServerUnaryReactor* ReboundService::SubmitSync(grpc::CallbackServerContext
                                                      v1::SubmitSyncResponse* response) {
   auto* reactor = ctx->DefaultReactor();
   auto tenant = SubmitterOf(ctx);
-  if (!tenant.ok()) return Finished(reactor, tenant.status());
+  if (!tenant.ok()) {
+    Rejected(tenant.status(), "", "");
+    return Finished(reactor, tenant.status());
+  }
   if (!request->has_request()) {
-    return Finished(reactor, absl::InvalidArgumentError("request: is required"));
+    const absl::Status missing = absl::InvalidArgumentError("request: is required");
+    Rejected(missing, *tenant, "");
+    return Finished(reactor, missing);
   }
   auto spec = ValidateSyncRequest(request->request(), *config_, *tenant, "request");
-  if (!spec.ok()) return Finished(reactor, spec.status());
+  if (!spec.ok()) {
+    Rejected(spec.status(), *tenant, "");
+    return Finished(reactor, spec.status());
+  }
+  ApplyTrace(ctx, &*spec);
   std::vector<store::NewJob> jobs(1);
   jobs[0].fingerprint = common::Fingerprint(*spec);
   jobs[0].spec = *std::move(spec);
-  engine_.Submit(std::move(jobs), [reactor, response](std::vector<store::SubmitResult> results) {
-    const store::SubmitResult& r = results.at(0);
-    if (r.status.ok()) FillSubmitResponse(r, response);
-    reactor->Finish(ToGrpcStatus(r.status));
-  });
+  engine_.Submit(std::move(jobs),
+                 [this, reactor, response, t = *tenant](std::vector<store::SubmitResult> results) {
+                   const store::SubmitResult& r = results.at(0);
+                   if (r.status.ok()) {
+                     FillSubmitResponse(r, response);
+                   } else {
+                     Rejected(r.status, t, "");
+                   }
+                   reactor->Finish(ToGrpcStatus(r.status));
+                 });
   return reactor;
 }
 
@@ -273,9 +341,13 @@ grpc::ServerUnaryReactor* ReboundService::SubmitSyncBatch(grpc::CallbackServerCo
                                                           v1::SubmitSyncBatchResponse* response) {
   auto* reactor = ctx->DefaultReactor();
   auto tenant = SubmitterOf(ctx);
-  if (!tenant.ok()) return Finished(reactor, tenant.status());
+  if (!tenant.ok()) {
+    Rejected(tenant.status(), "", "");
+    return Finished(reactor, tenant.status());
+  }
   const auto n = static_cast<size_t>(request->requests_size());
   if (n == 0 || n > config_->server.max_batch_size) {
+    Rejected(absl::InvalidArgumentError("requests: batch size"), *tenant, "");
     return Finished(reactor, absl::InvalidArgumentError(
                                  absl::StrCat("requests: ", n, " items; a batch holds 1 to ",
                                               config_->server.max_batch_size)));
@@ -289,10 +361,12 @@ grpc::ServerUnaryReactor* ReboundService::SubmitSyncBatch(grpc::CallbackServerCo
     auto spec = ValidateSyncRequest(request->requests(static_cast<int>(i)), *config_, *tenant,
                                     absl::StrCat("requests[", i, "]"));
     if (!spec.ok()) {
+      Rejected(spec.status(), *tenant, "");
       item->set_code(static_cast<int32_t>(spec.status().code()));
       item->set_message(std::string(spec.status().message()));
       continue;
     }
+    ApplyTrace(ctx, &*spec);
     store::NewJob job;
     job.fingerprint = common::Fingerprint(*spec);
     job.spec = *std::move(spec);
@@ -303,19 +377,21 @@ grpc::ServerUnaryReactor* ReboundService::SubmitSyncBatch(grpc::CallbackServerCo
     reactor->Finish(grpc::Status::OK);
     return reactor;
   }
-  engine_.Submit(std::move(jobs), [reactor, response, job_index = std::move(job_index)](
-                                      std::vector<store::SubmitResult> results) {
-    for (size_t j = 0; j < results.size(); ++j) {
-      auto* item = response->mutable_results(job_index[j]);
-      const store::SubmitResult& r = results[j];
-      item->set_code(static_cast<int32_t>(r.status.code()));
-      item->set_message(std::string(r.status.message()));
-      if (r.status.ok() || r.status.code() == absl::StatusCode::kAlreadyExists) {
-        FillSubmitResponse(r, item->mutable_result());
-      }
-    }
-    reactor->Finish(grpc::Status::OK);
-  });
+  engine_.Submit(std::move(jobs),
+                 [this, reactor, response, t = *tenant,
+                  job_index = std::move(job_index)](std::vector<store::SubmitResult> results) {
+                   for (size_t j = 0; j < results.size(); ++j) {
+                     auto* item = response->mutable_results(job_index[j]);
+                     const store::SubmitResult& r = results[j];
+                     if (!r.status.ok()) Rejected(r.status, t, "");
+                     item->set_code(static_cast<int32_t>(r.status.code()));
+                     item->set_message(std::string(r.status.message()));
+                     if (r.status.ok() || r.status.code() == absl::StatusCode::kAlreadyExists) {
+                       FillSubmitResponse(r, item->mutable_result());
+                     }
+                   }
+                   reactor->Finish(grpc::Status::OK);
+                 });
   return reactor;
 }
 

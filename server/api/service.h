@@ -11,13 +11,17 @@
 #include <memory>
 #include <string>
 
+#include "absl/random/random.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "grpcpp/grpcpp.h"
 #include "rebound/v1/rebound.grpc.pb.h"
 #include "server/common/job.h"
 #include "server/config/config.h"
 #include "server/engine/engine.h"
+#include "server/log/event_log.h"
+#include "server/metrics/metrics.h"
 #include "server/store/job_store.h"
 
 namespace rebound::api {
@@ -30,8 +34,10 @@ void ToProto(const common::JobRecord& job, bool with_details, v1::SyncJob* out);
 
 class ReboundService final : public v1::Rebound::CallbackService {
  public:
+  // `metrics` and `log` may be null (tests); when given they must outlive the service.
   ReboundService(std::shared_ptr<const config::Config> config, engine::Engine& engine,
-                 store::JobStore& store);
+                 store::JobStore& store, metrics::Metrics* metrics = nullptr,
+                 log::EventLog* log = nullptr);
 
   // False during shutdown: new submits get UNAVAILABLE, everything else still answers.
   void SetAcceptingSubmits(bool accepting) { accepting_.store(accepting); }
@@ -63,6 +69,12 @@ class ReboundService final : public v1::Rebound::CallbackService {
   absl::StatusOr<std::string> TenantOf(const grpc::CallbackServerContext* ctx) const;
   // TenantOf, or UNAVAILABLE while shutting down: for calls that create work.
   absl::StatusOr<std::string> SubmitterOf(const grpc::CallbackServerContext* ctx) const;
+  // Counts and logs a refused submit (the status message names the field; no body is logged).
+  void Rejected(const absl::Status& status, absl::string_view tenant,
+                absl::string_view endpoint) const;
+  // W3C trace context from the call's `traceparent` metadata: the job carries a child
+  // traceparent header upstream, and the trace id becomes the correlation id when none is set.
+  void ApplyTrace(const grpc::CallbackServerContext* ctx, common::JobSpec* spec);
   // Answers a cancel or replay once the engine is done: reads the job back.
   void FinishWithJob(grpc::ServerUnaryReactor* reactor, absl::Status status,
                      const std::string& tenant, common::JobId id, v1::SyncJob* response);
@@ -70,6 +82,10 @@ class ReboundService final : public v1::Rebound::CallbackService {
   const std::shared_ptr<const config::Config> config_;
   engine::Engine& engine_;
   store::JobStore& store_;
+  metrics::Metrics* const metrics_;
+  log::EventLog* const log_;
+  absl::Mutex rng_mu_;
+  absl::BitGen rng_ ABSL_GUARDED_BY(rng_mu_);
   std::atomic<bool> accepting_{true};
 };
 

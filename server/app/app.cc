@@ -2,10 +2,12 @@
 
 #include <cstdio>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "server/metrics/grpc_interceptor.h"
 
 namespace rebound::app {
 namespace {
@@ -18,12 +20,28 @@ App::App(std::shared_ptr<const config::Config> config, const common::Clock& cloc
     : config_(std::move(config)), clock_(clock) {}
 
 absl::StatusOr<std::unique_ptr<App>> App::Create(std::shared_ptr<const config::Config> config,
-                                                 const common::Clock& clock) {
+                                                 const common::Clock& clock,
+                                                 log::EventLog::Sink log_sink) {
   std::unique_ptr<App> app(new App(std::move(config), clock));
+  const config::Config& cfg = *app->config_;
+  log::EventLog::Options log_options;
+  log_options.min_level = log::ParseLevel(cfg.log.level).value_or(log::Level::kInfo);
+  log_options.max_lines_per_second_per_event = static_cast<int>(cfg.log.max_lines_per_second);
+  app->log_ = std::make_unique<log::EventLog>(
+      clock, log_options, log_sink ? std::move(log_sink) : log::EventLog::StdoutSink());
+  app->registry_ = std::make_shared<prometheus::Registry>();
+  app->metrics_ = metrics::Metrics::Create(*app->registry_, cfg, REBOUND_VERSION, REBOUND_REVISION);
+  app->telemetry_ = std::make_unique<Telemetry>(cfg, *app->metrics_, *app->log_);
+
   store::SqliteOptions store_options;
-  store_options.path = app->config_->store.path;
-  store_options.synchronous = app->config_->store.synchronous;
-  store_options.max_batch = app->config_->store.max_batch;
+  store_options.path = cfg.store.path;
+  store_options.synchronous = cfg.store.synchronous;
+  store_options.max_batch = static_cast<int>(cfg.store.max_batch);
+  metrics::Metrics* m = app->metrics_.get();
+  store_options.on_commit = [m](absl::Duration took, size_t rows) {
+    m->StoreCommitDuration().Observe(absl::ToDoubleSeconds(took));
+    m->StoreBatchSize().Observe(static_cast<double>(rows));
+  };
   auto store = store::SqliteStore::Open(store_options);
   if (!store.ok()) {
     return absl::Status(store.status().code(), absl::StrCat("store: ", store.status().message()));
@@ -32,9 +50,21 @@ absl::StatusOr<std::unique_ptr<App>> App::Create(std::shared_ptr<const config::C
   auto executor = http::CurlExecutor::Create(http::CurlExecutorOptions{});
   if (!executor.ok()) return executor.status();
   app->executor_ = *std::move(executor);
-  app->engine_ =
-      std::make_unique<engine::Engine>(app->config_, *app->store_, *app->executor_, clock);
-  app->service_ = std::make_unique<api::ReboundService>(app->config_, *app->engine_, *app->store_);
+
+  engine::EngineOptions engine_options;
+  engine_options.observer = app->telemetry_.get();
+  auto dead = app->store_->CountDeadLetters();
+  if (!dead.ok()) return dead.status();
+  engine_options.dead_letters_at_start.assign(cfg.endpoints.size(), 0);
+  for (const auto& [endpoint, count] : *dead) {
+    for (size_t i = 0; i < cfg.endpoints.size(); ++i) {
+      if (cfg.endpoints[i].name == endpoint) engine_options.dead_letters_at_start[i] = count;
+    }
+  }
+  app->engine_ = std::make_unique<engine::Engine>(app->config_, *app->store_, *app->executor_,
+                                                  clock, std::move(engine_options));
+  app->service_ = std::make_unique<api::ReboundService>(app->config_, *app->engine_, *app->store_,
+                                                        app->metrics_.get(), app->log_.get());
   return app;
 }
 
@@ -46,10 +76,16 @@ absl::Status App::Start() {
   }
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  auto metrics_server = metrics::MetricsServer::Start(config_->server.metrics_listen, registry_);
+  if (!metrics_server.ok()) return metrics_server.status();
+  metrics_server_ = *std::move(metrics_server);
   grpc::ServerBuilder builder;
   builder.AddListeningPort(config_->server.grpc_listen, grpc::InsecureServerCredentials(),
                            &grpc_port_);
   builder.RegisterService(service_.get());
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(metrics::MakeGrpcInterceptorFactory(*metrics_));
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   server_ = builder.BuildAndStart();
   if (server_ == nullptr || grpc_port_ == 0) {
     return absl::UnavailableError(

@@ -15,19 +15,26 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
+#include "prometheus/registry.h"
 #include "server/api/service.h"
+#include "server/app/telemetry.h"
 #include "server/common/clock.h"
 #include "server/config/config.h"
 #include "server/engine/engine.h"
 #include "server/http/curl_executor.h"
+#include "server/log/event_log.h"
+#include "server/metrics/metrics.h"
+#include "server/metrics/metrics_server.h"
 #include "server/store/sqlite_store.h"
 
 namespace rebound::app {
 
 class App {
  public:
+  // `log_sink` receives the JSON log lines (stdout when empty).
   static absl::StatusOr<std::unique_ptr<App>> Create(std::shared_ptr<const config::Config> config,
-                                                     const common::Clock& clock);
+                                                     const common::Clock& clock,
+                                                     log::EventLog::Sink log_sink = {});
   ~App();
   App(const App&) = delete;
   App& operator=(const App&) = delete;
@@ -39,7 +46,9 @@ class App {
   // and the store close. Idempotent.
   void Shutdown();
   int grpc_port() const { return grpc_port_; }
+  int metrics_port() const { return metrics_server_ != nullptr ? metrics_server_->port() : 0; }
   engine::Engine& engine() { return *engine_; }
+  log::EventLog& log() { return *log_; }
 
  private:
   App(std::shared_ptr<const config::Config> config, const common::Clock& clock);
@@ -47,6 +56,12 @@ class App {
 
   std::shared_ptr<const config::Config> config_;
   const common::Clock& clock_;
+  // Declared (so built) before the engine and destroyed after it: the engine reports to them.
+  std::unique_ptr<log::EventLog> log_;
+  std::shared_ptr<prometheus::Registry> registry_;
+  std::unique_ptr<metrics::Metrics> metrics_;
+  std::unique_ptr<Telemetry> telemetry_;
+  std::unique_ptr<metrics::MetricsServer> metrics_server_;
   std::unique_ptr<store::SqliteStore> store_;
   std::unique_ptr<http::CurlExecutor> executor_;
   std::unique_ptr<engine::Engine> engine_;

@@ -3,8 +3,10 @@
 #include <openssl/evp.h>
 
 #include <array>
+#include <vector>
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
@@ -77,10 +79,16 @@ std::string Fingerprint(const JobSpec& spec) {
   d.Field(spec.method);
   d.Field(spec.path);
   d.Field(spec.query);
-  d.Field(absl::StrCat(spec.headers.size()));
-  for (const auto& [name, value] : spec.headers) {
-    d.Field(name);
-    d.Field(value);
+  // traceparent is per call (tracing), not part of what the request does: a retried submit
+  // with a new trace must still deduplicate.
+  std::vector<const std::pair<std::string, std::string>*> headers;
+  for (const auto& h : spec.headers) {
+    if (!absl::EqualsIgnoreCase(h.first, "traceparent")) headers.push_back(&h);
+  }
+  d.Field(absl::StrCat(headers.size()));
+  for (const auto* h : headers) {
+    d.Field(h->first);
+    d.Field(h->second);
   }
   d.Field(spec.body);
   d.Field(spec.ordering_key);

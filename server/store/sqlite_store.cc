@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cassert>
 #include <cerrno>
+#include <chrono>
 #include <climits>
 #include <cstdint>
 #include <cstring>
@@ -987,6 +988,7 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(const SqliteOptio
   auto store = std::unique_ptr<SqliteStore>(
       new SqliteStore(*std::move(writer), std::move(reads), options.max_batch));
   store->lock_fd_ = std::exchange(lock_guard.fd, -1);
+  store->on_commit_ = options.on_commit;
   store->thread_ = std::thread([s = store.get()] { s->WriterLoop(); });
   return store;
 }
@@ -1113,7 +1115,11 @@ void SqliteStore::WriterLoop() {
       }
     }
 
+    const auto started = std::chrono::steady_clock::now();
     const absl::Status status = RunBatch(batch);
+    if (on_commit_ && status.ok()) {
+      on_commit_(absl::FromChrono(std::chrono::steady_clock::now() - started), rows);
+    }
 
     // Callbacks run outside the lock, in batch order, after the commit made them durable.
     for (Op& op : batch) {

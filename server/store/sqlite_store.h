@@ -24,6 +24,7 @@
 #define REBOUND_SERVER_STORE_SQLITE_STORE_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -45,6 +46,8 @@ struct SqliteOptions {
   std::string synchronous = "full";  // "full": a COMMIT survives power loss; "normal": opt-in
   int max_batch = 1024;              // rows (jobs or transitions) per transaction, at most
   absl::Duration busy_timeout = absl::Seconds(5);  // waiting for another process' lock
+  // Called on the writer thread after each transaction with its duration and rows (metrics).
+  std::function<void(absl::Duration, size_t rows)> on_commit;
 };
 
 class SqliteStore final : public JobStore {
@@ -105,6 +108,7 @@ class SqliteStore final : public JobStore {
   const std::unique_ptr<Writer> writer_;  // used only by the writer thread after Open
   const std::unique_ptr<ReadPool> reads_;
   const int max_batch_;
+  std::function<void(absl::Duration, size_t rows)> on_commit_;
   int lock_fd_ = -1;  // flock()ed <path>.lock: one process per database file
 
   // Two lanes, each FIFO. Transitions (and tasks) go first, so a retry's RUNNING write does not

@@ -28,6 +28,7 @@ inline std::string IntegrationConfig(int lms_port, int dead_port, const std::str
   return absl::StrCat(R"(
 server:
   grpc_listen: 127.0.0.1:0
+  metrics_listen: 127.0.0.1:0
   max_batch_size: 10
   max_body_bytes: 1024
   shutdown_grace: 2s

@@ -1,0 +1,50 @@
+// Telemetry: turns the engine's job events into Prometheus series and JSON log lines.
+//
+// Owned by the app; the engine calls it on its loop thread (OnSubmitted on the store's writer
+// thread). Counters are kept handles (no label lookup per event); label values are configured
+// endpoint names and fixed enums only. Log lines carry no bodies and no header values.
+#ifndef REBOUND_SERVER_APP_TELEMETRY_H_
+#define REBOUND_SERVER_APP_TELEMETRY_H_
+
+#include <string>
+
+#include "server/config/config.h"
+#include "server/engine/observer.h"
+#include "server/log/event_log.h"
+#include "server/metrics/metrics.h"
+
+namespace rebound::app {
+
+class Telemetry final : public engine::EngineObserver {
+ public:
+  Telemetry(const config::Config& config, metrics::Metrics& metrics, log::EventLog& log)
+      : config_(config), metrics_(metrics), log_(log) {}
+
+  void OnSubmitted(const common::JobSpec& spec, common::JobId id, int endpoint,
+                   bool deduplicated) override;
+  void OnAttemptStarted(const engine::JobRef& job) override;
+  void OnAttemptFinished(const engine::JobRef& job, const policy::Outcome& outcome,
+                         const policy::Decision& decision, absl::Duration duration) override;
+  void OnFinished(const engine::JobRef& job, common::JobState state, absl::Duration age,
+                  const std::string& decision) override;
+  void OnReplayed(const engine::JobRef& job) override;
+  void OnEndpointPaused(int endpoint, absl::Time until) override;
+  void OnGauges(int endpoint, const engine::EndpointGauges& gauges) override;
+  void OnDeadLetterDelta(int endpoint, int64_t delta) override;
+
+ private:
+  log::JobFields FieldsOf(const engine::JobRef& job) const;
+
+  const config::Config& config_;
+  metrics::Metrics& metrics_;
+  log::EventLog& log_;
+};
+
+// The metric outcome of an attempt: transport errors split into timeout and the rest.
+metrics::Outcome OutcomeOf(const policy::Outcome& outcome, policy::Action action);
+// Why a retry happens, for rebound_retries_total{reason}.
+metrics::RetryReason RetryReasonOf(const policy::Outcome& outcome, policy::Action action);
+
+}  // namespace rebound::app
+
+#endif  // REBOUND_SERVER_APP_TELEMETRY_H_
