@@ -61,6 +61,8 @@ endpoints:
     timeout: 500ms
     max_in_flight: 64
     policy: default
+    headers:
+      - {name: Authorization, value_from_env: REBOUND_TEST_LMS_TOKEN, secret: true, optional: true}
   - name: slow
     base_url: http://127.0.0.1:)",
                       lms_port, R"(
@@ -98,21 +100,30 @@ class ServerProcess {
   static absl::StatusOr<std::unique_ptr<ServerProcess>> Start(const TempDir& dir,
                                                               const std::string& config_path) {
     const std::string port_file = dir.File("server.port");
+    const std::string metrics_port_file = dir.File("metrics.port");
     std::remove(port_file.c_str());
-    auto child =
-        ChildProcess::Spawn(REBOUND_SERVER_BIN, {"--config", config_path, "--port-file", port_file},
-                            dir.File("server.log"));
+    std::remove(metrics_port_file.c_str());
+    auto child = ChildProcess::Spawn(REBOUND_SERVER_BIN,
+                                     {"--config", config_path, "--port-file", port_file,
+                                      "--metrics-port-file", metrics_port_file},
+                                     dir.File("server.log"));
     if (!child.ok()) return child.status();
     auto port = (*child)->WaitForPortFile(port_file, absl::Seconds(30));
     if (!port.ok()) return port.status();
+    // Written before the gRPC port file, so it is there now.
+    auto mport = (*child)->WaitForPortFile(metrics_port_file, absl::Seconds(1));
+    if (!mport.ok()) return mport.status();
     client::ClientOptions options;
     options.target = absl::StrCat("127.0.0.1:", *port);
     options.call_timeout = absl::Seconds(30);
     auto c = client::Client::Connect(options);
     if (!c.ok()) return c.status();
-    return std::unique_ptr<ServerProcess>(
-        new ServerProcess(*std::move(child), *port, *std::move(c)));
+    auto server =
+        std::unique_ptr<ServerProcess>(new ServerProcess(*std::move(child), *port, *std::move(c)));
+    server->metrics_port_ = *mport;
+    return server;
   }
+  int metrics_port() const { return metrics_port_; }
 
   client::Client& client() { return *client_; }
   ChildProcess& process() { return *process_; }
@@ -123,6 +134,7 @@ class ServerProcess {
       : process_(std::move(p)), port_(port), client_(std::move(c)) {}
   std::unique_ptr<ChildProcess> process_;
   int port_;
+  int metrics_port_ = 0;
   std::unique_ptr<client::Client> client_;
 };
 
