@@ -117,6 +117,9 @@ void App::Shutdown() {
     server_->GetHealthCheckService()->SetServingStatus(false);
     service_->SetAcceptingSubmits(false);
   }
+  // The exposer's HTTP server needs up to ~2 s to notice its stop (civetweb's poll quantum):
+  // let that overlap the drain instead of adding to it.
+  std::thread stop_metrics([this] { metrics_server_.reset(); });
   if (loop_thread_.joinable()) {
     engine_->Stop(config_->server.shutdown_grace);
     loop_thread_.join();
@@ -138,6 +141,7 @@ void App::Shutdown() {
     server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
     server_->Wait();
   }
+  stop_metrics.join();
 }
 
 }  // namespace rebound::app

@@ -46,6 +46,7 @@ class App {
   // and the store close. Idempotent.
   void Shutdown();
   int grpc_port() const { return grpc_port_; }
+  // Before Shutdown() only.
   int metrics_port() const { return metrics_server_ != nullptr ? metrics_server_->port() : 0; }
   engine::Engine& engine() { return *engine_; }
   log::EventLog& log() { return *log_; }

@@ -68,6 +68,7 @@ endpoints:
                       lms_port, R"(
     allowed_path_prefixes: [/api/v1/]
     timeout: 20s
+    max_in_flight: 256
     policy: default
   - name: dead
     base_url: http://127.0.0.1:)",

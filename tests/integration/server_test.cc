@@ -1,5 +1,6 @@
 // The whole service, end to end: real rebound-server, real fake-lms, real client library.
 #include <algorithm>
+#include <cstdio>
 #include <string>
 #include <thread>
 #include <vector>
@@ -331,6 +332,68 @@ TEST_F(IntegrationTest, ACancelWaitingOnAnAttemptIsAnsweredAtShutdown) {
   ASSERT_TRUE(code.ok()) << code.status();
   EXPECT_EQ(*code, 0);
   EXPECT_EQ(cancel_status.code(), absl::StatusCode::kUnavailable) << cancel_status;
+}
+
+TEST_F(IntegrationTest, SigtermWith200AttemptsInFlightDrainsThemAllAndExitsZero) {
+  constexpr int kJobs = 200;
+  std::vector<std::string> ids;
+  for (int b = 0; b < kJobs / 10; ++b) {
+    std::vector<v1::SyncRequest> batch;
+    for (int i = 0; i < 10; ++i) {
+      auto r = Job(absl::StrCat("k-200-", b * 10 + i), "200:ms=1000");
+      r.set_endpoint("slow");
+      batch.push_back(r);
+    }
+    auto res = client().SubmitBatch(batch);
+    ASSERT_TRUE(res.ok()) << res.status();
+    for (const auto& item : res->results()) {
+      ASSERT_EQ(item.code(), 0) << item.message();
+      ids.push_back(item.result().job_id());
+    }
+  }
+  AwaitRequests(*lms_, kJobs);  // all 200 on the wire (answers take 1 s)
+  const absl::Time sent = absl::Now();
+  server_->process().Signal(SIGTERM);
+
+  // Draining: health says NOT_SERVING and submits are refused, while the attempts finish.
+  auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->port()),
+                                     grpc::InsecureChannelCredentials());
+  auto health = grpc::health::v1::Health::NewStub(channel);
+  grpc::health::v1::HealthCheckResponse::ServingStatus status =
+      grpc::health::v1::HealthCheckResponse::SERVING;
+  for (int i = 0; i < 50 && status == grpc::health::v1::HealthCheckResponse::SERVING; ++i) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    grpc::health::v1::HealthCheckResponse res;
+    if (!health->Check(&ctx, {}, &res).ok()) break;  // already gone counts as not serving
+    status = res.status();
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_NE(status, grpc::health::v1::HealthCheckResponse::SERVING);
+  auto late = Job("k-200-late", "200");
+  late.set_endpoint("slow");
+  EXPECT_EQ(client().Submit(late).status().code(), absl::StatusCode::kUnavailable);
+
+  auto code = server_->process().Wait(absl::Seconds(20));
+  const absl::Duration drain = absl::Now() - sent;
+  ASSERT_TRUE(code.ok()) << code.status();
+  EXPECT_EQ(*code, 0);
+  EXPECT_LT(drain, absl::Seconds(8)) << "1 s answers, a 2 s grace, ~1 s to close the ports";
+  RecordProperty("drain_ms", static_cast<int>(absl::ToInt64Milliseconds(drain)));
+  std::printf("drain of %d in-flight attempts: %lld ms\n", kJobs,
+              static_cast<long long>(absl::ToInt64Milliseconds(drain)));
+
+  StartServer();
+  for (const auto& id : ids) {
+    auto job = client().Get(id);
+    ASSERT_TRUE(job.ok()) << job.status();
+    EXPECT_EQ(job->state(), v1::SUCCEEDED) << id;
+    EXPECT_EQ(job->attempt_count(), 1) << id;
+  }
+  auto totals = lms_->Totals();
+  ASSERT_TRUE(totals.ok());
+  EXPECT_EQ((*totals)["effects"], kJobs);
+  EXPECT_EQ((*totals)["repeats"], 0);
 }
 
 TEST_F(IntegrationTest, HealthIsServingAndReflectionListsTheApi) {
