@@ -45,7 +45,7 @@ sed -e "s#http://127.0.0.1:8080#http://127.0.0.1:${LMS_PORT}#" \
     -e "s#^  path: rebound.db#  path: $WORK/rebound.db#" \
     config/rebound.yaml >"$WORK/rebound.yaml"
 "$BUILD/server/rebound-server" --config "$WORK/rebound.yaml" --port-file "$WORK/grpc.port" \
-  >"$WORK/server.log" 2>&1 &
+  --metrics-port-file "$WORK/metrics.port" >"$WORK/server.log" 2>&1 &
 PIDS+=($!)
 wait_for_file "$WORK/grpc.port" 30
 CTL=("$ROOT/$BUILD/client/reboundctl" --target "127.0.0.1:$(cat "$WORK/grpc.port")")
@@ -107,3 +107,11 @@ awk -v jobs="$JOBS" '
     printf "   %d retries waited for the upstream'"'"'s Retry-After (longer than the backoff)\n", ra
   }' "$WORK/jobs.json"
 echo "   dead letters: reboundctl list --state FAILED --state EXHAUSTED; replay one with reboundctl replay ID"
+echo
+echo "== what Prometheus sees (http://127.0.0.1:$(cat "$WORK/metrics.port")/metrics)"
+curl -s "http://127.0.0.1:$(cat "$WORK/metrics.port")/metrics" |
+  grep -E '^rebound_(attempts_total|retries_total|jobs_completed_total|dead_letter_jobs)\{' |
+  grep -v ' 0$' | sed 's/^/   /'
+echo
+echo "== the server's last log lines (JSON, one per event)"
+grep '"event":"retry_scheduled"' "$WORK/server.log" | tail -n 2 | sed 's/^/   /'
