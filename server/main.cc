@@ -112,6 +112,7 @@ int main(int argc, char** argv) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
   curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -137,7 +138,20 @@ int main(int argc, char** argv) {
   WritePortFile(port_file, (*app)->grpc_port());  // last: its presence means "all serving"
 
   int sig = 0;
-  sigwait(&signals, &sig);
+  while (sigwait(&signals, &sig) == 0 && sig == SIGHUP) {
+    // Reload: a bad file or a change that needs a restart is refused; the running config stays.
+    auto next = rebound::config::LoadConfigFile(config_path);
+    absl::Status reloaded =
+        next.ok()
+            ? (*app)->Reload(std::make_shared<const rebound::config::Config>(*std::move(next)))
+            : next.status();
+    if (reloaded.ok()) {
+      log.Message(rebound::log::Level::kInfo, "config_reloaded", config_path);
+    } else {
+      log.Message(rebound::log::Level::kWarn, "config_reload_rejected",
+                  std::string(reloaded.message()));
+    }
+  }
   log.Message(rebound::log::Level::kInfo, "server_stopping",
               absl::StrCat("signal ", sig, ", draining (grace ",
                            absl::FormatDuration(config->server.shutdown_grace), ")"));

@@ -280,7 +280,7 @@ void ReboundService::ApplyTrace(const grpc::CallbackServerContext* ctx, common::
 absl::StatusOr<std::string> ReboundService::TenantOf(const grpc::CallbackServerContext* ctx) const {
   const auto& md = ctx->client_metadata();
   auto it = md.find(std::string(kTenantMetadata));
-  if (it == md.end()) return config_->server.default_tenant;
+  if (it == md.end()) return Config()->server.default_tenant;
   std::string tenant(it->second.data(), it->second.size());
   const bool ok = !tenant.empty() && tenant.size() <= kMaxTenantBytes &&
                   std::all_of(tenant.begin(), tenant.end(), [](char c) {
@@ -314,7 +314,7 @@ grpc::ServerUnaryReactor* ReboundService::SubmitSync(grpc::CallbackServerContext
     Rejected(missing, *tenant, "");
     return Finished(reactor, missing);
   }
-  auto spec = ValidateSyncRequest(request->request(), *config_, *tenant, "request");
+  auto spec = ValidateSyncRequest(request->request(), *Config(), *tenant, "request");
   if (!spec.ok()) {
     Rejected(spec.status(), *tenant, "");
     return Finished(reactor, spec.status());
@@ -346,11 +346,11 @@ grpc::ServerUnaryReactor* ReboundService::SubmitSyncBatch(grpc::CallbackServerCo
     return Finished(reactor, tenant.status());
   }
   const auto n = static_cast<size_t>(request->requests_size());
-  if (n == 0 || n > config_->server.max_batch_size) {
+  if (n == 0 || n > Config()->server.max_batch_size) {
     Rejected(absl::InvalidArgumentError("requests: batch size"), *tenant, "");
     return Finished(reactor, absl::InvalidArgumentError(
                                  absl::StrCat("requests: ", n, " items; a batch holds 1 to ",
-                                              config_->server.max_batch_size)));
+                                              Config()->server.max_batch_size)));
   }
   // Invalid items are answered on their own; the valid ones go to the store together.
   std::vector<store::NewJob> jobs;
@@ -358,7 +358,7 @@ grpc::ServerUnaryReactor* ReboundService::SubmitSyncBatch(grpc::CallbackServerCo
   jobs.reserve(n);
   for (size_t i = 0; i < n; ++i) {
     auto* item = response->add_results();
-    auto spec = ValidateSyncRequest(request->requests(static_cast<int>(i)), *config_, *tenant,
+    auto spec = ValidateSyncRequest(request->requests(static_cast<int>(i)), *Config(), *tenant,
                                     absl::StrCat("requests[", i, "]"));
     if (!spec.ok()) {
       Rejected(spec.status(), *tenant, "");

@@ -39,6 +39,12 @@ class ReboundService final : public v1::Rebound::CallbackService {
                  store::JobStore& store, metrics::Metrics* metrics = nullptr,
                  log::EventLog* log = nullptr);
 
+  // Swaps the config used to validate requests (a reload). Thread-safe.
+  void SetConfig(std::shared_ptr<const config::Config> config) {
+    absl::MutexLock lock(&config_mu_);
+    config_ = std::move(config);
+  }
+
   // False during shutdown: new submits get UNAVAILABLE, everything else still answers.
   void SetAcceptingSubmits(bool accepting) { accepting_.store(accepting); }
 
@@ -79,7 +85,13 @@ class ReboundService final : public v1::Rebound::CallbackService {
   void FinishWithJob(grpc::ServerUnaryReactor* reactor, absl::Status status,
                      const std::string& tenant, common::JobId id, v1::SyncJob* response);
 
-  const std::shared_ptr<const config::Config> config_;
+  std::shared_ptr<const config::Config> Config() const {
+    absl::MutexLock lock(&config_mu_);
+    return config_;
+  }
+
+  mutable absl::Mutex config_mu_;
+  std::shared_ptr<const config::Config> config_ ABSL_GUARDED_BY(config_mu_);
   engine::Engine& engine_;
   store::JobStore& store_;
   metrics::Metrics* const metrics_;

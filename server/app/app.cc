@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "server/metrics/grpc_interceptor.h"
@@ -23,6 +24,7 @@ absl::StatusOr<std::unique_ptr<App>> App::Create(std::shared_ptr<const config::C
                                                  const common::Clock& clock,
                                                  log::EventLog::Sink log_sink) {
   std::unique_ptr<App> app(new App(std::move(config), clock));
+  app->configs_.push_back(app->config_);
   const config::Config& cfg = *app->config_;
   log::EventLog::Options log_options;
   log_options.min_level = log::ParseLevel(cfg.log.level).value_or(log::Level::kInfo);
@@ -97,9 +99,53 @@ absl::Status App::Start() {
   return absl::OkStatus();
 }
 
+absl::Status App::Reload(std::shared_ptr<const config::Config> next) {
+  const config::Config& cur = *config_;
+  auto restart = [](absl::string_view key) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(key, " cannot change without a restart; the running config stays"));
+  };
+  if (next->endpoints.size() != cur.endpoints.size()) return restart("endpoints (added/removed)");
+  for (size_t i = 0; i < cur.endpoints.size(); ++i) {
+    if (next->endpoints[i].name != cur.endpoints[i].name) {
+      return restart(absl::StrCat("endpoints[", i, "].name (or the endpoints' order)"));
+    }
+  }
+  if (next->server.grpc_listen != cur.server.grpc_listen) return restart("server.grpc_listen");
+  if (next->server.metrics_listen != cur.server.metrics_listen) {
+    return restart("server.metrics_listen");
+  }
+  if (next->server.default_tenant != cur.server.default_tenant) {
+    return restart("server.default_tenant");
+  }
+  if (next->store.path != cur.store.path || next->store.synchronous != cur.store.synchronous ||
+      next->store.max_batch != cur.store.max_batch) {
+    return restart("store");
+  }
+  if (next->log.level != cur.log.level ||
+      next->log.max_lines_per_second != cur.log.max_lines_per_second) {
+    return restart("log");
+  }
+  configs_.push_back(next);
+  absl::Notification switched;
+  absl::Status engine_status;
+  engine_->Reload(next, [&](absl::Status s) {
+    engine_status = std::move(s);
+    switched.Notify();
+  });
+  if (!switched.WaitForNotificationWithTimeout(absl::Seconds(10))) {
+    return absl::DeadlineExceededError("the engine did not take the new config in 10 s");
+  }
+  if (!engine_status.ok()) return engine_status;
+  service_->SetConfig(next);
+  absl::MutexLock lock(&config_mu_);
+  config_ = std::move(next);
+  return absl::OkStatus();
+}
+
 void App::MaintenanceLoop() {
   while (!stop_maintenance_.WaitForNotificationWithTimeout(kPurgeEvery)) {
-    auto purged = store_->PurgeExpiredKeys(clock_.Now() - config_->idempotency_retention);
+    auto purged = store_->PurgeExpiredKeys(clock_.Now() - CurrentConfig()->idempotency_retention);
     if (!purged.ok()) {
       std::fprintf(stderr, "rebound: idempotency key purge failed: %s\n",
                    purged.status().ToString().c_str());

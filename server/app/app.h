@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -45,6 +46,11 @@ class App {
   // get up to server.shutdown_grace to finish; every outcome is persisted; then the gRPC server
   // and the store close. Idempotent.
   void Shutdown();
+  // Applies a new config without a restart: endpoint settings, policies, limits and the
+  // idempotency header. Endpoints must stay the same (names and order: queues and metric series
+  // are per endpoint), and listen addresses, store, log and default tenant need a restart;
+  // otherwise FAILED_PRECONDITION naming the key, and the running config stays in force.
+  absl::Status Reload(std::shared_ptr<const config::Config> next);
   int grpc_port() const { return grpc_port_; }
   // Before Shutdown() only.
   int metrics_port() const { return metrics_server_ != nullptr ? metrics_server_->port() : 0; }
@@ -55,7 +61,16 @@ class App {
   App(std::shared_ptr<const config::Config> config, const common::Clock& clock);
   void MaintenanceLoop();
 
+  std::shared_ptr<const config::Config> CurrentConfig() const {
+    absl::MutexLock lock(&config_mu_);
+    return config_;
+  }
+
+  mutable absl::Mutex config_mu_;
+  // The one in force. Written by Reload (main thread); other threads use CurrentConfig().
   std::shared_ptr<const config::Config> config_;
+  // Every config ever in force: components that were built on one may keep references into it.
+  std::vector<std::shared_ptr<const config::Config>> configs_;
   const common::Clock& clock_;
   // Declared (so built) before the engine and destroyed after it: the engine reports to them.
   std::unique_ptr<log::EventLog> log_;

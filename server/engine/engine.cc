@@ -37,12 +37,14 @@ std::string ScopeOf(absl::string_view tenant, absl::string_view ordering_key) {
 Engine::Engine(std::shared_ptr<const config::Config> config, store::JobStore& store,
                http::Executor& executor, const common::Clock& clock, EngineOptions options)
     : config_(std::move(config)),
+      max_active_jobs_(static_cast<int64_t>(config_->server.max_active_jobs)),
       store_(store),
       executor_(executor),
       clock_(clock),
       rng_(options.rng_seed != 0 ? options.rng_seed : std::random_device{}()),
       observer_(options.observer != nullptr ? options.observer : &null_observer_) {
   endpoints_.resize(config_->endpoints.size());
+  for (const auto& ep : config_->endpoints) endpoint_names_.push_back(ep.name);
   for (size_t i = 0; i < endpoints_.size(); ++i) {
     EndpointState& ep = endpoints_[i];
     ep.config = &config_->endpoints[i];
@@ -79,7 +81,7 @@ bool Engine::PostWork(absl::AnyInvocable<void() &&> fn, bool internal) {
 
 void Engine::Submit(std::vector<store::NewJob> jobs, SubmitDone done) {
   const auto n = static_cast<int64_t>(jobs.size());
-  const auto limit = static_cast<int64_t>(config_->server.max_active_jobs);
+  const int64_t limit = max_active_jobs_.load(std::memory_order_relaxed);
   // Reserve room first; dedups and failures give it back after the commit.
   if (active_jobs_.fetch_add(n, std::memory_order_relaxed) + n > limit) {
     active_jobs_.fetch_sub(n, std::memory_order_relaxed);
@@ -198,7 +200,7 @@ void Engine::Replay(std::string tenant, JobId id, JobDone done_fn) {
       return std::move(done)(absl::FailedPreconditionError(
           absl::StrCat("endpoint '", rec->spec.endpoint, "' is no longer configured")));
     }
-    const auto limit = static_cast<int64_t>(config_->server.max_active_jobs);
+    const int64_t limit = max_active_jobs_.load(std::memory_order_relaxed);
     if (active_jobs_.fetch_add(1, std::memory_order_relaxed) + 1 > limit) {
       active_jobs_.fetch_sub(1, std::memory_order_relaxed);
       return std::move(done)(absl::ResourceExhaustedError(
@@ -207,7 +209,9 @@ void Engine::Replay(std::string tenant, JobId id, JobDone done_fn) {
     Slot fresh;
     fresh.id = id;
     fresh.endpoint = ep;
+    fresh.named_policy = !rec->spec.policy.empty();
     fresh.policy = PolicyFor(ep, rec->spec.policy);
+    fresh.config_generation = config_generation_;
     fresh.state = JobState::kFailed;  // what the store holds until the replay commits
     fresh.attempt_count = rec->attempt_count;
     fresh.budget_base = rec->attempt_count;
@@ -232,10 +236,13 @@ void Engine::Replay(std::string tenant, JobId id, JobDone done_fn) {
                                 ? "replayed: attempt budget renewed; waits for its ordering key"
                                 : "replayed: attempt budget renewed";
     Persist(slot, wait_for_key ? JobState::kBlocked : JobState::kQueued, why,
-            [this, why, done = std::move(done)](Slot* s) mutable {
+            [this, why, ref = RefOf(slot), done = std::move(done)](Slot* s) mutable {
+              // The replay is durable even when a later change (cancel, unblock) superseded
+              // this step: the job has left the dead letters either way.
+              ref.correlation_id = nullptr;
+              observer_->OnReplayed(ref);
+              observer_->OnDeadLetterDelta(ref.endpoint, -1);
               if (s != nullptr) {
-                observer_->OnReplayed(RefOf(*s));
-                observer_->OnDeadLetterDelta(s->endpoint, -1);
                 Notify(*s, why);
                 if (s->state != JobState::kBlocked) Enqueue(*s);
               }
@@ -248,7 +255,9 @@ void Engine::Replay(std::string tenant, JobId id, JobDone done_fn) {
 void Engine::Watch(std::string tenant, JobId id, std::shared_ptr<WatchSink> sink) {
   const bool posted = Post([this, tenant = std::move(tenant), id, sink]() mutable {
     if (Slot* slot = FindSlot(id); slot != nullptr && *slot->tenant == tenant) {
-      sink->OnEvent(EventOf(*slot, ""));
+      // A terminal state decided but not yet committed is announced by Finish, after the
+      // commit: a watcher must never learn of an end the store does not hold yet.
+      if (!common::IsTerminal(slot->state)) sink->OnEvent(EventOf(*slot, ""));
       FollowersOf(*slot).watchers.push_back(std::move(sink));
       return;
     }
@@ -305,6 +314,8 @@ absl::Status Engine::Recover() {
     fresh.id = a.id;
     fresh.endpoint = EndpointIndex(a.endpoint);
     fresh.policy = fresh.endpoint >= 0 ? PolicyFor(fresh.endpoint, a.policy) : nullptr;
+    fresh.named_policy = !a.policy.empty();
+    fresh.config_generation = config_generation_;
     fresh.state = a.state == JobState::kRunning ? JobState::kQueued : a.state;
     fresh.attempt_count = a.attempt_count;
     fresh.budget_base = a.budget_base;
@@ -629,7 +640,10 @@ void Engine::OnOutcome(JobId id, absl::Time started, policy::Outcome outcome) {
   ctx.deadline = slot.deadline;
   ctx.previous_delay = slot.previous_delay;
   const policy::Decision d = policy::Decide(*slot.policy, outcome, ctx, now, rng_);
-  observer_->OnAttemptFinished(RefOf(slot), outcome, d, now - started);
+  // This attempt was decided by the policy it started with; the next one uses the current.
+  if (slot.config_generation != config_generation_) {
+    ResolvePolicy(slot, slot.named_policy ? slot.policy->name : "");
+  }
 
   common::AttemptRecord rec;
   rec.number = slot.attempt_count;
@@ -667,6 +681,15 @@ void Engine::OnOutcome(JobId id, absl::Time started, policy::Outcome outcome) {
                        ")");
     rec.decision = why;
   }
+  {
+    // Observers see what happens next: a retry of a job being cancelled is no retry.
+    policy::Decision effective = d;
+    if (next == JobState::kCancelled) {
+      effective.kind = policy::Decision::Kind::kFail;
+      effective.reason = why;
+    }
+    observer_->OnAttemptFinished(RefOf(slot), outcome, effective, now - started);
+  }
   if (next == JobState::kWaitingRetry) {
     rec.next_attempt_at = d.next_attempt_at;
     slot.next_attempt_at = d.next_attempt_at;
@@ -693,6 +716,8 @@ void Engine::Adopt(std::shared_ptr<const common::JobSpec> spec, const store::Sub
   fresh.id = result.job_id;
   fresh.endpoint = EndpointIndex(spec->endpoint);
   fresh.policy = fresh.endpoint >= 0 ? PolicyFor(fresh.endpoint, spec->policy) : nullptr;
+  fresh.named_policy = !spec->policy.empty();
+  fresh.config_generation = config_generation_;
   fresh.state = result.state;
   fresh.deadline = spec->deadline;
   fresh.tenant = InternTenant(spec->tenant);
@@ -901,10 +926,42 @@ void Engine::RecordLateness(LatenessSamples& samples, absl::Duration lateness) {
 }
 
 int16_t Engine::EndpointIndex(absl::string_view name) const {
-  for (size_t i = 0; i < endpoints_.size(); ++i) {
-    if (endpoints_[i].config->name == name) return static_cast<int16_t>(i);
+  for (size_t i = 0; i < endpoint_names_.size(); ++i) {
+    if (endpoint_names_[i] == name) return static_cast<int16_t>(i);
   }
   return -1;
+}
+
+void Engine::ResolvePolicy(Slot& slot, absl::string_view name) {
+  slot.policy = PolicyFor(slot.endpoint, name);
+  slot.config_generation = config_generation_;
+}
+
+void Engine::Reload(std::shared_ptr<const config::Config> config,
+                    absl::AnyInvocable<void(absl::Status) &&> done) {
+  auto answer = std::make_shared<absl::AnyInvocable<void(absl::Status) &&>>(std::move(done));
+  const bool posted = Post([this, config = std::move(config), answer]() mutable {
+    assert(config->endpoints.size() == endpoints_.size());
+    retired_configs_.push_back(config_);
+    config_ = std::move(config);
+    ++config_generation_;
+    for (size_t i = 0; i < endpoints_.size(); ++i) {
+      EndpointState& ep = endpoints_[i];
+      ep.config = &config_->endpoints[i];
+      ep.default_policy = config_->FindPolicy(ep.config->policy).get();
+      if (ep.default_policy == nullptr) ep.default_policy = config_->FindPolicy("default").get();
+      ep.base_url = ep.config->base_url;
+    }
+    max_active_jobs_.store(static_cast<int64_t>(config_->server.max_active_jobs));
+    // Every job not on the wire takes the new policy now; running ones after their attempt.
+    for (auto& [id, slot] : slots_) {
+      if (slot.state != JobState::kRunning && slot.endpoint >= 0 && slot.policy != nullptr) {
+        ResolvePolicy(slot, slot.named_policy ? slot.policy->name : "");
+      }
+    }
+    std::move (*answer)(absl::OkStatus());
+  });
+  if (!posted) std::move (*answer)(absl::UnavailableError("the engine has stopped"));
 }
 
 const policy::Policy* Engine::PolicyFor(int16_t endpoint, absl::string_view name) const {

@@ -127,6 +127,12 @@ class Engine {
   absl::Time NextWakeup() const;
 
   // --- Any thread -------------------------------------------------------------------------
+  // Switches to `config` (same endpoints, same order: the caller checks) on the loop: endpoint
+  // settings, policies and limits apply to the next attempt of every job; an attempt on the wire
+  // is decided by the policy it started with. `done` runs on the loop once switched (or with
+  // UNAVAILABLE when the loop has closed).
+  void Reload(std::shared_ptr<const config::Config> config,
+              absl::AnyInvocable<void(absl::Status) &&> done);
   // Runs `fn` on the loop. Returns false (and drops `fn`) once the loop has closed.
   bool Post(absl::AnyInvocable<void() &&> fn) { return PostWork(std::move(fn), false); }
   // Jobs must already be validated. `done` runs once the jobs are durable (or failed), on a
@@ -166,6 +172,8 @@ class Engine {
     absl::Time since;                     // submitted or replayed: the job duration's start
     bool followed = false;                // has an entry in followers_
     bool retry_after_wait = false;        // WAITING_RETRY set by the upstream's Retry-After
+    bool named_policy = false;            // the job named its policy (else: endpoint default)
+    uint32_t config_generation = 0;       // of `policy`; re-resolved after a reload
     const std::string* tenant = nullptr;  // interned in tenants_
     std::string ordering_scope;  // tenant + '\n' + ordering key; empty without ordering key
     std::shared_ptr<const common::JobSpec> spec;  // kept while queued/running, dropped waiting
@@ -246,6 +254,8 @@ class Engine {
   JobEvent EventOf(const Slot& slot, std::string decision) const;
   int16_t EndpointIndex(absl::string_view name) const;
   const policy::Policy* PolicyFor(int16_t endpoint, absl::string_view name) const;
+  // Sets slot.policy (and its generation) from the current config.
+  void ResolvePolicy(Slot& slot, absl::string_view name);
   void AssertOnLoop() const;
   // Every change of a slot's state goes through these, so the per-endpoint counts stay exact.
   void SetState(Slot& slot, JobState state);
@@ -253,7 +263,12 @@ class Engine {
   JobRef RefOf(const Slot& slot) const;
   void PublishGauges(absl::Time now);
 
-  const std::shared_ptr<const config::Config> config_;
+  // Current config (loop thread), and every earlier one: slots whose attempt is on the wire may
+  // still point at an old policy, so old configs stay alive (they are small).
+  std::shared_ptr<const config::Config> config_;
+  std::vector<std::shared_ptr<const config::Config>> retired_configs_;
+  uint32_t config_generation_ = 0;
+  std::atomic<int64_t> max_active_jobs_;
   store::JobStore& store_;
   http::Executor& executor_;
   const common::Clock& clock_;
@@ -266,6 +281,8 @@ class Engine {
   absl::flat_hash_map<JobId, Followers> followers_;
   absl::node_hash_set<std::string> tenants_;  // interned tenant names (stable addresses)
   std::vector<EndpointState> endpoints_;
+  // Immutable after construction (a reload keeps the endpoints): any thread may read it.
+  std::vector<std::string> endpoint_names_;
   std::priority_queue<Timer, std::vector<Timer>, std::greater<Timer>> timers_;
   uint64_t timer_seq_ = 0;
   absl::flat_hash_map<std::string, std::deque<JobId>> blocked_;  // by ordering scope

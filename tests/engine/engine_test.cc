@@ -466,6 +466,59 @@ TEST_F(ObservedEngineTest, ReplayTakesAJobOutOfTheDeadLetters) {
   EXPECT_EQ(Gauges().running, 1);
 }
 
+TEST_F(EngineTest, ReloadAppliesToTheNextAttemptNotToTheOneOnTheWire) {
+  const auto id = Submit("k1");
+  ASSERT_EQ(executor_.open(), 1u);
+  auto cfg = std::make_shared<config::Config>(*TestConfig());
+  auto strict = std::make_shared<policy::Policy>(*cfg->policies["default"]);
+  strict->limits.max_attempts = 1;
+  strict->backoff.initial = absl::Seconds(5);
+  cfg->policies["default"] = strict;
+  cfg->endpoints[0].base_url = "http://127.0.0.1:2";
+  absl::Status reloaded = absl::UnknownError("not called");
+  engine_.Reload(cfg, [&](absl::Status s) { reloaded = s; });
+  Settle();
+  ASSERT_TRUE(reloaded.ok()) << reloaded;
+  // The attempt that started under the old policy is decided by it: retry in 100ms.
+  executor_.CompleteNext(Status(503));
+  Settle();
+  EXPECT_EQ(store_.Job(id).state, JobState::kWaitingRetry);
+  EXPECT_EQ(engine_.NextWakeup(), clock_.Now() + absl::Milliseconds(100));
+  clock_.Advance(absl::Milliseconds(100));
+  Settle();
+  ASSERT_EQ(executor_.started(), 2u);
+  EXPECT_EQ(executor_.request(1).url, "http://127.0.0.1:2/api/grades") << "new endpoint settings";
+  // The next decision uses the new policy: one attempt per budget, so this one exhausts it.
+  executor_.CompleteNext(Status(503));
+  Settle();
+  EXPECT_EQ(store_.Job(id).state, JobState::kExhausted);
+}
+
+TEST_F(ObservedEngineTest, ACancelledJobsLastAttemptIsNoRetry) {
+  const auto id = Submit("a");
+  engine_.Cancel("t", id, [](absl::Status) {});
+  Settle();
+  executor_.CompleteNext(Status(503));
+  Settle();
+  ASSERT_EQ(observer_.decisions.size(), 1u);
+  EXPECT_NE(observer_.decisions[0], policy::Decision::Kind::kRetry);
+  ASSERT_EQ(observer_.finished.size(), 1u);
+  EXPECT_EQ(observer_.finished[0], JobState::kCancelled);
+}
+
+TEST_F(ObservedEngineTest, AReplayCancelledBeforeItsCommitStillLeavesTheDeadLetters) {
+  const auto id = Submit("a");
+  executor_.CompleteNext(Status(400));
+  Settle();
+  EXPECT_EQ(observer_.dead_letters, 8);
+  engine_.Replay("t", id, [](absl::Status) {});
+  engine_.RunOnce(absl::ZeroDuration());  // replay decided, not committed
+  engine_.Cancel("t", id, [](absl::Status) {});
+  Settle();
+  EXPECT_EQ(store_.Job(id).state, JobState::kCancelled);
+  EXPECT_EQ(observer_.dead_letters, 7);
+}
+
 class EngineInFlightTest : public EngineTest {
  protected:
   EngineInFlightTest() : EngineTest(2) {}
@@ -571,6 +624,19 @@ TEST_F(EngineTest, SubmitBeyondTheActiveJobLimitIsResourceExhausted) {
   small.Submit(std::move(jobs), [&](std::vector<store::SubmitResult> r) { results = r; });
   ASSERT_EQ(results.size(), 2u);
   EXPECT_EQ(results[0].status.code(), absl::StatusCode::kResourceExhausted);
+}
+
+TEST_F(EngineTest, AWatcherLearnsOfTheEndOnlyOnceItIsDurable) {
+  const auto id = Submit("k1");
+  executor_.CompleteNext(Status(200));
+  engine_.RunOnce(absl::ZeroDuration());  // SUCCEEDED decided, written, not committed
+  auto sink = std::make_shared<RecordingSink>();
+  engine_.Watch("t", id, sink);
+  engine_.RunOnce(absl::ZeroDuration());
+  EXPECT_TRUE(sink->states.empty()) << "no terminal event before the commit";
+  Settle();
+  EXPECT_THAT(sink->states, ::testing::ElementsAre(JobState::kSucceeded));
+  EXPECT_TRUE(sink->ended);
 }
 
 }  // namespace

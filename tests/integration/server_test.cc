@@ -1,6 +1,7 @@
 // The whole service, end to end: real rebound-server, real fake-lms, real client library.
 #include <algorithm>
 #include <cstdio>
+#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -394,6 +395,57 @@ TEST_F(IntegrationTest, SigtermWith200AttemptsInFlightDrainsThemAllAndExitsZero)
   ASSERT_TRUE(totals.ok());
   EXPECT_EQ((*totals)["effects"], kJobs);
   EXPECT_EQ((*totals)["repeats"], 0);
+}
+
+// Waits until the server log has `n` lines containing `needle`.
+bool AwaitLog(const std::function<std::string()>& log, const std::string& needle, int n) {
+  const absl::Time give_up = absl::Now() + absl::Seconds(10);
+  while (absl::Now() < give_up) {
+    const std::string text = log();
+    int count = 0;
+    for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) {
+      ++count;
+    }
+    if (count >= n) return true;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return false;
+}
+
+TEST_F(IntegrationTest, SighupReloadsPoliciesAndRefusesABadConfigKeepingTheOldOne) {
+  std::string yaml;
+  {
+    std::ifstream in(config_path_);
+    yaml.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  const std::string five = "limits: {max_attempts: 5, max_elapsed: 1m, max_retry_after: 5s}";
+  ASSERT_NE(yaml.find(five), std::string::npos);
+  std::string two = yaml;
+  two.replace(two.find(five), five.size(),
+              "limits: {max_attempts: 2, max_elapsed: 1m, max_retry_after: 5s}");
+  auto log = [this] { return ServerLog(); };
+
+  std::ofstream(config_path_, std::ios::trunc) << two;
+  server_->process().Signal(SIGHUP);
+  ASSERT_TRUE(AwaitLog(log, "\"config_reloaded\"", 1)) << ServerLog();
+  auto job = Run(Job("k-reload-1", "503"));
+  EXPECT_EQ(job.state(), v1::EXHAUSTED);
+  EXPECT_EQ(job.attempt_count(), 2) << "the new max_attempts";
+
+  std::ofstream(config_path_, std::ios::trunc) << two << "bogus: 1\n";
+  server_->process().Signal(SIGHUP);
+  ASSERT_TRUE(AwaitLog(log, "\"config_reload_rejected\"", 1)) << ServerLog();
+  EXPECT_THAT(ServerLog(), HasSubstr("unknown top-level key 'bogus'"));
+
+  std::string moved = two;
+  moved.replace(moved.find("grpc_listen: 127.0.0.1:0"), 24, "grpc_listen: 127.0.0.1:1");
+  std::ofstream(config_path_, std::ios::trunc) << moved;
+  server_->process().Signal(SIGHUP);
+  ASSERT_TRUE(AwaitLog(log, "\"config_reload_rejected\"", 2)) << ServerLog();
+  EXPECT_THAT(ServerLog(), HasSubstr("server.grpc_listen cannot change without a restart"));
+
+  job = Run(Job("k-reload-2", "503"));
+  EXPECT_EQ(job.attempt_count(), 2) << "the last good config stays in force";
 }
 
 TEST_F(IntegrationTest, HealthIsServingAndReflectionListsTheApi) {
