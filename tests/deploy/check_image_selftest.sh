@@ -1,0 +1,175 @@
+#!/usr/bin/env bash
+# Proves that check_docker.sh and check_kubernetes.sh can fail: each case copies the Dockerfile,
+# config/ and deploy/ into a scratch tree, breaks one thing, and expects the named check to fail
+# with the expected message. A check that passes on a broken copy, or a mutation that no longer
+# changes anything, fails this test. Without kubectl the Kubernetes cases are skipped (exit 77
+# if nothing else failed).
+#
+#   check_image_selftest.sh [--root DIR] --server BIN --ctl BIN [--tools DIR]
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/../.." && pwd)
+server="" ctl=""
+tools=${XDG_CACHE_HOME:-$HOME/.cache}/rebound/deploy-npm
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --root) root=$(cd "$2" && pwd); shift 2 ;;
+    --server) server=$2; shift 2 ;;
+    --ctl) ctl=$2; shift 2 ;;
+    --tools) tools=$2; shift 2 ;;
+    *) echo "unknown argument '$1'" >&2; exit 2 ;;
+  esac
+done
+docker_check=(bash "$here/check_docker.sh" --binary "$server" --binary "$ctl" --tools "$tools")
+k8s_check=(bash "$here/check_kubernetes.sh" --server "$server" --tools "$tools")
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+passed=0
+failed=0
+fail() {
+  echo "FAIL: $*" >&2
+  failed=$((failed + 1))
+}
+
+have_kubectl=1
+command -v "${KUBECTL:-kubectl}" >/dev/null 2>&1 || have_kubectl=0
+
+base=deploy/kubernetes/base
+deployment=$base/deployment.yaml
+
+sed_in() { sed -i "$2" "$1"; }
+digest() { find Dockerfile config deploy -type f -print0 | sort -z | xargs -0 cat | cksum; }
+
+copy_tree() {
+  mkdir -p "$1"
+  cp -r "$root/Dockerfile" "$root/config" "$root/deploy" "$1/"
+}
+
+# expect_failure NAME SCRIPT CHECK EXPECTED MUTATION...: apply MUTATION to a fresh copy; then
+# CHECK of SCRIPT (docker or k8s) must fail and print EXPECTED.
+expect_failure() {
+  local name=$1 script=$2 check_name=$3 expected=$4
+  shift 4
+  if [[ $script == k8s && $have_kubectl -eq 0 && $check_name != monitoring-sync ]]; then
+    echo "skip: $name (no kubectl)"
+    return
+  fi
+  local tree=$work/$name output before after
+  copy_tree "$tree"
+  before=$(cd "$tree" && digest)
+  if ! (cd "$tree" && "$@"); then
+    fail "$name: the mutation '$*' failed"
+    return
+  fi
+  after=$(cd "$tree" && digest)
+  if [[ $before == "$after" ]]; then
+    fail "$name: the mutation '$*' changed nothing; update this self-test"
+    return
+  fi
+  local -a cmd
+  if [[ $script == docker ]]; then cmd=("${docker_check[@]}"); else cmd=("${k8s_check[@]}"); fi
+  if output=$("${cmd[@]}" --root "$tree" "$check_name" 2>&1); then
+    fail "$name: check '$check_name' passed on a broken copy"
+    return
+  fi
+  if ! grep -qF -- "$expected" <<<"$output"; then
+    fail "$name: check '$check_name' failed without saying '$expected'; it said:"
+    sed 's/^/    /' <<<"$output" >&2
+    return
+  fi
+  echo "ok: $name ($check_name fails)"
+  passed=$((passed + 1))
+}
+
+# The unbroken copy passes (or the cases below prove nothing).
+copy_tree "$work/baseline"
+if output=$("${docker_check[@]}" --root "$work/baseline" all 2>&1); then
+  echo "ok: baseline docker checks"
+  passed=$((passed + 1))
+else
+  fail "baseline: the unmodified copy fails check_docker.sh:"
+  sed 's/^/    /' <<<"$output" >&2
+fi
+if [[ $have_kubectl -eq 1 ]]; then
+  if output=$("${k8s_check[@]}" --root "$work/baseline" all 2>&1); then
+    echo "ok: baseline kubernetes checks"
+    passed=$((passed + 1))
+  else
+    fail "baseline: the unmodified copy fails check_kubernetes.sh:"
+    sed 's/^/    /' <<<"$output" >&2
+  fi
+fi
+
+# ---- Dockerfile ----
+expect_failure docker-syntax docker lint "dockerfile-utils" sed_in Dockerfile 's/^WORKDIR \/src$/WORKDIRR \/src/'
+expect_failure docker-recommends docker lint "without --no-install-recommends" \
+  sed_in Dockerfile 's/ --no-install-recommends//'
+expect_failure docker-apt-lists docker lint "does not rm -rf /var/lib/apt/lists" \
+  sed_in Dockerfile 's|^ && rm -rf /var/lib/apt/lists/\* \\$| \&\& true \\|'
+expect_failure docker-root docker lint "is not a numeric non-root uid" sed_in Dockerfile 's/^USER 10001:10001$/USER rebound/'
+expect_failure docker-shell-entrypoint docker lint "ENTRYPOINT is not in exec form" \
+  sed_in Dockerfile 's|^ENTRYPOINT .*|ENTRYPOINT /usr/local/bin/rebound-server|'
+expect_failure docker-expose docker lint "does not EXPOSE 9464" sed_in Dockerfile 's/^EXPOSE 50051 9464$/EXPOSE 50051/'
+expect_failure docker-base docker lint "is not FROM debian:bookworm-slim" \
+  sed_in Dockerfile 's/^FROM debian:bookworm-slim$/FROM debian:bookworm/'
+expect_failure ldd-missing docker ldd "(Debian package libsqlite3-0), which the runtime stage does not install" \
+  sed_in Dockerfile '/^      libsqlite3-0 \\$/d'
+expect_failure ldd-unneeded docker ldd "installs libevent-2.1-7, which no binary loads" \
+  sed_in Dockerfile 's/^      libyaml-cpp0.7 \\$/      libyaml-cpp0.7 libevent-2.1-7 \\/'
+expect_failure image-config-listen docker default-config "not 0.0.0.0:9464" \
+  sed_in Dockerfile "/-e 's\/^\\\\(  metrics_listen/d"
+expect_failure image-config-sample-changed docker default-config "changes nothing in config/rebound.yaml" \
+  sed_in config/rebound.yaml 's/^  path: rebound.db$/  path: jobs.db/'
+
+# ---- deploy/kubernetes ----
+expect_failure k8s-render k8s render "does not render" sed_in $base/kustomization.yaml 's/- service.yaml/- services.yaml/'
+expect_failure k8s-schema k8s schema "containerPort must be integer" \
+  sed_in $deployment 's/containerPort: 9464/containerPort: "9464"/'
+expect_failure k8s-root k8s policy "runs as root (runAsUser 0)" sed_in $deployment 's/runAsUser: 10001/runAsUser: 0/'
+expect_failure k8s-nonroot k8s policy "runAsNonRoot is not true" sed_in $deployment 's/runAsNonRoot: true/runAsNonRoot: false/'
+expect_failure k8s-escalation k8s policy "allowPrivilegeEscalation is not false" \
+  sed_in $deployment 's/allowPrivilegeEscalation: false/allowPrivilegeEscalation: true/'
+expect_failure k8s-caps k8s policy "capabilities do not drop ALL" sed_in $deployment 's/drop: \["ALL"\]/drop: ["NET_RAW"]/'
+expect_failure k8s-rootfs k8s policy "readOnlyRootFilesystem is not true" \
+  sed_in $deployment 's/readOnlyRootFilesystem: true/readOnlyRootFilesystem: false/'
+expect_failure k8s-readiness k8s policy "no readinessProbe" sed_in $deployment 's/readinessProbe:/x-readinessProbe:/'
+expect_failure k8s-limits k8s policy "no resources.limits.memory" sed_in $deployment 's/^              memory: 1Gi$//'
+expect_failure k8s-probe-port k8s policy "livenessProbe probes port 9464" \
+  sed_in $deployment '/livenessProbe:/,/port:/s/port: 50051/port: 9464/'
+expect_failure k8s-netpol-selector k8s policy "does not select Rebound's pods" \
+  sed_in $base/networkpolicy.yaml 's/^      app.kubernetes.io\/name: rebound$/      app.kubernetes.io\/name: other/'
+expect_failure k8s-literal-secret k8s policy "env CANVAS_TOKEN has a literal value" \
+  sed_in $deployment 's/^          envFrom:$/          env: [{name: CANVAS_TOKEN, value: "Bearer abc"}]\n          envFrom:/'
+expect_failure k8s-sqlite-rolling k8s policy "strategy is not Recreate" \
+  sed_in deploy/kubernetes/overlays/sqlite/deployment-patch.yaml 's/type: Recreate/type: RollingUpdate/'
+expect_failure k8s-servicemonitor-port k8s policy "port 'metricz' is not a port of the Service" \
+  sed_in deploy/kubernetes/monitoring/servicemonitor.yaml 's/- port: metrics/- port: metricz/'
+expect_failure k8s-config-invalid k8s config "--check-config" sed_in $base/rebound.yaml 's/synchronous: full/synchronous: fast/'
+expect_failure k8s-config-loopback k8s config "grpc_listen is '127.0.0.1:50051'" \
+  sed_in $base/rebound.yaml 's/grpc_listen: 0.0.0.0:50051/grpc_listen: 127.0.0.1:50051/'
+expect_failure k8s-config-db-path k8s config "is not on a writable volume mount" \
+  sed_in $base/rebound.yaml 's|path: /var/lib/rebound/rebound.db|path: /srv/rebound.db|'
+expect_failure k8s-grace k8s config "the kubelet would kill the server mid-drain" \
+  sed_in $base/rebound.yaml 's/shutdown_grace: 10s/shutdown_grace: 1m/'
+expect_failure k8s-rules-stale k8s monitoring-sync "differ from deploy/prometheus/alerts.yaml" \
+  sed_in deploy/prometheus/alerts.yaml 's/for: 10m/for: 20m/'
+expect_failure k8s-dashboard-stale k8s monitoring-sync "rebound-dashboard.json differs" \
+  sed_in deploy/grafana/rebound-dashboard.json 's/"title": "Rebound"/"title": "Rebound 2"/'
+
+# ---- without kubectl the rendering checks skip (77), they do not pass ----
+copy_tree "$work/no-kubectl"
+status=0
+output=$(KUBECTL=/nonexistent/kubectl "${k8s_check[@]}" --root "$work/no-kubectl" render 2>&1) || status=$?
+if [[ $status -eq 77 ]] && grep -qF "SKIP: '/nonexistent/kubectl' not found" <<<"$output"; then
+  echo "ok: no-kubectl (render skips with 77)"
+  passed=$((passed + 1))
+else
+  fail "no-kubectl: render exited $status: $output"
+fi
+
+echo "image and kubernetes self-test: $passed passed, $failed failed"
+[[ $failed -eq 0 ]] || exit 1
+[[ $have_kubectl -eq 1 ]] || exit 77
