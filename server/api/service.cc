@@ -294,6 +294,15 @@ absl::StatusOr<std::string> ReboundService::TenantOf(const grpc::CallbackServerC
   return tenant;
 }
 
+absl::StatusOr<std::pair<std::string, common::JobId>> ReboundService::JobOf(
+    const grpc::CallbackServerContext* ctx, const std::string& job_id) const {
+  auto tenant = TenantOf(ctx);
+  if (!tenant.ok()) return tenant.status();
+  auto id = JobIdOf(job_id);
+  if (!id.ok()) return id.status();
+  return std::make_pair(*std::move(tenant), *id);
+}
+
 absl::StatusOr<std::string> ReboundService::SubmitterOf(
     const grpc::CallbackServerContext* ctx) const {
   if (!accepting_.load()) return absl::UnavailableError(kShuttingDown);
@@ -399,11 +408,10 @@ grpc::ServerUnaryReactor* ReboundService::GetSync(grpc::CallbackServerContext* c
                                                   const v1::GetSyncRequest* request,
                                                   v1::SyncJob* response) {
   auto* reactor = ctx->DefaultReactor();
-  auto tenant = TenantOf(ctx);
-  if (!tenant.ok()) return Finished(reactor, tenant.status());
-  auto id = JobIdOf(request->job_id());
-  if (!id.ok()) return Finished(reactor, id.status());
-  auto job = store_.Get(*tenant, *id, /*with_attempts=*/true);
+  auto job_ref = JobOf(ctx, request->job_id());
+  if (!job_ref.ok()) return Finished(reactor, job_ref.status());
+  const auto& [tenant, id] = *job_ref;
+  auto job = store_.Get(tenant, id, /*with_attempts=*/true);
   if (job.ok()) ToProto(*job, /*with_details=*/true, response);
   return Finished(reactor, job.status());
 }
@@ -411,13 +419,12 @@ grpc::ServerUnaryReactor* ReboundService::GetSync(grpc::CallbackServerContext* c
 grpc::ServerWriteReactor<v1::SyncEvent>* ReboundService::WatchSync(
     grpc::CallbackServerContext* ctx, const v1::WatchSyncRequest* request) {
   auto* reactor = new WatchReactor();
-  auto tenant = TenantOf(ctx);
-  auto id = JobIdOf(request->job_id());
-  if (!tenant.ok() || !id.ok()) {
-    reactor->End(!tenant.ok() ? tenant.status() : id.status());
+  auto job_ref = JobOf(ctx, request->job_id());
+  if (!job_ref.ok()) {
+    reactor->End(job_ref.status());
     return reactor;
   }
-  engine_.Watch(*tenant, *id, reactor->sink());
+  engine_.Watch(job_ref->first, job_ref->second, reactor->sink());
   return reactor;
 }
 
@@ -472,11 +479,10 @@ grpc::ServerUnaryReactor* ReboundService::CancelSync(grpc::CallbackServerContext
                                                      const v1::CancelSyncRequest* request,
                                                      v1::SyncJob* response) {
   auto* reactor = ctx->DefaultReactor();
-  auto tenant = TenantOf(ctx);
-  if (!tenant.ok()) return Finished(reactor, tenant.status());
-  auto id = JobIdOf(request->job_id());
-  if (!id.ok()) return Finished(reactor, id.status());
-  engine_.Cancel(*tenant, *id, [this, reactor, response, t = *tenant, i = *id](absl::Status s) {
+  auto job_ref = JobOf(ctx, request->job_id());
+  if (!job_ref.ok()) return Finished(reactor, job_ref.status());
+  const auto& [tenant, id] = *job_ref;
+  engine_.Cancel(tenant, id, [this, reactor, response, t = tenant, i = id](absl::Status s) {
     FinishWithJob(reactor, std::move(s), t, i, response);
   });
   return reactor;
@@ -486,12 +492,11 @@ grpc::ServerUnaryReactor* ReboundService::ReplaySync(grpc::CallbackServerContext
                                                      const v1::ReplaySyncRequest* request,
                                                      v1::SyncJob* response) {
   auto* reactor = ctx->DefaultReactor();
-  auto tenant = TenantOf(ctx);
-  if (!tenant.ok()) return Finished(reactor, tenant.status());
-  auto id = JobIdOf(request->job_id());
-  if (!id.ok()) return Finished(reactor, id.status());
+  auto job_ref = JobOf(ctx, request->job_id());
+  if (!job_ref.ok()) return Finished(reactor, job_ref.status());
+  const auto& [tenant, id] = *job_ref;
   if (!accepting_.load()) return Finished(reactor, absl::UnavailableError(kShuttingDown));
-  engine_.Replay(*tenant, *id, [this, reactor, response, t = *tenant, i = *id](absl::Status s) {
+  engine_.Replay(tenant, id, [this, reactor, response, t = tenant, i = id](absl::Status s) {
     FinishWithJob(reactor, std::move(s), t, i, response);
   });
   return reactor;

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "absl/random/random.h"
 #include "absl/status/status.h"
@@ -73,6 +74,9 @@ class ReboundService final : public v1::Rebound::CallbackService {
   // The caller's tenant: `x-rebound-tenant` metadata, else the configured default. (No
   // authentication yet: this scopes data, it does not protect it.)
   absl::StatusOr<std::string> TenantOf(const grpc::CallbackServerContext* ctx) const;
+  // The caller's tenant and the job id it names (INVALID_ARGUMENT naming job_id).
+  absl::StatusOr<std::pair<std::string, common::JobId>> JobOf(
+      const grpc::CallbackServerContext* ctx, const std::string& job_id) const;
   // TenantOf, or UNAVAILABLE while shutting down: for calls that create work.
   absl::StatusOr<std::string> SubmitterOf(const grpc::CallbackServerContext* ctx) const;
   // Counts and logs a refused submit (the status message names the field; no body is logged).
