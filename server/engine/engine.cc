@@ -219,6 +219,9 @@ void Engine::Replay(std::string tenant, JobId id, JobDone done_fn) {
     fresh.deadline = rec->spec.deadline;
     fresh.tenant = InternTenant(rec->spec.tenant);
     fresh.ordering_scope = ScopeOf(*fresh.tenant, rec->spec.ordering_key);
+    if (!rec->spec.correlation_id.empty()) {
+      fresh.correlation_id = std::make_unique<const std::string>(rec->spec.correlation_id);
+    }
     fresh.spec = std::make_shared<const common::JobSpec>(std::move(rec->spec));
     fresh.since = clock_.Now();
     Slot& slot = slots_.emplace(id, std::move(fresh)).first->second;
@@ -421,7 +424,7 @@ JobRef Engine::RefOf(const Slot& slot) const {
   ref.id = slot.id;
   ref.endpoint = slot.endpoint;
   ref.tenant = slot.tenant;
-  ref.correlation_id = slot.spec != nullptr ? &slot.spec->correlation_id : nullptr;
+  ref.correlation_id = slot.correlation_id.get();
   ref.attempt = slot.attempt_count;
   return ref;
 }
@@ -588,6 +591,9 @@ void Engine::StartAttempt(Slot& slot) {
     auto spec = store_.LoadSpec(slot.id);
     if (!spec.ok()) FatalStoreError(spec.status());
     slot.spec = std::make_shared<const common::JobSpec>(*std::move(spec));
+    if (slot.correlation_id == nullptr && !slot.spec->correlation_id.empty()) {
+      slot.correlation_id = std::make_unique<const std::string>(slot.spec->correlation_id);
+    }
   }
   const common::JobSpec& spec = *slot.spec;
   http::Request req;
@@ -722,6 +728,9 @@ void Engine::Adopt(std::shared_ptr<const common::JobSpec> spec, const store::Sub
   fresh.deadline = spec->deadline;
   fresh.tenant = InternTenant(spec->tenant);
   fresh.ordering_scope = ScopeOf(spec->tenant, spec->ordering_key);
+  if (!spec->correlation_id.empty()) {
+    fresh.correlation_id = std::make_unique<const std::string>(spec->correlation_id);
+  }
   fresh.spec = std::move(spec);
   fresh.since = clock_.Now();
   Slot& slot = slots_.emplace(result.job_id, std::move(fresh)).first->second;

@@ -177,6 +177,8 @@ class Engine {
     const std::string* tenant = nullptr;  // interned in tenants_
     std::string ordering_scope;  // tenant + '\n' + ordering key; empty without ordering key
     std::shared_ptr<const common::JobSpec> spec;  // kept while queued/running, dropped waiting
+    // For log lines when `spec` has been dropped; null when the job has none.
+    std::unique_ptr<const std::string> correlation_id;
   };
 
   // Who waits on a job: rare, so kept beside the slots rather than in each of them.

@@ -1117,7 +1117,9 @@ void SqliteStore::WriterLoop() {
 
     const auto started = std::chrono::steady_clock::now();
     const absl::Status status = RunBatch(batch);
-    if (on_commit_ && status.ok()) {
+    const bool only_tasks = std::all_of(batch.begin(), batch.end(),
+                                        [](const Op& op) { return op.kind == Op::Kind::kTask; });
+    if (on_commit_ && status.ok() && !only_tasks) {  // recovery and purges are not traffic
       on_commit_(absl::FromChrono(std::chrono::steady_clock::now() - started), rows);
     }
 

@@ -202,7 +202,9 @@ TEST_F(ObservabilityTest, PromtoolAcceptsARealScrape) {
 }
 
 TEST_F(ObservabilityTest, LogLinesAreJsonWithTheFieldsAndNoSecretsOrBodies) {
-  Run(Job("m-log", "503,200", kBodyMarker));
+  auto first = Job("m-log", "503,200", kBodyMarker);
+  first.set_correlation_id("corr-42");
+  Run(first);
   Run(Job("m-log-400", "400", kBodyMarker));
   server_->process().Signal(SIGTERM);
   ASSERT_TRUE(server_->process().Wait(absl::Seconds(20)).ok());
@@ -226,6 +228,9 @@ TEST_F(ObservabilityTest, LogLinesAreJsonWithTheFieldsAndNoSecretsOrBodies) {
       EXPECT_EQ(j["delay_cause"], "backoff");
       EXPECT_EQ(j["http_status"], 503);
       EXPECT_EQ(j["classification"], "retry");
+    }
+    if (event == "succeeded") {
+      EXPECT_EQ(j["correlation_id"], "corr-42") << line;
     }
     if (event == "attempt_finished") {
       EXPECT_TRUE(j.contains("latency_ms")) << line;
