@@ -33,7 +33,7 @@ absl::StatusOr<std::unique_ptr<App>> App::Create(std::shared_ptr<const config::C
       clock, log_options, log_sink ? std::move(log_sink) : log::EventLog::StdoutSink());
   app->registry_ = std::make_shared<prometheus::Registry>();
   app->metrics_ = metrics::Metrics::Create(*app->registry_, cfg, REBOUND_VERSION, REBOUND_REVISION);
-  app->telemetry_ = std::make_unique<Telemetry>(cfg, *app->metrics_, *app->log_);
+  app->telemetry_ = std::make_unique<Telemetry>(*app->metrics_, *app->log_);
 
   store::SqliteOptions store_options;
   store_options.path = cfg.store.path;
@@ -105,11 +105,19 @@ absl::Status App::Reload(std::shared_ptr<const config::Config> next) {
     return absl::FailedPreconditionError(
         absl::StrCat(key, " cannot change without a restart; the running config stays"));
   };
-  if (next->endpoints.size() != cur.endpoints.size()) return restart("endpoints (added/removed)");
-  for (size_t i = 0; i < cur.endpoints.size(); ++i) {
-    if (next->endpoints[i].name != cur.endpoints[i].name) {
-      return restart(absl::StrCat("endpoints[", i, "].name (or the endpoints' order)"));
+  // Endpoints may be added (and reordered); removing or renaming one needs a restart: its jobs,
+  // queue and metric series are keyed by it.
+  std::vector<std::string> added;
+  for (const auto& ep : next->endpoints) {
+    if (metrics_->FindEndpoint(ep.name) == nullptr) added.push_back(ep.name);
+  }
+  for (const auto& ep : cur.endpoints) {
+    if (next->FindEndpoint(ep.name) == nullptr) {
+      return restart(absl::StrCat("endpoints: removing '", ep.name, "'"));
     }
+  }
+  if (metrics_->endpoint_count() + added.size() > metrics::kMaxEndpoints) {
+    return absl::ResourceExhaustedError("endpoints: too many for one process");
   }
   if (next->server.grpc_listen != cur.server.grpc_listen) return restart("server.grpc_listen");
   if (next->server.metrics_listen != cur.server.metrics_listen) {
@@ -127,6 +135,9 @@ absl::Status App::Reload(std::shared_ptr<const config::Config> next) {
     return restart("log");
   }
   configs_.push_back(next);
+  // Series first: the engine appends the same new endpoints, in the same order, and may report
+  // on them as soon as it has.
+  for (const std::string& name : added) metrics_->AddEndpoint(name);
   absl::Notification switched;
   absl::Status engine_status;
   engine_->Reload(next, [&](absl::Status s) {

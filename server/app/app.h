@@ -46,10 +46,10 @@ class App {
   // get up to server.shutdown_grace to finish; every outcome is persisted; then the gRPC server
   // and the store close. Idempotent.
   void Shutdown();
-  // Applies a new config without a restart: endpoint settings, policies, limits and the
-  // idempotency header. Endpoints must stay the same (names and order: queues and metric series
-  // are per endpoint), and listen addresses, store, log and default tenant need a restart;
-  // otherwise FAILED_PRECONDITION naming the key, and the running config stays in force.
+  // Applies a new config without a restart: endpoints added or changed, policies, limits and
+  // the idempotency header. Removing or renaming an endpoint, listen addresses, store, log and
+  // default tenant need a restart: FAILED_PRECONDITION naming the key, and the running config
+  // stays in force.
   absl::Status Reload(std::shared_ptr<const config::Config> next);
   int grpc_port() const { return grpc_port_; }
   // Before Shutdown() only.

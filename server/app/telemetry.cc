@@ -43,7 +43,7 @@ log::JobFields Telemetry::FieldsOf(const engine::JobRef& job) const {
   log::JobFields f;
   f.job_id = job.id;
   if (job.tenant != nullptr) f.tenant = *job.tenant;
-  if (Valid(job.endpoint, metrics_)) f.endpoint = config_.endpoints[job.endpoint].name;
+  if (Valid(job.endpoint, metrics_)) f.endpoint = metrics_.endpoint(job.endpoint).name;
   if (job.correlation_id != nullptr) f.correlation_id = *job.correlation_id;
   f.attempt = job.attempt;
   return f;
@@ -134,7 +134,7 @@ void Telemetry::OnEndpointPaused(int endpoint, absl::Time until) {
   if (!Valid(endpoint, metrics_)) return;
   metrics_.endpoint(endpoint).SetPaused(true);
   log::JobFields f;
-  f.endpoint = config_.endpoints[endpoint].name;
+  f.endpoint = metrics_.endpoint(endpoint).name;
   f.delay_cause = "endpoint_paused";
   const std::string reason =
       absl::StrCat("endpoint paused until ",

@@ -8,7 +8,6 @@
 
 #include <string>
 
-#include "server/config/config.h"
 #include "server/engine/observer.h"
 #include "server/log/event_log.h"
 #include "server/metrics/metrics.h"
@@ -17,8 +16,9 @@ namespace rebound::app {
 
 class Telemetry final : public engine::EngineObserver {
  public:
-  Telemetry(const config::Config& config, metrics::Metrics& metrics, log::EventLog& log)
-      : config_(config), metrics_(metrics), log_(log) {}
+  // Endpoint names come from `metrics` (index = the engine's endpoint index, also after a
+  // reload added endpoints).
+  Telemetry(metrics::Metrics& metrics, log::EventLog& log) : metrics_(metrics), log_(log) {}
 
   void OnSubmitted(const common::JobSpec& spec, common::JobId id, int endpoint,
                    bool deduplicated) override;
@@ -35,7 +35,6 @@ class Telemetry final : public engine::EngineObserver {
  private:
   log::JobFields FieldsOf(const engine::JobRef& job) const;
 
-  const config::Config& config_;
   metrics::Metrics& metrics_;
   log::EventLog& log_;
 };

@@ -44,7 +44,10 @@ Engine::Engine(std::shared_ptr<const config::Config> config, store::JobStore& st
       rng_(options.rng_seed != 0 ? options.rng_seed : std::random_device{}()),
       observer_(options.observer != nullptr ? options.observer : &null_observer_) {
   endpoints_.resize(config_->endpoints.size());
+  assert(config_->endpoints.size() <= kMaxEndpoints);
+  endpoint_names_.reserve(kMaxEndpoints);  // never reallocated: other threads read it
   for (const auto& ep : config_->endpoints) endpoint_names_.push_back(ep.name);
+  endpoint_name_count_.store(endpoint_names_.size(), std::memory_order_release);
   for (size_t i = 0; i < endpoints_.size(); ++i) {
     EndpointState& ep = endpoints_[i];
     ep.config = &config_->endpoints[i];
@@ -935,7 +938,8 @@ void Engine::RecordLateness(LatenessSamples& samples, absl::Duration lateness) {
 }
 
 int16_t Engine::EndpointIndex(absl::string_view name) const {
-  for (size_t i = 0; i < endpoint_names_.size(); ++i) {
+  const size_t n = endpoint_name_count_.load(std::memory_order_acquire);
+  for (size_t i = 0; i < n; ++i) {
     if (endpoint_names_[i] == name) return static_cast<int16_t>(i);
   }
   return -1;
@@ -950,13 +954,30 @@ void Engine::Reload(std::shared_ptr<const config::Config> config,
                     absl::AnyInvocable<void(absl::Status) &&> done) {
   auto answer = std::make_shared<absl::AnyInvocable<void(absl::Status) &&>>(std::move(done));
   const bool posted = Post([this, config = std::move(config), answer]() mutable {
-    assert(config->endpoints.size() == endpoints_.size());
+    // Endpoints are matched by name: known ones take their new settings, new ones are appended
+    // (in the new config's order), and none may go away (the caller checks).
+    std::vector<int> index_of(config->endpoints.size(), -1);
+    size_t appended = 0;
+    for (size_t j = 0; j < config->endpoints.size(); ++j) {
+      index_of[j] = EndpointIndex(config->endpoints[j].name);
+      if (index_of[j] < 0) ++appended;
+    }
+    if (endpoints_.size() + appended > kMaxEndpoints) {
+      return std::move(*answer)(absl::ResourceExhaustedError(
+          absl::StrCat("endpoints: at most ", kMaxEndpoints, " in one process")));
+    }
     retired_configs_.push_back(config_);
     config_ = std::move(config);
     ++config_generation_;
-    for (size_t i = 0; i < endpoints_.size(); ++i) {
-      EndpointState& ep = endpoints_[i];
-      ep.config = &config_->endpoints[i];
+    for (size_t j = 0; j < config_->endpoints.size(); ++j) {
+      if (index_of[j] < 0) {
+        index_of[j] = static_cast<int>(endpoints_.size());
+        endpoints_.emplace_back();
+        endpoint_names_.push_back(config_->endpoints[j].name);
+        endpoint_name_count_.store(endpoint_names_.size(), std::memory_order_release);
+      }
+      EndpointState& ep = endpoints_[index_of[j]];
+      ep.config = &config_->endpoints[j];
       ep.default_policy = config_->FindPolicy(ep.config->policy).get();
       if (ep.default_policy == nullptr) ep.default_policy = config_->FindPolicy("default").get();
       ep.base_url = ep.config->base_url;

@@ -72,6 +72,9 @@ class WatchSink {
   virtual bool Closed() const = 0;
 };
 
+// Endpoints one process can know (configured plus added by reloads).
+inline constexpr size_t kMaxEndpoints = 1024;
+
 struct EngineOptions {
   uint64_t rng_seed = 0;  // 0: seeded from std::random_device
   // Told about every job event (metrics, logs); not owned; null: nobody listens.
@@ -127,7 +130,8 @@ class Engine {
   absl::Time NextWakeup() const;
 
   // --- Any thread -------------------------------------------------------------------------
-  // Switches to `config` (same endpoints, same order: the caller checks) on the loop: endpoint
+  // Switches to `config` on the loop: endpoints are matched by name (every known one must still
+  // be there: the caller checks); new ones are appended in the config's order; endpoint
   // settings, policies and limits apply to the next attempt of every job; an attempt on the wire
   // is decided by the policy it started with. `done` runs on the loop once switched (or with
   // UNAVAILABLE when the loop has closed).
@@ -283,8 +287,10 @@ class Engine {
   absl::flat_hash_map<JobId, Followers> followers_;
   absl::node_hash_set<std::string> tenants_;  // interned tenant names (stable addresses)
   std::vector<EndpointState> endpoints_;
-  // Immutable after construction (a reload keeps the endpoints): any thread may read it.
+  // Endpoint names by index, append-only (capacity kMaxEndpoints, never reallocated): any
+  // thread may read the first endpoint_name_count_ of them; the loop appends on a reload.
   std::vector<std::string> endpoint_names_;
+  std::atomic<size_t> endpoint_name_count_{0};
   std::priority_queue<Timer, std::vector<Timer>, std::greater<Timer>> timers_;
   uint64_t timer_seq_ = 0;
   absl::flat_hash_map<std::string, std::deque<JobId>> blocked_;  // by ordering scope

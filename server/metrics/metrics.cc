@@ -1,6 +1,7 @@
 #include "server/metrics/metrics.h"
 
 #include <array>
+#include <cassert>
 #include <string>
 #include <utility>
 
@@ -98,6 +99,52 @@ size_t GrpcCodeIndex(int code) {
 
 absl::string_view GrpcCodeName(int code) { return kGrpcCodeNames[GrpcCodeIndex(code)]; }
 
+EndpointMetrics& Metrics::AddEndpoint(const std::string& name) {
+  // Reserved up front: adding never moves the series other threads are using.
+  assert(endpoints_.size() < kMaxEndpoints);
+  const std::string tenant_values[kTenantClassCount] = {default_tenant_, S(kOtherTenant)};
+  EndpointMetrics e;
+  e.name = name;
+  const prometheus::Labels base = {{"endpoint", name}};
+  auto with = [&base](const char* key, absl::string_view value) {
+    prometheus::Labels l = base;
+    l.emplace(key, S(value));
+    return l;
+  };
+  for (size_t t = 0; t < kTenantClassCount; ++t) {
+    e.submitted[t] = &f_submitted_->Add(with("tenant", tenant_values[t]));
+    e.deduplicated[t] = &f_deduplicated_->Add(with("tenant", tenant_values[t]));
+  }
+  for (size_t r = 0; r < kResultCount; ++r) {
+    e.completed[r] = &f_completed_->Add(with("result", kResultNames[r]));
+    e.job_duration[r] =
+        &f_job_duration_->Add(with("result", kResultNames[r]), Bounds(buckets::kJobDuration));
+  }
+  for (size_t o = 0; o < kOutcomeCount; ++o) {
+    for (size_t c = 0; c < kCodeClassCount; ++c) {
+      prometheus::Labels l = with("outcome", kOutcomeNames[o]);
+      l.emplace("code_class", S(kCodeClassNames[c]));
+      e.attempts[o][c] = &f_attempts_->Add(l);
+    }
+  }
+  for (size_t r = 0; r < kRetryReasonCount; ++r) {
+    e.retries[r] = &f_retries_->Add(with("reason", kRetryReasonNames[r]));
+  }
+  e.retry_after = &f_retry_after_->Add(base, Bounds(buckets::kDelay));
+  e.backoff_delay = &f_backoff_->Add(base, Bounds(buckets::kDelay));
+  e.attempt_duration = &f_attempt_duration_->Add(base, Bounds(buckets::kAttemptDuration));
+  for (size_t s = 0; s < kJobGaugeStateCount; ++s) {
+    e.jobs[s] = &f_jobs_->Add(with("state", kJobGaugeStateNames[s]));
+  }
+  e.dead_letter = &f_dead_letter_->Add(base);
+  e.inflight = &f_inflight_->Add(base);
+  e.circuit_state = &f_circuit_->Add(base);
+  e.paused = &f_paused_->Add(base);
+  endpoints_.push_back(std::move(e));
+  endpoint_count_.store(endpoints_.size(), std::memory_order_release);
+  return endpoints_.back();
+}
+
 EndpointMetrics* Metrics::FindEndpoint(absl::string_view name) {
   for (EndpointMetrics& e : endpoints_) {
     if (e.name == name) return &e;
@@ -112,70 +159,70 @@ std::unique_ptr<Metrics> Metrics::Create(prometheus::Registry& registry,
   m->default_tenant_ = config.server.default_tenant;
 
   // Families: registered once each.
-  auto& submitted =
-      prometheus::BuildCounter()
-          .Name("rebound_jobs_submitted_total")
-          .Help("Jobs accepted, by endpoint and tenant (configured default or other).")
-          .Register(registry);
-  auto& deduplicated =
-      prometheus::BuildCounter()
-          .Name("rebound_jobs_deduplicated_total")
-          .Help("Submits answered with an existing job (same idempotency key and request).")
-          .Register(registry);
+  m->f_submitted_ =
+      &prometheus::BuildCounter()
+           .Name("rebound_jobs_submitted_total")
+           .Help("Jobs accepted, by endpoint and tenant (configured default or other).")
+           .Register(registry);
+  m->f_deduplicated_ =
+      &prometheus::BuildCounter()
+           .Name("rebound_jobs_deduplicated_total")
+           .Help("Submits answered with an existing job (same idempotency key and request).")
+           .Register(registry);
   auto& rejected = prometheus::BuildCounter()
                        .Name("rebound_jobs_rejected_total")
                        .Help("Submits refused before a job existed, by reason.")
                        .Register(registry);
-  auto& completed = prometheus::BuildCounter()
-                        .Name("rebound_jobs_completed_total")
-                        .Help("Jobs that reached a terminal result.")
+  m->f_completed_ = &prometheus::BuildCounter()
+                         .Name("rebound_jobs_completed_total")
+                         .Help("Jobs that reached a terminal result.")
+                         .Register(registry);
+  m->f_attempts_ = &prometheus::BuildCounter()
+                        .Name("rebound_attempts_total")
+                        .Help("Outbound attempts, by outcome and HTTP status class.")
                         .Register(registry);
-  auto& attempts = prometheus::BuildCounter()
-                       .Name("rebound_attempts_total")
-                       .Help("Outbound attempts, by outcome and HTTP status class.")
+  m->f_retries_ = &prometheus::BuildCounter()
+                       .Name("rebound_retries_total")
+                       .Help("Retries scheduled, by reason.")
                        .Register(registry);
-  auto& retries = prometheus::BuildCounter()
-                      .Name("rebound_retries_total")
-                      .Help("Retries scheduled, by reason.")
-                      .Register(registry);
-  auto& retry_after = prometheus::BuildHistogram()
-                          .Name("rebound_retry_after_seconds")
-                          .Help("Retry-After values sent by upstreams.")
-                          .Register(registry);
-  auto& backoff = prometheus::BuildHistogram()
-                      .Name("rebound_backoff_delay_seconds")
-                      .Help("Delay chosen before the next attempt of a job.")
-                      .Register(registry);
-  auto& attempt_duration = prometheus::BuildHistogram()
-                               .Name("rebound_attempt_duration_seconds")
-                               .Help("Duration of one outbound attempt.")
-                               .Register(registry);
-  auto& job_duration = prometheus::BuildHistogram()
-                           .Name("rebound_job_duration_seconds")
-                           .Help("Time from submit to terminal result.")
+  m->f_retry_after_ = &prometheus::BuildHistogram()
+                           .Name("rebound_retry_after_seconds")
+                           .Help("Retry-After values sent by upstreams.")
                            .Register(registry);
-  auto& jobs = prometheus::BuildGauge()
-                   .Name("rebound_jobs")
-                   .Help("Non-terminal jobs, by state (waiting split by what it waits for).")
-                   .Register(registry);
-  auto& dead_letter = prometheus::BuildGauge()
-                          .Name("rebound_dead_letter_jobs")
-                          .Help("Jobs in a dead-letter state (FAILED or EXHAUSTED).")
-                          .Register(registry);
-  auto& inflight = prometheus::BuildGauge()
-                       .Name("rebound_endpoint_inflight")
-                       .Help("Attempts in progress against the endpoint.")
+  m->f_backoff_ = &prometheus::BuildHistogram()
+                       .Name("rebound_backoff_delay_seconds")
+                       .Help("Delay chosen before the next attempt of a job.")
                        .Register(registry);
-  auto& circuit = prometheus::BuildGauge()
-                      .Name("rebound_circuit_state")
-                      .Help(
-                          "Circuit breaker state: 0 closed, 1 half-open, 2 open (no breaker yet: "
-                          "always 0).")
+  m->f_attempt_duration_ = &prometheus::BuildHistogram()
+                                .Name("rebound_attempt_duration_seconds")
+                                .Help("Duration of one outbound attempt.")
+                                .Register(registry);
+  m->f_job_duration_ = &prometheus::BuildHistogram()
+                            .Name("rebound_job_duration_seconds")
+                            .Help("Time from submit to terminal result.")
+                            .Register(registry);
+  m->f_jobs_ = &prometheus::BuildGauge()
+                    .Name("rebound_jobs")
+                    .Help("Non-terminal jobs, by state (waiting split by what it waits for).")
+                    .Register(registry);
+  m->f_dead_letter_ = &prometheus::BuildGauge()
+                           .Name("rebound_dead_letter_jobs")
+                           .Help("Jobs in a dead-letter state (FAILED or EXHAUSTED).")
+                           .Register(registry);
+  m->f_inflight_ = &prometheus::BuildGauge()
+                        .Name("rebound_endpoint_inflight")
+                        .Help("Attempts in progress against the endpoint.")
+                        .Register(registry);
+  m->f_circuit_ = &prometheus::BuildGauge()
+                       .Name("rebound_circuit_state")
+                       .Help(
+                           "Circuit breaker state: 0 closed, 1 half-open, 2 open (no breaker yet: "
+                           "always 0).")
+                       .Register(registry);
+  m->f_paused_ = &prometheus::BuildGauge()
+                      .Name("rebound_endpoint_paused")
+                      .Help("1 while the endpoint is paused (rate limited), else 0.")
                       .Register(registry);
-  auto& paused = prometheus::BuildGauge()
-                     .Name("rebound_endpoint_paused")
-                     .Help("1 while the endpoint is paused (rate limited), else 0.")
-                     .Register(registry);
   auto& commit = prometheus::BuildHistogram()
                      .Name("rebound_store_commit_duration_seconds")
                      .Help("Duration of one store transaction (group commit).")
@@ -198,48 +245,8 @@ std::unique_ptr<Metrics> Metrics::Create(prometheus::Registry& registry,
                          .Register(registry);
 
   // Series: every one created now.
-  m->endpoints_.reserve(config.endpoints.size());
-  const std::string tenant_values[kTenantClassCount] = {m->default_tenant_, S(kOtherTenant)};
-  for (const config::EndpointConfig& ec : config.endpoints) {
-    EndpointMetrics e;
-    e.name = ec.name;
-    const prometheus::Labels base = {{"endpoint", ec.name}};
-    auto with = [&base](const char* key, absl::string_view value) {
-      prometheus::Labels l = base;
-      l.emplace(key, S(value));
-      return l;
-    };
-    for (size_t t = 0; t < kTenantClassCount; ++t) {
-      e.submitted[t] = &submitted.Add(with("tenant", tenant_values[t]));
-      e.deduplicated[t] = &deduplicated.Add(with("tenant", tenant_values[t]));
-    }
-    for (size_t r = 0; r < kResultCount; ++r) {
-      e.completed[r] = &completed.Add(with("result", kResultNames[r]));
-      e.job_duration[r] =
-          &job_duration.Add(with("result", kResultNames[r]), Bounds(buckets::kJobDuration));
-    }
-    for (size_t o = 0; o < kOutcomeCount; ++o) {
-      for (size_t c = 0; c < kCodeClassCount; ++c) {
-        prometheus::Labels l = with("outcome", kOutcomeNames[o]);
-        l.emplace("code_class", S(kCodeClassNames[c]));
-        e.attempts[o][c] = &attempts.Add(l);
-      }
-    }
-    for (size_t r = 0; r < kRetryReasonCount; ++r) {
-      e.retries[r] = &retries.Add(with("reason", kRetryReasonNames[r]));
-    }
-    e.retry_after = &retry_after.Add(base, Bounds(buckets::kDelay));
-    e.backoff_delay = &backoff.Add(base, Bounds(buckets::kDelay));
-    e.attempt_duration = &attempt_duration.Add(base, Bounds(buckets::kAttemptDuration));
-    for (size_t s = 0; s < kJobGaugeStateCount; ++s) {
-      e.jobs[s] = &jobs.Add(with("state", kJobGaugeStateNames[s]));
-    }
-    e.dead_letter = &dead_letter.Add(base);
-    e.inflight = &inflight.Add(base);
-    e.circuit_state = &circuit.Add(base);
-    e.paused = &paused.Add(base);
-    m->endpoints_.push_back(std::move(e));
-  }
+  m->endpoints_.reserve(kMaxEndpoints);
+  for (const config::EndpointConfig& ec : config.endpoints) m->AddEndpoint(ec.name);
 
   for (size_t r = 0; r < kRejectReasonCount; ++r) {
     m->rejected_[r] = &rejected.Add({{"reason", S(kRejectReasonNames[r])}});

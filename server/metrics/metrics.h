@@ -35,6 +35,7 @@
 #define REBOUND_SERVER_METRICS_METRICS_H_
 
 #include <array>
+#include <atomic>
 #include <cstddef>
 #include <memory>
 #include <string>
@@ -245,6 +246,9 @@ struct EndpointMetrics {
   }
 };
 
+// Endpoints one process can know (configured plus added by reloads).
+inline constexpr size_t kMaxEndpoints = 1024;
+
 class Metrics {
  public:
   // Registers every family in `registry` and creates every series for `config.endpoints` (in
@@ -257,7 +261,11 @@ class Metrics {
   Metrics(const Metrics&) = delete;
   Metrics& operator=(const Metrics&) = delete;
 
-  size_t endpoint_count() const { return endpoints_.size(); }
+  // Endpoints known so far (config.endpoints, then any added by a reload). Thread-safe.
+  size_t endpoint_count() const { return endpoint_count_.load(std::memory_order_acquire); }
+  // Creates every series of a new endpoint (a config reload added it) at index
+  // endpoint_count(). One thread at a time (the reload); at most kMaxEndpoints in all.
+  EndpointMetrics& AddEndpoint(const std::string& name);
   // `index` is the position in config.endpoints; must be < endpoint_count().
   EndpointMetrics& endpoint(size_t index) { return endpoints_[index]; }
   const EndpointMetrics& endpoint(size_t index) const { return endpoints_[index]; }
@@ -297,7 +305,22 @@ class Metrics {
   Metrics() = default;
 
   std::string default_tenant_;
-  std::vector<EndpointMetrics> endpoints_;
+  std::vector<EndpointMetrics> endpoints_;  // capacity kMaxEndpoints: never reallocated
+  std::atomic<size_t> endpoint_count_{0};
+  prometheus::Family<prometheus::Counter>* f_submitted_ = nullptr;
+  prometheus::Family<prometheus::Counter>* f_deduplicated_ = nullptr;
+  prometheus::Family<prometheus::Counter>* f_completed_ = nullptr;
+  prometheus::Family<prometheus::Counter>* f_attempts_ = nullptr;
+  prometheus::Family<prometheus::Counter>* f_retries_ = nullptr;
+  prometheus::Family<prometheus::Histogram>* f_retry_after_ = nullptr;
+  prometheus::Family<prometheus::Histogram>* f_backoff_ = nullptr;
+  prometheus::Family<prometheus::Histogram>* f_attempt_duration_ = nullptr;
+  prometheus::Family<prometheus::Histogram>* f_job_duration_ = nullptr;
+  prometheus::Family<prometheus::Gauge>* f_jobs_ = nullptr;
+  prometheus::Family<prometheus::Gauge>* f_dead_letter_ = nullptr;
+  prometheus::Family<prometheus::Gauge>* f_inflight_ = nullptr;
+  prometheus::Family<prometheus::Gauge>* f_circuit_ = nullptr;
+  prometheus::Family<prometheus::Gauge>* f_paused_ = nullptr;
   prometheus::Counter* rejected_[kRejectReasonCount] = {};
   prometheus::Histogram* store_commit_duration_ = nullptr;
   prometheus::Histogram* store_batch_size_ = nullptr;

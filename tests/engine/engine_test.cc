@@ -519,6 +519,32 @@ TEST_F(ObservedEngineTest, AReplayCancelledBeforeItsCommitStillLeavesTheDeadLett
   EXPECT_EQ(observer_.dead_letters, 7);
 }
 
+TEST_F(EngineTest, ReloadAddsEndpointsAndMatchesKnownOnesByName) {
+  auto cfg = std::make_shared<config::Config>(*TestConfig());
+  config::EndpointConfig added = cfg->endpoints[0];
+  added.name = "lms2";
+  added.base_url = "http://127.0.0.1:3";
+  cfg->endpoints.insert(cfg->endpoints.begin(), added);  // new one first: order does not matter
+  absl::Status reloaded = absl::UnknownError("not called");
+  engine_.Reload(cfg, [&](absl::Status s) { reloaded = s; });
+  Settle();
+  ASSERT_TRUE(reloaded.ok()) << reloaded;
+  Submit("old");  // endpoint "lms"
+  store::NewJob j;
+  j.spec.tenant = "t";
+  j.spec.idempotency_key = "new";
+  j.spec.endpoint = "lms2";
+  j.spec.method = "GET";
+  j.spec.path = "/api/x";
+  j.fingerprint = common::Fingerprint(j.spec);
+  engine_.Submit({std::move(j)}, [](std::vector<store::SubmitResult>) {});
+  store_.CommitAll();
+  Settle();
+  ASSERT_EQ(executor_.started(), 2u);
+  EXPECT_EQ(executor_.request(0).url, "http://127.0.0.1:1/api/grades");
+  EXPECT_EQ(executor_.request(1).url, "http://127.0.0.1:3/api/x");
+}
+
 class EngineInFlightTest : public EngineTest {
  protected:
   EngineInFlightTest() : EngineTest(2) {}

@@ -446,6 +446,33 @@ TEST_F(IntegrationTest, SighupReloadsPoliciesAndRefusesABadConfigKeepingTheOldOn
 
   job = Run(Job("k-reload-2", "503"));
   EXPECT_EQ(job.attempt_count(), 2) << "the last good config stays in force";
+
+  // A new endpoint (onboarding another LMS) is added without a restart.
+  const size_t lms_at = two.find("  - name: lms\n");
+  ASSERT_NE(lms_at, std::string::npos);
+  const size_t lms_end = two.find("  - name: slow\n", lms_at);  // the endpoint, not the policy
+  std::string lms2 = two.substr(lms_at, lms_end - lms_at);
+  lms2.replace(0, std::string("  - name: lms\n").size(), "  - name: lms2\n");
+  std::string with_lms2 = two + lms2;
+  std::ofstream(config_path_, std::ios::trunc) << with_lms2;
+  server_->process().Signal(SIGHUP);
+  ASSERT_TRUE(AwaitLog(log, "\"config_reloaded\"", 2)) << ServerLog();
+  auto r = Job("k-reload-lms2", "503,200");
+  r.set_endpoint("lms2");
+  job = Run(r);
+  EXPECT_EQ(job.state(), v1::SUCCEEDED);
+  EXPECT_EQ(job.attempt_count(), 2);
+
+  // Removing one needs a restart.
+  std::string without_dead = with_lms2;
+  const size_t dead_at = without_dead.find("  - name: dead\n");
+  ASSERT_NE(dead_at, std::string::npos);
+  const size_t dead_end = without_dead.find("  - name: lms2\n", dead_at);
+  without_dead.erase(dead_at, dead_end - dead_at);
+  std::ofstream(config_path_, std::ios::trunc) << without_dead;
+  server_->process().Signal(SIGHUP);
+  ASSERT_TRUE(AwaitLog(log, "\"config_reload_rejected\"", 3)) << ServerLog();
+  EXPECT_THAT(ServerLog(), HasSubstr("removing 'dead'"));
 }
 
 TEST_F(IntegrationTest, HealthIsServingAndReflectionListsTheApi) {

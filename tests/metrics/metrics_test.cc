@@ -264,6 +264,19 @@ TEST(MetricsSeriesCount, WorstCaseMatchesWhatTheRegistryAndProcessCollectorExpos
   EXPECT_EQ(WorstCaseSeries(10), 2608u);
 }
 
+TEST(MetricsAddEndpoint, AReloadedEndpointGetsEverySeriesWithoutMovingTheOthers) {
+  prometheus::Registry registry;
+  const std::unique_ptr<Metrics> metrics = Metrics::Create(registry, TestConfig(2), "v", "r");
+  prometheus::Counter* before = metrics->endpoint(0).attempts[0][0];
+  EXPECT_EQ(metrics->endpoint_count(), 2u);
+  EndpointMetrics& added = metrics->AddEndpoint("brightspace");
+  EXPECT_EQ(metrics->endpoint_count(), 3u);
+  EXPECT_EQ(&added, &metrics->endpoint(2));
+  EXPECT_EQ(added.name, "brightspace");
+  EXPECT_EQ(metrics->endpoint(0).attempts[0][0], before);
+  EXPECT_EQ(SeriesCount(registry.Collect()), 3 * kSeriesPerEndpoint + kRegistryGlobalSeries);
+}
+
 TEST(CodeClassOf, MapsStatusesToTheirClass) {
   const std::vector<std::pair<int, CodeClass>> table = {
       {0, CodeClass::kNone},   {-1, CodeClass::kNone},  {99, CodeClass::kNone},
