@@ -40,10 +40,63 @@ std::shared_ptr<const config::Config> TestConfig(int max_in_flight = 8) {
   return cfg;
 }
 
+class RecordingObserver : public EngineObserver {
+ public:
+  void OnSubmitted(const common::JobSpec&, common::JobId, int, bool dedup) override {
+    ++(dedup ? deduplicated : submitted);
+  }
+  void OnAttemptStarted(const JobRef&) override { ++attempts_started; }
+  void OnAttemptFinished(const JobRef&, const policy::Outcome&, const policy::Decision& d,
+                         absl::Duration) override {
+    decisions.push_back(d.kind);
+  }
+  void OnFinished(const JobRef&, JobState state, absl::Duration age, const std::string&) override {
+    finished.push_back(state);
+    ages.push_back(age);
+  }
+  void OnGauges(int endpoint, const EndpointGauges& g) override { gauges[endpoint] = g; }
+  void OnDeadLetterDelta(int, int64_t delta) override { dead_letters += delta; }
+  void OnEndpointPaused(int, absl::Time) override { ++pauses; }
+
+  int submitted = 0, deduplicated = 0, attempts_started = 0, pauses = 0;
+  int64_t dead_letters = 0;
+  std::vector<policy::Decision::Kind> decisions;
+  std::vector<JobState> finished;
+  std::vector<absl::Duration> ages;
+  std::map<int, EndpointGauges> gauges;
+};
+
 class EngineTest : public ::testing::Test {
  protected:
-  explicit EngineTest(int max_in_flight = 8)
-      : engine_(TestConfig(max_in_flight), store_, executor_, clock_, EngineOptions{42}) {}
+  explicit EngineTest(int max_in_flight = 8, bool observed = false)
+      : engine_(TestConfig(max_in_flight), store_, executor_, clock_, Options(observed)) {}
+
+  EngineOptions Options(bool observed) {
+    EngineOptions o;
+    o.rng_seed = 42;
+    if (observed) {
+      o.observer = &observer_;
+      o.dead_letters_at_start = {7};
+    }
+    return o;
+  }
+
+  // Submits a GET job and commits the submit only: nothing has been dispatched yet.
+  common::JobId SubmitOnly(const std::string& key, const std::string& endpoint = "lms") {
+    store::NewJob j;
+    j.spec.tenant = "t";
+    j.spec.idempotency_key = key;
+    j.spec.endpoint = endpoint;
+    j.spec.method = "GET";
+    j.spec.path = "/api/x";
+    j.fingerprint = common::Fingerprint(j.spec);
+    common::JobId id = 0;
+    engine_.Submit({std::move(j)},
+                   [&id](std::vector<store::SubmitResult> r) { id = r.at(0).job_id; });
+    store_.CommitAll();
+    EXPECT_NE(id, 0);
+    return id;
+  }
 
   // Runs the loop and the store until nothing changes.
   void Settle() {
@@ -80,6 +133,7 @@ class EngineTest : public ::testing::Test {
   common::FakeClock clock_;
   FakeStore store_;
   FakeExecutor executor_;
+  RecordingObserver observer_;  // before engine_: the engine reports to it from construction
   Engine engine_;
 };
 
@@ -248,16 +302,7 @@ TEST_F(EngineTest, CancelOfATerminalJobIsAFailedPrecondition) {
 }
 
 TEST_F(EngineTest, NoAttemptStartsBeforeItsRunningTransitionIsDurable) {
-  store::NewJob j;
-  j.spec = {};
-  j.spec.tenant = "t";
-  j.spec.idempotency_key = "k";
-  j.spec.endpoint = "lms";
-  j.spec.method = "GET";
-  j.spec.path = "/api/x";
-  j.fingerprint = common::Fingerprint(j.spec);
-  engine_.Submit({std::move(j)}, [](std::vector<store::SubmitResult>) {});
-  store_.CommitAll();                     // the submit
+  SubmitOnly("k");
   engine_.RunOnce(absl::ZeroDuration());  // adopt + dispatch: RUNNING written, not committed
   engine_.RunOnce(absl::ZeroDuration());
   EXPECT_EQ(executor_.started(), 0u);
@@ -317,16 +362,7 @@ TEST_F(EngineTest, AJobBlockedBehindAReplayedJobRunsWhenTheReplayEnds) {
 }
 
 TEST_F(EngineTest, ACancelBeforeTheAttemptLeavesSendsNothing) {
-  store::NewJob j;
-  j.spec.tenant = "t";
-  j.spec.idempotency_key = "k";
-  j.spec.endpoint = "lms";
-  j.spec.method = "GET";
-  j.spec.path = "/api/x";
-  j.fingerprint = common::Fingerprint(j.spec);
-  common::JobId id = 0;
-  engine_.Submit({std::move(j)}, [&](std::vector<store::SubmitResult> r) { id = r[0].job_id; });
-  store_.CommitAll();
+  const common::JobId id = SubmitOnly("k");
   engine_.RunOnce(absl::ZeroDuration());  // dispatched: RUNNING written, not yet committed
   absl::Status s = absl::UnknownError("not answered");
   engine_.Cancel("t", id, [&](absl::Status st) { s = st; });
@@ -358,76 +394,14 @@ TEST_F(EngineTest, ReplayRespectsTheActiveJobLimit) {
   EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted);
 }
 
-class RecordingObserver : public EngineObserver {
- public:
-  void OnSubmitted(const common::JobSpec&, common::JobId, int, bool dedup) override {
-    ++(dedup ? deduplicated : submitted);
-  }
-  void OnAttemptStarted(const JobRef&) override { ++attempts_started; }
-  void OnAttemptFinished(const JobRef&, const policy::Outcome&, const policy::Decision& d,
-                         absl::Duration) override {
-    decisions.push_back(d.kind);
-  }
-  void OnFinished(const JobRef&, JobState state, absl::Duration age, const std::string&) override {
-    finished.push_back(state);
-    ages.push_back(age);
-  }
-  void OnGauges(int endpoint, const EndpointGauges& g) override { gauges[endpoint] = g; }
-  void OnDeadLetterDelta(int, int64_t delta) override { dead_letters += delta; }
-  void OnEndpointPaused(int, absl::Time) override { ++pauses; }
-
-  int submitted = 0, deduplicated = 0, attempts_started = 0, pauses = 0;
-  int64_t dead_letters = 0;
-  std::vector<policy::Decision::Kind> decisions;
-  std::vector<JobState> finished;
-  std::vector<absl::Duration> ages;
-  std::map<int, EndpointGauges> gauges;
-};
-
-class ObservedEngineTest : public ::testing::Test {
+class ObservedEngineTest : public EngineTest {
  protected:
-  ObservedEngineTest() : engine_(TestConfig(), store_, executor_, clock_, Options()) {}
-  EngineOptions Options() {
-    EngineOptions o;
-    o.rng_seed = 3;
-    o.observer = &observer_;
-    o.dead_letters_at_start = {7};
-    return o;
-  }
-  void Settle() {
-    for (int i = 0; i < 20; ++i) {
-      engine_.RunOnce(absl::ZeroDuration());
-      if (store_.CommitAll() == 0) {
-        engine_.RunOnce(absl::ZeroDuration());
-        if (store_.CommitAll() == 0) return;
-      }
-    }
-  }
-  common::JobId Submit(const std::string& key) {
-    store::NewJob j;
-    j.spec.tenant = "t";
-    j.spec.idempotency_key = key;
-    j.spec.endpoint = "lms";
-    j.spec.method = "POST";
-    j.spec.path = "/api/x";
-    j.fingerprint = common::Fingerprint(j.spec);
-    common::JobId id = 0;
-    engine_.Submit({std::move(j)}, [&](std::vector<store::SubmitResult> r) { id = r[0].job_id; });
-    store_.CommitAll();
-    Settle();
-    return id;
-  }
+  ObservedEngineTest() : EngineTest(8, /*observed=*/true) {}
   EndpointGauges Gauges() {
     clock_.Advance(absl::Seconds(1));  // gauges are published once a second
     Settle();
     return observer_.gauges.at(0);
   }
-
-  common::FakeClock clock_;
-  FakeStore store_;
-  FakeExecutor executor_;
-  RecordingObserver observer_;
-  Engine engine_;
 };
 
 TEST_F(ObservedEngineTest, GaugesCountJobsByStateAndWaitReason) {
@@ -530,15 +504,7 @@ TEST_F(EngineTest, ReloadAddsEndpointsAndMatchesKnownOnesByName) {
   Settle();
   ASSERT_TRUE(reloaded.ok()) << reloaded;
   Submit("old");  // endpoint "lms"
-  store::NewJob j;
-  j.spec.tenant = "t";
-  j.spec.idempotency_key = "new";
-  j.spec.endpoint = "lms2";
-  j.spec.method = "GET";
-  j.spec.path = "/api/x";
-  j.fingerprint = common::Fingerprint(j.spec);
-  engine_.Submit({std::move(j)}, [](std::vector<store::SubmitResult>) {});
-  store_.CommitAll();
+  SubmitOnly("new", "lms2");
   Settle();
   ASSERT_EQ(executor_.started(), 2u);
   EXPECT_EQ(executor_.request(0).url, "http://127.0.0.1:1/api/grades");
@@ -611,16 +577,7 @@ class RecordingSink : public WatchSink {
 };
 
 TEST_F(EngineTest, WatchSeesEveryTransitionUntilTerminal) {
-  store::NewJob j;
-  j.spec.tenant = "t";
-  j.spec.idempotency_key = "w";
-  j.spec.endpoint = "lms";
-  j.spec.method = "GET";
-  j.spec.path = "/api/x";
-  j.fingerprint = common::Fingerprint(j.spec);
-  common::JobId id = 0;
-  engine_.Submit({std::move(j)}, [&](std::vector<store::SubmitResult> r) { id = r[0].job_id; });
-  store_.CommitAll();
+  const common::JobId id = SubmitOnly("w");
   auto sink = std::make_shared<RecordingSink>();
   engine_.Watch("t", id, sink);
   Settle();
