@@ -6,8 +6,10 @@
 #include <cstdlib>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "server/log/traceparent.h"
 
 namespace rebound::engine {
 namespace {
@@ -605,7 +607,14 @@ void Engine::StartAttempt(Slot& slot) {
                                : absl::StrCat(ep.base_url, spec.path, "?", spec.query);
   req.headers.reserve(ep.config->headers.size() + spec.headers.size() + 2);
   for (const auto& h : ep.config->headers) req.headers.emplace_back(h.name, h.value);
-  for (const auto& h : spec.headers) req.headers.push_back(h);
+  for (const auto& h : spec.headers) {
+    // W3C trace context: every attempt is its own span under the caller's trace.
+    if (absl::EqualsIgnoreCase(h.first, "traceparent") && log::ValidTraceparent(h.second)) {
+      req.headers.emplace_back(h.first, log::NewChildTraceparent(h.second, rng_));
+    } else {
+      req.headers.push_back(h);
+    }
+  }
   req.headers.emplace_back(config_->idempotency_header, spec.idempotency_key);
   if (!spec.correlation_id.empty())
     req.headers.emplace_back("X-Correlation-Id", spec.correlation_id);

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/engine/fakes.h"
@@ -509,6 +510,38 @@ TEST_F(EngineTest, ReloadAddsEndpointsAndMatchesKnownOnesByName) {
   ASSERT_EQ(executor_.started(), 2u);
   EXPECT_EQ(executor_.request(0).url, "http://127.0.0.1:1/api/grades");
   EXPECT_EQ(executor_.request(1).url, "http://127.0.0.1:3/api/x");
+}
+
+TEST_F(EngineTest, EachAttemptIsItsOwnSpanUnderTheJobsTrace) {
+  const std::string trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+  store::NewJob j;
+  j.spec.tenant = "t";
+  j.spec.idempotency_key = "traced";
+  j.spec.endpoint = "lms";
+  j.spec.method = "GET";
+  j.spec.path = "/api/x";
+  j.spec.headers.push_back({"traceparent", absl::StrCat("00-", trace, "-00f067aa0ba902b7-01")});
+  j.fingerprint = common::Fingerprint(j.spec);
+  engine_.Submit({std::move(j)}, [](std::vector<store::SubmitResult>) {});
+  store_.CommitAll();
+  Settle();
+  executor_.CompleteNext(Status(503));
+  Settle();
+  clock_.Advance(absl::Seconds(1));
+  Settle();
+  ASSERT_EQ(executor_.started(), 2u);
+  std::vector<std::string> sent;
+  for (size_t i = 0; i < 2; ++i) {
+    for (const auto& [name, value] : executor_.request(i).headers) {
+      if (name == "traceparent") sent.push_back(value);
+    }
+  }
+  ASSERT_EQ(sent.size(), 2u);
+  EXPECT_NE(sent[0], sent[1]);
+  for (const auto& t : sent) {
+    EXPECT_EQ(t.substr(3, 32), trace);
+    EXPECT_NE(t.substr(36, 16), "00f067aa0ba902b7");
+  }
 }
 
 class EngineInFlightTest : public EngineTest {
