@@ -25,6 +25,8 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=lib.sh
+source "$here/lib.sh"
 root=$(cd "$here/../.." && pwd)
 if [[ ${1:-} == --root ]]; then
   root=$(cd "$2" && pwd)
@@ -43,25 +45,9 @@ metrics=$root/deploy/metrics.txt
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 
-# need TOOL PACKAGE: fail (exit 1) when TOOL is not on PATH.
-need() {
-  if ! command -v "$1" >/dev/null 2>&1; then
-    echo "FAIL: '$1' not found; install the Debian package '$2' (scripts/install-deps.sh does)" >&2
-    exit 1
-  fi
-}
 
 pjq() { jq -L "$here" "$@"; }
 
-# report NAME PROBLEMS: print the problems (one a line) and fail when there are any.
-report() {
-  if [[ -n $2 ]]; then
-    echo "FAIL: $1:" >&2
-    sed 's/^/  /' <<<"$2" >&2
-    return 1
-  fi
-  echo "ok: $1"
-}
 
 # The functions below run under `check || failed=1`, where bash ignores `set -e`: every step
 # that can fail says so with `|| return 1`.

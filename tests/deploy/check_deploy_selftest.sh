@@ -16,12 +16,8 @@ check=$here/check_deploy.sh
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-passed=0
-failed=0
-fail() {
-  echo "FAIL: $*" >&2
-  failed=$((failed + 1))
-}
+# shellcheck source=selftest_lib.sh
+source "$here/selftest_lib.sh"
 
 dashboard=deploy/grafana/rebound-dashboard.json
 alerts=deploy/prometheus/alerts.yaml
@@ -33,35 +29,16 @@ jq_in() { jq "$2" "$1" >"$1.new" && mv "$1.new" "$1"; }
 
 digest() { cat "$dashboard" deploy/prometheus/*.yaml "$metrics" | cksum; }
 
+deploy_check=(bash "$check")
+
 # expect_failure NAME CHECK EXPECTED MUTATION...: apply MUTATION (a command) to a fresh copy,
 # then CHECK must fail and print EXPECTED.
 expect_failure() {
   local name=$1 check_name=$2 expected=$3
   shift 3
-  local tree=$work/$name output before after
-  mkdir -p "$tree"
-  cp -r "$root/deploy" "$tree/"
-  before=$(cd "$tree" && digest)
-  if ! (cd "$tree" && "$@"); then
-    fail "$name: the mutation '$*' failed"
-    return
-  fi
-  after=$(cd "$tree" && digest)
-  if [[ $before == "$after" ]]; then
-    fail "$name: the mutation '$*' changed nothing; update this self-test"
-    return
-  fi
-  if output=$(bash "$check" --root "$tree" "$check_name" 2>&1); then
-    fail "$name: check '$check_name' passed on a broken copy"
-    return
-  fi
-  if ! grep -qF -- "$expected" <<<"$output"; then
-    fail "$name: check '$check_name' failed without saying '$expected'; it said:"
-    sed 's/^/    /' <<<"$output" >&2
-    return
-  fi
-  echo "ok: $name ($check_name fails)"
-  passed=$((passed + 1))
+  mkdir -p "$work/$name"
+  cp -r "$root/deploy" "$work/$name/"
+  mutation_fails "$name" "$work/$name" "$check_name" "$expected" deploy_check "$@"
 }
 
 # The unbroken copy passes every check (or the cases below prove nothing).

@@ -23,6 +23,8 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=lib.sh
+source "$here/lib.sh"
 root=$(cd "$here/../.." && pwd)
 binaries=()
 tools=${XDG_CACHE_HOME:-$HOME/.cache}/rebound/deploy-npm
@@ -49,14 +51,6 @@ trap 'rm -rf "$scratch"' EXIT
 # libraries the binaries load; the Dockerfile need not list them.
 base_packages=(libc6 libgcc-s1 libstdc++6 zlib1g libzstd1)
 
-report() {
-  if [[ -n $2 ]]; then
-    echo "FAIL: $1:" >&2
-    sed 's/^/  /' <<<"$2" >&2
-    return 1
-  fi
-  echo "ok: $1"
-}
 
 need_binaries() {
   if [[ ${#binaries[@]} -eq 0 ]]; then

@@ -27,12 +27,8 @@ k8s_check=(bash "$here/check_kubernetes.sh" --server "$server" --tools "$tools")
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-passed=0
-failed=0
-fail() {
-  echo "FAIL: $*" >&2
-  failed=$((failed + 1))
-}
+# shellcheck source=selftest_lib.sh
+source "$here/selftest_lib.sh"
 
 have_kubectl=1
 command -v "${KUBECTL:-kubectl}" >/dev/null 2>&1 || have_kubectl=0
@@ -57,31 +53,8 @@ expect_failure() {
     echo "skip: $name (no kubectl)"
     return
   fi
-  local tree=$work/$name output before after
-  copy_tree "$tree"
-  before=$(cd "$tree" && digest)
-  if ! (cd "$tree" && "$@"); then
-    fail "$name: the mutation '$*' failed"
-    return
-  fi
-  after=$(cd "$tree" && digest)
-  if [[ $before == "$after" ]]; then
-    fail "$name: the mutation '$*' changed nothing; update this self-test"
-    return
-  fi
-  local -a cmd
-  if [[ $script == docker ]]; then cmd=("${docker_check[@]}"); else cmd=("${k8s_check[@]}"); fi
-  if output=$("${cmd[@]}" --root "$tree" "$check_name" 2>&1); then
-    fail "$name: check '$check_name' passed on a broken copy"
-    return
-  fi
-  if ! grep -qF -- "$expected" <<<"$output"; then
-    fail "$name: check '$check_name' failed without saying '$expected'; it said:"
-    sed 's/^/    /' <<<"$output" >&2
-    return
-  fi
-  echo "ok: $name ($check_name fails)"
-  passed=$((passed + 1))
+  copy_tree "$work/$name"
+  mutation_fails "$name" "$work/$name" "$check_name" "$expected" "${script}_check" "$@"
 }
 
 # The unbroken copy passes (or the cases below prove nothing).

@@ -31,6 +31,8 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=lib.sh
+source "$here/lib.sh"
 root=$(cd "$here/../.." && pwd)
 server=""
 tools=${XDG_CACHE_HOME:-$HOME/.cache}/rebound/deploy-npm
@@ -55,23 +57,9 @@ scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 skip=77
 
-need() {
-  if ! command -v "$1" >/dev/null 2>&1; then
-    echo "FAIL: '$1' not found; install the Debian package '$2' (scripts/install-deps.sh does)" >&2
-    exit 1
-  fi
-}
 need jq jq
 need yq yq
 
-report() {
-  if [[ -n $2 ]]; then
-    echo "FAIL: $1:" >&2
-    sed 's/^/  /' <<<"$2" >&2
-    return 1
-  fi
-  echo "ok: $1"
-}
 
 # The kustomizations: base, every overlay, monitoring (relative to deploy/kubernetes).
 targets() {
