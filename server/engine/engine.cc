@@ -341,7 +341,7 @@ absl::Status Engine::Recover() {
     }
     MakeRunner(slot);
     if (slot.endpoint < 0) {
-      FailUnroutable(slot, clock_.Now());  // its end releases its ordering key's next job
+      FailUnroutable(slot);  // its end releases its ordering key's next job
       continue;
     }
     if (slot.state == JobState::kWaitingRetry) {
@@ -762,13 +762,13 @@ void Engine::Adopt(std::shared_ptr<const common::JobSpec> spec, const store::Sub
     }
     MakeRunner(slot);
   }
-  if (slot.endpoint < 0) return FailUnroutable(slot, clock_.Now());
+  if (slot.endpoint < 0) return FailUnroutable(slot);
   Enqueue(slot);
   // A backlog keeps only its head's requests in memory; the rest are read back at dispatch.
   if (endpoints_[slot.endpoint].ready.size() > kSpecsKeptPerQueue) slot.spec.reset();
 }
 
-void Engine::FailUnroutable(Slot& slot, absl::Time /*now*/) {
+void Engine::FailUnroutable(Slot& slot) {
   const std::string why = "stop: endpoint is not configured";
   Persist(slot, JobState::kFailed, why, [this, why](Slot* s) {
     if (s != nullptr) Finish(*s, why);

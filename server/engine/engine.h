@@ -245,7 +245,7 @@ class Engine {
   void Enqueue(Slot& slot);
   void ArmTimer(Slot& slot);
   void UnblockNext(const std::string& scope);
-  void FailUnroutable(Slot& slot, absl::Time now);
+  void FailUnroutable(Slot& slot);
   // Marks `slot` as its ordering key's runner (no-op without an ordering key).
   void MakeRunner(Slot& slot);
   const std::string* InternTenant(const std::string& tenant);
