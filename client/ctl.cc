@@ -27,6 +27,7 @@
 #include "client/jsonl.h"
 #include "client/table.h"
 #include "client/time_util.h"
+#include "rebound/build_info.h"
 
 namespace rebound::client {
 
@@ -548,15 +549,48 @@ int CancelOrReplay(const Context& ctx, const std::string& id, bool cancel) {
   return kExitOk;
 }
 
+// grpc.health.v1 Check: exit 0 only when SERVING, so it can serve as a container HEALTHCHECK or a
+// probe's exec command.
+int CheckHealth(const Context& ctx, const std::string& service) {
+  using ::grpc::health::v1::HealthCheckResponse;
+  const std::string who =
+      service.empty() ? ctx.globals.target : absl::StrCat(ctx.globals.target, " ", service);
+  absl::StatusOr<HealthCheckResponse::ServingStatus> status = ctx.client->CheckHealth(service);
+  if (!status.ok()) {
+    if (status.status().code() == absl::StatusCode::kNotFound) {
+      return Fail(ctx,
+                  absl::NotFoundError(absl::StrCat(
+                      "the server at ", ctx.globals.target, " has no service '", service,
+                      "' (ask for the whole server with no --service, or rebound.v1.Rebound)")));
+    }
+    return Fail(ctx, status.status());
+  }
+  const std::string& name = HealthCheckResponse::ServingStatus_Name(*status);
+  if (ctx.globals.json) {
+    ctx.out << nlohmann::json{{"target", ctx.globals.target},
+                              {"service", service},
+                              {"status", name}}
+                   .dump()
+            << "\n";
+  } else {
+    ctx.out << who << " " << name << "\n";
+  }
+  if (*status == HealthCheckResponse::SERVING) return kExitOk;
+  ctx.err << "reboundctl: health: " << who << " is " << name << ", not SERVING\n";
+  return kExitFailed;
+}
+
 }  // namespace
 
 int RunReboundctl(int argc, const char* const* argv, std::ostream& out, std::ostream& err) {
   CLI::App app{
       "Submit, inspect and manage Rebound sync jobs.\n"
-      "Exit codes: 0 ok, 1 the job (or wait) did not succeed, 2 usage error, "
+      "Exit codes: 0 ok, 1 the job (or wait, or health) did not succeed, 2 usage error, "
       "3 the server answered with an error, 4 the server could not be reached.",
       "reboundctl"};
   app.require_subcommand(1);
+  app.set_version_flag("--version", absl::StrCat("reboundctl ", build_info::kVersion, " (revision ",
+                                                 build_info::kRevision, ")"));
   app.fallthrough();  // global flags may follow the subcommand
   app.failure_message([](const CLI::App*, const CLI::Error& e) {
     return absl::StrCat("reboundctl: ", e.what(), "\nRun with --help for more information.\n");
@@ -647,6 +681,13 @@ int RunReboundctl(int argc, const char* const* argv, std::ostream& out, std::ost
       app.add_subcommand("replay", "put a FAILED or EXHAUSTED job back in the queue");
   replay->add_option("id", job_id, "job id")->required();
 
+  std::string health_service;
+  CLI::App* health = app.add_subcommand(
+      "health", "grpc.health.v1 Check of the server; exit 0 only if SERVING (1 if not)");
+  health->add_option("--service", health_service,
+                     "service name to ask about (default: the server as a whole; the server "
+                     "also answers rebound.v1.Rebound)");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -684,6 +725,7 @@ int RunReboundctl(int argc, const char* const* argv, std::ostream& out, std::ost
   if (command == list) return ListJobs(ctx, list_flags);
   if (command == cancel) return CancelOrReplay(ctx, job_id, /*cancel=*/true);
   if (command == replay) return CancelOrReplay(ctx, job_id, /*cancel=*/false);
+  if (command == health) return CheckHealth(ctx, health_service);
   // require_subcommand(1) leaves no other case.
   return Usage(ctx, "unknown command");
 }

@@ -8,6 +8,8 @@
 #include "absl/synchronization/notification.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "rebound/build_info.h"
+#include "rebound/v1/rebound.grpc.pb.h"
 #include "server/metrics/grpc_interceptor.h"
 
 namespace rebound::app {
@@ -32,7 +34,8 @@ absl::StatusOr<std::unique_ptr<App>> App::Create(std::shared_ptr<const config::C
   app->log_ = std::make_unique<log::EventLog>(
       clock, log_options, log_sink ? std::move(log_sink) : log::EventLog::StdoutSink());
   app->registry_ = std::make_shared<prometheus::Registry>();
-  app->metrics_ = metrics::Metrics::Create(*app->registry_, cfg, REBOUND_VERSION, REBOUND_REVISION);
+  app->metrics_ =
+      metrics::Metrics::Create(*app->registry_, cfg, build_info::kVersion, build_info::kRevision);
   app->telemetry_ = std::make_unique<Telemetry>(*app->metrics_, *app->log_);
 
   store::SqliteOptions store_options;
@@ -93,9 +96,15 @@ absl::Status App::Start() {
     return absl::UnavailableError(
         absl::StrCat("cannot listen on ", config_->server.grpc_listen, " (server.grpc_listen)"));
   }
+  // grpc.health.v1 answers the empty service name and the API's own name alike (clients and
+  // probes ask for either); any other name is NOT_FOUND. Both say NOT_SERVING until the loops
+  // run, and again from the start of Shutdown().
+  grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
+  health->SetServingStatus(false);
+  health->SetServingStatus(v1::Rebound::service_full_name(), false);
   loop_thread_ = std::thread([this] { engine_->Run(); });
   maintenance_thread_ = std::thread([this] { MaintenanceLoop(); });
-  server_->GetHealthCheckService()->SetServingStatus(true);
+  health->SetServingStatus(true);  // every service name registered above
   return absl::OkStatus();
 }
 
@@ -171,7 +180,7 @@ void App::Shutdown() {
     shut_down_ = true;
   }
   if (server_ != nullptr) {
-    server_->GetHealthCheckService()->SetServingStatus(false);
+    server_->GetHealthCheckService()->SetServingStatus(false);  // "" and rebound.v1.Rebound
     service_->SetAcceptingSubmits(false);
   }
   // The exposer's HTTP server needs up to ~2 s to notice its stop (civetweb's poll quantum):

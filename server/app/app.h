@@ -40,11 +40,12 @@ class App {
   App(const App&) = delete;
   App& operator=(const App&) = delete;
 
-  // Recovers jobs, starts the engine loop and the gRPC server (health SERVING).
+  // Recovers jobs, starts the engine loop and the gRPC server. grpc.health.v1 then answers
+  // SERVING for the empty service name and for "rebound.v1.Rebound", NOT_FOUND for others.
   absl::Status Start();
-  // Graceful stop: health NOT_SERVING and new submits UNAVAILABLE at once; in-flight attempts
-  // get up to server.shutdown_grace to finish; every outcome is persisted; then the gRPC server
-  // and the store close. Idempotent.
+  // Graceful stop: health NOT_SERVING (both names) and new submits UNAVAILABLE at once; in-flight
+  // attempts get up to server.shutdown_grace to finish; every outcome is persisted; then the gRPC
+  // server and the store close. Idempotent.
   void Shutdown();
   // Applies a new config without a restart: endpoints added or changed, policies, limits and
   // the idempotency header. Removing or renaming an endpoint, listen addresses, store, log and

@@ -12,6 +12,7 @@
 #include <climits>
 #include <cstdint>
 #include <cstring>
+#include <filesystem>
 #include <iterator>
 #include <limits>
 #include <unordered_map>
@@ -915,8 +916,19 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(const SqliteOptio
   const std::string lock_path = options.path + ".lock";
   const int lock_fd = open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (lock_fd < 0) {
+    const int err = errno;
+    std::string hint;
+    if (err == EACCES || err == EPERM) {
+      // Typically a bind mount owned by root while the image runs as uid 10001.
+      std::string dir = std::filesystem::path(lock_path).parent_path().string();
+      if (dir.empty()) dir = ".";
+      hint =
+          absl::StrCat(" (the directory must be writable by uid ", geteuid(), ", gid ", getegid(),
+                       ", which this process runs as: chown ", geteuid(), ":", getegid(), " ", dir,
+                       ", or run as the directory's owner, e.g. docker run --user)");
+    }
     return absl::FailedPreconditionError(
-        absl::StrCat("cannot open lock file ", lock_path, ": ", std::strerror(errno)));
+        absl::StrCat("cannot open lock file ", lock_path, ": ", std::strerror(err), hint));
   }
   if (flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
     const int err = errno;

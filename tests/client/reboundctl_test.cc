@@ -1,9 +1,12 @@
 // reboundctl as a real child process against the fake server.
+#include <arpa/inet.h>
 #include <gmock/gmock.h>
 #include <google/protobuf/util/json_util.h>
 #include <google/protobuf/util/message_differencer.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cctype>
@@ -16,6 +19,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "rebound/build_info.h"
 #include "rebound/v1/rebound.pb.h"
 #include "tests/client/fake_rebound.h"
 #include "tests/client/subprocess.h"
@@ -483,6 +489,99 @@ TEST_F(ReboundctlTest, JsonlBatchRejectedAsAWholeStopsAndExitsWithItsCode) {
   EXPECT_EQ(r.exit_code, kRpcError);
   EXPECT_THAT(r.err, HasSubstr("reboundctl: submit: RESOURCE_EXHAUSTED: queue full"));
   EXPECT_EQ(fake_.calls().size(), 1u);  // stopped at the first failed batch
+}
+
+TEST_F(ReboundctlTest, HealthOfAServingServerExitsZero) {
+  const ProcessResult r = Run({"health"});
+
+  EXPECT_EQ(r.exit_code, kOk) << r.err;
+  EXPECT_EQ(r.out, server_.target() + " SERVING\n");
+  EXPECT_THAT(r.err, IsEmpty());
+}
+
+TEST_F(ReboundctlTest, HealthOfANotServingServerExitsOneWithAClearLine) {
+  server_.health().SetServingStatus(false);
+
+  const ProcessResult r = Run({"health"});
+
+  EXPECT_EQ(r.exit_code, kFailed);
+  EXPECT_EQ(r.out, server_.target() + " NOT_SERVING\n");
+  EXPECT_EQ(r.err, "reboundctl: health: " + server_.target() + " is NOT_SERVING, not SERVING\n");
+}
+
+TEST_F(ReboundctlTest, HealthAsksAboutTheNamedService) {
+  server_.health().SetServingStatus("rebound.v1.Rebound", true);
+  server_.health().SetServingStatus("rebound.v1.Other", false);
+
+  const ProcessResult serving = Run({"health", "--service", "rebound.v1.Rebound"});
+  EXPECT_EQ(serving.exit_code, kOk) << serving.err;
+  EXPECT_EQ(serving.out, server_.target() + " rebound.v1.Rebound SERVING\n");
+
+  const ProcessResult not_serving = Run({"health", "--service", "rebound.v1.Other"});
+  EXPECT_EQ(not_serving.exit_code, kFailed) << not_serving.err;
+  EXPECT_EQ(not_serving.out, server_.target() + " rebound.v1.Other NOT_SERVING\n");
+
+  const ProcessResult unknown = Run({"health", "--service", "no.such.Service"});
+  EXPECT_EQ(unknown.exit_code, kRpcError);
+  EXPECT_THAT(unknown.out, IsEmpty());
+  EXPECT_THAT(unknown.err, AllOf(StartsWith("reboundctl: health: NOT_FOUND: the server at " +
+                                            server_.target() + " has no service 'no.such.Service'"),
+                                 HasSubstr("rebound.v1.Rebound")));
+}
+
+TEST_F(ReboundctlTest, HealthJsonIsOneDocument) {
+  server_.health().SetServingStatus(false);
+
+  const ProcessResult r = Run({"--json", "health"});
+
+  EXPECT_EQ(r.exit_code, kFailed);
+  const nlohmann::json doc = nlohmann::json::parse(r.out, nullptr, /*allow_exceptions=*/false);
+  ASSERT_FALSE(doc.is_discarded()) << r.out;
+  EXPECT_EQ(doc, nlohmann::json(
+                     {{"target", server_.target()}, {"service", ""}, {"status", "NOT_SERVING"}}));
+}
+
+TEST_F(ReboundctlTest, HealthOfAnUnreachableServerExitsFour) {
+  ClosedPort closed;
+  ASSERT_NE(closed.port(), 0);
+
+  const ProcessResult r = RunProcess({REBOUNDCTL_BIN, "--target", closed.target(), "health"});
+
+  EXPECT_EQ(r.exit_code, kUnavailable);
+  EXPECT_THAT(r.out, IsEmpty());
+  EXPECT_THAT(r.err, StartsWith("reboundctl: health: UNAVAILABLE: "));
+}
+
+TEST_F(ReboundctlTest, HealthGivesUpAfterTheTimeout) {
+  // Accepts TCP connections (the kernel's backlog) but never speaks HTTP/2.
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof(address);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+  ASSERT_EQ(::listen(fd, 4), 0);
+  ASSERT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length), 0);
+  const std::string target = absl::StrCat("127.0.0.1:", ntohs(address.sin_port));
+
+  const absl::Time start = absl::Now();
+  const ProcessResult r =
+      RunProcess({REBOUNDCTL_BIN, "--target", target, "--timeout", "300ms", "health"});
+  const absl::Duration took = absl::Now() - start;
+  ::close(fd);
+
+  EXPECT_EQ(r.exit_code, kUnavailable) << r.err;
+  EXPECT_THAT(r.err, StartsWith("reboundctl: health: DEADLINE_EXCEEDED: "));
+  EXPECT_LT(took, absl::Seconds(5));
+}
+
+TEST_F(ReboundctlTest, VersionNamesTheBuildsVersionAndRevision) {
+  const ProcessResult r = RunProcess({REBOUNDCTL_BIN, "--version"});
+
+  EXPECT_EQ(r.exit_code, kOk) << r.err;
+  EXPECT_EQ(r.out, absl::StrCat("reboundctl ", build_info::kVersion, " (revision ",
+                                build_info::kRevision, ")\n"));
 }
 
 }  // namespace

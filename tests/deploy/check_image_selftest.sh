@@ -88,6 +88,7 @@ expect_failure docker-shell-entrypoint docker lint "ENTRYPOINT is not in exec fo
 expect_failure docker-expose docker lint "does not EXPOSE 9464" sed_in Dockerfile 's/^EXPOSE 50051 9464$/EXPOSE 50051/'
 expect_failure docker-base docker lint "is not FROM debian:bookworm-slim" \
   sed_in Dockerfile 's/^FROM debian:bookworm-slim$/FROM debian:bookworm/'
+expect_failure docker-healthcheck docker lint "has no HEALTHCHECK" sed_in Dockerfile '/^HEALTHCHECK /,/^  CMD /d'
 expect_failure ldd-missing docker ldd "(Debian package libsqlite3-0), which the runtime stage does not install" \
   sed_in Dockerfile '/^      libsqlite3-0 \\$/d'
 expect_failure ldd-unneeded docker ldd "installs libevent-2.1-7, which no binary loads" \

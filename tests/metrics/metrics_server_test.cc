@@ -112,8 +112,9 @@ TEST(MetricsServer, ServesTheRegistryAndProcessMetricsOverHttp) {
   for (const char* family :
        {"rebound_jobs_submitted_total", "rebound_attempts_total", "rebound_retries_total",
         "rebound_attempt_duration_seconds", "rebound_jobs", "rebound_circuit_state",
-        "rebound_grpc_server_requests_total", "rebound_build_info", "process_cpu_seconds_total",
-        "process_resident_memory_bytes", "process_open_fds", "process_start_time_seconds"}) {
+        "grpc_server_handled_total", "grpc_server_handling_seconds", "rebound_build_info",
+        "process_cpu_seconds_total", "process_resident_memory_bytes", "process_open_fds",
+        "process_start_time_seconds"}) {
     EXPECT_THAT(text, HasSubstr(absl::StrCat("\n# TYPE ", family, " "))) << family;
   }
   EXPECT_THAT(text, HasSubstr("# TYPE rebound_attempts_total counter"));

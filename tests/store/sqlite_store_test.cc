@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -195,6 +196,36 @@ TEST(SqliteStore, OpenRefusesAPathThatCannotBeOpened) {
   const absl::Status status = SqliteStore::Open(Options(path)).status();
   EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << status;
   EXPECT_THAT(std::string(status.message()), HasSubstr(path));
+}
+
+// A data directory the server's uid cannot write (a root-owned bind mount under the image's
+// uid 10001): the error says which uid needs it and how to give it. Run in a child process,
+// which drops root first when the test runs as root (root could write anyway).
+TEST(SqliteStore, AnUnwritableDirectoryNamesTheUidThatNeedsIt) {
+  const std::string dir = absl::StrCat(::testing::TempDir(), "rebound_ro_", getpid());
+  std::filesystem::create_directories(dir);
+  std::filesystem::permissions(
+      dir, std::filesystem::perms::owner_all | std::filesystem::perms::group_read |
+               std::filesystem::perms::group_exec | std::filesystem::perms::others_read |
+               std::filesystem::perms::others_exec);
+  const bool root = geteuid() == 0;
+  if (!root)
+    std::filesystem::permissions(dir, std::filesystem::perms::owner_write,
+                                 std::filesystem::perm_options::remove);
+  const std::string path = dir + "/rebound.db";
+  EXPECT_EXIT(
+      {
+        if (root && (setgid(65534) != 0 || setuid(65534) != 0)) _exit(2);
+        const absl::Status status = SqliteStore::Open(Options(path)).status();
+        std::fprintf(stderr, "%s\n", std::string(status.message()).c_str());
+        _exit(status.code() == absl::StatusCode::kFailedPrecondition ? 0 : 1);
+      },
+      ::testing::ExitedWithCode(0),
+      "cannot open lock file .*/rebound\\.db\\.lock: Permission denied \\(the directory must be "
+      "writable by uid [0-9]+, gid [0-9]+, which this process runs as: chown [0-9]+:[0-9]+ "
+      ".*rebound_ro_[0-9]+, or run as the directory's owner");
+  std::filesystem::permissions(dir, std::filesystem::perms::owner_all);
+  std::filesystem::remove_all(dir);
 }
 
 TEST(SqliteStore, OpenRefusesAFileThatIsNotADatabase) {
