@@ -72,6 +72,8 @@ cleanup() {
     for _ in $(seq 1 100); do kill -0 "$daemon_pid" 2>/dev/null || break; sleep 0.2; done
     kill -0 "$daemon_pid" 2>/dev/null && kill -KILL "$daemon_pid"
   fi
+  # dockerd leaves its namespace mounts under the exec root.
+  grep -o " $work/[^ ]*" /proc/mounts | sort -r | while read -r m; do umount "$m"; done
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -178,7 +180,7 @@ else fail "health of rebound.v1.Rebound: $out"; fi
 
 user=$(docker image inspect --format '{{.Config.User}}' "$image")
 if [[ $user == 10001:10001 ]]; then ok "image USER $user"; else fail "image USER is '$user', not 10001:10001"; fi
-uids=$(docker top "$cid" -o uid,comm | awk 'NR > 1 && $2 == "rebound-server" { print $1 }')
+uids=$(docker top "$cid" -o pid,uid,comm | awk 'NR > 1 && $3 == "rebound-server" { print $2 }')
 if [[ $uids == 10001 ]]; then ok "rebound-server runs as uid $uids"; else fail "rebound-server runs as uid '$uids', not 10001"; fi
 
 want="0.1.0 (revision $revision)"
