@@ -651,6 +651,10 @@ absl::StatusOr<std::vector<policy::StatusRange>> Parser::ParseStatuses(
 absl::Status Parser::ParseEndpoints(const YAML::Node& node, Config* out) const {
   const std::string path = "endpoints";
   REBOUND_ASSIGN_OR_RETURN(const std::vector<YAML::Node> items, AsSequence(node, path));
+  if (items.size() > kMaxEndpoints) {
+    return Error(
+        path, absl::StrCat(items.size(), " endpoints; one process serves at most ", kMaxEndpoints));
+  }
   for (size_t i = 0; i < items.size(); ++i) {
     REBOUND_ASSIGN_OR_RETURN(EndpointConfig endpoint,
                              ParseEndpoint(items[i], Index(path, i), *out));

@@ -21,6 +21,11 @@
 
 namespace rebound::config {
 
+// Endpoints one process can know (configured plus added by reloads): the engine's endpoint table
+// and the metric series are reserved for this many up front, and never reallocated. A config
+// with more is refused when it is loaded (start-up, --check-config, reload).
+inline constexpr size_t kMaxEndpoints = 1024;
+
 struct ServerConfig {
   std::string grpc_listen = "127.0.0.1:50051";
   std::string metrics_listen = "127.0.0.1:9464";

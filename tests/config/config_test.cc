@@ -541,6 +541,22 @@ TEST(Names, EndpointMayReferenceAPolicyDefinedAfterIt) {
   EXPECT_EQ(config.FindEndpoint("lms")->policy, "later");
 }
 
+// Endpoints named e0, e1, ... with only their required keys.
+std::string ManyEndpoints(size_t n) {
+  std::string yaml = "endpoints:\n";
+  for (size_t i = 0; i < n; ++i) {
+    absl::StrAppend(&yaml, "  - {name: e", i,
+                    ", base_url: 'http://h', allowed_path_prefixes: [/]}\n");
+  }
+  return yaml;
+}
+
+TEST(Names, MoreEndpointsThanOneProcessServesAreRefusedWithTheLimit) {
+  EXPECT_EQ(ParseOk(ManyEndpoints(kMaxEndpoints)).endpoints.size(), kMaxEndpoints);
+  EXPECT_EQ(ErrorOf(ManyEndpoints(kMaxEndpoints + 1)),
+            "rebound.yaml: endpoints: 1025 endpoints; one process serves at most 1024");
+}
+
 // --- Endpoint URL and paths ------------------------------------------------------------------
 
 TEST(Endpoints, BaseUrlTrailingSlashIsStripped) {
