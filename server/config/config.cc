@@ -285,6 +285,9 @@ absl::Status Parser::Name(const Mapping& m, absl::string_view key, std::string* 
   std::string name;
   REBOUND_RETURN_IF_ERROR(String(m, key, &name));
   if (m.Find(key) == nullptr) return absl::OkStatus();
+  if (name.size() > kMaxNameBytes) {
+    return Error(m.PathOf(key), absl::StrCat("longer than ", kMaxNameBytes, " bytes"));
+  }
   if (!IsPlainName(name)) {
     return Error(m.PathOf(key), absl::StrCat("invalid name ", Quote(name),
                                              " (letters, digits, '_', '-' and '.' only)"));

@@ -25,6 +25,8 @@ namespace rebound::config {
 // and the metric series are reserved for this many up front, and never reallocated. A config
 // with more is refused when it is loaded (start-up, --check-config, reload).
 inline constexpr size_t kMaxEndpoints = 1024;
+// Bytes of an endpoint or policy name (they become metric label values and appear in messages).
+inline constexpr size_t kMaxNameBytes = 128;
 
 struct ServerConfig {
   std::string grpc_listen = "127.0.0.1:50051";
