@@ -74,6 +74,9 @@ struct EndpointConfig {
   int max_in_flight = 64;                      // concurrent attempts against this endpoint
   std::string policy = "default";              // default policy name
   std::vector<Header> headers;                 // sent on every attempt
+  // http(s)://host[:port] of a forward proxy for this endpoint's attempts; empty: direct.
+  // Proxy environment variables (http_proxy, HTTPS_PROXY, ALL_PROXY) are always ignored.
+  std::string proxy;
 };
 
 struct Config {

@@ -585,6 +585,22 @@ TEST(Endpoints, BaseUrlMustBePlainHttpOrHttps) {
   EXPECT_THAT(error_for("http://lms.example.edu/a/../b"), HasSubstr("'..'"));
 }
 
+TEST(Endpoints, ProxyIsOptionalExplicitAndWithoutCredentials) {
+  EXPECT_EQ(ParseOk(kEndpoint).endpoints[0].proxy, "");
+  EXPECT_EQ(
+      ParseOk(EndpointWith("    proxy: http://proxy.district.example:3128/\n")).endpoints[0].proxy,
+      "http://proxy.district.example:3128");
+  EXPECT_THAT(ErrorOf(EndpointWith("    proxy: http://user:pw@proxy:3128\n")),
+              HasSubstr("endpoints[0].proxy: invalid URL 'http://user:pw@proxy:3128': user "
+                        "information is not allowed"));
+  EXPECT_THAT(ErrorOf(EndpointWith("    proxy: http://proxy:3128/path\n")),
+              HasSubstr("endpoints[0].proxy: invalid URL 'http://proxy:3128/path': a path is not "
+                        "allowed"));
+  EXPECT_THAT(ErrorOf(EndpointWith("    proxy: socks5://proxy:1080\n")),
+              HasSubstr("endpoints[0].proxy: invalid URL 'socks5://proxy:1080': only http and "
+                        "https are allowed"));
+}
+
 TEST(Endpoints, PathPrefixesAreRequiredAndStartWithASlash) {
   EXPECT_THAT(ErrorOf("endpoints: [{name: a, base_url: 'http://h'}]"),
               HasSubstr("endpoints[0].allowed_path_prefixes: required key is missing"));

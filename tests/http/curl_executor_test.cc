@@ -4,9 +4,12 @@
 #include <arpa/inet.h>
 #include <curl/curl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cstdlib>
+#include <initializer_list>
 #include <memory>
 #include <optional>
 #include <string>
@@ -177,6 +180,104 @@ TEST_F(CurlExecutorTest, RedirectsAreNotFollowed) {
   absl::StatusOr<nlohmann::json> totals = lms_->Totals();
   ASSERT_TRUE(totals.ok()) << totals.status();
   EXPECT_EQ((*totals)["attempts"], 1);  // nothing went to /elsewhere
+}
+
+// A loopback TCP listener that never accepts: stands in for a proxy, and tells whether anything
+// connected to it.
+class SilentListener {
+ public:
+  SilentListener() : fd_(socket(AF_INET, SOCK_STREAM, 0)) {
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(addr);
+    ok_ = fd_ >= 0 && bind(fd_, reinterpret_cast<sockaddr*>(&addr), len) == 0 &&
+          listen(fd_, 16) == 0 && getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) == 0;
+    port_ = ntohs(addr.sin_port);
+  }
+  ~SilentListener() {
+    if (fd_ >= 0) close(fd_);
+  }
+  SilentListener(const SilentListener&) = delete;
+  SilentListener& operator=(const SilentListener&) = delete;
+
+  bool ok() const { return ok_; }
+  std::string url() const { return absl::StrCat("http://127.0.0.1:", port_); }
+  // A connection waits in the backlog.
+  bool Contacted() const {
+    pollfd p{fd_, POLLIN, 0};
+    return poll(&p, 1, 0) == 1 && (p.revents & POLLIN) != 0;
+  }
+
+ private:
+  int fd_;
+  int port_ = 0;
+  bool ok_ = false;
+};
+
+// Sets environment variables for one test and restores them after.
+class ScopedEnv {
+ public:
+  ScopedEnv(std::initializer_list<std::pair<const char*, std::string>> vars) {
+    for (const auto& [name, value] : vars) {
+      const char* old = std::getenv(name);
+      saved_.emplace_back(name, old == nullptr ? std::nullopt : std::optional<std::string>(old));
+      setenv(name, value.c_str(), 1);
+    }
+  }
+  ~ScopedEnv() {
+    for (const auto& [name, old] : saved_) {
+      if (old) {
+        setenv(name, old->c_str(), 1);
+      } else {
+        unsetenv(name);
+      }
+    }
+  }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  std::vector<std::pair<const char*, std::optional<std::string>>> saved_;
+};
+
+TEST_F(CurlExecutorTest, ProxyEnvironmentVariablesAreIgnored) {
+  SilentListener proxy;
+  ASSERT_TRUE(proxy.ok());
+  Outcome out;
+  {
+    // Only around the attempt: the test's own stats requests would honour them.
+    const ScopedEnv env({{"http_proxy", proxy.url()},
+                         {"HTTPS_PROXY", proxy.url()},
+                         {"ALL_PROXY", proxy.url()},
+                         {"all_proxy", proxy.url()}});
+    Request r = Get("/x?script=200", "no-proxy");
+    r.headers.emplace_back("Authorization", "Bearer never-to-a-proxy");
+    r.timeout = absl::Seconds(3);  // before the fix: the silent proxy held it until this timeout
+    out = Run(std::move(r));
+  }
+  EXPECT_EQ(out.error, TransportError::kNone) << out.error_detail;
+  EXPECT_EQ(out.http_status, 200);
+  EXPECT_FALSE(proxy.Contacted());
+  EXPECT_EQ(KeyStats("no-proxy")["attempts"], 1);  // reached fake-lms directly
+}
+
+TEST_F(CurlExecutorTest, AnExplicitProxyIsUsedEvenWhenNoProxySaysOtherwise) {
+  SilentListener proxy;
+  ASSERT_TRUE(proxy.ok());
+  Outcome out;
+  {
+    const ScopedEnv env({{"no_proxy", "*"}, {"NO_PROXY", "*"}});
+    Request r = Get("/x?script=200", "via-proxy");
+    r.proxy = proxy.url();
+    r.timeout = absl::Milliseconds(500);
+    out = Run(std::move(r));
+  }
+  EXPECT_EQ(out.error, TransportError::kTimeout) << out.error_detail;  // the proxy never answers
+  EXPECT_TRUE(proxy.Contacted());
+  absl::StatusOr<nlohmann::json> totals = lms_->Totals();
+  ASSERT_TRUE(totals.ok()) << totals.status();
+  EXPECT_EQ((*totals)["attempts"], 0);  // nothing reached fake-lms
 }
 
 TEST_F(CurlExecutorTest, SequentialAttemptsReuseTheConnection) {
