@@ -4,7 +4,6 @@
 #include <arpa/inet.h>
 #include <curl/curl.h>
 #include <netinet/in.h>
-#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -26,6 +25,7 @@
 #include "server/http/executor.h"
 #include "server/policy/policy.h"
 #include "tests/fake_lms/fake_lms_process.h"
+#include "tests/support/silent_listener.h"
 
 namespace rebound::http {
 namespace {
@@ -35,6 +35,7 @@ const ::testing::Environment* const kCurlEnvironment =
 
 using policy::Outcome;
 using policy::TransportError;
+using ::rebound::testing::SilentListener;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
@@ -181,39 +182,6 @@ TEST_F(CurlExecutorTest, RedirectsAreNotFollowed) {
   ASSERT_TRUE(totals.ok()) << totals.status();
   EXPECT_EQ((*totals)["attempts"], 1);  // nothing went to /elsewhere
 }
-
-// A loopback TCP listener that never accepts: stands in for a proxy, and tells whether anything
-// connected to it.
-class SilentListener {
- public:
-  SilentListener() : fd_(socket(AF_INET, SOCK_STREAM, 0)) {
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof(addr);
-    ok_ = fd_ >= 0 && bind(fd_, reinterpret_cast<sockaddr*>(&addr), len) == 0 &&
-          listen(fd_, 16) == 0 && getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) == 0;
-    port_ = ntohs(addr.sin_port);
-  }
-  ~SilentListener() {
-    if (fd_ >= 0) close(fd_);
-  }
-  SilentListener(const SilentListener&) = delete;
-  SilentListener& operator=(const SilentListener&) = delete;
-
-  bool ok() const { return ok_; }
-  std::string url() const { return absl::StrCat("http://127.0.0.1:", port_); }
-  // A connection waits in the backlog.
-  bool Contacted() const {
-    pollfd p{fd_, POLLIN, 0};
-    return poll(&p, 1, 0) == 1 && (p.revents & POLLIN) != 0;
-  }
-
- private:
-  int fd_;
-  int port_ = 0;
-  bool ok_ = false;
-};
 
 // Sets environment variables for one test and restores them after.
 class ScopedEnv {

@@ -1,10 +1,5 @@
 // Protocol and input edges against the real server: requests that do not parse, oversized fields,
 // and proxy variables in the server's environment.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <functional>
@@ -20,6 +15,7 @@
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "tests/integration/harness.h"
+#include "tests/support/silent_listener.h"
 
 namespace rebound::testing {
 namespace {
@@ -141,36 +137,6 @@ TEST_F(IntegrationTest, AThreeMebibyteFieldIsInvalidArgumentWithAShortMessageNam
   EXPECT_EQ(job.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_LT(job.status().message().size(), 400u);
 }
-
-// A loopback listener that never accepts: a proxy that would swallow whatever reached it.
-class SilentListener {
- public:
-  SilentListener() : fd_(socket(AF_INET, SOCK_STREAM, 0)) {
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof(addr);
-    ok_ = fd_ >= 0 && bind(fd_, reinterpret_cast<sockaddr*>(&addr), len) == 0 &&
-          listen(fd_, 16) == 0 && getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) == 0;
-    port_ = ntohs(addr.sin_port);
-  }
-  ~SilentListener() {
-    if (fd_ >= 0) close(fd_);
-  }
-  SilentListener(const SilentListener&) = delete;
-  SilentListener& operator=(const SilentListener&) = delete;
-  bool ok() const { return ok_; }
-  std::string url() const { return absl::StrCat("http://127.0.0.1:", port_); }
-  bool Contacted() const {
-    pollfd p{fd_, POLLIN, 0};
-    return poll(&p, 1, 0) == 1 && (p.revents & POLLIN) != 0;
-  }
-
- private:
-  int fd_;
-  int port_ = 0;
-  bool ok_ = false;
-};
 
 TEST_F(IntegrationTest, ProxyVariablesInTheServersEnvironmentDoNotRerouteUpstreamCalls) {
   SilentListener proxy;
