@@ -21,11 +21,16 @@ absl::Status Invalid(absl::string_view field, absl::string_view sub, absl::strin
   return absl::InvalidArgumentError(absl::StrCat(field, ".", sub, ": ", problem));
 }
 
-// "longer than N bytes" when `value` is; checked before anything else looks at the value.
+// "is 3145728 bytes; at most 256": the one wording of every size refusal.
+std::string TooLong(size_t size, size_t max) {
+  return absl::StrCat("is ", size, " bytes; at most ", max);
+}
+
+// TooLong when `value` is; checked before anything else looks at the value.
 absl::Status CheckLength(absl::string_view field, absl::string_view sub, absl::string_view value,
                          size_t max) {
   if (value.size() <= max) return absl::OkStatus();
-  return Invalid(field, sub, absl::StrCat(value.size(), " bytes is longer than ", max));
+  return Invalid(field, sub, TooLong(value.size(), max));
 }
 
 // Header names a job may not send (README "Security"). Chosen from what upstream frameworks and
@@ -152,8 +157,7 @@ bool IsDeniedHeader(absl::string_view name) {
 
 absl::Status CheckQuery(absl::string_view query) {
   if (query.size() > kMaxQueryBytes) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(query.size(), " bytes is longer than ", kMaxQueryBytes));
+    return absl::InvalidArgumentError(TooLong(query.size(), kMaxQueryBytes));
   }
   if (HasControlCharacter(query) || absl::StrContains(query, ' ') ||
       absl::StrContains(query, '#')) {
@@ -166,8 +170,7 @@ absl::Status CheckPath(const config::EndpointConfig& endpoint, absl::string_view
                        absl::string_view query) {
   if (path.empty() || path[0] != '/') return absl::InvalidArgumentError("must start with '/'");
   if (path.size() > kMaxPathBytes) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(path.size(), " bytes is longer than ", kMaxPathBytes));
+    return absl::InvalidArgumentError(TooLong(path.size(), kMaxPathBytes));
   }
   if (absl::StartsWith(path, "//")) return absl::InvalidArgumentError("must not start with '//'");
   if (HasControlCharacter(path) || absl::StrContains(path, ' ')) {
@@ -294,7 +297,8 @@ absl::StatusOr<common::JobSpec> ValidateSyncRequest(const v1::SyncRequest& reque
     const auto& h = request.headers(i);
     const std::string sub = absl::StrCat("headers[", i, "]");
     if (h.name().size() + h.value().size() > limits.max_header_bytes) {
-      return Invalid(field, sub, absl::StrCat("longer than ", limits.max_header_bytes, " bytes"));
+      return Invalid(field, sub,
+                     TooLong(h.name().size() + h.value().size(), limits.max_header_bytes));
     }
     if (h.name().empty() || !std::all_of(h.name().begin(), h.name().end(), IsTokenChar)) {
       return Invalid(field, sub + ".name", "is not a valid header name");
@@ -395,7 +399,7 @@ absl::StatusOr<store::ListFilter> ValidateListRequest(const v1::ListSyncsRequest
            Bound{"page_token", request.page_token(), kMaxPageTokenBytes},
        }) {
     if (b.value.size() > b.max) {
-      return invalid(b.field, absl::StrCat(b.value.size(), " bytes is longer than ", b.max));
+      return invalid(b.field, TooLong(b.value.size(), b.max));
     }
   }
   filter.endpoint = request.endpoint();
