@@ -86,6 +86,13 @@ TEST_F(IntegrationTest, InvalidUtf8InAStringFieldIsInvalidArgumentWithAMessage) 
       RawCall(server_->port(), "/rebound.v1.Rebound/WatchSync", Field(1, "\xff"));
   EXPECT_EQ(watch.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << watch.error_message();
   EXPECT_THAT(watch.error_message(), HasSubstr("rebound.v1.WatchSyncRequest"));
+
+  // The metrics interceptor runs after the rewrite, so it counts what the client saw.
+  const std::string url = absl::StrCat("http://127.0.0.1:", server_->metrics_port(), "/metrics");
+  fakelms::HttpReply scrape = fakelms::HttpFetch("GET", url);
+  if (scrape.code != CURLE_OK) scrape = fakelms::HttpFetch("GET", url);  // exposer drops, rarely
+  EXPECT_THAT(scrape.body, HasSubstr("rebound_grpc_server_requests_total{code=\"INVALID_ARGUMENT\","
+                                     "method=\"rebound.v1.Rebound/SubmitSync\"} 1\n"));
 }
 
 TEST_F(IntegrationTest, DeeplyNestedUnknownFieldsAreInvalidArgumentWithAMessage) {
