@@ -116,7 +116,7 @@ std::string StatusText(const absl::Status& status) {
 
 // Prints the error of a call and returns its exit code.
 int Fail(const Context& ctx, const absl::Status& status) {
-  ctx.err << "reboundctl: " << ctx.command << ": " << StatusText(status) << "\n";
+  ctx.err << "reboundctl: " << ctx.command << ": " << ForTerminal(StatusText(status)) << "\n";
   return ExitCodeForStatus(status);
 }
 
@@ -264,8 +264,8 @@ int SubmitOne(const Context& ctx, const SubmitFlags& flags) {
   if (ctx.globals.json) {
     ctx.out << ToJson(*response) << "\n";
   } else {
-    ctx.out << (response->deduplicated() ? "deduplicated " : "submitted ") << response->job_id()
-            << " " << StateName(response->state()) << "\n";
+    ctx.out << (response->deduplicated() ? "deduplicated " : "submitted ")
+            << ForTerminal(response->job_id()) << " " << StateName(response->state()) << "\n";
   }
   if (!flags.wait) return kExitOk;
   ctx.out.flush();
@@ -276,7 +276,7 @@ int SubmitOne(const Context& ctx, const SubmitFlags& flags) {
     // The job exists and runs on; only our wait ended.
     return job.status().code() == absl::StatusCode::kDeadlineExceeded ? kExitFailed : code;
   }
-  ctx.out << (ctx.globals.json ? ToJson(*job) : FinalLine(*job)) << "\n";
+  ctx.out << (ctx.globals.json ? ToJson(*job) : ForTerminal(FinalLine(*job))) << "\n";
   return job->state() == v1::SUCCEEDED ? kExitOk : kExitFailed;
 }
 
@@ -380,7 +380,7 @@ int SubmitFile(const Context& ctx, const SubmitFlags& flags) {
     for (const ItemOutcome& outcome : outcomes) {
       if (outcome.code == absl::StatusCode::kOk) continue;
       ctx.out << flags.file << ":" << outcome.line << ": " << CodeName(outcome.code) << ": "
-              << outcome.message << "\n";
+              << ForTerminal(outcome.message) << "\n";
     }
   }
   if (!batch_status.ok()) {
@@ -465,7 +465,7 @@ int WatchJob(const Context& ctx, const WatchFlags& flags) {
       flags.id,
       [&ctx, &last](const v1::SyncEvent& event) {
         last = event.state();
-        ctx.out << (ctx.globals.json ? ToJson(event) : EventLine(event)) << std::endl;
+        ctx.out << (ctx.globals.json ? ToJson(event) : ForTerminal(EventLine(event))) << std::endl;
         return !IsTerminal(last);
       },
       timeout);
@@ -532,7 +532,8 @@ int ListJobs(const Context& ctx, const ListFlags& flags) {
   }
   if (!ctx.globals.json) table.Print(ctx.out);
   if (!next_page_token.empty()) {
-    ctx.err << "more jobs: run again with --all, or with --page-token " << next_page_token << "\n";
+    ctx.err << "more jobs: run again with --all, or with --page-token "
+            << ForTerminal(next_page_token) << "\n";
   }
   return kExitOk;
 }
@@ -543,7 +544,7 @@ int CancelOrReplay(const Context& ctx, const std::string& id, bool cancel) {
   if (ctx.globals.json) {
     ctx.out << ToJson(*job) << "\n";
   } else {
-    ctx.out << (cancel ? "cancelled " : "replayed ") << job->job_id() << " "
+    ctx.out << (cancel ? "cancelled " : "replayed ") << ForTerminal(job->job_id()) << " "
             << StateName(job->state()) << "\n";
   }
   return kExitOk;

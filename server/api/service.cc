@@ -1,6 +1,7 @@
 #include "server/api/service.h"
 
 #include <deque>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -54,8 +55,10 @@ v1::SyncEvent ToProto(const engine::JobEvent& e) {
 
 absl::StatusOr<common::JobId> JobIdOf(const std::string& text) {
   if (text.empty()) return absl::InvalidArgumentError("job_id: is required");
-  auto id = common::ParseJobId(text);
-  if (!id) return absl::InvalidArgumentError(absl::StrCat("job_id: '", text, "' is not a job id"));
+  auto id = text.size() <= kMaxJobIdBytes ? common::ParseJobId(text) : std::nullopt;
+  if (!id) {
+    return absl::InvalidArgumentError(absl::StrCat("job_id: '", Echo(text), "' is not a job id"));
+  }
   return *id;
 }
 
@@ -434,28 +437,9 @@ grpc::ServerUnaryReactor* ReboundService::ListSyncs(grpc::CallbackServerContext*
   auto* reactor = ctx->DefaultReactor();
   auto tenant = TenantOf(ctx);
   if (!tenant.ok()) return Finished(reactor, tenant.status());
-  store::ListFilter filter;
-  for (int s : request->states()) {
-    if (s < static_cast<int>(JobState::kQueued) || s > static_cast<int>(JobState::kCancelled)) {
-      return Finished(
-          reactor, absl::InvalidArgumentError(absl::StrCat("states: ", s, " is not a job state")));
-    }
-    filter.states.push_back(static_cast<JobState>(s));
-  }
-  filter.endpoint = request->endpoint();
-  filter.ordering_key = request->ordering_key();
-  if (!request->label().empty()) {
-    const auto eq = request->label().find('=');
-    if (eq == std::string::npos || eq == 0) {
-      return Finished(reactor, absl::InvalidArgumentError("label: expected key=value"));
-    }
-    filter.label_key = request->label().substr(0, eq);
-    filter.label_value = request->label().substr(eq + 1);
-  }
-  if (request->page_size() < 0) {
-    return Finished(reactor, absl::InvalidArgumentError("page_size: must not be negative"));
-  }
-  auto page = store_.List(*tenant, filter, request->page_size(), request->page_token());
+  auto filter = ValidateListRequest(*request, *Config());
+  if (!filter.ok()) return Finished(reactor, filter.status());
+  auto page = store_.List(*tenant, *filter, request->page_size(), request->page_token());
   if (page.ok()) {
     for (const auto& job : page->jobs) ToProto(job, /*with_details=*/false, response->add_jobs());
     response->set_next_page_token(page->next_page_token);

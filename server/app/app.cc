@@ -10,6 +10,7 @@
 #include "grpcpp/health_check_service_interface.h"
 #include "rebound/build_info.h"
 #include "rebound/v1/rebound.grpc.pb.h"
+#include "server/api/parse_error_interceptor.h"
 #include "server/metrics/grpc_interceptor.h"
 
 namespace rebound::app {
@@ -89,6 +90,8 @@ absl::Status App::Start() {
                            &grpc_port_);
   builder.RegisterService(service_.get());
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  // First, so the metrics record the INVALID_ARGUMENT it turns an unparsable request into.
+  interceptors.push_back(api::MakeParseErrorInterceptorFactory());
   interceptors.push_back(metrics::MakeGrpcInterceptorFactory(*metrics_));
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
   server_ = builder.BuildAndStart();

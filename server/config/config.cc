@@ -214,7 +214,10 @@ class Parser {
   absl::Status ParseEndpoints(const YAML::Node& node, Config* out) const;
   absl::StatusOr<EndpointConfig> ParseEndpoint(const YAML::Node& node, const std::string& path,
                                                const Config& config) const;
-  absl::StatusOr<std::string> ParseBaseUrl(const Mapping& m) const;
+  // http(s)://host[:port][/path] without user information, query or fragment; `allow_path`
+  // false also refuses a path. Returned without trailing slashes.
+  absl::StatusOr<std::string> ParseHttpUrl(const Mapping& m, absl::string_view key,
+                                           bool allow_path) const;
   absl::StatusOr<ParsedHeader> ParseHeader(const YAML::Node& node, const std::string& path) const;
 
   std::string source_;
@@ -285,6 +288,9 @@ absl::Status Parser::Name(const Mapping& m, absl::string_view key, std::string* 
   std::string name;
   REBOUND_RETURN_IF_ERROR(String(m, key, &name));
   if (m.Find(key) == nullptr) return absl::OkStatus();
+  if (name.size() > kMaxNameBytes) {
+    return Error(m.PathOf(key), absl::StrCat("longer than ", kMaxNameBytes, " bytes"));
+  }
   if (!IsPlainName(name)) {
     return Error(m.PathOf(key), absl::StrCat("invalid name ", Quote(name),
                                              " (letters, digits, '_', '-' and '.' only)"));
@@ -651,6 +657,10 @@ absl::StatusOr<std::vector<policy::StatusRange>> Parser::ParseStatuses(
 absl::Status Parser::ParseEndpoints(const YAML::Node& node, Config* out) const {
   const std::string path = "endpoints";
   REBOUND_ASSIGN_OR_RETURN(const std::vector<YAML::Node> items, AsSequence(node, path));
+  if (items.size() > kMaxEndpoints) {
+    return Error(
+        path, absl::StrCat(items.size(), " endpoints; one process serves at most ", kMaxEndpoints));
+  }
   for (size_t i = 0; i < items.size(); ++i) {
     REBOUND_ASSIGN_OR_RETURN(EndpointConfig endpoint,
                              ParseEndpoint(items[i], Index(path, i), *out));
@@ -670,12 +680,15 @@ absl::StatusOr<EndpointConfig> Parser::ParseEndpoint(const YAML::Node& node,
       const Mapping m,
       AsMapping(node, path,
                 {"name", "base_url", "allowed_path_prefixes", "connect_timeout", "timeout",
-                 "max_response_bytes", "max_in_flight", "policy", "headers"}));
+                 "max_response_bytes", "max_in_flight", "policy", "headers", "proxy"}));
   EndpointConfig e;
   REBOUND_RETURN_IF_ERROR(Require(m, "name"));
   REBOUND_RETURN_IF_ERROR(Name(m, "name", &e.name));
   REBOUND_RETURN_IF_ERROR(Require(m, "base_url"));
-  REBOUND_ASSIGN_OR_RETURN(e.base_url, ParseBaseUrl(m));
+  REBOUND_ASSIGN_OR_RETURN(e.base_url, ParseHttpUrl(m, "base_url", /*allow_path=*/true));
+  if (m.Find("proxy") != nullptr) {
+    REBOUND_ASSIGN_OR_RETURN(e.proxy, ParseHttpUrl(m, "proxy", /*allow_path=*/false));
+  }
 
   REBOUND_RETURN_IF_ERROR(Require(m, "allowed_path_prefixes"));
   const std::string prefixes_path = m.PathOf("allowed_path_prefixes");
@@ -739,10 +752,11 @@ absl::StatusOr<EndpointConfig> Parser::ParseEndpoint(const YAML::Node& node,
   return e;
 }
 
-absl::StatusOr<std::string> Parser::ParseBaseUrl(const Mapping& m) const {
-  const std::string path = m.PathOf("base_url");
+absl::StatusOr<std::string> Parser::ParseHttpUrl(const Mapping& m, absl::string_view key,
+                                                 bool allow_path) const {
+  const std::string path = m.PathOf(key);
   std::string url;
-  REBOUND_RETURN_IF_ERROR(String(m, "base_url", &url));
+  REBOUND_RETURN_IF_ERROR(String(m, key, &url));
   const auto invalid = [&](absl::string_view why) {
     return Error(path, absl::StrCat("invalid URL ", Quote(url), ": ", why));
   };
@@ -803,6 +817,7 @@ absl::StatusOr<std::string> Parser::ParseBaseUrl(const Mapping& m) const {
   if (HasDotDotSegment(base_path)) return invalid("'..' is not allowed in the path");
   while (absl::ConsumeSuffix(&base_path, "/")) {
   }
+  if (!allow_path && !base_path.empty()) return invalid("a path is not allowed");
   return absl::StrCat(scheme, "://", authority, base_path);
 }
 

@@ -21,6 +21,13 @@
 
 namespace rebound::config {
 
+// Endpoints one process can know (configured plus added by reloads): the engine's endpoint table
+// and the metric series are reserved for this many up front, and never reallocated. A config
+// with more is refused when it is loaded (start-up, --check-config, reload).
+inline constexpr size_t kMaxEndpoints = 1024;
+// Bytes of an endpoint or policy name (they become metric label values and appear in messages).
+inline constexpr size_t kMaxNameBytes = 128;
+
 struct ServerConfig {
   std::string grpc_listen = "127.0.0.1:50051";
   std::string metrics_listen = "127.0.0.1:9464";
@@ -67,6 +74,9 @@ struct EndpointConfig {
   int max_in_flight = 64;                      // concurrent attempts against this endpoint
   std::string policy = "default";              // default policy name
   std::vector<Header> headers;                 // sent on every attempt
+  // http(s)://host[:port] of a forward proxy for this endpoint's attempts; empty: direct.
+  // Proxy environment variables (http_proxy, HTTPS_PROXY, ALL_PROXY) are always ignored.
+  std::string proxy;
 };
 
 struct Config {

@@ -622,6 +622,7 @@ void Engine::StartAttempt(Slot& slot) {
   req.connect_timeout = ep.config->connect_timeout;
   req.timeout = ep.config->timeout;
   req.max_response_bytes = ep.config->max_response_bytes;
+  req.proxy = ep.config->proxy;
 
   const absl::Time started = clock_.Now();
   if (slot.next_attempt_at != absl::InfinitePast()) {

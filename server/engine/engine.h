@@ -72,8 +72,8 @@ class WatchSink {
   virtual bool Closed() const = 0;
 };
 
-// Endpoints one process can know (configured plus added by reloads).
-inline constexpr size_t kMaxEndpoints = 1024;
+// Endpoints one process can know (configured plus added by reloads); config refuses more.
+inline constexpr size_t kMaxEndpoints = config::kMaxEndpoints;
 
 struct EngineOptions {
   uint64_t rng_seed = 0;  // 0: seeded from std::random_device

@@ -274,8 +274,8 @@ struct GrpcMethodMetrics {
   }
 };
 
-// Endpoints one process can know (configured plus added by reloads).
-inline constexpr size_t kMaxEndpoints = 1024;
+// Endpoints one process can know (configured plus added by reloads); config refuses more.
+inline constexpr size_t kMaxEndpoints = config::kMaxEndpoints;
 
 class Metrics {
  public:

@@ -33,6 +33,7 @@ using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
+using ::testing::Not;
 using ::testing::StartsWith;
 
 constexpr int kOk = 0, kFailed = 1, kUsage = 2, kRpcError = 3, kUnavailable = 4;
@@ -325,6 +326,37 @@ TEST_F(ReboundctlTest, GetShowsTheJobAndItsAttempts) {
   EXPECT_THAT(attempt_lines[1],
               AllOf(HasSubstr("503"), HasSubstr("retry"), HasSubstr("backoff 400ms")));
   EXPECT_THAT(attempt_lines[2], AllOf(HasSubstr("timeout"), HasSubstr("retry")));
+}
+
+// What a job's submitter (or a server) put in a field reaches a terminal only escaped.
+TEST_F(ReboundctlTest, GetAndListEscapeControlCharactersAndJsonKeepsTheValue) {
+  v1::SyncJob job = Job("j9", v1::FAILED);
+  job.mutable_request()->set_ordering_key("course-7\x1b[2J\r\nj1 SUCCEEDED");
+  job.set_last_decision("stop: \x1b]0;owned\x07");
+  fake_.AddJob(job);
+  v1::ListSyncsResponse page;
+  *page.add_jobs() = job;
+  fake_.SetListPages({page});
+
+  for (const char* command : {"get", "list"}) {
+    const ProcessResult r = std::string(command) == "get" ? Run({"get", "j9"}) : Run({"list"});
+    ASSERT_EQ(r.exit_code, kOk) << r.err;
+    EXPECT_EQ(r.out.find('\x1b'), std::string::npos) << command;
+    EXPECT_EQ(r.out.find('\r'), std::string::npos) << command;
+    EXPECT_THAT(r.out, HasSubstr("course-7\\x1b[2J\\r\\nj1 SUCCEEDED")) << command;
+    // The forged line does not start a line of its own.
+    const std::vector<std::string> lines = absl::StrSplit(r.out, '\n');
+    for (const std::string& line : lines) EXPECT_THAT(line, Not(StartsWith("j1 SUCCEEDED")));
+  }
+  const ProcessResult get = Run({"get", "j9"});
+  EXPECT_THAT(get.out, HasSubstr("stop: \\x1b]0;owned\\x07"));
+
+  const ProcessResult json = Run({"--json", "get", "j9"});
+  ASSERT_EQ(json.exit_code, kOk) << json.err;
+  EXPECT_EQ(json.out.find('\x1b'), std::string::npos);  // JSON escapes it itself
+  v1::SyncJob parsed;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(json.out, &parsed).ok()) << json.out;
+  EXPECT_EQ(parsed.request().ordering_key(), job.request().ordering_key());
 }
 
 TEST_F(ReboundctlTest, GetJsonIsTheJobAsProtobufJson) {

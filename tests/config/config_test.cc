@@ -541,6 +541,22 @@ TEST(Names, EndpointMayReferenceAPolicyDefinedAfterIt) {
   EXPECT_EQ(config.FindEndpoint("lms")->policy, "later");
 }
 
+// Endpoints named e0, e1, ... with only their required keys.
+std::string ManyEndpoints(size_t n) {
+  std::string yaml = "endpoints:\n";
+  for (size_t i = 0; i < n; ++i) {
+    absl::StrAppend(&yaml, "  - {name: e", i,
+                    ", base_url: 'http://h', allowed_path_prefixes: [/]}\n");
+  }
+  return yaml;
+}
+
+TEST(Names, MoreEndpointsThanOneProcessServesAreRefusedWithTheLimit) {
+  EXPECT_EQ(ParseOk(ManyEndpoints(kMaxEndpoints)).endpoints.size(), kMaxEndpoints);
+  EXPECT_EQ(ErrorOf(ManyEndpoints(kMaxEndpoints + 1)),
+            "rebound.yaml: endpoints: 1025 endpoints; one process serves at most 1024");
+}
+
 // --- Endpoint URL and paths ------------------------------------------------------------------
 
 TEST(Endpoints, BaseUrlTrailingSlashIsStripped) {
@@ -567,6 +583,22 @@ TEST(Endpoints, BaseUrlMustBePlainHttpOrHttps) {
   EXPECT_THAT(error_for("http://lms.example.edu:99999"), HasSubstr("the port must be"));
   EXPECT_THAT(error_for("http://:8080"), HasSubstr("missing host"));
   EXPECT_THAT(error_for("http://lms.example.edu/a/../b"), HasSubstr("'..'"));
+}
+
+TEST(Endpoints, ProxyIsOptionalExplicitAndWithoutCredentials) {
+  EXPECT_EQ(ParseOk(kEndpoint).endpoints[0].proxy, "");
+  EXPECT_EQ(
+      ParseOk(EndpointWith("    proxy: http://proxy.district.example:3128/\n")).endpoints[0].proxy,
+      "http://proxy.district.example:3128");
+  EXPECT_THAT(ErrorOf(EndpointWith("    proxy: http://user:pw@proxy:3128\n")),
+              HasSubstr("endpoints[0].proxy: invalid URL 'http://user:pw@proxy:3128': user "
+                        "information is not allowed"));
+  EXPECT_THAT(ErrorOf(EndpointWith("    proxy: http://proxy:3128/path\n")),
+              HasSubstr("endpoints[0].proxy: invalid URL 'http://proxy:3128/path': a path is not "
+                        "allowed"));
+  EXPECT_THAT(ErrorOf(EndpointWith("    proxy: socks5://proxy:1080\n")),
+              HasSubstr("endpoints[0].proxy: invalid URL 'socks5://proxy:1080': only http and "
+                        "https are allowed"));
 }
 
 TEST(Endpoints, PathPrefixesAreRequiredAndStartWithASlash) {
