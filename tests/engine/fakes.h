@@ -88,6 +88,7 @@ class FakeStore final : public store::JobStore {
     return out;
   }
   absl::StatusOr<int64_t> PurgeExpiredKeys(absl::Time) override { return 0; }
+  absl::StatusOr<int64_t> PurgeEndedJobs(absl::Time, int) override { return 0; }
   absl::StatusOr<std::vector<std::pair<std::string, int64_t>>> CountDeadLetters() override {
     absl::MutexLock lock(&mu_);
     std::map<std::string, int64_t> n;
