@@ -1477,7 +1477,10 @@ absl::StatusOr<int64_t> SqliteStore::ReclaimSpace(int max_pages) {
 
 SqliteStore::Stats SqliteStore::GetStats() const {
   absl::MutexLock lock(&mu_);
-  return stats_;
+  Stats stats = stats_;
+  const Lane& low = lanes_[kMaintenanceLane];
+  stats.maintenance_waiting = static_cast<int64_t>(low.queue.size() - low.head);
+  return stats;
 }
 
 absl::StatusOr<std::string> SqliteStore::WriterPragma(absl::string_view name) {

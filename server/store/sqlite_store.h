@@ -89,10 +89,11 @@ class SqliteStore final : public JobStore {
  public:
   // Counters of the writer since Open.
   struct Stats {
-    int64_t commits = 0;         // successful transactions
-    int64_t failed_batches = 0;  // transactions rolled back
-    int64_t ops = 0;             // Submit/Apply/internal calls run (committed or not)
-    int64_t rows = 0;            // their jobs + transitions
+    int64_t commits = 0;              // successful transactions
+    int64_t failed_batches = 0;       // transactions rolled back
+    int64_t ops = 0;                  // Submit/Apply/internal calls run (committed or not)
+    int64_t rows = 0;                 // their jobs + transitions
+    int64_t maintenance_waiting = 0;  // maintenance steps queued now (not yet taken)
   };
 
   // Opens (creating when missing) the database, migrates the schema, sets WAL and the
