@@ -19,7 +19,7 @@ constexpr absl::Duration kPurgeEvery = absl::Minutes(1);
 // Ended jobs deleted per store transaction, and pages returned per vacuum step: each step is
 // one maintenance transaction of a few milliseconds, so traffic waits for at most one
 // (docs/benchmarks.md, "Retention").
-constexpr int kPurgeBatch = 256;
+constexpr int kPurgeBatch = 64;
 constexpr int kVacuumPages = 512;
 
 // The longest retentions of any policy: jobs that ended before schema 2 get these (an
