@@ -447,7 +447,7 @@ EOF
 retention_load() {
   local tag=$1 out rc=0
   out=$(timeout 1800 "$LOADGEN_BIN" --target "$TARGET" --jobs "$RETENTION_SUBMITS" --batch "$BATCH" \
-    --concurrency "$BATCHES_IN_FLIGHT" --endpoint lms --mix healthy --key-prefix "retention-$tag-" \
+    --concurrency "$BATCHES_IN_FLIGHT" --endpoint lms --mix healthy --key-prefix "retention-$tag-$(now_ns)-" \
     --lms "$LMS_URL") || rc=$?
   require_server_alive
   echo "loadgen $tag: $out" >&2

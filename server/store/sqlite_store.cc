@@ -1688,30 +1688,77 @@ absl::StatusOr<ListPage> SqliteStore::List(const std::string& tenant, const List
     // key=value: walk that label's index newest first (CROSS JOIN fixes the loop order), which
     // beats scanning the tenant when the label is selective. Key only: walk the tenant's jobs
     // and probe each one's labels.
-    std::string sql = absl::StrCat("SELECT ", kJobColumns, " FROM ");
-    if (!filter.label_key.empty() && !filter.label_value.empty()) {
-      absl::StrAppend(&sql,
-                      "job_labels l CROSS JOIN jobs j ON j.id = l.job_id AND l.key = ? "
-                      "AND l.value = ?");
-    } else if (!filter.label_key.empty()) {
-      absl::StrAppend(&sql, "jobs j JOIN job_labels l ON l.job_id = j.id AND l.key = ?");
-    } else {
-      absl::StrAppend(&sql, "jobs j");
-    }
-    absl::StrAppend(&sql, " LEFT JOIN job_payloads p ON p.job_id = j.id WHERE j.tenant = ?");
-    if (!states.empty()) {
-      absl::StrAppend(&sql, " AND j.state IN (?");
-      for (size_t i = 1; i < states.size(); ++i) absl::StrAppend(&sql, ", ?");
-      absl::StrAppend(&sql, ")");
-    }
-    if (!filter.endpoint.empty()) absl::StrAppend(&sql, " AND j.endpoint = ?");
-    if (!filter.ordering_key.empty()) {
-      absl::StrAppend(&sql, " AND j.ordering_key = ? AND j.ordering_key <> ''");
-    }
+    // Parameters in the order the statement names them.
+    struct Param {
+      bool is_text;
+      std::string text;
+      int64_t number;
+    };
+    std::vector<Param> params;
+    auto text = [&params](const std::string& v) { params.push_back(Param{true, v, 0}); };
+    auto number = [&params](int64_t v) { params.push_back(Param{false, "", v}); };
     const bool by_label = !filter.label_key.empty() && !filter.label_value.empty();
     const absl::string_view id_column = by_label ? "l.job_id" : "j.id";
-    if (before > 0) absl::StrAppend(&sql, " AND ", id_column, " < ?");
+    // The filters on j that every shape shares: endpoint, ordering key, page start.
+    auto common_terms = [&](absl::string_view table, absl::string_view id) {
+      std::string terms;
+      if (!filter.endpoint.empty()) {
+        absl::StrAppend(&terms, " AND ", table, "endpoint = ?");
+        text(filter.endpoint);
+      }
+      if (!filter.ordering_key.empty()) {
+        absl::StrAppend(&terms, " AND ", table, "ordering_key = ? AND ", table,
+                        "ordering_key <> ''");
+        text(filter.ordering_key);
+      }
+      if (before > 0) {
+        absl::StrAppend(&terms, " AND ", id, " < ?");
+        number(before);
+      }
+      return terms;
+    };
+    std::string sql = absl::StrCat("SELECT ", kJobColumns, " FROM ");
+    if (filter.label_key.empty() && filter.ordering_key.empty() && !states.empty()) {
+      // By state: each state's newest page through jobs_by_tenant_state, merged. Left to
+      // itself the planner walks every job of the tenant newest first, checking each one's
+      // state: a scan of the whole store when the asked-for states are rare or empty.
+      absl::StrAppend(&sql, "jobs j LEFT JOIN job_payloads p ON p.job_id = j.id WHERE j.id IN (");
+      for (size_t i = 0; i < states.size(); ++i) {
+        if (i > 0) absl::StrAppend(&sql, " UNION ALL ");
+        absl::StrAppend(&sql,
+                        "SELECT id FROM (SELECT id FROM jobs INDEXED BY jobs_by_tenant_state "
+                        "WHERE tenant = ? AND state = ?");
+        text(tenant);
+        number(states[i]);
+        absl::StrAppend(&sql, common_terms("", "id"), " ORDER BY id DESC LIMIT ?)");
+        number(page_size + 1);
+      }
+      absl::StrAppend(&sql, ")");
+    } else {
+      if (by_label) {
+        absl::StrAppend(&sql,
+                        "job_labels l CROSS JOIN jobs j ON j.id = l.job_id AND l.key = ? "
+                        "AND l.value = ?");
+        text(filter.label_key);
+        text(filter.label_value);
+      } else if (!filter.label_key.empty()) {
+        absl::StrAppend(&sql, "jobs j JOIN job_labels l ON l.job_id = j.id AND l.key = ?");
+        text(filter.label_key);
+      } else {
+        absl::StrAppend(&sql, "jobs j");
+      }
+      absl::StrAppend(&sql, " LEFT JOIN job_payloads p ON p.job_id = j.id WHERE j.tenant = ?");
+      text(tenant);
+      if (!states.empty()) {
+        absl::StrAppend(&sql, " AND j.state IN (?");
+        for (size_t i = 1; i < states.size(); ++i) absl::StrAppend(&sql, ", ?");
+        absl::StrAppend(&sql, ")");
+        for (const int st : states) number(st);
+      }
+      absl::StrAppend(&sql, common_terms("j.", id_column));
+    }
     absl::StrAppend(&sql, " ORDER BY ", id_column, " DESC LIMIT ?");
+    number(page_size + 1);  // one more than asked: is there a next page?
 
     REBOUND_ASSIGN_OR_RETURN(ReadPool::Lease lease, reads_->Acquire());
     ReadConn& conn = *lease;
@@ -1720,16 +1767,13 @@ absl::StatusOr<ListPage> SqliteStore::List(const std::string& tenant, const List
       ListPage page;
       {
         Run q(conn.db(), stmt);
-        if (!filter.label_key.empty()) {
-          q.Text(filter.label_key);
-          if (!filter.label_value.empty()) q.Text(filter.label_value);
+        for (const Param& param : params) {
+          if (param.is_text) {
+            q.Text(param.text);
+          } else {
+            q.Int(param.number);
+          }
         }
-        q.Text(tenant);
-        for (const int s : states) q.Int(s);
-        if (!filter.endpoint.empty()) q.Text(filter.endpoint);
-        if (!filter.ordering_key.empty()) q.Text(filter.ordering_key);
-        if (before > 0) q.Int(before);
-        q.Int(page_size + 1);  // one more than asked: is there a next page?
         for (;;) {
           REBOUND_ASSIGN_OR_RETURN(const bool row, q.Step());
           if (!row) break;
