@@ -220,6 +220,29 @@ TEST(SqliteStore, OpenRefusesASchemaNewerThanThisBuild) {
   EXPECT_THAT(std::string(status.message()), HasSubstr("99"));
 }
 
+// What the store reported to on_error (the operator's log), shared with its callback.
+class ErrorLog {
+ public:
+  // Makes `options` report here.
+  void Attach(SqliteOptions& options) {
+    options.on_error = [state = state_](const absl::Status& s) {
+      absl::MutexLock lock(&state->mu);
+      state->messages.push_back(std::string(s.message()));
+    };
+  }
+  std::vector<std::string> Messages() const {
+    absl::MutexLock lock(&state_->mu);
+    return state_->messages;
+  }
+
+ private:
+  struct State {
+    mutable absl::Mutex mu;
+    std::vector<std::string> messages ABSL_GUARDED_BY(mu);
+  };
+  std::shared_ptr<State> state_ = std::make_shared<State>();
+};
+
 // --- Retention and space ---
 
 Transition To(JobId id, JobState state) {
@@ -467,12 +490,8 @@ TEST(SqliteStore, WithoutQuickCheckADamagedIndexFailsSubmitsWithoutSqlInTheMessa
   ZeroIndexRoot(db.path(), "jobs_by_tenant");
   SqliteOptions options = Options(db.path());
   options.quick_check = false;
-  auto logged = std::make_shared<std::vector<std::string>>();
-  auto mu = std::make_shared<absl::Mutex>();
-  options.on_error = [logged, mu](const absl::Status& s) {
-    absl::MutexLock lock(mu.get());
-    logged->push_back(std::string(s.message()));
-  };
+  ErrorLog log;
+  log.Attach(options);
   std::unique_ptr<SqliteStore> store = OpenOrDie(options);
   ASSERT_NE(store, nullptr);
   const SubmitResult r = SubmitOne(*store, Job(Spec("t", "after-damage")), kT0);
@@ -480,9 +499,9 @@ TEST(SqliteStore, WithoutQuickCheckADamagedIndexFailsSubmitsWithoutSqlInTheMessa
   EXPECT_EQ(r.status.message(),
             "store: the database file is damaged; the operator must restore it (see the server "
             "log)");
-  absl::MutexLock lock(mu.get());
-  ASSERT_FALSE(logged->empty());
-  EXPECT_THAT(logged->front(), HasSubstr("malformed"));
+  const std::vector<std::string> logged = log.Messages();
+  ASSERT_FALSE(logged.empty());
+  EXPECT_THAT(logged.front(), HasSubstr("malformed"));
 }
 
 // --- A full store ---
@@ -548,12 +567,8 @@ TEST(SqliteStore, ReopenAfterCloseKeepsDataAndNewIdsKeepGrowing) {
 TEST(SqliteStore, AFailedTransactionFailsEveryCallInItAndKeepsNoneOfItsRows) {
   TempDb db;
   SqliteOptions options = Options(db.path());
-  auto logged = std::make_shared<std::vector<std::string>>();
-  auto logged_mu = std::make_shared<absl::Mutex>();
-  options.on_error = [logged, logged_mu](const absl::Status& s) {
-    absl::MutexLock lock(logged_mu.get());
-    logged->push_back(std::string(s.message()));
-  };
+  ErrorLog log;
+  log.Attach(options);
   std::unique_ptr<SqliteStore> store = OpenOrDie(options);
   ASSERT_NE(store, nullptr);
   const SubmitResult existing = SubmitOne(*store, Job(Spec("t", "existing")), kT0);
@@ -600,10 +615,10 @@ TEST(SqliteStore, AFailedTransactionFailsEveryCallInItAndKeepsNoneOfItsRows) {
   // The caller sees a clean message; the operator's log gets SQLite's words and the statement.
   EXPECT_EQ(error.message(), "store: internal error (see the server log)");
   {
-    absl::MutexLock lock(logged_mu.get());
-    ASSERT_EQ(logged->size(), 1u);
-    EXPECT_THAT(logged->front(), HasSubstr("poisoned row"));
-    EXPECT_THAT(logged->front(), HasSubstr("INSERT INTO jobs"));
+    const std::vector<std::string> logged = log.Messages();
+    ASSERT_EQ(logged.size(), 1u);
+    EXPECT_THAT(logged.front(), HasSubstr("poisoned row"));
+    EXPECT_THAT(logged.front(), HasSubstr("INSERT INTO jobs"));
   }
   EXPECT_EQ(poisoned[0].status, error);
   EXPECT_EQ(good[0].status, error);
