@@ -465,14 +465,19 @@ void ZeroIndexRoot(const std::string& path, const std::string& index) {
   ASSERT_TRUE(f.good());
 }
 
-TEST(SqliteStore, AZeroedIndexPageIsRefusedAtOpenByQuickCheck) {
-  TempDb db;
+// A store of 500 ended jobs whose jobs_by_tenant index has a zeroed root page.
+void WriteStoreWithADamagedIndex(const std::string& path) {
   {
-    std::unique_ptr<SqliteStore> store = OpenOrDie(Options(db.path()));
+    std::unique_ptr<SqliteStore> store = OpenOrDie(Options(path));
     ASSERT_NE(store, nullptr);
     EndedJobs(*store, 500, 16, kT0 + absl::Hours(1));
   }
-  ZeroIndexRoot(db.path(), "jobs_by_tenant");
+  ZeroIndexRoot(path, "jobs_by_tenant");
+}
+
+TEST(SqliteStore, AZeroedIndexPageIsRefusedAtOpenByQuickCheck) {
+  TempDb db;
+  WriteStoreWithADamagedIndex(db.path());
   const absl::Status status = SqliteStore::Open(Options(db.path())).status();
   EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << status;
   EXPECT_THAT(std::string(status.message()), HasSubstr("failed PRAGMA quick_check"));
@@ -482,12 +487,7 @@ TEST(SqliteStore, AZeroedIndexPageIsRefusedAtOpenByQuickCheck) {
 
 TEST(SqliteStore, WithoutQuickCheckADamagedIndexFailsSubmitsWithoutSqlInTheMessage) {
   TempDb db;
-  {
-    std::unique_ptr<SqliteStore> store = OpenOrDie(Options(db.path()));
-    ASSERT_NE(store, nullptr);
-    EndedJobs(*store, 500, 16, kT0 + absl::Hours(1));
-  }
-  ZeroIndexRoot(db.path(), "jobs_by_tenant");
+  WriteStoreWithADamagedIndex(db.path());
   SqliteOptions options = Options(db.path());
   options.quick_check = false;
   ErrorLog log;
