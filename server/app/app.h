@@ -61,6 +61,8 @@ class App {
  private:
   App(std::shared_ptr<const config::Config> config, const common::Clock& clock);
   void MaintenanceLoop();
+  // One pass: ended jobs past their retention, then free pages, then the store gauges.
+  void PurgeEndedJobs();
 
   std::shared_ptr<const config::Config> CurrentConfig() const {
     absl::MutexLock lock(&config_mu_);

@@ -186,6 +186,12 @@ class Parser {
                       bool allow_empty = false) const;
   absl::Status Name(const Mapping& m, absl::string_view key, std::string* out) const;
   absl::Status Bool(const Mapping& m, absl::string_view key, bool* out) const;
+  // A policy's retention of ended jobs ("inf": keep forever). A purged job takes its
+  // idempotency key along, so a retention shorter than idempotency.retention would end
+  // deduplication early: refused; left out, it is the default or idempotency.retention if
+  // that is longer.
+  absl::Status RetentionOf(const Mapping& m, absl::string_view key, absl::Duration key_retention,
+                           absl::Duration* out) const;
   absl::Status Duration(const Mapping& m, absl::string_view key, DurationRule rule,
                         absl::Duration* out) const;
   template <typename T>
@@ -202,7 +208,9 @@ class Parser {
   absl::Status ParseLog(const YAML::Node& node, LogConfig* out) const;
   absl::Status ParseIdempotency(const YAML::Node& node, Config* out) const;
   absl::Status ParsePolicies(const YAML::Node& node, Config* out) const;
-  absl::StatusOr<policy::Policy> ParsePolicy(const YAML::Node& node, const std::string& path) const;
+  // `key_retention`: idempotency.retention, the least a policy's retentions may be.
+  absl::StatusOr<policy::Policy> ParsePolicy(const YAML::Node& node, const std::string& path,
+                                             absl::Duration key_retention) const;
   absl::Status ParseBackoff(const YAML::Node& node, const std::string& path,
                             policy::Backoff* out) const;
   absl::Status ParseLimits(const YAML::Node& node, const std::string& path,
@@ -311,6 +319,20 @@ absl::Status Parser::Bool(const Mapping& m, absl::string_view key, bool* out) co
     *out = false;
   } else {
     return Error(m.PathOf(key), absl::StrCat("expected true or false, got ", Quote(text)));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Parser::RetentionOf(const Mapping& m, absl::string_view key,
+                                 absl::Duration key_retention, absl::Duration* out) const {
+  *out = std::max(*out, key_retention);
+  if (m.Find(key) == nullptr) return absl::OkStatus();
+  REBOUND_RETURN_IF_ERROR(Duration(m, key, DurationRule::kPositiveOrInfinite, out));
+  if (*out < key_retention) {
+    return Error(m.PathOf(key), absl::StrCat(absl::FormatDuration(*out),
+                                             " is shorter than idempotency.retention (",
+                                             absl::FormatDuration(key_retention),
+                                             "): a purged job takes its idempotency key along"));
   }
   return absl::OkStatus();
 }
@@ -455,12 +477,15 @@ absl::Status Parser::ParseServer(const YAML::Node& node, ServerConfig* out) cons
 }
 
 absl::Status Parser::ParseStore(const YAML::Node& node, StoreConfig* out) const {
-  REBOUND_ASSIGN_OR_RETURN(const Mapping m,
-                           AsMapping(node, "store", {"path", "synchronous", "max_batch"}));
+  REBOUND_ASSIGN_OR_RETURN(const Mapping m, AsMapping(node, "store",
+                                                      {"path", "synchronous", "max_batch",
+                                                       "quick_check", "max_file_bytes"}));
   REBOUND_RETURN_IF_ERROR(String(m, "path", &out->path));
   REBOUND_RETURN_IF_ERROR(Enum<std::string>(
       m, "synchronous", {{"full", "full"}, {"normal", "normal"}}, &out->synchronous));
   REBOUND_RETURN_IF_ERROR(Count(m, "max_batch", &out->max_batch));
+  REBOUND_RETURN_IF_ERROR(Bool(m, "quick_check", &out->quick_check));
+  REBOUND_RETURN_IF_ERROR(Count(m, "max_file_bytes", &out->max_file_bytes));
   return absl::OkStatus();
 }
 
@@ -491,7 +516,8 @@ absl::Status Parser::ParsePolicies(const YAML::Node& node, Config* out) const {
   const std::string path = "policies";
   REBOUND_ASSIGN_OR_RETURN(const std::vector<YAML::Node> items, AsSequence(node, path));
   for (size_t i = 0; i < items.size(); ++i) {
-    REBOUND_ASSIGN_OR_RETURN(policy::Policy p, ParsePolicy(items[i], Index(path, i)));
+    REBOUND_ASSIGN_OR_RETURN(policy::Policy p,
+                             ParsePolicy(items[i], Index(path, i), out->idempotency_retention));
     if (out->policies.count(p.name) != 0) {
       return Error(Child(Index(path, i), "name"), absl::StrCat("duplicate policy ", Quote(p.name)));
     }
@@ -502,17 +528,21 @@ absl::Status Parser::ParsePolicies(const YAML::Node& node, Config* out) const {
   if (out->policies.count("default") == 0) {
     auto fallback = std::make_shared<policy::Policy>();
     fallback->name = "default";
+    fallback->retention = std::max(fallback->retention, out->idempotency_retention);
+    fallback->dead_letter_retention =
+        std::max(fallback->dead_letter_retention, out->idempotency_retention);
     out->policies.emplace("default", std::move(fallback));
   }
   return absl::OkStatus();
 }
 
-absl::StatusOr<policy::Policy> Parser::ParsePolicy(const YAML::Node& node,
-                                                   const std::string& path) const {
-  REBOUND_ASSIGN_OR_RETURN(const Mapping m,
-                           AsMapping(node, path,
-                                     {"name", "backoff", "limits", "body_match_bytes",
-                                      "pause_endpoint_on_rate_limit", "rules"}));
+absl::StatusOr<policy::Policy> Parser::ParsePolicy(const YAML::Node& node, const std::string& path,
+                                                   absl::Duration key_retention) const {
+  REBOUND_ASSIGN_OR_RETURN(
+      const Mapping m,
+      AsMapping(node, path,
+                {"name", "backoff", "limits", "body_match_bytes", "pause_endpoint_on_rate_limit",
+                 "retention", "dead_letter_retention", "rules"}));
   policy::Policy p;
   REBOUND_RETURN_IF_ERROR(Require(m, "name"));
   REBOUND_RETURN_IF_ERROR(Name(m, "name", &p.name));
@@ -524,6 +554,9 @@ absl::StatusOr<policy::Policy> Parser::ParsePolicy(const YAML::Node& node,
   }
   REBOUND_RETURN_IF_ERROR(Count(m, "body_match_bytes", &p.body_match_bytes));
   REBOUND_RETURN_IF_ERROR(Bool(m, "pause_endpoint_on_rate_limit", &p.pause_endpoint_on_rate_limit));
+  REBOUND_RETURN_IF_ERROR(RetentionOf(m, "retention", key_retention, &p.retention));
+  REBOUND_RETURN_IF_ERROR(
+      RetentionOf(m, "dead_letter_retention", key_retention, &p.dead_letter_retention));
   if (const YAML::Node* n = m.Find("rules")) {
     const std::string rules_path = m.PathOf("rules");
     REBOUND_ASSIGN_OR_RETURN(const std::vector<YAML::Node> items, AsSequence(*n, rules_path));

@@ -48,6 +48,12 @@ struct StoreConfig {
   // commits can be lost on power loss, not on a process crash).
   std::string synchronous = "full";
   size_t max_batch = 1024;  // writes per group commit
+  // PRAGMA quick_check at start-up: refuse a damaged file instead of serving from it. Reads
+  // the whole file (docs/operations.md: seconds per million jobs).
+  bool quick_check = true;
+  // Cap on the database file; 0: none. Writes past it are refused as on a full disk
+  // (submits get UNAVAILABLE), leaving room on a shared volume.
+  size_t max_file_bytes = 0;
 };
 
 struct LogConfig {

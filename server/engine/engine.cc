@@ -798,6 +798,15 @@ void Engine::Persist(Slot& slot, JobState state, std::string decision, Then then
   t.last_http_status = slot.last_http_status;
   t.last_response_body = std::move(response_body);
   t.attempt = std::move(attempt);
+  if (common::IsTerminal(state)) {
+    // A job whose endpoint is gone has no policy: the default one's retention keeps it.
+    const policy::Policy* p =
+        slot.policy != nullptr ? slot.policy : config_->FindPolicy("default").get();
+    const absl::Duration keep = p == nullptr                  ? policy::Policy{}.retention
+                                : common::IsDeadLetter(state) ? p->dead_letter_retention
+                                                              : p->retention;
+    t.purge_at = clock_.Now() + keep;
+  }
   pending_writes_.push_back(std::move(t));
   pending_thens_.push_back(PendingThen{slot.id, version, std::move(then)});
 }

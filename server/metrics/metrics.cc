@@ -240,6 +240,22 @@ std::unique_ptr<Metrics> Metrics::Create(prometheus::Registry& registry,
                     .Name("rebound_store_batch_size")
                     .Help("Rows written per store commit.")
                     .Register(registry);
+  auto& store_jobs = prometheus::BuildGauge()
+                         .Name("rebound_store_jobs")
+                         .Help("Jobs in the store by class: active, finished, dead_letter.")
+                         .Register(registry);
+  auto& store_bytes = prometheus::BuildGauge()
+                          .Name("rebound_store_bytes")
+                          .Help("Size of the store's database file (pages in use or free).")
+                          .Register(registry);
+  auto& store_free_bytes = prometheus::BuildGauge()
+                               .Name("rebound_store_free_bytes")
+                               .Help("Free pages in the database file, not yet reclaimed.")
+                               .Register(registry);
+  auto& store_purged = prometheus::BuildCounter()
+                           .Name("rebound_store_purged_total")
+                           .Help("Ended jobs purged from the store after their retention.")
+                           .Register(registry);
   // The gRPC server metrics of go-grpc-prometheus, names, labels and help texts alike.
   auto& grpc_started = prometheus::BuildCounter()
                            .Name("grpc_server_started_total")
@@ -279,6 +295,14 @@ std::unique_ptr<Metrics> Metrics::Create(prometheus::Registry& registry,
   }
   m->store_commit_duration_ = &commit.Add({}, Bounds(buckets::kStoreCommit));
   m->store_batch_size_ = &batch.Add({}, Bounds(buckets::kBatchSize));
+  constexpr std::array<absl::string_view, kStoreJobClassCount> kStoreJobClassNames = {
+      "active", "finished", "dead_letter"};
+  for (size_t c = 0; c < kStoreJobClassCount; ++c) {
+    m->store_jobs_[c] = &store_jobs.Add({{"class", S(kStoreJobClassNames[c])}});
+  }
+  m->store_bytes_ = &store_bytes.Add({});
+  m->store_free_bytes_ = &store_free_bytes.Add({});
+  m->store_purged_ = &store_purged.Add({});
   for (size_t i = 0; i < kGrpcMethodCount; ++i) {
     const prometheus::Labels labels = {{"grpc_service", S(kGrpcMethods[i].service)},
                                        {"grpc_method", S(kGrpcMethods[i].method)},

@@ -17,13 +17,14 @@
 //     gauges      jobs 6 + dead_letter 1 + inflight 1 + circuit_state 1 + paused 1     = 10
 //     histograms  retry_after 19 + backoff_delay 19 + attempt_duration 18
 //                 + job_duration 5 results x 20                                       = 156
-//   global        kGlobalSeries = 491
-//     rejected 5, store commit 16, store batch size 16, gRPC (11 methods) started 11 +
-//     handled 11 x 17 codes = 187 + handling 11 x 20 = 220 + msg_received 11 + msg_sent 11,
-//     build_info 1 (all in the registry given to Create)
+//   global        kGlobalSeries = 497
+//     rejected 5, store commit 16, store batch size 16, store jobs 3 (active, finished,
+//     dead_letter) + store bytes 1 + store free bytes 1 + store purged 1, gRPC (11 methods)
+//     started 11 + handled 11 x 17 codes = 187 + handling 11 x 20 = 220 + msg_received 11 +
+//     msg_sent 11, build_info 1 (all in the registry given to Create)
 //     + process metrics 6 (ProcessCollector, registered by MetricsServer)
 //     + prometheus-cpp's own exposer_* metrics 7 (scrapes, bytes, a 3-quantile latency summary)
-//   total = 215 x endpoints + 491; e.g. 10 endpoints: 2,641 series. WorstCaseSeries() computes
+//   total = 215 x endpoints + 497; e.g. 10 endpoints: 2,647 series. WorstCaseSeries() computes
 //   it; the tests check it against the registry and against the lines of a real /metrics scrape.
 //
 // Not exported yet: rebound_rate_limit_tokens{endpoint} appears when per-endpoint rate limits
@@ -93,6 +94,10 @@ enum class RejectReason {
 inline constexpr size_t kRejectReasonCount = 5;
 // "invalid", "resource_exhausted", "unauthenticated", "already_exists", "unavailable".
 absl::string_view RejectReasonName(RejectReason r);
+
+// rebound_store_jobs{class}: jobs the store holds. Finished: ended, not dead-lettered.
+enum class StoreJobClass { kActive, kFinished, kDeadLetter };
+inline constexpr size_t kStoreJobClassCount = 3;
 
 // rebound_jobs{state}: non-terminal jobs by state, waiting split by what they wait for.
 enum class JobGaugeState {
@@ -182,7 +187,7 @@ inline constexpr size_t kSeriesPerEndpoint =
 // Series of the registry given to Metrics::Create that do not depend on the endpoints.
 inline constexpr size_t kRegistryGlobalSeries =
     kRejectReasonCount + HistogramSeries(buckets::kStoreCommit.size()) +
-    HistogramSeries(buckets::kBatchSize.size()) +
+    HistogramSeries(buckets::kBatchSize.size()) + kStoreJobClassCount + 3 +
     kGrpcMethodCount * (3 + kGrpcCodeCount)  // started, msg_received, msg_sent; handled
     + kGrpcMethodCount * HistogramSeries(buckets::kGrpcHandling.size()) + 1;  // + build_info
 // process_cpu_seconds_total, process_{resident,virtual}_memory_bytes, process_{open,max}_fds,
@@ -193,7 +198,7 @@ inline constexpr size_t kProcessSeries = 6;
 inline constexpr size_t kExposerSeries = 7;
 inline constexpr size_t kGlobalSeries = kRegistryGlobalSeries + kProcessSeries + kExposerSeries;
 static_assert(kSeriesPerEndpoint == 215, "update the series count in the header comment");
-static_assert(kGlobalSeries == 491, "update the series count in the header comment");
+static_assert(kGlobalSeries == 497, "update the series count in the header comment");
 
 // Every series a server with `endpoint_count` endpoints can expose on /metrics (MetricsServer).
 constexpr size_t WorstCaseSeries(size_t endpoint_count) {
@@ -318,6 +323,12 @@ class Metrics {
   }
   prometheus::Histogram& StoreCommitDuration() { return *store_commit_duration_; }
   prometheus::Histogram& StoreBatchSize() { return *store_batch_size_; }
+  // rebound_store_jobs{class}, rebound_store_bytes, rebound_store_free_bytes: what the store
+  // holds, set by the app's maintenance thread; rebound_store_purged_total: ended jobs purged.
+  prometheus::Gauge& StoreJobs(StoreJobClass c) { return *store_jobs_[EndpointMetrics::Index(c)]; }
+  prometheus::Gauge& StoreBytes() { return *store_bytes_; }
+  prometheus::Gauge& StoreFreeBytes() { return *store_free_bytes_; }
+  prometheus::Counter& StorePurged() { return *store_purged_; }
 
   // grpc_server_*; `method_index` from GrpcMethodIndex, `code` a grpc::StatusCode value.
   GrpcMethodMetrics& GrpcServer(size_t method_index) { return grpc_[method_index]; }
@@ -348,6 +359,10 @@ class Metrics {
   prometheus::Histogram* store_commit_duration_ = nullptr;
   prometheus::Histogram* store_batch_size_ = nullptr;
   GrpcMethodMetrics grpc_[kGrpcMethodCount];
+  prometheus::Gauge* store_jobs_[kStoreJobClassCount] = {};
+  prometheus::Gauge* store_bytes_ = nullptr;
+  prometheus::Gauge* store_free_bytes_ = nullptr;
+  prometheus::Counter* store_purged_ = nullptr;
 };
 
 }  // namespace rebound::metrics

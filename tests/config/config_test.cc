@@ -506,6 +506,56 @@ TEST(Strict, IdempotencyHeaderMustBeAToken) {
               HasSubstr("idempotency.header: invalid header name"));
 }
 
+// --- Retention of ended jobs and the store's checks ------------------------------------------
+
+TEST(Retention, DefaultsAreAWeekForEndedJobsAndThirtyDaysForDeadLetters) {
+  const Config config = ParseOk("policies: [{name: p}]");
+  for (const char* name : {"default", "p"}) {
+    EXPECT_EQ(config.FindPolicy(name)->retention, absl::Hours(24 * 7)) << name;
+    EXPECT_EQ(config.FindPolicy(name)->dead_letter_retention, absl::Hours(24 * 30)) << name;
+  }
+  EXPECT_TRUE(config.store.quick_check);
+  EXPECT_EQ(config.store.max_file_bytes, 0u);
+}
+
+TEST(Retention, EachPolicySetsItsOwnAndInfKeepsForever) {
+  const Config config = ParseOk(
+      "policies: [{name: p, retention: 36h, dead_letter_retention: 2160h}, "
+      "{name: q, retention: inf, dead_letter_retention: inf}]");
+  EXPECT_EQ(config.FindPolicy("p")->retention, absl::Hours(36));
+  EXPECT_EQ(config.FindPolicy("p")->dead_letter_retention, absl::Hours(24 * 90));
+  EXPECT_EQ(config.FindPolicy("q")->retention, absl::InfiniteDuration());
+  EXPECT_EQ(config.FindPolicy("q")->dead_letter_retention, absl::InfiniteDuration());
+}
+
+TEST(Retention, ShorterThanTheIdempotencyRetentionIsRefusedNamingThePath) {
+  // A purged job takes its key along: the dedupe window would end early.
+  EXPECT_THAT(ErrorOf("idempotency: {retention: 48h}\npolicies: [{name: p, retention: 24h}]"),
+              HasSubstr("policies[0].retention: 24h is shorter than idempotency.retention (48h)"));
+  EXPECT_THAT(
+      ErrorOf("policies: [{name: p, dead_letter_retention: 1h}]"),
+      HasSubstr("policies[0].dead_letter_retention: 1h is shorter than idempotency.retention"));
+  EXPECT_THAT(ErrorOf("policies: [{name: p, retention: 0s}]"), HasSubstr("policies[0].retention"));
+  EXPECT_THAT(ErrorOf("policies: [{name: p, retention: soon}]"),
+              HasSubstr("policies[0].retention"));
+}
+
+TEST(Retention, LeftOutItGrowsToALongerIdempotencyRetention) {
+  const Config config = ParseOk("idempotency: {retention: 1440h}\npolicies: [{name: p}]");
+  for (const char* name : {"default", "p"}) {
+    EXPECT_EQ(config.FindPolicy(name)->retention, absl::Hours(24 * 60)) << name;
+    EXPECT_EQ(config.FindPolicy(name)->dead_letter_retention, absl::Hours(24 * 60)) << name;
+  }
+}
+
+TEST(Retention, StoreQuickCheckAndSizeCapAreReadStrictly) {
+  const Config config = ParseOk("store: {quick_check: false, max_file_bytes: 1073741824}");
+  EXPECT_FALSE(config.store.quick_check);
+  EXPECT_EQ(config.store.max_file_bytes, 1073741824u);
+  EXPECT_THAT(ErrorOf("store: {quick_check: sometimes}"), HasSubstr("store.quick_check"));
+  EXPECT_THAT(ErrorOf("store: {max_file_bytes: -1}"), HasSubstr("store.max_file_bytes"));
+}
+
 // --- Names and references --------------------------------------------------------------------
 
 TEST(Names, DuplicatePolicyNameIsRejected) {

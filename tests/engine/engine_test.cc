@@ -225,6 +225,27 @@ TEST_F(EngineTest, AttemptBudgetExhaustsThenReplayGrantsANewOne) {
   EXPECT_EQ(job.budget_base, 3);
 }
 
+TEST_F(EngineTest, AnEndedJobCarriesItsPolicysRetentionAndAReplayClearsIt) {
+  const auto ok = Submit("k-ok");
+  const auto dead = Submit("k-dead");
+  EXPECT_EQ(store_.PurgeAt(ok), absl::InfiniteFuture());  // RUNNING: never purged
+  executor_.CompleteNext(Status(200));
+  executor_.CompleteNext(Status(400));
+  Settle();
+  const absl::Time ended = clock_.Now();
+  ASSERT_EQ(store_.Job(ok).state, JobState::kSucceeded);
+  ASSERT_EQ(store_.Job(dead).state, JobState::kFailed);
+  const policy::Policy defaults;
+  EXPECT_EQ(store_.PurgeAt(ok), ended + defaults.retention);
+  EXPECT_EQ(store_.PurgeAt(dead), ended + defaults.dead_letter_retention);
+
+  absl::Status replayed = absl::UnknownError("not called");
+  engine_.Replay("t", dead, [&](absl::Status s) { replayed = s; });
+  Settle();
+  ASSERT_TRUE(replayed.ok()) << replayed;
+  EXPECT_EQ(store_.PurgeAt(dead), absl::InfiniteFuture());
+}
+
 TEST_F(EngineTest, ReplayOfAJobThatIsNotDeadLetteredIsRefused) {
   const auto id = Submit("k1");
   absl::Status s;

@@ -91,8 +91,10 @@ TEST_F(IntegrationTest, InvalidUtf8InAStringFieldIsInvalidArgumentWithAMessage) 
   const std::string url = absl::StrCat("http://127.0.0.1:", server_->metrics_port(), "/metrics");
   fakelms::HttpReply scrape = fakelms::HttpFetch("GET", url);
   if (scrape.code != CURLE_OK) scrape = fakelms::HttpFetch("GET", url);  // exposer drops, rarely
-  EXPECT_THAT(scrape.body, HasSubstr("rebound_grpc_server_requests_total{code=\"INVALID_ARGUMENT\","
-                                     "method=\"rebound.v1.Rebound/SubmitSync\"} 1\n"));
+  EXPECT_THAT(scrape.body,
+              HasSubstr("grpc_server_handled_total{grpc_code=\"INVALID_ARGUMENT\","
+                        "grpc_method=\"SubmitSync\",grpc_service=\"rebound.v1.Rebound\","
+                        "grpc_type=\"unary\"} 1\n"));
 }
 
 TEST_F(IntegrationTest, DeeplyNestedUnknownFieldsAreInvalidArgumentWithAMessage) {
