@@ -573,49 +573,50 @@ TEST_F(IntegrationTest, WhileDrainingBothHealthNamesSayNotServingAndReboundctlHe
   const client::ProcessResult gone = Reboundctl(port, {"health"});
   EXPECT_EQ(gone.exit_code, 4) << gone.err;
   EXPECT_THAT(gone.err, HasSubstr("UNAVAILABLE"));
+}
 
-  TEST_F(IntegrationTest, AFullStoreAnswersSubmitsUnavailableNotResourceExhausted) {
-    // Restart on a store capped at 256 KiB: it fills after a few hundred jobs, as a full disk
-    // would. The jobs wait behind one hanging job on their ordering key, so the engine writes
-    // nothing for them and only submits meet the full file.
-    server_.reset();
-    std::string text = IntegrationConfig(lms_->port(), UnusedPort(), dir_.File("rebound.db"));
-    const std::string store_key = "store:\n  path: ";
-    ASSERT_NE(text.find(store_key), std::string::npos);
-    text.replace(text.find(store_key), store_key.size(),
-                 "store:\n  max_file_bytes: 262144\n  path: ");
-    std::ofstream(config_path_) << text;
-    StartServer();
+TEST_F(IntegrationTest, AFullStoreAnswersSubmitsUnavailableNotResourceExhausted) {
+  // Restart on a store capped at 256 KiB: it fills after a few hundred jobs, as a full disk
+  // would. The jobs wait behind one hanging job on their ordering key, so the engine writes
+  // nothing for them and only submits meet the full file.
+  server_.reset();
+  std::string text = IntegrationConfig(lms_->port(), UnusedPort(), dir_.File("rebound.db"));
+  const std::string store_key = "store:\n  path: ";
+  ASSERT_NE(text.find(store_key), std::string::npos);
+  text.replace(text.find(store_key), store_key.size(),
+               "store:\n  max_file_bytes: 262144\n  path: ");
+  std::ofstream(config_path_) << text;
+  StartServer();
 
-    v1::SyncRequest first = Job("full-0", "hang");
-    first.set_endpoint("slow");
-    first.set_ordering_key("course-1");
-    ASSERT_TRUE(client().Submit(first).ok());
-    absl::Status refused;
-    int accepted = 1;
-    for (int i = 1; i < 2000 && refused.ok(); ++i) {
-      v1::SyncRequest r = Job(absl::StrCat("full-", i), "200", std::string(1000, 'g'));
-      r.set_endpoint("slow");
-      r.set_ordering_key("course-1");
-      auto submitted = client().Submit(r);
-      if (submitted.ok()) {
-        EXPECT_EQ(submitted->state(), v1::BLOCKED);
-        ++accepted;
-      } else {
-        refused = submitted.status();
-      }
+  v1::SyncRequest first = Job("full-0", "hang");
+  first.set_endpoint("slow");
+  first.set_ordering_key("course-1");
+  ASSERT_TRUE(client().Submit(first).ok());
+  absl::Status refused;
+  int accepted = 1;
+  for (int i = 1; i < 2000 && refused.ok(); ++i) {
+    v1::SyncRequest r = Job(absl::StrCat("full-", i), "200", std::string(1000, 'g'));
+    r.set_endpoint("slow");
+    r.set_ordering_key("course-1");
+    auto submitted = client().Submit(r);
+    if (submitted.ok()) {
+      EXPECT_EQ(submitted->state(), v1::BLOCKED);
+      ++accepted;
+    } else {
+      refused = submitted.status();
     }
-    EXPECT_GT(accepted, 10);
-    EXPECT_EQ(refused.code(), absl::StatusCode::kUnavailable) << refused;
-    EXPECT_EQ(refused.message(), "store: cannot write, the disk or database is full; retry later");
-    // The operator's log has SQLite's own words; the server still serves what it holds.
-    EXPECT_THAT(ServerLog(), HasSubstr("database or disk is full"));
-    v1::ListSyncsRequest list;
-    list.set_page_size(1000);
-    auto listed = client().List(list);
-    ASSERT_TRUE(listed.ok()) << listed.status();
-    EXPECT_EQ(listed->jobs_size(), accepted);
   }
+  EXPECT_GT(accepted, 10);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kUnavailable) << refused;
+  EXPECT_EQ(refused.message(), "store: cannot write, the disk or database is full; retry later");
+  // The operator's log has SQLite's own words; the server still serves what it holds.
+  EXPECT_THAT(ServerLog(), HasSubstr("database or disk is full"));
+  v1::ListSyncsRequest list;
+  list.set_page_size(1000);
+  auto listed = client().List(list);
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  EXPECT_EQ(listed->jobs_size(), accepted);
+}
 
 }  // namespace
 }  // namespace rebound::testing
