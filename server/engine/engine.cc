@@ -304,6 +304,7 @@ EngineStats Engine::Stats() const {
   s.failed = counters_.failed.load(std::memory_order_relaxed);
   s.exhausted = counters_.exhausted.load(std::memory_order_relaxed);
   s.cancelled = counters_.cancelled.load(std::memory_order_relaxed);
+  s.unroutable = counters_.unroutable.load(std::memory_order_relaxed);
   absl::MutexLock lock(&lateness_mu_);
   s.timer_lateness_us = dispatch_lateness_.us;
   s.start_lateness_us = start_lateness_.us;
@@ -335,15 +336,18 @@ absl::Status Engine::Recover() {
     fresh.since = a.created_at;
     Slot& slot = slots_.emplace(a.id, std::move(fresh)).first->second;
     Track(slot, +1);
+    if (slot.endpoint < 0) {
+      // Its endpoint was removed from the config: the job can never be sent, so it ends now,
+      // blocked or not. It never holds its ordering key (nothing of it runs), so the key's next
+      // job is released by the orphan pass below or by the key's runner as usual.
+      FailUnroutable(slot, a.endpoint);
+      continue;
+    }
     if (slot.state == JobState::kBlocked) {
       blocked_[slot.ordering_scope].push_back(slot.id);
       continue;
     }
     MakeRunner(slot);
-    if (slot.endpoint < 0) {
-      FailUnroutable(slot);  // its end releases its ordering key's next job
-      continue;
-    }
     if (slot.state == JobState::kWaitingRetry) {
       ArmTimer(slot);
     } else {
@@ -747,6 +751,8 @@ void Engine::Adopt(std::shared_ptr<const common::JobSpec> spec, const store::Sub
   fresh.since = clock_.Now();
   Slot& slot = slots_.emplace(result.job_id, std::move(fresh)).first->second;
   Track(slot, +1);
+  // (Validation refuses unknown endpoints; a job that slipped through never holds its key.)
+  if (slot.endpoint < 0) return FailUnroutable(slot, slot.spec->endpoint);
   if (!slot.ordering_scope.empty()) {
     const bool key_busy = running_scopes_.contains(slot.ordering_scope);
     if (slot.state == JobState::kBlocked || key_busy) {
@@ -762,14 +768,18 @@ void Engine::Adopt(std::shared_ptr<const common::JobSpec> spec, const store::Sub
     }
     MakeRunner(slot);
   }
-  if (slot.endpoint < 0) return FailUnroutable(slot);
   Enqueue(slot);
   // A backlog keeps only its head's requests in memory; the rest are read back at dispatch.
   if (endpoints_[slot.endpoint].ready.size() > kSpecsKeptPerQueue) slot.spec.reset();
 }
 
-void Engine::FailUnroutable(Slot& slot) {
-  const std::string why = "stop: endpoint is not configured";
+void Engine::FailUnroutable(Slot& slot, absl::string_view endpoint) {
+  assert(slot.endpoint < 0);
+  counters_.unroutable.fetch_add(1, std::memory_order_relaxed);
+  const std::string why =
+      absl::StrCat("stop: endpoint '", endpoint,
+                   "' is no longer configured; not sent (add the endpoint back and replay the job "
+                   "to send it)");
   Persist(slot, JobState::kFailed, why, [this, why](Slot* s) {
     if (s != nullptr) Finish(*s, why);
   });
@@ -902,6 +912,9 @@ JobEvent Engine::EventOf(const Slot& slot, std::string decision) const {
 }
 
 void Engine::Enqueue(Slot& slot) {
+  // Recover and Adopt end unroutable jobs before they can be queued, unblocked or armed; this
+  // keeps data in the store from ever indexing endpoints_ out of range.
+  if (slot.endpoint < 0) return FailUnroutable(slot, "(unknown)");
   SetState(slot, JobState::kQueued);
   endpoints_[slot.endpoint].ready.push_back(slot.id);
 }
@@ -919,6 +932,10 @@ void Engine::UnblockNext(const std::string& scope) {
     queue.pop_front();
     Slot* slot = FindSlot(id);
     if (slot == nullptr || slot->state != JobState::kBlocked) continue;
+    if (slot->endpoint < 0) {  // (not reached: see Enqueue) never the key's runner
+      FailUnroutable(*slot, "(unknown)");
+      continue;
+    }
     if (queue.empty()) blocked_.erase(it);
     MakeRunner(*slot);
     const std::string why = "unblocked: the previous job of its ordering key finished";

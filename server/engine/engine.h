@@ -93,6 +93,9 @@ struct EngineStats {
   int64_t failed = 0;
   int64_t exhausted = 0;
   int64_t cancelled = 0;
+  // Jobs ended FAILED because their endpoint is not configured (removed before a restart);
+  // also counted in `failed`.
+  int64_t unroutable = 0;
   // |actual start - due time| of attempts that came from a timer, in microseconds: the last
   // few thousand samples, for the timer-accuracy benchmark.
   std::vector<int64_t> timer_lateness_us;
@@ -245,7 +248,8 @@ class Engine {
   void Enqueue(Slot& slot);
   void ArmTimer(Slot& slot);
   void UnblockNext(const std::string& scope);
-  void FailUnroutable(Slot& slot);
+  // Ends a job whose endpoint (named `endpoint`) is not configured: FAILED, never sent again.
+  void FailUnroutable(Slot& slot, absl::string_view endpoint);
   // Marks `slot` as its ordering key's runner (no-op without an ordering key).
   void MakeRunner(Slot& slot);
   const std::string* InternTenant(const std::string& tenant);
@@ -314,6 +318,7 @@ class Engine {
     std::atomic<int64_t> failed{0};
     std::atomic<int64_t> exhausted{0};
     std::atomic<int64_t> cancelled{0};
+    std::atomic<int64_t> unroutable{0};
   };
   Counters counters_;
   mutable absl::Mutex lateness_mu_;

@@ -70,7 +70,9 @@ class RecordingObserver : public EngineObserver {
 class EngineTest : public ::testing::Test {
  protected:
   explicit EngineTest(int max_in_flight = 8, bool observed = false)
-      : engine_(TestConfig(max_in_flight), store_, executor_, clock_, Options(observed)) {}
+      : EngineTest(TestConfig(max_in_flight), observed) {}
+  EngineTest(std::shared_ptr<const config::Config> config, bool observed)
+      : engine_(std::move(config), store_, executor_, clock_, Options(observed)) {}
 
   EngineOptions Options(bool observed) {
     EngineOptions o;
@@ -594,6 +596,113 @@ TEST_F(EngineTest, WaitingJobsReloadTheirRequestFromTheStore) {
   EXPECT_EQ(store_.spec_loads(), 1);
   EXPECT_EQ(executor_.request(1).body, executor_.request(0).body);
   (void)id;
+}
+
+// The config of TestConfig() plus an endpoint "gone" that a later config drops.
+std::shared_ptr<const config::Config> ConfigWithGone() {
+  auto cfg = std::make_shared<config::Config>(*TestConfig());
+  config::EndpointConfig gone = cfg->endpoints[0];
+  gone.name = "gone";
+  cfg->endpoints.push_back(gone);
+  return cfg;
+}
+
+class EngineRemovedEndpointTest : public EngineTest {
+ protected:
+  EngineRemovedEndpointTest() : EngineTest(ConfigWithGone(), false) {}
+
+  common::JobId SubmitTo(const std::string& key, const std::string& endpoint) {
+    store::NewJob j;
+    j.spec.tenant = "t";
+    j.spec.idempotency_key = key;
+    j.spec.endpoint = endpoint;
+    j.spec.method = "POST";
+    j.spec.path = "/api/grades";
+    j.spec.body = key;
+    j.spec.ordering_key = "student-1";
+    j.fingerprint = common::Fingerprint(j.spec);
+    common::JobId id = 0;
+    engine_.Submit({std::move(j)},
+                   [&id](std::vector<store::SubmitResult> r) { id = r.at(0).job_id; });
+    store_.CommitAll();
+    Settle();
+    EXPECT_NE(id, 0);
+    return id;
+  }
+};
+
+// Issue 12 item 1: jobs of an ordering key whose endpoint left the config crashed every start.
+TEST_F(EngineRemovedEndpointTest, JobsOfARemovedEndpointFailAtRecoveryAndTheKeyStaysOrdered) {
+  // The key's first job hangs on "gone"; the other 19 wait behind it, alternating endpoints.
+  std::vector<common::JobId> ids;
+  for (int i = 0; i < 20; ++i) {
+    ids.push_back(SubmitTo("k" + std::to_string(i), i % 2 == 0 ? "gone" : "lms"));
+  }
+  ASSERT_EQ(executor_.open(), 1u);
+  EXPECT_EQ(store_.Job(ids[0]).state, JobState::kRunning);
+  for (int i = 1; i < 20; ++i) EXPECT_EQ(store_.Job(ids[i]).state, JobState::kBlocked);
+
+  // Restart without "gone": recovery must not crash, and fails its jobs with a clear reason.
+  FakeExecutor executor2;
+  Engine engine2(TestConfig(), store_, executor2, clock_, EngineOptions{7});
+  ASSERT_TRUE(engine2.Recover().ok());
+  auto settle2 = [&] {
+    for (int i = 0; i < 20; ++i) {
+      engine2.RunOnce(absl::ZeroDuration());
+      store_.CommitAll();
+    }
+  };
+  settle2();
+  for (int i = 0; i < 20; i += 2) {
+    const auto job = store_.Job(ids[i]);
+    EXPECT_EQ(job.state, JobState::kFailed) << i;
+    EXPECT_THAT(job.last_decision, HasSubstr("endpoint 'gone' is no longer configured")) << i;
+  }
+  EXPECT_EQ(engine2.Stats().unroutable, 10);
+  // The lms jobs of the key run one at a time, in submit order, with their own bodies.
+  for (int i = 1; i < 20; i += 2) {
+    ASSERT_EQ(executor2.open(), 1u) << "one job of the key at a time, at job " << i;
+    EXPECT_EQ(executor2.CompleteNext(Status(200)).body, "k" + std::to_string(i));
+    settle2();
+    EXPECT_EQ(store_.Job(ids[i]).state, JobState::kSucceeded) << i;
+  }
+  EXPECT_EQ(executor2.open(), 0u);
+  EXPECT_EQ(engine2.ActiveJobs(), 0);
+
+  // A third start finds nothing left to do.
+  FakeExecutor executor3;
+  Engine engine3(TestConfig(), store_, executor3, clock_, EngineOptions{9});
+  ASSERT_TRUE(engine3.Recover().ok());
+  EXPECT_EQ(engine3.ActiveJobs(), 0);
+}
+
+TEST_F(EngineRemovedEndpointTest, ABlockedJobOfARemovedEndpointBehindALiveRunnerFailsAtOnce) {
+  const auto first = SubmitTo("a", "lms");
+  const auto second = SubmitTo("b", "gone");
+  const auto third = SubmitTo("c", "lms");
+  ASSERT_EQ(executor_.open(), 1u);
+  FakeExecutor executor2;
+  Engine engine2(TestConfig(), store_, executor2, clock_, EngineOptions{7});
+  ASSERT_TRUE(engine2.Recover().ok());
+  for (int i = 0; i < 5; ++i) {
+    engine2.RunOnce(absl::ZeroDuration());
+    store_.CommitAll();
+  }
+  EXPECT_EQ(store_.Job(second).state, JobState::kFailed);
+  ASSERT_EQ(executor2.open(), 1u) << "the RUNNING job runs again, alone";
+  EXPECT_EQ(executor2.CompleteNext(Status(200)).body, "a");
+  for (int i = 0; i < 5; ++i) {
+    engine2.RunOnce(absl::ZeroDuration());
+    store_.CommitAll();
+  }
+  EXPECT_EQ(store_.Job(first).state, JobState::kSucceeded);
+  ASSERT_EQ(executor2.open(), 1u);
+  EXPECT_EQ(executor2.CompleteNext(Status(200)).body, "c");
+  for (int i = 0; i < 5; ++i) {
+    engine2.RunOnce(absl::ZeroDuration());
+    store_.CommitAll();
+  }
+  EXPECT_EQ(store_.Job(third).state, JobState::kSucceeded);
 }
 
 class RecordingSink : public WatchSink {
