@@ -267,6 +267,7 @@ void Engine::Watch(std::string tenant, JobId id, std::shared_ptr<WatchSink> sink
       // commit: a watcher must never learn of an end the store does not hold yet.
       if (!common::IsTerminal(slot->state)) sink->OnEvent(EventOf(*slot, ""));
       FollowersOf(*slot).watchers.push_back(std::move(sink));
+      counters_.watchers.fetch_add(1, std::memory_order_relaxed);
       return;
     }
     // Not in memory: terminal (or unknown). One event, then the end.
@@ -284,6 +285,22 @@ void Engine::Watch(std::string tenant, JobId id, std::shared_ptr<WatchSink> sink
     sink->OnEnd(absl::OkStatus());
   });
   if (!posted) sink->OnEnd(Stopped());
+}
+
+void Engine::Unwatch(JobId id, std::shared_ptr<const WatchSink> sink) {
+  Post([this, id, sink = std::move(sink)] {
+    auto it = followers_.find(id);
+    if (it == followers_.end()) return;  // the job ended: its watchers are gone already
+    auto& ws = it->second.watchers;
+    const auto gone =
+        std::remove_if(ws.begin(), ws.end(), [&sink](const auto& w) { return w == sink; });
+    counters_.watchers.fetch_sub(ws.end() - gone, std::memory_order_relaxed);
+    ws.erase(gone, ws.end());
+    if (ws.empty() && it->second.cancel_waiters.empty()) {
+      followers_.erase(it);
+      if (Slot* slot = FindSlot(id); slot != nullptr) slot->followed = false;
+    }
+  });
 }
 
 void Engine::Stop(absl::Duration grace) {
@@ -305,6 +322,7 @@ EngineStats Engine::Stats() const {
   s.exhausted = counters_.exhausted.load(std::memory_order_relaxed);
   s.cancelled = counters_.cancelled.load(std::memory_order_relaxed);
   s.unroutable = counters_.unroutable.load(std::memory_order_relaxed);
+  s.watchers = counters_.watchers.load(std::memory_order_relaxed);
   absl::MutexLock lock(&lateness_mu_);
   s.timer_lateness_us = dispatch_lateness_.us;
   s.start_lateness_us = start_lateness_.us;
@@ -409,6 +427,7 @@ void Engine::CloseLoop() {
     for (auto& sink : f.watchers) {
       if (!sink->Closed()) sink->OnEnd(stopped);
     }
+    counters_.watchers.fetch_sub(static_cast<int64_t>(f.watchers.size()));
   }
   followers_.clear();
 }
@@ -863,6 +882,8 @@ void Engine::Finish(Slot& slot, const std::string& decision) {
     for (auto& sink : it->second.watchers) {
       if (!sink->Closed()) sink->OnEnd(absl::OkStatus());
     }
+    counters_.watchers.fetch_sub(static_cast<int64_t>(it->second.watchers.size()),
+                                 std::memory_order_relaxed);
     waiters = std::move(it->second.cancel_waiters);
     followers_.erase(it);
   }
@@ -891,8 +912,10 @@ void Engine::Notify(Slot& slot, const std::string& decision) {
   auto& ws = followers_[slot.id].watchers;
   if (ws.empty()) return;
   const JobEvent event = EventOf(slot, decision);
-  ws.erase(std::remove_if(ws.begin(), ws.end(), [](const auto& w) { return w->Closed(); }),
-           ws.end());
+  const auto closed =
+      std::remove_if(ws.begin(), ws.end(), [](const auto& w) { return w->Closed(); });
+  counters_.watchers.fetch_sub(ws.end() - closed, std::memory_order_relaxed);
+  ws.erase(closed, ws.end());
   for (auto& w : ws) w->OnEvent(event);
 }
 

@@ -96,6 +96,7 @@ struct EngineStats {
   // Jobs ended FAILED because their endpoint is not configured (removed before a restart);
   // also counted in `failed`.
   int64_t unroutable = 0;
+  int64_t watchers = 0;  // WatchSync subscribers held by the engine
   // |actual start - due time| of attempts that came from a timer, in microseconds: the last
   // few thousand samples, for the timer-accuracy benchmark.
   std::vector<int64_t> timer_lateness_us;
@@ -153,6 +154,9 @@ class Engine {
   void Replay(std::string tenant, JobId id, JobDone done);
   // Sends the job's current state, then every change until terminal.
   void Watch(std::string tenant, JobId id, std::shared_ptr<WatchSink> sink);
+  // Drops `sink` (given to Watch for `id`) now, rather than at the job's next event: its client
+  // went away. Unknown sinks are ignored.
+  void Unwatch(JobId id, std::shared_ptr<const WatchSink> sink);
   // Stops dispatching new attempts; Run() returns when in-flight attempts have finished and
   // their outcomes are persisted, or when `grace` has passed (unfinished attempts stay RUNNING
   // in the store and are re-queued at the next start).
@@ -319,6 +323,7 @@ class Engine {
     std::atomic<int64_t> exhausted{0};
     std::atomic<int64_t> cancelled{0};
     std::atomic<int64_t> unroutable{0};
+    std::atomic<int64_t> watchers{0};
   };
   Counters counters_;
   mutable absl::Mutex lateness_mu_;

@@ -239,6 +239,10 @@ std::unique_ptr<Metrics> Metrics::Create(prometheus::Registry& registry,
                             .Name("rebound_grpc_server_handling_seconds")
                             .Help("Time from the start of a gRPC call to its status.")
                             .Register(registry);
+  auto& watchers = prometheus::BuildGauge()
+                       .Name("rebound_watchers")
+                       .Help("WatchSync streams open (bounded by server.max_watchers).")
+                       .Register(registry);
   auto& build_info = prometheus::BuildGauge()
                          .Name("rebound_build_info")
                          .Help("Always 1; the labels name the running build.")
@@ -253,6 +257,7 @@ std::unique_ptr<Metrics> Metrics::Create(prometheus::Registry& registry,
   }
   m->store_commit_duration_ = &commit.Add({}, Bounds(buckets::kStoreCommit));
   m->store_batch_size_ = &batch.Add({}, Bounds(buckets::kBatchSize));
+  m->watchers_ = &watchers.Add({});
   for (size_t i = 0; i < kGrpcMethodCount; ++i) {
     const std::string method = S(kGrpcMethods[i]);
     for (size_t c = 0; c < kGrpcCodeCount; ++c) {

@@ -17,12 +17,13 @@
 //     gauges      jobs 6 + dead_letter 1 + inflight 1 + circuit_state 1 + paused 1     = 10
 //     histograms  retry_after 19 + backoff_delay 19 + attempt_duration 18
 //                 + job_duration 5 results x 20                                       = 156
-//   global        kGlobalSeries = 458
+//   global        kGlobalSeries = 459
 //     rejected 5, store commit 16, store batch size 16, gRPC requests 11 methods x 17 codes
-//     = 187, gRPC handling 11 x 20 = 220, build_info 1 (all in the registry given to Create)
+//     = 187, gRPC handling 11 x 20 = 220, build_info 1, watchers 1 (all in the registry given
+//     to Create)
 //     + process metrics 6 (ProcessCollector, registered by MetricsServer)
 //     + prometheus-cpp's own exposer_* metrics 7 (scrapes, bytes, a 3-quantile latency summary)
-//   total = 215 x endpoints + 458; e.g. 10 endpoints: 2,608 series. WorstCaseSeries() computes
+//   total = 215 x endpoints + 459; e.g. 10 endpoints: 2,609 series. WorstCaseSeries() computes
 //   it; the tests check it against the registry and against the lines of a real /metrics scrape.
 //
 // Not exported yet: rebound_rate_limit_tokens{endpoint} appears when per-endpoint rate limits
@@ -171,7 +172,8 @@ inline constexpr size_t kSeriesPerEndpoint =
 inline constexpr size_t kRegistryGlobalSeries =
     kRejectReasonCount + HistogramSeries(buckets::kStoreCommit.size()) +
     HistogramSeries(buckets::kBatchSize.size()) + kGrpcMethodCount * kGrpcCodeCount +
-    kGrpcMethodCount * HistogramSeries(buckets::kGrpcHandling.size()) + 1;  // + build_info
+    kGrpcMethodCount * HistogramSeries(buckets::kGrpcHandling.size()) +
+    2;  // + build_info, watchers
 // process_cpu_seconds_total, process_{resident,virtual}_memory_bytes, process_{open,max}_fds,
 // process_start_time_seconds.
 inline constexpr size_t kProcessSeries = 6;
@@ -180,7 +182,7 @@ inline constexpr size_t kProcessSeries = 6;
 inline constexpr size_t kExposerSeries = 7;
 inline constexpr size_t kGlobalSeries = kRegistryGlobalSeries + kProcessSeries + kExposerSeries;
 static_assert(kSeriesPerEndpoint == 215, "update the series count in the header comment");
-static_assert(kGlobalSeries == 458, "update the series count in the header comment");
+static_assert(kGlobalSeries == 459, "update the series count in the header comment");
 
 // Every series a server with `endpoint_count` endpoints can expose on /metrics (MetricsServer).
 constexpr size_t WorstCaseSeries(size_t endpoint_count) {
@@ -290,6 +292,8 @@ class Metrics {
   }
   prometheus::Histogram& StoreCommitDuration() { return *store_commit_duration_; }
   prometheus::Histogram& StoreBatchSize() { return *store_batch_size_; }
+  // rebound_watchers: WatchSync streams open now.
+  prometheus::Gauge& Watchers() { return *watchers_; }
 
   // rebound_grpc_server_*; `method_index` from GrpcMethodIndex, `code` a grpc::StatusCode value.
   prometheus::Counter& GrpcServerRequests(size_t method_index, int code) {
@@ -324,6 +328,7 @@ class Metrics {
   prometheus::Counter* rejected_[kRejectReasonCount] = {};
   prometheus::Histogram* store_commit_duration_ = nullptr;
   prometheus::Histogram* store_batch_size_ = nullptr;
+  prometheus::Gauge* watchers_ = nullptr;
   prometheus::Counter* grpc_requests_[kGrpcMethodCount][kGrpcCodeCount] = {};
   prometheus::Histogram* grpc_handling_[kGrpcMethodCount] = {};
 };

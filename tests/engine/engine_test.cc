@@ -735,6 +735,35 @@ TEST_F(EngineTest, WatchSeesEveryTransitionUntilTerminal) {
   EXPECT_TRUE(sink->ended);
 }
 
+// Issue 12 item 3: a cancelled WatchSync stream's sink stayed in the engine until the job's
+// next event (for a job waiting hours, hours of memory).
+TEST_F(EngineTest, UnwatchDropsTheSinkAtOnce) {
+  const common::JobId id = SubmitOnly("w");
+  auto kept = std::make_shared<RecordingSink>();
+  engine_.Watch("t", id, kept);
+  std::vector<std::shared_ptr<RecordingSink>> cancelled;
+  for (int i = 0; i < 3; ++i) {
+    cancelled.push_back(std::make_shared<RecordingSink>());
+    engine_.Watch("t", id, cancelled.back());
+  }
+  Settle();
+  EXPECT_EQ(engine_.Stats().watchers, 4);
+  for (auto& sink : cancelled) engine_.Unwatch(id, sink);
+  engine_.Unwatch(id, std::make_shared<RecordingSink>());  // unknown: ignored
+  Settle();
+  EXPECT_EQ(engine_.Stats().watchers, 1);
+  for (auto& sink : cancelled) EXPECT_EQ(sink.use_count(), 1) << "the engine let go of it";
+  executor_.CompleteNext(Status(200));
+  Settle();
+  EXPECT_TRUE(kept->ended);
+  EXPECT_EQ(kept->states.back(), JobState::kSucceeded);
+  for (auto& sink : cancelled) EXPECT_FALSE(sink->ended);
+  EXPECT_EQ(engine_.Stats().watchers, 0);
+  engine_.Unwatch(id, kept);  // after the end: nothing left to drop
+  Settle();
+  EXPECT_EQ(engine_.Stats().watchers, 0);
+}
+
 TEST_F(EngineTest, SubmitBeyondTheActiveJobLimitIsResourceExhausted) {
   auto cfg = std::make_shared<config::Config>(*TestConfig());
   cfg->server.max_active_jobs = 1;
