@@ -3,6 +3,7 @@
 
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -41,6 +42,15 @@ std::shared_ptr<const config::Config> TestConfig(int max_in_flight = 8) {
   return cfg;
 }
 
+// Options whose store reads (dispatch of a request kept in the store) run at once, so a test
+// on the fake clock is deterministic.
+EngineOptions InlineReads(uint64_t seed) {
+  EngineOptions o;
+  o.rng_seed = seed;
+  o.run_read = [](absl::AnyInvocable<void() &&> read) { std::move(read)(); };
+  return o;
+}
+
 class RecordingObserver : public EngineObserver {
  public:
   void OnSubmitted(const common::JobSpec&, common::JobId, int, bool dedup) override {
@@ -75,8 +85,7 @@ class EngineTest : public ::testing::Test {
       : engine_(std::move(config), store_, executor_, clock_, Options(observed)) {}
 
   EngineOptions Options(bool observed) {
-    EngineOptions o;
-    o.rng_seed = 42;
+    EngineOptions o = InlineReads(42);
     if (observed) {
       o.observer = &observer_;
       o.dead_letters_at_start = {7};
@@ -380,7 +389,7 @@ TEST_F(EngineTest, ReplayRespectsTheActiveJobLimit) {
   auto cfg = std::make_shared<config::Config>(*TestConfig());
   cfg->server.max_active_jobs = 1;
   FakeExecutor executor;
-  Engine small(cfg, store_, executor, clock_, EngineOptions{1});
+  Engine small(cfg, store_, executor, clock_, InlineReads(1));
   const auto failed = Submit("f");  // on engine_; fails permanently
   executor_.CompleteNext(Status(400));
   Settle();
@@ -574,12 +583,13 @@ TEST_F(EngineTest, RecoveryRequeuesRunningJobsAndKeepsRetryDueTimes) {
 
   // A new engine on the same store: the old one is gone mid-attempt.
   FakeExecutor executor2;
-  Engine engine2(TestConfig(), store_, executor2, clock_, EngineOptions{7});
+  Engine engine2(TestConfig(), store_, executor2, clock_, InlineReads(7));
   ASSERT_TRUE(engine2.Recover().ok());
   store_.CommitAll();
   engine2.RunOnce(absl::ZeroDuration());
   store_.CommitAll();
-  engine2.RunOnce(absl::ZeroDuration());
+  engine2.RunOnce(absl::ZeroDuration());  // RUNNING committed: its request is read
+  engine2.RunOnce(absl::ZeroDuration());  // the read is back: the attempt starts
   EXPECT_EQ(executor2.started(), 1u) << "the RUNNING job runs again";
   EXPECT_EQ(engine2.NextWakeup(), due);
   EXPECT_EQ(store_.Job(third).attempt_count, 2);
@@ -644,7 +654,7 @@ TEST_F(EngineRemovedEndpointTest, JobsOfARemovedEndpointFailAtRecoveryAndTheKeyS
 
   // Restart without "gone": recovery must not crash, and fails its jobs with a clear reason.
   FakeExecutor executor2;
-  Engine engine2(TestConfig(), store_, executor2, clock_, EngineOptions{7});
+  Engine engine2(TestConfig(), store_, executor2, clock_, InlineReads(7));
   ASSERT_TRUE(engine2.Recover().ok());
   auto settle2 = [&] {
     for (int i = 0; i < 20; ++i) {
@@ -671,7 +681,7 @@ TEST_F(EngineRemovedEndpointTest, JobsOfARemovedEndpointFailAtRecoveryAndTheKeyS
 
   // A third start finds nothing left to do.
   FakeExecutor executor3;
-  Engine engine3(TestConfig(), store_, executor3, clock_, EngineOptions{9});
+  Engine engine3(TestConfig(), store_, executor3, clock_, InlineReads(9));
   ASSERT_TRUE(engine3.Recover().ok());
   EXPECT_EQ(engine3.ActiveJobs(), 0);
 }
@@ -682,7 +692,7 @@ TEST_F(EngineRemovedEndpointTest, ABlockedJobOfARemovedEndpointBehindALiveRunner
   const auto third = SubmitTo("c", "lms");
   ASSERT_EQ(executor_.open(), 1u);
   FakeExecutor executor2;
-  Engine engine2(TestConfig(), store_, executor2, clock_, EngineOptions{7});
+  Engine engine2(TestConfig(), store_, executor2, clock_, InlineReads(7));
   ASSERT_TRUE(engine2.Recover().ok());
   for (int i = 0; i < 5; ++i) {
     engine2.RunOnce(absl::ZeroDuration());
@@ -703,6 +713,103 @@ TEST_F(EngineRemovedEndpointTest, ABlockedJobOfARemovedEndpointBehindALiveRunner
     store_.CommitAll();
   }
   EXPECT_EQ(store_.Job(third).state, JobState::kSucceeded);
+}
+
+// Issue 12 item 2: every BLOCKED job and the first 4,096 queued per endpoint kept their body in
+// memory (2,000 jobs of 256 KiB: +535 MB). Now the bytes held are bounded by a budget; the rest
+// are read back from the store at dispatch, with their exact bodies.
+TEST_F(EngineTest, RequestsHeldInMemoryStayWithinTheByteBudgetAndAreAllSentExactly) {
+  constexpr size_t kBudget = 64 << 10;
+  constexpr int kJobs = 40;  // x 2 (one ordering key, one busy endpoint), 16 KiB each
+  auto cfg = std::make_shared<config::Config>(*TestConfig(/*max_in_flight=*/1));
+  EngineOptions options = InlineReads(3);
+  options.spec_bytes_budget = kBudget;
+  FakeExecutor executor;
+  Engine engine(cfg, store_, executor, clock_, std::move(options));
+  auto settle = [&] {
+    for (int i = 0; i < 10; ++i) {
+      engine.RunOnce(absl::ZeroDuration());
+      store_.CommitAll();
+    }
+  };
+  auto body_of = [](int i) {
+    return std::string(16 << 10, static_cast<char>('a' + i % 26)) + std::to_string(i);
+  };
+  std::vector<store::NewJob> jobs;
+  for (int i = 0; i < 2 * kJobs; ++i) {
+    store::NewJob j;
+    j.spec.tenant = "t";
+    j.spec.idempotency_key = "big-" + std::to_string(i);
+    j.spec.endpoint = "lms";
+    j.spec.method = "PUT";
+    j.spec.path = "/api/grades";
+    j.spec.body = body_of(i);
+    if (i < kJobs) j.spec.ordering_key = "student-1";  // BLOCKED behind the first
+    j.fingerprint = common::Fingerprint(j.spec);
+    jobs.push_back(std::move(j));
+  }
+  engine.Submit(std::move(jobs), [](std::vector<store::SubmitResult> r) {
+    for (const auto& x : r) ASSERT_TRUE(x.status.ok()) << x.status;
+  });
+  store_.CommitAll();
+  settle();
+  ASSERT_EQ(executor.open(), 1u);  // max_in_flight 1: everything else waits
+  const EngineStats held = engine.Stats();
+  EXPECT_LE(held.spec_bytes_held, static_cast<int64_t>(kBudget));
+  EXPECT_GT(held.spec_bytes_held, 0) << "what fits stays in memory (no read at dispatch)";
+
+  std::multiset<std::string> sent;
+  for (int n = 0; n < 2 * kJobs && executor.open() > 0; ++n) {
+    sent.insert(executor.CompleteNext(Status(200)).body);
+    settle();
+    EXPECT_LE(engine.Stats().spec_bytes_held, static_cast<int64_t>(kBudget + (17 << 10)))
+        << "the budget plus the attempt on the wire";
+  }
+  std::multiset<std::string> want;
+  for (int i = 0; i < 2 * kJobs; ++i) want.insert(body_of(i));
+  EXPECT_TRUE(sent == want) << "every job sent once, with its exact body";
+  EXPECT_GT(engine.Stats().spec_loads, 0);
+  EXPECT_EQ(engine.Stats().spec_bytes_held, 0);
+  EXPECT_EQ(engine.ActiveJobs(), 0);
+}
+
+// A read of a request that fails (the store busy for a moment) neither stops the server nor
+// loses the job: the attempt is given back and tried again.
+TEST_F(EngineTest, AFailedReadOfTheRequestIsTriedAgainLater) {
+  EngineOptions options = InlineReads(5);
+  options.spec_bytes_budget = 0;  // every request stays in the store
+  FakeExecutor executor;
+  Engine engine(TestConfig(), store_, executor, clock_, std::move(options));
+  auto settle = [&] {
+    for (int i = 0; i < 10; ++i) {
+      engine.RunOnce(absl::ZeroDuration());
+      store_.CommitAll();
+    }
+  };
+  store::NewJob j;
+  j.spec.tenant = "t";
+  j.spec.idempotency_key = "r";
+  j.spec.endpoint = "lms";
+  j.spec.method = "POST";
+  j.spec.path = "/api/grades";
+  j.spec.body = "exact body";
+  j.fingerprint = common::Fingerprint(j.spec);
+  common::JobId id = 0;
+  engine.Submit({std::move(j)}, [&id](std::vector<store::SubmitResult> r) { id = r[0].job_id; });
+  store_.FailNextLoads(1);
+  store_.CommitAll();
+  settle();
+  EXPECT_EQ(executor.started(), 0u);
+  EXPECT_EQ(store_.Job(id).state, JobState::kWaitingRetry);
+  EXPECT_EQ(store_.Job(id).attempt_count, 0) << "nothing was sent: the attempt is given back";
+  EXPECT_THAT(store_.Job(id).last_decision, HasSubstr("could not be read from the store"));
+  clock_.Advance(absl::Seconds(1));
+  settle();
+  ASSERT_EQ(executor.started(), 1u);
+  EXPECT_EQ(executor.CompleteNext(Status(200)).body, "exact body");
+  settle();
+  EXPECT_EQ(store_.Job(id).state, JobState::kSucceeded);
+  EXPECT_EQ(store_.Job(id).attempt_count, 1);
 }
 
 class RecordingSink : public WatchSink {
@@ -767,7 +874,7 @@ TEST_F(EngineTest, UnwatchDropsTheSinkAtOnce) {
 TEST_F(EngineTest, SubmitBeyondTheActiveJobLimitIsResourceExhausted) {
   auto cfg = std::make_shared<config::Config>(*TestConfig());
   cfg->server.max_active_jobs = 1;
-  Engine small(cfg, store_, executor_, clock_, EngineOptions{1});
+  Engine small(cfg, store_, executor_, clock_, InlineReads(1));
   std::vector<store::NewJob> jobs(2);
   for (int i = 0; i < 2; ++i) {
     jobs[i].spec.tenant = "t";
