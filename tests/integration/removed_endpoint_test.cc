@@ -86,6 +86,8 @@ TEST_F(RemovedEndpointTest, JobsOfARemovedEndpointFailWithAReasonAndTheServerSta
 
   // Still fine at the next start, and a replay says why it cannot run.
   ASSERT_NO_FATAL_FAILURE(StopServer());
+  EXPECT_THAT(ServerLog(), ::testing::HasSubstr("\"failed_endpoint_not_configured\":10"))
+      << "counted in the engine_stats line at exit";
   ASSERT_NO_FATAL_FAILURE(StartServer());
   auto job = client().Get(ids[0]);
   ASSERT_TRUE(job.ok()) << job.status();
