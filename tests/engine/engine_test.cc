@@ -51,6 +51,29 @@ EngineOptions InlineReads(uint64_t seed) {
   return o;
 }
 
+// A POST job of tenant "t", fingerprinted.
+store::NewJob MakeJob(const std::string& key, const std::string& endpoint, std::string body,
+                      const std::string& ordering_key = "") {
+  store::NewJob j;
+  j.spec.tenant = "t";
+  j.spec.idempotency_key = key;
+  j.spec.endpoint = endpoint;
+  j.spec.method = "POST";
+  j.spec.path = "/api/grades";
+  j.spec.body = std::move(body);
+  j.spec.ordering_key = ordering_key;
+  j.fingerprint = common::Fingerprint(j.spec);
+  return j;
+}
+
+// Runs `engine` and commits `store` for `turns` turns (for engines other than the fixture's).
+void Turns(Engine& engine, FakeStore& store, int turns = 10) {
+  for (int i = 0; i < turns; ++i) {
+    engine.RunOnce(absl::ZeroDuration());
+    store.CommitAll();
+  }
+}
+
 class RecordingObserver : public EngineObserver {
  public:
   void OnSubmitted(const common::JobSpec&, common::JobId, int, bool dedup) override {
@@ -95,10 +118,7 @@ class EngineTest : public ::testing::Test {
 
   // Submits a GET job and commits the submit only: nothing has been dispatched yet.
   common::JobId SubmitOnly(const std::string& key, const std::string& endpoint = "lms") {
-    store::NewJob j;
-    j.spec.tenant = "t";
-    j.spec.idempotency_key = key;
-    j.spec.endpoint = endpoint;
+    store::NewJob j = MakeJob(key, endpoint, "");
     j.spec.method = "GET";
     j.spec.path = "/api/x";
     j.fingerprint = common::Fingerprint(j.spec);
@@ -122,20 +142,12 @@ class EngineTest : public ::testing::Test {
   }
 
   common::JobId Submit(const std::string& key, const std::string& ordering_key = "") {
-    store::NewJob j;
-    j.spec.tenant = "t";
-    j.spec.idempotency_key = key;
-    j.spec.endpoint = "lms";
-    j.spec.method = "POST";
-    j.spec.path = "/api/grades";
-    j.spec.body = "{\"grade\":\"A\"}";
-    j.spec.ordering_key = ordering_key;
-    j.fingerprint = common::Fingerprint(j.spec);
     common::JobId id = 0;
-    engine_.Submit({std::move(j)}, [&id](std::vector<store::SubmitResult> r) {
-      ASSERT_TRUE(r.at(0).status.ok()) << r.at(0).status;
-      id = r.at(0).job_id;
-    });
+    engine_.Submit({MakeJob(key, "lms", "{\"grade\":\"A\"}", ordering_key)},
+                   [&id](std::vector<store::SubmitResult> r) {
+                     ASSERT_TRUE(r.at(0).status.ok()) << r.at(0).status;
+                     id = r.at(0).job_id;
+                   });
     store_.CommitAll();
     EXPECT_NE(id, 0);
     Settle();
@@ -622,17 +634,8 @@ class EngineRemovedEndpointTest : public EngineTest {
   EngineRemovedEndpointTest() : EngineTest(ConfigWithGone(), false) {}
 
   common::JobId SubmitTo(const std::string& key, const std::string& endpoint) {
-    store::NewJob j;
-    j.spec.tenant = "t";
-    j.spec.idempotency_key = key;
-    j.spec.endpoint = endpoint;
-    j.spec.method = "POST";
-    j.spec.path = "/api/grades";
-    j.spec.body = key;
-    j.spec.ordering_key = "student-1";
-    j.fingerprint = common::Fingerprint(j.spec);
     common::JobId id = 0;
-    engine_.Submit({std::move(j)},
+    engine_.Submit({MakeJob(key, endpoint, key, "student-1")},
                    [&id](std::vector<store::SubmitResult> r) { id = r.at(0).job_id; });
     store_.CommitAll();
     Settle();
@@ -656,12 +659,7 @@ TEST_F(EngineRemovedEndpointTest, JobsOfARemovedEndpointFailAtRecoveryAndTheKeyS
   FakeExecutor executor2;
   Engine engine2(TestConfig(), store_, executor2, clock_, InlineReads(7));
   ASSERT_TRUE(engine2.Recover().ok());
-  auto settle2 = [&] {
-    for (int i = 0; i < 20; ++i) {
-      engine2.RunOnce(absl::ZeroDuration());
-      store_.CommitAll();
-    }
-  };
+  auto settle2 = [&] { Turns(engine2, store_, 20); };
   settle2();
   for (int i = 0; i < 20; i += 2) {
     const auto job = store_.Job(ids[i]);
@@ -694,24 +692,15 @@ TEST_F(EngineRemovedEndpointTest, ABlockedJobOfARemovedEndpointBehindALiveRunner
   FakeExecutor executor2;
   Engine engine2(TestConfig(), store_, executor2, clock_, InlineReads(7));
   ASSERT_TRUE(engine2.Recover().ok());
-  for (int i = 0; i < 5; ++i) {
-    engine2.RunOnce(absl::ZeroDuration());
-    store_.CommitAll();
-  }
+  Turns(engine2, store_, 5);
   EXPECT_EQ(store_.Job(second).state, JobState::kFailed);
   ASSERT_EQ(executor2.open(), 1u) << "the RUNNING job runs again, alone";
   EXPECT_EQ(executor2.CompleteNext(Status(200)).body, "a");
-  for (int i = 0; i < 5; ++i) {
-    engine2.RunOnce(absl::ZeroDuration());
-    store_.CommitAll();
-  }
+  Turns(engine2, store_, 5);
   EXPECT_EQ(store_.Job(first).state, JobState::kSucceeded);
   ASSERT_EQ(executor2.open(), 1u);
   EXPECT_EQ(executor2.CompleteNext(Status(200)).body, "c");
-  for (int i = 0; i < 5; ++i) {
-    engine2.RunOnce(absl::ZeroDuration());
-    store_.CommitAll();
-  }
+  Turns(engine2, store_, 5);
   EXPECT_EQ(store_.Job(third).state, JobState::kSucceeded);
 }
 
@@ -726,27 +715,15 @@ TEST_F(EngineTest, RequestsHeldInMemoryStayWithinTheByteBudgetAndAreAllSentExact
   options.spec_bytes_budget = kBudget;
   FakeExecutor executor;
   Engine engine(cfg, store_, executor, clock_, std::move(options));
-  auto settle = [&] {
-    for (int i = 0; i < 10; ++i) {
-      engine.RunOnce(absl::ZeroDuration());
-      store_.CommitAll();
-    }
-  };
+  auto settle = [&] { Turns(engine, store_); };
   auto body_of = [](int i) {
     return std::string(16 << 10, static_cast<char>('a' + i % 26)) + std::to_string(i);
   };
   std::vector<store::NewJob> jobs;
   for (int i = 0; i < 2 * kJobs; ++i) {
-    store::NewJob j;
-    j.spec.tenant = "t";
-    j.spec.idempotency_key = "big-" + std::to_string(i);
-    j.spec.endpoint = "lms";
-    j.spec.method = "PUT";
-    j.spec.path = "/api/grades";
-    j.spec.body = body_of(i);
-    if (i < kJobs) j.spec.ordering_key = "student-1";  // BLOCKED behind the first
-    j.fingerprint = common::Fingerprint(j.spec);
-    jobs.push_back(std::move(j));
+    // The first kJobs on one ordering key (BLOCKED behind the first), the rest queued.
+    jobs.push_back(
+        MakeJob("big-" + std::to_string(i), "lms", body_of(i), i < kJobs ? "student-1" : ""));
   }
   engine.Submit(std::move(jobs), [](std::vector<store::SubmitResult> r) {
     for (const auto& x : r) ASSERT_TRUE(x.status.ok()) << x.status;
@@ -780,22 +757,10 @@ TEST_F(EngineTest, AFailedReadOfTheRequestIsTriedAgainLater) {
   options.spec_bytes_budget = 0;  // every request stays in the store
   FakeExecutor executor;
   Engine engine(TestConfig(), store_, executor, clock_, std::move(options));
-  auto settle = [&] {
-    for (int i = 0; i < 10; ++i) {
-      engine.RunOnce(absl::ZeroDuration());
-      store_.CommitAll();
-    }
-  };
-  store::NewJob j;
-  j.spec.tenant = "t";
-  j.spec.idempotency_key = "r";
-  j.spec.endpoint = "lms";
-  j.spec.method = "POST";
-  j.spec.path = "/api/grades";
-  j.spec.body = "exact body";
-  j.fingerprint = common::Fingerprint(j.spec);
+  auto settle = [&] { Turns(engine, store_); };
   common::JobId id = 0;
-  engine.Submit({std::move(j)}, [&id](std::vector<store::SubmitResult> r) { id = r[0].job_id; });
+  engine.Submit({MakeJob("r", "lms", "exact body")},
+                [&id](std::vector<store::SubmitResult> r) { id = r[0].job_id; });
   store_.FailNextLoads(1);
   store_.CommitAll();
   settle();
