@@ -171,6 +171,8 @@ TEST(Defaults, MinimalConfigGetsAllDefaults) {
   EXPECT_EQ(config.server.max_key_length, server.max_key_length);
   EXPECT_EQ(config.server.max_labels, server.max_labels);
   EXPECT_EQ(config.server.max_active_jobs, server.max_active_jobs);
+  EXPECT_EQ(config.server.max_watchers, 4096u);  // the documented defaults (README)
+  EXPECT_EQ(config.server.max_watchers_per_tenant, 1024u);
   EXPECT_EQ(config.server.shutdown_grace, server.shutdown_grace);
   const StoreConfig store;
   EXPECT_EQ(config.store.path, store.path);
