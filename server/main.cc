@@ -53,6 +53,10 @@ void PrintEngineStats(const rebound::engine::EngineStats& stats) {
       {"failed", stats.failed},
       {"exhausted", stats.exhausted},
       {"cancelled", stats.cancelled},
+      // FAILED at start-up: their endpoint was removed from the config (docs/operations.md).
+      {"failed_endpoint_not_configured", stats.unroutable},
+      // Requests read back from the store at dispatch (beyond the in-memory byte budget).
+      {"spec_loads", stats.spec_loads},
       {"active_jobs", stats.active_jobs},
       // Due time -> attempt begun (RUNNING decided): the loop's timer accuracy.
       {"timer_lateness_us", Percentiles(stats.timer_lateness_us)},

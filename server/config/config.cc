@@ -456,10 +456,11 @@ absl::StatusOr<Config> Parser::Parse(absl::string_view yaml) const {
 absl::Status Parser::ParseServer(const YAML::Node& node, ServerConfig* out) const {
   REBOUND_ASSIGN_OR_RETURN(
       const Mapping m,
-      AsMapping(node, "server",
-                {"grpc_listen", "metrics_listen", "default_tenant", "max_batch_size",
-                 "max_body_bytes", "max_headers", "max_header_bytes", "max_key_length",
-                 "max_labels", "max_active_jobs", "shutdown_grace"}));
+      AsMapping(
+          node, "server",
+          {"grpc_listen", "metrics_listen", "default_tenant", "max_batch_size", "max_body_bytes",
+           "max_headers", "max_header_bytes", "max_key_length", "max_labels", "max_active_jobs",
+           "max_watchers", "max_watchers_per_tenant", "shutdown_grace"}));
   REBOUND_RETURN_IF_ERROR(String(m, "grpc_listen", &out->grpc_listen));
   REBOUND_RETURN_IF_ERROR(String(m, "metrics_listen", &out->metrics_listen));
   REBOUND_RETURN_IF_ERROR(String(m, "default_tenant", &out->default_tenant));
@@ -470,6 +471,8 @@ absl::Status Parser::ParseServer(const YAML::Node& node, ServerConfig* out) cons
   REBOUND_RETURN_IF_ERROR(Count(m, "max_key_length", &out->max_key_length));
   REBOUND_RETURN_IF_ERROR(Count(m, "max_labels", &out->max_labels));
   REBOUND_RETURN_IF_ERROR(Count(m, "max_active_jobs", &out->max_active_jobs));
+  REBOUND_RETURN_IF_ERROR(Count(m, "max_watchers", &out->max_watchers));
+  REBOUND_RETURN_IF_ERROR(Count(m, "max_watchers_per_tenant", &out->max_watchers_per_tenant));
   // Zero grace is meaningful: stop at once.
   REBOUND_RETURN_IF_ERROR(
       Duration(m, "shutdown_grace", DurationRule::kNonNegative, &out->shutdown_grace));

@@ -39,6 +39,10 @@ struct ServerConfig {
   size_t max_key_length = 256;             // idempotency key, ordering key
   size_t max_labels = 16;
   size_t max_active_jobs = 2'000'000;  // non-terminal jobs; beyond: RESOURCE_EXHAUSTED
+  // WatchSync streams open at once (~18 KB each), in all and per tenant; beyond:
+  // RESOURCE_EXHAUSTED.
+  size_t max_watchers = 4096;
+  size_t max_watchers_per_tenant = 1024;
   absl::Duration shutdown_grace = absl::Seconds(10);
 };
 

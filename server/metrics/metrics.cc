@@ -281,6 +281,10 @@ std::unique_ptr<Metrics> Metrics::Create(prometheus::Registry& registry,
                         .Name("grpc_server_msg_sent_total")
                         .Help("Total number of gRPC stream messages sent by the server.")
                         .Register(registry);
+  auto& watchers = prometheus::BuildGauge()
+                       .Name("rebound_watchers")
+                       .Help("WatchSync streams open (bounded by server.max_watchers).")
+                       .Register(registry);
   auto& build_info = prometheus::BuildGauge()
                          .Name("rebound_build_info")
                          .Help("Always 1; the labels name the running build.")
@@ -303,6 +307,7 @@ std::unique_ptr<Metrics> Metrics::Create(prometheus::Registry& registry,
   m->store_bytes_ = &store_bytes.Add({});
   m->store_free_bytes_ = &store_free_bytes.Add({});
   m->store_purged_ = &store_purged.Add({});
+  m->watchers_ = &watchers.Add({});
   for (size_t i = 0; i < kGrpcMethodCount; ++i) {
     const prometheus::Labels labels = {{"grpc_service", S(kGrpcMethods[i].service)},
                                        {"grpc_method", S(kGrpcMethods[i].method)},

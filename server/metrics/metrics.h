@@ -17,14 +17,14 @@
 //     gauges      jobs 6 + dead_letter 1 + inflight 1 + circuit_state 1 + paused 1     = 10
 //     histograms  retry_after 19 + backoff_delay 19 + attempt_duration 18
 //                 + job_duration 5 results x 20                                       = 156
-//   global        kGlobalSeries = 497
+//   global        kGlobalSeries = 498
 //     rejected 5, store commit 16, store batch size 16, store jobs 3 (active, finished,
 //     dead_letter) + store bytes 1 + store free bytes 1 + store purged 1, gRPC (11 methods)
 //     started 11 + handled 11 x 17 codes = 187 + handling 11 x 20 = 220 + msg_received 11 +
-//     msg_sent 11, build_info 1 (all in the registry given to Create)
+//     msg_sent 11, build_info 1, watchers 1 (all in the registry given to Create)
 //     + process metrics 6 (ProcessCollector, registered by MetricsServer)
 //     + prometheus-cpp's own exposer_* metrics 7 (scrapes, bytes, a 3-quantile latency summary)
-//   total = 215 x endpoints + 497; e.g. 10 endpoints: 2,647 series. WorstCaseSeries() computes
+//   total = 215 x endpoints + 498; e.g. 10 endpoints: 2,648 series. WorstCaseSeries() computes
 //   it; the tests check it against the registry and against the lines of a real /metrics scrape.
 //
 // Not exported yet: rebound_rate_limit_tokens{endpoint} appears when per-endpoint rate limits
@@ -189,7 +189,8 @@ inline constexpr size_t kRegistryGlobalSeries =
     kRejectReasonCount + HistogramSeries(buckets::kStoreCommit.size()) +
     HistogramSeries(buckets::kBatchSize.size()) + kStoreJobClassCount + 3 +
     kGrpcMethodCount * (3 + kGrpcCodeCount)  // started, msg_received, msg_sent; handled
-    + kGrpcMethodCount * HistogramSeries(buckets::kGrpcHandling.size()) + 1;  // + build_info
+    + kGrpcMethodCount * HistogramSeries(buckets::kGrpcHandling.size()) +
+    2;  // + build_info, watchers
 // process_cpu_seconds_total, process_{resident,virtual}_memory_bytes, process_{open,max}_fds,
 // process_start_time_seconds.
 inline constexpr size_t kProcessSeries = 6;
@@ -198,7 +199,7 @@ inline constexpr size_t kProcessSeries = 6;
 inline constexpr size_t kExposerSeries = 7;
 inline constexpr size_t kGlobalSeries = kRegistryGlobalSeries + kProcessSeries + kExposerSeries;
 static_assert(kSeriesPerEndpoint == 215, "update the series count in the header comment");
-static_assert(kGlobalSeries == 497, "update the series count in the header comment");
+static_assert(kGlobalSeries == 498, "update the series count in the header comment");
 
 // Every series a server with `endpoint_count` endpoints can expose on /metrics (MetricsServer).
 constexpr size_t WorstCaseSeries(size_t endpoint_count) {
@@ -329,6 +330,8 @@ class Metrics {
   prometheus::Gauge& StoreBytes() { return *store_bytes_; }
   prometheus::Gauge& StoreFreeBytes() { return *store_free_bytes_; }
   prometheus::Counter& StorePurged() { return *store_purged_; }
+  // rebound_watchers: WatchSync streams open now.
+  prometheus::Gauge& Watchers() { return *watchers_; }
 
   // grpc_server_*; `method_index` from GrpcMethodIndex, `code` a grpc::StatusCode value.
   GrpcMethodMetrics& GrpcServer(size_t method_index) { return grpc_[method_index]; }
@@ -363,6 +366,7 @@ class Metrics {
   prometheus::Gauge* store_bytes_ = nullptr;
   prometheus::Gauge* store_free_bytes_ = nullptr;
   prometheus::Counter* store_purged_ = nullptr;
+  prometheus::Gauge* watchers_ = nullptr;
 };
 
 }  // namespace rebound::metrics

@@ -171,6 +171,8 @@ TEST(Defaults, MinimalConfigGetsAllDefaults) {
   EXPECT_EQ(config.server.max_key_length, server.max_key_length);
   EXPECT_EQ(config.server.max_labels, server.max_labels);
   EXPECT_EQ(config.server.max_active_jobs, server.max_active_jobs);
+  EXPECT_EQ(config.server.max_watchers, 4096u);  // the documented defaults (README)
+  EXPECT_EQ(config.server.max_watchers_per_tenant, 1024u);
   EXPECT_EQ(config.server.shutdown_grace, server.shutdown_grace);
   const StoreConfig store;
   EXPECT_EQ(config.store.path, store.path);
@@ -235,6 +237,8 @@ server:
   max_key_length: 64
   max_labels: 2
   max_active_jobs: 1000
+  max_watchers: 20
+  max_watchers_per_tenant: 5
   shutdown_grace: 0s
 store: {path: /var/lib/rebound/jobs.db, synchronous: normal, max_batch: 16}
 idempotency: {retention: 48h, header: X-Request-Key}
@@ -264,6 +268,8 @@ endpoints:
   EXPECT_EQ(config.server.max_key_length, 64u);
   EXPECT_EQ(config.server.max_labels, 2u);
   EXPECT_EQ(config.server.max_active_jobs, 1000u);
+  EXPECT_EQ(config.server.max_watchers, 20u);
+  EXPECT_EQ(config.server.max_watchers_per_tenant, 5u);
   EXPECT_EQ(config.server.shutdown_grace, absl::ZeroDuration());
   EXPECT_EQ(config.store.path, "/var/lib/rebound/jobs.db");
   EXPECT_EQ(config.store.synchronous, "normal");

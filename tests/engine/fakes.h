@@ -60,7 +60,16 @@ class FakeStore final : public store::JobStore {
   absl::StatusOr<common::JobSpec> LoadSpec(common::JobId id) override {
     absl::MutexLock lock(&mu_);
     ++spec_loads_;
+    if (failing_loads_ > 0) {
+      --failing_loads_;
+      return absl::UnavailableError("database is locked");
+    }
     return jobs_.at(id).spec;
+  }
+  // The next `n` LoadSpec calls fail (UNAVAILABLE).
+  void FailNextLoads(int n) {
+    absl::MutexLock lock(&mu_);
+    failing_loads_ = n;
   }
   absl::StatusOr<store::ListPage> List(const std::string&, const store::ListFilter&, int,
                                        const std::string&) override {
@@ -171,6 +180,7 @@ class FakeStore final : public store::JobStore {
   int writes_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<common::JobId, absl::Time> purge_at_ ABSL_GUARDED_BY(mu_);  // of the last transition
   int spec_loads_ ABSL_GUARDED_BY(mu_) = 0;
+  int failing_loads_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 // Attempts stay open until the test completes them; Poll() delivers completions.
