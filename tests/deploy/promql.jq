@@ -58,7 +58,7 @@ def family: sub("_(bucket|sum|count)$"; "");
 def endpointless_families:
   ["rebound_jobs_rejected_total", "rebound_store_commit_duration_seconds",
    "rebound_store_batch_size", "rebound_grpc_server_requests_total",
-   "rebound_grpc_server_handling_seconds", "rebound_build_info"];
+   "rebound_grpc_server_handling_seconds", "rebound_build_info", "rebound_watchers"];
 
 def required_alerts:
   ["ReboundHighRetryRatio", "ReboundCircuitOpen", "ReboundDeadLettersGrowing",
