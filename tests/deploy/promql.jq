@@ -58,7 +58,8 @@ def family: sub("_(bucket|sum|count)$"; "");
 def endpointless_families:
   ["rebound_jobs_rejected_total", "rebound_store_commit_duration_seconds",
    "rebound_store_batch_size", "rebound_store_jobs", "rebound_store_bytes",
-   "rebound_store_free_bytes", "rebound_store_purged_total", "rebound_build_info"];
+   "rebound_store_free_bytes", "rebound_store_purged_total", "rebound_build_info",
+   "rebound_watchers"];
 
 def required_alerts:
   ["ReboundHighRetryRatio", "ReboundCircuitOpen", "ReboundDeadLettersGrowing",
