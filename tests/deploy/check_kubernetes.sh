@@ -138,7 +138,7 @@ check_policy() {
   local target found="" out
   for target in $(targets); do
     [[ $target == monitoring ]] && continue
-    render "$target" || return 1
+    render "$target" || { found+="$target does not render"$'\n'; continue; }
     out=$(k8sjq -r --argjson ns "$([[ $target == overlays/sqlite-in-namespace ]] && echo true || echo false)" \
       'include "k8s"; policy_problems, namespace_problems($ns)' "$scratch/${target//\//_}.json") || return 1
     [[ -n $out ]] && found+=$(sed "s|^|$target: |" <<<"$out")$'\n'
