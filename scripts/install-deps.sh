@@ -22,7 +22,7 @@ PACKAGES=(
   libabsl-dev prometheus-cpp-dev libcurl4-openssl-dev libssl-dev libsqlite3-dev sqlite3
   libyaml-cpp-dev nlohmann-json3-dev libre2-dev libcli11-dev libevent-dev
   libgtest-dev libgmock-dev libbenchmark-dev clang-format
-  prometheus jq yq curl
+  prometheus jq yq curl iproute2
 )
 # COMMAND:PACKAGE pairs: the package is needed only when the command is not on PATH.
 COMMANDS=(node:nodejs npm:npm kubectl:kubernetes-client)
