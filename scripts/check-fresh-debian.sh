@@ -17,13 +17,16 @@
 #    answered by reboundctl, /metrics on 127.0.0.1:9464), then stops it by its PID with SIGTERM
 #    and expects exit 0.
 # 5. `scripts/test.sh` exactly as written.
-# 6. Prints a summary (pass/fail per command, durations, the ctest summary line, node and
+# 6. The README's quick tour pasted into a shell in that clone: its build block, then its tour
+#    block (tests/readme/run_tour.sh --print), under `bash -e -o pipefail`; fixed ports 50051,
+#    9464 and 8080.
+# 7. Prints a summary (pass/fail per command, durations, the ctest summary line, node and
 #    kubectl versions in the root), unmounts everything (also on error or Ctrl-C) and removes
 #    the root unless --keep (the logs stay in DIR/rebound-fresh-*/log). Exits 0 only if both
-#    commands passed.
+#    commands and the tour passed.
 #
 # Needs root, mmdebstrap and git on this machine, the package registry, and the ports 50051 and
-# 9464 free (the root shares this machine's network). About 25 minutes on 2 busy cores: apt,
+# 9464 and 8080 free (the root shares this machine's network). About 25 minutes on 2 busy cores: apt,
 # a build without ccache and the whole test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,7 +48,7 @@ for tool in mmdebstrap git chroot mount; do
   command -v "$tool" >/dev/null || { echo "check-fresh-debian: '$tool' not found" >&2; exit 2; }
 done
 sha=$(git -C "$repo" rev-parse --verify "$rev^{commit}")
-for port in 50051 9464; do
+for port in 50051 9464 8080; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     echo "check-fresh-debian: 127.0.0.1:$port is in use; scripts/run.sh needs it" >&2
     exit 2
@@ -86,10 +89,19 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# In the root, as root, with a clean environment (no variable of this machine leaks in).
+# This machine's local CA certificates (/usr/local/share/ca-certificates: a TLS-inspecting
+# proxy's, say) are trusted in the root too: copied in before ca-certificates is installed, whose
+# update-ca-certificates adds them to /etc/ssl/certs/ca-certificates.crt, and Node.js (npm ci of
+# the deploy checks), which reads only its own list, is pointed at that bundle. Without local
+# certificates nothing is added: the root sees the network as a user's machine does.
+root_env=(HOME=/root LANG=C.UTF-8 TERM=dumb PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin)
+local_cas=(/usr/local/share/ca-certificates/*.crt)
+[[ -e ${local_cas[0]} ]] || local_cas=()
+[[ ${#local_cas[@]} -eq 0 ]] || root_env+=(NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt)
+
+# In the root, as root, with a clean environment (no other variable of this machine leaks in).
 in_root() {
-  chroot "$root" /usr/bin/env -i HOME=/root LANG=C.UTF-8 TERM=dumb \
-    PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin /bin/bash -c "$1"
+  chroot "$root" /usr/bin/env -i "${root_env[@]}" /bin/bash -c "$1"
 }
 
 # ---- 1. the root ----
@@ -131,6 +143,11 @@ for tool in git sudo curl gcc node kubectl; do
 done
 
 # ---- 3. git, clone ----
+if [[ ${#local_cas[@]} -gt 0 ]]; then
+  mkdir -p "$root/usr/local/share/ca-certificates"
+  cp "${local_cas[@]}" "$root/usr/local/share/ca-certificates/"
+  say "trusting this machine's local CA certificates in the root: ${local_cas[*]##*/}"
+fi
 git clone -q --bare --no-local "$repo" "$root/srv/rebound.git"
 git -C "$root/srv/rebound.git" update-ref refs/heads/check-fresh-debian "$sha"
 if ! in_root "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq git ca-certificates \
@@ -145,8 +162,7 @@ say "cloned $(git -C "$repo" log -1 --format='%h %s' "$sha")"
 t0=$(date +%s)
 run_result=FAIL run_note=""
 # chroot, env and bash exec into run.sh, which execs rebound-server: $! is the server's PID.
-chroot "$root" /usr/bin/env -i HOME=/root LANG=C.UTF-8 TERM=dumb \
-  PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+chroot "$root" /usr/bin/env -i "${root_env[@]}" \
   /bin/bash -c 'cd /root/rebound && exec scripts/run.sh' >"$log/run.log" 2>&1 &
 server_pid=$!
 say "scripts/run.sh started (PID $server_pid); waiting for it to install, build and serve"
@@ -193,16 +209,30 @@ t_test=$(elapsed "$t0")
 ctest_line=$(grep -E '^[0-9]+% tests passed' "$log/test.log" | tail -n 1 || true)
 ctest_time=$(grep -E '^Total Test time' "$log/test.log" | tail -n 1 || true)
 
-# ---- 6. summary ----
+# ---- 6. the quick tour, pasted ----
+t0=$(date +%s)
+tour_result=FAIL
+build_block=$(awk '/^## A quick tour/ { armed = 1 } armed && /^```sh$/ { inblock = 1; next }
+                   inblock && /^```$/ { exit } inblock { print }' "$root/root/rebound/README.md")
+tour_block=$(bash "$root/root/rebound/tests/readme/run_tour.sh" --root "$root/root/rebound" --print)
+printf '%s\n%s\n' "$build_block" "$tour_block" >"$root/root/tour.sh"
+if in_root 'cd /root/rebound && bash -e -o pipefail -x /root/tour.sh' >"$log/tour.log" 2>&1; then
+  tour_result=PASS
+fi
+t_tour=$(elapsed "$t0")
+
+# ---- 7. summary ----
 versions=$(in_root 'echo "node $(node --version), npm $(npm --version), $(kubectl version --client --short 2>/dev/null || kubectl version --client | head -n 1)"' 2>&1 || true)
 echo
 say "root: mmdebstrap --variant=apt bookworm in $t_root; revision $(git -C "$repo" rev-parse --short "$sha")"
 say "root tools after install-deps: $versions; $prom"
 say "scripts/run.sh   $run_result in $t_run: $run_note"
 say "scripts/test.sh  $test_result in $t_test: ${ctest_line:-no ctest summary line} (${ctest_time:-})"
+say "README tour      $tour_result in $t_tour ($(grep -c '^+ [^+]' "$log/tour.log") commands traced; log $log/tour.log)"
 if [[ $test_result != PASS ]]; then
   grep -E '^\s+[0-9]+ - .*\((Failed|Timeout|Not Run|Skipped)|\*\*\*(Failed|Timeout)|Not Run' "$log/test.log" | tail -n 30 || true
   tail -n 30 "$log/test.log"
 fi
 [[ $run_result != PASS ]] && tail -n 30 "$log/run.log"
-[[ $run_result == PASS && $test_result == PASS ]]
+[[ $tour_result != PASS ]] && tail -n 30 "$log/tour.log"
+[[ $run_result == PASS && $test_result == PASS && $tour_result == PASS ]]
