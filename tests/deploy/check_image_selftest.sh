@@ -52,20 +52,20 @@ expect_failure() {
 
 # The unbroken copy passes (or the cases below prove nothing).
 copy_tree "$work/baseline"
-if output=$("${docker_check[@]}" --root "$work/baseline" all 2>&1); then
-  echo "ok: baseline docker checks"
-  passed=$((passed + 1))
-else
-  fail "baseline: the unmodified copy fails check_docker.sh:"
-  sed 's/^/    /' <<<"$output" >&2
-fi
-if output=$("${k8s_check[@]}" --root "$work/baseline" all 2>&1); then
-  echo "ok: baseline kubernetes checks"
-  passed=$((passed + 1))
-else
-  fail "baseline: the unmodified copy fails check_kubernetes.sh:"
-  sed 's/^/    /' <<<"$output" >&2
-fi
+# baseline_passes WHAT CMD_ARRAY: every check of CMD passes on the unmodified copy.
+baseline_passes() {
+  local -n baseline_cmd=$2
+  local output
+  if output=$("${baseline_cmd[@]}" --root "$work/baseline" all 2>&1); then
+    echo "ok: baseline $1 checks"
+    passed=$((passed + 1))
+  else
+    fail "baseline: the unmodified copy fails the $1 checks:"
+    sed 's/^/    /' <<<"$output" >&2
+  fi
+}
+baseline_passes docker docker_check
+baseline_passes kubernetes k8s_check
 
 # ---- Dockerfile ----
 expect_failure docker-syntax docker lint "dockerfile-utils" sed_in Dockerfile 's/^WORKDIR \/src$/WORKDIRR \/src/'
