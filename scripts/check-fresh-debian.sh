@@ -26,7 +26,7 @@
 #    commands and the tour passed.
 #
 # Needs root, mmdebstrap and git on this machine, the package registry, and the ports 50051 and
-# 9464 and 8080 free (the root shares this machine's network). About 25 minutes on 2 busy cores: apt,
+# 9464 and 8080 free (the root shares this machine's network). 32 minutes measured on 2 busy cores: apt,
 # a build without ccache and the whole test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
