@@ -3,6 +3,11 @@
 #   docker build -t rebound:0.1.0 --build-arg REVISION="$(git rev-parse --short HEAD)" .
 #   docker run --rm -p 50051:50051 -p 9464:9464 -v rebound-data:/var/lib/rebound rebound:0.1.0
 #
+# REVISION reaches `rebound-server --version`, `reboundctl --version`, the rebound_build_info
+# metric and the image label. A bind mount instead of the named volume must be writable by uid
+# 10001 (`chown 10001:10001 DIR`, or run with `--user "$(id -u):$(id -g)"`): docs/operations.md.
+# tests/deploy/check_image_run.sh builds this image and runs it for real.
+#
 # Build stage: Debian 12 with the -dev packages of scripts/install-deps.sh (the same list CI
 # uses), then a Release build of the two binaries only. Runtime stage: debian:bookworm-slim with
 # only the shared libraries the binaries load. tests/deploy/check_docker.sh (ctest -L deploy)
@@ -16,8 +21,10 @@ COPY scripts/install-deps.sh scripts/install-deps.sh
 RUN scripts/install-deps.sh \
  && rm -rf /var/lib/apt/lists/*
 COPY . .
+# .git is not in the context: the revision comes from the build argument (empty: "unknown").
+ARG REVISION=
 RUN cmake -S . -B /build -G Ninja -DCMAKE_BUILD_TYPE=Release \
-      -DREBOUND_BUILD_TESTS=OFF -DREBOUND_BUILD_BENCH=OFF \
+      -DREBOUND_BUILD_TESTS=OFF -DREBOUND_BUILD_BENCH=OFF -DREBOUND_REVISION="${REVISION}" \
  && cmake --build /build --target rebound-server reboundctl \
  && strip /build/server/rebound-server /build/client/reboundctl
 # The default configuration: the sample config/rebound.yaml, listening on every interface and
@@ -92,8 +99,12 @@ VOLUME ["/var/lib/rebound"]
 # 50051: gRPC API and grpc.health.v1; 9464: Prometheus /metrics.
 EXPOSE 50051 9464
 USER 10001:10001
+# Health: grpc.health.v1 on the gRPC port, SERVING once recovery is done (Kubernetes probes it
+# natively). For Docker, `reboundctl health` asks it: exit 0 only when SERVING. It reaches the
+# default config's gRPC port; a config that moves server.grpc_listen needs another HEALTHCHECK.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
+  CMD ["/usr/local/bin/reboundctl", "--target", "127.0.0.1:50051", "--timeout", "3s", "health"]
 # Exec form: rebound-server is PID 1 and receives SIGTERM itself (it drains for
-# server.shutdown_grace, then exits 0). Health: grpc.health.v1 on the gRPC port (Kubernetes
-# probes it natively; the image carries no probe tool).
+# server.shutdown_grace, then exits 0).
 ENTRYPOINT ["/usr/local/bin/rebound-server"]
 CMD ["--config", "/etc/rebound/rebound.yaml"]

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Rebound benchmark scenarios (docs/benchmarks.md).
 #
-#   bench/run.sh healthy|flaky|waiting|timer|all
+#   bench/run.sh healthy|flaky|waiting|timer|retention|all
 #
 # Each scenario starts its own fake-lms and rebound-server (Release binaries from build-bench)
 # in a temporary directory with bench/configs/bench.yaml (SQLite synchronous=full), runs the
@@ -19,6 +19,10 @@
 #   CEILING_REQUESTS     curl-ceiling requests        (default 100000)
 #   CONCURRENCY          transfers in flight for the ceiling = the endpoints' max_in_flight (256)
 #   BATCH, BATCHES_IN_FLIGHT  loadgen's SubmitSyncBatch size and batches in flight (500, 4)
+#   RETENTION_JOBS       ended jobs written in bulk for the retention scenario (default 10000000)
+#   RETENTION_SUBMITS    healthy jobs run on the empty and the full store (default 20000)
+#   RETENTION_DB         an existing filled database to use (and extend) instead of writing one
+#   QUICK_CHECK          store.quick_check of every scenario's server (default true)
 #   SKIP_CEILING=1       do not run the ceiling
 #   KEEP_WORK=1          keep the temporary directory (logs, database)
 #   RESULTS_FILE         also append the results tables to this file
@@ -30,6 +34,7 @@ SERVER_BIN=$BUILD_DIR/server/rebound-server
 LMS_BIN=$BUILD_DIR/tools/fake-lms/fake-lms
 LOADGEN_BIN=$BUILD_DIR/bench/rebound-loadgen
 CEILING_BIN=$BUILD_DIR/bench/curl-ceiling
+FILL_BIN=$BUILD_DIR/bench/rebound-store-fill
 CONFIG_TEMPLATE=$ROOT/bench/configs/bench.yaml
 
 HEALTHY_JOBS=${HEALTHY_JOBS:-20000}
@@ -39,6 +44,10 @@ TIMER_HEALTHY_JOBS=${TIMER_HEALTHY_JOBS:-20000}
 TIMER_JOBS=${TIMER_JOBS:-3000}
 TIMER_RATE=${TIMER_RATE:-500}
 CEILING_REQUESTS=${CEILING_REQUESTS:-100000}
+RETENTION_JOBS=${RETENTION_JOBS:-10000000}
+RETENTION_SUBMITS=${RETENTION_SUBMITS:-20000}
+RETENTION_DB=${RETENTION_DB:-}
+QUICK_CHECK=${QUICK_CHECK:-true}
 CONCURRENCY=${CONCURRENCY:-256}
 BATCH=${BATCH:-500}
 BATCHES_IN_FLIGHT=${BATCHES_IN_FLIGHT:-4}
@@ -51,16 +60,16 @@ STOP_WAIT_S=120
 CLK_TCK=$(getconf CLK_TCK)
 
 usage() {
-  echo "usage: $0 healthy|flaky|waiting|timer|all" >&2
+  echo "usage: $0 healthy|flaky|waiting|timer|retention|all" >&2
   exit 2
 }
 [[ $# -eq 1 ]] || usage
-case $1 in healthy | flaky | waiting | timer | all) ;; *) usage ;; esac
-for bin in "$SERVER_BIN" "$LMS_BIN" "$LOADGEN_BIN" "$CEILING_BIN"; do
+case $1 in healthy | flaky | waiting | timer | retention | all) ;; *) usage ;; esac
+for bin in "$SERVER_BIN" "$LMS_BIN" "$LOADGEN_BIN" "$CEILING_BIN" "$FILL_BIN"; do
   if [[ ! -x $bin ]]; then
     echo "missing $bin; build it first:" >&2
     echo "  cmake -S $ROOT -B $BUILD_DIR -G Ninja -DCMAKE_BUILD_TYPE=Release -DREBOUND_BUILD_TESTS=OFF" >&2
-    echo "  cmake --build $BUILD_DIR --target rebound-server fake-lms rebound-loadgen curl-ceiling" >&2
+    echo "  cmake --build $BUILD_DIR --target rebound-server fake-lms rebound-loadgen curl-ceiling rebound-store-fill" >&2
     exit 2
   fi
 done
@@ -153,8 +162,9 @@ start_lms() {
 # Writes the scenario's config (fake-lms port, database in the scenario's directory).
 write_config() {
   local dir=$1
-  sed -e "s|@LMS_PORT@|$LMS_PORT|g" -e "s|@DB_PATH@|$dir/rebound.db|g" "$CONFIG_TEMPLATE" \
-    >"$dir/rebound.yaml"
+  local db=${2:-$dir/rebound.db} quick_check=${3:-$QUICK_CHECK}
+  sed -e "s|@LMS_PORT@|$LMS_PORT|g" -e "s|@DB_PATH@|$db|g" -e "s|@QUICK_CHECK@|$quick_check|g" \
+    "$CONFIG_TEMPLATE" >"$dir/rebound.yaml"
 }
 
 # Starts the server; sets SERVER_PID, TARGET and STARTUP_MS (exec to port file).
@@ -431,6 +441,73 @@ scenario_timer() {
 | timer stream verify (every job SUCCEEDED, 2 attempts, 1 effect) | $(json_field "$timer_out" ok) | true |
 EOF
   [[ $rc == 0 ]] || FAILED=1
+}
+
+# The healthy load on the scenario's running server: sets RET_SUBMIT, RET_COMPLETE, RET_ACK99.
+retention_load() {
+  local tag=$1 out rc=0
+  out=$(timeout 1800 "$LOADGEN_BIN" --target "$TARGET" --jobs "$RETENTION_SUBMITS" --batch "$BATCH" \
+    --concurrency "$BATCHES_IN_FLIGHT" --endpoint lms --mix healthy --key-prefix "retention-$tag-$(now_ns)-" \
+    --lms "$LMS_URL") || rc=$?
+  require_server_alive
+  echo "loadgen $tag: $out" >&2
+  [[ $rc == 0 ]] || { echo "run.sh: retention: loadgen exited $rc" >&2; FAILED=1; }
+  RET_SUBMIT=$(json_field "$out" submit_rate)
+  RET_COMPLETE=$(json_field "$out" completion_rate)
+  RET_ACK99=$(json_field "$out" ack_ms_p99)
+}
+
+# An empty store against RETENTION_JOBS ended jobs: start-up, submit and completion rates.
+scenario_retention() {
+  local empty_dir=$WORK/retention-empty full_dir=$WORK/retention-full db fill_out
+  local e_start e_submit e_complete e_ack f_start f_start_qc f_submit f_complete f_ack db_mib
+  SCENARIO_DIR=$empty_dir
+  mkdir -p "$empty_dir" "$full_dir"
+  start_lms "$empty_dir"
+  run_ceiling "$empty_dir"
+  write_config "$empty_dir" "$empty_dir/rebound.db" false
+  start_server "$empty_dir" 1
+  stop_server
+  start_server "$empty_dir" 2
+  e_start=$STARTUP_MS
+  log "retention: empty store, start-up ${e_start} ms; $RETENTION_SUBMITS healthy jobs"
+  retention_load empty
+  e_submit=$RET_SUBMIT e_complete=$RET_COMPLETE e_ack=$RET_ACK99
+  stop_server
+
+  SCENARIO_DIR=$full_dir
+  db=${RETENTION_DB:-$full_dir/rebound.db}
+  if [[ -z $RETENTION_DB ]]; then
+    log "retention: writing $RETENTION_JOBS ended jobs in bulk (bench fixture, straight SQLite)"
+    fill_out=$(timeout 3600 "$FILL_BIN" fill --db "$db" --jobs "$RETENTION_JOBS" 2>/dev/null)
+    echo "fill: $fill_out" >&2
+    sync "$db"  # the fixture was written without fsync: its writeback is not the server's cost
+  fi
+  db_mib=$(du -sm "$db" | awk '{ print $1 }')
+  write_config "$full_dir" "$db" false
+  start_server "$full_dir" 1
+  f_start=$STARTUP_MS
+  log "retention: $db_mib MiB store, start-up ${f_start} ms; $RETENTION_SUBMITS healthy jobs"
+  retention_load full
+  f_submit=$RET_SUBMIT f_complete=$RET_COMPLETE f_ack=$RET_ACK99
+  stop_server
+  write_config "$full_dir" "$db" true
+  start_server "$full_dir" 2
+  f_start_qc=$STARTUP_MS
+  stop_server
+  stop_pid "$LMS_PID"
+  LMS_PID=
+
+  emit <<EOF
+### retention: an empty store against one holding $RETENTION_JOBS ended jobs ($db_mib MiB)
+
+| figure | empty store | full store | full / empty | target |
+| --- | --- | --- | --- | --- |
+| durable submit rate | $(calc "%.0f" "$e_submit") jobs/s (ack p99 $(calc "%.1f" "$e_ack") ms) | $(calc "%.0f" "$f_submit") jobs/s (ack p99 $(calc "%.1f" "$f_ack") ms) | $(calc "%.3f" "$f_submit / $e_submit") | >= 0.9: $(met "$f_submit >= 0.9 * $e_submit") |
+| end-to-end completion rate | $(calc "%.0f" "$e_complete") jobs/s | $(calc "%.0f" "$f_complete") jobs/s | $(calc "%.3f" "$f_complete / $e_complete") | >= 0.9: $(met "$f_complete >= 0.9 * $e_complete") |
+| start-up recovery, quick_check off (exec to port file) | ${e_start} ms | ${f_start} ms | | within 10% or 100 ms: $(met "$f_start <= 1.1 * $e_start || $f_start <= $e_start + 100") |
+| start-up with store.quick_check (the default) | | ${f_start_qc} ms | | |
+EOF
 }
 
 # ---------------------------------------------------------------------------------------------

@@ -41,7 +41,8 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const ClientOptions& opt
 Client::Client(ClientOptions options, std::shared_ptr<grpc::Channel> channel)
     : options_(std::move(options)),
       channel_(std::move(channel)),
-      stub_(v1::Rebound::NewStub(channel_)) {}
+      stub_(v1::Rebound::NewStub(channel_)),
+      health_stub_(grpc::health::v1::Health::NewStub(channel_)) {}
 
 void Client::PrepareContext(grpc::ClientContext& context, absl::Duration timeout) const {
   if (timeout != absl::InfiniteDuration()) {
@@ -175,6 +176,18 @@ absl::StatusOr<v1::SyncJob> Client::Replay(absl::string_view job_id) const {
   absl::Status status = FromGrpcStatus(stub_->ReplaySync(&context, rpc_request, &job));
   if (!status.ok()) return status;
   return job;
+}
+
+absl::StatusOr<grpc::health::v1::HealthCheckResponse::ServingStatus> Client::CheckHealth(
+    absl::string_view service) const {
+  grpc::ClientContext context;
+  PrepareContext(context, options_.call_timeout);
+  grpc::health::v1::HealthCheckRequest request;
+  request.set_service(std::string(service));
+  grpc::health::v1::HealthCheckResponse response;
+  absl::Status status = FromGrpcStatus(health_stub_->Check(&context, request, &response));
+  if (!status.ok()) return status;
+  return response.status();
 }
 
 }  // namespace rebound::client

@@ -1,8 +1,9 @@
 // Client: the C++ client library of the Rebound API (proto/rebound/v1/rebound.proto).
 //
-// One `Client` owns one gRPC channel and one stub. It is thread-safe: every method is const,
-// may be called from any number of threads at once, and keeps no per-call state in the object
-// (gRPC channels and stubs are thread-safe). Share one Client per process and target.
+// One `Client` owns one gRPC channel and its stubs (the API's and grpc.health.v1's). It is
+// thread-safe: every method is const, may be called from any number of threads at once, and keeps
+// no per-call state in the object (gRPC channels and stubs are thread-safe). Share one Client per
+// process and target.
 //
 // Every method returns absl::Status / absl::StatusOr. A gRPC status is converted to an
 // absl::Status in one place (FromGrpcStatus) with its code and message preserved, so callers
@@ -26,6 +27,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "rebound/v1/rebound.grpc.pb.h"
 
 namespace rebound::client {
@@ -88,6 +90,12 @@ class Client {
   absl::StatusOr<v1::SyncJob> Cancel(absl::string_view job_id) const;
   // Re-queues a FAILED or EXHAUSTED job; FAILED_PRECONDITION otherwise.
   absl::StatusOr<v1::SyncJob> Replay(absl::string_view job_id) const;
+  // grpc.health.v1.Health/Check of `service` ("" asks about the server as a whole; the Rebound
+  // server also answers "rebound.v1.Rebound"). The serving status as the server reports it;
+  // NOT_FOUND for a service name the server does not know, UNAVAILABLE when it cannot be
+  // reached.
+  absl::StatusOr<grpc::health::v1::HealthCheckResponse::ServingStatus> CheckHealth(
+      absl::string_view service) const;
 
   const ClientOptions& options() const { return options_; }
 
@@ -100,6 +108,7 @@ class Client {
   const ClientOptions options_;
   const std::shared_ptr<grpc::Channel> channel_;
   const std::unique_ptr<v1::Rebound::Stub> stub_;
+  const std::unique_ptr<grpc::health::v1::Health::Stub> health_stub_;
 };
 
 }  // namespace rebound::client

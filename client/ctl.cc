@@ -27,6 +27,7 @@
 #include "client/jsonl.h"
 #include "client/table.h"
 #include "client/time_util.h"
+#include "rebound/build_info.h"
 
 namespace rebound::client {
 
@@ -115,7 +116,7 @@ std::string StatusText(const absl::Status& status) {
 
 // Prints the error of a call and returns its exit code.
 int Fail(const Context& ctx, const absl::Status& status) {
-  ctx.err << "reboundctl: " << ctx.command << ": " << StatusText(status) << "\n";
+  ctx.err << "reboundctl: " << ctx.command << ": " << ForTerminal(StatusText(status)) << "\n";
   return ExitCodeForStatus(status);
 }
 
@@ -263,8 +264,8 @@ int SubmitOne(const Context& ctx, const SubmitFlags& flags) {
   if (ctx.globals.json) {
     ctx.out << ToJson(*response) << "\n";
   } else {
-    ctx.out << (response->deduplicated() ? "deduplicated " : "submitted ") << response->job_id()
-            << " " << StateName(response->state()) << "\n";
+    ctx.out << (response->deduplicated() ? "deduplicated " : "submitted ")
+            << ForTerminal(response->job_id()) << " " << StateName(response->state()) << "\n";
   }
   if (!flags.wait) return kExitOk;
   ctx.out.flush();
@@ -275,7 +276,7 @@ int SubmitOne(const Context& ctx, const SubmitFlags& flags) {
     // The job exists and runs on; only our wait ended.
     return job.status().code() == absl::StatusCode::kDeadlineExceeded ? kExitFailed : code;
   }
-  ctx.out << (ctx.globals.json ? ToJson(*job) : FinalLine(*job)) << "\n";
+  ctx.out << (ctx.globals.json ? ToJson(*job) : ForTerminal(FinalLine(*job))) << "\n";
   return job->state() == v1::SUCCEEDED ? kExitOk : kExitFailed;
 }
 
@@ -379,7 +380,7 @@ int SubmitFile(const Context& ctx, const SubmitFlags& flags) {
     for (const ItemOutcome& outcome : outcomes) {
       if (outcome.code == absl::StatusCode::kOk) continue;
       ctx.out << flags.file << ":" << outcome.line << ": " << CodeName(outcome.code) << ": "
-              << outcome.message << "\n";
+              << ForTerminal(outcome.message) << "\n";
     }
   }
   if (!batch_status.ok()) {
@@ -464,7 +465,7 @@ int WatchJob(const Context& ctx, const WatchFlags& flags) {
       flags.id,
       [&ctx, &last](const v1::SyncEvent& event) {
         last = event.state();
-        ctx.out << (ctx.globals.json ? ToJson(event) : EventLine(event)) << std::endl;
+        ctx.out << (ctx.globals.json ? ToJson(event) : ForTerminal(EventLine(event))) << std::endl;
         return !IsTerminal(last);
       },
       timeout);
@@ -531,7 +532,8 @@ int ListJobs(const Context& ctx, const ListFlags& flags) {
   }
   if (!ctx.globals.json) table.Print(ctx.out);
   if (!next_page_token.empty()) {
-    ctx.err << "more jobs: run again with --all, or with --page-token " << next_page_token << "\n";
+    ctx.err << "more jobs: run again with --all, or with --page-token "
+            << ForTerminal(next_page_token) << "\n";
   }
   return kExitOk;
 }
@@ -542,10 +544,41 @@ int CancelOrReplay(const Context& ctx, const std::string& id, bool cancel) {
   if (ctx.globals.json) {
     ctx.out << ToJson(*job) << "\n";
   } else {
-    ctx.out << (cancel ? "cancelled " : "replayed ") << job->job_id() << " "
+    ctx.out << (cancel ? "cancelled " : "replayed ") << ForTerminal(job->job_id()) << " "
             << StateName(job->state()) << "\n";
   }
   return kExitOk;
+}
+
+// grpc.health.v1 Check: exit 0 only when SERVING, so it can serve as a container HEALTHCHECK or a
+// probe's exec command.
+int CheckHealth(const Context& ctx, const std::string& service) {
+  using ::grpc::health::v1::HealthCheckResponse;
+  const std::string who =
+      service.empty() ? ctx.globals.target : absl::StrCat(ctx.globals.target, " ", service);
+  absl::StatusOr<HealthCheckResponse::ServingStatus> status = ctx.client->CheckHealth(service);
+  if (!status.ok()) {
+    if (status.status().code() == absl::StatusCode::kNotFound) {
+      return Fail(ctx,
+                  absl::NotFoundError(absl::StrCat(
+                      "the server at ", ctx.globals.target, " has no service '", service,
+                      "' (ask for the whole server with no --service, or rebound.v1.Rebound)")));
+    }
+    return Fail(ctx, status.status());
+  }
+  const std::string& name = HealthCheckResponse::ServingStatus_Name(*status);
+  if (ctx.globals.json) {
+    ctx.out << nlohmann::json{{"target", ctx.globals.target},
+                              {"service", service},
+                              {"status", name}}
+                   .dump()
+            << "\n";
+  } else {
+    ctx.out << who << " " << name << "\n";
+  }
+  if (*status == HealthCheckResponse::SERVING) return kExitOk;
+  ctx.err << "reboundctl: health: " << who << " is " << name << ", not SERVING\n";
+  return kExitFailed;
 }
 
 }  // namespace
@@ -553,10 +586,12 @@ int CancelOrReplay(const Context& ctx, const std::string& id, bool cancel) {
 int RunReboundctl(int argc, const char* const* argv, std::ostream& out, std::ostream& err) {
   CLI::App app{
       "Submit, inspect and manage Rebound sync jobs.\n"
-      "Exit codes: 0 ok, 1 the job (or wait) did not succeed, 2 usage error, "
+      "Exit codes: 0 ok, 1 the job (or wait, or health) did not succeed, 2 usage error, "
       "3 the server answered with an error, 4 the server could not be reached.",
       "reboundctl"};
   app.require_subcommand(1);
+  app.set_version_flag("--version", absl::StrCat("reboundctl ", build_info::kVersion, " (revision ",
+                                                 build_info::kRevision, ")"));
   app.fallthrough();  // global flags may follow the subcommand
   app.failure_message([](const CLI::App*, const CLI::Error& e) {
     return absl::StrCat("reboundctl: ", e.what(), "\nRun with --help for more information.\n");
@@ -647,6 +682,13 @@ int RunReboundctl(int argc, const char* const* argv, std::ostream& out, std::ost
       app.add_subcommand("replay", "put a FAILED or EXHAUSTED job back in the queue");
   replay->add_option("id", job_id, "job id")->required();
 
+  std::string health_service;
+  CLI::App* health = app.add_subcommand(
+      "health", "grpc.health.v1 Check of the server; exit 0 only if SERVING (1 if not)");
+  health->add_option("--service", health_service,
+                     "service name to ask about (default: the server as a whole; the server "
+                     "also answers rebound.v1.Rebound)");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -684,6 +726,7 @@ int RunReboundctl(int argc, const char* const* argv, std::ostream& out, std::ost
   if (command == list) return ListJobs(ctx, list_flags);
   if (command == cancel) return CancelOrReplay(ctx, job_id, /*cancel=*/true);
   if (command == replay) return CancelOrReplay(ctx, job_id, /*cancel=*/false);
+  if (command == health) return CheckHealth(ctx, health_service);
   // require_subcommand(1) leaves no other case.
   return Usage(ctx, "unknown command");
 }

@@ -2,13 +2,13 @@
 // the wiring of std::cout/std::cerr.
 //
 // Exit codes (stable; scripts rely on them):
-//   0  ok
-//   1  the operation ran but did not succeed: the job did not end SUCCEEDED, or a wait/watch
-//      timed out before the job was terminal
+//   0  ok (`health`: the server answered SERVING)
+//   1  the operation ran but did not succeed: the job did not end SUCCEEDED, a wait/watch
+//      timed out before the job was terminal, or `health` answered other than SERVING
 //   2  usage error: bad flags, bad durations/times, an unreadable or malformed --file (nothing
 //      is sent then)
-//   3  the server answered with an error (INVALID_ARGUMENT, NOT_FOUND, ...), or rejected
-//      items of a --file submission
+//   3  the server answered with an error (INVALID_ARGUMENT, NOT_FOUND, ...; `health
+//      --service` of a name the server does not know), or rejected items of a --file submission
 //   4  no answer: UNAVAILABLE (cannot connect) or DEADLINE_EXCEEDED of a call (--timeout)
 #ifndef REBOUND_CLIENT_CTL_H_
 #define REBOUND_CLIENT_CTL_H_

@@ -10,6 +10,7 @@
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
+#include "rebound/build_info.h"
 #include "server/app/app.h"
 #include "server/common/clock.h"
 #include "server/config/config.h"
@@ -52,6 +53,10 @@ void PrintEngineStats(const rebound::engine::EngineStats& stats) {
       {"failed", stats.failed},
       {"exhausted", stats.exhausted},
       {"cancelled", stats.cancelled},
+      // FAILED at start-up: their endpoint was removed from the config (docs/operations.md).
+      {"failed_endpoint_not_configured", stats.unroutable},
+      // Requests read back from the store at dispatch (beyond the in-memory byte budget).
+      {"spec_loads", stats.spec_loads},
       {"active_jobs", stats.active_jobs},
       // Due time -> attempt begun (RUNNING decided): the loop's timer accuracy.
       {"timer_lateness_us", Percentiles(stats.timer_lateness_us)},
@@ -62,13 +67,6 @@ void PrintEngineStats(const rebound::engine::EngineStats& stats) {
 }
 
 }  // namespace
-
-#ifndef REBOUND_VERSION
-#define REBOUND_VERSION "dev"
-#endif
-#ifndef REBOUND_REVISION
-#define REBOUND_REVISION "unknown"
-#endif
 
 int main(int argc, char** argv) {
   CLI::App cli{"rebound-server: durable retries of LMS sync calls"};
@@ -87,7 +85,8 @@ int main(int argc, char** argv) {
   CLI11_PARSE(cli, argc, argv);
 
   if (version) {
-    std::printf("rebound-server %s (revision %s)\n", REBOUND_VERSION, REBOUND_REVISION);
+    std::printf("rebound-server %s (revision %s)\n", rebound::build_info::kVersion,
+                rebound::build_info::kRevision);
     return 0;
   }
   if (!check_path.empty()) {
@@ -131,9 +130,10 @@ int main(int argc, char** argv) {
   rebound::log::EventLog& log = (*app)->log();
   log.Message(
       rebound::log::Level::kInfo, "server_started",
-      absl::StrCat("rebound-server ", REBOUND_VERSION, " serving gRPC on ",
-                   config->server.grpc_listen, " (port ", (*app)->grpc_port(),
-                   "), metrics on port ", (*app)->metrics_port(), ", store ", config->store.path));
+      absl::StrCat("rebound-server ", rebound::build_info::kVersion, " (revision ",
+                   rebound::build_info::kRevision, ") serving gRPC on ", config->server.grpc_listen,
+                   " (port ", (*app)->grpc_port(), "), metrics on port ", (*app)->metrics_port(),
+                   ", store ", config->store.path));
   WritePortFile(metrics_port_file, (*app)->metrics_port());
   WritePortFile(port_file, (*app)->grpc_port());  // last: its presence means "all serving"
 

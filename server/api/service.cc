@@ -1,10 +1,12 @@
 #include "server/api/service.h"
 
 #include <deque>
+#include <optional>
 #include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/functional/any_invocable.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -54,8 +56,10 @@ v1::SyncEvent ToProto(const engine::JobEvent& e) {
 
 absl::StatusOr<common::JobId> JobIdOf(const std::string& text) {
   if (text.empty()) return absl::InvalidArgumentError("job_id: is required");
-  auto id = common::ParseJobId(text);
-  if (!id) return absl::InvalidArgumentError(absl::StrCat("job_id: '", text, "' is not a job id"));
+  auto id = text.size() <= kMaxJobIdBytes ? common::ParseJobId(text) : std::nullopt;
+  if (!id) {
+    return absl::InvalidArgumentError(absl::StrCat("job_id: '", Echo(text), "' is not a job id"));
+  }
   return *id;
 }
 
@@ -90,6 +94,8 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::SyncEvent> {
 
   WatchReactor() : sink_(std::make_shared<Sink>(this)) {}
   std::shared_ptr<Sink> sink() { return sink_; }
+  // Runs once gRPC is done with the stream (finished, cancelled or the client gone).
+  void SetOnDone(absl::AnyInvocable<void() &&> on_done) { on_done_ = std::move(on_done); }
 
   void Enqueue(v1::SyncEvent event) {
     absl::MutexLock lock(&mu_);
@@ -126,6 +132,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::SyncEvent> {
   }
   void OnDone() override {
     sink_->Detach();
+    if (on_done_) std::move(on_done_)();
     delete this;
   }
 
@@ -143,6 +150,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::SyncEvent> {
   }
 
   std::shared_ptr<Sink> sink_;
+  absl::AnyInvocable<void() &&> on_done_;
   absl::Mutex mu_;
   std::deque<v1::SyncEvent> queue_ ABSL_GUARDED_BY(mu_);
   v1::SyncEvent current_ ABSL_GUARDED_BY(mu_);
@@ -424,8 +432,47 @@ grpc::ServerWriteReactor<v1::SyncEvent>* ReboundService::WatchSync(
     reactor->End(job_ref.status());
     return reactor;
   }
-  engine_.Watch(job_ref->first, job_ref->second, reactor->sink());
+  const auto& [tenant, id] = *job_ref;
+  if (absl::Status s = AcquireWatcher(tenant); !s.ok()) {
+    reactor->End(std::move(s));
+    return reactor;
+  }
+  // The engine lets go of the sink as soon as the stream is done, not at the job's next event.
+  reactor->SetOnDone([this, tenant = tenant, id = id, sink = reactor->sink()]() mutable {
+    ReleaseWatcher(tenant);
+    engine_.Unwatch(id, std::move(sink));
+  });
+  engine_.Watch(tenant, id, reactor->sink());
   return reactor;
+}
+
+absl::Status ReboundService::AcquireWatcher(const std::string& tenant) {
+  const config::ServerConfig& limits = Config()->server;
+  absl::MutexLock lock(&watch_mu_);
+  if (watchers_ >= static_cast<int64_t>(limits.max_watchers)) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("too many WatchSync streams open on this server (server.max_watchers = ",
+                     limits.max_watchers, "); close one, or poll GetSync"));
+  }
+  int64_t& mine = watchers_by_tenant_[tenant];
+  if (mine >= static_cast<int64_t>(limits.max_watchers_per_tenant)) {
+    if (mine == 0) watchers_by_tenant_.erase(tenant);
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "too many WatchSync streams open for this tenant (server.max_watchers_per_tenant = ",
+        limits.max_watchers_per_tenant, "); close one, or poll GetSync"));
+  }
+  ++mine;
+  ++watchers_;
+  if (metrics_ != nullptr) metrics_->Watchers().Set(static_cast<double>(watchers_));
+  return absl::OkStatus();
+}
+
+void ReboundService::ReleaseWatcher(const std::string& tenant) {
+  absl::MutexLock lock(&watch_mu_);
+  --watchers_;
+  if (metrics_ != nullptr) metrics_->Watchers().Set(static_cast<double>(watchers_));
+  auto it = watchers_by_tenant_.find(tenant);
+  if (it != watchers_by_tenant_.end() && --it->second <= 0) watchers_by_tenant_.erase(it);
 }
 
 grpc::ServerUnaryReactor* ReboundService::ListSyncs(grpc::CallbackServerContext* ctx,
@@ -434,28 +481,9 @@ grpc::ServerUnaryReactor* ReboundService::ListSyncs(grpc::CallbackServerContext*
   auto* reactor = ctx->DefaultReactor();
   auto tenant = TenantOf(ctx);
   if (!tenant.ok()) return Finished(reactor, tenant.status());
-  store::ListFilter filter;
-  for (int s : request->states()) {
-    if (s < static_cast<int>(JobState::kQueued) || s > static_cast<int>(JobState::kCancelled)) {
-      return Finished(
-          reactor, absl::InvalidArgumentError(absl::StrCat("states: ", s, " is not a job state")));
-    }
-    filter.states.push_back(static_cast<JobState>(s));
-  }
-  filter.endpoint = request->endpoint();
-  filter.ordering_key = request->ordering_key();
-  if (!request->label().empty()) {
-    const auto eq = request->label().find('=');
-    if (eq == std::string::npos || eq == 0) {
-      return Finished(reactor, absl::InvalidArgumentError("label: expected key=value"));
-    }
-    filter.label_key = request->label().substr(0, eq);
-    filter.label_value = request->label().substr(eq + 1);
-  }
-  if (request->page_size() < 0) {
-    return Finished(reactor, absl::InvalidArgumentError("page_size: must not be negative"));
-  }
-  auto page = store_.List(*tenant, filter, request->page_size(), request->page_token());
+  auto filter = ValidateListRequest(*request, *Config());
+  if (!filter.ok()) return Finished(reactor, filter.status());
+  auto page = store_.List(*tenant, *filter, request->page_size(), request->page_token());
   if (page.ok()) {
     for (const auto& job : page->jobs) ToProto(job, /*with_details=*/false, response->add_jobs());
     response->set_next_page_token(page->next_page_token);

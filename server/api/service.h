@@ -12,6 +12,7 @@
 #include <string>
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/random/random.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -85,6 +86,10 @@ class ReboundService final : public v1::Rebound::CallbackService {
   // W3C trace context from the call's `traceparent` metadata: the job carries a child
   // traceparent header upstream, and the trace id becomes the correlation id when none is set.
   void ApplyTrace(const grpc::CallbackServerContext* ctx, common::JobSpec* spec);
+  // Counts a WatchSync stream of `tenant`, or RESOURCE_EXHAUSTED past server.max_watchers or
+  // server.max_watchers_per_tenant. Each OK is matched by one ReleaseWatcher.
+  absl::Status AcquireWatcher(const std::string& tenant);
+  void ReleaseWatcher(const std::string& tenant);
   // Answers a cancel or replay once the engine is done: reads the job back.
   void FinishWithJob(grpc::ServerUnaryReactor* reactor, absl::Status status,
                      const std::string& tenant, common::JobId id, v1::SyncJob* response);
@@ -103,6 +108,9 @@ class ReboundService final : public v1::Rebound::CallbackService {
   absl::Mutex rng_mu_;
   absl::BitGen rng_ ABSL_GUARDED_BY(rng_mu_);
   std::atomic<bool> accepting_{true};
+  absl::Mutex watch_mu_;
+  int64_t watchers_ ABSL_GUARDED_BY(watch_mu_) = 0;
+  absl::flat_hash_map<std::string, int64_t> watchers_by_tenant_ ABSL_GUARDED_BY(watch_mu_);
 };
 
 }  // namespace rebound::api

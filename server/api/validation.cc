@@ -7,34 +7,99 @@
 #include <string>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
+#include "server/common/status_macros.h"
 
 namespace rebound::api {
 namespace {
-
-constexpr size_t kMaxPathBytes = 2048;
-constexpr size_t kMaxQueryBytes = 8192;
-constexpr size_t kMaxCorrelationIdBytes = 128;
-constexpr size_t kMaxLabelKeyBytes = 63;
-constexpr size_t kMaxLabelValueBytes = 256;
 
 absl::Status Invalid(absl::string_view field, absl::string_view sub, absl::string_view problem) {
   return absl::InvalidArgumentError(absl::StrCat(field, ".", sub, ": ", problem));
 }
 
+// "is 3145728 bytes; at most 256": the one wording of every size refusal.
+std::string TooLong(size_t size, size_t max) {
+  return absl::StrCat("is ", size, " bytes; at most ", max);
+}
+
+// TooLong when `value` is; checked before anything else looks at the value.
+absl::Status CheckLength(absl::string_view field, absl::string_view sub, absl::string_view value,
+                         size_t max) {
+  if (value.size() <= max) return absl::OkStatus();
+  return Invalid(field, sub, TooLong(value.size(), max));
+}
+
+// Header names a job may not send (README "Security"). Chosen from what upstream frameworks and
+// proxies honour: method overrides (Rails/Rack, Express method-override, ASP.NET Core, Symfony,
+// OData), URL rewrites (IIS URL Rewrite and the frameworks that trust it: X-Original-URL,
+// X-Rewrite-URL), host, scheme, port, prefix and client address as set by a reverse proxy
+// (Forwarded, X-Forwarded-*, X-Real-IP and friends: Spring's ForwardedHeaderFilter, Symfony's
+// trusted headers, Rack, Moodle's and Canvas's proxy settings), the CGI `Proxy` header
+// (httpoxy: PHP and other CGI stacks turn it into HTTP_PROXY), and headers that belong to the
+// connection rather than the request (TE, Upgrade, HTTP2-Settings: request smuggling and h2c).
+constexpr absl::string_view kDeniedHeaders[] = {
+    // method override
+    "x-http-method-override", "x-http-method", "x-method-override",
+    // path / URL rewrite
+    "x-original-url", "x-rewrite-url", "x-original-uri", "x-override-url",
+    // host, scheme and client address claimed by a proxy
+    "forwarded", "x-host", "x-http-host-override", "x-original-host", "x-real-ip", "x-client-ip",
+    "true-client-ip", "x-cluster-client-ip", "x-originating-ip", "cf-connecting-ip",
+    "fastly-client-ip", "front-end-https", "x-url-scheme",
+    // httpoxy
+    "proxy",
+    // the connection's own headers
+    "te", "trailer", "upgrade", "keep-alive", "proxy-connection", "proxy-authorization",
+    "http2-settings"};
+// Whole families: every X-Forwarded-* (Host, Proto, Port, Prefix, For, Server, Ssl, Uri, ...)
+// and Envoy's internal headers (x-envoy-original-path, retry and routing controls).
+constexpr absl::string_view kDeniedHeaderPrefixes[] = {"x-forwarded-", "x-envoy-"};
+
+// One decoding of `s` must give plain bytes: a '%' is always followed by two hex digits
+// (%u002e is IIS's own encoding), and the decoded bytes hold no control character, no further
+// percent-encoding (double encoding: %252e) and no overlong UTF-8 (%c0%ae is '.').
+absl::Status CheckPercentEncoding(absl::string_view s) {
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] != '%') continue;
+    if (i + 2 >= s.size() || !absl::ascii_isxdigit(static_cast<unsigned char>(s[i + 1])) ||
+        !absl::ascii_isxdigit(static_cast<unsigned char>(s[i + 2]))) {
+      return absl::InvalidArgumentError(
+          "has a '%' not followed by two hex digits (malformed or %u encoding)");
+    }
+  }
+  int length = 0;
+  // Callers bound `s` to a few KiB, so the int length cannot overflow.
+  char* raw = curl_easy_unescape(nullptr, s.data(), static_cast<int>(s.size()), &length);
+  if (raw == nullptr) return absl::ResourceExhaustedError("out of memory");
+  const std::string decoded(raw, static_cast<size_t>(length));
+  curl_free(raw);
+  if (HasControlCharacter(decoded)) {
+    return absl::InvalidArgumentError("percent-encodes a control character (such as %0d or %0a)");
+  }
+  for (size_t i = 0; i < decoded.size(); ++i) {
+    const auto u = static_cast<unsigned char>(decoded[i]);
+    const auto next = i + 1 < decoded.size() ? static_cast<unsigned char>(decoded[i + 1]) : 0x80;
+    if (decoded[i] == '%' && i + 2 < decoded.size() &&
+        absl::ascii_isxdigit(static_cast<unsigned char>(decoded[i + 1])) &&
+        absl::ascii_isxdigit(static_cast<unsigned char>(decoded[i + 2]))) {
+      return absl::InvalidArgumentError("is percent-encoded twice (such as %252e)");
+    }
+    // Lead bytes of UTF-8 forms longer than needed: C0/C1 xx, E0 80-9F xx, F0 80-8F xx xx.
+    if (u == 0xc0 || u == 0xc1 || (u == 0xe0 && next < 0xa0) || (u == 0xf0 && next < 0x90)) {
+      return absl::InvalidArgumentError(
+          "percent-encodes an overlong UTF-8 sequence (such as %c0%ae)");
+    }
+  }
+  return absl::OkStatus();
+}
+
 bool IsTokenChar(char c) {
   return absl::ascii_isalnum(static_cast<unsigned char>(c)) ||
          absl::StrContains("!#$%&'*+-.^_`|~", c);
-}
-
-bool HasControl(absl::string_view s) {
-  return std::any_of(s.begin(), s.end(), [](char c) {
-    const auto u = static_cast<unsigned char>(c);
-    return u < 0x20 || u == 0x7f;
-  });
 }
 
 // Header values may contain tabs but never CR, LF or NUL (no header injection).
@@ -60,14 +125,55 @@ std::string Part(CURLU* u, CURLUPart part) {
 
 }  // namespace
 
+std::string Echo(absl::string_view value) {
+  std::string out = absl::CHexEscape(value.substr(0, kMaxEchoBytes));
+  if (value.size() > kMaxEchoBytes) absl::StrAppend(&out, "... (", value.size(), " bytes)");
+  return out;
+}
+
+bool HasControlCharacter(absl::string_view s) {
+  for (size_t i = 0; i < s.size(); ++i) {
+    const auto u = static_cast<unsigned char>(s[i]);
+    if (u < 0x20 || u == 0x7f) return true;
+    // U+0080..U+009F are C2 80..C2 9F in UTF-8.
+    if (u == 0xc2 && i + 1 < s.size() && static_cast<unsigned char>(s[i + 1]) <= 0x9f &&
+        static_cast<unsigned char>(s[i + 1]) >= 0x80) {
+      return true;
+    }
+  }
+  return false;
+}
+
+bool IsDeniedHeader(absl::string_view name) {
+  const std::string lower = absl::AsciiStrToLower(name);
+  for (absl::string_view denied : kDeniedHeaders) {
+    if (lower == denied) return true;
+  }
+  for (absl::string_view prefix : kDeniedHeaderPrefixes) {
+    if (absl::StartsWith(lower, prefix)) return true;
+  }
+  return false;
+}
+
+absl::Status CheckQuery(absl::string_view query) {
+  if (query.size() > kMaxQueryBytes) {
+    return absl::InvalidArgumentError(TooLong(query.size(), kMaxQueryBytes));
+  }
+  if (HasControlCharacter(query) || absl::StrContains(query, ' ') ||
+      absl::StrContains(query, '#')) {
+    return absl::InvalidArgumentError("contains a control character, space or '#'");
+  }
+  return CheckPercentEncoding(query);
+}
+
 absl::Status CheckPath(const config::EndpointConfig& endpoint, absl::string_view path,
                        absl::string_view query) {
   if (path.empty() || path[0] != '/') return absl::InvalidArgumentError("must start with '/'");
   if (path.size() > kMaxPathBytes) {
-    return absl::InvalidArgumentError(absl::StrCat("longer than ", kMaxPathBytes, " bytes"));
+    return absl::InvalidArgumentError(TooLong(path.size(), kMaxPathBytes));
   }
   if (absl::StartsWith(path, "//")) return absl::InvalidArgumentError("must not start with '//'");
-  if (HasControl(path) || absl::StrContains(path, ' ')) {
+  if (HasControlCharacter(path) || absl::StrContains(path, ' ')) {
     return absl::InvalidArgumentError("contains a control character or space");
   }
   for (absl::string_view bad : {"..", "@", "\\", "#", "?", "//"}) {
@@ -85,6 +191,7 @@ absl::Status CheckPath(const config::EndpointConfig& endpoint, absl::string_view
           absl::StrCat("must not contain the encoded character '", bad, "'"));
     }
   }
+  if (absl::Status s = CheckPercentEncoding(path); !s.ok()) return s;
   const bool allowed = std::any_of(
       endpoint.allowed_path_prefixes.begin(), endpoint.allowed_path_prefixes.end(),
       [&](const std::string& prefix) {
@@ -94,7 +201,7 @@ absl::Status CheckPath(const config::EndpointConfig& endpoint, absl::string_view
       });
   if (!allowed) {
     return absl::InvalidArgumentError(
-        absl::StrCat("'", path, "' is outside the endpoint's allowed prefixes (",
+        absl::StrCat("'", Echo(path), "' is outside the endpoint's allowed prefixes (",
                      absl::StrJoin(endpoint.allowed_path_prefixes, ", "), ")"));
   }
 
@@ -131,12 +238,28 @@ absl::StatusOr<common::JobSpec> ValidateSyncRequest(const v1::SyncRequest& reque
   common::JobSpec spec;
   spec.tenant = std::string(tenant);
 
-  if (request.idempotency_key().empty()) return Invalid(field, "idempotency_key", "is required");
-  if (request.idempotency_key().size() > limits.max_key_length) {
-    return Invalid(field, "idempotency_key",
-                   absl::StrCat("longer than ", limits.max_key_length, " bytes"));
+  // Sizes first, so that no check after these (and no message) handles an unbounded value.
+  struct Bound {
+    absl::string_view sub;
+    absl::string_view value;
+    size_t max;
+  };
+  for (const Bound& b : {
+           Bound{"idempotency_key", request.idempotency_key(), limits.max_key_length},
+           Bound{"endpoint", request.endpoint(), config::kMaxNameBytes},
+           Bound{"method", request.method(), kMaxMethodBytes},
+           Bound{"path", request.path(), kMaxPathBytes},
+           Bound{"query", request.query(), kMaxQueryBytes},
+           Bound{"body", request.body(), limits.max_body_bytes},
+           Bound{"ordering_key", request.ordering_key(), limits.max_key_length},
+           Bound{"correlation_id", request.correlation_id(), kMaxCorrelationIdBytes},
+           Bound{"policy", request.policy(), config::kMaxNameBytes},
+       }) {
+    REBOUND_RETURN_IF_ERROR(CheckLength(field, b.sub, b.value, b.max));
   }
-  if (HasControl(request.idempotency_key())) {
+
+  if (request.idempotency_key().empty()) return Invalid(field, "idempotency_key", "is required");
+  if (HasControlCharacter(request.idempotency_key())) {
     return Invalid(field, "idempotency_key", "contains a control character");
   }
   spec.idempotency_key = request.idempotency_key();
@@ -144,24 +267,22 @@ absl::StatusOr<common::JobSpec> ValidateSyncRequest(const v1::SyncRequest& reque
   if (request.endpoint().empty()) return Invalid(field, "endpoint", "is required");
   const config::EndpointConfig* endpoint = config.FindEndpoint(request.endpoint());
   if (endpoint == nullptr) {
-    return Invalid(field, "endpoint", absl::StrCat("unknown endpoint '", request.endpoint(), "'"));
+    return Invalid(field, "endpoint",
+                   absl::StrCat("unknown endpoint '", Echo(request.endpoint()), "'"));
   }
   spec.endpoint = request.endpoint();
 
   const std::string method = absl::AsciiStrToUpper(request.method());
   if (method != "GET" && method != "POST" && method != "PUT" && method != "PATCH" &&
       method != "DELETE") {
-    return Invalid(field, "method",
-                   absl::StrCat("'", request.method(), "' is not GET, POST, PUT, PATCH or DELETE"));
+    return Invalid(
+        field, "method",
+        absl::StrCat("'", Echo(request.method()), "' is not GET, POST, PUT, PATCH or DELETE"));
   }
   spec.method = method;
 
-  if (request.query().size() > kMaxQueryBytes) {
-    return Invalid(field, "query", absl::StrCat("longer than ", kMaxQueryBytes, " bytes"));
-  }
-  if (HasControl(request.query()) || absl::StrContains(request.query(), ' ') ||
-      absl::StrContains(request.query(), '#')) {
-    return Invalid(field, "query", "contains a control character, space or '#'");
+  if (absl::Status s = CheckQuery(request.query()); !s.ok()) {
+    return Invalid(field, "query", s.message());
   }
   if (absl::Status s = CheckPath(*endpoint, request.path(), request.query()); !s.ok()) {
     return Invalid(field, "path", s.message());
@@ -175,14 +296,15 @@ absl::StatusOr<common::JobSpec> ValidateSyncRequest(const v1::SyncRequest& reque
   for (int i = 0; i < request.headers_size(); ++i) {
     const auto& h = request.headers(i);
     const std::string sub = absl::StrCat("headers[", i, "]");
+    if (h.name().size() + h.value().size() > limits.max_header_bytes) {
+      return Invalid(field, sub,
+                     TooLong(h.name().size() + h.value().size(), limits.max_header_bytes));
+    }
     if (h.name().empty() || !std::all_of(h.name().begin(), h.name().end(), IsTokenChar)) {
       return Invalid(field, sub + ".name", "is not a valid header name");
     }
     if (BadHeaderValue(h.value())) {
       return Invalid(field, sub + ".value", "contains CR, LF or another control character");
-    }
-    if (h.name().size() + h.value().size() > limits.max_header_bytes) {
-      return Invalid(field, sub, absl::StrCat("longer than ", limits.max_header_bytes, " bytes"));
     }
     const std::string lower = absl::AsciiStrToLower(h.name());
     bool reserved = lower == "host" || lower == "content-length" || lower == "connection" ||
@@ -194,21 +316,21 @@ absl::StatusOr<common::JobSpec> ValidateSyncRequest(const v1::SyncRequest& reque
     }
     if (reserved) {
       return Invalid(field, sub + ".name",
-                     absl::StrCat("'", h.name(), "' is set by Rebound or by the endpoint"));
+                     absl::StrCat("'", Echo(h.name()), "' is set by Rebound or by the endpoint"));
+    }
+    if (IsDeniedHeader(h.name())) {
+      return Invalid(field, sub + ".name",
+                     absl::StrCat("'", Echo(h.name()),
+                                  "' can override the upstream's routing, method, host or client "
+                                  "address, or belongs to the connection; it is never forwarded"));
     }
     spec.headers.emplace_back(h.name(), h.value());
   }
 
-  if (request.body().size() > limits.max_body_bytes) {
-    return Invalid(
-        field, "body",
-        absl::StrCat(request.body().size(), " bytes is over the limit of ", limits.max_body_bytes));
-  }
   spec.body = request.body();
 
-  if (request.ordering_key().size() > limits.max_key_length) {
-    return Invalid(field, "ordering_key",
-                   absl::StrCat("longer than ", limits.max_key_length, " bytes"));
+  if (HasControlCharacter(request.ordering_key())) {
+    return Invalid(field, "ordering_key", "contains a control character");
   }
   spec.ordering_key = request.ordering_key();
 
@@ -230,27 +352,66 @@ absl::StatusOr<common::JobSpec> ValidateSyncRequest(const v1::SyncRequest& reque
                                    c == '-' || c == '.';
                           });
     if (!good_key) {
-      return Invalid(field, absl::StrCat("labels[", key, "]"),
+      return Invalid(field, absl::StrCat("labels[", Echo(key), "]"),
                      "keys are 1-63 characters of [A-Za-z0-9_.-]");
     }
-    if (value.size() > kMaxLabelValueBytes || HasControl(value)) {
+    if (value.size() > kMaxLabelValueBytes || HasControlCharacter(value)) {
       return Invalid(field, absl::StrCat("labels[", key, "]"),
                      "values are at most 256 bytes without control characters");
     }
     spec.labels[key] = value;
   }
 
-  if (request.correlation_id().size() > kMaxCorrelationIdBytes ||
-      BadHeaderValue(request.correlation_id())) {
-    return Invalid(field, "correlation_id", "must be at most 128 bytes without control characters");
+  if (HasControlCharacter(request.correlation_id())) {
+    return Invalid(field, "correlation_id", "contains a control character");
   }
   spec.correlation_id = request.correlation_id();
 
   if (!request.policy().empty() && config.FindPolicy(request.policy()) == nullptr) {
-    return Invalid(field, "policy", absl::StrCat("unknown policy '", request.policy(), "'"));
+    return Invalid(field, "policy", absl::StrCat("unknown policy '", Echo(request.policy()), "'"));
   }
   spec.policy = request.policy();
   return spec;
+}
+
+absl::StatusOr<store::ListFilter> ValidateListRequest(const v1::ListSyncsRequest& request,
+                                                      const config::Config& config) {
+  const auto invalid = [](absl::string_view field, absl::string_view problem) {
+    return absl::InvalidArgumentError(absl::StrCat(field, ": ", problem));
+  };
+  store::ListFilter filter;
+  for (int s : request.states()) {
+    if (s < static_cast<int>(common::JobState::kQueued) ||
+        s > static_cast<int>(common::JobState::kCancelled)) {
+      return invalid("states", absl::StrCat(s, " is not a job state"));
+    }
+    filter.states.push_back(static_cast<common::JobState>(s));
+  }
+  struct Bound {
+    absl::string_view field;
+    absl::string_view value;
+    size_t max;
+  };
+  for (const Bound& b : {
+           Bound{"endpoint", request.endpoint(), config::kMaxNameBytes},
+           Bound{"ordering_key", request.ordering_key(), config.server.max_key_length},
+           Bound{"label", request.label(), kMaxLabelKeyBytes + 1 + kMaxLabelValueBytes},
+           Bound{"page_token", request.page_token(), kMaxPageTokenBytes},
+       }) {
+    if (b.value.size() > b.max) {
+      return invalid(b.field, TooLong(b.value.size(), b.max));
+    }
+  }
+  filter.endpoint = request.endpoint();
+  filter.ordering_key = request.ordering_key();
+  if (!request.label().empty()) {
+    const auto eq = request.label().find('=');
+    if (eq == std::string::npos || eq == 0) return invalid("label", "expected key=value");
+    filter.label_key = request.label().substr(0, eq);
+    filter.label_value = request.label().substr(eq + 1);
+  }
+  if (request.page_size() < 0) return invalid("page_size", "must not be negative");
+  return filter;
 }
 
 }  // namespace rebound::api

@@ -1,6 +1,8 @@
 #include "server/app/app.h"
 
+#include <algorithm>
 #include <cstdio>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -8,12 +10,31 @@
 #include "absl/synchronization/notification.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "rebound/build_info.h"
+#include "rebound/v1/rebound.grpc.pb.h"
+#include "server/api/parse_error_interceptor.h"
 #include "server/metrics/grpc_interceptor.h"
 
 namespace rebound::app {
 namespace {
 
 constexpr absl::Duration kPurgeEvery = absl::Minutes(1);
+// Ended jobs deleted per store transaction, and pages returned per vacuum step: each step is
+// one maintenance transaction of a few milliseconds, so traffic waits for at most one
+// (docs/benchmarks.md, "Retention").
+constexpr int kPurgeBatch = 64;
+constexpr int kVacuumPages = 512;
+
+// The longest retentions of any policy: jobs that ended before schema 2 get these (an
+// upgrade never purges a job earlier than its policy would).
+std::pair<absl::Duration, absl::Duration> LongestRetentions(const config::Config& cfg) {
+  std::pair<absl::Duration, absl::Duration> longest{absl::ZeroDuration(), absl::ZeroDuration()};
+  for (const auto& [name, p] : cfg.policies) {
+    longest.first = std::max(longest.first, p->retention);
+    longest.second = std::max(longest.second, p->dead_letter_retention);
+  }
+  return longest;
+}
 
 }  // namespace
 
@@ -32,13 +53,22 @@ absl::StatusOr<std::unique_ptr<App>> App::Create(std::shared_ptr<const config::C
   app->log_ = std::make_unique<log::EventLog>(
       clock, log_options, log_sink ? std::move(log_sink) : log::EventLog::StdoutSink());
   app->registry_ = std::make_shared<prometheus::Registry>();
-  app->metrics_ = metrics::Metrics::Create(*app->registry_, cfg, REBOUND_VERSION, REBOUND_REVISION);
+  app->metrics_ =
+      metrics::Metrics::Create(*app->registry_, cfg, build_info::kVersion, build_info::kRevision);
   app->telemetry_ = std::make_unique<Telemetry>(*app->metrics_, *app->log_);
 
   store::SqliteOptions store_options;
   store_options.path = cfg.store.path;
   store_options.synchronous = cfg.store.synchronous;
   store_options.max_batch = static_cast<int>(cfg.store.max_batch);
+  store_options.quick_check = cfg.store.quick_check;
+  store_options.max_file_bytes = static_cast<int64_t>(cfg.store.max_file_bytes);
+  std::tie(store_options.legacy_retention, store_options.legacy_dead_letter_retention) =
+      LongestRetentions(cfg);
+  store_options.on_error = [](const absl::Status& s) {
+    // Callers got a clean message; the statement and SQLite's words are for the operator.
+    std::fprintf(stderr, "rebound: store error: %s\n", s.ToString().c_str());
+  };
   metrics::Metrics* m = app->metrics_.get();
   store_options.on_commit = [m](absl::Duration took, size_t rows) {
     m->StoreCommitDuration().Observe(absl::ToDoubleSeconds(took));
@@ -49,6 +79,13 @@ absl::StatusOr<std::unique_ptr<App>> App::Create(std::shared_ptr<const config::C
     return absl::Status(store.status().code(), absl::StrCat("store: ", store.status().message()));
   }
   app->store_ = *std::move(store);
+  if (const auto av = app->store_->WriterPragma("auto_vacuum"); av.ok() && *av != "2") {
+    std::fprintf(stderr,
+                 "rebound: notice: %s was created without auto_vacuum=INCREMENTAL: purged jobs' "
+                 "pages are reused but the file does not shrink (docs/operations.md, "
+                 "\"Retention\", gives the one-time conversion)\n",
+                 cfg.store.path.c_str());
+  }
   auto executor = http::CurlExecutor::Create(http::CurlExecutorOptions{});
   if (!executor.ok()) return executor.status();
   app->executor_ = *std::move(executor);
@@ -86,6 +123,8 @@ absl::Status App::Start() {
                            &grpc_port_);
   builder.RegisterService(service_.get());
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  // First, so the metrics record the INVALID_ARGUMENT it turns an unparsable request into.
+  interceptors.push_back(api::MakeParseErrorInterceptorFactory());
   interceptors.push_back(metrics::MakeGrpcInterceptorFactory(*metrics_));
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
   server_ = builder.BuildAndStart();
@@ -93,9 +132,15 @@ absl::Status App::Start() {
     return absl::UnavailableError(
         absl::StrCat("cannot listen on ", config_->server.grpc_listen, " (server.grpc_listen)"));
   }
+  // grpc.health.v1 answers the empty service name and the API's own name alike (clients and
+  // probes ask for either); any other name is NOT_FOUND. Both say NOT_SERVING until the loops
+  // run, and again from the start of Shutdown().
+  grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
+  health->SetServingStatus(false);
+  health->SetServingStatus(v1::Rebound::service_full_name(), false);
   loop_thread_ = std::thread([this] { engine_->Run(); });
   maintenance_thread_ = std::thread([this] { MaintenanceLoop(); });
-  server_->GetHealthCheckService()->SetServingStatus(true);
+  health->SetServingStatus(true);  // every service name registered above
   return absl::OkStatus();
 }
 
@@ -127,7 +172,8 @@ absl::Status App::Reload(std::shared_ptr<const config::Config> next) {
     return restart("server.default_tenant");
   }
   if (next->store.path != cur.store.path || next->store.synchronous != cur.store.synchronous ||
-      next->store.max_batch != cur.store.max_batch) {
+      next->store.max_batch != cur.store.max_batch ||
+      next->store.max_file_bytes != cur.store.max_file_bytes) {
     return restart("store");
   }
   if (next->log.level != cur.log.level ||
@@ -161,7 +207,45 @@ void App::MaintenanceLoop() {
       std::fprintf(stderr, "rebound: idempotency key purge failed: %s\n",
                    purged.status().ToString().c_str());
     }
+    PurgeEndedJobs();
   }
+}
+
+void App::PurgeEndedJobs() {
+  // Bounded steps on the store's maintenance lane, so submits and transitions pass between
+  // them; a shutdown stops the pass between two steps.
+  for (;;) {
+    const absl::StatusOr<int64_t> n = store_->PurgeEndedJobs(clock_.Now(), kPurgeBatch);
+    if (!n.ok()) {
+      std::fprintf(stderr, "rebound: purge of ended jobs failed: %s\n",
+                   n.status().ToString().c_str());
+      break;
+    }
+    metrics_->StorePurged().Increment(static_cast<double>(*n));
+    if (*n < kPurgeBatch || stop_maintenance_.HasBeenNotified()) break;
+  }
+  for (;;) {
+    const absl::StatusOr<int64_t> pages = store_->ReclaimSpace(kVacuumPages);
+    if (!pages.ok()) {
+      std::fprintf(stderr, "rebound: reclaiming free pages failed: %s\n",
+                   pages.status().ToString().c_str());
+      break;
+    }
+    if (*pages < kVacuumPages || stop_maintenance_.HasBeenNotified()) break;
+  }
+  const absl::StatusOr<store::StoreUsage> usage = store_->Usage();
+  if (!usage.ok()) {
+    std::fprintf(stderr, "rebound: reading store usage failed: %s\n",
+                 usage.status().ToString().c_str());
+    return;
+  }
+  metrics_->StoreJobs(metrics::StoreJobClass::kActive).Set(static_cast<double>(usage->active_jobs));
+  metrics_->StoreJobs(metrics::StoreJobClass::kFinished)
+      .Set(static_cast<double>(usage->finished_jobs));
+  metrics_->StoreJobs(metrics::StoreJobClass::kDeadLetter)
+      .Set(static_cast<double>(usage->dead_letter_jobs));
+  metrics_->StoreBytes().Set(static_cast<double>(usage->file_bytes));
+  metrics_->StoreFreeBytes().Set(static_cast<double>(usage->free_bytes));
 }
 
 void App::Shutdown() {
@@ -171,7 +255,7 @@ void App::Shutdown() {
     shut_down_ = true;
   }
   if (server_ != nullptr) {
-    server_->GetHealthCheckService()->SetServingStatus(false);
+    server_->GetHealthCheckService()->SetServingStatus(false);  // "" and rebound.v1.Rebound
     service_->SetAcceptingSubmits(false);
   }
   // The exposer's HTTP server needs up to ~2 s to notice its stop (civetweb's poll quantum):

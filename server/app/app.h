@@ -40,11 +40,12 @@ class App {
   App(const App&) = delete;
   App& operator=(const App&) = delete;
 
-  // Recovers jobs, starts the engine loop and the gRPC server (health SERVING).
+  // Recovers jobs, starts the engine loop and the gRPC server. grpc.health.v1 then answers
+  // SERVING for the empty service name and for "rebound.v1.Rebound", NOT_FOUND for others.
   absl::Status Start();
-  // Graceful stop: health NOT_SERVING and new submits UNAVAILABLE at once; in-flight attempts
-  // get up to server.shutdown_grace to finish; every outcome is persisted; then the gRPC server
-  // and the store close. Idempotent.
+  // Graceful stop: health NOT_SERVING (both names) and new submits UNAVAILABLE at once; in-flight
+  // attempts get up to server.shutdown_grace to finish; every outcome is persisted; then the gRPC
+  // server and the store close. Idempotent.
   void Shutdown();
   // Applies a new config without a restart: endpoints added or changed, policies, limits and
   // the idempotency header. Removing or renaming an endpoint, listen addresses, store, log and
@@ -60,6 +61,8 @@ class App {
  private:
   App(std::shared_ptr<const config::Config> config, const common::Clock& clock);
   void MaintenanceLoop();
+  // One pass: ended jobs past their retention, then free pages, then the store gauges.
+  void PurgeEndedJobs();
 
   std::shared_ptr<const config::Config> CurrentConfig() const {
     absl::MutexLock lock(&config_mu_);

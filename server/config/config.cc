@@ -186,6 +186,12 @@ class Parser {
                       bool allow_empty = false) const;
   absl::Status Name(const Mapping& m, absl::string_view key, std::string* out) const;
   absl::Status Bool(const Mapping& m, absl::string_view key, bool* out) const;
+  // A policy's retention of ended jobs ("inf": keep forever). A purged job takes its
+  // idempotency key along, so a retention shorter than idempotency.retention would end
+  // deduplication early: refused; left out, it is the default or idempotency.retention if
+  // that is longer.
+  absl::Status RetentionOf(const Mapping& m, absl::string_view key, absl::Duration key_retention,
+                           absl::Duration* out) const;
   absl::Status Duration(const Mapping& m, absl::string_view key, DurationRule rule,
                         absl::Duration* out) const;
   template <typename T>
@@ -202,7 +208,9 @@ class Parser {
   absl::Status ParseLog(const YAML::Node& node, LogConfig* out) const;
   absl::Status ParseIdempotency(const YAML::Node& node, Config* out) const;
   absl::Status ParsePolicies(const YAML::Node& node, Config* out) const;
-  absl::StatusOr<policy::Policy> ParsePolicy(const YAML::Node& node, const std::string& path) const;
+  // `key_retention`: idempotency.retention, the least a policy's retentions may be.
+  absl::StatusOr<policy::Policy> ParsePolicy(const YAML::Node& node, const std::string& path,
+                                             absl::Duration key_retention) const;
   absl::Status ParseBackoff(const YAML::Node& node, const std::string& path,
                             policy::Backoff* out) const;
   absl::Status ParseLimits(const YAML::Node& node, const std::string& path,
@@ -214,7 +222,10 @@ class Parser {
   absl::Status ParseEndpoints(const YAML::Node& node, Config* out) const;
   absl::StatusOr<EndpointConfig> ParseEndpoint(const YAML::Node& node, const std::string& path,
                                                const Config& config) const;
-  absl::StatusOr<std::string> ParseBaseUrl(const Mapping& m) const;
+  // http(s)://host[:port][/path] without user information, query or fragment; `allow_path`
+  // false also refuses a path. Returned without trailing slashes.
+  absl::StatusOr<std::string> ParseHttpUrl(const Mapping& m, absl::string_view key,
+                                           bool allow_path) const;
   absl::StatusOr<ParsedHeader> ParseHeader(const YAML::Node& node, const std::string& path) const;
 
   std::string source_;
@@ -285,6 +296,9 @@ absl::Status Parser::Name(const Mapping& m, absl::string_view key, std::string* 
   std::string name;
   REBOUND_RETURN_IF_ERROR(String(m, key, &name));
   if (m.Find(key) == nullptr) return absl::OkStatus();
+  if (name.size() > kMaxNameBytes) {
+    return Error(m.PathOf(key), absl::StrCat("longer than ", kMaxNameBytes, " bytes"));
+  }
   if (!IsPlainName(name)) {
     return Error(m.PathOf(key), absl::StrCat("invalid name ", Quote(name),
                                              " (letters, digits, '_', '-' and '.' only)"));
@@ -305,6 +319,20 @@ absl::Status Parser::Bool(const Mapping& m, absl::string_view key, bool* out) co
     *out = false;
   } else {
     return Error(m.PathOf(key), absl::StrCat("expected true or false, got ", Quote(text)));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Parser::RetentionOf(const Mapping& m, absl::string_view key,
+                                 absl::Duration key_retention, absl::Duration* out) const {
+  *out = std::max(*out, key_retention);
+  if (m.Find(key) == nullptr) return absl::OkStatus();
+  REBOUND_RETURN_IF_ERROR(Duration(m, key, DurationRule::kPositiveOrInfinite, out));
+  if (*out < key_retention) {
+    return Error(m.PathOf(key), absl::StrCat(absl::FormatDuration(*out),
+                                             " is shorter than idempotency.retention (",
+                                             absl::FormatDuration(key_retention),
+                                             "): a purged job takes its idempotency key along"));
   }
   return absl::OkStatus();
 }
@@ -428,10 +456,11 @@ absl::StatusOr<Config> Parser::Parse(absl::string_view yaml) const {
 absl::Status Parser::ParseServer(const YAML::Node& node, ServerConfig* out) const {
   REBOUND_ASSIGN_OR_RETURN(
       const Mapping m,
-      AsMapping(node, "server",
-                {"grpc_listen", "metrics_listen", "default_tenant", "max_batch_size",
-                 "max_body_bytes", "max_headers", "max_header_bytes", "max_key_length",
-                 "max_labels", "max_active_jobs", "shutdown_grace"}));
+      AsMapping(
+          node, "server",
+          {"grpc_listen", "metrics_listen", "default_tenant", "max_batch_size", "max_body_bytes",
+           "max_headers", "max_header_bytes", "max_key_length", "max_labels", "max_active_jobs",
+           "max_watchers", "max_watchers_per_tenant", "shutdown_grace"}));
   REBOUND_RETURN_IF_ERROR(String(m, "grpc_listen", &out->grpc_listen));
   REBOUND_RETURN_IF_ERROR(String(m, "metrics_listen", &out->metrics_listen));
   REBOUND_RETURN_IF_ERROR(String(m, "default_tenant", &out->default_tenant));
@@ -442,6 +471,8 @@ absl::Status Parser::ParseServer(const YAML::Node& node, ServerConfig* out) cons
   REBOUND_RETURN_IF_ERROR(Count(m, "max_key_length", &out->max_key_length));
   REBOUND_RETURN_IF_ERROR(Count(m, "max_labels", &out->max_labels));
   REBOUND_RETURN_IF_ERROR(Count(m, "max_active_jobs", &out->max_active_jobs));
+  REBOUND_RETURN_IF_ERROR(Count(m, "max_watchers", &out->max_watchers));
+  REBOUND_RETURN_IF_ERROR(Count(m, "max_watchers_per_tenant", &out->max_watchers_per_tenant));
   // Zero grace is meaningful: stop at once.
   REBOUND_RETURN_IF_ERROR(
       Duration(m, "shutdown_grace", DurationRule::kNonNegative, &out->shutdown_grace));
@@ -449,12 +480,15 @@ absl::Status Parser::ParseServer(const YAML::Node& node, ServerConfig* out) cons
 }
 
 absl::Status Parser::ParseStore(const YAML::Node& node, StoreConfig* out) const {
-  REBOUND_ASSIGN_OR_RETURN(const Mapping m,
-                           AsMapping(node, "store", {"path", "synchronous", "max_batch"}));
+  REBOUND_ASSIGN_OR_RETURN(const Mapping m, AsMapping(node, "store",
+                                                      {"path", "synchronous", "max_batch",
+                                                       "quick_check", "max_file_bytes"}));
   REBOUND_RETURN_IF_ERROR(String(m, "path", &out->path));
   REBOUND_RETURN_IF_ERROR(Enum<std::string>(
       m, "synchronous", {{"full", "full"}, {"normal", "normal"}}, &out->synchronous));
   REBOUND_RETURN_IF_ERROR(Count(m, "max_batch", &out->max_batch));
+  REBOUND_RETURN_IF_ERROR(Bool(m, "quick_check", &out->quick_check));
+  REBOUND_RETURN_IF_ERROR(Count(m, "max_file_bytes", &out->max_file_bytes));
   return absl::OkStatus();
 }
 
@@ -485,7 +519,8 @@ absl::Status Parser::ParsePolicies(const YAML::Node& node, Config* out) const {
   const std::string path = "policies";
   REBOUND_ASSIGN_OR_RETURN(const std::vector<YAML::Node> items, AsSequence(node, path));
   for (size_t i = 0; i < items.size(); ++i) {
-    REBOUND_ASSIGN_OR_RETURN(policy::Policy p, ParsePolicy(items[i], Index(path, i)));
+    REBOUND_ASSIGN_OR_RETURN(policy::Policy p,
+                             ParsePolicy(items[i], Index(path, i), out->idempotency_retention));
     if (out->policies.count(p.name) != 0) {
       return Error(Child(Index(path, i), "name"), absl::StrCat("duplicate policy ", Quote(p.name)));
     }
@@ -496,17 +531,21 @@ absl::Status Parser::ParsePolicies(const YAML::Node& node, Config* out) const {
   if (out->policies.count("default") == 0) {
     auto fallback = std::make_shared<policy::Policy>();
     fallback->name = "default";
+    fallback->retention = std::max(fallback->retention, out->idempotency_retention);
+    fallback->dead_letter_retention =
+        std::max(fallback->dead_letter_retention, out->idempotency_retention);
     out->policies.emplace("default", std::move(fallback));
   }
   return absl::OkStatus();
 }
 
-absl::StatusOr<policy::Policy> Parser::ParsePolicy(const YAML::Node& node,
-                                                   const std::string& path) const {
-  REBOUND_ASSIGN_OR_RETURN(const Mapping m,
-                           AsMapping(node, path,
-                                     {"name", "backoff", "limits", "body_match_bytes",
-                                      "pause_endpoint_on_rate_limit", "rules"}));
+absl::StatusOr<policy::Policy> Parser::ParsePolicy(const YAML::Node& node, const std::string& path,
+                                                   absl::Duration key_retention) const {
+  REBOUND_ASSIGN_OR_RETURN(
+      const Mapping m,
+      AsMapping(node, path,
+                {"name", "backoff", "limits", "body_match_bytes", "pause_endpoint_on_rate_limit",
+                 "retention", "dead_letter_retention", "rules"}));
   policy::Policy p;
   REBOUND_RETURN_IF_ERROR(Require(m, "name"));
   REBOUND_RETURN_IF_ERROR(Name(m, "name", &p.name));
@@ -518,6 +557,9 @@ absl::StatusOr<policy::Policy> Parser::ParsePolicy(const YAML::Node& node,
   }
   REBOUND_RETURN_IF_ERROR(Count(m, "body_match_bytes", &p.body_match_bytes));
   REBOUND_RETURN_IF_ERROR(Bool(m, "pause_endpoint_on_rate_limit", &p.pause_endpoint_on_rate_limit));
+  REBOUND_RETURN_IF_ERROR(RetentionOf(m, "retention", key_retention, &p.retention));
+  REBOUND_RETURN_IF_ERROR(
+      RetentionOf(m, "dead_letter_retention", key_retention, &p.dead_letter_retention));
   if (const YAML::Node* n = m.Find("rules")) {
     const std::string rules_path = m.PathOf("rules");
     REBOUND_ASSIGN_OR_RETURN(const std::vector<YAML::Node> items, AsSequence(*n, rules_path));
@@ -651,6 +693,10 @@ absl::StatusOr<std::vector<policy::StatusRange>> Parser::ParseStatuses(
 absl::Status Parser::ParseEndpoints(const YAML::Node& node, Config* out) const {
   const std::string path = "endpoints";
   REBOUND_ASSIGN_OR_RETURN(const std::vector<YAML::Node> items, AsSequence(node, path));
+  if (items.size() > kMaxEndpoints) {
+    return Error(
+        path, absl::StrCat(items.size(), " endpoints; one process serves at most ", kMaxEndpoints));
+  }
   for (size_t i = 0; i < items.size(); ++i) {
     REBOUND_ASSIGN_OR_RETURN(EndpointConfig endpoint,
                              ParseEndpoint(items[i], Index(path, i), *out));
@@ -670,12 +716,15 @@ absl::StatusOr<EndpointConfig> Parser::ParseEndpoint(const YAML::Node& node,
       const Mapping m,
       AsMapping(node, path,
                 {"name", "base_url", "allowed_path_prefixes", "connect_timeout", "timeout",
-                 "max_response_bytes", "max_in_flight", "policy", "headers"}));
+                 "max_response_bytes", "max_in_flight", "policy", "headers", "proxy"}));
   EndpointConfig e;
   REBOUND_RETURN_IF_ERROR(Require(m, "name"));
   REBOUND_RETURN_IF_ERROR(Name(m, "name", &e.name));
   REBOUND_RETURN_IF_ERROR(Require(m, "base_url"));
-  REBOUND_ASSIGN_OR_RETURN(e.base_url, ParseBaseUrl(m));
+  REBOUND_ASSIGN_OR_RETURN(e.base_url, ParseHttpUrl(m, "base_url", /*allow_path=*/true));
+  if (m.Find("proxy") != nullptr) {
+    REBOUND_ASSIGN_OR_RETURN(e.proxy, ParseHttpUrl(m, "proxy", /*allow_path=*/false));
+  }
 
   REBOUND_RETURN_IF_ERROR(Require(m, "allowed_path_prefixes"));
   const std::string prefixes_path = m.PathOf("allowed_path_prefixes");
@@ -739,10 +788,11 @@ absl::StatusOr<EndpointConfig> Parser::ParseEndpoint(const YAML::Node& node,
   return e;
 }
 
-absl::StatusOr<std::string> Parser::ParseBaseUrl(const Mapping& m) const {
-  const std::string path = m.PathOf("base_url");
+absl::StatusOr<std::string> Parser::ParseHttpUrl(const Mapping& m, absl::string_view key,
+                                                 bool allow_path) const {
+  const std::string path = m.PathOf(key);
   std::string url;
-  REBOUND_RETURN_IF_ERROR(String(m, "base_url", &url));
+  REBOUND_RETURN_IF_ERROR(String(m, key, &url));
   const auto invalid = [&](absl::string_view why) {
     return Error(path, absl::StrCat("invalid URL ", Quote(url), ": ", why));
   };
@@ -803,6 +853,7 @@ absl::StatusOr<std::string> Parser::ParseBaseUrl(const Mapping& m) const {
   if (HasDotDotSegment(base_path)) return invalid("'..' is not allowed in the path");
   while (absl::ConsumeSuffix(&base_path, "/")) {
   }
+  if (!allow_path && !base_path.empty()) return invalid("a path is not allowed");
   return absl::StrCat(scheme, "://", authority, base_path);
 }
 

@@ -21,6 +21,13 @@
 
 namespace rebound::config {
 
+// Endpoints one process can know (configured plus added by reloads): the engine's endpoint table
+// and the metric series are reserved for this many up front, and never reallocated. A config
+// with more is refused when it is loaded (start-up, --check-config, reload).
+inline constexpr size_t kMaxEndpoints = 1024;
+// Bytes of an endpoint or policy name (they become metric label values and appear in messages).
+inline constexpr size_t kMaxNameBytes = 128;
+
 struct ServerConfig {
   std::string grpc_listen = "127.0.0.1:50051";
   std::string metrics_listen = "127.0.0.1:9464";
@@ -32,6 +39,10 @@ struct ServerConfig {
   size_t max_key_length = 256;             // idempotency key, ordering key
   size_t max_labels = 16;
   size_t max_active_jobs = 2'000'000;  // non-terminal jobs; beyond: RESOURCE_EXHAUSTED
+  // WatchSync streams open at once (~18 KB each), in all and per tenant; beyond:
+  // RESOURCE_EXHAUSTED.
+  size_t max_watchers = 4096;
+  size_t max_watchers_per_tenant = 1024;
   absl::Duration shutdown_grace = absl::Seconds(10);
 };
 
@@ -41,6 +52,12 @@ struct StoreConfig {
   // commits can be lost on power loss, not on a process crash).
   std::string synchronous = "full";
   size_t max_batch = 1024;  // writes per group commit
+  // PRAGMA quick_check at start-up: refuse a damaged file instead of serving from it. Reads
+  // the whole file (docs/operations.md: seconds per million jobs).
+  bool quick_check = true;
+  // Cap on the database file; 0: none. Writes past it are refused as on a full disk
+  // (submits get UNAVAILABLE), leaving room on a shared volume.
+  size_t max_file_bytes = 0;
 };
 
 struct LogConfig {
@@ -67,6 +84,9 @@ struct EndpointConfig {
   int max_in_flight = 64;                      // concurrent attempts against this endpoint
   std::string policy = "default";              // default policy name
   std::vector<Header> headers;                 // sent on every attempt
+  // http(s)://host[:port] of a forward proxy for this endpoint's attempts; empty: direct.
+  // Proxy environment variables (http_proxy, HTTPS_PROXY, ALL_PROXY) are always ignored.
+  std::string proxy;
 };
 
 struct Config {

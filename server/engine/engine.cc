@@ -18,7 +18,18 @@ constexpr size_t kLatenessSamples = 16384;
 // Jobs retrying sooner than this keep their request in memory; later ones reload it from the
 // store, so a million waiting jobs cost only their scheduling state.
 constexpr absl::Duration kKeepSpecBelow = absl::Seconds(2);
-constexpr size_t kSpecsKeptPerQueue = 4096;
+// A request that could not be read from the store is tried again after this.
+constexpr absl::Duration kReadRetry = absl::Seconds(1);
+
+// Memory a request holds (its strings' contents; small-string capacity is not counted).
+size_t SpecBytes(const common::JobSpec& s) {
+  size_t n = sizeof(s) + s.tenant.size() + s.idempotency_key.size() + s.endpoint.size() +
+             s.method.size() + s.path.size() + s.query.size() + s.body.size() +
+             s.ordering_key.size() + s.correlation_id.size() + s.policy.size();
+  for (const auto& [name, value] : s.headers) n += sizeof(name) * 2 + name.size() + value.size();
+  for (const auto& [k, v] : s.labels) n += 64 + k.size() + v.size();  // 64: map node
+  return n;
+}
 
 std::string ScopeOf(absl::string_view tenant, absl::string_view ordering_key) {
   if (ordering_key.empty()) return "";
@@ -36,6 +47,45 @@ std::string ScopeOf(absl::string_view tenant, absl::string_view ordering_key) {
 
 }  // namespace
 
+// The default EngineOptions::run_read: one thread running store reads in order.
+class Engine::Reader {
+ public:
+  Reader() : thread_([this] { Loop(); }) {}
+  ~Reader() {
+    {
+      absl::MutexLock lock(&mu_);
+      stop_ = true;
+    }
+    thread_.join();
+  }
+  void Run(absl::AnyInvocable<void() &&> fn) {
+    absl::MutexLock lock(&mu_);
+    work_.push_back(std::move(fn));
+  }
+
+ private:
+  void Loop() {
+    while (true) {
+      std::vector<absl::AnyInvocable<void() &&>> work;
+      {
+        absl::MutexLock lock(&mu_);
+        mu_.Await(absl::Condition(
+            +[](Reader* r)
+                 ABSL_EXCLUSIVE_LOCKS_REQUIRED(r->mu_) { return r->stop_ || !r->work_.empty(); },
+            this));
+        if (work_.empty()) return;  // stopping, and everything asked for was read
+        work.swap(work_);
+      }
+      for (auto& fn : work) std::move(fn)();
+    }
+  }
+
+  absl::Mutex mu_;
+  std::vector<absl::AnyInvocable<void() &&>> work_ ABSL_GUARDED_BY(mu_);
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread thread_;  // last: starts once the rest is built
+};
+
 Engine::Engine(std::shared_ptr<const config::Config> config, store::JobStore& store,
                http::Executor& executor, const common::Clock& clock, EngineOptions options)
     : config_(std::move(config)),
@@ -44,7 +94,15 @@ Engine::Engine(std::shared_ptr<const config::Config> config, store::JobStore& st
       executor_(executor),
       clock_(clock),
       rng_(options.rng_seed != 0 ? options.rng_seed : std::random_device{}()),
+      spec_bytes_budget_(options.spec_bytes_budget),
+      run_read_(std::move(options.run_read)),
       observer_(options.observer != nullptr ? options.observer : &null_observer_) {
+  if (!run_read_) {
+    reader_ = std::make_unique<Reader>();
+    run_read_ = [reader = reader_.get()](absl::AnyInvocable<void() &&> fn) {
+      reader->Run(std::move(fn));
+    };
+  }
   endpoints_.resize(config_->endpoints.size());
   assert(config_->endpoints.size() <= kMaxEndpoints);
   endpoint_names_.reserve(kMaxEndpoints);  // never reallocated: other threads read it
@@ -227,10 +285,12 @@ void Engine::Replay(std::string tenant, JobId id, JobDone done_fn) {
     if (!rec->spec.correlation_id.empty()) {
       fresh.correlation_id = std::make_unique<const std::string>(rec->spec.correlation_id);
     }
-    fresh.spec = std::make_shared<const common::JobSpec>(std::move(rec->spec));
     fresh.since = clock_.Now();
     Slot& slot = slots_.emplace(id, std::move(fresh)).first->second;
     Track(slot, +1);
+    if (SpecFits(rec->spec)) {
+      HoldSpec(slot, std::make_shared<const common::JobSpec>(std::move(rec->spec)));
+    }
     // Within its ordering key, a replayed job waits for the key's running job, ahead of the
     // key's other waiting jobs (it was submitted before them).
     const bool wait_for_key =
@@ -267,6 +327,7 @@ void Engine::Watch(std::string tenant, JobId id, std::shared_ptr<WatchSink> sink
       // commit: a watcher must never learn of an end the store does not hold yet.
       if (!common::IsTerminal(slot->state)) sink->OnEvent(EventOf(*slot, ""));
       FollowersOf(*slot).watchers.push_back(std::move(sink));
+      counters_.watchers.fetch_add(1, std::memory_order_relaxed);
       return;
     }
     // Not in memory: terminal (or unknown). One event, then the end.
@@ -284,6 +345,22 @@ void Engine::Watch(std::string tenant, JobId id, std::shared_ptr<WatchSink> sink
     sink->OnEnd(absl::OkStatus());
   });
   if (!posted) sink->OnEnd(Stopped());
+}
+
+void Engine::Unwatch(JobId id, std::shared_ptr<const WatchSink> sink) {
+  Post([this, id, sink = std::move(sink)] {
+    auto it = followers_.find(id);
+    if (it == followers_.end()) return;  // the job ended: its watchers are gone already
+    auto& ws = it->second.watchers;
+    const auto gone =
+        std::remove_if(ws.begin(), ws.end(), [&sink](const auto& w) { return w == sink; });
+    counters_.watchers.fetch_sub(ws.end() - gone, std::memory_order_relaxed);
+    ws.erase(gone, ws.end());
+    if (ws.empty() && it->second.cancel_waiters.empty()) {
+      followers_.erase(it);
+      if (Slot* slot = FindSlot(id); slot != nullptr) slot->followed = false;
+    }
+  });
 }
 
 void Engine::Stop(absl::Duration grace) {
@@ -304,6 +381,10 @@ EngineStats Engine::Stats() const {
   s.failed = counters_.failed.load(std::memory_order_relaxed);
   s.exhausted = counters_.exhausted.load(std::memory_order_relaxed);
   s.cancelled = counters_.cancelled.load(std::memory_order_relaxed);
+  s.unroutable = counters_.unroutable.load(std::memory_order_relaxed);
+  s.watchers = counters_.watchers.load(std::memory_order_relaxed);
+  s.spec_bytes_held = counters_.spec_bytes_held.load(std::memory_order_relaxed);
+  s.spec_loads = counters_.spec_loads.load(std::memory_order_relaxed);
   absl::MutexLock lock(&lateness_mu_);
   s.timer_lateness_us = dispatch_lateness_.us;
   s.start_lateness_us = start_lateness_.us;
@@ -335,15 +416,18 @@ absl::Status Engine::Recover() {
     fresh.since = a.created_at;
     Slot& slot = slots_.emplace(a.id, std::move(fresh)).first->second;
     Track(slot, +1);
+    if (slot.endpoint < 0) {
+      // Its endpoint was removed from the config: the job can never be sent, so it ends now,
+      // blocked or not. It never holds its ordering key (nothing of it runs), so the key's next
+      // job is released by the orphan pass below or by the key's runner as usual.
+      FailUnroutable(slot, a.endpoint);
+      continue;
+    }
     if (slot.state == JobState::kBlocked) {
       blocked_[slot.ordering_scope].push_back(slot.id);
       continue;
     }
     MakeRunner(slot);
-    if (slot.endpoint < 0) {
-      FailUnroutable(slot);  // its end releases its ordering key's next job
-      continue;
-    }
     if (slot.state == JobState::kWaitingRetry) {
       ArmTimer(slot);
     } else {
@@ -405,6 +489,7 @@ void Engine::CloseLoop() {
     for (auto& sink : f.watchers) {
       if (!sink->Closed()) sink->OnEnd(stopped);
     }
+    counters_.watchers.fetch_sub(static_cast<int64_t>(f.watchers.size()));
   }
   followers_.clear();
 }
@@ -566,40 +651,84 @@ void Engine::DispatchOne(EndpointState& ep, Slot& slot, absl::Time now) {
   if (slot.first_attempt_at == absl::InfinitePast()) slot.first_attempt_at = now;
   std::string why = absl::StrCat("attempt ", slot.attempt_count, " started");
   // Never superseded: a cancel of a RUNNING job waits for the attempt's outcome.
-  Persist(slot, JobState::kRunning, why, [this, why](Slot* s) {
+  Persist(slot, JobState::kRunning, why, [this](Slot* s) {
     assert(s != nullptr);
-    const bool too_late = stopping_ && clock_.Now() >= stop_deadline_;
-    if (!s->cancel_requested && !too_late) {
-      Notify(*s, why);
-      StartAttempt(*s);
-      return;
-    }
-    // No request left: the attempt is given back, and the job is cancelled or put back.
-    --endpoints_[s->endpoint].in_flight;
-    counters_.in_flight.fetch_sub(1, std::memory_order_relaxed);
-    --s->attempt_count;
-    if (s->cancel_requested) {
-      Persist(*s, JobState::kCancelled, "cancelled by request before the attempt started",
-              [this](Slot* c) {
-                if (c != nullptr) Finish(*c, "cancelled by request before the attempt started");
-              });
-    } else {
-      Persist(*s, JobState::kQueued, "shutdown: attempt not started; runs after restart",
-              [](Slot*) {});
-    }
+    PrepareAttempt(*s);
   });
+}
+
+void Engine::PrepareAttempt(Slot& slot) {
+  if (slot.spec != nullptr) return BeginAttempt(slot);
+  // The request stayed in the store: read it off the loop (RUNNING is never superseded, so the
+  // version still names this attempt when the read comes back).
+  counters_.spec_loads.fetch_add(1, std::memory_order_relaxed);
+  run_read_([this, id = slot.id, version = slot.version] {
+    absl::StatusOr<common::JobSpec> spec = store_.LoadSpec(id);
+    PostWork([this, id, version,
+              spec = std::move(spec)]() mutable { OnSpecLoaded(id, version, std::move(spec)); },
+             /*internal=*/true);
+  });
+}
+
+void Engine::OnSpecLoaded(JobId id, uint32_t version, absl::StatusOr<common::JobSpec> spec) {
+  Slot* slot = FindSlot(id);
+  if (slot == nullptr || slot->version != version || slot->state != JobState::kRunning) return;
+  if (spec.ok()) {
+    HoldSpec(*slot, std::make_shared<const common::JobSpec>(*std::move(spec)));
+    if (slot->correlation_id == nullptr && !slot->spec->correlation_id.empty()) {
+      slot->correlation_id = std::make_unique<const std::string>(slot->spec->correlation_id);
+    }
+    return BeginAttempt(*slot);
+  }
+  // Nothing was sent: give the attempt back and try again shortly (a read can fail for a
+  // moment, e.g. SQLITE_BUSY); the job is not lost and the loop never waited for the read.
+  GiveBackAttempt(*slot);
+  if (slot->cancel_requested) {
+    const std::string why = "cancelled by request before the attempt started";
+    Persist(*slot, JobState::kCancelled, why, [this, why](Slot* c) {
+      if (c != nullptr) Finish(*c, why);
+    });
+    return;
+  }
+  slot->next_attempt_at = clock_.Now() + kReadRetry;
+  slot->retry_after_wait = false;
+  Persist(*slot, JobState::kWaitingRetry,
+          absl::StrCat("the request could not be read from the store (", spec.status().message(),
+                       "); next attempt in ", absl::FormatDuration(kReadRetry)),
+          [this](Slot* s) {
+            if (s != nullptr) ArmTimer(*s);
+          });
+}
+
+void Engine::GiveBackAttempt(Slot& slot) {
+  --endpoints_[slot.endpoint].in_flight;
+  counters_.in_flight.fetch_sub(1, std::memory_order_relaxed);
+  --slot.attempt_count;
+}
+
+void Engine::BeginAttempt(Slot& slot) {
+  const bool too_late = stopping_ && clock_.Now() >= stop_deadline_;
+  if (!slot.cancel_requested && !too_late) {
+    Notify(slot, absl::StrCat("attempt ", slot.attempt_count, " started"));
+    StartAttempt(slot);
+    return;
+  }
+  // No request left: the attempt is given back, and the job is cancelled or put back.
+  GiveBackAttempt(slot);
+  if (slot.cancel_requested) {
+    Persist(slot, JobState::kCancelled, "cancelled by request before the attempt started",
+            [this](Slot* c) {
+              if (c != nullptr) Finish(*c, "cancelled by request before the attempt started");
+            });
+  } else {
+    Persist(slot, JobState::kQueued, "shutdown: attempt not started; runs after restart",
+            [](Slot*) {});
+  }
 }
 
 void Engine::StartAttempt(Slot& slot) {
   EndpointState& ep = endpoints_[slot.endpoint];
-  if (slot.spec == nullptr) {
-    auto spec = store_.LoadSpec(slot.id);
-    if (!spec.ok()) FatalStoreError(spec.status());
-    slot.spec = std::make_shared<const common::JobSpec>(*std::move(spec));
-    if (slot.correlation_id == nullptr && !slot.spec->correlation_id.empty()) {
-      slot.correlation_id = std::make_unique<const std::string>(slot.spec->correlation_id);
-    }
-  }
+  assert(slot.spec != nullptr);
   const common::JobSpec& spec = *slot.spec;
   http::Request req;
   req.method = spec.method;
@@ -622,6 +751,7 @@ void Engine::StartAttempt(Slot& slot) {
   req.connect_timeout = ep.config->connect_timeout;
   req.timeout = ep.config->timeout;
   req.max_response_bytes = ep.config->max_response_bytes;
+  req.proxy = ep.config->proxy;
 
   const absl::Time started = clock_.Now();
   if (slot.next_attempt_at != absl::InfinitePast()) {
@@ -713,7 +843,11 @@ void Engine::OnOutcome(JobId id, absl::Time started, policy::Outcome outcome) {
     slot.next_attempt_at = d.next_attempt_at;
     slot.previous_delay = d.delay;
     slot.retry_after_wait = d.retry_after.has_value() && *d.retry_after >= d.delay;
-    if (d.delay >= kKeepSpecBelow) slot.spec.reset();
+    // A long wait, or a request read back beyond the budget: back to the store with it.
+    if (d.delay >= kKeepSpecBelow ||
+        static_cast<size_t>(counters_.spec_bytes_held.load()) > spec_bytes_budget_) {
+      DropSpec(slot);
+    }
   }
   Persist(
       slot, next, why,
@@ -743,10 +877,13 @@ void Engine::Adopt(std::shared_ptr<const common::JobSpec> spec, const store::Sub
   if (!spec->correlation_id.empty()) {
     fresh.correlation_id = std::make_unique<const std::string>(spec->correlation_id);
   }
-  fresh.spec = std::move(spec);
   fresh.since = clock_.Now();
   Slot& slot = slots_.emplace(result.job_id, std::move(fresh)).first->second;
   Track(slot, +1);
+  // (Validation refuses unknown endpoints; a job that slipped through never holds its key.)
+  if (slot.endpoint < 0) return FailUnroutable(slot, spec->endpoint);
+  // Within the budget the request stays in memory until dispatch; beyond it, in the store.
+  if (SpecFits(*spec)) HoldSpec(slot, std::move(spec));
   if (!slot.ordering_scope.empty()) {
     const bool key_busy = running_scopes_.contains(slot.ordering_scope);
     if (slot.state == JobState::kBlocked || key_busy) {
@@ -762,14 +899,36 @@ void Engine::Adopt(std::shared_ptr<const common::JobSpec> spec, const store::Sub
     }
     MakeRunner(slot);
   }
-  if (slot.endpoint < 0) return FailUnroutable(slot);
   Enqueue(slot);
-  // A backlog keeps only its head's requests in memory; the rest are read back at dispatch.
-  if (endpoints_[slot.endpoint].ready.size() > kSpecsKeptPerQueue) slot.spec.reset();
 }
 
-void Engine::FailUnroutable(Slot& slot) {
-  const std::string why = "stop: endpoint is not configured";
+bool Engine::SpecFits(const common::JobSpec& spec) const {
+  return static_cast<size_t>(counters_.spec_bytes_held.load(std::memory_order_relaxed)) +
+             SpecBytes(spec) <=
+         spec_bytes_budget_;
+}
+
+void Engine::HoldSpec(Slot& slot, std::shared_ptr<const common::JobSpec> spec) {
+  DropSpec(slot);
+  counters_.spec_bytes_held.fetch_add(static_cast<int64_t>(SpecBytes(*spec)),
+                                      std::memory_order_relaxed);
+  slot.spec = std::move(spec);
+}
+
+void Engine::DropSpec(Slot& slot) {
+  if (slot.spec == nullptr) return;
+  counters_.spec_bytes_held.fetch_sub(static_cast<int64_t>(SpecBytes(*slot.spec)),
+                                      std::memory_order_relaxed);
+  slot.spec.reset();
+}
+
+void Engine::FailUnroutable(Slot& slot, absl::string_view endpoint) {
+  assert(slot.endpoint < 0);
+  counters_.unroutable.fetch_add(1, std::memory_order_relaxed);
+  const std::string why =
+      absl::StrCat("stop: endpoint '", endpoint,
+                   "' is no longer configured; not sent (add the endpoint back and replay the job "
+                   "to send it)");
   Persist(slot, JobState::kFailed, why, [this, why](Slot* s) {
     if (s != nullptr) Finish(*s, why);
   });
@@ -797,6 +956,15 @@ void Engine::Persist(Slot& slot, JobState state, std::string decision, Then then
   t.last_http_status = slot.last_http_status;
   t.last_response_body = std::move(response_body);
   t.attempt = std::move(attempt);
+  if (common::IsTerminal(state)) {
+    // A job whose endpoint is gone has no policy: the default one's retention keeps it.
+    const policy::Policy* p =
+        slot.policy != nullptr ? slot.policy : config_->FindPolicy("default").get();
+    const absl::Duration keep = p == nullptr                  ? policy::Policy{}.retention
+                                : common::IsDeadLetter(state) ? p->dead_letter_retention
+                                                              : p->retention;
+    t.purge_at = clock_.Now() + keep;
+  }
   pending_writes_.push_back(std::move(t));
   pending_thens_.push_back(PendingThen{slot.id, version, std::move(then)});
 }
@@ -853,12 +1021,15 @@ void Engine::Finish(Slot& slot, const std::string& decision) {
     for (auto& sink : it->second.watchers) {
       if (!sink->Closed()) sink->OnEnd(absl::OkStatus());
     }
+    counters_.watchers.fetch_sub(static_cast<int64_t>(it->second.watchers.size()),
+                                 std::memory_order_relaxed);
     waiters = std::move(it->second.cancel_waiters);
     followers_.erase(it);
   }
   const JobState final_state = slot.state;
   const JobId id = slot.id;
   const std::string scope = slot.runner ? slot.ordering_scope : std::string();
+  DropSpec(slot);
   slots_.erase(id);  // `slot` is gone from here on
   active_jobs_.fetch_sub(1, std::memory_order_relaxed);
   for (auto& w : waiters) {
@@ -881,8 +1052,10 @@ void Engine::Notify(Slot& slot, const std::string& decision) {
   auto& ws = followers_[slot.id].watchers;
   if (ws.empty()) return;
   const JobEvent event = EventOf(slot, decision);
-  ws.erase(std::remove_if(ws.begin(), ws.end(), [](const auto& w) { return w->Closed(); }),
-           ws.end());
+  const auto closed =
+      std::remove_if(ws.begin(), ws.end(), [](const auto& w) { return w->Closed(); });
+  counters_.watchers.fetch_sub(ws.end() - closed, std::memory_order_relaxed);
+  ws.erase(closed, ws.end());
   for (auto& w : ws) w->OnEvent(event);
 }
 
@@ -902,6 +1075,9 @@ JobEvent Engine::EventOf(const Slot& slot, std::string decision) const {
 }
 
 void Engine::Enqueue(Slot& slot) {
+  // Recover and Adopt end unroutable jobs before they can be queued, unblocked or armed; this
+  // keeps data in the store from ever indexing endpoints_ out of range.
+  if (slot.endpoint < 0) return FailUnroutable(slot, "(unknown)");
   SetState(slot, JobState::kQueued);
   endpoints_[slot.endpoint].ready.push_back(slot.id);
 }
@@ -919,6 +1095,10 @@ void Engine::UnblockNext(const std::string& scope) {
     queue.pop_front();
     Slot* slot = FindSlot(id);
     if (slot == nullptr || slot->state != JobState::kBlocked) continue;
+    if (slot->endpoint < 0) {  // (not reached: see Enqueue) never the key's runner
+      FailUnroutable(*slot, "(unknown)");
+      continue;
+    }
     if (queue.empty()) blocked_.erase(it);
     MakeRunner(*slot);
     const std::string why = "unblocked: the previous job of its ordering key finished";

@@ -72,8 +72,8 @@ class WatchSink {
   virtual bool Closed() const = 0;
 };
 
-// Endpoints one process can know (configured plus added by reloads).
-inline constexpr size_t kMaxEndpoints = 1024;
+// Endpoints one process can know (configured plus added by reloads); config refuses more.
+inline constexpr size_t kMaxEndpoints = config::kMaxEndpoints;
 
 struct EngineOptions {
   uint64_t rng_seed = 0;  // 0: seeded from std::random_device
@@ -81,6 +81,14 @@ struct EngineOptions {
   EngineObserver* observer = nullptr;
   // Dead-lettered jobs per endpoint already in the store at start (index = config.endpoints).
   std::vector<int64_t> dead_letters_at_start;
+  // Bytes of requests (body, headers, path) that waiting jobs may keep in memory, in all. A job
+  // whose request does not fit keeps only its scheduling state and reads the request back from
+  // the store when it is dispatched. Attempts on the wire always hold theirs (bounded by the
+  // endpoints' max_in_flight).
+  size_t spec_bytes_budget = 64 << 20;
+  // Runs a store read (LoadSpec at dispatch) off the loop; null: the engine's own reader
+  // thread. Tests pass one that runs it at once.
+  std::function<void(absl::AnyInvocable<void() &&>)> run_read;
 };
 
 // Counters read by tests, benchmarks and (later) metrics; a consistent snapshot.
@@ -93,6 +101,13 @@ struct EngineStats {
   int64_t failed = 0;
   int64_t exhausted = 0;
   int64_t cancelled = 0;
+  // Jobs ended FAILED because their endpoint is not configured (removed before a restart);
+  // also counted in `failed`.
+  int64_t unroutable = 0;
+  int64_t watchers = 0;  // WatchSync subscribers held by the engine
+  // Requests held in memory (see EngineOptions::spec_bytes_budget), and reads of dropped ones.
+  int64_t spec_bytes_held = 0;
+  int64_t spec_loads = 0;
   // |actual start - due time| of attempts that came from a timer, in microseconds: the last
   // few thousand samples, for the timer-accuracy benchmark.
   std::vector<int64_t> timer_lateness_us;
@@ -150,6 +165,9 @@ class Engine {
   void Replay(std::string tenant, JobId id, JobDone done);
   // Sends the job's current state, then every change until terminal.
   void Watch(std::string tenant, JobId id, std::shared_ptr<WatchSink> sink);
+  // Drops `sink` (given to Watch for `id`) now, rather than at the job's next event: its client
+  // went away. Unknown sinks are ignored.
+  void Unwatch(JobId id, std::shared_ptr<const WatchSink> sink);
   // Stops dispatching new attempts; Run() returns when in-flight attempts have finished and
   // their outcomes are persisted, or when `grace` has passed (unfinished attempts stay RUNNING
   // in the store and are re-queued at the next start).
@@ -228,7 +246,18 @@ class Engine {
   void FireDueTimers();
   void Dispatch(absl::Time now);
   void DispatchOne(EndpointState& ep, Slot& slot, absl::Time now);
+  // After RUNNING committed: reads the request when it is not in memory, then BeginAttempt.
+  void PrepareAttempt(Slot& slot);
+  void OnSpecLoaded(JobId id, uint32_t version, absl::StatusOr<common::JobSpec> spec);
+  // Starts the attempt, or gives it back (cancel requested, shutdown grace over).
+  void BeginAttempt(Slot& slot);
+  // Undoes DispatchOne's accounting of an attempt that never left.
+  void GiveBackAttempt(Slot& slot);
   void StartAttempt(Slot& slot);
+  // Requests in memory are counted against spec_bytes_budget_.
+  bool SpecFits(const common::JobSpec& spec) const;
+  void HoldSpec(Slot& slot, std::shared_ptr<const common::JobSpec> spec);
+  void DropSpec(Slot& slot);
   void OnOutcome(JobId id, absl::Time started, policy::Outcome outcome);
   void Adopt(std::shared_ptr<const common::JobSpec> spec, const store::SubmitResult& result);
   Slot* FindSlot(JobId id);
@@ -245,7 +274,8 @@ class Engine {
   void Enqueue(Slot& slot);
   void ArmTimer(Slot& slot);
   void UnblockNext(const std::string& scope);
-  void FailUnroutable(Slot& slot);
+  // Ends a job whose endpoint (named `endpoint`) is not configured: FAILED, never sent again.
+  void FailUnroutable(Slot& slot, absl::string_view endpoint);
   // Marks `slot` as its ordering key's runner (no-op without an ordering key).
   void MakeRunner(Slot& slot);
   const std::string* InternTenant(const std::string& tenant);
@@ -279,6 +309,8 @@ class Engine {
   http::Executor& executor_;
   const common::Clock& clock_;
   std::mt19937_64 rng_;
+  const size_t spec_bytes_budget_;
+  std::function<void(absl::AnyInvocable<void() &&>)> run_read_;
 
   // Loop-owned state.
   // node_hash_map: a million waiting jobs cost one allocation each, with no half-empty array of
@@ -314,6 +346,10 @@ class Engine {
     std::atomic<int64_t> failed{0};
     std::atomic<int64_t> exhausted{0};
     std::atomic<int64_t> cancelled{0};
+    std::atomic<int64_t> unroutable{0};
+    std::atomic<int64_t> watchers{0};
+    std::atomic<int64_t> spec_bytes_held{0};
+    std::atomic<int64_t> spec_loads{0};
   };
   Counters counters_;
   mutable absl::Mutex lateness_mu_;
@@ -328,6 +364,10 @@ class Engine {
   bool closed_ ABSL_GUARDED_BY(post_mu_) = false;
   std::atomic<bool> loop_closed_{false};
   std::atomic<std::thread::id> loop_thread_{};
+
+  // The default run_read: one thread doing store reads in order. Last member: stopped first.
+  class Reader;
+  std::unique_ptr<Reader> reader_;
 };
 
 }  // namespace rebound::engine

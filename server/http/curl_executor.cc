@@ -198,6 +198,10 @@ std::string CurlExecutor::Impl::Configure(Transfer& t) {
   set(CURLOPT_PROTOCOLS_STR, "http,https");
   set(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
   set(CURLOPT_FOLLOWLOCATION, 0L);
+  // "" disables proxies, the environment's included; a configured proxy is used for every host
+  // ("" for NOPROXY also overrides no_proxy from the environment).
+  set(CURLOPT_PROXY, r.proxy.c_str());
+  set(CURLOPT_NOPROXY, "");
   set(CURLOPT_NOSIGNAL, 1L);
   set(CURLOPT_CONNECTTIMEOUT_MS, TimeoutOptionMs(r.connect_timeout));
   set(CURLOPT_TIMEOUT_MS, TimeoutOptionMs(r.timeout));

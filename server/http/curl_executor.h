@@ -4,7 +4,8 @@
 // connections to an upstream are kept alive and reused. Easy handles are pooled and reset
 // between attempts. Redirects are never followed (a 3xx is reported as it is), only http and
 // https are allowed, response bodies are cut at Request::max_response_bytes (the rest is read and
-// dropped), and curl's errors are mapped to policy::TransportError.
+// dropped), proxy environment variables are ignored (only Request::proxy is used), and curl's
+// errors are mapped to policy::TransportError.
 //
 // Threads: Start(), Poll(), InFlight() and the destructor run on the engine's loop thread;
 // Wakeup() may be called from any thread while the executor is alive. Completion callbacks run

@@ -27,6 +27,10 @@ struct Request {
   absl::Duration connect_timeout = absl::Seconds(5);
   absl::Duration timeout = absl::Seconds(30);
   size_t max_response_bytes = 64 * 1024;  // body bytes kept; the rest is read and dropped
+  // Proxy URL for this attempt; empty: connect directly. The environment's http_proxy,
+  // HTTPS_PROXY, ALL_PROXY and no_proxy are never consulted, so a variable set for another
+  // program cannot reroute upstream traffic (credentials included) through a stranger.
+  std::string proxy;
 };
 
 using Done = absl::AnyInvocable<void(policy::Outcome) &&>;

@@ -11,30 +11,38 @@ namespace {
 
 class MetricsInterceptor final : public grpc::experimental::Interceptor {
  public:
-  MetricsInterceptor(Metrics& metrics, size_t method_index)
-      : metrics_(metrics), method_index_(method_index), start_(std::chrono::steady_clock::now()) {}
+  explicit MetricsInterceptor(GrpcMethodMetrics& metrics)
+      : metrics_(metrics), start_(std::chrono::steady_clock::now()) {
+    metrics_.started->Increment();
+  }
 
   ~MetricsInterceptor() override { Record(grpc::StatusCode::CANCELLED); }
 
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
-    if (methods->QueryInterceptionHookPoint(
-            grpc::experimental::InterceptionHookPoints::PRE_SEND_STATUS)) {
+    using grpc::experimental::InterceptionHookPoints;
+    // A read that found the end of the stream reports the hook with no message.
+    if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::POST_RECV_MESSAGE) &&
+        methods->GetRecvMessage() != nullptr) {
+      metrics_.msg_received->Increment();
+    }
+    if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_MESSAGE)) {
+      metrics_.msg_sent->Increment();
+    }
+    if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_STATUS)) {
       Record(methods->GetSendStatus().error_code());
     }
     methods->Proceed();
   }
 
  private:
-  // Counts the call once: the first status seen wins.
+  // Counts the end of the call once: the first status seen wins.
   void Record(int code) {
     if (recorded_.exchange(true, std::memory_order_relaxed)) return;
     const std::chrono::duration<double> elapsed = std::chrono::steady_clock::now() - start_;
-    metrics_.GrpcServerRequests(method_index_, code).Increment();
-    metrics_.GrpcServerHandling(method_index_).Observe(elapsed.count());
+    metrics_.RecordHandled(code, elapsed.count());
   }
 
-  Metrics& metrics_;
-  const size_t method_index_;
+  GrpcMethodMetrics& metrics_;
   const std::chrono::steady_clock::time_point start_;
   std::atomic<bool> recorded_{false};
 };
@@ -47,7 +55,8 @@ class MetricsInterceptorFactory final
   grpc::experimental::Interceptor* CreateServerInterceptor(
       grpc::experimental::ServerRpcInfo* info) override {
     const char* method = info->method();
-    return new MetricsInterceptor(metrics_, GrpcMethodIndex(method == nullptr ? "" : method));
+    return new MetricsInterceptor(
+        metrics_.GrpcServer(GrpcMethodIndex(method == nullptr ? "" : method)));
   }
 
  private:

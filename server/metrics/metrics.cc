@@ -31,6 +31,9 @@ constexpr std::array<absl::string_view, kRejectReasonCount> kRejectReasonNames =
     "invalid", "resource_exhausted", "unauthenticated", "already_exists", "unavailable"};
 constexpr std::array<absl::string_view, kJobGaugeStateCount> kJobGaugeStateNames = {
     "queued", "blocked", "running", "waiting_backoff", "waiting_retry_after", "waiting_paused"};
+constexpr std::array<absl::string_view, 4> kGrpcTypeNames = {"unary", "client_stream",
+                                                             "server_stream", "bidi_stream"};
+static_assert(static_cast<size_t>(GrpcType::kBidiStream) + 1 == kGrpcTypeNames.size());
 // grpc::StatusCode 0..16, in order.
 constexpr std::array<absl::string_view, kGrpcCodeCount> kGrpcCodeNames = {
     "OK",
@@ -84,10 +87,16 @@ CodeClass CodeClassOf(int http_status) {
   return CodeClass::kNone;
 }
 
+absl::string_view GrpcTypeName(GrpcType t) { return kGrpcTypeNames[static_cast<size_t>(t)]; }
+
 size_t GrpcMethodIndex(absl::string_view method) {
   if (!method.empty() && method.front() == '/') method.remove_prefix(1);
+  const size_t slash = method.find('/');
+  if (slash == absl::string_view::npos) return kGrpcMethodCount - 1;
+  const absl::string_view service = method.substr(0, slash);
+  const absl::string_view name = method.substr(slash + 1);
   for (size_t i = 0; i + 1 < kGrpcMethodCount; ++i) {
-    if (kGrpcMethods[i] == method) return i;
+    if (kGrpcMethods[i].service == service && kGrpcMethods[i].method == name) return i;
   }
   return kGrpcMethodCount - 1;
 }
@@ -231,14 +240,51 @@ std::unique_ptr<Metrics> Metrics::Create(prometheus::Registry& registry,
                     .Name("rebound_store_batch_size")
                     .Help("Rows written per store commit.")
                     .Register(registry);
-  auto& grpc_requests = prometheus::BuildCounter()
-                            .Name("rebound_grpc_server_requests_total")
-                            .Help("gRPC calls handled, by method and status code.")
-                            .Register(registry);
+  auto& store_jobs = prometheus::BuildGauge()
+                         .Name("rebound_store_jobs")
+                         .Help("Jobs in the store by class: active, finished, dead_letter.")
+                         .Register(registry);
+  auto& store_bytes = prometheus::BuildGauge()
+                          .Name("rebound_store_bytes")
+                          .Help("Size of the store's database file (pages in use or free).")
+                          .Register(registry);
+  auto& store_free_bytes = prometheus::BuildGauge()
+                               .Name("rebound_store_free_bytes")
+                               .Help("Free pages in the database file, not yet reclaimed.")
+                               .Register(registry);
+  auto& store_purged = prometheus::BuildCounter()
+                           .Name("rebound_store_purged_total")
+                           .Help("Ended jobs purged from the store after their retention.")
+                           .Register(registry);
+  // The gRPC server metrics of go-grpc-prometheus, names, labels and help texts alike.
+  auto& grpc_started = prometheus::BuildCounter()
+                           .Name("grpc_server_started_total")
+                           .Help("Total number of RPCs started on the server.")
+                           .Register(registry);
+  auto& grpc_handled = prometheus::BuildCounter()
+                           .Name("grpc_server_handled_total")
+                           .Help(
+                               "Total number of RPCs completed on the server, regardless of "
+                               "success or failure.")
+                           .Register(registry);
   auto& grpc_handling = prometheus::BuildHistogram()
-                            .Name("rebound_grpc_server_handling_seconds")
-                            .Help("Time from the start of a gRPC call to its status.")
+                            .Name("grpc_server_handling_seconds")
+                            .Help(
+                                "Histogram of response latency (seconds) of gRPC that had been "
+                                "application-level handled by the server.")
                             .Register(registry);
+  auto& grpc_received = prometheus::BuildCounter()
+                            .Name("grpc_server_msg_received_total")
+                            .Help("Total number of RPC stream messages received on the server.")
+                            .Register(registry);
+  auto& grpc_sent = prometheus::BuildCounter()
+                        .Name("grpc_server_msg_sent_total")
+                        .Help("Total number of gRPC stream messages sent by the server.")
+                        .Register(registry);
+  auto& watchers = prometheus::BuildGauge()
+                       .Name("rebound_watchers")
+                       .Help("WatchSync streams open (bounded by server.max_watchers).")
+                       .Register(registry);
   auto& build_info = prometheus::BuildGauge()
                          .Name("rebound_build_info")
                          .Help("Always 1; the labels name the running build.")
@@ -253,13 +299,29 @@ std::unique_ptr<Metrics> Metrics::Create(prometheus::Registry& registry,
   }
   m->store_commit_duration_ = &commit.Add({}, Bounds(buckets::kStoreCommit));
   m->store_batch_size_ = &batch.Add({}, Bounds(buckets::kBatchSize));
+  constexpr std::array<absl::string_view, kStoreJobClassCount> kStoreJobClassNames = {
+      "active", "finished", "dead_letter"};
+  for (size_t c = 0; c < kStoreJobClassCount; ++c) {
+    m->store_jobs_[c] = &store_jobs.Add({{"class", S(kStoreJobClassNames[c])}});
+  }
+  m->store_bytes_ = &store_bytes.Add({});
+  m->store_free_bytes_ = &store_free_bytes.Add({});
+  m->store_purged_ = &store_purged.Add({});
+  m->watchers_ = &watchers.Add({});
   for (size_t i = 0; i < kGrpcMethodCount; ++i) {
-    const std::string method = S(kGrpcMethods[i]);
+    const prometheus::Labels labels = {{"grpc_service", S(kGrpcMethods[i].service)},
+                                       {"grpc_method", S(kGrpcMethods[i].method)},
+                                       {"grpc_type", S(GrpcTypeName(kGrpcMethods[i].type))}};
+    GrpcMethodMetrics& g = m->grpc_[i];
+    g.started = &grpc_started.Add(labels);
     for (size_t c = 0; c < kGrpcCodeCount; ++c) {
-      m->grpc_requests_[i][c] =
-          &grpc_requests.Add({{"method", method}, {"code", S(kGrpcCodeNames[c])}});
+      prometheus::Labels with_code = labels;
+      with_code.emplace("grpc_code", S(kGrpcCodeNames[c]));
+      g.handled[c] = &grpc_handled.Add(with_code);
     }
-    m->grpc_handling_[i] = &grpc_handling.Add({{"method", method}}, Bounds(buckets::kGrpcHandling));
+    g.handling = &grpc_handling.Add(labels, Bounds(buckets::kGrpcHandling));
+    g.msg_received = &grpc_received.Add(labels);
+    g.msg_sent = &grpc_sent.Add(labels);
   }
   build_info.Add({{"version", S(version)}, {"revision", S(revision)}}).Set(1);
   return m;

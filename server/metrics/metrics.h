@@ -17,12 +17,14 @@
 //     gauges      jobs 6 + dead_letter 1 + inflight 1 + circuit_state 1 + paused 1     = 10
 //     histograms  retry_after 19 + backoff_delay 19 + attempt_duration 18
 //                 + job_duration 5 results x 20                                       = 156
-//   global        kGlobalSeries = 458
-//     rejected 5, store commit 16, store batch size 16, gRPC requests 11 methods x 17 codes
-//     = 187, gRPC handling 11 x 20 = 220, build_info 1 (all in the registry given to Create)
+//   global        kGlobalSeries = 498
+//     rejected 5, store commit 16, store batch size 16, store jobs 3 (active, finished,
+//     dead_letter) + store bytes 1 + store free bytes 1 + store purged 1, gRPC (11 methods)
+//     started 11 + handled 11 x 17 codes = 187 + handling 11 x 20 = 220 + msg_received 11 +
+//     msg_sent 11, build_info 1, watchers 1 (all in the registry given to Create)
 //     + process metrics 6 (ProcessCollector, registered by MetricsServer)
 //     + prometheus-cpp's own exposer_* metrics 7 (scrapes, bytes, a 3-quantile latency summary)
-//   total = 215 x endpoints + 458; e.g. 10 endpoints: 2,608 series. WorstCaseSeries() computes
+//   total = 215 x endpoints + 498; e.g. 10 endpoints: 2,648 series. WorstCaseSeries() computes
 //   it; the tests check it against the registry and against the lines of a real /metrics scrape.
 //
 // Not exported yet: rebound_rate_limit_tokens{endpoint} appears when per-endpoint rate limits
@@ -93,6 +95,10 @@ inline constexpr size_t kRejectReasonCount = 5;
 // "invalid", "resource_exhausted", "unauthenticated", "already_exists", "unavailable".
 absl::string_view RejectReasonName(RejectReason r);
 
+// rebound_store_jobs{class}: jobs the store holds. Finished: ended, not dead-lettered.
+enum class StoreJobClass { kActive, kFinished, kDeadLetter };
+inline constexpr size_t kStoreJobClassCount = 3;
+
 // rebound_jobs{state}: non-terminal jobs by state, waiting split by what they wait for.
 enum class JobGaugeState {
   kQueued,
@@ -111,26 +117,37 @@ enum class TenantClass { kDefault, kOther };
 inline constexpr size_t kTenantClassCount = 2;
 inline constexpr absl::string_view kOtherTenant = "other";
 
-// rebound_grpc_server_*{method}: the methods counted by name, as "package.Service/Method"; any
-// other method is counted as "other" (the last entry).
-inline constexpr std::array<absl::string_view, 11> kGrpcMethods = {
-    "rebound.v1.Rebound/SubmitSync",
-    "rebound.v1.Rebound/SubmitSyncBatch",
-    "rebound.v1.Rebound/GetSync",
-    "rebound.v1.Rebound/WatchSync",
-    "rebound.v1.Rebound/ListSyncs",
-    "rebound.v1.Rebound/CancelSync",
-    "rebound.v1.Rebound/ReplaySync",
-    "grpc.health.v1.Health/Check",
-    "grpc.health.v1.Health/Watch",
-    "grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
-    "other",
+// grpc_server_*{grpc_service, grpc_method, grpc_type}: the gRPC server metrics under the names
+// and labels of go-grpc-prometheus (grpc-ecosystem), which stock gRPC dashboards and alerts use.
+// grpc_type of a method: "unary", "client_stream", "server_stream" or "bidi_stream".
+enum class GrpcType { kUnary, kClientStream, kServerStream, kBidiStream };
+// "unary", "client_stream", "server_stream", "bidi_stream".
+absl::string_view GrpcTypeName(GrpcType t);
+struct GrpcMethod {
+  absl::string_view service;  // grpc_service: "package.Service"
+  absl::string_view method;   // grpc_method: the method's name within it
+  GrpcType type;              // grpc_type
 };
+// The methods counted by name; any other method is counted as service "other", method "other"
+// (the last entry). gRPC serves a method it does not know as a generic bidirectional stream.
+inline constexpr std::array<GrpcMethod, 11> kGrpcMethods = {{
+    {"rebound.v1.Rebound", "SubmitSync", GrpcType::kUnary},
+    {"rebound.v1.Rebound", "SubmitSyncBatch", GrpcType::kUnary},
+    {"rebound.v1.Rebound", "GetSync", GrpcType::kUnary},
+    {"rebound.v1.Rebound", "WatchSync", GrpcType::kServerStream},
+    {"rebound.v1.Rebound", "ListSyncs", GrpcType::kUnary},
+    {"rebound.v1.Rebound", "CancelSync", GrpcType::kUnary},
+    {"rebound.v1.Rebound", "ReplaySync", GrpcType::kUnary},
+    {"grpc.health.v1.Health", "Check", GrpcType::kUnary},
+    {"grpc.health.v1.Health", "Watch", GrpcType::kServerStream},
+    {"grpc.reflection.v1alpha.ServerReflection", "ServerReflectionInfo", GrpcType::kBidiStream},
+    {"other", "other", GrpcType::kBidiStream},
+}};
 inline constexpr size_t kGrpcMethodCount = kGrpcMethods.size();
 // Index into kGrpcMethods of a method path as gRPC reports it ("/package.Service/Method"; the
 // leading slash is optional); kGrpcMethodCount - 1 ("other") when not listed.
 size_t GrpcMethodIndex(absl::string_view method);
-// rebound_grpc_server_requests_total{code}: the canonical code names, "OK" .. "UNAUTHENTICATED".
+// grpc_server_handled_total{grpc_code}: the canonical code names, "OK" .. "UNAUTHENTICATED".
 inline constexpr size_t kGrpcCodeCount = 17;
 // The name of a grpc::StatusCode value; codes outside 0..16 are reported as "UNKNOWN".
 absl::string_view GrpcCodeName(int code);
@@ -170,8 +187,10 @@ inline constexpr size_t kSeriesPerEndpoint =
 // Series of the registry given to Metrics::Create that do not depend on the endpoints.
 inline constexpr size_t kRegistryGlobalSeries =
     kRejectReasonCount + HistogramSeries(buckets::kStoreCommit.size()) +
-    HistogramSeries(buckets::kBatchSize.size()) + kGrpcMethodCount * kGrpcCodeCount +
-    kGrpcMethodCount * HistogramSeries(buckets::kGrpcHandling.size()) + 1;  // + build_info
+    HistogramSeries(buckets::kBatchSize.size()) + kStoreJobClassCount + 3 +
+    kGrpcMethodCount * (3 + kGrpcCodeCount)  // started, msg_received, msg_sent; handled
+    + kGrpcMethodCount * HistogramSeries(buckets::kGrpcHandling.size()) +
+    2;  // + build_info, watchers
 // process_cpu_seconds_total, process_{resident,virtual}_memory_bytes, process_{open,max}_fds,
 // process_start_time_seconds.
 inline constexpr size_t kProcessSeries = 6;
@@ -180,7 +199,7 @@ inline constexpr size_t kProcessSeries = 6;
 inline constexpr size_t kExposerSeries = 7;
 inline constexpr size_t kGlobalSeries = kRegistryGlobalSeries + kProcessSeries + kExposerSeries;
 static_assert(kSeriesPerEndpoint == 215, "update the series count in the header comment");
-static_assert(kGlobalSeries == 458, "update the series count in the header comment");
+static_assert(kGlobalSeries == 498, "update the series count in the header comment");
 
 // Every series a server with `endpoint_count` endpoints can expose on /metrics (MetricsServer).
 constexpr size_t WorstCaseSeries(size_t endpoint_count) {
@@ -246,8 +265,23 @@ struct EndpointMetrics {
   }
 };
 
-// Endpoints one process can know (configured plus added by reloads).
-inline constexpr size_t kMaxEndpoints = 1024;
+// Every grpc_server_* series of one entry of kGrpcMethods, created up front.
+struct GrpcMethodMetrics {
+  prometheus::Counter* started = nullptr;             // grpc_server_started_total
+  prometheus::Counter* handled[kGrpcCodeCount] = {};  // grpc_server_handled_total{grpc_code}
+  prometheus::Histogram* handling = nullptr;          // grpc_server_handling_seconds
+  prometheus::Counter* msg_received = nullptr;        // grpc_server_msg_received_total
+  prometheus::Counter* msg_sent = nullptr;            // grpc_server_msg_sent_total
+
+  // The call ended with `code` (a grpc::StatusCode value) after `seconds`.
+  void RecordHandled(int code, double seconds) {
+    handled[GrpcCodeIndex(code)]->Increment();
+    handling->Observe(seconds);
+  }
+};
+
+// Endpoints one process can know (configured plus added by reloads); config refuses more.
+inline constexpr size_t kMaxEndpoints = config::kMaxEndpoints;
 
 class Metrics {
  public:
@@ -290,14 +324,17 @@ class Metrics {
   }
   prometheus::Histogram& StoreCommitDuration() { return *store_commit_duration_; }
   prometheus::Histogram& StoreBatchSize() { return *store_batch_size_; }
+  // rebound_store_jobs{class}, rebound_store_bytes, rebound_store_free_bytes: what the store
+  // holds, set by the app's maintenance thread; rebound_store_purged_total: ended jobs purged.
+  prometheus::Gauge& StoreJobs(StoreJobClass c) { return *store_jobs_[EndpointMetrics::Index(c)]; }
+  prometheus::Gauge& StoreBytes() { return *store_bytes_; }
+  prometheus::Gauge& StoreFreeBytes() { return *store_free_bytes_; }
+  prometheus::Counter& StorePurged() { return *store_purged_; }
+  // rebound_watchers: WatchSync streams open now.
+  prometheus::Gauge& Watchers() { return *watchers_; }
 
-  // rebound_grpc_server_*; `method_index` from GrpcMethodIndex, `code` a grpc::StatusCode value.
-  prometheus::Counter& GrpcServerRequests(size_t method_index, int code) {
-    return *grpc_requests_[method_index][GrpcCodeIndex(code)];
-  }
-  prometheus::Histogram& GrpcServerHandling(size_t method_index) {
-    return *grpc_handling_[method_index];
-  }
+  // grpc_server_*; `method_index` from GrpcMethodIndex, `code` a grpc::StatusCode value.
+  GrpcMethodMetrics& GrpcServer(size_t method_index) { return grpc_[method_index]; }
 
   const std::string& default_tenant() const { return default_tenant_; }
 
@@ -324,8 +361,12 @@ class Metrics {
   prometheus::Counter* rejected_[kRejectReasonCount] = {};
   prometheus::Histogram* store_commit_duration_ = nullptr;
   prometheus::Histogram* store_batch_size_ = nullptr;
-  prometheus::Counter* grpc_requests_[kGrpcMethodCount][kGrpcCodeCount] = {};
-  prometheus::Histogram* grpc_handling_[kGrpcMethodCount] = {};
+  GrpcMethodMetrics grpc_[kGrpcMethodCount];
+  prometheus::Gauge* store_jobs_[kStoreJobClassCount] = {};
+  prometheus::Gauge* store_bytes_ = nullptr;
+  prometheus::Gauge* store_free_bytes_ = nullptr;
+  prometheus::Counter* store_purged_ = nullptr;
+  prometheus::Gauge* watchers_ = nullptr;
 };
 
 }  // namespace rebound::metrics

@@ -1,6 +1,7 @@
 #include "server/metrics/metrics_server.h"
 
 #include <exception>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -17,7 +18,9 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
   server->process_ = std::make_shared<ProcessCollector>();
   // civetweb reports a bad or busy address by throwing (CivetException); stop it here.
   try {
-    server->exposer_ = std::make_unique<prometheus::Exposer>(listen, /*num_threads=*/2);
+    server->exposer_ = std::make_unique<prometheus::Exposer>(std::vector<std::string>{
+        "listening_ports", listen, "num_threads", absl::StrCat(kMetricsThreads),
+        "request_timeout_ms", absl::StrCat(absl::ToInt64Milliseconds(kMetricsRequestTimeout))});
     const std::vector<int> ports = server->exposer_->GetListeningPorts();
     if (ports.empty()) {
       return absl::UnavailableError(

@@ -9,11 +9,21 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "prometheus/exposer.h"
 #include "prometheus/registry.h"
 #include "server/metrics/process_collector.h"
 
 namespace rebound::metrics {
+
+// civetweb serves one connection per worker thread, and a worker waits for a request's headers
+// up to its request timeout (civetweb's default: 30 s). With prometheus-cpp's default of 2
+// threads, two idle or half-open connections held every scrape for 30 s. Enough workers that a
+// few stray connections leave one free for the scraper, and a timeout well under Prometheus's
+// default scrape timeout (10 s), so even a burst of idle connections delays a scrape by at most
+// one timeout instead of failing it.
+inline constexpr int kMetricsThreads = 8;
+inline constexpr absl::Duration kMetricsRequestTimeout = absl::Seconds(3);
 
 class MetricsServer {
  public:

@@ -82,6 +82,12 @@ struct Policy {
   size_t body_match_bytes = 4096;  // body rules see at most this many leading bytes
   // A rate_limited outcome pauses the whole endpoint until its Retry-After.
   bool pause_endpoint_on_rate_limit = true;
+  // How long an ended job (its attempts, bodies and labels) is kept before it is purged:
+  // SUCCEEDED and CANCELLED jobs for `retention`, dead letters (FAILED, EXHAUSTED) for
+  // `dead_letter_retention`, or until a replay makes them active again. README explains the
+  // defaults.
+  absl::Duration retention = absl::Hours(24 * 7);
+  absl::Duration dead_letter_retention = absl::Hours(24 * 30);
 };
 
 struct Classification {

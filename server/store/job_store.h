@@ -55,6 +55,11 @@ struct Transition {
   int last_http_status = 0;
   std::optional<std::string> last_response_body;  // replaced when present
   std::optional<common::AttemptRecord> attempt;   // appended when present
+  // When a terminal job (with its attempts, bodies, labels and idempotency key) may be purged;
+  // InfiniteFuture: never. Decided by the engine from the job's policy; the store records it.
+  // A non-terminal transition (replay) leaves it InfiniteFuture, so an active job is never
+  // purged.
+  absl::Time purge_at = absl::InfiniteFuture();
 };
 
 // What the engine keeps in memory for a job that is not terminal: small on purpose, so a
@@ -126,6 +131,12 @@ class JobStore {
 
   // Forgets idempotency keys of jobs that ended before `cutoff`. Returns how many.
   virtual absl::StatusOr<int64_t> PurgeExpiredKeys(absl::Time cutoff) = 0;
+
+  // Deletes at most `limit` terminal jobs whose purge_at is before `now`, each with its
+  // attempts, bodies, labels and idempotency key (so a purged job's key never deduplicates to
+  // a job that is gone), in one transaction that does not hold up submits and transitions
+  // queued meanwhile. Returns how many jobs. Callers loop until it returns less than `limit`.
+  virtual absl::StatusOr<int64_t> PurgeEndedJobs(absl::Time now, int limit) = 0;
 };
 
 }  // namespace rebound::store

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <sqlite3.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -12,11 +13,13 @@
 #include <climits>
 #include <cstdint>
 #include <cstring>
+#include <filesystem>
 #include <iterator>
 #include <limits>
 #include <unordered_map>
 #include <utility>
 
+#include "absl/strings/cord.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -34,7 +37,9 @@ using common::Headers;
 using common::IsTerminal;
 using common::JobSpec;
 
-constexpr int kSchemaVersion = 1;
+// 1: the first schema. 2: jobs.purge_us (retention of ended jobs) and the partial indexes that
+// purge and count by it; new files are created with auto_vacuum=INCREMENTAL.
+constexpr int kSchemaVersion = 2;
 constexpr int kDefaultPageSize = 50;
 constexpr int kMaxPageSize = 1000;
 constexpr int kPurgeChunk = 5000;  // keys deleted per transaction, so submits interleave
@@ -127,6 +132,21 @@ CREATE TABLE idempotency (
 CREATE INDEX idempotency_by_expiry ON idempotency (expires_us) WHERE expires_us IS NOT NULL;
 )sql";
 
+// Schema 1 -> 2. Ended jobs get a purge time (NULL: keep); `state IN (6, 7)` is the dead-letter
+// set, spelled as the partial index and CountDeadLetters/Usage spell it. The backfill binds
+// the legacy retentions (?1 ended, ?2 dead letters, microseconds).
+constexpr char kMigration2[] = R"sql(
+ALTER TABLE jobs ADD COLUMN purge_us INTEGER;
+CREATE INDEX jobs_by_purge ON jobs (purge_us) WHERE purge_us IS NOT NULL;
+CREATE INDEX jobs_dead_letters ON jobs (endpoint) WHERE state IN (6, 7);
+)sql";
+constexpr char kBackfill2[] =
+    "UPDATE jobs SET purge_us = COALESCE(finished_us, updated_us) + "
+    "CASE WHEN state IN (6, 7) THEN ?2 ELSE ?1 END WHERE state >= 5";
+static_assert(static_cast<int>(JobState::kFailed) == 6 &&
+                  static_cast<int>(JobState::kExhausted) == 7,
+              "the dead-letter partial index says state IN (6, 7)");
+
 // The columns a JobRecord is read from, in JobCol order.
 constexpr char kJobColumns[] =
     "j.id, j.tenant, j.state, j.endpoint, j.policy, j.ordering_key, j.attempt_count, "
@@ -164,12 +184,14 @@ enum JobCol {
 
 absl::StatusCode CodeFor(int rc) {
   switch (rc & 0xff) {
+    // The store cannot write now: the caller should retry later or elsewhere. Never
+    // RESOURCE_EXHAUSTED, which is the engine's "too many active jobs, back off".
     case SQLITE_BUSY:
     case SQLITE_LOCKED:
-      return absl::StatusCode::kUnavailable;
     case SQLITE_FULL:
+    case SQLITE_IOERR:
     case SQLITE_NOMEM:
-      return absl::StatusCode::kResourceExhausted;
+      return absl::StatusCode::kUnavailable;
     case SQLITE_CANTOPEN:
     case SQLITE_PERM:
     case SQLITE_READONLY:
@@ -185,10 +207,38 @@ absl::StatusCode CodeFor(int rc) {
   }
 }
 
+// Marks a status as a SQLite failure; the payload is the clean message callers see instead.
+constexpr absl::string_view kSqliteFailure = "type.rebound.dev/store.SqliteFailure";
+
+std::string CallerMessage(int rc) {
+  switch (rc & 0xff) {
+    case SQLITE_FULL:
+      return "store: cannot write, the disk or database is full; retry later";
+    case SQLITE_IOERR:
+      return "store: cannot write, I/O error; retry later";
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+      return "store: busy; retry later";
+    case SQLITE_NOMEM:
+      return "store: out of memory; retry later";
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+      return "store: the database file is damaged; the operator must restore it (see the server "
+             "log)";
+    default:
+      return "store: internal error (see the server log)";
+  }
+}
+
+absl::Status SqliteFailure(int rc, std::string detail) {
+  absl::Status s(CodeFor(rc), std::move(detail));
+  s.SetPayload(kSqliteFailure, absl::Cord(CallerMessage(rc)));
+  return s;
+}
+
 absl::Status SqliteError(sqlite3* db, int rc, absl::string_view what) {
-  return absl::Status(CodeFor(rc),
-                      absl::StrCat("sqlite: ", what, ": ",
-                                   db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc)));
+  return SqliteFailure(rc, absl::StrCat("sqlite: ", what, ": ",
+                                        db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc)));
 }
 
 // Adds the database path to errors of Open, so the operator knows which file is meant.
@@ -227,7 +277,8 @@ absl::Status ExecScript(sqlite3* db, const char* sql) {
   char* err = nullptr;
   const int rc = sqlite3_exec(db, sql, nullptr, nullptr, &err);
   if (rc == SQLITE_OK) return absl::OkStatus();
-  absl::Status s(CodeFor(rc), absl::StrCat("sqlite: ", err != nullptr ? err : sqlite3_errstr(rc)));
+  absl::Status s =
+      SqliteFailure(rc, absl::StrCat("sqlite: ", err != nullptr ? err : sqlite3_errstr(rc)));
   sqlite3_free(err);
   return s;
 }
@@ -473,7 +524,8 @@ struct SqliteStore::Op {
   SubmitDone submit_done;
   std::vector<Transition> transitions;
   Task task;
-  WriteDone write_done;  // Apply and Task
+  bool maintenance = false;  // Task only: the lowest lane, alone in its transaction
+  WriteDone write_done;      // Apply and Task
   // Outcomes, delivered only if the batch commits.
   std::vector<SubmitResult> results;
   absl::Status status;
@@ -578,6 +630,8 @@ class SqliteStore::Writer {
         } else {
           q.Null();
         }
+        // Only an ended job can have a purge time: a replay (or a confused caller) clears it.
+        q.Time(terminal ? t.purge_at : absl::InfiniteFuture(), absl::InfiniteFuture());
         q.Int(t.job_id);
         REBOUND_RETURN_IF_ERROR(q.Exec());
       }
@@ -664,6 +718,73 @@ class SqliteStore::Writer {
     return absl::OkStatus();
   }
 
+  // Deletes up to `limit` jobs due for purge, each with everything that refers to it.
+  absl::Status PurgeJobs(absl::Time now, int limit, int64_t* deleted) {
+    struct Due {
+      JobId id;
+      std::string tenant, idem_key;
+    };
+    std::vector<Due> due;
+    {
+      Run q(db(), due_purges_.get());
+      q.Int(EncodeTime(now)).Int(limit);
+      for (;;) {
+        REBOUND_ASSIGN_OR_RETURN(const bool row, q.Step());
+        if (!row) break;
+        due.push_back(Due{q.GetInt(0), q.GetStr(1), q.GetStr(2)});
+      }
+    }
+    for (const Due& d : due) {
+      for (sqlite3_stmt* stmt : {delete_attempts_.get(), delete_labels_.get(),
+                                 delete_payload_.get(), delete_response_.get()}) {
+        Run q(db(), stmt);
+        q.Int(d.id);
+        REBOUND_RETURN_IF_ERROR(q.Exec());
+      }
+      if (!d.idem_key.empty()) {
+        Run q(db(), delete_key_.get());
+        q.Text(d.tenant).Text(d.idem_key).Int(d.id);
+        REBOUND_RETURN_IF_ERROR(q.Exec());
+      }
+      Run q(db(), delete_job_.get());
+      q.Int(d.id);
+      REBOUND_RETURN_IF_ERROR(q.Exec());
+    }
+    *deleted = static_cast<int64_t>(due.size());
+    return absl::OkStatus();
+  }
+
+  // PRAGMA incremental_vacuum(max_pages): returns free pages at the end of the file to the
+  // filesystem (at the next checkpoint, in WAL mode). `reclaimed`: pages it took off the free
+  // list (0 when the file was not created with auto_vacuum=INCREMENTAL).
+  absl::Status Vacuum(int max_pages, int64_t* reclaimed) {
+    *reclaimed = 0;
+    REBOUND_ASSIGN_OR_RETURN(const int64_t before, FreePages());
+    if (before == 0) return absl::OkStatus();
+    REBOUND_ASSIGN_OR_RETURN(
+        StmtPtr vacuum, Prepare(db(), absl::StrCat("PRAGMA incremental_vacuum(", max_pages, ")"),
+                                /*persistent=*/false));
+    {
+      Run q(db(), vacuum.get());
+      for (;;) {
+        REBOUND_ASSIGN_OR_RETURN(const bool row, q.Step());
+        if (!row) break;
+      }
+    }
+    REBOUND_ASSIGN_OR_RETURN(const int64_t after, FreePages());
+    *reclaimed = before - after;
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<int64_t> FreePages() {
+    REBOUND_ASSIGN_OR_RETURN(const std::string text, QueryText(db(), "PRAGMA freelist_count"));
+    int64_t n = 0;
+    if (!absl::SimpleAtoi(text, &n)) {
+      return absl::InternalError(absl::StrCat("freelist_count is '", text, "'"));
+    }
+    return n;
+  }
+
   absl::Status PurgeChunk(absl::Time cutoff, int limit, int64_t* deleted) {
     Run q(db(), purge_keys_.get());
     q.Int(EncodeTime(cutoff)).Int(limit);
@@ -702,7 +823,8 @@ class SqliteStore::Writer {
         {&update_job_,
          "UPDATE jobs SET state = ?1, attempt_count = ?2, budget_base = ?3, "
          "next_attempt_us = ?4, first_attempt_us = ?5, last_decision = ?6, "
-         "last_http_status = ?7, updated_us = ?8, finished_us = ?9 WHERE id = ?10"},
+         "last_http_status = ?7, updated_us = ?8, finished_us = ?9, purge_us = ?10 "
+         "WHERE id = ?11"},
         {&upsert_response_, "INSERT OR REPLACE INTO job_responses (job_id, body) VALUES (?1, ?2)"},
         {&upsert_attempt_,
          "INSERT OR REPLACE INTO attempts (job_id, number, started_us, duration_us, "
@@ -714,6 +836,17 @@ class SqliteStore::Writer {
         {&purge_keys_,
          "DELETE FROM idempotency WHERE (tenant, idem_key) IN (SELECT tenant, idem_key FROM "
          "idempotency WHERE expires_us < ?1 LIMIT ?2)"},
+        // `state >= 5`: whatever a purge time says, an active job is never deleted.
+        {&due_purges_,
+         "SELECT id, tenant, idem_key FROM jobs INDEXED BY jobs_by_purge WHERE purge_us IS NOT "
+         "NULL AND purge_us < ?1 AND state >= 5 ORDER BY purge_us LIMIT ?2"},
+        {&delete_attempts_, "DELETE FROM attempts WHERE job_id = ?1"},
+        {&delete_labels_, "DELETE FROM job_labels WHERE job_id = ?1"},
+        {&delete_payload_, "DELETE FROM job_payloads WHERE job_id = ?1"},
+        {&delete_response_, "DELETE FROM job_responses WHERE job_id = ?1"},
+        {&delete_key_,
+         "DELETE FROM idempotency WHERE tenant = ?1 AND idem_key = ?2 AND job_id = ?3"},
+        {&delete_job_, "DELETE FROM jobs WHERE id = ?1"},
     };
     for (const auto& [stmt, sql] : statements) {
       REBOUND_ASSIGN_OR_RETURN(*stmt, Prepare(db(), sql));
@@ -802,7 +935,8 @@ class SqliteStore::Writer {
   StmtPtr begin_, commit_, rollback_;
   StmtPtr idem_lookup_, ordering_busy_, insert_job_, insert_payload_, insert_label_, insert_key_;
   StmtPtr probe_job_, update_job_, upsert_response_, upsert_attempt_, set_key_expiry_;
-  StmtPtr purge_keys_;
+  StmtPtr purge_keys_, due_purges_, delete_attempts_, delete_labels_, delete_payload_;
+  StmtPtr delete_response_, delete_key_, delete_job_;
 };
 
 // --- ReadPool: read connections with their own prepared statements ---
@@ -890,6 +1024,60 @@ class SqliteStore::ReadPool {
 
 // --- Open / close ---
 
+namespace {
+
+// What `<path>.lock` holds once a store has been created at `path` (empty before).
+constexpr absl::string_view kStoreMarker = "rebound store\n";
+
+// A 0-byte database where the lock file says a store existed (or beside a WAL that holds its
+// last commits) is a truncated or replaced file: opening it would start an empty store and
+// silently drop every job and key.
+absl::Status RefuseTruncatedDatabase(const std::string& path, const std::string& lock_path,
+                                     int lock_fd) {
+  struct stat db {};
+  if (stat(path.c_str(), &db) != 0 || db.st_size != 0) return absl::OkStatus();
+  char marker[32] = {};
+  const ssize_t n = pread(lock_fd, marker, sizeof(marker), 0);
+  const bool had_store = n > 0;
+  struct stat wal {};
+  const std::string wal_path = path + "-wal";
+  const bool has_wal = stat(wal_path.c_str(), &wal) == 0 && wal.st_size > 0;
+  if (!had_store && !has_wal) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      "SQLite database '", path, "' is empty (0 bytes), but ",
+      had_store ? absl::StrCat(lock_path, " records that a store was created there")
+                : absl::StrCat(wal_path, " holds commits of a store"),
+      ": the file was truncated or replaced, and starting would lose every job and idempotency "
+      "key. Restore it from a backup; to start an empty store on purpose, delete ",
+      path, ", ", wal_path, " and ", lock_path));
+}
+
+absl::Status MarkStoreCreated(int lock_fd, const std::string& lock_path) {
+  struct stat st {};
+  if (fstat(lock_fd, &st) == 0 && st.st_size > 0) return absl::OkStatus();
+  if (pwrite(lock_fd, kStoreMarker.data(), kStoreMarker.size(), 0) !=
+          static_cast<ssize_t>(kStoreMarker.size()) ||
+      fsync(lock_fd) != 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot write ", lock_path, ": ", std::strerror(errno)));
+  }
+  return absl::OkStatus();
+}
+
+// PRAGMA quick_check: every page and index entry is well formed (not that indexes match their
+// tables row by row, which integrity_check adds at several times the cost).
+absl::Status QuickCheck(sqlite3* db, const std::string& path) {
+  const absl::StatusOr<std::string> result = QueryText(db, "PRAGMA quick_check(1)");
+  if (result.ok() && *result == "ok") return absl::OkStatus();
+  const std::string problem = result.ok() ? *result : std::string(result.status().message());
+  return absl::FailedPreconditionError(absl::StrCat(
+      "SQLite database '", path, "' failed PRAGMA quick_check (", problem,
+      "): the file is damaged. Stop here: restore it from a backup (docs/operations.md, "
+      "\"A damaged database\"); store.quick_check: false skips this check"));
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(const SqliteOptions& options) {
   if (options.path.empty()) return absl::InvalidArgumentError("SQLite path is empty");
   if (options.path == ":memory:" || absl::StartsWith(options.path, "file:")) {
@@ -905,6 +1093,10 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(const SqliteOptio
     return absl::InvalidArgumentError(absl::StrCat(
         "synchronous must be \"full\" or \"normal\", not \"", options.synchronous, "\""));
   }
+  if (options.max_file_bytes < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_file_bytes must not be negative, not ", options.max_file_bytes));
+  }
   if (options.max_batch < 1) {
     return absl::InvalidArgumentError(
         absl::StrCat("max_batch must be at least 1, not ", options.max_batch));
@@ -915,8 +1107,19 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(const SqliteOptio
   const std::string lock_path = options.path + ".lock";
   const int lock_fd = open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (lock_fd < 0) {
+    const int err = errno;
+    std::string hint;
+    if (err == EACCES || err == EPERM) {
+      // Typically a bind mount owned by root while the image runs as uid 10001.
+      std::string dir = std::filesystem::path(lock_path).parent_path().string();
+      if (dir.empty()) dir = ".";
+      hint =
+          absl::StrCat(" (the directory must be writable by uid ", geteuid(), ", gid ", getegid(),
+                       ", which this process runs as: chown ", geteuid(), ":", getegid(), " ", dir,
+                       ", or run as the directory's owner, e.g. docker run --user)");
+    }
     return absl::FailedPreconditionError(
-        absl::StrCat("cannot open lock file ", lock_path, ": ", std::strerror(errno)));
+        absl::StrCat("cannot open lock file ", lock_path, ": ", std::strerror(err), hint));
   }
   if (flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
     const int err = errno;
@@ -933,11 +1136,17 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(const SqliteOptio
       if (fd >= 0) close(fd);
     }
   } lock_guard{lock_fd};
+  REBOUND_RETURN_IF_ERROR(RefuseTruncatedDatabase(options.path, lock_path, lock_fd));
 
   REBOUND_ASSIGN_OR_RETURN(DbPtr db,
                            OpenConnection(options.path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
                                           options.busy_timeout));
   sqlite3* raw = db.get();
+  // Only a new file takes it (before WAL mode writes the first page); an older file keeps
+  // auto_vacuum=NONE until the one-time VACUUM in docs/operations.md.
+  if (absl::Status s = ExecScript(raw, "PRAGMA auto_vacuum = INCREMENTAL"); !s.ok()) {
+    return AtPath(s, options.path);
+  }
   absl::StatusOr<std::string> mode = QueryText(raw, "PRAGMA journal_mode = WAL");
   if (!mode.ok()) return AtPath(mode.status(), options.path);
   if (*mode != "wal") {
@@ -947,6 +1156,18 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(const SqliteOptio
   if (absl::Status s = ExecScript(raw, synchronous); !s.ok()) return AtPath(s, options.path);
   if (absl::Status s = ExecScript(raw, "PRAGMA temp_store = MEMORY"); !s.ok()) {
     return AtPath(s, options.path);
+  }
+  if (options.quick_check) REBOUND_RETURN_IF_ERROR(QuickCheck(raw, options.path));
+  if (options.max_file_bytes > 0) {
+    absl::StatusOr<std::string> page_size = QueryText(raw, "PRAGMA page_size");
+    int64_t bytes = 0;
+    if (!page_size.ok()) return AtPath(page_size.status(), options.path);
+    if (!absl::SimpleAtoi(*page_size, &bytes) || bytes <= 0) bytes = 4096;
+    const int64_t pages = std::max<int64_t>(1, options.max_file_bytes / bytes);
+    if (absl::Status s = ExecScript(raw, absl::StrCat("PRAGMA max_page_count = ", pages).c_str());
+        !s.ok()) {
+      return AtPath(s, options.path);
+    }
   }
 
   // Schema: created in one transaction, versioned by user_version.
@@ -963,8 +1184,16 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(const SqliteOptio
                                                           " is newer than this build's (",
                                                           kSchemaVersion, "); upgrade Rebound"));
       }
-      if (version == 0) {
-        REBOUND_RETURN_IF_ERROR(ExecScript(raw, kSchema));
+      if (version == 0) REBOUND_RETURN_IF_ERROR(ExecScript(raw, kSchema));
+      if (version < 2) {
+        REBOUND_RETURN_IF_ERROR(ExecScript(raw, kMigration2));
+        REBOUND_ASSIGN_OR_RETURN(StmtPtr backfill, Prepare(raw, kBackfill2, /*persistent=*/false));
+        Run q(raw, backfill.get());
+        q.Int(absl::ToInt64Microseconds(options.legacy_retention))
+            .Int(absl::ToInt64Microseconds(options.legacy_dead_letter_retention));
+        REBOUND_RETURN_IF_ERROR(q.Exec());
+      }
+      if (version < kSchemaVersion) {
         REBOUND_RETURN_IF_ERROR(
             ExecScript(raw, absl::StrCat("PRAGMA user_version = ", kSchemaVersion).c_str()));
       }
@@ -976,6 +1205,7 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(const SqliteOptio
     return s;
   }();
   if (!schema.ok()) return AtPath(schema, options.path);
+  if (absl::Status s = MarkStoreCreated(lock_fd, lock_path); !s.ok()) return s;
 
   absl::StatusOr<std::unique_ptr<Writer>> writer = Writer::Create(std::move(db));
   if (!writer.ok()) return AtPath(writer.status(), options.path);
@@ -989,6 +1219,7 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(const SqliteOptio
       new SqliteStore(*std::move(writer), std::move(reads), options.max_batch));
   store->lock_fd_ = std::exchange(lock_guard.fd, -1);
   store->on_commit_ = options.on_commit;
+  store->on_error_ = options.on_error;
   store->thread_ = std::thread([s = store.get()] { s->WriterLoop(); });
   return store;
 }
@@ -1013,11 +1244,27 @@ SqliteStore::~SqliteStore() {
 namespace {
 constexpr int kSubmitLane = 0;
 constexpr int kUrgentLane = 1;
+constexpr int kMaintenanceLane = 2;
+// A waiting maintenance step runs after at most this many traffic batches, so a purge makes
+// progress under constant load while each traffic batch waits for at most one step.
+constexpr int kMaxMaintenancePassedOver = 4;
 }  // namespace
+
+int SqliteStore::LaneOf(const Op& op) {
+  if (op.kind == Op::Kind::kSubmit) return kSubmitLane;
+  return op.maintenance ? kMaintenanceLane : kUrgentLane;
+}
+
+absl::Status SqliteStore::ForCaller(const absl::Status& s) const {
+  const auto clean = s.GetPayload(kSqliteFailure);
+  if (!clean.has_value()) return s;
+  if (on_error_) on_error_(s);
+  return absl::Status(s.code(), std::string(*clean));
+}
 
 void SqliteStore::Enqueue(Op op) {
   absl::MutexLock lock(&mu_);
-  Lane& lane = lanes_[op.kind == Op::Kind::kSubmit ? kSubmitLane : kUrgentLane];
+  Lane& lane = lanes_[LaneOf(op)];
   lane.queue.push_back(std::move(op));
   ++lane.enqueued;
 }
@@ -1040,12 +1287,13 @@ void SqliteStore::Apply(std::vector<Transition> transitions, absl::Time now, Wri
   Enqueue(std::move(op));
 }
 
-absl::Status SqliteStore::RunOnWriter(Task task) {
+absl::Status SqliteStore::RunOnWriter(Task task, bool maintenance) {
   absl::Notification done;
   absl::Status result;
   Op op;
   op.kind = Op::Kind::kTask;
   op.task = std::move(task);
+  op.maintenance = maintenance;
   op.write_done = [&](absl::Status s) {
     result = std::move(s);
     done.Notify();
@@ -1059,12 +1307,13 @@ absl::Status SqliteStore::Flush() {
   absl::MutexLock lock(&mu_);
   struct Target {
     const SqliteStore* store;
-    uint64_t ops[2];
-  } target{this, {lanes_[0].enqueued, lanes_[1].enqueued}};
+    uint64_t ops[3];
+  } target{this, {lanes_[0].enqueued, lanes_[1].enqueued, lanes_[2].enqueued}};
   mu_.Await(absl::Condition(
       +[](Target* t) ABSL_NO_THREAD_SAFETY_ANALYSIS {
         return t->store->lanes_[0].finished >= t->ops[0] &&
-               t->store->lanes_[1].finished >= t->ops[1];
+               t->store->lanes_[1].finished >= t->ops[1] &&
+               t->store->lanes_[2].finished >= t->ops[2];
       },
       &target));
   absl::Status error = std::move(last_error_);
@@ -1075,7 +1324,16 @@ absl::Status SqliteStore::Flush() {
 bool SqliteStore::Lane::empty() const { return head == queue.size(); }
 
 bool SqliteStore::HasWorkOrStopping() const {
-  return !lanes_[0].empty() || !lanes_[1].empty() || stopping_;
+  return !lanes_[0].empty() || !lanes_[1].empty() || !lanes_[2].empty() || stopping_;
+}
+
+void SqliteStore::Lane::DropTaken() {
+  // Drop the taken prefix once it is most of the vector: amortized O(1) per op even when the
+  // backlog never drains.
+  if (head == queue.size() || 2 * head >= queue.size()) {
+    queue.erase(queue.begin(), queue.begin() + static_cast<ptrdiff_t>(head));
+    head = 0;
+  }
 }
 
 void SqliteStore::WriterLoop() {
@@ -1085,32 +1343,38 @@ void SqliteStore::WriterLoop() {
     {
       absl::MutexLock lock(&mu_);
       mu_.Await(absl::Condition(this, &SqliteStore::HasWorkOrStopping));
-      if (lanes_[0].empty() && lanes_[1].empty()) return;  // stopping, and all is done
-      // Transitions first, then submits, up to max_batch rows (an op is never split; at least
-      // one is taken). With transitions waiting, submits only top the batch up a little, so
-      // the transaction, and the wait of the next transition, stay short.
-      const bool urgent = !lanes_[kUrgentLane].empty();
-      const size_t submit_budget = static_cast<size_t>(urgent ? max_batch_ / 4 : max_batch_);
-      for (int l : {kUrgentLane, kSubmitLane}) {
-        Lane& lane = lanes_[l];
-        const size_t limit = l == kUrgentLane ? static_cast<size_t>(max_batch_) : submit_budget;
-        size_t lane_rows = 0;
-        size_t end = lane.head;
-        while (end < lane.queue.size()) {
-          const size_t r = lane.queue[end].Rows();
-          if (!batch.empty() && lane_rows + r > limit) break;  // the first op always goes
-          lane_rows += r;
-          batch.push_back(std::move(lane.queue[end]));
-          ++end;
-        }
-        rows += lane_rows;
-        lane.head = end;
-        // Drop the taken prefix once it is most of the vector: amortized O(1) per op even
-        // when the backlog never drains.
-        if (lane.head == lane.queue.size() || 2 * lane.head >= lane.queue.size()) {
-          lane.queue.erase(lane.queue.begin(),
-                           lane.queue.begin() + static_cast<ptrdiff_t>(lane.head));
-          lane.head = 0;
+      if (lanes_[0].empty() && lanes_[1].empty() && lanes_[2].empty()) return;  // stopping, done
+      Lane& low = lanes_[kMaintenanceLane];
+      const bool traffic = !lanes_[kUrgentLane].empty() || !lanes_[kSubmitLane].empty();
+      if (!low.empty() && (!traffic || maintenance_passed_over_ >= kMaxMaintenancePassedOver)) {
+        // One maintenance step, alone: its transaction's length is its own bound.
+        batch.push_back(std::move(low.queue[low.head]));
+        ++low.head;
+        low.DropTaken();
+        rows = 1;
+        maintenance_passed_over_ = 0;
+      } else {
+        if (!low.empty()) ++maintenance_passed_over_;
+        // Transitions first, then submits, up to max_batch rows (an op is never split; at
+        // least one is taken). With transitions waiting, submits only top the batch up a
+        // little, so the transaction, and the wait of the next transition, stay short.
+        const bool urgent = !lanes_[kUrgentLane].empty();
+        const size_t submit_budget = static_cast<size_t>(urgent ? max_batch_ / 4 : max_batch_);
+        for (int l : {kUrgentLane, kSubmitLane}) {
+          Lane& lane = lanes_[l];
+          const size_t limit = l == kUrgentLane ? static_cast<size_t>(max_batch_) : submit_budget;
+          size_t lane_rows = 0;
+          size_t end = lane.head;
+          while (end < lane.queue.size()) {
+            const size_t r = lane.queue[end].Rows();
+            if (!batch.empty() && lane_rows + r > limit) break;  // the first op always goes
+            lane_rows += r;
+            batch.push_back(std::move(lane.queue[end]));
+            ++end;
+          }
+          rows += lane_rows;
+          lane.head = end;
+          lane.DropTaken();
         }
       }
     }
@@ -1123,30 +1387,38 @@ void SqliteStore::WriterLoop() {
       on_commit_(absl::FromChrono(std::chrono::steady_clock::now() - started), rows);
     }
 
+    // Callers of Submit/Apply get a clean message; the detail goes to on_error (once per
+    // batch) and to Flush() via last_error_.
+    const bool has_traffic = !only_tasks;
+    const absl::Status caller_status = status.ok() || !has_traffic ? status : ForCaller(status);
     // Callbacks run outside the lock, in batch order, after the commit made them durable.
     for (Op& op : batch) {
       switch (op.kind) {
         case Op::Kind::kSubmit:
           if (!status.ok()) {
             op.results.assign(op.jobs.size(), SubmitResult{});
-            for (SubmitResult& r : op.results) r.status = status;
+            for (SubmitResult& r : op.results) r.status = caller_status;
           }
           if (op.submit_done) std::move(op.submit_done)(std::move(op.results));
           break;
         case Op::Kind::kApply:
         case Op::Kind::kTask:
-          if (op.write_done) std::move(op.write_done)(status.ok() ? op.status : status);
+          if (op.write_done) {
+            // Tasks (recovery, purges, pragmas) answer the operator's code paths: the detail.
+            std::move(op.write_done)(status.ok()                  ? op.status
+                                     : op.kind == Op::Kind::kTask ? status
+                                                                  : caller_status);
+          }
           break;
       }
     }
 
     const size_t ops = batch.size();
-    size_t submits = 0;
-    for (const Op& op : batch) submits += op.kind == Op::Kind::kSubmit ? 1 : 0;
+    uint64_t finished[3] = {0, 0, 0};
+    for (const Op& op : batch) ++finished[LaneOf(op)];
     batch.clear();  // callbacks' captures are released outside the lock
     absl::MutexLock lock(&mu_);
-    lanes_[kSubmitLane].finished += submits;
-    lanes_[kUrgentLane].finished += ops - submits;
+    for (int l = 0; l < 3; ++l) lanes_[l].finished += finished[l];
     stats_.ops += static_cast<int64_t>(ops);
     stats_.rows += static_cast<int64_t>(rows);
     if (status.ok()) {
@@ -1197,9 +1469,30 @@ absl::StatusOr<int64_t> SqliteStore::PurgeExpiredKeys(absl::Time cutoff) {
   }
 }
 
+absl::StatusOr<int64_t> SqliteStore::PurgeEndedJobs(absl::Time now, int limit) {
+  if (limit < 1) return absl::InvalidArgumentError("purge limit must be at least 1");
+  int64_t deleted = 0;
+  REBOUND_RETURN_IF_ERROR(
+      RunOnWriter([&deleted, now, limit](Writer& w) { return w.PurgeJobs(now, limit, &deleted); },
+                  /*maintenance=*/true));
+  return deleted;
+}
+
+absl::StatusOr<int64_t> SqliteStore::ReclaimSpace(int max_pages) {
+  if (max_pages < 1) return absl::InvalidArgumentError("max_pages must be at least 1");
+  int64_t reclaimed = 0;
+  REBOUND_RETURN_IF_ERROR(
+      RunOnWriter([&reclaimed, max_pages](Writer& w) { return w.Vacuum(max_pages, &reclaimed); },
+                  /*maintenance=*/true));
+  return reclaimed;
+}
+
 SqliteStore::Stats SqliteStore::GetStats() const {
   absl::MutexLock lock(&mu_);
-  return stats_;
+  Stats stats = stats_;
+  const Lane& low = lanes_[kMaintenanceLane];
+  stats.maintenance_waiting = static_cast<int64_t>(low.queue.size() - low.head);
+  return stats;
 }
 
 absl::StatusOr<std::string> SqliteStore::WriterPragma(absl::string_view name) {
@@ -1296,122 +1589,224 @@ absl::StatusOr<JobRecord> ReadJob(ReadConn& conn, JobId id, bool with_response) 
 
 absl::StatusOr<JobRecord> SqliteStore::Get(const std::string& tenant, JobId id,
                                            bool with_attempts) {
-  REBOUND_ASSIGN_OR_RETURN(ReadPool::Lease lease, reads_->Acquire());
-  ReadConn& conn = *lease;
-  return InReadTransaction<JobRecord>(conn, [&]() -> absl::StatusOr<JobRecord> {
-    REBOUND_ASSIGN_OR_RETURN(JobRecord job, ReadJob(conn, id, /*with_response=*/true));
-    // Another tenant's job looks exactly like a missing one.
-    if (job.spec.tenant != tenant) return JobNotFound(id);
-    REBOUND_RETURN_IF_ERROR(ReadLabels(conn, id, &job.spec.labels));
-    if (with_attempts) REBOUND_RETURN_IF_ERROR(ReadAttempts(conn, id, &job.attempts));
-    return job;
-  });
+  absl::StatusOr<JobRecord> result = [&]() -> absl::StatusOr<JobRecord> {
+    REBOUND_ASSIGN_OR_RETURN(ReadPool::Lease lease, reads_->Acquire());
+    ReadConn& conn = *lease;
+    return InReadTransaction<JobRecord>(conn, [&]() -> absl::StatusOr<JobRecord> {
+      REBOUND_ASSIGN_OR_RETURN(JobRecord job, ReadJob(conn, id, /*with_response=*/true));
+      // Another tenant's job looks exactly like a missing one.
+      if (job.spec.tenant != tenant) return JobNotFound(id);
+      REBOUND_RETURN_IF_ERROR(ReadLabels(conn, id, &job.spec.labels));
+      if (with_attempts) REBOUND_RETURN_IF_ERROR(ReadAttempts(conn, id, &job.attempts));
+      return job;
+    });
+  }();
+  // A SQLite failure reaches the caller with a clean message; on_error gets the detail.
+  if (!result.ok()) return ForCaller(result.status());
+  return result;
 }
 
 absl::StatusOr<common::JobSpec> SqliteStore::LoadSpec(JobId id) {
-  REBOUND_ASSIGN_OR_RETURN(ReadPool::Lease lease, reads_->Acquire());
-  ReadConn& conn = *lease;
-  return InReadTransaction<JobSpec>(conn, [&]() -> absl::StatusOr<JobSpec> {
-    REBOUND_ASSIGN_OR_RETURN(JobRecord job, ReadJob(conn, id, /*with_response=*/false));
-    REBOUND_RETURN_IF_ERROR(ReadLabels(conn, id, &job.spec.labels));
-    return std::move(job.spec);
-  });
+  absl::StatusOr<JobSpec> result = [&]() -> absl::StatusOr<JobSpec> {
+    REBOUND_ASSIGN_OR_RETURN(ReadPool::Lease lease, reads_->Acquire());
+    ReadConn& conn = *lease;
+    return InReadTransaction<JobSpec>(conn, [&]() -> absl::StatusOr<JobSpec> {
+      REBOUND_ASSIGN_OR_RETURN(JobRecord job, ReadJob(conn, id, /*with_response=*/false));
+      REBOUND_RETURN_IF_ERROR(ReadLabels(conn, id, &job.spec.labels));
+      return std::move(job.spec);
+    });
+  }();
+  // A SQLite failure reaches the caller with a clean message; on_error gets the detail.
+  if (!result.ok()) return ForCaller(result.status());
+  return result;
 }
 
 absl::StatusOr<std::vector<std::pair<std::string, int64_t>>> SqliteStore::CountDeadLetters() {
-  REBOUND_ASSIGN_OR_RETURN(ReadPool::Lease lease, reads_->Acquire());
-  ReadConn& conn = *lease;
-  REBOUND_ASSIGN_OR_RETURN(
-      sqlite3_stmt * stmt,
-      conn.Stmt(absl::StrCat("SELECT endpoint, COUNT(*) FROM jobs WHERE state IN (",
-                             static_cast<int>(JobState::kFailed), ", ",
-                             static_cast<int>(JobState::kExhausted), ") GROUP BY endpoint")));
-  Run run(conn.db(), stmt);
-  std::vector<std::pair<std::string, int64_t>> counts;
-  for (;;) {
-    REBOUND_ASSIGN_OR_RETURN(const bool row, run.Step());
-    if (!row) break;
-    counts.emplace_back(run.GetStr(0), run.GetInt(1));
-  }
-  return counts;
+  absl::StatusOr<std::vector<std::pair<std::string, int64_t>>> result =
+      [&]() -> absl::StatusOr<std::vector<std::pair<std::string, int64_t>>> {
+    REBOUND_ASSIGN_OR_RETURN(ReadPool::Lease lease, reads_->Acquire());
+    ReadConn& conn = *lease;
+    REBOUND_ASSIGN_OR_RETURN(
+        sqlite3_stmt * stmt,
+        conn.Stmt(absl::StrCat("SELECT endpoint, COUNT(*) FROM jobs WHERE state IN (",
+                               static_cast<int>(JobState::kFailed), ", ",
+                               static_cast<int>(JobState::kExhausted), ") GROUP BY endpoint")));
+    Run run(conn.db(), stmt);
+    std::vector<std::pair<std::string, int64_t>> counts;
+    for (;;) {
+      REBOUND_ASSIGN_OR_RETURN(const bool row, run.Step());
+      if (!row) break;
+      counts.emplace_back(run.GetStr(0), run.GetInt(1));
+    }
+    return counts;
+  }();
+  // A SQLite failure reaches the caller with a clean message; on_error gets the detail.
+  if (!result.ok()) return ForCaller(result.status());
+  return result;
+}
+
+absl::StatusOr<StoreUsage> SqliteStore::Usage() {
+  absl::StatusOr<StoreUsage> result = [&]() -> absl::StatusOr<StoreUsage> {
+    REBOUND_ASSIGN_OR_RETURN(ReadPool::Lease lease, reads_->Acquire());
+    ReadConn& conn = *lease;
+    return InReadTransaction<StoreUsage>(conn, [&]() -> absl::StatusOr<StoreUsage> {
+      auto number = [&](const std::string& sql) -> absl::StatusOr<int64_t> {
+        REBOUND_ASSIGN_OR_RETURN(sqlite3_stmt * stmt, conn.Stmt(sql));
+        Run q(conn.db(), stmt);
+        REBOUND_ASSIGN_OR_RETURN(const bool row, q.Step());
+        if (!row) return absl::InternalError(absl::StrCat("\"", sql, "\" returned no row"));
+        return q.GetInt(0);
+      };
+      StoreUsage u;
+      // The first two walk small partial indexes (INDEXED BY: the planner would rather scan a
+      // covering index of every job); the total counts the smallest index's cells.
+      REBOUND_ASSIGN_OR_RETURN(
+          u.active_jobs,
+          number("SELECT COUNT(*) FROM jobs INDEXED BY jobs_active WHERE state < 5"));
+      REBOUND_ASSIGN_OR_RETURN(
+          u.dead_letter_jobs,
+          number("SELECT COUNT(*) FROM jobs INDEXED BY jobs_dead_letters WHERE state IN (6, 7)"));
+      REBOUND_ASSIGN_OR_RETURN(const int64_t total, number("SELECT COUNT(*) FROM jobs"));
+      u.finished_jobs = total - u.active_jobs - u.dead_letter_jobs;
+      REBOUND_ASSIGN_OR_RETURN(const int64_t page_size, number("PRAGMA page_size"));
+      REBOUND_ASSIGN_OR_RETURN(const int64_t pages, number("PRAGMA page_count"));
+      REBOUND_ASSIGN_OR_RETURN(const int64_t free_pages, number("PRAGMA freelist_count"));
+      REBOUND_ASSIGN_OR_RETURN(const int64_t auto_vacuum, number("PRAGMA auto_vacuum"));
+      u.file_bytes = pages * page_size;
+      u.free_bytes = free_pages * page_size;
+      u.incremental_vacuum = auto_vacuum == 2;
+      return u;
+    });
+  }();
+  if (!result.ok()) return ForCaller(result.status());
+  return result;
 }
 
 absl::StatusOr<ListPage> SqliteStore::List(const std::string& tenant, const ListFilter& filter,
                                            int page_size, const std::string& page_token) {
-  if (page_size <= 0) page_size = kDefaultPageSize;
-  page_size = std::min(page_size, kMaxPageSize);
-  JobId before = 0;  // 0: from the newest
-  if (!page_token.empty()) {
-    REBOUND_ASSIGN_OR_RETURN(before, DecodePageToken(page_token));
-  }
-  // Distinct states, so the number of statement shapes (cached per connection) stays small.
-  std::vector<int> states;
-  for (const JobState s : filter.states) states.push_back(static_cast<int>(s));
-  std::sort(states.begin(), states.end());
-  states.erase(std::unique(states.begin(), states.end()), states.end());
+  absl::StatusOr<ListPage> result = [&]() -> absl::StatusOr<ListPage> {
+    if (page_size <= 0) page_size = kDefaultPageSize;
+    page_size = std::min(page_size, kMaxPageSize);
+    JobId before = 0;  // 0: from the newest
+    if (!page_token.empty()) {
+      REBOUND_ASSIGN_OR_RETURN(before, DecodePageToken(page_token));
+    }
+    // Distinct states, so the number of statement shapes (cached per connection) stays small.
+    std::vector<int> states;
+    for (const JobState s : filter.states) states.push_back(static_cast<int>(s));
+    std::sort(states.begin(), states.end());
+    states.erase(std::unique(states.begin(), states.end()), states.end());
 
-  // key=value: walk that label's index newest first (CROSS JOIN fixes the loop order), which
-  // beats scanning the tenant when the label is selective. Key only: walk the tenant's jobs
-  // and probe each one's labels.
-  std::string sql = absl::StrCat("SELECT ", kJobColumns, " FROM ");
-  if (!filter.label_key.empty() && !filter.label_value.empty()) {
-    absl::StrAppend(&sql,
-                    "job_labels l CROSS JOIN jobs j ON j.id = l.job_id AND l.key = ? "
-                    "AND l.value = ?");
-  } else if (!filter.label_key.empty()) {
-    absl::StrAppend(&sql, "jobs j JOIN job_labels l ON l.job_id = j.id AND l.key = ?");
-  } else {
-    absl::StrAppend(&sql, "jobs j");
-  }
-  absl::StrAppend(&sql, " LEFT JOIN job_payloads p ON p.job_id = j.id WHERE j.tenant = ?");
-  if (!states.empty()) {
-    absl::StrAppend(&sql, " AND j.state IN (?");
-    for (size_t i = 1; i < states.size(); ++i) absl::StrAppend(&sql, ", ?");
-    absl::StrAppend(&sql, ")");
-  }
-  if (!filter.endpoint.empty()) absl::StrAppend(&sql, " AND j.endpoint = ?");
-  if (!filter.ordering_key.empty()) {
-    absl::StrAppend(&sql, " AND j.ordering_key = ? AND j.ordering_key <> ''");
-  }
-  const bool by_label = !filter.label_key.empty() && !filter.label_value.empty();
-  const absl::string_view id_column = by_label ? "l.job_id" : "j.id";
-  if (before > 0) absl::StrAppend(&sql, " AND ", id_column, " < ?");
-  absl::StrAppend(&sql, " ORDER BY ", id_column, " DESC LIMIT ?");
-
-  REBOUND_ASSIGN_OR_RETURN(ReadPool::Lease lease, reads_->Acquire());
-  ReadConn& conn = *lease;
-  return InReadTransaction<ListPage>(conn, [&]() -> absl::StatusOr<ListPage> {
-    REBOUND_ASSIGN_OR_RETURN(sqlite3_stmt * stmt, conn.Stmt(sql));
-    ListPage page;
-    {
-      Run q(conn.db(), stmt);
-      if (!filter.label_key.empty()) {
-        q.Text(filter.label_key);
-        if (!filter.label_value.empty()) q.Text(filter.label_value);
+    // key=value: walk that label's index newest first (CROSS JOIN fixes the loop order), which
+    // beats scanning the tenant when the label is selective. Key only: walk the tenant's jobs
+    // and probe each one's labels.
+    // Parameters in the order the statement names them.
+    struct Param {
+      bool is_text;
+      std::string text;
+      int64_t number;
+    };
+    std::vector<Param> params;
+    auto text = [&params](const std::string& v) { params.push_back(Param{true, v, 0}); };
+    auto number = [&params](int64_t v) { params.push_back(Param{false, "", v}); };
+    const bool by_label = !filter.label_key.empty() && !filter.label_value.empty();
+    const absl::string_view id_column = by_label ? "l.job_id" : "j.id";
+    // The filters on j that every shape shares: endpoint, ordering key, page start.
+    auto common_terms = [&](absl::string_view table, absl::string_view id) {
+      std::string terms;
+      if (!filter.endpoint.empty()) {
+        absl::StrAppend(&terms, " AND ", table, "endpoint = ?");
+        text(filter.endpoint);
       }
-      q.Text(tenant);
-      for (const int s : states) q.Int(s);
-      if (!filter.endpoint.empty()) q.Text(filter.endpoint);
-      if (!filter.ordering_key.empty()) q.Text(filter.ordering_key);
-      if (before > 0) q.Int(before);
-      q.Int(page_size + 1);  // one more than asked: is there a next page?
-      for (;;) {
-        REBOUND_ASSIGN_OR_RETURN(const bool row, q.Step());
-        if (!row) break;
-        if (page.jobs.size() == static_cast<size_t>(page_size)) {
-          page.next_page_token = EncodePageToken(page.jobs.back().id);
-          break;
+      if (!filter.ordering_key.empty()) {
+        absl::StrAppend(&terms, " AND ", table, "ordering_key = ? AND ", table,
+                        "ordering_key <> ''");
+        text(filter.ordering_key);
+      }
+      if (before > 0) {
+        absl::StrAppend(&terms, " AND ", id, " < ?");
+        number(before);
+      }
+      return terms;
+    };
+    std::string sql = absl::StrCat("SELECT ", kJobColumns, " FROM ");
+    if (filter.label_key.empty() && filter.ordering_key.empty() && !states.empty()) {
+      // By state: each state's newest page through jobs_by_tenant_state, merged. Left to
+      // itself the planner walks every job of the tenant newest first, checking each one's
+      // state: a scan of the whole store when the asked-for states are rare or empty.
+      absl::StrAppend(&sql, "jobs j LEFT JOIN job_payloads p ON p.job_id = j.id WHERE j.id IN (");
+      for (size_t i = 0; i < states.size(); ++i) {
+        if (i > 0) absl::StrAppend(&sql, " UNION ALL ");
+        absl::StrAppend(&sql,
+                        "SELECT id FROM (SELECT id FROM jobs INDEXED BY jobs_by_tenant_state "
+                        "WHERE tenant = ? AND state = ?");
+        text(tenant);
+        number(states[i]);
+        absl::StrAppend(&sql, common_terms("", "id"), " ORDER BY id DESC LIMIT ?)");
+        number(page_size + 1);
+      }
+      absl::StrAppend(&sql, ")");
+    } else {
+      if (by_label) {
+        absl::StrAppend(&sql,
+                        "job_labels l CROSS JOIN jobs j ON j.id = l.job_id AND l.key = ? "
+                        "AND l.value = ?");
+        text(filter.label_key);
+        text(filter.label_value);
+      } else if (!filter.label_key.empty()) {
+        absl::StrAppend(&sql, "jobs j JOIN job_labels l ON l.job_id = j.id AND l.key = ?");
+        text(filter.label_key);
+      } else {
+        absl::StrAppend(&sql, "jobs j");
+      }
+      absl::StrAppend(&sql, " LEFT JOIN job_payloads p ON p.job_id = j.id WHERE j.tenant = ?");
+      text(tenant);
+      if (!states.empty()) {
+        absl::StrAppend(&sql, " AND j.state IN (?");
+        for (size_t i = 1; i < states.size(); ++i) absl::StrAppend(&sql, ", ?");
+        absl::StrAppend(&sql, ")");
+        for (const int st : states) number(st);
+      }
+      absl::StrAppend(&sql, common_terms("j.", id_column));
+    }
+    absl::StrAppend(&sql, " ORDER BY ", id_column, " DESC LIMIT ?");
+    number(page_size + 1);  // one more than asked: is there a next page?
+
+    REBOUND_ASSIGN_OR_RETURN(ReadPool::Lease lease, reads_->Acquire());
+    ReadConn& conn = *lease;
+    return InReadTransaction<ListPage>(conn, [&]() -> absl::StatusOr<ListPage> {
+      REBOUND_ASSIGN_OR_RETURN(sqlite3_stmt * stmt, conn.Stmt(sql));
+      ListPage page;
+      {
+        Run q(conn.db(), stmt);
+        for (const Param& param : params) {
+          if (param.is_text) {
+            q.Text(param.text);
+          } else {
+            q.Int(param.number);
+          }
         }
-        JobRecord job;
-        REBOUND_RETURN_IF_ERROR(ReadJobRow(q, /*with_body=*/false, &job));
-        page.jobs.push_back(std::move(job));
+        for (;;) {
+          REBOUND_ASSIGN_OR_RETURN(const bool row, q.Step());
+          if (!row) break;
+          if (page.jobs.size() == static_cast<size_t>(page_size)) {
+            page.next_page_token = EncodePageToken(page.jobs.back().id);
+            break;
+          }
+          JobRecord job;
+          REBOUND_RETURN_IF_ERROR(ReadJobRow(q, /*with_body=*/false, &job));
+          page.jobs.push_back(std::move(job));
+        }
       }
-    }
-    for (JobRecord& job : page.jobs) {
-      REBOUND_RETURN_IF_ERROR(ReadLabels(conn, job.id, &job.spec.labels));
-    }
-    return page;
-  });
+      for (JobRecord& job : page.jobs) {
+        REBOUND_RETURN_IF_ERROR(ReadLabels(conn, job.id, &job.spec.labels));
+      }
+      return page;
+    });
+  }();
+  // A SQLite failure reaches the caller with a clean message; on_error gets the detail.
+  if (!result.ok()) return ForCaller(result.status());
+  return result;
 }
 
 }  // namespace rebound::store

@@ -5,15 +5,25 @@
 // `max_batch` rows), runs it in one BEGIN IMMEDIATE ... COMMIT (group commit: no waiting for
 // more work, so batches grow with load) and then runs the `done` callbacks on the writer
 // thread. Transitions have their own lane ahead of submits, so a due retry's RUNNING write does
-// not queue behind a burst of submits; within each lane, order is enqueue order. If the transaction
-// fails, it is rolled back and every op of that batch gets the error; earlier commits are
-// untouched. Reads (Get, LoadSpec, List) run on the caller's thread on a small pool of read
-// connections; WAL lets them proceed while the writer commits. Recover() and PurgeExpiredKeys() run
-// on the writer thread and block the caller until done.
+// not queue behind a burst of submits; within each lane, order is enqueue order. Maintenance
+// (PurgeEndedJobs, ReclaimSpace) has a third, lowest lane: each such step runs alone in its own
+// transaction, when the other lanes are empty or after it has been passed over a few times, so
+// a long purge neither starves nor holds up traffic for more than one bounded step. If the
+// transaction fails, it is rolled back and every op of that batch gets the error; earlier
+// commits are untouched. Reads (Get, LoadSpec, List) run on the caller's thread on a small pool
+// of read connections; WAL lets them proceed while the writer commits. Recover(),
+// PurgeExpiredKeys(), PurgeEndedJobs() and ReclaimSpace() run on the writer thread and block the
+// caller until done.
 //
-// Thread-safe. Callbacks must not call Flush(), Recover(), PurgeExpiredKeys() or
-// WriterPragma() (they wait for the writer thread they run on); they may call Submit()/Apply().
-// The destructor commits everything enqueued, runs its callbacks, then closes the database.
+// Errors: a SQLite failure reaches callers of Submit/Apply and of the reads with a clean message
+// (no SQL text, no file path) and a code that says what to do: UNAVAILABLE when the store cannot
+// write now (disk or database full, I/O error, busy: retry later or elsewhere), DATA_LOSS when
+// the file is damaged. The detailed error (statement and SQLite's message) goes to `on_error`.
+//
+// Thread-safe. Callbacks must not call Flush(), Recover(), PurgeExpiredKeys(), PurgeEndedJobs(),
+// ReclaimSpace() or WriterPragma() (they wait for the writer thread they run on); they may call
+// Submit()/Apply(). The destructor commits everything enqueued, runs its callbacks, then closes
+// the database.
 //
 // Store-specific behaviour beyond the JobStore contract:
 // - An empty idempotency key does not deduplicate (the job is always inserted).
@@ -48,22 +58,51 @@ struct SqliteOptions {
   absl::Duration busy_timeout = absl::Seconds(5);  // waiting for another process' lock
   // Called on the writer thread after each transaction with its duration and rows (metrics).
   std::function<void(absl::Duration, size_t rows)> on_commit;
+  // Called with the detailed error (SQL and SQLite's message) whenever a SQLite failure is
+  // returned to a caller with a clean message; any thread. For the operator's log.
+  std::function<void(const absl::Status&)> on_error;
+  // Run `PRAGMA quick_check` at Open and refuse a damaged file (FAILED_PRECONDITION). Costs a
+  // read of the whole file (docs/operations.md gives the time per million jobs).
+  bool quick_check = true;
+  // Cap on the database's size (PRAGMA max_page_count); 0: none. A write past it fails as on a
+  // full disk: UNAVAILABLE. Leaves room for the WAL and other files on a shared volume.
+  int64_t max_file_bytes = 0;
+  // Schema migration 1 -> 2 only: jobs that ended before the upgrade had no purge time; they
+  // get finished time + this (ended jobs) or + `legacy_dead_letter_retention` (FAILED,
+  // EXHAUSTED). The app passes the longest retention of its policies, so an upgrade never
+  // purges a job earlier than its policy would.
+  absl::Duration legacy_retention = absl::Hours(24 * 7);
+  absl::Duration legacy_dead_letter_retention = absl::Hours(24 * 30);
+};
+
+// What the store holds, for the gauges (SqliteStore::Usage).
+struct StoreUsage {
+  int64_t active_jobs = 0;          // not terminal
+  int64_t finished_jobs = 0;        // terminal and not dead-lettered
+  int64_t dead_letter_jobs = 0;     // FAILED or EXHAUSTED
+  int64_t file_bytes = 0;           // pages in use or free, as the database file holds them
+  int64_t free_bytes = 0;           // free pages (ReclaimSpace returns them to the filesystem)
+  bool incremental_vacuum = false;  // auto_vacuum=INCREMENTAL (else free pages are only reused)
 };
 
 class SqliteStore final : public JobStore {
  public:
   // Counters of the writer since Open.
   struct Stats {
-    int64_t commits = 0;         // successful transactions
-    int64_t failed_batches = 0;  // transactions rolled back
-    int64_t ops = 0;             // Submit/Apply/internal calls run (committed or not)
-    int64_t rows = 0;            // their jobs + transitions
+    int64_t commits = 0;              // successful transactions
+    int64_t failed_batches = 0;       // transactions rolled back
+    int64_t ops = 0;                  // Submit/Apply/internal calls run (committed or not)
+    int64_t rows = 0;                 // their jobs + transitions
+    int64_t maintenance_waiting = 0;  // maintenance steps queued now (not yet taken)
   };
 
   // Opens (creating when missing) the database, migrates the schema, sets WAL and the
   // synchronous level, and starts the writer thread. INVALID_ARGUMENT for bad options;
   // FAILED_PRECONDITION when the file cannot be opened or used (bad directory, not a database,
-  // WAL unavailable, schema newer than this build); the message names the path.
+  // WAL unavailable, schema newer than this build, quick_check failed, or an empty file where
+  // `<path>.lock` records that a store existed: a truncated or replaced database would
+  // otherwise start empty, every job and key silently gone); the message names the path and
+  // says what to do.
   static absl::StatusOr<std::unique_ptr<SqliteStore>> Open(const SqliteOptions& options);
 
   SqliteStore(const SqliteStore&) = delete;
@@ -82,6 +121,14 @@ class SqliteStore final : public JobStore {
                                 const std::string& page_token) override;
   absl::StatusOr<std::vector<ActiveJob>> Recover(absl::Time now) override;
   absl::StatusOr<int64_t> PurgeExpiredKeys(absl::Time cutoff) override;
+  absl::StatusOr<int64_t> PurgeEndedJobs(absl::Time now, int limit) override;
+  // Returns up to `max_pages` free pages to the filesystem (PRAGMA incremental_vacuum) in one
+  // maintenance step; how many pages were free before it. 0 without auto_vacuum=INCREMENTAL
+  // (databases created before schema 2: docs/operations.md gives the one-time conversion).
+  absl::StatusOr<int64_t> ReclaimSpace(int max_pages);
+  // Counts jobs by class and the file's size, on a read connection (a scan of the jobs' smallest
+  // index: about a second per 10 million jobs; call it from a maintenance thread).
+  absl::StatusOr<StoreUsage> Usage();
   absl::StatusOr<std::vector<std::pair<std::string, int64_t>>> CountDeadLetters() override;
 
   Stats GetStats() const;
@@ -98,31 +145,39 @@ class SqliteStore final : public JobStore {
   SqliteStore(std::unique_ptr<Writer> writer, std::unique_ptr<ReadPool> reads, int max_batch);
 
   void Enqueue(Op op);
-  // Runs `task` inside a writer transaction and waits for the commit.
-  absl::Status RunOnWriter(Task task);
+  // Runs `task` inside a writer transaction and waits for the commit. A maintenance task has
+  // the lowest lane and a transaction of its own.
+  absl::Status RunOnWriter(Task task, bool maintenance = false);
+  // The caller's view of an error: SQLite's text goes to on_error, the caller gets a clean one.
+  absl::Status ForCaller(const absl::Status& s) const;
   void WriterLoop();
   // Executes a batch in one transaction; on error nothing of it is kept.
   absl::Status RunBatch(std::vector<Op>& batch);
   bool HasWorkOrStopping() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  static int LaneOf(const Op& op);
 
   const std::unique_ptr<Writer> writer_;  // used only by the writer thread after Open
   const std::unique_ptr<ReadPool> reads_;
   const int max_batch_;
   std::function<void(absl::Duration, size_t rows)> on_commit_;
+  std::function<void(const absl::Status&)> on_error_;
   int lock_fd_ = -1;  // flock()ed <path>.lock: one process per database file
 
   // Two lanes, each FIFO. Transitions (and tasks) go first, so a retry's RUNNING write does not
   // wait behind a backlog of submits; that is safe because a job's transitions are only ever
-  // written after its submit has committed. Index 0: submits, 1: transitions and tasks.
+  // written after its submit has committed. Index 0: submits, 1: transitions and tasks,
+  // 2: maintenance.
   struct Lane {
     std::vector<Op> queue;  // ops from `head` on are waiting
     size_t head = 0;
     uint64_t enqueued = 0;  // ops ever enqueued
     uint64_t finished = 0;  // ops whose callbacks have run
     bool empty() const;
+    void DropTaken();  // after moving ops out from `head`
   };
   mutable absl::Mutex mu_;
-  Lane lanes_[2] ABSL_GUARDED_BY(mu_);
+  Lane lanes_[3] ABSL_GUARDED_BY(mu_);
+  int maintenance_passed_over_ ABSL_GUARDED_BY(mu_) = 0;  // batches run while it waited
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status last_error_ ABSL_GUARDED_BY(mu_);
   Stats stats_ ABSL_GUARDED_BY(mu_);

@@ -4,8 +4,10 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -13,6 +15,9 @@ namespace rebound::api {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::StartsWith;
+
+constexpr size_t kHuge = 3 << 20;  // 3 MiB: over every bound, under gRPC's 4 MiB message limit
 
 config::Config TestConfig() {
   config::Config cfg;
@@ -26,6 +31,7 @@ config::Config TestConfig() {
   ep.headers.push_back({"Authorization", "Bearer x", true});
   cfg.endpoints.push_back(ep);
   cfg.server.max_body_bytes = 16;
+  cfg.server.max_header_bytes = 8192;
   return cfg;
 }
 
@@ -37,6 +43,25 @@ v1::SyncRequest Good() {
   r.set_path("/api/v1/courses/1/grades");
   r.set_body("{}");
   return r;
+}
+
+// A change to Good() and the field its refusal must name first.
+struct Refusal {
+  std::function<void(v1::SyncRequest&)> mutate;
+  const char* field;
+};
+
+// Each case is INVALID_ARGUMENT with a message that starts with its field and stays short.
+void ExpectRefused(const std::vector<Refusal>& cases) {
+  const auto cfg = TestConfig();
+  for (const Refusal& c : cases) {
+    v1::SyncRequest r = Good();
+    c.mutate(r);
+    auto spec = ValidateSyncRequest(r, cfg, "t", "request");
+    EXPECT_EQ(spec.status().code(), absl::StatusCode::kInvalidArgument) << c.field;
+    EXPECT_THAT(std::string(spec.status().message()), StartsWith(c.field));
+    EXPECT_LT(spec.status().message().size(), 400u) << c.field;
+  }
 }
 
 TEST(CheckPath, AcceptsPathsUnderAnAllowedPrefix) {
@@ -117,6 +142,7 @@ TEST(ValidateSyncRequest, EachRefusalNamesItsField) {
        "requests[2].headers[0].value"},
       {[](auto& r) { (*r.mutable_labels())["bad key"] = "v"; }, "requests[2].labels[bad key]"},
       {[](auto& r) { r.set_correlation_id("a\r\nb"); }, "requests[2].correlation_id"},
+      {[](auto& r) { r.set_ordering_key("a\r\nb"); }, "requests[2].ordering_key"},
       {[](auto& r) { r.set_policy("nope"); }, "requests[2].policy"},
       {[](auto& r) { r.mutable_deadline()->set_seconds(-5); }, "requests[2].deadline"},
   };
@@ -126,6 +152,188 @@ TEST(ValidateSyncRequest, EachRefusalNamesItsField) {
     auto spec = ValidateSyncRequest(r, cfg, "t", "requests[2]");
     EXPECT_EQ(spec.status().code(), absl::StatusCode::kInvalidArgument) << c.field;
     EXPECT_THAT(spec.status().message(), HasSubstr(c.field));
+  }
+}
+
+TEST(CheckPath, RefusesMalformedDoubleAndOverlongEncodings) {
+  const auto cfg = TestConfig();
+  const auto& ep = cfg.endpoints[0];
+  for (const char* path :
+       {"/api/v1/%u002e%u002e/admin", "/api/v1/%U002E", "/api/v1/%e0%80%ae%e0%80%ae/admin",
+        "/api/v1/%f0%80%80%ae", "/api/v1/%0D", "/api/v1/%1b[2J", "/api/v1/%7f", "/api/v1/%",
+        "/api/v1/a%2", "/api/v1/%zz", "/api/v1/%c2%9b"}) {
+    EXPECT_FALSE(CheckPath(ep, path, "").ok()) << path;
+  }
+  EXPECT_TRUE(CheckPath(ep, "/api/v1/users/J%C3%BCrgen%20M", "").ok());
+}
+
+TEST(CheckQuery, RefusesEncodedControlsDoubleMalformedAndOverlongEncodings) {
+  for (const char* query : {"a=%0d%0aX-Injected:%201",
+                            "a=%0D%0A",
+                            "a=%0a",
+                            "a=%00",
+                            "a=%1B%5B2J",
+                            "a=%7F",
+                            "a=%c2%85",
+                            "f=%252e%252e%252fadmin",
+                            "f=%25%32%65",
+                            "f=%u002e%u002e",
+                            "f=%c0%ae%c0%ae",
+                            "f=%C0%AE",
+                            "f=%c1%9c",
+                            "f=%e0%80%ae",
+                            "f=%f0%80%80%ae",
+                            "a=%",
+                            "a=%4",
+                            "a=%g1",
+                            "a=\r",
+                            "a=1#frag",
+                            "a=b c"}) {
+    EXPECT_FALSE(CheckQuery(query).ok()) << query;
+  }
+  for (const char* query : {"", "per_page=100&page=2", "q=%20x%2B%26", "name=J%C3%BCrgen",
+                            "discount=50%25", "file=a.b", "v=%2e"}) {
+    EXPECT_TRUE(CheckQuery(query).ok()) << query << ": " << CheckQuery(query);
+  }
+  EXPECT_FALSE(CheckQuery(std::string(kMaxQueryBytes + 1, 'q')).ok());
+}
+
+TEST(ValidateSyncRequest, EncodedCrLfInTheQueryIsRefusedNamingTheQuery) {
+  v1::SyncRequest r = Good();
+  r.set_query("x=1%0d%0aHost:%20evil.example");
+  auto spec = ValidateSyncRequest(r, TestConfig(), "t", "request");
+  EXPECT_EQ(spec.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(spec.status().message()),
+              StartsWith("request.query: percent-encodes a control"));
+}
+
+TEST(ValidateSyncRequest, RoutingOverrideHeadersAreRefusedWhateverTheirCase) {
+  const auto cfg = TestConfig();
+  for (const char* name : {"X-Original-URL",
+                           "x-rewrite-url",
+                           "X-HTTP-Method-Override",
+                           "X-HTTP-Method",
+                           "X-Method-Override",
+                           "X-Forwarded-Host",
+                           "X-Forwarded-For",
+                           "X-Forwarded-Proto",
+                           "X-Forwarded-Prefix",
+                           "X-FORWARDED-PORT",
+                           "X-Host",
+                           "Forwarded",
+                           "X-Real-IP",
+                           "True-Client-IP",
+                           "Proxy",
+                           "TE",
+                           "Upgrade",
+                           "HTTP2-Settings",
+                           "Proxy-Authorization",
+                           "X-Envoy-Original-Path"}) {
+    v1::SyncRequest r = Good();
+    auto* h = r.add_headers();
+    h->set_name(name);
+    h->set_value("/admin");
+    auto spec = ValidateSyncRequest(r, cfg, "t", "request");
+    EXPECT_EQ(spec.status().code(), absl::StatusCode::kInvalidArgument) << name;
+    EXPECT_THAT(std::string(spec.status().message()), StartsWith("request.headers[0].name: '"))
+        << name;
+  }
+  for (const char* name : {"Content-Type", "Accept", "X-Request-Id", "If-Match", "X-Forwarded"}) {
+    v1::SyncRequest r = Good();
+    auto* h = r.add_headers();
+    h->set_name(name);
+    h->set_value("v");
+    EXPECT_TRUE(ValidateSyncRequest(r, cfg, "t", "request").ok()) << name;
+  }
+}
+
+TEST(ValidateSyncRequest, ControlCharactersInIdentifiersAreRefusedNamingTheField) {
+  ExpectRefused({
+      {[](auto& r) { r.set_ordering_key("course-7\x1b[2J"); }, "request.ordering_key: "},
+      {[](auto& r) { r.set_ordering_key("line\rforged"); }, "request.ordering_key: "},
+      {[](auto& r) {
+         r.set_ordering_key(
+             "csi\xc2\x9b"
+             "31m");
+       },
+       "request.ordering_key: "},
+      {[](auto& r) { r.set_idempotency_key("k\n2"); }, "request.idempotency_key: "},
+      {[](auto& r) { r.set_correlation_id("c\tid"); }, "request.correlation_id: "},
+      {[](auto& r) { (*r.mutable_labels())["pipeline"] = "grade\x1b]0;x\x07"; },
+       "request.labels[pipeline]: "},
+  });
+  v1::SyncRequest r = Good();
+  r.set_ordering_key("Zoë-Ångström-7");  // non-ASCII is not a control character
+  EXPECT_TRUE(ValidateSyncRequest(r, TestConfig(), "t", "request").ok());
+}
+
+TEST(ValidateSyncRequest, EveryStringFieldIsBoundedAndItsRefusalStaysShort) {
+  const std::string huge(kHuge, 'x');
+  ExpectRefused({
+      {[&](auto& r) { r.set_idempotency_key(huge); }, "request.idempotency_key: "},
+      {[&](auto& r) { r.set_endpoint(huge); }, "request.endpoint: "},
+      {[&](auto& r) { r.set_method(huge); }, "request.method: "},
+      {[&](auto& r) { r.set_path("/api/v1/" + huge); }, "request.path: "},
+      {[&](auto& r) { r.set_query(huge); }, "request.query: "},
+      {[&](auto& r) { r.set_body(huge); }, "request.body: "},
+      {[&](auto& r) { r.set_ordering_key(huge); }, "request.ordering_key: "},
+      {[&](auto& r) { r.set_correlation_id(huge); }, "request.correlation_id: "},
+      {[&](auto& r) { r.set_policy(huge); }, "request.policy: "},
+      {[&](auto& r) { (*r.mutable_labels())[huge] = "v"; }, "request.labels["},
+      {[&](auto& r) { (*r.mutable_labels())["k"] = huge; }, "request.labels[k]: "},
+      {[&](auto& r) { r.add_headers()->set_name(huge); }, "request.headers[0]: "},
+      {[&](auto& r) {
+         auto* h = r.add_headers();
+         h->set_name("X-Ok");
+         h->set_value(huge);
+       },
+       "request.headers[0]: "},
+  });
+}
+
+TEST(ValidateSyncRequest, UnknownNamesAreEchoedEscapedAndCut) {
+  v1::SyncRequest r = Good();
+  r.set_endpoint("nope\x1b[31m" + std::string(100, 'e'));
+  auto spec = ValidateSyncRequest(r, TestConfig(), "t", "request");
+  EXPECT_EQ(spec.status().message(),
+            absl::StrCat("request.endpoint: unknown endpoint 'nope\\x1b[31m", std::string(55, 'e'),
+                         "... (109 bytes)'"));
+}
+
+TEST(Echo, EscapesControlsAndCutsLongValues) {
+  EXPECT_EQ(Echo("plain"), "plain");
+  EXPECT_EQ(Echo("a\r\nb\x1b"), "a\\r\\nb\\x1b");
+  EXPECT_EQ(Echo(std::string(kMaxEchoBytes, 'a')), std::string(kMaxEchoBytes, 'a'));
+  EXPECT_EQ(Echo(std::string(kHuge, 'a')),
+            absl::StrCat(std::string(kMaxEchoBytes, 'a'), "... (3145728 bytes)"));
+}
+
+TEST(ValidateListRequest, FiltersAreBoundedAndNamed) {
+  const auto cfg = TestConfig();
+  const std::string huge(kHuge, 'x');
+  v1::ListSyncsRequest ok;
+  ok.set_endpoint("canvas");
+  ok.set_label("pipeline=gradebook");
+  auto filter = ValidateListRequest(ok, cfg);
+  ASSERT_TRUE(filter.ok()) << filter.status();
+  EXPECT_EQ(filter->label_key, "pipeline");
+  EXPECT_EQ(filter->label_value, "gradebook");
+  const std::vector<std::pair<std::function<void(v1::ListSyncsRequest&)>, const char*>> cases = {
+      {[&](auto& r) { r.set_endpoint(huge); }, "endpoint: "},
+      {[&](auto& r) { r.set_ordering_key(huge); }, "ordering_key: "},
+      {[&](auto& r) { r.set_label(huge); }, "label: "},
+      {[&](auto& r) { r.set_page_token(huge); }, "page_token: "},
+      {[&](auto& r) { r.set_label("=v"); }, "label: "},
+      {[&](auto& r) { r.set_page_size(-1); }, "page_size: "},
+      {[&](auto& r) { r.add_states(static_cast<v1::SyncState>(42)); }, "states: "},
+  };
+  for (const auto& [mutate, field] : cases) {
+    v1::ListSyncsRequest r;
+    mutate(r);
+    auto f = ValidateListRequest(r, cfg);
+    EXPECT_EQ(f.status().code(), absl::StatusCode::kInvalidArgument) << field;
+    EXPECT_THAT(std::string(f.status().message()), StartsWith(field));
+    EXPECT_LT(f.status().message().size(), 200u) << field;
   }
 }
 

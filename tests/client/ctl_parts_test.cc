@@ -69,6 +69,24 @@ TEST(TableTest, AlignsColumnsWithoutTrailingSpaces) {
             "j100  QUEUED     x\n");
 }
 
+TEST(TableTest, ControlCharactersAreEscapedAndUtf8IsKept) {
+  EXPECT_EQ(ForTerminal("plain Zo\u00eb"), "plain Zo\u00eb");
+  EXPECT_EQ(ForTerminal("a\r\nb\tc"), "a\\r\\nb\\tc");
+  EXPECT_EQ(ForTerminal("\x1b[2J\x07\x7f"), "\\x1b[2J\\x07\\x7f");
+  EXPECT_EQ(ForTerminal(std::string("nul\0x", 5)), "nul\\x00x");
+  EXPECT_EQ(ForTerminal("csi\xc2\x9b"
+                        "31m"),
+            "csi\\u009b31m");
+
+  Table table({"KEY", "VALUE"});
+  table.AddRow({"k\x1b]0;owned\x07", "v\r\nforged line"});
+  std::ostringstream out;
+  table.Print(out);
+  EXPECT_EQ(out.str(),
+            "KEY                VALUE\n"
+            "k\\x1b]0;owned\\x07  v\\r\\nforged line\n");
+}
+
 TEST(TimeUtilTest, TimestampsRoundTripAndPrintAsRfc3339Utc) {
   absl::StatusOr<absl::Time> t = ParseRfc3339("2026-11-29T11:00:00.25+01:00");
   ASSERT_TRUE(t.ok()) << t.status();

@@ -207,6 +207,7 @@ grpc::Status FakeRebound::ListSyncs(grpc::ServerContext* context,
 }
 
 FakeServer::FakeServer() {
+  grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
   builder.RegisterService(&service_);

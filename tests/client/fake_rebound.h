@@ -6,6 +6,7 @@
 #define REBOUND_TESTS_CLIENT_FAKE_REBOUND_H_
 
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
 
 #include <memory>
 #include <optional>
@@ -104,7 +105,8 @@ class FakeRebound final : public v1::Rebound::Service {
   std::vector<std::string> job_ids_asked_ ABSL_GUARDED_BY(mu_);
 };
 
-// A real gRPC server serving a FakeRebound on 127.0.0.1, on a port the kernel picks.
+// A real gRPC server serving a FakeRebound on 127.0.0.1, on a port the kernel picks, with
+// gRPC's default grpc.health.v1 service (the empty service name SERVING).
 class FakeServer {
  public:
   FakeServer();
@@ -116,6 +118,8 @@ class FakeServer {
   int port() const { return port_; }
   std::string target() const { return "127.0.0.1:" + std::to_string(port_); }
   FakeRebound& fake() { return service_; }
+  // The server's grpc.health.v1 service: SetServingStatus() scripts its answers.
+  grpc::HealthCheckServiceInterface& health() { return *server_->GetHealthCheckService(); }
 
  private:
   FakeRebound service_;

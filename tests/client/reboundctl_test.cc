@@ -1,9 +1,12 @@
 // reboundctl as a real child process against the fake server.
+#include <arpa/inet.h>
 #include <gmock/gmock.h>
 #include <google/protobuf/util/json_util.h>
 #include <google/protobuf/util/message_differencer.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cctype>
@@ -16,6 +19,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "rebound/build_info.h"
 #include "rebound/v1/rebound.pb.h"
 #include "tests/client/fake_rebound.h"
 #include "tests/client/subprocess.h"
@@ -27,6 +33,7 @@ using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
+using ::testing::Not;
 using ::testing::StartsWith;
 
 constexpr int kOk = 0, kFailed = 1, kUsage = 2, kRpcError = 3, kUnavailable = 4;
@@ -321,6 +328,37 @@ TEST_F(ReboundctlTest, GetShowsTheJobAndItsAttempts) {
   EXPECT_THAT(attempt_lines[2], AllOf(HasSubstr("timeout"), HasSubstr("retry")));
 }
 
+// What a job's submitter (or a server) put in a field reaches a terminal only escaped.
+TEST_F(ReboundctlTest, GetAndListEscapeControlCharactersAndJsonKeepsTheValue) {
+  v1::SyncJob job = Job("j9", v1::FAILED);
+  job.mutable_request()->set_ordering_key("course-7\x1b[2J\r\nj1 SUCCEEDED");
+  job.set_last_decision("stop: \x1b]0;owned\x07");
+  fake_.AddJob(job);
+  v1::ListSyncsResponse page;
+  *page.add_jobs() = job;
+  fake_.SetListPages({page});
+
+  for (const char* command : {"get", "list"}) {
+    const ProcessResult r = std::string(command) == "get" ? Run({"get", "j9"}) : Run({"list"});
+    ASSERT_EQ(r.exit_code, kOk) << r.err;
+    EXPECT_EQ(r.out.find('\x1b'), std::string::npos) << command;
+    EXPECT_EQ(r.out.find('\r'), std::string::npos) << command;
+    EXPECT_THAT(r.out, HasSubstr("course-7\\x1b[2J\\r\\nj1 SUCCEEDED")) << command;
+    // The forged line does not start a line of its own.
+    const std::vector<std::string> lines = absl::StrSplit(r.out, '\n');
+    for (const std::string& line : lines) EXPECT_THAT(line, Not(StartsWith("j1 SUCCEEDED")));
+  }
+  const ProcessResult get = Run({"get", "j9"});
+  EXPECT_THAT(get.out, HasSubstr("stop: \\x1b]0;owned\\x07"));
+
+  const ProcessResult json = Run({"--json", "get", "j9"});
+  ASSERT_EQ(json.exit_code, kOk) << json.err;
+  EXPECT_EQ(json.out.find('\x1b'), std::string::npos);  // JSON escapes it itself
+  v1::SyncJob parsed;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(json.out, &parsed).ok()) << json.out;
+  EXPECT_EQ(parsed.request().ordering_key(), job.request().ordering_key());
+}
+
 TEST_F(ReboundctlTest, GetJsonIsTheJobAsProtobufJson) {
   v1::SyncJob job = Job("j7", v1::SUCCEEDED);
   job.add_attempts()->set_http_status(200);
@@ -483,6 +521,99 @@ TEST_F(ReboundctlTest, JsonlBatchRejectedAsAWholeStopsAndExitsWithItsCode) {
   EXPECT_EQ(r.exit_code, kRpcError);
   EXPECT_THAT(r.err, HasSubstr("reboundctl: submit: RESOURCE_EXHAUSTED: queue full"));
   EXPECT_EQ(fake_.calls().size(), 1u);  // stopped at the first failed batch
+}
+
+TEST_F(ReboundctlTest, HealthOfAServingServerExitsZero) {
+  const ProcessResult r = Run({"health"});
+
+  EXPECT_EQ(r.exit_code, kOk) << r.err;
+  EXPECT_EQ(r.out, server_.target() + " SERVING\n");
+  EXPECT_THAT(r.err, IsEmpty());
+}
+
+TEST_F(ReboundctlTest, HealthOfANotServingServerExitsOneWithAClearLine) {
+  server_.health().SetServingStatus(false);
+
+  const ProcessResult r = Run({"health"});
+
+  EXPECT_EQ(r.exit_code, kFailed);
+  EXPECT_EQ(r.out, server_.target() + " NOT_SERVING\n");
+  EXPECT_EQ(r.err, "reboundctl: health: " + server_.target() + " is NOT_SERVING, not SERVING\n");
+}
+
+TEST_F(ReboundctlTest, HealthAsksAboutTheNamedService) {
+  server_.health().SetServingStatus("rebound.v1.Rebound", true);
+  server_.health().SetServingStatus("rebound.v1.Other", false);
+
+  const ProcessResult serving = Run({"health", "--service", "rebound.v1.Rebound"});
+  EXPECT_EQ(serving.exit_code, kOk) << serving.err;
+  EXPECT_EQ(serving.out, server_.target() + " rebound.v1.Rebound SERVING\n");
+
+  const ProcessResult not_serving = Run({"health", "--service", "rebound.v1.Other"});
+  EXPECT_EQ(not_serving.exit_code, kFailed) << not_serving.err;
+  EXPECT_EQ(not_serving.out, server_.target() + " rebound.v1.Other NOT_SERVING\n");
+
+  const ProcessResult unknown = Run({"health", "--service", "no.such.Service"});
+  EXPECT_EQ(unknown.exit_code, kRpcError);
+  EXPECT_THAT(unknown.out, IsEmpty());
+  EXPECT_THAT(unknown.err, AllOf(StartsWith("reboundctl: health: NOT_FOUND: the server at " +
+                                            server_.target() + " has no service 'no.such.Service'"),
+                                 HasSubstr("rebound.v1.Rebound")));
+}
+
+TEST_F(ReboundctlTest, HealthJsonIsOneDocument) {
+  server_.health().SetServingStatus(false);
+
+  const ProcessResult r = Run({"--json", "health"});
+
+  EXPECT_EQ(r.exit_code, kFailed);
+  const nlohmann::json doc = nlohmann::json::parse(r.out, nullptr, /*allow_exceptions=*/false);
+  ASSERT_FALSE(doc.is_discarded()) << r.out;
+  EXPECT_EQ(doc, nlohmann::json(
+                     {{"target", server_.target()}, {"service", ""}, {"status", "NOT_SERVING"}}));
+}
+
+TEST_F(ReboundctlTest, HealthOfAnUnreachableServerExitsFour) {
+  ClosedPort closed;
+  ASSERT_NE(closed.port(), 0);
+
+  const ProcessResult r = RunProcess({REBOUNDCTL_BIN, "--target", closed.target(), "health"});
+
+  EXPECT_EQ(r.exit_code, kUnavailable);
+  EXPECT_THAT(r.out, IsEmpty());
+  EXPECT_THAT(r.err, StartsWith("reboundctl: health: UNAVAILABLE: "));
+}
+
+TEST_F(ReboundctlTest, HealthGivesUpAfterTheTimeout) {
+  // Accepts TCP connections (the kernel's backlog) but never speaks HTTP/2.
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof(address);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+  ASSERT_EQ(::listen(fd, 4), 0);
+  ASSERT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length), 0);
+  const std::string target = absl::StrCat("127.0.0.1:", ntohs(address.sin_port));
+
+  const absl::Time start = absl::Now();
+  const ProcessResult r =
+      RunProcess({REBOUNDCTL_BIN, "--target", target, "--timeout", "300ms", "health"});
+  const absl::Duration took = absl::Now() - start;
+  ::close(fd);
+
+  EXPECT_EQ(r.exit_code, kUnavailable) << r.err;
+  EXPECT_THAT(r.err, StartsWith("reboundctl: health: DEADLINE_EXCEEDED: "));
+  EXPECT_LT(took, absl::Seconds(5));
+}
+
+TEST_F(ReboundctlTest, VersionNamesTheBuildsVersionAndRevision) {
+  const ProcessResult r = RunProcess({REBOUNDCTL_BIN, "--version"});
+
+  EXPECT_EQ(r.exit_code, kOk) << r.err;
+  EXPECT_EQ(r.out, absl::StrCat("reboundctl ", build_info::kVersion, " (revision ",
+                                build_info::kRevision, ")\n"));
 }
 
 }  // namespace

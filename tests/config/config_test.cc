@@ -171,6 +171,8 @@ TEST(Defaults, MinimalConfigGetsAllDefaults) {
   EXPECT_EQ(config.server.max_key_length, server.max_key_length);
   EXPECT_EQ(config.server.max_labels, server.max_labels);
   EXPECT_EQ(config.server.max_active_jobs, server.max_active_jobs);
+  EXPECT_EQ(config.server.max_watchers, 4096u);  // the documented defaults (README)
+  EXPECT_EQ(config.server.max_watchers_per_tenant, 1024u);
   EXPECT_EQ(config.server.shutdown_grace, server.shutdown_grace);
   const StoreConfig store;
   EXPECT_EQ(config.store.path, store.path);
@@ -235,6 +237,8 @@ server:
   max_key_length: 64
   max_labels: 2
   max_active_jobs: 1000
+  max_watchers: 20
+  max_watchers_per_tenant: 5
   shutdown_grace: 0s
 store: {path: /var/lib/rebound/jobs.db, synchronous: normal, max_batch: 16}
 idempotency: {retention: 48h, header: X-Request-Key}
@@ -264,6 +268,8 @@ endpoints:
   EXPECT_EQ(config.server.max_key_length, 64u);
   EXPECT_EQ(config.server.max_labels, 2u);
   EXPECT_EQ(config.server.max_active_jobs, 1000u);
+  EXPECT_EQ(config.server.max_watchers, 20u);
+  EXPECT_EQ(config.server.max_watchers_per_tenant, 5u);
   EXPECT_EQ(config.server.shutdown_grace, absl::ZeroDuration());
   EXPECT_EQ(config.store.path, "/var/lib/rebound/jobs.db");
   EXPECT_EQ(config.store.synchronous, "normal");
@@ -506,6 +512,56 @@ TEST(Strict, IdempotencyHeaderMustBeAToken) {
               HasSubstr("idempotency.header: invalid header name"));
 }
 
+// --- Retention of ended jobs and the store's checks ------------------------------------------
+
+TEST(Retention, DefaultsAreAWeekForEndedJobsAndThirtyDaysForDeadLetters) {
+  const Config config = ParseOk("policies: [{name: p}]");
+  for (const char* name : {"default", "p"}) {
+    EXPECT_EQ(config.FindPolicy(name)->retention, absl::Hours(24 * 7)) << name;
+    EXPECT_EQ(config.FindPolicy(name)->dead_letter_retention, absl::Hours(24 * 30)) << name;
+  }
+  EXPECT_TRUE(config.store.quick_check);
+  EXPECT_EQ(config.store.max_file_bytes, 0u);
+}
+
+TEST(Retention, EachPolicySetsItsOwnAndInfKeepsForever) {
+  const Config config = ParseOk(
+      "policies: [{name: p, retention: 36h, dead_letter_retention: 2160h}, "
+      "{name: q, retention: inf, dead_letter_retention: inf}]");
+  EXPECT_EQ(config.FindPolicy("p")->retention, absl::Hours(36));
+  EXPECT_EQ(config.FindPolicy("p")->dead_letter_retention, absl::Hours(24 * 90));
+  EXPECT_EQ(config.FindPolicy("q")->retention, absl::InfiniteDuration());
+  EXPECT_EQ(config.FindPolicy("q")->dead_letter_retention, absl::InfiniteDuration());
+}
+
+TEST(Retention, ShorterThanTheIdempotencyRetentionIsRefusedNamingThePath) {
+  // A purged job takes its key along: the dedupe window would end early.
+  EXPECT_THAT(ErrorOf("idempotency: {retention: 48h}\npolicies: [{name: p, retention: 24h}]"),
+              HasSubstr("policies[0].retention: 24h is shorter than idempotency.retention (48h)"));
+  EXPECT_THAT(
+      ErrorOf("policies: [{name: p, dead_letter_retention: 1h}]"),
+      HasSubstr("policies[0].dead_letter_retention: 1h is shorter than idempotency.retention"));
+  EXPECT_THAT(ErrorOf("policies: [{name: p, retention: 0s}]"), HasSubstr("policies[0].retention"));
+  EXPECT_THAT(ErrorOf("policies: [{name: p, retention: soon}]"),
+              HasSubstr("policies[0].retention"));
+}
+
+TEST(Retention, LeftOutItGrowsToALongerIdempotencyRetention) {
+  const Config config = ParseOk("idempotency: {retention: 1440h}\npolicies: [{name: p}]");
+  for (const char* name : {"default", "p"}) {
+    EXPECT_EQ(config.FindPolicy(name)->retention, absl::Hours(24 * 60)) << name;
+    EXPECT_EQ(config.FindPolicy(name)->dead_letter_retention, absl::Hours(24 * 60)) << name;
+  }
+}
+
+TEST(Retention, StoreQuickCheckAndSizeCapAreReadStrictly) {
+  const Config config = ParseOk("store: {quick_check: false, max_file_bytes: 1073741824}");
+  EXPECT_FALSE(config.store.quick_check);
+  EXPECT_EQ(config.store.max_file_bytes, 1073741824u);
+  EXPECT_THAT(ErrorOf("store: {quick_check: sometimes}"), HasSubstr("store.quick_check"));
+  EXPECT_THAT(ErrorOf("store: {max_file_bytes: -1}"), HasSubstr("store.max_file_bytes"));
+}
+
 // --- Names and references --------------------------------------------------------------------
 
 TEST(Names, DuplicatePolicyNameIsRejected) {
@@ -541,6 +597,22 @@ TEST(Names, EndpointMayReferenceAPolicyDefinedAfterIt) {
   EXPECT_EQ(config.FindEndpoint("lms")->policy, "later");
 }
 
+// Endpoints named e0, e1, ... with only their required keys.
+std::string ManyEndpoints(size_t n) {
+  std::string yaml = "endpoints:\n";
+  for (size_t i = 0; i < n; ++i) {
+    absl::StrAppend(&yaml, "  - {name: e", i,
+                    ", base_url: 'http://h', allowed_path_prefixes: [/]}\n");
+  }
+  return yaml;
+}
+
+TEST(Names, MoreEndpointsThanOneProcessServesAreRefusedWithTheLimit) {
+  EXPECT_EQ(ParseOk(ManyEndpoints(kMaxEndpoints)).endpoints.size(), kMaxEndpoints);
+  EXPECT_EQ(ErrorOf(ManyEndpoints(kMaxEndpoints + 1)),
+            "rebound.yaml: endpoints: 1025 endpoints; one process serves at most 1024");
+}
+
 // --- Endpoint URL and paths ------------------------------------------------------------------
 
 TEST(Endpoints, BaseUrlTrailingSlashIsStripped) {
@@ -567,6 +639,22 @@ TEST(Endpoints, BaseUrlMustBePlainHttpOrHttps) {
   EXPECT_THAT(error_for("http://lms.example.edu:99999"), HasSubstr("the port must be"));
   EXPECT_THAT(error_for("http://:8080"), HasSubstr("missing host"));
   EXPECT_THAT(error_for("http://lms.example.edu/a/../b"), HasSubstr("'..'"));
+}
+
+TEST(Endpoints, ProxyIsOptionalExplicitAndWithoutCredentials) {
+  EXPECT_EQ(ParseOk(kEndpoint).endpoints[0].proxy, "");
+  EXPECT_EQ(
+      ParseOk(EndpointWith("    proxy: http://proxy.district.example:3128/\n")).endpoints[0].proxy,
+      "http://proxy.district.example:3128");
+  EXPECT_THAT(ErrorOf(EndpointWith("    proxy: http://user:pw@proxy:3128\n")),
+              HasSubstr("endpoints[0].proxy: invalid URL 'http://user:pw@proxy:3128': user "
+                        "information is not allowed"));
+  EXPECT_THAT(ErrorOf(EndpointWith("    proxy: http://proxy:3128/path\n")),
+              HasSubstr("endpoints[0].proxy: invalid URL 'http://proxy:3128/path': a path is not "
+                        "allowed"));
+  EXPECT_THAT(ErrorOf(EndpointWith("    proxy: socks5://proxy:1080\n")),
+              HasSubstr("endpoints[0].proxy: invalid URL 'socks5://proxy:1080': only http and "
+                        "https are allowed"));
 }
 
 TEST(Endpoints, PathPrefixesAreRequiredAndStartWithASlash) {

@@ -87,7 +87,19 @@ expect_failure dashboard-no-endpoint-variable dashboard "no template variable na
 expect_failure dashboard-datasource dashboard "datasource must be" \
   jq_in "$dashboard" '(.panels[] | select(.type != "row") | .targets[0].datasource.uid) |= "prometheus" '
 expect_failure dashboard-endpoint-filter dashboard "is not filtered by endpoint" \
-  sed_in "$dashboard" '0,/rebound_retries_total{endpoint=~\\"$endpoint\\"}/s//rebound_retries_total/'
+  jq_in "$dashboard" '(.panels[] | select(.id == 11) | .targets[0].expr) |= sub(", endpoint=~\"\\$endpoint\""; "")'
+expect_failure dashboard-hard-coded-job dashboard 'has a hard-coded job label (use job=~"$job")' \
+  jq_in "$dashboard" '(.panels[] | select(.id == 39) | .targets[0].expr) |= sub("job=~\"\\$job\""; "job=\"rebound\"")'
+expect_failure dashboard-unscoped dashboard 'a selector of rebound_jobs is not scoped by namespace=~"$namespace"' \
+  jq_in "$dashboard" '(.panels[] | select(.id == 24) | .targets[0].expr) |= sub("namespace=~\"\\$namespace\", "; "")'
+expect_failure dashboard-no-cluster-variable dashboard "no template variable named cluster" \
+  jq_in "$dashboard" 'del(.templating.list[] | select(.name == "cluster"))'
+expect_failure dashboard-zero-legend dashboard "split by grpc_code, grpc_method, grpc_service without" \
+  jq_in "$dashboard" '(.panels[] | select(.id == 36) | .targets[0].expr) |= sub(" > 0$"; "")'
+expect_failure dashboard-top-row-dead-letters dashboard "the top row shows no rebound_dead_letter_jobs" \
+  jq_in "$dashboard" 'del(.panels[] | select(.id == 7))'
+expect_failure dashboard-top-row-runbook dashboard '"Top failure classifications per endpoint": a panel of the top row has no link to the runbooks' \
+  jq_in "$dashboard" 'del(.panels[] | select(.id == 45) | .links)'
 expect_failure dashboard-expr-syntax dashboard-promql "does not parse" \
   jq_in "$dashboard" '(first(.panels[] | select(.type == "timeseries")) | .targets[0].expr) |= . + ")"'
 expect_failure dashboard-unknown-variable dashboard-promql "unknown Grafana variable" \

@@ -8,7 +8,8 @@
 #                   stage is debian:bookworm, the last stage debian:bookworm-slim; every
 #                   apt-get install has --no-install-recommends and removes /var/lib/apt/lists
 #                   in the same RUN; the last USER is numeric and not root; ENTRYPOINT is in exec
-#                   form; EXPOSE 50051 and 9464; VOLUME /var/lib/rebound; no ADD
+#                   form; EXPOSE 50051 and 9464; VOLUME /var/lib/rebound; no ADD; a
+#                   HEALTHCHECK in exec form running `reboundctl ... health`
 #   ldd             every shared library `ldd BIN` resolves comes from a Debian package
 #                   (dpkg -S) that the runtime stage installs, or that debian:bookworm-slim has
 #                   (base_packages below); and every lib* package installed there is needed by a BIN
@@ -138,6 +139,10 @@ check_lint() {
   awk -F'\t' -v s="$last" '$1 == s && $2 ~ /^VOLUME / { print $2 }' <<<"$ins" | grep -q '/var/lib/rebound' \
     || problems+="no VOLUME /var/lib/rebound for the database"$'\n'
   grep -qE '^[0-9]+	ADD ' <<<"$ins" && problems+="ADD used; COPY is explicit"$'\n'
+  local health
+  health=$(awk -F'\t' -v s="$last" '$1 == s && $2 ~ /^HEALTHCHECK / { h = $2 } END { print h }' <<<"$ins")
+  [[ $health =~ CMD\ *\[\ *\"/usr/local/bin/reboundctl\".*\"health\"\ *\] ]] \
+    || problems+="the runtime stage has no HEALTHCHECK CMD [\"/usr/local/bin/reboundctl\", ..., \"health\"] (exec form): '$health'"$'\n'
   report "Dockerfile lint" "${problems%$'\n'}"
 }
 

@@ -5,16 +5,22 @@
 #   check_kubernetes.sh [--root DIR] [--server BIN] [--tools DIR] CHECK...
 #
 #   render           `kubectl kustomize` renders base, every overlays/* and monitoring
-#                    (base, overlays/sqlite and monitoring must exist)
+#                    (base, overlays/sqlite, overlays/sqlite-in-namespace and monitoring must
+#                    exist), with Debian 12's kubectl 1.20 (kustomize v2) as with today's
 #   schema           every rendered object validates against its Kubernetes schema (npm
 #                    kubernetes-models; ServiceMonitor and PrometheusRule against
-#                    @kubernetes-models/prometheus-operator), offline
+#                    @kubernetes-models/prometheus-operator), offline, strictly: a field the
+#                    schema does not know (`livenesProbe`, `replicaz`) fails
 #   policy           k8s.jq: every container non-root, no privilege escalation, drops ALL,
 #                    read-only root with /tmp mounted, seccomp RuntimeDefault, liveness and
 #                    readiness probes, resource requests and limits; Rebound's native gRPC probes
 #                    on its grpc port; Service and NetworkPolicy select its pods; no Secret
-#                    objects or literal credentials; overlays/sqlite: 1 replica, Recreate, a
-#                    ReadWriteOnce claim; monitoring/ scrapes the overlay's Service port metrics
+#                    objects or literal credentials; the recommended app.kubernetes.io labels on
+#                    every object and selectors on name + instance; a fully qualified image with
+#                    a tag; no Namespace except in overlays/sqlite-in-namespace;
+#                    overlays/sqlite: 1 replica, Recreate, a ReadWriteOnce claim; monitoring/
+#                    scrapes the overlay's Service port metrics, also with a release label set by
+#                    an overlay (kube-prometheus-stack's selector)
 #   config           the config in each render's ConfigMap passes `BIN --check-config`, listens
 #                    on 0.0.0.0 on the container's ports, keeps the database on a writable
 #                    mount, and terminationGracePeriodSeconds exceeds preStop + shutdown_grace
@@ -23,11 +29,11 @@
 #                    (monitoring/generate.sh rewrites both)
 #   all              all of the above
 #
-# kubectl missing (or KUBECTL naming a missing program): the checks that need it print SKIP
-# and the script exits 77 (ctest's SKIP_RETURN_CODE), unless another check failed.
+# Needs kubectl (Debian package kubernetes-client, or any newer kubectl; KUBECTL names another
+# program) for render, schema, policy and config: a missing one fails them, like a missing jq.
 # --server: rebound-server (CMake passes it). --tools: where `npm ci` installs the validators.
 # --root DIR checks another tree (the self-test runs it on broken copies).
-# Needs jq and yq (Debian packages jq, yq), node and npm.
+# Needs jq and yq (Debian packages jq, yq), node and npm (Debian's nodejs and npm).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -55,8 +61,6 @@ kubectl=${KUBECTL:-kubectl}
 k8s=$root/deploy/kubernetes
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
-skip=77
-
 need jq jq
 need yq yq
 
@@ -87,18 +91,18 @@ render() {
   yq -s . "$out.yaml" >"$out.json" || { echo "FAIL: the render of $target is not YAML" >&2; return 1; }
 }
 
-# Rendering checks skip, rather than pass, without kubectl.
+# Rendering checks fail, rather than skip or pass, without kubectl.
 have_kubectl() {
   if ! command -v "$kubectl" >/dev/null 2>&1; then
-    echo "SKIP: '$kubectl' not found: cannot render deploy/kubernetes (install kubectl, which" \
-         "bundles kustomize, to run this check)" >&2
+    echo "FAIL: '$kubectl' not found: cannot render deploy/kubernetes; install the Debian" \
+         "package 'kubernetes-client' (scripts/install-deps.sh does)" >&2
     return 1
   fi
 }
 
 check_render() {
   local target problems=""
-  for required in base overlays/sqlite monitoring; do
+  for required in base overlays/sqlite overlays/sqlite-in-namespace monitoring; do
     [[ -d $k8s/$required ]] || problems+="deploy/kubernetes/$required is missing"$'\n'
   done
   for target in $(targets); do
@@ -134,8 +138,9 @@ check_policy() {
   local target found="" out
   for target in $(targets); do
     [[ $target == monitoring ]] && continue
-    render "$target" || return 1
-    out=$(k8sjq -r 'include "k8s"; policy_problems' "$scratch/${target//\//_}.json") || return 1
+    render "$target" || { found+="$target does not render"$'\n'; continue; }
+    out=$(k8sjq -r --argjson ns "$([[ $target == overlays/sqlite-in-namespace ]] && echo true || echo false)" \
+      'include "k8s"; policy_problems, namespace_problems($ns)' "$scratch/${target//\//_}.json") || return 1
     [[ -n $out ]] && found+=$(sed "s|^|$target: |" <<<"$out")$'\n'
   done
   render overlays/sqlite || return 1
@@ -143,8 +148,26 @@ check_policy() {
   [[ -n $out ]] && found+=$(sed "s|^|overlays/sqlite: |" <<<"$out")$'\n'
   render monitoring || return 1
   out=$(k8sjq -r --slurpfile app "$scratch/overlays_sqlite.json" \
-    'include "k8s"; monitoring_problems($app[0])' "$scratch/monitoring.json") || return 1
+    'include "k8s"; monitoring_problems($app[0]), namespace_problems(false)' "$scratch/monitoring.json") || return 1
   [[ -n $out ]] && found+=$(sed "s|^|monitoring: |" <<<"$out")$'\n'
+  # kube-prometheus-stack's release label, set as monitoring/kustomization.yaml says: an overlay
+  # (a copy of monitoring/ beside it, as kustomize takes no absolute base path) with
+  # commonLabels. Both selected kinds carry it, and the ServiceMonitor still finds the Service.
+  rm -rf "$scratch/release" && mkdir -p "$scratch/release/overlay" || return 1
+  cp -r "$k8s/monitoring" "$scratch/release/monitoring" || return 1
+  printf 'bases:\n  - ../monitoring\ncommonLabels:\n  release: kube-prometheus-stack\n' \
+    >"$scratch/release/overlay/kustomization.yaml"
+  if ! "$kubectl" kustomize "$scratch/release/overlay" >"$scratch/release.yaml" 2>"$scratch/release.err"; then
+    found+="monitoring with a release label: kubectl kustomize fails: $(grep -v '^# Warning' "$scratch/release.err")"$'\n'
+  else
+    yq -s . "$scratch/release.yaml" >"$scratch/release.json" || return 1
+    out=$(k8sjq -r --slurpfile app "$scratch/overlays_sqlite.json" 'include "k8s";
+        monitoring_problems($app[0]),
+        (.[] | select(.kind | IN("ServiceMonitor", "PrometheusRule"))
+         | select(.metadata.labels.release != "kube-prometheus-stack")
+         | "\(where): commonLabels did not set its release label")' "$scratch/release.json") || return 1
+    [[ -n $out ]] && found+=$(sed "s|^|monitoring with release=kube-prometheus-stack: |" <<<"$out")$'\n'
+  fi
   report "pod security, probes, resources, selectors and secrets" "${found%$'\n'}"
 }
 
@@ -241,12 +264,11 @@ if [[ ${#checks[@]} -eq 1 && ${checks[0]} == all ]]; then
   checks=(render schema policy config monitoring-sync)
 fi
 failed=0
-skipped=0
 for check in "${checks[@]}"; do
   case $check in
     render | schema | policy | config)
       if ! have_kubectl; then
-        skipped=1
+        failed=1
         continue
       fi
       ;;
@@ -263,7 +285,4 @@ for check in "${checks[@]}"; do
       ;;
   esac
 done
-if [[ $failed -eq 0 && $skipped -eq 1 ]]; then
-  exit "$skip"
-fi
 exit "$failed"

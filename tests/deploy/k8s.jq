@@ -117,9 +117,48 @@ def sqlite_problems:
         else empty end
     );
 
-def policy_problems: container_problems, rebound_problems, selector_problems, secret_problems;
+# The recommended labels (kubernetes.io/docs: "Recommended Labels") on every object but a
+# Namespace, and every selector on name + instance: two installs in one namespace differ in
+# their instance label, and a selector on the name alone would take the other's pods.
+def recommended_labels:
+  ["app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/version",
+   "app.kubernetes.io/component", "app.kubernetes.io/part-of", "app.kubernetes.io/managed-by"];
+def selector_labels: ["app.kubernetes.io/name", "app.kubernetes.io/instance"];
 
-# monitoring/ against the Service of an overlay ($services: that render's objects).
+def label_problems:
+  (.[] | select(.kind != "Namespace") | where as $at | (.metadata.labels // {}) as $l
+   | recommended_labels[] | select($l[.] == null) | "\($at): no label \(.)"),
+  (workloads | .where as $at | .labels as $l
+   | recommended_labels[] | select($l[.] == null) | "\($at): the pod template has no label \(.)"),
+  ( ( (workloads | {at: .where, sel: (.object.spec.selector.matchLabels // {})}),
+      (.[] | select(.kind == "Service") | {at: where, sel: (.spec.selector // {})}),
+      (.[] | select(.kind == "NetworkPolicy") | {at: where, sel: (.spec.podSelector.matchLabels // {})}),
+      (.[] | select(.kind == "ServiceMonitor") | {at: where, sel: (.spec.selector.matchLabels // {})}) )
+    | .at as $at | .sel as $sel
+    | selector_labels[] | select($sel[.] == null) | "\($at): its selector has no \(.)" );
+
+# An image reference names its registry host (a first component with a dot or a port, or
+# localhost) and a tag or digest: nothing is left to a runtime's search list.
+def image_problems:
+  workloads | .where as $at | (.pod.containers + (.pod.initContainers // []))[] | . as $c
+  | ($c.image // "") as $i
+  | if ($i | split("/") | length) < 2 or ($i | split("/")[0] | test("[.:]|^localhost$") | not)
+    then "\($at) container \($c.name): image '\($i)' is not fully qualified (registry host first, e.g. registry.example.org/rebound/rebound-server:0.1.0)"
+    elif ($i | test("@sha256:[0-9a-f]{64}$|:[A-Za-z0-9_][A-Za-z0-9_.-]*$") | not) or ($i | split("/")[-1] | test(":|@") | not)
+    then "\($at) container \($c.name): image '\($i)' has no tag or digest"
+    else empty end;
+
+# A Namespace only where asked for ($allowed: the render is overlays/sqlite-in-namespace).
+def namespace_problems($allowed):
+  if $allowed then empty
+  else .[] | select(.kind == "Namespace")
+       | "\(where): a Namespace in this render; only overlays/sqlite-in-namespace creates one (apply the others with -n)"
+  end;
+
+def policy_problems: container_problems, rebound_problems, selector_problems, secret_problems,
+  label_problems, image_problems;
+
+# monitoring/ against the Service of an overlay ($app: that render's objects).
 def monitoring_problems($app):
   ($app | map(select(.kind == "Service"))) as $services
   | (
@@ -134,6 +173,7 @@ def monitoring_problems($app):
          (if any($sm.spec.endpoints[]?.relabelings[]?; .targetLabel == "job" and .replacement == "rebound") | not
           then "\($at): does not set job=\"rebound\" (the alerts select it)" else empty end)),
       (if any(.[]; .kind == "ServiceMonitor") | not then "no ServiceMonitor" else empty end),
+      label_problems,
       (if any(.[]; .kind == "PrometheusRule") | not then "no PrometheusRule" else empty end),
       (if any(.[]; .kind == "ConfigMap" and .metadata.labels.grafana_dashboard == "1"
                    and ((.data // {}) | length) > 0) | not

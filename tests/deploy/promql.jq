@@ -30,11 +30,11 @@ def dashboard_exprs:
     | {where: "variable $\($name)", id: "variable_\($name | gsub("[^a-zA-Z0-9_]"; "_"))",
        expr: .} );
 
-# Grafana's variables replaced by values that keep the expression valid PromQL: the endpoint
-# selection by a regex matching anything, the interval variables by a duration.
+# Grafana's variables replaced by values that keep the expression valid PromQL: the selection
+# variables by a regex matching anything, the interval variables by a duration.
 def grafana_to_promql:
   gsub("\\$\\{__(rate_interval|interval|range)\\}|\\$__(rate_interval|interval|range)\\b"; "5m")
-  | gsub("\\$\\{endpoint(:[a-z]+)?\\}|\\$endpoint\\b"; ".*");
+  | gsub("\\$\\{(cluster|namespace|job|instance|endpoint)(:[a-z]+)?\\}|\\$(cluster|namespace|job|instance|endpoint)\\b"; ".*");
 
 # ---- PromQL ------------------------------------------------------------------------------------
 
@@ -57,8 +57,21 @@ def family: sub("_(bucket|sum|count)$"; "");
 # selector of it must follow the $endpoint variable.
 def endpointless_families:
   ["rebound_jobs_rejected_total", "rebound_store_commit_duration_seconds",
-   "rebound_store_batch_size", "rebound_grpc_server_requests_total",
-   "rebound_grpc_server_handling_seconds", "rebound_build_info"];
+   "rebound_store_batch_size", "rebound_store_jobs", "rebound_store_bytes",
+   "rebound_store_free_bytes", "rebound_store_purged_total", "rebound_build_info",
+   "rebound_watchers"];
+
+# The variables that scope every selector of the dashboard to one Prometheus target set (no
+# hard-coded job="rebound": the scrape job's name is the operator's), each a multi-value query
+# variable with All matching anything (a series without a cluster label included).
+def scope_variables: ["cluster", "namespace", "job", "instance"];
+
+# Labels with a fixed set of values, most of them zero at any time: a panel split by one of them
+# draws only the series above zero (`> 0`) or the top few (`topk`), or its legend lists every
+# value, nearly all 0.
+def enumerated_labels:
+  ["outcome", "code_class", "reason", "state", "result", "grpc_code", "grpc_method",
+   "grpc_service", "grpc_type"];
 
 def required_alerts:
   ["ReboundHighRetryRatio", "ReboundCircuitOpen", "ReboundDeadLettersGrowing",
@@ -67,6 +80,7 @@ def required_alerts:
 
 # One line per problem of the dashboard's structure; none when it is fine.
 def dashboard_problems:
+  . as $root |
   def ds_ok: (.datasource | type) == "object" and .datasource.uid == "${datasource}";
   def dups: group_by(.) | map(select(length > 1) | .[0]) | .[];
   ( if (.schemaVersion // 0) < 37 then "schemaVersion \(.schemaVersion) is older than 37" else empty end ),
@@ -80,12 +94,34 @@ def dashboard_problems:
     | if ($v | length) != 1 then "no template variable named endpoint"
       else $v[0]
         | ( if .type != "query" then "variable endpoint: must be of type query" else empty end ),
-          ( if (variable_query | gsub("\\s"; "")) != "label_values(rebound_attempts_total,endpoint)"
-            then "variable endpoint: must query label_values(rebound_attempts_total, endpoint), not '\(variable_query)'"
+          ( if (variable_query | gsub("\\s"; "") | test("^label_values\\(rebound_attempts_total(\\{[^}]*\\})?,endpoint\\)$") | not)
+            then "variable endpoint: must query label_values(rebound_attempts_total{...}, endpoint), not '\(variable_query)'"
             else empty end ),
           ( if .multi != true or .includeAll != true then "variable endpoint: must be multi-value with All" else empty end ),
           ( if ds_ok | not then "variable endpoint: datasource must be {uid: \"${datasource}\"}" else empty end )
       end ),
+  ( scope_variables[] as $name
+    | [$root.templating.list[]? | select(.name == $name)] as $v
+    | if ($v | length) != 1 then "no template variable named \($name)"
+      else $v[0]
+        | ( if .type != "query" or (variable_query | test("^\\s*label_values\\(.*,\\s*" + $name + "\\s*\\)\\s*$") | not)
+            then "variable \($name): must be a query label_values(..., \($name))" else empty end ),
+          ( if .multi != true or .includeAll != true or .allValue != ".*"
+            then "variable \($name): must be multi-value with All matching .*" else empty end ),
+          ( if ds_ok | not then "variable \($name): datasource must be {uid: \"${datasource}\"}" else empty end )
+      end ),
+  # The first row answers "which endpoint is failing, and why": success ratio, failure
+  # classifications, dead letters, what waiting jobs wait for, circuit state; each of its panels
+  # links to the runbooks.
+  ( [.panels[]? | select(.type == "row") | .gridPos.y] | sort | .[1] // 1000000 ) as $second_row
+  | [.panels[]? | select(.type != "row" and .gridPos.y < $second_row)] as $top
+  | ( [$top[] | .targets[]?.expr // ""] | join("\n") ) as $top_exprs
+  | ( ( ["rebound_attempts_total{[^}]*outcome", "rebound_dead_letter_jobs", "rebound_jobs{[^}]*state",
+         "rebound_circuit_state"][]
+        | select(. as $re | $top_exprs | test($re) | not)
+        | "the top row shows no \(.) (it must answer which endpoint fails and why at a glance)" ),
+      ( $top[] | select([.links[]?.url // "" | select(test("\\$\\{runbooks\\}#"))] | length == 0)
+        | "\(panel_label): a panel of the top row has no link to the runbooks (${runbooks}#...)" ) ),
   ( [all_panels | .id] | dups | "panel id \(.) is used twice" ),
   ( all_panels | select(.type != "row") | panel_label as $p
     | ( if ds_ok | not then "\($p): datasource must be {uid: \"${datasource}\"}" else empty end ),
@@ -101,7 +137,22 @@ def dashboard_problems:
               | [$e | scan("(?<![a-zA-Z0-9_:])" + $n + "(?![a-zA-Z0-9_:])\\s*(\\{[^}]*\\})?") | .[0]]
               | map(select(. == null or (test("endpoint\\s*=~\\s*\"\\$\\{?endpoint\\}?\"") | not)))
               | if length > 0 then "\($t): a selector of \($n) is not filtered by endpoint=~\"$endpoint\"" else empty end
-            end ) ) );
+            end ),
+          ( (.expr // "") as $e
+            | ( $e | promql_names ) as $n
+            | [$e | scan("(?<![a-zA-Z0-9_:])" + $n + "(?![a-zA-Z0-9_:])\\s*(\\{[^}]*\\})?") | .[0]] as $sels
+            | ( scope_variables[] as $v
+                | select(any($sels[]; . == null or (test("\\b" + $v + "\\s*=~\\s*\"\\$\\{?" + $v + "\\}?\"") | not)))
+                | "\($t): a selector of \($n) is not scoped by \($v)=~\"$\($v)\"" ),
+              ( select(any($sels[]; . != null and test("\\bjob\\s*=~?\\s*\"[^$]")))
+                | "\($t): \($n) has a hard-coded job label (use job=~\"$job\")" ) ),
+          ( (.expr // "") as $e
+            | select($p | test("^panel [0-9]+ ")) | select($e | test("topk\\(") | not)
+            | select($e | test(">\\s*0\\s*\\)?\\s*$") | not)
+            | [$e | scan("\\b(?:by)\\s*\\(([^)]*)\\)") | .[0] | split(",")[] | gsub("\\s"; "")]
+            | map(select(. as $l | enumerated_labels | index([$l]))) | unique
+            | select(length > 0)
+            | "\($t): split by \(join(", ")) without `> 0` or topk: its legend lists every value, most of them 0" ) ) );
 
 # ---- Alert rules (alerts.yaml as JSON) ---------------------------------------------------------
 

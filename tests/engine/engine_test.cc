@@ -3,6 +3,7 @@
 
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -41,6 +42,38 @@ std::shared_ptr<const config::Config> TestConfig(int max_in_flight = 8) {
   return cfg;
 }
 
+// Options whose store reads (dispatch of a request kept in the store) run at once, so a test
+// on the fake clock is deterministic.
+EngineOptions InlineReads(uint64_t seed) {
+  EngineOptions o;
+  o.rng_seed = seed;
+  o.run_read = [](absl::AnyInvocable<void() &&> read) { std::move(read)(); };
+  return o;
+}
+
+// A POST job of tenant "t", fingerprinted.
+store::NewJob MakeJob(const std::string& key, const std::string& endpoint, std::string body,
+                      const std::string& ordering_key = "") {
+  store::NewJob j;
+  j.spec.tenant = "t";
+  j.spec.idempotency_key = key;
+  j.spec.endpoint = endpoint;
+  j.spec.method = "POST";
+  j.spec.path = "/api/grades";
+  j.spec.body = std::move(body);
+  j.spec.ordering_key = ordering_key;
+  j.fingerprint = common::Fingerprint(j.spec);
+  return j;
+}
+
+// Runs `engine` and commits `store` for `turns` turns (for engines other than the fixture's).
+void Turns(Engine& engine, FakeStore& store, int turns = 10) {
+  for (int i = 0; i < turns; ++i) {
+    engine.RunOnce(absl::ZeroDuration());
+    store.CommitAll();
+  }
+}
+
 class RecordingObserver : public EngineObserver {
  public:
   void OnSubmitted(const common::JobSpec&, common::JobId, int, bool dedup) override {
@@ -70,11 +103,12 @@ class RecordingObserver : public EngineObserver {
 class EngineTest : public ::testing::Test {
  protected:
   explicit EngineTest(int max_in_flight = 8, bool observed = false)
-      : engine_(TestConfig(max_in_flight), store_, executor_, clock_, Options(observed)) {}
+      : EngineTest(TestConfig(max_in_flight), observed) {}
+  EngineTest(std::shared_ptr<const config::Config> config, bool observed)
+      : engine_(std::move(config), store_, executor_, clock_, Options(observed)) {}
 
   EngineOptions Options(bool observed) {
-    EngineOptions o;
-    o.rng_seed = 42;
+    EngineOptions o = InlineReads(42);
     if (observed) {
       o.observer = &observer_;
       o.dead_letters_at_start = {7};
@@ -84,10 +118,7 @@ class EngineTest : public ::testing::Test {
 
   // Submits a GET job and commits the submit only: nothing has been dispatched yet.
   common::JobId SubmitOnly(const std::string& key, const std::string& endpoint = "lms") {
-    store::NewJob j;
-    j.spec.tenant = "t";
-    j.spec.idempotency_key = key;
-    j.spec.endpoint = endpoint;
+    store::NewJob j = MakeJob(key, endpoint, "");
     j.spec.method = "GET";
     j.spec.path = "/api/x";
     j.fingerprint = common::Fingerprint(j.spec);
@@ -111,20 +142,12 @@ class EngineTest : public ::testing::Test {
   }
 
   common::JobId Submit(const std::string& key, const std::string& ordering_key = "") {
-    store::NewJob j;
-    j.spec.tenant = "t";
-    j.spec.idempotency_key = key;
-    j.spec.endpoint = "lms";
-    j.spec.method = "POST";
-    j.spec.path = "/api/grades";
-    j.spec.body = "{\"grade\":\"A\"}";
-    j.spec.ordering_key = ordering_key;
-    j.fingerprint = common::Fingerprint(j.spec);
     common::JobId id = 0;
-    engine_.Submit({std::move(j)}, [&id](std::vector<store::SubmitResult> r) {
-      ASSERT_TRUE(r.at(0).status.ok()) << r.at(0).status;
-      id = r.at(0).job_id;
-    });
+    engine_.Submit({MakeJob(key, "lms", "{\"grade\":\"A\"}", ordering_key)},
+                   [&id](std::vector<store::SubmitResult> r) {
+                     ASSERT_TRUE(r.at(0).status.ok()) << r.at(0).status;
+                     id = r.at(0).job_id;
+                   });
     store_.CommitAll();
     EXPECT_NE(id, 0);
     Settle();
@@ -223,6 +246,27 @@ TEST_F(EngineTest, AttemptBudgetExhaustsThenReplayGrantsANewOne) {
   EXPECT_EQ(job.state, JobState::kSucceeded);
   EXPECT_EQ(job.attempt_count, 4);
   EXPECT_EQ(job.budget_base, 3);
+}
+
+TEST_F(EngineTest, AnEndedJobCarriesItsPolicysRetentionAndAReplayClearsIt) {
+  const auto ok = Submit("k-ok");
+  const auto dead = Submit("k-dead");
+  EXPECT_EQ(store_.PurgeAt(ok), absl::InfiniteFuture());  // RUNNING: never purged
+  executor_.CompleteNext(Status(200));
+  executor_.CompleteNext(Status(400));
+  Settle();
+  const absl::Time ended = clock_.Now();
+  ASSERT_EQ(store_.Job(ok).state, JobState::kSucceeded);
+  ASSERT_EQ(store_.Job(dead).state, JobState::kFailed);
+  const policy::Policy defaults;
+  EXPECT_EQ(store_.PurgeAt(ok), ended + defaults.retention);
+  EXPECT_EQ(store_.PurgeAt(dead), ended + defaults.dead_letter_retention);
+
+  absl::Status replayed = absl::UnknownError("not called");
+  engine_.Replay("t", dead, [&](absl::Status s) { replayed = s; });
+  Settle();
+  ASSERT_TRUE(replayed.ok()) << replayed;
+  EXPECT_EQ(store_.PurgeAt(dead), absl::InfiniteFuture());
 }
 
 TEST_F(EngineTest, ReplayOfAJobThatIsNotDeadLetteredIsRefused) {
@@ -378,7 +422,7 @@ TEST_F(EngineTest, ReplayRespectsTheActiveJobLimit) {
   auto cfg = std::make_shared<config::Config>(*TestConfig());
   cfg->server.max_active_jobs = 1;
   FakeExecutor executor;
-  Engine small(cfg, store_, executor, clock_, EngineOptions{1});
+  Engine small(cfg, store_, executor, clock_, InlineReads(1));
   const auto failed = Submit("f");  // on engine_; fails permanently
   executor_.CompleteNext(Status(400));
   Settle();
@@ -572,12 +616,13 @@ TEST_F(EngineTest, RecoveryRequeuesRunningJobsAndKeepsRetryDueTimes) {
 
   // A new engine on the same store: the old one is gone mid-attempt.
   FakeExecutor executor2;
-  Engine engine2(TestConfig(), store_, executor2, clock_, EngineOptions{7});
+  Engine engine2(TestConfig(), store_, executor2, clock_, InlineReads(7));
   ASSERT_TRUE(engine2.Recover().ok());
   store_.CommitAll();
   engine2.RunOnce(absl::ZeroDuration());
   store_.CommitAll();
-  engine2.RunOnce(absl::ZeroDuration());
+  engine2.RunOnce(absl::ZeroDuration());  // RUNNING committed: its request is read
+  engine2.RunOnce(absl::ZeroDuration());  // the read is back: the attempt starts
   EXPECT_EQ(executor2.started(), 1u) << "the RUNNING job runs again";
   EXPECT_EQ(engine2.NextWakeup(), due);
   EXPECT_EQ(store_.Job(third).attempt_count, 2);
@@ -594,6 +639,163 @@ TEST_F(EngineTest, WaitingJobsReloadTheirRequestFromTheStore) {
   EXPECT_EQ(store_.spec_loads(), 1);
   EXPECT_EQ(executor_.request(1).body, executor_.request(0).body);
   (void)id;
+}
+
+// The config of TestConfig() plus an endpoint "gone" that a later config drops.
+std::shared_ptr<const config::Config> ConfigWithGone() {
+  auto cfg = std::make_shared<config::Config>(*TestConfig());
+  config::EndpointConfig gone = cfg->endpoints[0];
+  gone.name = "gone";
+  cfg->endpoints.push_back(gone);
+  return cfg;
+}
+
+class EngineRemovedEndpointTest : public EngineTest {
+ protected:
+  EngineRemovedEndpointTest() : EngineTest(ConfigWithGone(), false) {}
+
+  common::JobId SubmitTo(const std::string& key, const std::string& endpoint) {
+    common::JobId id = 0;
+    engine_.Submit({MakeJob(key, endpoint, key, "student-1")},
+                   [&id](std::vector<store::SubmitResult> r) { id = r.at(0).job_id; });
+    store_.CommitAll();
+    Settle();
+    EXPECT_NE(id, 0);
+    return id;
+  }
+};
+
+// Issue 12 item 1: jobs of an ordering key whose endpoint left the config crashed every start.
+TEST_F(EngineRemovedEndpointTest, JobsOfARemovedEndpointFailAtRecoveryAndTheKeyStaysOrdered) {
+  // The key's first job hangs on "gone"; the other 19 wait behind it, alternating endpoints.
+  std::vector<common::JobId> ids;
+  for (int i = 0; i < 20; ++i) {
+    ids.push_back(SubmitTo("k" + std::to_string(i), i % 2 == 0 ? "gone" : "lms"));
+  }
+  ASSERT_EQ(executor_.open(), 1u);
+  EXPECT_EQ(store_.Job(ids[0]).state, JobState::kRunning);
+  for (int i = 1; i < 20; ++i) EXPECT_EQ(store_.Job(ids[i]).state, JobState::kBlocked);
+
+  // Restart without "gone": recovery must not crash, and fails its jobs with a clear reason.
+  FakeExecutor executor2;
+  Engine engine2(TestConfig(), store_, executor2, clock_, InlineReads(7));
+  ASSERT_TRUE(engine2.Recover().ok());
+  auto settle2 = [&] { Turns(engine2, store_, 20); };
+  settle2();
+  for (int i = 0; i < 20; i += 2) {
+    const auto job = store_.Job(ids[i]);
+    EXPECT_EQ(job.state, JobState::kFailed) << i;
+    EXPECT_THAT(job.last_decision, HasSubstr("endpoint 'gone' is no longer configured")) << i;
+  }
+  EXPECT_EQ(engine2.Stats().unroutable, 10);
+  // The lms jobs of the key run one at a time, in submit order, with their own bodies.
+  for (int i = 1; i < 20; i += 2) {
+    ASSERT_EQ(executor2.open(), 1u) << "one job of the key at a time, at job " << i;
+    EXPECT_EQ(executor2.CompleteNext(Status(200)).body, "k" + std::to_string(i));
+    settle2();
+    EXPECT_EQ(store_.Job(ids[i]).state, JobState::kSucceeded) << i;
+  }
+  EXPECT_EQ(executor2.open(), 0u);
+  EXPECT_EQ(engine2.ActiveJobs(), 0);
+
+  // A third start finds nothing left to do.
+  FakeExecutor executor3;
+  Engine engine3(TestConfig(), store_, executor3, clock_, InlineReads(9));
+  ASSERT_TRUE(engine3.Recover().ok());
+  EXPECT_EQ(engine3.ActiveJobs(), 0);
+}
+
+TEST_F(EngineRemovedEndpointTest, ABlockedJobOfARemovedEndpointBehindALiveRunnerFailsAtOnce) {
+  const auto first = SubmitTo("a", "lms");
+  const auto second = SubmitTo("b", "gone");
+  const auto third = SubmitTo("c", "lms");
+  ASSERT_EQ(executor_.open(), 1u);
+  FakeExecutor executor2;
+  Engine engine2(TestConfig(), store_, executor2, clock_, InlineReads(7));
+  ASSERT_TRUE(engine2.Recover().ok());
+  Turns(engine2, store_, 5);
+  EXPECT_EQ(store_.Job(second).state, JobState::kFailed);
+  ASSERT_EQ(executor2.open(), 1u) << "the RUNNING job runs again, alone";
+  EXPECT_EQ(executor2.CompleteNext(Status(200)).body, "a");
+  Turns(engine2, store_, 5);
+  EXPECT_EQ(store_.Job(first).state, JobState::kSucceeded);
+  ASSERT_EQ(executor2.open(), 1u);
+  EXPECT_EQ(executor2.CompleteNext(Status(200)).body, "c");
+  Turns(engine2, store_, 5);
+  EXPECT_EQ(store_.Job(third).state, JobState::kSucceeded);
+}
+
+// Issue 12 item 2: every BLOCKED job and the first 4,096 queued per endpoint kept their body in
+// memory (2,000 jobs of 256 KiB: +535 MB). Now the bytes held are bounded by a budget; the rest
+// are read back from the store at dispatch, with their exact bodies.
+TEST_F(EngineTest, RequestsHeldInMemoryStayWithinTheByteBudgetAndAreAllSentExactly) {
+  constexpr size_t kBudget = 64 << 10;
+  constexpr int kJobs = 40;  // x 2 (one ordering key, one busy endpoint), 16 KiB each
+  auto cfg = std::make_shared<config::Config>(*TestConfig(/*max_in_flight=*/1));
+  EngineOptions options = InlineReads(3);
+  options.spec_bytes_budget = kBudget;
+  FakeExecutor executor;
+  Engine engine(cfg, store_, executor, clock_, std::move(options));
+  auto settle = [&] { Turns(engine, store_); };
+  auto body_of = [](int i) {
+    return std::string(16 << 10, static_cast<char>('a' + i % 26)) + std::to_string(i);
+  };
+  std::vector<store::NewJob> jobs;
+  for (int i = 0; i < 2 * kJobs; ++i) {
+    // The first kJobs on one ordering key (BLOCKED behind the first), the rest queued.
+    jobs.push_back(
+        MakeJob("big-" + std::to_string(i), "lms", body_of(i), i < kJobs ? "student-1" : ""));
+  }
+  engine.Submit(std::move(jobs), [](std::vector<store::SubmitResult> r) {
+    for (const auto& x : r) ASSERT_TRUE(x.status.ok()) << x.status;
+  });
+  store_.CommitAll();
+  settle();
+  ASSERT_EQ(executor.open(), 1u);  // max_in_flight 1: everything else waits
+  const EngineStats held = engine.Stats();
+  EXPECT_LE(held.spec_bytes_held, static_cast<int64_t>(kBudget));
+  EXPECT_GT(held.spec_bytes_held, 0) << "what fits stays in memory (no read at dispatch)";
+
+  std::multiset<std::string> sent;
+  for (int n = 0; n < 2 * kJobs && executor.open() > 0; ++n) {
+    sent.insert(executor.CompleteNext(Status(200)).body);
+    settle();
+    EXPECT_LE(engine.Stats().spec_bytes_held, static_cast<int64_t>(kBudget + (17 << 10)))
+        << "the budget plus the attempt on the wire";
+  }
+  std::multiset<std::string> want;
+  for (int i = 0; i < 2 * kJobs; ++i) want.insert(body_of(i));
+  EXPECT_TRUE(sent == want) << "every job sent once, with its exact body";
+  EXPECT_GT(engine.Stats().spec_loads, 0);
+  EXPECT_EQ(engine.Stats().spec_bytes_held, 0);
+  EXPECT_EQ(engine.ActiveJobs(), 0);
+}
+
+// A read of a request that fails (the store busy for a moment) neither stops the server nor
+// loses the job: the attempt is given back and tried again.
+TEST_F(EngineTest, AFailedReadOfTheRequestIsTriedAgainLater) {
+  EngineOptions options = InlineReads(5);
+  options.spec_bytes_budget = 0;  // every request stays in the store
+  FakeExecutor executor;
+  Engine engine(TestConfig(), store_, executor, clock_, std::move(options));
+  auto settle = [&] { Turns(engine, store_); };
+  common::JobId id = 0;
+  engine.Submit({MakeJob("r", "lms", "exact body")},
+                [&id](std::vector<store::SubmitResult> r) { id = r[0].job_id; });
+  store_.FailNextLoads(1);
+  store_.CommitAll();
+  settle();
+  EXPECT_EQ(executor.started(), 0u);
+  EXPECT_EQ(store_.Job(id).state, JobState::kWaitingRetry);
+  EXPECT_EQ(store_.Job(id).attempt_count, 0) << "nothing was sent: the attempt is given back";
+  EXPECT_THAT(store_.Job(id).last_decision, HasSubstr("could not be read from the store"));
+  clock_.Advance(absl::Seconds(1));
+  settle();
+  ASSERT_EQ(executor.started(), 1u);
+  EXPECT_EQ(executor.CompleteNext(Status(200)).body, "exact body");
+  settle();
+  EXPECT_EQ(store_.Job(id).state, JobState::kSucceeded);
+  EXPECT_EQ(store_.Job(id).attempt_count, 1);
 }
 
 class RecordingSink : public WatchSink {
@@ -626,10 +828,39 @@ TEST_F(EngineTest, WatchSeesEveryTransitionUntilTerminal) {
   EXPECT_TRUE(sink->ended);
 }
 
+// Issue 12 item 3: a cancelled WatchSync stream's sink stayed in the engine until the job's
+// next event (for a job waiting hours, hours of memory).
+TEST_F(EngineTest, UnwatchDropsTheSinkAtOnce) {
+  const common::JobId id = SubmitOnly("w");
+  auto kept = std::make_shared<RecordingSink>();
+  engine_.Watch("t", id, kept);
+  std::vector<std::shared_ptr<RecordingSink>> cancelled;
+  for (int i = 0; i < 3; ++i) {
+    cancelled.push_back(std::make_shared<RecordingSink>());
+    engine_.Watch("t", id, cancelled.back());
+  }
+  Settle();
+  EXPECT_EQ(engine_.Stats().watchers, 4);
+  for (auto& sink : cancelled) engine_.Unwatch(id, sink);
+  engine_.Unwatch(id, std::make_shared<RecordingSink>());  // unknown: ignored
+  Settle();
+  EXPECT_EQ(engine_.Stats().watchers, 1);
+  for (auto& sink : cancelled) EXPECT_EQ(sink.use_count(), 1) << "the engine let go of it";
+  executor_.CompleteNext(Status(200));
+  Settle();
+  EXPECT_TRUE(kept->ended);
+  EXPECT_EQ(kept->states.back(), JobState::kSucceeded);
+  for (auto& sink : cancelled) EXPECT_FALSE(sink->ended);
+  EXPECT_EQ(engine_.Stats().watchers, 0);
+  engine_.Unwatch(id, kept);  // after the end: nothing left to drop
+  Settle();
+  EXPECT_EQ(engine_.Stats().watchers, 0);
+}
+
 TEST_F(EngineTest, SubmitBeyondTheActiveJobLimitIsResourceExhausted) {
   auto cfg = std::make_shared<config::Config>(*TestConfig());
   cfg->server.max_active_jobs = 1;
-  Engine small(cfg, store_, executor_, clock_, EngineOptions{1});
+  Engine small(cfg, store_, executor_, clock_, InlineReads(1));
   std::vector<store::NewJob> jobs(2);
   for (int i = 0; i < 2; ++i) {
     jobs[i].spec.tenant = "t";

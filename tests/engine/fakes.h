@@ -43,6 +43,7 @@ class FakeStore final : public store::JobStore {
         r.last_http_status = t.last_http_status;
         r.updated_at = now;
         if (t.attempt) r.attempts.push_back(*t.attempt);
+        purge_at_[t.job_id] = t.purge_at;
         ++writes_;
       }
       return [done = std::move(done)]() mutable { std::move(done)(absl::OkStatus()); };
@@ -59,7 +60,16 @@ class FakeStore final : public store::JobStore {
   absl::StatusOr<common::JobSpec> LoadSpec(common::JobId id) override {
     absl::MutexLock lock(&mu_);
     ++spec_loads_;
+    if (failing_loads_ > 0) {
+      --failing_loads_;
+      return absl::UnavailableError("database is locked");
+    }
     return jobs_.at(id).spec;
+  }
+  // The next `n` LoadSpec calls fail (UNAVAILABLE).
+  void FailNextLoads(int n) {
+    absl::MutexLock lock(&mu_);
+    failing_loads_ = n;
   }
   absl::StatusOr<store::ListPage> List(const std::string&, const store::ListFilter&, int,
                                        const std::string&) override {
@@ -88,6 +98,7 @@ class FakeStore final : public store::JobStore {
     return out;
   }
   absl::StatusOr<int64_t> PurgeExpiredKeys(absl::Time) override { return 0; }
+  absl::StatusOr<int64_t> PurgeEndedJobs(absl::Time, int) override { return 0; }
   absl::StatusOr<std::vector<std::pair<std::string, int64_t>>> CountDeadLetters() override {
     absl::MutexLock lock(&mu_);
     std::map<std::string, int64_t> n;
@@ -108,6 +119,11 @@ class FakeStore final : public store::JobStore {
     }
     for (auto& cb : callbacks) std::move(cb)();
     return static_cast<int>(ops.size());
+  }
+  // The purge time the job's last transition carried.
+  absl::Time PurgeAt(common::JobId id) {
+    absl::MutexLock lock(&mu_);
+    return purge_at_.at(id);
   }
   common::JobRecord Job(common::JobId id) {
     absl::MutexLock lock(&mu_);
@@ -162,7 +178,9 @@ class FakeStore final : public store::JobStore {
   std::map<std::pair<std::string, std::string>, common::JobId> keys_ ABSL_GUARDED_BY(mu_);
   common::JobId next_id_ ABSL_GUARDED_BY(mu_) = 1;
   int writes_ ABSL_GUARDED_BY(mu_) = 0;
+  std::map<common::JobId, absl::Time> purge_at_ ABSL_GUARDED_BY(mu_);  // of the last transition
   int spec_loads_ ABSL_GUARDED_BY(mu_) = 0;
+  int failing_loads_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 // Attempts stay open until the test completes them; Poll() delivers completions.

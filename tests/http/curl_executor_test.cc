@@ -7,6 +7,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cstdlib>
+#include <initializer_list>
 #include <memory>
 #include <optional>
 #include <string>
@@ -23,6 +25,7 @@
 #include "server/http/executor.h"
 #include "server/policy/policy.h"
 #include "tests/fake_lms/fake_lms_process.h"
+#include "tests/support/silent_listener.h"
 
 namespace rebound::http {
 namespace {
@@ -32,6 +35,7 @@ const ::testing::Environment* const kCurlEnvironment =
 
 using policy::Outcome;
 using policy::TransportError;
+using ::rebound::testing::SilentListener;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
@@ -177,6 +181,71 @@ TEST_F(CurlExecutorTest, RedirectsAreNotFollowed) {
   absl::StatusOr<nlohmann::json> totals = lms_->Totals();
   ASSERT_TRUE(totals.ok()) << totals.status();
   EXPECT_EQ((*totals)["attempts"], 1);  // nothing went to /elsewhere
+}
+
+// Sets environment variables for one test and restores them after.
+class ScopedEnv {
+ public:
+  ScopedEnv(std::initializer_list<std::pair<const char*, std::string>> vars) {
+    for (const auto& [name, value] : vars) {
+      const char* old = std::getenv(name);
+      saved_.emplace_back(name, old == nullptr ? std::nullopt : std::optional<std::string>(old));
+      setenv(name, value.c_str(), 1);
+    }
+  }
+  ~ScopedEnv() {
+    for (const auto& [name, old] : saved_) {
+      if (old) {
+        setenv(name, old->c_str(), 1);
+      } else {
+        unsetenv(name);
+      }
+    }
+  }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  std::vector<std::pair<const char*, std::optional<std::string>>> saved_;
+};
+
+TEST_F(CurlExecutorTest, ProxyEnvironmentVariablesAreIgnored) {
+  SilentListener proxy;
+  ASSERT_TRUE(proxy.ok());
+  Outcome out;
+  {
+    // Only around the attempt: the test's own stats requests would honour them.
+    const ScopedEnv env({{"http_proxy", proxy.url()},
+                         {"HTTPS_PROXY", proxy.url()},
+                         {"ALL_PROXY", proxy.url()},
+                         {"all_proxy", proxy.url()}});
+    Request r = Get("/x?script=200", "no-proxy");
+    r.headers.emplace_back("Authorization", "Bearer never-to-a-proxy");
+    r.timeout = absl::Seconds(3);  // before the fix: the silent proxy held it until this timeout
+    out = Run(std::move(r));
+  }
+  EXPECT_EQ(out.error, TransportError::kNone) << out.error_detail;
+  EXPECT_EQ(out.http_status, 200);
+  EXPECT_FALSE(proxy.Contacted());
+  EXPECT_EQ(KeyStats("no-proxy")["attempts"], 1);  // reached fake-lms directly
+}
+
+TEST_F(CurlExecutorTest, AnExplicitProxyIsUsedEvenWhenNoProxySaysOtherwise) {
+  SilentListener proxy;
+  ASSERT_TRUE(proxy.ok());
+  Outcome out;
+  {
+    const ScopedEnv env({{"no_proxy", "*"}, {"NO_PROXY", "*"}});
+    Request r = Get("/x?script=200", "via-proxy");
+    r.proxy = proxy.url();
+    r.timeout = absl::Milliseconds(500);
+    out = Run(std::move(r));
+  }
+  EXPECT_EQ(out.error, TransportError::kTimeout) << out.error_detail;  // the proxy never answers
+  EXPECT_TRUE(proxy.Contacted());
+  absl::StatusOr<nlohmann::json> totals = lms_->Totals();
+  ASSERT_TRUE(totals.ok()) << totals.status();
+  EXPECT_EQ((*totals)["attempts"], 0);  // nothing reached fake-lms
 }
 
 TEST_F(CurlExecutorTest, SequentialAttemptsReuseTheConnection) {

@@ -13,6 +13,8 @@
 #include <iterator>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "client/client.h"
@@ -98,8 +100,9 @@ class ServerProcess {
  public:
   // Starts rebound-server on `config_path`; returns once it serves (port file written after the
   // health status is SERVING) and a channel is connected.
-  static absl::StatusOr<std::unique_ptr<ServerProcess>> Start(const TempDir& dir,
-                                                              const std::string& config_path) {
+  // `extra_env` ("NAME=value") goes to the server's environment only.
+  static absl::StatusOr<std::unique_ptr<ServerProcess>> Start(
+      const TempDir& dir, const std::string& config_path, std::vector<std::string> extra_env = {}) {
     const std::string port_file = dir.File("server.port");
     const std::string metrics_port_file = dir.File("metrics.port");
     std::remove(port_file.c_str());
@@ -107,7 +110,7 @@ class ServerProcess {
     auto child = ChildProcess::Spawn(REBOUND_SERVER_BIN,
                                      {"--config", config_path, "--port-file", port_file,
                                       "--metrics-port-file", metrics_port_file},
-                                     dir.File("server.log"));
+                                     dir.File("server.log"), std::move(extra_env));
     if (!child.ok()) return child.status();
     auto port = (*child)->WaitForPortFile(port_file, absl::Seconds(30));
     if (!port.ok()) return port.status();

@@ -16,6 +16,8 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "rebound/build_info.h"
+#include "server/metrics/metrics.h"
 #include "tests/integration/harness.h"
 
 namespace rebound::testing {
@@ -134,11 +136,56 @@ TEST_F(ObservabilityTest, CountersMatchWhatHappenedToA503503200Job) {
                   {{"endpoint", "lms"}, {"result", "succeeded"}}),
             1);
   EXPECT_GE(Value(samples, "rebound_store_commit_duration_seconds_count", {}), 1);
-  EXPECT_EQ(Value(samples, "rebound_grpc_server_requests_total",
-                  {{"method", "rebound.v1.Rebound/SubmitSync"}, {"code", "OK"}}),
+  EXPECT_EQ(Value(samples, "rebound_build_info",
+                  {{"version", build_info::kVersion}, {"revision", build_info::kRevision}}),
             1);
-  EXPECT_EQ(Value(samples, "rebound_build_info", {}), 1);
   EXPECT_GT(Value(samples, "process_resident_memory_bytes", {}), 0);
+}
+
+// The gRPC server metrics, under go-grpc-prometheus's names and labels, for what one submit,
+// one watch and one get did (Run submits, then Await watches and gets).
+TEST_F(ObservabilityTest, GrpcServerMetricsFollowTheGoGrpcPrometheusConventions) {
+  const auto job = Run(Job("m-grpc", "200"));
+  ASSERT_EQ(job.state(), v1::SUCCEEDED);
+  v1::SyncRequest bad = Job("m-grpc-bad", "200");
+  bad.set_path("/admin");
+  ASSERT_EQ(client().Submit(bad).status().code(), absl::StatusCode::kInvalidArgument);
+  const auto samples = ParseExposition(Scrape());
+  const std::map<std::string, std::string> submit = {{"grpc_service", "rebound.v1.Rebound"},
+                                                     {"grpc_method", "SubmitSync"},
+                                                     {"grpc_type", "unary"}};
+  auto with = [](std::map<std::string, std::string> labels, const std::string& code) {
+    labels.emplace("grpc_code", code);
+    return labels;
+  };
+  EXPECT_EQ(Value(samples, "grpc_server_started_total", submit), 2);
+  EXPECT_EQ(Value(samples, "grpc_server_handled_total", with(submit, "OK")), 1);
+  EXPECT_EQ(Value(samples, "grpc_server_handled_total", with(submit, "INVALID_ARGUMENT")), 1);
+  EXPECT_EQ(Value(samples, "grpc_server_handled_total", submit), 2);
+  EXPECT_EQ(Value(samples, "grpc_server_handling_seconds_count", submit), 2);
+  EXPECT_EQ(Value(samples, "grpc_server_msg_received_total", submit), 2);
+  EXPECT_EQ(Value(samples, "grpc_server_msg_sent_total", submit), 1);
+  const std::map<std::string, std::string> watch = {{"grpc_service", "rebound.v1.Rebound"},
+                                                    {"grpc_method", "WatchSync"},
+                                                    {"grpc_type", "server_stream"}};
+  EXPECT_EQ(Value(samples, "grpc_server_started_total", watch), 1);
+  EXPECT_GE(Value(samples, "grpc_server_msg_sent_total", watch), 1);  // one event per change
+  EXPECT_EQ(Value(samples, "grpc_server_handled_total",
+                  {{"grpc_method", "GetSync"}, {"grpc_code", "OK"}, {"grpc_type", "unary"}}),
+            1);
+  // Every method and code exists from the start, and nothing else does.
+  EXPECT_EQ(Value(samples, "grpc_server_handled_total",
+                  with({{"grpc_service", "rebound.v1.Rebound"},
+                        {"grpc_method", "ReplaySync"},
+                        {"grpc_type", "unary"}},
+                       "FAILED_PRECONDITION")),
+            0);
+  size_t handled_series = 0;
+  for (const Sample& s : samples) handled_series += s.name == "grpc_server_handled_total";
+  EXPECT_EQ(handled_series, metrics::kGrpcMethodCount * metrics::kGrpcCodeCount);
+  for (const Sample& s : samples) {
+    EXPECT_FALSE(absl::StartsWith(s.name, "rebound_grpc_")) << s.name << " was replaced";
+  }
 }
 
 TEST_F(ObservabilityTest, RetryAfterDedupRejectionsAndDeadLettersAreCounted) {

@@ -10,6 +10,7 @@
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
 #include "gtest/gtest.h"
+#include "tests/client/subprocess.h"
 #include "tests/integration/harness.h"
 
 namespace rebound::testing {
@@ -503,6 +504,118 @@ TEST_F(IntegrationTest, HealthIsServingAndReflectionListsTheApi) {
   while (stream->Read(&rres)) {
   }
   EXPECT_TRUE(stream->Finish().ok());
+}
+
+using ServingStatus = ::grpc::health::v1::HealthCheckResponse::ServingStatus;
+using ::grpc::health::v1::HealthCheckResponse;
+
+// reboundctl (the real binary) against the server at `port`.
+client::ProcessResult Reboundctl(int port, const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {REBOUNDCTL_BIN, "--target", absl::StrCat("127.0.0.1:", port),
+                                   "--timeout", "5s"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return client::RunProcess(argv);
+}
+
+TEST_F(IntegrationTest, HealthAnswersForTheApiServiceNameAsForTheWholeServer) {
+  const absl::StatusOr<ServingStatus> server = client().CheckHealth("");
+  ASSERT_TRUE(server.ok()) << server.status();
+  EXPECT_EQ(*server, HealthCheckResponse::SERVING);
+  const absl::StatusOr<ServingStatus> api = client().CheckHealth("rebound.v1.Rebound");
+  ASSERT_TRUE(api.ok()) << api.status();
+  EXPECT_EQ(*api, HealthCheckResponse::SERVING);
+  EXPECT_EQ(client().CheckHealth("rebound.v1.Nothing").status().code(),
+            absl::StatusCode::kNotFound);
+
+  const client::ProcessResult whole = Reboundctl(server_->port(), {"health"});
+  EXPECT_EQ(whole.exit_code, 0) << whole.err;
+  EXPECT_EQ(whole.out, absl::StrCat("127.0.0.1:", server_->port(), " SERVING\n"));
+  const client::ProcessResult named =
+      Reboundctl(server_->port(), {"health", "--service", "rebound.v1.Rebound"});
+  EXPECT_EQ(named.exit_code, 0) << named.err;
+  EXPECT_EQ(named.out,
+            absl::StrCat("127.0.0.1:", server_->port(), " rebound.v1.Rebound SERVING\n"));
+  const client::ProcessResult unknown =
+      Reboundctl(server_->port(), {"health", "--service", "rebound.v1.Nothing"});
+  EXPECT_EQ(unknown.exit_code, 3) << unknown.err;
+  EXPECT_THAT(unknown.err, HasSubstr("NOT_FOUND"));
+  EXPECT_THAT(unknown.err, HasSubstr("no service 'rebound.v1.Nothing'"));
+}
+
+TEST_F(IntegrationTest, WhileDrainingBothHealthNamesSayNotServingAndReboundctlHealthFails) {
+  auto r = Job("k-health-drain", "200:ms=1500");
+  r.set_endpoint("slow");
+  ASSERT_TRUE(client().Submit(r).ok());
+  AwaitRequests(*lms_, 1);
+  const int port = server_->port();
+  server_->process().Signal(SIGTERM);
+
+  // Shutdown() says NOT_SERVING first, then drains the attempt (1.5 s, within the 2 s grace).
+  absl::StatusOr<ServingStatus> api = HealthCheckResponse::SERVING;
+  for (int i = 0; i < 100 && api.ok() && *api == HealthCheckResponse::SERVING; ++i) {
+    api = client().CheckHealth("rebound.v1.Rebound");
+    if (api.ok() && *api == HealthCheckResponse::SERVING) absl::SleepFor(absl::Milliseconds(10));
+  }
+  ASSERT_TRUE(api.ok()) << api.status();
+  EXPECT_EQ(*api, HealthCheckResponse::NOT_SERVING);
+  const absl::StatusOr<ServingStatus> whole = client().CheckHealth("");
+  ASSERT_TRUE(whole.ok()) << whole.status();
+  EXPECT_EQ(*whole, HealthCheckResponse::NOT_SERVING);
+  const client::ProcessResult draining =
+      Reboundctl(port, {"health", "--service", "rebound.v1.Rebound"});
+  EXPECT_EQ(draining.exit_code, 1) << draining.err;
+  EXPECT_EQ(draining.out, absl::StrCat("127.0.0.1:", port, " rebound.v1.Rebound NOT_SERVING\n"));
+  EXPECT_THAT(draining.err, HasSubstr("is NOT_SERVING, not SERVING"));
+
+  auto code = server_->process().Wait(absl::Seconds(20));
+  ASSERT_TRUE(code.ok()) << code.status();
+  EXPECT_EQ(*code, 0);
+  const client::ProcessResult gone = Reboundctl(port, {"health"});
+  EXPECT_EQ(gone.exit_code, 4) << gone.err;
+  EXPECT_THAT(gone.err, HasSubstr("UNAVAILABLE"));
+}
+
+TEST_F(IntegrationTest, AFullStoreAnswersSubmitsUnavailableNotResourceExhausted) {
+  // Restart on a store capped at 256 KiB: it fills after a few hundred jobs, as a full disk
+  // would. The jobs wait behind one hanging job on their ordering key, so the engine writes
+  // nothing for them and only submits meet the full file.
+  server_.reset();
+  std::string text = IntegrationConfig(lms_->port(), UnusedPort(), dir_.File("rebound.db"));
+  const std::string store_key = "store:\n  path: ";
+  ASSERT_NE(text.find(store_key), std::string::npos);
+  text.replace(text.find(store_key), store_key.size(),
+               "store:\n  max_file_bytes: 262144\n  path: ");
+  std::ofstream(config_path_) << text;
+  StartServer();
+
+  v1::SyncRequest first = Job("full-0", "hang");
+  first.set_endpoint("slow");
+  first.set_ordering_key("course-1");
+  ASSERT_TRUE(client().Submit(first).ok());
+  absl::Status refused;
+  int accepted = 1;
+  for (int i = 1; i < 2000 && refused.ok(); ++i) {
+    v1::SyncRequest r = Job(absl::StrCat("full-", i), "200", std::string(1000, 'g'));
+    r.set_endpoint("slow");
+    r.set_ordering_key("course-1");
+    auto submitted = client().Submit(r);
+    if (submitted.ok()) {
+      EXPECT_EQ(submitted->state(), v1::BLOCKED);
+      ++accepted;
+    } else {
+      refused = submitted.status();
+    }
+  }
+  EXPECT_GT(accepted, 10);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kUnavailable) << refused;
+  EXPECT_EQ(refused.message(), "store: cannot write, the disk or database is full; retry later");
+  // The operator's log has SQLite's own words; the server still serves what it holds.
+  EXPECT_THAT(ServerLog(), HasSubstr("database or disk is full"));
+  v1::ListSyncsRequest list;
+  list.set_page_size(1000);
+  auto listed = client().List(list);
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  EXPECT_EQ(listed->jobs_size(), accepted);
 }
 
 }  // namespace

@@ -5,10 +5,14 @@
 #include <future>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/generic/async_generic_service.h"
@@ -30,32 +34,55 @@ using ::grpc::health::v1::Health;
 using ::grpc::health::v1::HealthCheckRequest;
 using ::grpc::health::v1::HealthCheckResponse;
 
-// The value of rebound_grpc_server_requests_total{method, code} in `registry`.
-double Requests(const prometheus::Registry& registry, const std::string& method,
-                const std::string& code) {
+using Labels = std::map<std::string, std::string>;
+
+// The labels of a method of kGrpcMethods: grpc_service, grpc_method, grpc_type.
+Labels Method(const std::string& service, const std::string& method, const std::string& type) {
+  return {{"grpc_service", service}, {"grpc_method", method}, {"grpc_type", type}};
+}
+Labels With(Labels labels, const std::string& code) {
+  labels.emplace("grpc_code", code);
+  return labels;
+}
+
+// The value of the one series of `family` with exactly `labels` (a histogram: its count).
+double Value(const prometheus::Registry& registry, const std::string& family,
+             const Labels& labels) {
   for (const prometheus::MetricFamily& f : registry.Collect()) {
-    if (f.name != "rebound_grpc_server_requests_total") continue;
+    if (f.name != family) continue;
     for (const prometheus::ClientMetric& m : f.metric) {
-      std::map<std::string, std::string> labels;
-      for (const auto& l : m.label) labels[l.name] = l.value;
-      if (labels["method"] == method && labels["code"] == code) return m.counter.value;
+      Labels got;
+      for (const auto& l : m.label) got[l.name] = l.value;
+      if (got != labels) continue;
+      return f.type == prometheus::MetricType::Histogram
+                 ? static_cast<double>(m.histogram.sample_count)
+                 : m.counter.value;
     }
   }
-  ADD_FAILURE() << "no series for " << method << " " << code;
+  ADD_FAILURE() << "no series " << family << " for " << labels.size() << " labels";
   return -1;
 }
 
-// rebound_grpc_server_handling_seconds{method}: observations.
-uint64_t Handled(const prometheus::Registry& registry, const std::string& method) {
-  for (const prometheus::MetricFamily& f : registry.Collect()) {
-    if (f.name != "rebound_grpc_server_handling_seconds") continue;
-    for (const prometheus::ClientMetric& m : f.metric) {
-      if (m.label.size() == 1 && m.label[0].value == method) return m.histogram.sample_count;
-    }
+// Records the RPC type gRPC reports for each method it creates interceptors for.
+class TypeRecorder final : public grpc::experimental::ServerInterceptorFactoryInterface {
+ public:
+  grpc::experimental::Interceptor* CreateServerInterceptor(
+      grpc::experimental::ServerRpcInfo* info) override {
+    absl::MutexLock lock(&mu_);
+    types_[info->method()] = info->type();
+    return nullptr;  // no interceptor for this call
   }
-  ADD_FAILURE() << "no handling series for " << method;
-  return 0;
-}
+  std::optional<grpc::experimental::ServerRpcInfo::Type> TypeOf(const std::string& method) {
+    absl::MutexLock lock(&mu_);
+    auto it = types_.find(method);
+    if (it == types_.end()) return std::nullopt;
+    return it->second;
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::map<std::string, grpc::experimental::ServerRpcInfo::Type> types_ ABSL_GUARDED_BY(mu_);
+};
 
 class GrpcInterceptorTest : public ::testing::Test {
  protected:
@@ -69,6 +96,9 @@ class GrpcInterceptorTest : public ::testing::Test {
     builder.RegisterCallbackGenericService(&generic_service_);
     std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> factories;
     factories.push_back(MakeGrpcInterceptorFactory(*metrics_));
+    auto recorder = std::make_unique<TypeRecorder>();
+    types_ = recorder.get();
+    factories.push_back(std::move(recorder));
     builder.experimental().SetInterceptorCreators(std::move(factories));
     server_ = builder.BuildAndStart();
     ASSERT_NE(server_, nullptr);
@@ -111,30 +141,81 @@ class GrpcInterceptorTest : public ::testing::Test {
   std::unique_ptr<grpc::Server> server_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<Health::Stub> stub_;
+  TypeRecorder* types_ = nullptr;  // owned by the server
 };
 
-TEST_F(GrpcInterceptorTest, CountsARealRpcByMethodAndStatusCode) {
-  const std::string check = "grpc.health.v1.Health/Check";
+TEST_F(GrpcInterceptorTest, CountsARealUnaryRpcUnderTheGoGrpcPrometheusNames) {
+  const Labels check = Method("grpc.health.v1.Health", "Check", "unary");
   ASSERT_TRUE(Check("").ok());
   ASSERT_TRUE(Check("").ok());
   const grpc::Status missing = Check("no.such.Service");
   ASSERT_EQ(missing.error_code(), grpc::StatusCode::NOT_FOUND) << missing.error_message();
 
   // PRE_SEND_STATUS runs before the status leaves the server: counted before the client returns.
-  EXPECT_EQ(Requests(registry_, check, "OK"), 2);
-  EXPECT_EQ(Requests(registry_, check, "NOT_FOUND"), 1);
-  EXPECT_EQ(Requests(registry_, check, "INTERNAL"), 0);
-  EXPECT_EQ(Requests(registry_, "rebound.v1.Rebound/SubmitSync", "OK"), 0);
-  EXPECT_EQ(Requests(registry_, "other", "OK"), 0);
-  EXPECT_EQ(Handled(registry_, check), 3u);
-  EXPECT_EQ(Handled(registry_, "grpc.health.v1.Health/Watch"), 0u);
+  EXPECT_EQ(Value(registry_, "grpc_server_started_total", check), 3);
+  EXPECT_EQ(Value(registry_, "grpc_server_handled_total", With(check, "OK")), 2);
+  EXPECT_EQ(Value(registry_, "grpc_server_handled_total", With(check, "NOT_FOUND")), 1);
+  EXPECT_EQ(Value(registry_, "grpc_server_handled_total", With(check, "INTERNAL")), 0);
+  EXPECT_EQ(Value(registry_, "grpc_server_handling_seconds", check), 3);
+  EXPECT_EQ(Value(registry_, "grpc_server_msg_received_total", check), 3);
+  EXPECT_EQ(Value(registry_, "grpc_server_msg_sent_total", check), 2);  // none with NOT_FOUND
+  const Labels submit = Method("rebound.v1.Rebound", "SubmitSync", "unary");
+  EXPECT_EQ(Value(registry_, "grpc_server_started_total", submit), 0);
+  EXPECT_EQ(Value(registry_, "grpc_server_handled_total", With(submit, "OK")), 0);
+  const Labels watch = Method("grpc.health.v1.Health", "Watch", "server_stream");
+  EXPECT_EQ(Value(registry_, "grpc_server_handling_seconds", watch), 0);
+  EXPECT_EQ(types_->TypeOf("/grpc.health.v1.Health/Check"),
+            grpc::experimental::ServerRpcInfo::Type::UNARY);
 }
 
-TEST_F(GrpcInterceptorTest, CountsMethodsOutsideTheFixedListAsOther) {
-  const grpc::Status s = CallGeneric("/made.up.Service/" + std::string(50, 'x'));
+TEST_F(GrpcInterceptorTest, CountsEveryMessageOfAServerStreamAndItsCancel) {
+  const Labels watch = Method("grpc.health.v1.Health", "Watch", "server_stream");
+  auto context = std::make_unique<grpc::ClientContext>();
+  HealthCheckRequest req;
+  std::unique_ptr<grpc::ClientReader<HealthCheckResponse>> reader =
+      stub_->Watch(context.get(), req);
+  HealthCheckResponse resp;
+  ASSERT_TRUE(reader->Read(&resp));
+  EXPECT_EQ(resp.status(), HealthCheckResponse::SERVING);
+  server_->GetHealthCheckService()->SetServingStatus(false);
+  ASSERT_TRUE(reader->Read(&resp));
+  EXPECT_EQ(resp.status(), HealthCheckResponse::NOT_SERVING);
+  context->TryCancel();
+  while (reader->Read(&resp)) {
+  }
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
+
+  EXPECT_EQ(Value(registry_, "grpc_server_started_total", watch), 1);
+  EXPECT_EQ(Value(registry_, "grpc_server_msg_received_total", watch), 1);
+  EXPECT_EQ(Value(registry_, "grpc_server_msg_sent_total", watch), 2);
+  // The server sees the cancel a moment after the client, and ends the call with the status its
+  // handler chooses (gRPC's health service: UNKNOWN): wait for it, with a bound.
+  auto handled = [&] {
+    double sum = 0;
+    for (int c = 0; c < static_cast<int>(kGrpcCodeCount); ++c) {
+      sum +=
+          Value(registry_, "grpc_server_handled_total", With(watch, std::string(GrpcCodeName(c))));
+    }
+    return sum;
+  };
+  for (int i = 0; i < 500 && handled() == 0; ++i) absl::SleepFor(absl::Milliseconds(10));
+  EXPECT_EQ(handled(), 1);
+  EXPECT_EQ(Value(registry_, "grpc_server_handled_total", With(watch, "OK")), 0);
+  EXPECT_EQ(Value(registry_, "grpc_server_handling_seconds", watch), 1);
+  EXPECT_EQ(types_->TypeOf("/grpc.health.v1.Health/Watch"),
+            grpc::experimental::ServerRpcInfo::Type::SERVER_STREAMING);
+}
+
+TEST_F(GrpcInterceptorTest, CountsMethodsOutsideTheFixedListAsOtherBidiStreams) {
+  const std::string method = "/made.up.Service/" + std::string(50, 'x');
+  const grpc::Status s = CallGeneric(method);
   ASSERT_EQ(s.error_code(), grpc::StatusCode::UNIMPLEMENTED) << s.error_message();
-  EXPECT_EQ(Requests(registry_, "other", "UNIMPLEMENTED"), 1);
-  EXPECT_EQ(Handled(registry_, "other"), 1u);
+  const Labels other = Method("other", "other", "bidi_stream");
+  EXPECT_EQ(Value(registry_, "grpc_server_started_total", other), 1);
+  EXPECT_EQ(Value(registry_, "grpc_server_handled_total", With(other, "UNIMPLEMENTED")), 1);
+  EXPECT_EQ(Value(registry_, "grpc_server_handling_seconds", other), 1);
+  // gRPC itself serves an unknown method as a generic bidirectional stream.
+  EXPECT_EQ(types_->TypeOf(method), grpc::experimental::ServerRpcInfo::Type::BIDI_STREAMING);
 }
 
 TEST_F(GrpcInterceptorTest, CreatesNoSeriesForRequests) {

@@ -1,6 +1,10 @@
 #include "server/metrics/metrics_server.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <memory>
 #include <optional>
@@ -14,6 +18,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "prometheus/registry.h"
@@ -44,14 +50,15 @@ struct Response {
   std::string body;
 };
 
-absl::StatusOr<Response> GetOnce(const std::string& url) {
+absl::StatusOr<Response> GetOnce(const std::string& url,
+                                 absl::Duration timeout = absl::Seconds(10)) {
   CURL* curl = curl_easy_init();
   if (curl == nullptr) return absl::InternalError("curl_easy_init");
   Response r;
   curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
   curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, &Append);
   curl_easy_setopt(curl, CURLOPT_WRITEDATA, &r.body);
-  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 10000L);
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, static_cast<long>(absl::ToInt64Milliseconds(timeout)));
   curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
   const CURLcode rc = curl_easy_perform(curl);
   char* type = nullptr;
@@ -112,8 +119,9 @@ TEST(MetricsServer, ServesTheRegistryAndProcessMetricsOverHttp) {
   for (const char* family :
        {"rebound_jobs_submitted_total", "rebound_attempts_total", "rebound_retries_total",
         "rebound_attempt_duration_seconds", "rebound_jobs", "rebound_circuit_state",
-        "rebound_grpc_server_requests_total", "rebound_build_info", "process_cpu_seconds_total",
-        "process_resident_memory_bytes", "process_open_fds", "process_start_time_seconds"}) {
+        "grpc_server_handled_total", "grpc_server_handling_seconds", "rebound_build_info",
+        "process_cpu_seconds_total", "process_resident_memory_bytes", "process_open_fds",
+        "process_start_time_seconds"}) {
     EXPECT_THAT(text, HasSubstr(absl::StrCat("\n# TYPE ", family, " "))) << family;
   }
   EXPECT_THAT(text, HasSubstr("# TYPE rebound_attempts_total counter"));
@@ -148,6 +156,70 @@ TEST(MetricsServer, ServesTheRegistryAndProcessMetricsOverHttp) {
   r = Get(absl::StrCat("http://127.0.0.1:", port, "/metrics"));
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(Sample(r->body, R"(rebound_jobs_rejected_total{reason="invalid"})"), 1);
+}
+
+// A TCP connection to 127.0.0.1:port that never sends a byte (a stray client, a half-open
+// connection, a port scanner). Closed when the object dies.
+class IdleConnection {
+ public:
+  explicit IdleConnection(int port) : fd_(socket(AF_INET, SOCK_STREAM, 0)) {
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    connected_ = fd_ >= 0 && connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+  }
+  ~IdleConnection() {
+    if (fd_ >= 0) close(fd_);
+  }
+  IdleConnection(const IdleConnection&) = delete;
+  IdleConnection& operator=(const IdleConnection&) = delete;
+  bool connected() const { return connected_; }
+
+ private:
+  int fd_;
+  bool connected_ = false;
+};
+
+// Seconds a single scrape takes, or a failure after `timeout`.
+absl::StatusOr<absl::Duration> TimedScrape(int port, absl::Duration timeout) {
+  const absl::Time start = absl::Now();
+  absl::StatusOr<Response> r =
+      GetOnce(absl::StrCat("http://127.0.0.1:", port, "/metrics"), timeout);
+  if (!r.ok()) return r.status();
+  if (r->status != 200) return absl::InternalError(absl::StrCat("HTTP ", r->status));
+  return absl::Now() - start;
+}
+
+TEST(MetricsServer, AFewIdleConnectionsDoNotDelayAScrape) {
+  absl::StatusOr<std::unique_ptr<MetricsServer>> server =
+      MetricsServer::Start("127.0.0.1:0", std::make_shared<prometheus::Registry>());
+  ASSERT_TRUE(server.ok()) << server.status();
+  // Connected before the scrape, so civetweb hands them to workers first (it accepts in order).
+  std::vector<std::unique_ptr<IdleConnection>> idle;
+  for (int i = 0; i < kMetricsThreads / 2; ++i) {
+    idle.push_back(std::make_unique<IdleConnection>((*server)->port()));
+    ASSERT_TRUE(idle.back()->connected());
+  }
+  // Before the fix two such connections held both workers for civetweb's 30 s default.
+  absl::StatusOr<absl::Duration> took = TimedScrape((*server)->port(), absl::Seconds(10));
+  ASSERT_TRUE(took.ok()) << took.status();
+  EXPECT_LT(*took, absl::Seconds(1));
+}
+
+TEST(MetricsServer, MoreIdleConnectionsThanWorkersDelayAScrapeByOneRequestTimeoutAtMost) {
+  absl::StatusOr<std::unique_ptr<MetricsServer>> server =
+      MetricsServer::Start("127.0.0.1:0", std::make_shared<prometheus::Registry>());
+  ASSERT_TRUE(server.ok()) << server.status();
+  std::vector<std::unique_ptr<IdleConnection>> idle;
+  for (int i = 0; i < kMetricsThreads + 2; ++i) {
+    idle.push_back(std::make_unique<IdleConnection>((*server)->port()));
+    ASSERT_TRUE(idle.back()->connected());
+  }
+  absl::StatusOr<absl::Duration> took =
+      TimedScrape((*server)->port(), kMetricsRequestTimeout + absl::Seconds(7));
+  ASSERT_TRUE(took.ok()) << took.status();
+  EXPECT_LT(*took, kMetricsRequestTimeout + absl::Seconds(2));
 }
 
 TEST(MetricsServer, ABusyAddressIsAnErrorNamingTheConfigKey) {

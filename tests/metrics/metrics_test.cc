@@ -8,11 +8,16 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
+#include "google/protobuf/descriptor.h"
+#include "grpc/health/v1/health.pb.h"
+#include "grpc/reflection/v1alpha/reflection.pb.h"
 #include "gtest/gtest.h"
 #include "prometheus/metric_family.h"
 #include "prometheus/registry.h"
+#include "rebound/v1/rebound.pb.h"
 #include "server/config/config.h"
 #include "server/metrics/process_collector.h"
 
@@ -139,8 +144,21 @@ TEST_F(MetricsTest, RegistersEveryFamilyOnceWithItsTypeAndLabelSet) {
       {"rebound_endpoint_paused", {MetricType::Gauge, {"endpoint"}}},
       {"rebound_store_commit_duration_seconds", {MetricType::Histogram, {}}},
       {"rebound_store_batch_size", {MetricType::Histogram, {}}},
-      {"rebound_grpc_server_requests_total", {MetricType::Counter, {"method", "code"}}},
-      {"rebound_grpc_server_handling_seconds", {MetricType::Histogram, {"method"}}},
+      {"grpc_server_started_total",
+       {MetricType::Counter, {"grpc_service", "grpc_method", "grpc_type"}}},
+      {"grpc_server_handled_total",
+       {MetricType::Counter, {"grpc_service", "grpc_method", "grpc_type", "grpc_code"}}},
+      {"grpc_server_handling_seconds",
+       {MetricType::Histogram, {"grpc_service", "grpc_method", "grpc_type"}}},
+      {"grpc_server_msg_received_total",
+       {MetricType::Counter, {"grpc_service", "grpc_method", "grpc_type"}}},
+      {"grpc_server_msg_sent_total",
+       {MetricType::Counter, {"grpc_service", "grpc_method", "grpc_type"}}},
+      {"rebound_store_jobs", {MetricType::Gauge, {"class"}}},
+      {"rebound_store_bytes", {MetricType::Gauge, {}}},
+      {"rebound_store_free_bytes", {MetricType::Gauge, {}}},
+      {"rebound_store_purged_total", {MetricType::Counter, {}}},
+      {"rebound_watchers", {MetricType::Gauge, {}}},
       {"rebound_build_info", {MetricType::Gauge, {"version", "revision"}}},
   };
   const std::vector<MetricFamily> families = Collect();
@@ -213,8 +231,19 @@ TEST_F(MetricsTest, PreCreatesEverySeriesOfEveryConfiguredEndpointAtZero) {
          {"state", std::string(JobGaugeStateName(static_cast<JobGaugeState>(s)))}});
   }
   EXPECT_EQ(Select(families, "rebound_jobs_rejected_total", {}).size(), kRejectReasonCount);
-  EXPECT_EQ(Select(families, "rebound_grpc_server_requests_total", {}).size(),
+  EXPECT_EQ(Select(families, "grpc_server_handled_total", {}).size(),
             kGrpcMethodCount * kGrpcCodeCount);
+  for (const char* family : {"grpc_server_started_total", "grpc_server_handling_seconds",
+                             "grpc_server_msg_received_total", "grpc_server_msg_sent_total"}) {
+    EXPECT_EQ(Select(families, family, {}).size(), kGrpcMethodCount) << family;
+  }
+  One(families, "grpc_server_handled_total",
+      {{"grpc_service", "rebound.v1.Rebound"},
+       {"grpc_method", "WatchSync"},
+       {"grpc_type", "server_stream"},
+       {"grpc_code", "DEADLINE_EXCEEDED"}});
+  One(families, "grpc_server_started_total",
+      {{"grpc_service", "other"}, {"grpc_method", "other"}, {"grpc_type", "bidi_stream"}});
   EXPECT_EQ(One(families, "rebound_build_info", {{"version", "1.2.3"}, {"revision", "abc123"}})
                 .gauge.value,
             1);
@@ -237,7 +266,7 @@ TEST_F(MetricsTest, HistogramsUseTheDocumentedBuckets) {
   EXPECT_EQ(bounds("rebound_job_duration_seconds"), v(buckets::kJobDuration));
   EXPECT_EQ(bounds("rebound_store_commit_duration_seconds"), v(buckets::kStoreCommit));
   EXPECT_EQ(bounds("rebound_store_batch_size"), v(buckets::kBatchSize));
-  EXPECT_EQ(bounds("rebound_grpc_server_handling_seconds"), v(buckets::kGrpcHandling));
+  EXPECT_EQ(bounds("grpc_server_handling_seconds"), v(buckets::kGrpcHandling));
   EXPECT_EQ(buckets::kAttemptDuration.front(), 0.001);
   EXPECT_EQ(buckets::kAttemptDuration.back(), 60);
   EXPECT_EQ(buckets::kDelay.front(), 0.01);
@@ -260,8 +289,8 @@ TEST(MetricsSeriesCount, WorstCaseMatchesWhatTheRegistryAndProcessCollectorExpos
         << endpoints << " endpoints";
   }
   EXPECT_EQ(kSeriesPerEndpoint, 215u);
-  EXPECT_EQ(kGlobalSeries, 458u);
-  EXPECT_EQ(WorstCaseSeries(10), 2608u);
+  EXPECT_EQ(kGlobalSeries, 498u);
+  EXPECT_EQ(WorstCaseSeries(10), 2648u);
 }
 
 TEST(MetricsAddEndpoint, AReloadedEndpointGetsEverySeriesWithoutMovingTheOthers) {
@@ -324,16 +353,27 @@ TEST(LabelNames, EnumsNameTheirLabelValues) {
   EXPECT_EQ(JobGaugeStateName(JobGaugeState::kWaitingPaused), "waiting_paused");
 }
 
+// "service/method" of an entry of kGrpcMethods.
+std::string Path(const GrpcMethod& m) { return absl::StrCat(m.service, "/", m.method); }
+
 TEST(GrpcLabels, MethodsOutsideTheFixedListAreOtherAndCodesHaveCanonicalNames) {
-  EXPECT_EQ(kGrpcMethods[GrpcMethodIndex("/rebound.v1.Rebound/SubmitSync")],
+  EXPECT_EQ(Path(kGrpcMethods[GrpcMethodIndex("/rebound.v1.Rebound/SubmitSync")]),
             "rebound.v1.Rebound/SubmitSync");
-  EXPECT_EQ(kGrpcMethods[GrpcMethodIndex("rebound.v1.Rebound/ReplaySync")],
+  EXPECT_EQ(Path(kGrpcMethods[GrpcMethodIndex("rebound.v1.Rebound/ReplaySync")]),
             "rebound.v1.Rebound/ReplaySync");
-  EXPECT_EQ(kGrpcMethods[GrpcMethodIndex("/grpc.health.v1.Health/Watch")],
+  EXPECT_EQ(Path(kGrpcMethods[GrpcMethodIndex("/grpc.health.v1.Health/Watch")]),
             "grpc.health.v1.Health/Watch");
-  EXPECT_EQ(kGrpcMethods[GrpcMethodIndex("/evil.Service/" + std::string(100, 'x'))], "other");
-  EXPECT_EQ(kGrpcMethods[GrpcMethodIndex("")], "other");
-  EXPECT_EQ(kGrpcMethods[GrpcMethodIndex("/rebound.v1.Rebound/Other")], "other");
+  EXPECT_EQ(Path(kGrpcMethods[GrpcMethodIndex("/evil.Service/" + std::string(100, 'x'))]),
+            "other/other");
+  EXPECT_EQ(Path(kGrpcMethods[GrpcMethodIndex("")]), "other/other");
+  EXPECT_EQ(Path(kGrpcMethods[GrpcMethodIndex("/rebound.v1.Rebound/Other")]), "other/other");
+  EXPECT_EQ(Path(kGrpcMethods[GrpcMethodIndex("/rebound.v1.Rebound")]), "other/other");
+  EXPECT_EQ(Path(kGrpcMethods[GrpcMethodIndex("/rebound.v1/Rebound/SubmitSync")]), "other/other");
+  EXPECT_EQ(Path(kGrpcMethods[GrpcMethodIndex("/other/other")]), "other/other");
+  EXPECT_EQ(GrpcTypeName(GrpcType::kUnary), "unary");
+  EXPECT_EQ(GrpcTypeName(GrpcType::kClientStream), "client_stream");
+  EXPECT_EQ(GrpcTypeName(GrpcType::kServerStream), "server_stream");
+  EXPECT_EQ(GrpcTypeName(GrpcType::kBidiStream), "bidi_stream");
   EXPECT_EQ(GrpcCodeName(0), "OK");
   EXPECT_EQ(GrpcCodeName(3), "INVALID_ARGUMENT");
   EXPECT_EQ(GrpcCodeName(5), "NOT_FOUND");
@@ -458,6 +498,35 @@ TEST(MetricsDefaultTenant, ADefaultTenantNamedOtherSharesTheOtherSeries) {
   EXPECT_EQ(One(f, "rebound_jobs_submitted_total", {{"endpoint", "lms-0"}, {"tenant", "other"}})
                 .counter.value,
             2);
+}
+
+// The fixed list follows the services' own definitions: every method of rebound.v1.Rebound is
+// listed, and each listed method has the grpc_type its descriptor says.
+TEST(GrpcLabels, TheFixedListMatchesTheServiceDescriptors) {
+  // Naming a message of each file links its descriptors into the generated pool.
+  ASSERT_NE(v1::SyncJob::descriptor(), nullptr);
+  ASSERT_NE(grpc::health::v1::HealthCheckRequest::descriptor(), nullptr);
+  ASSERT_NE(grpc::reflection::v1alpha::ServerReflectionRequest::descriptor(), nullptr);
+  const google::protobuf::DescriptorPool& pool =
+      *google::protobuf::DescriptorPool::generated_pool();
+  const google::protobuf::ServiceDescriptor* rebound = pool.FindServiceByName("rebound.v1.Rebound");
+  ASSERT_NE(rebound, nullptr);
+  for (int i = 0; i < rebound->method_count(); ++i) {
+    const std::string path = absl::StrCat("/rebound.v1.Rebound/", rebound->method(i)->name());
+    EXPECT_NE(GrpcMethodIndex(path), kGrpcMethodCount - 1) << path << " is not in kGrpcMethods";
+  }
+  for (size_t i = 0; i + 1 < kGrpcMethodCount; ++i) {
+    const GrpcMethod& m = kGrpcMethods[i];
+    const google::protobuf::MethodDescriptor* d =
+        pool.FindMethodByName(absl::StrCat(m.service, ".", m.method));
+    ASSERT_NE(d, nullptr) << Path(m);
+    const GrpcType want =
+        d->client_streaming()
+            ? (d->server_streaming() ? GrpcType::kBidiStream : GrpcType::kClientStream)
+            : (d->server_streaming() ? GrpcType::kServerStream : GrpcType::kUnary);
+    EXPECT_EQ(GrpcTypeName(m.type), GrpcTypeName(want)) << Path(m);
+    EXPECT_EQ(GrpcMethodIndex(absl::StrCat("/", Path(m))), i) << Path(m);
+  }
 }
 
 }  // namespace

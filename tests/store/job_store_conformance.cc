@@ -640,6 +640,165 @@ TEST_P(JobStoreConformanceTest, AReplayedJobKeepsItsKey) {
   EXPECT_EQ(again.state, JobState::kQueued);
 }
 
+// An ended job with the purge time its transition carried.
+Transition Ended(JobId id, JobState state, absl::Time purge_at) {
+  Transition t = To(id, state);
+  t.purge_at = purge_at;
+  return t;
+}
+
+int64_t DeadLetters(JobStore& store, const std::string& endpoint) {
+  auto counts = store.CountDeadLetters();
+  EXPECT_TRUE(counts.ok()) << counts.status();
+  if (!counts.ok()) return -1;
+  for (const auto& [name, n] : *counts) {
+    if (name == endpoint) return n;
+  }
+  return 0;
+}
+
+absl::StatusOr<int64_t> PurgeAll(JobStore& store, absl::Time now) {
+  int64_t total = 0;
+  for (int i = 0; i < 1000; ++i) {  // bounded: a store that never finishes fails the test
+    absl::StatusOr<int64_t> n = store.PurgeEndedJobs(now, 100);
+    if (!n.ok()) return n.status();
+    total += *n;
+    if (*n < 100) return total;
+  }
+  return absl::InternalError("PurgeEndedJobs never finished");
+}
+
+TEST_P(JobStoreConformanceTest, EndedJobsArePurgedAfterTheirRetentionDeadLettersLaterActiveNever) {
+  const SubmitResult done = SubmitOne(*store_, Job(Spec("tenant-a", "done")), kT0);
+  const SubmitResult dead = SubmitOne(*store_, Job(Spec("tenant-a", "dead")), kT0);
+  const SubmitResult active = SubmitOne(*store_, Job(Spec("tenant-a", "active")), kT0);
+  ASSERT_TRUE(done.status.ok() && dead.status.ok() && active.status.ok());
+  const absl::Time ended = kT0 + absl::Minutes(1);
+  Transition attempt = Ended(done.job_id, JobState::kSucceeded, ended + absl::Hours(24 * 7));
+  attempt.attempt_count = 1;
+  attempt.attempt = common::AttemptRecord{};
+  attempt.attempt->number = 1;
+  attempt.attempt->started_at = kT0;
+  attempt.last_response_body = "ok";
+  // A purge time on a non-terminal transition is not recorded: an active job is never purged.
+  Transition running = Ended(active.job_id, JobState::kRunning, ended);
+  ASSERT_TRUE(
+      ApplyAndWait(
+          *store_,
+          {attempt, Ended(dead.job_id, JobState::kFailed, ended + absl::Hours(24 * 30)), running},
+          ended)
+          .ok());
+
+  // Strictly after the purge time: at it, nothing goes.
+  absl::StatusOr<int64_t> purged = PurgeAll(*store_, ended + absl::Hours(24 * 7));
+  ASSERT_TRUE(purged.ok()) << purged.status();
+  EXPECT_EQ(*purged, 0);
+  purged = PurgeAll(*store_, ended + absl::Hours(24 * 7) + absl::Seconds(1));
+  ASSERT_TRUE(purged.ok()) << purged.status();
+  EXPECT_EQ(*purged, 1);
+  EXPECT_EQ(store_->Get("tenant-a", done.job_id, true).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_TRUE(store_->Get("tenant-a", dead.job_id, false).ok());
+  EXPECT_EQ(DeadLetters(*store_, "canvas"), 1);
+
+  purged = PurgeAll(*store_, ended + absl::Hours(24 * 30) + absl::Seconds(1));
+  ASSERT_TRUE(purged.ok()) << purged.status();
+  EXPECT_EQ(*purged, 1);
+  EXPECT_EQ(store_->Get("tenant-a", dead.job_id, false).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(DeadLetters(*store_, "canvas"), 0);
+
+  purged = PurgeAll(*store_, kT0 + absl::Hours(24 * 3650));
+  ASSERT_TRUE(purged.ok()) << purged.status();
+  EXPECT_EQ(*purged, 0);
+  absl::StatusOr<common::JobRecord> still = store_->Get("tenant-a", active.job_id, false);
+  ASSERT_TRUE(still.ok()) << still.status();
+  EXPECT_EQ(still->state, JobState::kRunning);
+  // Recovery sees the active job and nothing of the purged ones.
+  absl::StatusOr<std::vector<ActiveJob>> recovered = store_->Recover(kT0 + absl::Hours(24 * 3650));
+  ASSERT_TRUE(recovered.ok()) << recovered.status();
+  ASSERT_EQ(recovered->size(), 1u);
+  EXPECT_EQ(recovered->front().id, active.job_id);
+}
+
+TEST_P(JobStoreConformanceTest, APurgedJobsKeyNoLongerDeduplicatesToIt) {
+  const NewJob job = Job(Spec("tenant-a", "key-1"));
+  const SubmitResult r = SubmitOne(*store_, job, kT0);
+  ASSERT_TRUE(r.status.ok()) << r.status;
+  // The key's own retention has not ended (no key purge ran): the job's purge takes it along.
+  ASSERT_TRUE(
+      ApplyAndWait(*store_, {Ended(r.job_id, JobState::kSucceeded, kT0 + absl::Hours(1))}, kT0)
+          .ok());
+  EXPECT_TRUE(SubmitOne(*store_, job, kT0 + absl::Minutes(1)).deduplicated);
+  absl::StatusOr<int64_t> purged = PurgeAll(*store_, kT0 + absl::Hours(2));
+  ASSERT_TRUE(purged.ok()) << purged.status();
+  ASSERT_EQ(*purged, 1);
+
+  const SubmitResult again = SubmitOne(*store_, job, kT0 + absl::Hours(2));
+  ASSERT_TRUE(again.status.ok()) << again.status;
+  EXPECT_FALSE(again.deduplicated);
+  EXPECT_NE(again.job_id, r.job_id);
+  EXPECT_TRUE(store_->Get("tenant-a", again.job_id, false).ok());
+}
+
+TEST_P(JobStoreConformanceTest, AReplayedDeadLetterIsNotPurgedUntilItEndsAgain) {
+  const SubmitResult r = SubmitOne(*store_, Job(Spec("tenant-a", "key-1")), kT0);
+  ASSERT_TRUE(r.status.ok()) << r.status;
+  ASSERT_TRUE(
+      ApplyAndWait(*store_, {Ended(r.job_id, JobState::kExhausted, kT0 + absl::Hours(1))}, kT0)
+          .ok());
+  Transition replay = To(r.job_id, JobState::kQueued);
+  replay.budget_base = 1;
+  ASSERT_TRUE(ApplyAndWait(*store_, {replay}, kT0 + absl::Minutes(30)).ok());
+
+  absl::StatusOr<int64_t> purged = PurgeAll(*store_, kT0 + absl::Hours(24 * 365));
+  ASSERT_TRUE(purged.ok()) << purged.status();
+  EXPECT_EQ(*purged, 0);
+  EXPECT_TRUE(store_->Get("tenant-a", r.job_id, false).ok());
+
+  const absl::Time ended = kT0 + absl::Hours(24 * 365);
+  ASSERT_TRUE(
+      ApplyAndWait(*store_, {Ended(r.job_id, JobState::kSucceeded, ended + absl::Hours(1))}, ended)
+          .ok());
+  purged = PurgeAll(*store_, ended + absl::Hours(2));
+  ASSERT_TRUE(purged.ok()) << purged.status();
+  EXPECT_EQ(*purged, 1);
+}
+
+TEST_P(JobStoreConformanceTest, PurgeEndedJobsDeletesAtMostItsLimitPerCallOldestFirst) {
+  std::vector<JobId> ids;
+  std::vector<Transition> ends;
+  for (int i = 0; i < 10; ++i) {
+    const SubmitResult r = SubmitOne(*store_, Job(Spec("tenant-a", absl::StrCat("k", i))), kT0);
+    ASSERT_TRUE(r.status.ok()) << r.status;
+    ids.push_back(r.job_id);
+    // Purge times in reverse id order: the oldest purge time goes first, not the oldest id.
+    ends.push_back(Ended(r.job_id, JobState::kCancelled, kT0 + absl::Minutes(10 - i)));
+  }
+  ASSERT_TRUE(ApplyAndWait(*store_, ends, kT0).ok());
+  const absl::Time later = kT0 + absl::Hours(1);
+  std::vector<int64_t> per_call;
+  for (int i = 0; i < 5; ++i) {
+    absl::StatusOr<int64_t> n = store_->PurgeEndedJobs(later, 3);
+    ASSERT_TRUE(n.ok()) << n.status();
+    per_call.push_back(*n);
+  }
+  EXPECT_THAT(per_call, ElementsAre(3, 3, 3, 1, 0));
+  EXPECT_TRUE(ListAll(*store_, "tenant-a").empty());
+
+  // Of two ended jobs, a limit of 1 takes the one due first.
+  const SubmitResult a = SubmitOne(*store_, Job(Spec("tenant-a", "a")), kT0);
+  const SubmitResult b = SubmitOne(*store_, Job(Spec("tenant-a", "b")), kT0);
+  ASSERT_TRUE(ApplyAndWait(*store_,
+                           {Ended(a.job_id, JobState::kSucceeded, kT0 + absl::Minutes(2)),
+                            Ended(b.job_id, JobState::kSucceeded, kT0 + absl::Minutes(1))},
+                           kT0)
+                  .ok());
+  ASSERT_EQ(store_->PurgeEndedJobs(later, 1).value_or(-1), 1);
+  EXPECT_TRUE(store_->Get("tenant-a", a.job_id, false).ok());
+  EXPECT_FALSE(store_->Get("tenant-a", b.job_id, false).ok());
+}
+
 TEST_P(JobStoreConformanceTest, RecoverRequeuesRunningJobsAndKeepsWaitingRetryDueTimes) {
   auto submit = [&](absl::string_view key, absl::string_view ordering = "") {
     JobSpec spec = Spec("tenant-a", key);

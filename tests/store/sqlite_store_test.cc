@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -145,7 +146,8 @@ TEST(SqliteStore, OpenUsesWalAndFullSynchronousByDefault) {
   EXPECT_EQ(store->WriterPragma("synchronous").value_or("?"), "2");  // FULL
   RawDb raw(db.path());
   EXPECT_EQ(raw.Query("PRAGMA journal_mode"), "wal");  // persistent in the file
-  EXPECT_EQ(raw.Query("PRAGMA user_version"), "1");
+  EXPECT_EQ(raw.Query("PRAGMA user_version"), "2");
+  EXPECT_EQ(raw.Query("PRAGMA auto_vacuum"), "2");  // INCREMENTAL: purges can shrink the file
 }
 
 TEST(SqliteStore, ASecondStoreOnTheSameFileIsRefusedUntilTheFirstCloses) {
@@ -197,6 +199,36 @@ TEST(SqliteStore, OpenRefusesAPathThatCannotBeOpened) {
   EXPECT_THAT(std::string(status.message()), HasSubstr(path));
 }
 
+// A data directory the server's uid cannot write (a root-owned bind mount under the image's
+// uid 10001): the error says which uid needs it and how to give it. Run in a child process,
+// which drops root first when the test runs as root (root could write anyway).
+TEST(SqliteStore, AnUnwritableDirectoryNamesTheUidThatNeedsIt) {
+  const std::string dir = absl::StrCat(::testing::TempDir(), "rebound_ro_", getpid());
+  std::filesystem::create_directories(dir);
+  std::filesystem::permissions(
+      dir, std::filesystem::perms::owner_all | std::filesystem::perms::group_read |
+               std::filesystem::perms::group_exec | std::filesystem::perms::others_read |
+               std::filesystem::perms::others_exec);
+  const bool root = geteuid() == 0;
+  if (!root)
+    std::filesystem::permissions(dir, std::filesystem::perms::owner_write,
+                                 std::filesystem::perm_options::remove);
+  const std::string path = dir + "/rebound.db";
+  EXPECT_EXIT(
+      {
+        if (root && (setgid(65534) != 0 || setuid(65534) != 0)) _exit(2);
+        const absl::Status status = SqliteStore::Open(Options(path)).status();
+        std::fprintf(stderr, "%s\n", std::string(status.message()).c_str());
+        _exit(status.code() == absl::StatusCode::kFailedPrecondition ? 0 : 1);
+      },
+      ::testing::ExitedWithCode(0),
+      "cannot open lock file .*/rebound\\.db\\.lock: Permission denied \\(the directory must be "
+      "writable by uid [0-9]+, gid [0-9]+, which this process runs as: chown [0-9]+:[0-9]+ "
+      ".*rebound_ro_[0-9]+, or run as the directory's owner");
+  std::filesystem::permissions(dir, std::filesystem::perms::owner_all);
+  std::filesystem::remove_all(dir);
+}
+
 TEST(SqliteStore, OpenRefusesAFileThatIsNotADatabase) {
   TempDb db;
   {
@@ -217,6 +249,317 @@ TEST(SqliteStore, OpenRefusesASchemaNewerThanThisBuild) {
   const absl::Status status = SqliteStore::Open(Options(db.path())).status();
   EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << status;
   EXPECT_THAT(std::string(status.message()), HasSubstr("99"));
+}
+
+// What the store reported to on_error (the operator's log), shared with its callback.
+class ErrorLog {
+ public:
+  // Makes `options` report here.
+  void Attach(SqliteOptions& options) {
+    options.on_error = [state = state_](const absl::Status& s) {
+      absl::MutexLock lock(&state->mu);
+      state->messages.push_back(std::string(s.message()));
+    };
+  }
+  std::vector<std::string> Messages() const {
+    absl::MutexLock lock(&state_->mu);
+    return state_->messages;
+  }
+
+ private:
+  struct State {
+    mutable absl::Mutex mu;
+    std::vector<std::string> messages ABSL_GUARDED_BY(mu);
+  };
+  std::shared_ptr<State> state_ = std::make_shared<State>();
+};
+
+// --- Retention and space ---
+
+Transition To(JobId id, JobState state) {
+  Transition t;
+  t.job_id = id;
+  t.state = state;
+  return t;
+}
+
+// `n` jobs of `body_bytes` each, ended with purge time `purge_at`.
+std::vector<JobId> EndedJobs(SqliteStore& store, int n, size_t body_bytes, absl::Time purge_at,
+                             JobState state = JobState::kSucceeded) {
+  std::vector<NewJob> jobs;
+  for (int i = 0; i < n; ++i) {
+    common::JobSpec spec = Spec("t", absl::StrCat("ended-", i, "-", absl::ToUnixSeconds(purge_at)));
+    spec.body = std::string(body_bytes, 'x');
+    jobs.push_back(Job(spec));
+  }
+  std::vector<JobId> ids;
+  std::vector<Transition> ends;
+  for (const SubmitResult& r : conformance::SubmitAndWait(store, std::move(jobs), kT0)) {
+    EXPECT_TRUE(r.status.ok()) << r.status;
+    ids.push_back(r.job_id);
+    Transition t;
+    t.job_id = r.job_id;
+    t.state = state;
+    t.purge_at = purge_at;
+    t.last_response_body = std::string(body_bytes, 'r');
+    ends.push_back(t);
+  }
+  EXPECT_TRUE(ApplyAndWait(store, ends, kT0).ok());
+  return ids;
+}
+
+int64_t FileSize(const std::string& path) {
+  std::error_code ec;
+  const auto size = std::filesystem::file_size(path, ec);
+  return ec ? -1 : static_cast<int64_t>(size);
+}
+
+TEST(SqliteStore, PurgedJobsSpaceIsReturnedToTheFilesystem) {
+  TempDb db;
+  std::unique_ptr<SqliteStore> store = OpenOrDie(Options(db.path()));
+  ASSERT_NE(store, nullptr);
+  const absl::Time purge_at = kT0 + absl::Hours(1);
+  EndedJobs(*store, 2000, 4096, purge_at);
+  const SubmitResult kept = SubmitOne(*store, Job(Spec("t", "kept")), kT0);
+  ASSERT_TRUE(kept.status.ok());
+  absl::StatusOr<StoreUsage> before = store->Usage();
+  ASSERT_TRUE(before.ok()) << before.status();
+  EXPECT_EQ(before->finished_jobs, 2000);
+  EXPECT_EQ(before->active_jobs, 1);
+  EXPECT_TRUE(before->incremental_vacuum);
+  EXPECT_GT(before->file_bytes, 2000 * 8192);
+
+  int64_t purged = 0;
+  for (int i = 0; i < 100; ++i) {
+    absl::StatusOr<int64_t> n = store->PurgeEndedJobs(purge_at + absl::Seconds(1), 256);
+    ASSERT_TRUE(n.ok()) << n.status();
+    EXPECT_LE(*n, 256);
+    purged += *n;
+    if (*n < 256) break;
+  }
+  EXPECT_EQ(purged, 2000);
+  absl::StatusOr<StoreUsage> freed = store->Usage();
+  ASSERT_TRUE(freed.ok()) << freed.status();
+  EXPECT_GT(freed->free_bytes, 2000 * 4096);  // free, not yet returned
+
+  int64_t steps = 0;
+  for (; steps < 1000; ++steps) {
+    absl::StatusOr<int64_t> pages = store->ReclaimSpace(512);
+    ASSERT_TRUE(pages.ok()) << pages.status();
+    EXPECT_LE(*pages, 512);  // bounded steps
+    if (*pages < 512) break;
+  }
+  EXPECT_GT(steps, 1);
+  absl::StatusOr<StoreUsage> after = store->Usage();
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_EQ(after->free_bytes, 0);
+  EXPECT_EQ(after->finished_jobs, 0);
+  EXPECT_EQ(after->active_jobs, 1);
+  EXPECT_LT(after->file_bytes, before->file_bytes / 10);
+  store.reset();  // the last checkpoint truncates the file
+  EXPECT_LT(FileSize(db.path()), before->file_bytes / 10);
+  EXPECT_GT(FileSize(db.path()), 0);
+}
+
+TEST(SqliteStore, SubmitsQueuedBehindManyPurgeStepsGoFirst) {
+  TempDb db;
+  SqliteOptions options = Options(db.path());
+  options.busy_timeout = absl::Seconds(60);
+  std::unique_ptr<SqliteStore> store = OpenOrDie(options);
+  ASSERT_NE(store, nullptr);
+  const absl::Time purge_at = kT0 + absl::Hours(1);
+  EndedJobs(*store, 3000, 64, purge_at);
+
+  // Hold the write lock so that everything below queues up behind one blocked transaction.
+  RawDb raw(db.path());
+  raw.Exec("BEGIN IMMEDIATE");
+  PendingSubmit pin(*store, {Job(Spec("t", "pin"))}, kT0);
+  struct Shared {
+    absl::Mutex mu;
+    int steps_done ABSL_GUARDED_BY(mu) = 0;
+    int steps_done_when_submitted ABSL_GUARDED_BY(mu) = -1;
+  };
+  auto shared = std::make_shared<Shared>();
+  constexpr int kSteps = 30;
+  std::vector<std::thread> purgers;
+  for (int i = 0; i < kSteps; ++i) {
+    purgers.emplace_back([&store, shared, purge_at] {
+      absl::StatusOr<int64_t> n = store->PurgeEndedJobs(purge_at + absl::Seconds(1), 100);
+      EXPECT_TRUE(n.ok()) << n.status();
+      EXPECT_LE(n.value_or(0), 100);
+      absl::MutexLock lock(&shared->mu);
+      ++shared->steps_done;
+    });
+  }
+  const absl::Time give_up = absl::Now() + kCallbackDeadline;
+  while (store->GetStats().maintenance_waiting < kSteps && absl::Now() < give_up) {
+    std::this_thread::yield();
+  }
+  ASSERT_EQ(store->GetStats().maintenance_waiting, kSteps);
+  absl::Notification submitted;
+  store->Submit({Job(Spec("t", "during"))}, kT0, [shared, &submitted](std::vector<SubmitResult> r) {
+    EXPECT_TRUE(r.at(0).status.ok()) << r.at(0).status;
+    absl::MutexLock lock(&shared->mu);
+    shared->steps_done_when_submitted = shared->steps_done;
+    submitted.Notify();
+  });
+  raw.Exec("COMMIT");
+
+  ASSERT_EQ(pin.Wait().size(), 1u);
+  ASSERT_TRUE(submitted.WaitForNotificationWithTimeout(kCallbackDeadline));
+  for (std::thread& t : purgers) t.join();
+  absl::MutexLock lock(&shared->mu);
+  // The submit waited for no purge step at all, and the purge still went to its end.
+  EXPECT_EQ(shared->steps_done_when_submitted, 0);
+  EXPECT_EQ(shared->steps_done, kSteps);
+  EXPECT_EQ(store->Usage().value_or(StoreUsage{}).finished_jobs, 0);
+}
+
+TEST(SqliteStore, UpgradingFromSchema1GivesEndedJobsTheLegacyRetention) {
+  TempDb db;
+  JobId done = 0, dead = 0;
+  const absl::Time ended = kT0 + absl::Minutes(1);
+  {
+    std::unique_ptr<SqliteStore> store = OpenOrDie(Options(db.path()));
+    ASSERT_NE(store, nullptr);
+    done = SubmitOne(*store, Job(Spec("t", "done")), kT0).job_id;
+    dead = SubmitOne(*store, Job(Spec("t", "dead")), kT0).job_id;
+    ASSERT_TRUE(
+        ApplyAndWait(*store, {To(done, JobState::kSucceeded), To(dead, JobState::kFailed)}, ended)
+            .ok());
+  }
+  {
+    // Back to what schema 1 looked like.
+    RawDb raw(db.path());
+    raw.Exec(
+        "DROP INDEX jobs_by_purge; DROP INDEX jobs_dead_letters; "
+        "ALTER TABLE jobs DROP COLUMN purge_us; PRAGMA user_version = 1");
+  }
+  SqliteOptions options = Options(db.path());
+  options.legacy_retention = absl::Hours(2);
+  options.legacy_dead_letter_retention = absl::Hours(5);
+  std::unique_ptr<SqliteStore> store = OpenOrDie(options);
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(store->PurgeEndedJobs(ended + absl::Hours(2), 10).value_or(-1), 0);
+  EXPECT_EQ(store->PurgeEndedJobs(ended + absl::Hours(2) + absl::Seconds(1), 10).value_or(-1), 1);
+  EXPECT_FALSE(store->Get("t", done, false).ok());
+  EXPECT_TRUE(store->Get("t", dead, false).ok());
+  EXPECT_EQ(store->PurgeEndedJobs(ended + absl::Hours(5) + absl::Seconds(1), 10).value_or(-1), 1);
+  RawDb raw(db.path());
+  EXPECT_EQ(raw.Query("PRAGMA user_version"), "2");
+}
+
+// --- Damaged files ---
+
+TEST(SqliteStore, AnEmptyFileWhereAStoreExistedIsRefused) {
+  TempDb db;
+  {
+    std::unique_ptr<SqliteStore> store = OpenOrDie(Options(db.path()));
+    ASSERT_NE(store, nullptr);
+    ASSERT_TRUE(SubmitOne(*store, Job(Spec("t", "k")), kT0).status.ok());
+  }
+  std::filesystem::resize_file(db.path(), 0);
+  const absl::Status status = SqliteStore::Open(Options(db.path())).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << status;
+  EXPECT_THAT(std::string(status.message()), HasSubstr("is empty (0 bytes)"));
+  EXPECT_THAT(std::string(status.message()), HasSubstr(db.path() + ".lock"));
+  EXPECT_THAT(std::string(status.message()), HasSubstr("Restore it from a backup"));
+  EXPECT_EQ(FileSize(db.path()), 0);  // nothing was written over it
+
+  // The documented way to start empty on purpose.
+  std::filesystem::remove(db.path() + ".lock");
+  EXPECT_NE(OpenOrDie(Options(db.path())), nullptr);
+}
+
+TEST(SqliteStore, AnEmptyFileThatNeverHeldAStoreOpensAsANewStore) {
+  TempDb db;
+  { std::ofstream touch(db.path()); }
+  std::unique_ptr<SqliteStore> store = OpenOrDie(Options(db.path()));
+  ASSERT_NE(store, nullptr);
+  EXPECT_TRUE(SubmitOne(*store, Job(Spec("t", "k")), kT0).status.ok());
+}
+
+// Overwrites the root page of index `index` with zeros, as a disk or a careless copy might.
+void ZeroIndexRoot(const std::string& path, const std::string& index) {
+  int64_t page = 0, page_size = 0;
+  {
+    RawDb raw(path);
+    page = std::stoll(raw.Query("SELECT rootpage FROM sqlite_schema WHERE name = '" + index + "'"));
+    page_size = std::stoll(raw.Query("PRAGMA page_size"));
+  }
+  ASSERT_GT(page, 1);
+  std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+  ASSERT_TRUE(f.good());
+  f.seekp((page - 1) * page_size);
+  const std::string zeros(static_cast<size_t>(page_size), '\0');
+  f.write(zeros.data(), static_cast<std::streamsize>(zeros.size()));
+  ASSERT_TRUE(f.good());
+}
+
+// A store of 500 ended jobs whose jobs_by_tenant index has a zeroed root page.
+void WriteStoreWithADamagedIndex(const std::string& path) {
+  {
+    std::unique_ptr<SqliteStore> store = OpenOrDie(Options(path));
+    ASSERT_NE(store, nullptr);
+    EndedJobs(*store, 500, 16, kT0 + absl::Hours(1));
+  }
+  ZeroIndexRoot(path, "jobs_by_tenant");
+}
+
+TEST(SqliteStore, AZeroedIndexPageIsRefusedAtOpenByQuickCheck) {
+  TempDb db;
+  WriteStoreWithADamagedIndex(db.path());
+  const absl::Status status = SqliteStore::Open(Options(db.path())).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << status;
+  EXPECT_THAT(std::string(status.message()), HasSubstr("failed PRAGMA quick_check"));
+  EXPECT_THAT(std::string(status.message()), HasSubstr(db.path()));
+  EXPECT_THAT(std::string(status.message()), HasSubstr("restore it from a backup"));
+}
+
+TEST(SqliteStore, WithoutQuickCheckADamagedIndexFailsSubmitsWithoutSqlInTheMessage) {
+  TempDb db;
+  WriteStoreWithADamagedIndex(db.path());
+  SqliteOptions options = Options(db.path());
+  options.quick_check = false;
+  ErrorLog log;
+  log.Attach(options);
+  std::unique_ptr<SqliteStore> store = OpenOrDie(options);
+  ASSERT_NE(store, nullptr);
+  const SubmitResult r = SubmitOne(*store, Job(Spec("t", "after-damage")), kT0);
+  EXPECT_EQ(r.status.code(), absl::StatusCode::kDataLoss) << r.status;
+  EXPECT_EQ(r.status.message(),
+            "store: the database file is damaged; the operator must restore it (see the server "
+            "log)");
+  const std::vector<std::string> logged = log.Messages();
+  ASSERT_FALSE(logged.empty());
+  EXPECT_THAT(logged.front(), HasSubstr("malformed"));
+}
+
+// --- A full store ---
+
+TEST(SqliteStore, AFullDatabaseFailsSubmitsAsUnavailableWithACleanMessage) {
+  TempDb db;
+  SqliteOptions options = Options(db.path());
+  options.max_file_bytes = 256 * 1024;
+  std::unique_ptr<SqliteStore> store = OpenOrDie(options);
+  ASSERT_NE(store, nullptr);
+  absl::Status failed;
+  int accepted = 0;
+  for (int i = 0; i < 200 && failed.ok(); ++i) {
+    common::JobSpec spec = Spec("t", absl::StrCat("fill-", i));
+    spec.body = std::string(8192, 'b');
+    const SubmitResult r = SubmitOne(*store, Job(spec), kT0);
+    if (r.status.ok()) {
+      ++accepted;
+    } else {
+      failed = r.status;
+    }
+  }
+  EXPECT_GT(accepted, 0);
+  EXPECT_EQ(failed.code(), absl::StatusCode::kUnavailable) << failed;
+  EXPECT_EQ(failed.message(), "store: cannot write, the disk or database is full; retry later");
+  // What was acknowledged is still there, and a small write that fits still succeeds.
+  EXPECT_EQ(ListAll(*store, "t").size(), static_cast<size_t>(accepted));
 }
 
 TEST(SqliteStore, ReopenAfterCloseKeepsDataAndNewIdsKeepGrowing) {
@@ -254,7 +597,10 @@ TEST(SqliteStore, ReopenAfterCloseKeepsDataAndNewIdsKeepGrowing) {
 
 TEST(SqliteStore, AFailedTransactionFailsEveryCallInItAndKeepsNoneOfItsRows) {
   TempDb db;
-  std::unique_ptr<SqliteStore> store = OpenOrDie(Options(db.path()));
+  SqliteOptions options = Options(db.path());
+  ErrorLog log;
+  log.Attach(options);
+  std::unique_ptr<SqliteStore> store = OpenOrDie(options);
   ASSERT_NE(store, nullptr);
   const SubmitResult existing = SubmitOne(*store, Job(Spec("t", "existing")), kT0);
   ASSERT_TRUE(existing.status.ok()) << existing.status;
@@ -297,7 +643,14 @@ TEST(SqliteStore, AFailedTransactionFailsEveryCallInItAndKeepsNoneOfItsRows) {
   ASSERT_EQ(poisoned.size(), 2u);
   const absl::Status error = poisoned[1].status;
   EXPECT_FALSE(error.ok());
-  EXPECT_THAT(std::string(error.message()), HasSubstr("poisoned row"));
+  // The caller sees a clean message; the operator's log gets SQLite's words and the statement.
+  EXPECT_EQ(error.message(), "store: internal error (see the server log)");
+  {
+    const std::vector<std::string> logged = log.Messages();
+    ASSERT_EQ(logged.size(), 1u);
+    EXPECT_THAT(logged.front(), HasSubstr("poisoned row"));
+    EXPECT_THAT(logged.front(), HasSubstr("INSERT INTO jobs"));
+  }
   EXPECT_EQ(poisoned[0].status, error);
   EXPECT_EQ(good[0].status, error);
   EXPECT_EQ(applied, error);
@@ -309,7 +662,9 @@ TEST(SqliteStore, AFailedTransactionFailsEveryCallInItAndKeepsNoneOfItsRows) {
   absl::StatusOr<common::JobRecord> untouched = store->Get("t", existing.job_id, false);
   ASSERT_TRUE(untouched.ok()) << untouched.status();
   EXPECT_EQ(untouched->state, JobState::kQueued);
-  EXPECT_EQ(store->Flush(), error);
+  const absl::Status flushed = store->Flush();
+  EXPECT_EQ(flushed.code(), error.code());
+  EXPECT_THAT(std::string(flushed.message()), HasSubstr("poisoned row"));
   EXPECT_EQ(store->GetStats().failed_batches, 1);
 
   // Earlier commits are intact and the store goes on.

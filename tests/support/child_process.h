@@ -35,15 +35,20 @@ class ChildProcess {
  public:
   // Starts `binary args...` with stdout and stderr appended to `log_path` (or inherited when
   // empty). If the test process dies, the kernel kills the child too (PR_SET_PDEATHSIG), so no
-  // orphan keeps a port or the test's output pipe open.
-  static absl::StatusOr<std::unique_ptr<ChildProcess>> Spawn(const std::string& binary,
-                                                             std::vector<std::string> args,
-                                                             const std::string& log_path = "") {
+  // orphan keeps a port or the test's output pipe open. `extra_env` ("NAME=value") is added to
+  // the child's environment only.
+  static absl::StatusOr<std::unique_ptr<ChildProcess>> Spawn(
+      const std::string& binary, std::vector<std::string> args, const std::string& log_path = "",
+      std::vector<std::string> extra_env = {}) {
     std::vector<char*> argv;
     std::string bin = binary;
     argv.push_back(bin.data());
     for (std::string& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
+    std::vector<char*> envp;
+    for (char** e = environ; *e != nullptr; ++e) envp.push_back(*e);
+    for (std::string& e : extra_env) envp.push_back(e.data());
+    envp.push_back(nullptr);
     const pid_t parent = getpid();
     const pid_t pid = fork();
     if (pid < 0) return absl::InternalError(absl::StrCat("fork: ", std::strerror(errno)));
@@ -55,7 +60,7 @@ class ChildProcess {
         const int fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
         if (fd < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0) _exit(126);
       }
-      execv(argv[0], argv.data());
+      execve(argv[0], argv.data(), envp.data());
       _exit(127);
     }
     return std::unique_ptr<ChildProcess>(new ChildProcess(pid, binary));

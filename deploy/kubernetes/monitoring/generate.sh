@@ -20,6 +20,13 @@ alerts=$deploy/prometheus/alerts.yaml
   echo "kind: PrometheusRule"
   echo "metadata:"
   echo "  name: rebound"
+  echo "  labels:"
+  echo "    app.kubernetes.io/name: rebound"
+  echo "    app.kubernetes.io/instance: rebound"
+  echo "    app.kubernetes.io/version: \"0.1.0\""
+  echo "    app.kubernetes.io/component: monitoring"
+  echo "    app.kubernetes.io/part-of: rebound"
+  echo "    app.kubernetes.io/managed-by: kustomize"
   echo "spec:"
   # alerts.yaml from its top-level `groups:` key on, indented under spec (comments and block
   # scalars kept as written).
