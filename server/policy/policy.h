@@ -50,8 +50,8 @@ struct StatusRange {
 
 // One classification rule. Every present condition must hold; the first matching rule wins.
 struct Rule {
-  std::string name;                  // for decisions, e.g. "canvas-throttle" or "rules[0]"
-  std::vector<StatusRange> statuses;  // empty: any status (including transport errors' 0)
+  std::string name;                         // for decisions, e.g. "canvas-throttle" or "rules[0]"
+  std::vector<StatusRange> statuses;        // empty: any status (including transport errors' 0)
   std::shared_ptr<const RE2> body_regex;    // null: not checked; matched (partial) on the body
   std::string header_name;                  // lower-case; empty: not checked
   std::shared_ptr<const RE2> header_regex;  // null: the header's presence is enough
@@ -69,8 +69,8 @@ struct Backoff {
 };
 
 struct Limits {
-  int max_attempts = 5;                            // attempts in one budget (replay starts anew)
-  absl::Duration max_elapsed = absl::Hours(1);     // since the budget's first attempt
+  int max_attempts = 5;                         // attempts in one budget (replay starts anew)
+  absl::Duration max_elapsed = absl::Hours(1);  // since the budget's first attempt
   absl::Duration max_retry_after = absl::Minutes(10);  // Retry-After above this is clamped
 };
 
@@ -112,8 +112,8 @@ std::optional<absl::Duration> ParseRetryAfter(absl::string_view value, absl::Tim
 
 // Where a job stands when an attempt has just finished.
 struct AttemptContext {
-  int attempt = 1;                         // attempts used in this budget, including this one
-  absl::Time first_attempt_at;             // of this budget
+  int attempt = 1;              // attempts used in this budget, including this one
+  absl::Time first_attempt_at;  // of this budget
   absl::Time deadline = absl::InfiniteFuture();
   absl::Duration previous_delay = absl::ZeroDuration();
 };
