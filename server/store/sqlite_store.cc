@@ -1307,13 +1307,15 @@ absl::Status SqliteStore::Flush() {
   absl::MutexLock lock(&mu_);
   struct Target {
     const SqliteStore* store;
-    uint64_t ops[3];
-  } target{this, {lanes_[0].enqueued, lanes_[1].enqueued, lanes_[2].enqueued}};
+    uint64_t ops[kLaneCount];
+  } target{this, {}};
+  for (int l = 0; l < kLaneCount; ++l) target.ops[l] = lanes_[l].enqueued;
   mu_.Await(absl::Condition(
       +[](Target* t) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-        return t->store->lanes_[0].finished >= t->ops[0] &&
-               t->store->lanes_[1].finished >= t->ops[1] &&
-               t->store->lanes_[2].finished >= t->ops[2];
+        for (int l = 0; l < kLaneCount; ++l) {
+          if (t->store->lanes_[l].finished < t->ops[l]) return false;
+        }
+        return true;
       },
       &target));
   absl::Status error = std::move(last_error_);
@@ -1323,9 +1325,14 @@ absl::Status SqliteStore::Flush() {
 
 bool SqliteStore::Lane::empty() const { return head == queue.size(); }
 
-bool SqliteStore::HasWorkOrStopping() const {
-  return !lanes_[0].empty() || !lanes_[1].empty() || !lanes_[2].empty() || stopping_;
+bool SqliteStore::AllLanesEmpty() const {
+  for (const Lane& lane : lanes_) {
+    if (!lane.empty()) return false;
+  }
+  return true;
 }
+
+bool SqliteStore::HasWorkOrStopping() const { return !AllLanesEmpty() || stopping_; }
 
 void SqliteStore::Lane::DropTaken() {
   // Drop the taken prefix once it is most of the vector: amortized O(1) per op even when the
@@ -1343,7 +1350,7 @@ void SqliteStore::WriterLoop() {
     {
       absl::MutexLock lock(&mu_);
       mu_.Await(absl::Condition(this, &SqliteStore::HasWorkOrStopping));
-      if (lanes_[0].empty() && lanes_[1].empty() && lanes_[2].empty()) return;  // stopping, done
+      if (AllLanesEmpty()) return;  // stopping, done
       Lane& low = lanes_[kMaintenanceLane];
       const bool traffic = !lanes_[kUrgentLane].empty() || !lanes_[kSubmitLane].empty();
       if (!low.empty() && (!traffic || maintenance_passed_over_ >= kMaxMaintenancePassedOver)) {
@@ -1414,11 +1421,11 @@ void SqliteStore::WriterLoop() {
     }
 
     const size_t ops = batch.size();
-    uint64_t finished[3] = {0, 0, 0};
+    uint64_t finished[kLaneCount] = {};
     for (const Op& op : batch) ++finished[LaneOf(op)];
     batch.clear();  // callbacks' captures are released outside the lock
     absl::MutexLock lock(&mu_);
-    for (int l = 0; l < 3; ++l) lanes_[l].finished += finished[l];
+    for (int l = 0; l < kLaneCount; ++l) lanes_[l].finished += finished[l];
     stats_.ops += static_cast<int64_t>(ops);
     stats_.rows += static_cast<int64_t>(rows);
     if (status.ok()) {

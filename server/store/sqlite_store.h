@@ -175,8 +175,12 @@ class SqliteStore final : public JobStore {
     bool empty() const;
     void DropTaken();  // after moving ops out from `head`
   };
+  // Submits, transitions (urgent), maintenance steps (purge, vacuum): sqlite_store.cc's kLane
+  // names.
+  static constexpr int kLaneCount = 3;
+  bool AllLanesEmpty() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   mutable absl::Mutex mu_;
-  Lane lanes_[3] ABSL_GUARDED_BY(mu_);
+  Lane lanes_[kLaneCount] ABSL_GUARDED_BY(mu_);
   int maintenance_passed_over_ ABSL_GUARDED_BY(mu_) = 0;  // batches run while it waited
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status last_error_ ABSL_GUARDED_BY(mu_);
