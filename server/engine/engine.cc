@@ -680,16 +680,11 @@ void Engine::OnSpecLoaded(JobId id, uint32_t version, absl::StatusOr<common::Job
     }
     return BeginAttempt(*slot);
   }
+  // A cancel asked meanwhile ends the job as BeginAttempt would, without the request.
+  if (slot->cancel_requested) return BeginAttempt(*slot);
   // Nothing was sent: give the attempt back and try again shortly (a read can fail for a
   // moment, e.g. SQLITE_BUSY); the job is not lost and the loop never waited for the read.
   GiveBackAttempt(*slot);
-  if (slot->cancel_requested) {
-    const std::string why = "cancelled by request before the attempt started";
-    Persist(*slot, JobState::kCancelled, why, [this, why](Slot* c) {
-      if (c != nullptr) Finish(*c, why);
-    });
-    return;
-  }
   slot->next_attempt_at = clock_.Now() + kReadRetry;
   slot->retry_after_wait = false;
   Persist(*slot, JobState::kWaitingRetry,
@@ -716,10 +711,10 @@ void Engine::BeginAttempt(Slot& slot) {
   // No request left: the attempt is given back, and the job is cancelled or put back.
   GiveBackAttempt(slot);
   if (slot.cancel_requested) {
-    Persist(slot, JobState::kCancelled, "cancelled by request before the attempt started",
-            [this](Slot* c) {
-              if (c != nullptr) Finish(*c, "cancelled by request before the attempt started");
-            });
+    const std::string why = "cancelled by request before the attempt started";
+    Persist(slot, JobState::kCancelled, why, [this, why](Slot* c) {
+      if (c != nullptr) Finish(*c, why);
+    });
   } else {
     Persist(slot, JobState::kQueued, "shutdown: attempt not started; runs after restart",
             [](Slot*) {});
