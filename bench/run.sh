@@ -443,9 +443,13 @@ EOF
   [[ $rc == 0 ]] || FAILED=1
 }
 
-# The healthy load on the scenario's running server: sets RET_SUBMIT, RET_COMPLETE, RET_ACK99.
+# Starts the server on DIR (start number N), runs the healthy load under TAG and stops it: sets
+# RET_START, RET_SUBMIT, RET_COMPLETE, RET_ACK99. WHAT names the store in the log line.
 retention_load() {
-  local tag=$1 out rc=0
+  local dir=$1 n=$2 tag=$3 what=$4 out rc=0
+  start_server "$dir" "$n"
+  RET_START=$STARTUP_MS
+  log "retention: $what, start-up ${RET_START} ms; $RETENTION_SUBMITS healthy jobs"
   out=$(timeout 1800 "$LOADGEN_BIN" --target "$TARGET" --jobs "$RETENTION_SUBMITS" --batch "$BATCH" \
     --concurrency "$BATCHES_IN_FLIGHT" --endpoint lms --mix healthy --key-prefix "retention-$tag-$(now_ns)-" \
     --lms "$LMS_URL") || rc=$?
@@ -455,6 +459,7 @@ retention_load() {
   RET_SUBMIT=$(json_field "$out" submit_rate)
   RET_COMPLETE=$(json_field "$out" completion_rate)
   RET_ACK99=$(json_field "$out" ack_ms_p99)
+  stop_server
 }
 
 # An empty store against RETENTION_JOBS ended jobs: start-up, submit and completion rates.
@@ -468,12 +473,8 @@ scenario_retention() {
   write_config "$empty_dir" "$empty_dir/rebound.db" false
   start_server "$empty_dir" 1
   stop_server
-  start_server "$empty_dir" 2
-  e_start=$STARTUP_MS
-  log "retention: empty store, start-up ${e_start} ms; $RETENTION_SUBMITS healthy jobs"
-  retention_load empty
-  e_submit=$RET_SUBMIT e_complete=$RET_COMPLETE e_ack=$RET_ACK99
-  stop_server
+  retention_load "$empty_dir" 2 empty "empty store"
+  e_start=$RET_START e_submit=$RET_SUBMIT e_complete=$RET_COMPLETE e_ack=$RET_ACK99
 
   SCENARIO_DIR=$full_dir
   db=${RETENTION_DB:-$full_dir/rebound.db}
@@ -485,12 +486,8 @@ scenario_retention() {
   fi
   db_mib=$(du -sm "$db" | awk '{ print $1 }')
   write_config "$full_dir" "$db" false
-  start_server "$full_dir" 1
-  f_start=$STARTUP_MS
-  log "retention: $db_mib MiB store, start-up ${f_start} ms; $RETENTION_SUBMITS healthy jobs"
-  retention_load full
-  f_submit=$RET_SUBMIT f_complete=$RET_COMPLETE f_ack=$RET_ACK99
-  stop_server
+  retention_load "$full_dir" 1 full "$db_mib MiB store"
+  f_start=$RET_START f_submit=$RET_SUBMIT f_complete=$RET_COMPLETE f_ack=$RET_ACK99
   write_config "$full_dir" "$db" true
   start_server "$full_dir" 2
   f_start_qc=$STARTUP_MS
