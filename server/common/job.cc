@@ -25,6 +25,18 @@ constexpr std::array<std::pair<JobState, absl::string_view>, 8> kStateNames = {{
     {JobState::kCancelled, "CANCELLED"},
 }};
 
+constexpr std::array<std::pair<WaitReason, absl::string_view>, kWaitReasonCount> kWaitNames = {{
+    {WaitReason::kNone, "NONE"},
+    {WaitReason::kBackoff, "BACKOFF"},
+    {WaitReason::kRetryAfter, "RETRY_AFTER"},
+    {WaitReason::kEndpointPaused, "ENDPOINT_PAUSED"},
+    {WaitReason::kCircuitOpen, "CIRCUIT_OPEN"},
+    {WaitReason::kRateLimited, "RATE_LIMITED"},
+    {WaitReason::kRetryBudget, "RETRY_BUDGET"},
+    {WaitReason::kOrderingBlocked, "ORDERING_BLOCKED"},
+    {WaitReason::kOperatorPaused, "OPERATOR_PAUSED"},
+}};
+
 // Feeds length-prefixed fields so that ("ab","c") and ("a","bc") differ.
 class Digest {
  public:
@@ -61,6 +73,20 @@ absl::string_view JobStateName(JobState s) {
 std::optional<JobState> JobStateFromName(absl::string_view name) {
   for (const auto& [state, n] : kStateNames) {
     if (n == name) return state;
+  }
+  return std::nullopt;
+}
+
+absl::string_view WaitReasonName(WaitReason r) {
+  for (const auto& [reason, name] : kWaitNames) {
+    if (reason == r) return name;
+  }
+  return "UNKNOWN";
+}
+
+std::optional<WaitReason> WaitReasonFromName(absl::string_view name) {
+  for (const auto& [reason, n] : kWaitNames) {
+    if (n == name) return reason;
   }
   return std::nullopt;
 }

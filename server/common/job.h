@@ -39,6 +39,25 @@ bool IsTerminal(JobState s);
 // FAILED or EXHAUSTED: the dead-letter set that ReplaySync accepts.
 bool IsDeadLetter(JobState s);
 
+// Why a job that is not running waits (the proto's WaitReason values). The store keeps a job's
+// own reason (BACKOFF, RETRY_AFTER, ORDERING_BLOCKED), written with its transition; the others
+// are the endpoint's, decided by its gate while the job is ready to run, and live in memory.
+enum class WaitReason : int {
+  kNone = 0,
+  kBackoff = 1,          // the policy's backoff after a failed attempt
+  kRetryAfter = 2,       // the upstream's Retry-After (or reset header) for this job
+  kEndpointPaused = 3,   // the endpoint is paused by a rate-limited answer
+  kCircuitOpen = 4,      // the endpoint's circuit breaker is open (or half-open and probing)
+  kRateLimited = 5,      // the endpoint's token bucket is empty
+  kRetryBudget = 6,      // a retry held back: the endpoint's retries in flight are at budget
+  kOrderingBlocked = 7,  // behind an earlier job of its ordering key (waits_behind names it)
+  kOperatorPaused = 8,   // an operator paused the endpoint (PauseEndpoint)
+};
+inline constexpr int kWaitReasonCount = 9;
+// "BACKOFF", "RETRY_AFTER", ... (the proto enum names); "NONE" for kNone.
+absl::string_view WaitReasonName(WaitReason r);
+std::optional<WaitReason> WaitReasonFromName(absl::string_view name);
+
 using Headers = std::vector<std::pair<std::string, std::string>>;
 
 // One sync request as submitted. Immutable once accepted.
@@ -89,6 +108,10 @@ struct JobRecord {
   absl::Time first_attempt_at = absl::InfinitePast();  // of the current budget; max_elapsed
   std::string last_decision;
   int last_http_status = 0;
+  // The job's own wait as last written (see WaitReason): BACKOFF or RETRY_AFTER while
+  // WAITING_RETRY, ORDERING_BLOCKED while BLOCKED, else kNone.
+  WaitReason wait_reason = WaitReason::kNone;
+  JobId waits_behind = 0;               // ORDERING_BLOCKED: the job ahead in its key; else 0
   std::string last_response_body;       // bounded by the endpoint's max_response_bytes
   std::vector<AttemptRecord> attempts;  // filled only when asked for
 };

@@ -74,6 +74,50 @@ struct Header {
   bool secret = false;  // redacted in logs and API answers
 };
 
+// Endpoint protection (DESIGN.md "Endpoint protection"; README "Configuration reference"):
+// decided by the endpoint's gate before an attempt is counted, so no wait spends an attempt.
+
+// endpoints[].circuit_breaker: closed -> open when, over the last `window`, at least
+// `min_requests` attempts ended and failures / (failures + successes) >= failure_ratio.
+// Failures: transport errors, timeouts, 5xx. Throttling outcomes (429, rate_limited rules)
+// are counted apart and, unless count_throttles, are neither. Open for open_duration, doubled
+// for each consecutive opening (from half-open, or within `window` of closing) up to
+// max_open_duration; then half-open: half_open_probes attempts are let through, and the
+// breaker closes when all of them succeed, re-opens at the first failure.
+struct CircuitBreakerConfig {
+  bool enabled = true;
+  double failure_ratio = 0.5;  // (0, 1]
+  int min_requests = 20;       // >= 1
+  absl::Duration window = absl::Seconds(10);
+  absl::Duration open_duration = absl::Seconds(2);
+  absl::Duration max_open_duration = absl::Seconds(30);  // >= open_duration
+  int half_open_probes = 3;                              // >= 1
+  bool count_throttles = false;
+};
+
+// endpoints[].retry_budget (as Envoy's retry budget): retries in flight at most
+// max(min_retries, ratio * attempts in flight). A retry over budget waits (RETRY_BUDGET);
+// first attempts are not held by it. Never dropped.
+struct RetryBudgetConfig {
+  bool enabled = true;
+  double ratio = 0.2;   // [0, 1]
+  int min_retries = 3;  // >= 0
+};
+
+// endpoints[].rate_limit: a token bucket beside max_in_flight; `rate` attempts per second
+// refill it, up to `burst`. rate 0: no bucket.
+struct RateLimitConfig {
+  double rate = 0;  // >= 0
+  int burst = 0;    // >= 1 when rate > 0; 0 in YAML means max(1, ceil(rate))
+};
+
+// endpoints[].slow_start: after a pause ends (rate limited or operator) or the breaker
+// closes, the allowed in-flight grows linearly from 1 to max_in_flight over `window`
+// instead of releasing every ready job at once. window 0: off.
+struct SlowStartConfig {
+  absl::Duration window = absl::Seconds(5);
+};
+
 struct EndpointConfig {
   std::string name;
   std::string base_url;  // scheme://host[:port][/base-path], http or https only
@@ -87,6 +131,10 @@ struct EndpointConfig {
   // http(s)://host[:port] of a forward proxy for this endpoint's attempts; empty: direct.
   // Proxy environment variables (http_proxy, HTTPS_PROXY, ALL_PROXY) are always ignored.
   std::string proxy;
+  CircuitBreakerConfig circuit_breaker;
+  RetryBudgetConfig retry_budget;
+  RateLimitConfig rate_limit;
+  SlowStartConfig slow_start;
 };
 
 struct Config {

@@ -59,6 +59,11 @@ struct JobEvent {
   absl::Time at;
   absl::Time next_attempt_at = absl::InfinitePast();
   int last_http_status = 0;
+  // Why it waits (kNone while ready or running), until when where known, and for
+  // ORDERING_BLOCKED the job ahead of it.
+  common::WaitReason wait_reason = common::WaitReason::kNone;
+  absl::Time wait_until = absl::InfiniteFuture();
+  JobId waits_behind = 0;
 };
 
 // A WatchSync subscriber. OnEvent runs on the loop thread and must not block; the engine calls

@@ -7,11 +7,13 @@
 #ifndef REBOUND_SERVER_ENGINE_OBSERVER_H_
 #define REBOUND_SERVER_ENGINE_OBSERVER_H_
 
+#include <array>
 #include <cstdint>
 #include <string>
 
 #include "absl/time/time.h"
 #include "server/common/job.h"
+#include "server/engine/endpoint_status.h"
 #include "server/policy/policy.h"
 
 namespace rebound::engine {
@@ -35,7 +37,16 @@ struct EndpointGauges {
   int64_t waiting_retry_after = 0;  // WAITING_RETRY because the upstream said Retry-After
   int64_t waiting_paused = 0;       // ready, but the endpoint is paused (rate limited)
   int64_t in_flight = 0;            // attempts on the wire
-  bool paused = false;
+  bool paused = false;              // rate-limited or operator pause in force
+  // The gate (see EndpointStatus for the meaning of each).
+  CircuitState circuit = CircuitState::kClosed;
+  bool operator_paused = false;
+  int64_t allowed_in_flight = 0;  // max_in_flight, lower while slow start ramps
+  double tokens = -1;             // token bucket level; -1: no bucket
+  int64_t retries_in_flight = 0;
+  int64_t retry_budget = 0;
+  // Jobs waiting by reason (index: common::WaitReason; kNone: ready, not held).
+  std::array<int64_t, common::kWaitReasonCount> waiting{};
 };
 
 class EngineObserver {
@@ -56,6 +67,15 @@ class EngineObserver {
   virtual void OnReplayed(const JobRef& /*job*/) {}
   // The endpoint's queue is held until `until` (Retry-After of a rate-limited answer).
   virtual void OnEndpointPaused(int /*endpoint*/, absl::Time /*until*/) {}
+  // The endpoint's circuit breaker changed state; `why` e.g. "12 of 20 attempts failed in 10s".
+  virtual void OnCircuitChanged(int /*endpoint*/, CircuitState /*from*/, CircuitState /*to*/,
+                                const std::string& /*why*/) {}
+  // A retry was held back by the endpoint's retry budget (counted once per hold of a job).
+  virtual void OnRetryDelayed(int /*endpoint*/) {}
+  // An operator paused (`paused`, until `until`, InfiniteFuture: until resumed) or resumed
+  // the endpoint.
+  virtual void OnOperatorPause(int /*endpoint*/, bool /*paused*/, absl::Time /*until*/,
+                               const std::string& /*reason*/) {}
   // Roughly once a second, from the loop.
   virtual void OnGauges(int /*endpoint*/, const EndpointGauges& /*gauges*/) {}
   // Dead-lettered jobs per endpoint changed by `delta` (FAILED/EXHAUSTED in, replay out).

@@ -55,6 +55,10 @@ struct Transition {
   int last_http_status = 0;
   std::optional<std::string> last_response_body;  // replaced when present
   std::optional<common::AttemptRecord> attempt;   // appended when present
+  // The job's own wait (common::WaitReason): BACKOFF or RETRY_AFTER with WAITING_RETRY,
+  // ORDERING_BLOCKED (and the job ahead in its key) with BLOCKED, else kNone / 0.
+  common::WaitReason wait_reason = common::WaitReason::kNone;
+  JobId waits_behind = 0;
   // When a terminal job (with its attempts, bodies, labels and idempotency key) may be purged;
   // InfiniteFuture: never. Decided by the engine from the job's policy; the store records it.
   // A non-terminal transition (replay) leaves it InfiniteFuture, so an active job is never
@@ -77,6 +81,8 @@ struct ActiveJob {
   absl::Time first_attempt_at = absl::InfinitePast();
   absl::Time deadline = absl::InfiniteFuture();
   absl::Time created_at;
+  common::WaitReason wait_reason = common::WaitReason::kNone;  // as last written
+  JobId waits_behind = 0;
 };
 
 struct ListFilter {
@@ -85,6 +91,25 @@ struct ListFilter {
   std::string ordering_key;
   std::string label_key;  // with label_value: jobs carrying that label
   std::string label_value;
+  // --- Wait filters (ListSyncs wait_reason); every one that is set must hold ---
+  // The job's own stored wait reason equals this.
+  std::optional<common::WaitReason> wait_reason;
+  // The job's endpoint is one of these (ANDed with `endpoint` when both are set).
+  std::vector<std::string> endpoints;
+  // WAITING_RETRY jobs: due strictly after `due_after` (still in their own wait) / at or
+  // before `due_by` (their wait is over: the endpoint's gate decides). QUEUED jobs match
+  // `due_by` and never `due_after`. InfinitePast / InfiniteFuture: not checked.
+  absl::Time due_after = absl::InfinitePast();
+  absl::Time due_by = absl::InfiniteFuture();
+  bool retries_only = false;  // attempt_count > budget_base: a retry of the current budget
+};
+
+// An operator's pause of an endpoint (PauseEndpoint), kept until resumed or `until` passes.
+struct EndpointPause {
+  std::string endpoint;
+  absl::Time until = absl::InfiniteFuture();  // InfiniteFuture: until ResumeEndpoint
+  std::string reason;                         // the operator's words, e.g. "LMS maintenance"
+  absl::Time paused_at;
 };
 
 struct ListPage {

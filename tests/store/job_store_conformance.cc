@@ -450,8 +450,10 @@ TEST_P(JobStoreConformanceTest, OrderingKeyBlocksLaterJobsUntilEarlierOnesAreTer
 
   ASSERT_TRUE(ApplyAndWait(*store_, {To(second.job_id, JobState::kQueued)}, kT0).ok());
   ASSERT_TRUE(ApplyAndWait(*store_, {To(second.job_id, JobState::kSucceeded)}, kT0).ok());
-  const std::vector<common::JobRecord> blocked =
-      ListAll(*store_, "tenant-a", ListFilter{{JobState::kBlocked}, "", "course-7", "", ""});
+  ListFilter blocked_filter;
+  blocked_filter.states = {JobState::kBlocked};
+  blocked_filter.ordering_key = "course-7";
+  const std::vector<common::JobRecord> blocked = ListAll(*store_, "tenant-a", blocked_filter);
   ASSERT_EQ(blocked.size(), 1u);
   ASSERT_TRUE(ApplyAndWait(*store_, {To(blocked[0].id, JobState::kCancelled)}, kT0).ok());
 
@@ -894,18 +896,26 @@ TEST_P(JobStoreConformanceTest, ListFiltersByStateEndpointOrderingKeyAndLabel) {
       ApplyAndWait(*store_, {To(j1, JobState::kSucceeded), To(j3, JobState::kFailed), wait}, kT0)
           .ok());
 
-  auto list = [&](ListFilter filter) { return Ids(ListAll(*store_, "t", filter)); };
-  EXPECT_THAT(list({}), ElementsAre(j5, j4, j3, j2, j1));
-  EXPECT_THAT(list({{JobState::kFailed, JobState::kSucceeded}, "", "", "", ""}),
-              ElementsAre(j3, j1));
-  EXPECT_THAT(list({{JobState::kQueued}, "", "", "", ""}), ElementsAre(j2));
-  EXPECT_THAT(list({{JobState::kBlocked}, "", "", "", ""}), ElementsAre(j4));
-  EXPECT_THAT(list({{}, "canvas", "", "", ""}), ElementsAre(j4, j3, j1));
-  EXPECT_THAT(list({{}, "", "o1", "", ""}), ElementsAre(j4, j2));
-  EXPECT_THAT(list({{}, "", "", "course", "7"}), ElementsAre(j3, j1));
-  EXPECT_THAT(list({{}, "", "", "course", "9"}), IsEmpty());
-  EXPECT_THAT(list({{JobState::kFailed}, "canvas", "", "course", "7"}), ElementsAre(j3));
-  EXPECT_THAT(list({{}, "nowhere", "", "", ""}), IsEmpty());
+  auto list = [&](std::vector<JobState> states, std::string endpoint, std::string ordering_key,
+                  std::string label_key, std::string label_value) {
+    ListFilter filter;
+    filter.states = std::move(states);
+    filter.endpoint = std::move(endpoint);
+    filter.ordering_key = std::move(ordering_key);
+    filter.label_key = std::move(label_key);
+    filter.label_value = std::move(label_value);
+    return Ids(ListAll(*store_, "t", filter));
+  };
+  EXPECT_THAT(list({}, "", "", "", ""), ElementsAre(j5, j4, j3, j2, j1));
+  EXPECT_THAT(list({JobState::kFailed, JobState::kSucceeded}, "", "", "", ""), ElementsAre(j3, j1));
+  EXPECT_THAT(list({JobState::kQueued}, "", "", "", ""), ElementsAre(j2));
+  EXPECT_THAT(list({JobState::kBlocked}, "", "", "", ""), ElementsAre(j4));
+  EXPECT_THAT(list({}, "canvas", "", "", ""), ElementsAre(j4, j3, j1));
+  EXPECT_THAT(list({}, "", "o1", "", ""), ElementsAre(j4, j2));
+  EXPECT_THAT(list({}, "", "", "course", "7"), ElementsAre(j3, j1));
+  EXPECT_THAT(list({}, "", "", "course", "9"), IsEmpty());
+  EXPECT_THAT(list({JobState::kFailed}, "canvas", "", "course", "7"), ElementsAre(j3));
+  EXPECT_THAT(list({}, "nowhere", "", "", ""), IsEmpty());
 }
 
 TEST_P(JobStoreConformanceTest, ListPagesCoverEveryJobExactlyOnceNewestFirst) {
