@@ -12,7 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "server/api/validation.h"
-#include "server/log/traceparent.h"
+#include "server/http/traceparent.h"
 
 namespace rebound::api {
 namespace {
@@ -271,16 +271,16 @@ void ReboundService::ApplyTrace(const grpc::CallbackServerContext* ctx, common::
   auto it = md.find("traceparent");
   if (it == md.end()) return;
   const absl::string_view parent(it->second.data(), it->second.size());
-  if (!log::ValidTraceparent(parent)) return;
+  if (!http::ValidTraceparent(parent)) return;
   if (spec->correlation_id.empty())
-    spec->correlation_id = log::CorrelationIdFromTraceparent(parent);
+    spec->correlation_id = http::CorrelationIdFromTraceparent(parent);
   for (const auto& [name, value] : spec->headers) {
     if (absl::AsciiStrToLower(name) == "traceparent") return;  // the caller set its own
   }
   std::string child;
   {
     absl::MutexLock lock(&rng_mu_);
-    child = log::NewChildTraceparent(parent, rng_);
+    child = http::NewChildTraceparent(parent, rng_);
   }
   spec->headers.emplace_back("traceparent", std::move(child));
 }

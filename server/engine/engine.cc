@@ -6,10 +6,9 @@
 #include <cstdlib>
 #include <utility>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
-#include "server/log/traceparent.h"
+#include "server/http/request_builder.h"
 
 namespace rebound::engine {
 namespace {
@@ -29,11 +28,6 @@ size_t SpecBytes(const common::JobSpec& s) {
   for (const auto& [name, value] : s.headers) n += sizeof(name) * 2 + name.size() + value.size();
   for (const auto& [k, v] : s.labels) n += 64 + k.size() + v.size();  // 64: map node
   return n;
-}
-
-std::string ScopeOf(absl::string_view tenant, absl::string_view ordering_key) {
-  if (ordering_key.empty()) return "";
-  return absl::StrCat(tenant, "\n", ordering_key);
 }
 
 // The store refused a write: the job's durable state is behind what the engine decided. Going
@@ -109,13 +103,7 @@ Engine::Engine(std::shared_ptr<const config::Config> config, store::JobStore& st
   for (const auto& ep : config_->endpoints) endpoint_names_.push_back(ep.name);
   endpoint_name_count_.store(endpoint_names_.size(), std::memory_order_release);
   for (size_t i = 0; i < endpoints_.size(); ++i) {
-    EndpointState& ep = endpoints_[i];
-    ep.config = &config_->endpoints[i];
-    ep.default_policy = config_->FindPolicy(ep.config->policy).get();
-    // Config validation guarantees the policy exists; fall back for hand-built test configs.
-    if (ep.default_policy == nullptr) ep.default_policy = config_->FindPolicy("default").get();
-    assert(ep.default_policy != nullptr);
-    ep.base_url = ep.config->base_url;
+    endpoints_[i].Configure(config_->endpoints[i], *config_);
   }
   for (size_t i = 0; i < options.dead_letters_at_start.size() && i < endpoints_.size(); ++i) {
     observer_->OnDeadLetterDelta(static_cast<int>(i), options.dead_letters_at_start[i]);
@@ -190,179 +178,6 @@ void Engine::Submit(std::vector<store::NewJob> jobs, SubmitDone done) {
                 });
 }
 
-namespace {
-
-// The answer of an entry point, shared between the posted work and the caller so the caller can
-// still answer when the loop refuses the work.
-std::shared_ptr<Engine::JobDone> Shared(Engine::JobDone done) {
-  return std::make_shared<Engine::JobDone>(std::move(done));
-}
-
-absl::Status Stopped() {
-  return absl::UnavailableError("server is shutting down; retry on another replica or later");
-}
-
-}  // namespace
-
-void Engine::Cancel(std::string tenant, JobId id, JobDone done_fn) {
-  auto answer = Shared(std::move(done_fn));
-  const bool posted = Post([this, tenant = std::move(tenant), id, answer]() mutable {
-    JobDone done = std::move(*answer);
-    Slot* slot = FindSlot(id);
-    if (slot == nullptr || *slot->tenant != tenant) {
-      auto rec = store_.Get(tenant, id, /*with_attempts=*/false);
-      if (!rec.ok()) return std::move(done)(rec.status());
-      return std::move(done)(absl::FailedPreconditionError(absl::StrCat(
-          "job ", common::FormatJobId(id), " is already ", common::JobStateName(rec->state),
-          "; only unfinished jobs can be cancelled")));
-    }
-    if (common::IsTerminal(slot->state)) {
-      return std::move(done)(absl::FailedPreconditionError(absl::StrCat(
-          "job ", common::FormatJobId(id), " is already ", common::JobStateName(slot->state))));
-    }
-    if (slot->state == JobState::kRunning) {
-      // The attempt is on the wire; its outcome decides (a success is a success).
-      slot->cancel_requested = true;
-      FollowersOf(*slot).cancel_waiters.push_back(std::move(done));
-      return;
-    }
-    if (slot->state == JobState::kBlocked) {
-      auto it = blocked_.find(slot->ordering_scope);
-      if (it != blocked_.end()) {
-        auto& q = it->second;
-        q.erase(std::remove(q.begin(), q.end(), id), q.end());
-        if (q.empty()) blocked_.erase(it);
-      }
-    }
-    FollowersOf(*slot).cancel_waiters.push_back(std::move(done));
-    Persist(*slot, JobState::kCancelled, "cancelled by request", [this](Slot* s) {
-      if (s != nullptr) Finish(*s, "cancelled by request");
-    });
-  });
-  if (!posted) std::move (*answer)(Stopped());
-}
-
-void Engine::Replay(std::string tenant, JobId id, JobDone done_fn) {
-  auto answer = Shared(std::move(done_fn));
-  const bool posted = Post([this, tenant = std::move(tenant), id, answer]() mutable {
-    JobDone done = std::move(*answer);
-    if (Slot* slot = FindSlot(id); slot != nullptr && *slot->tenant == tenant) {
-      return std::move(done)(absl::FailedPreconditionError(
-          absl::StrCat("job ", common::FormatJobId(id), " is ", common::JobStateName(slot->state),
-                       "; only FAILED or EXHAUSTED jobs can be replayed")));
-    }
-    auto rec = store_.Get(tenant, id, /*with_attempts=*/false);
-    if (!rec.ok()) return std::move(done)(rec.status());
-    if (!common::IsDeadLetter(rec->state)) {
-      return std::move(done)(absl::FailedPreconditionError(
-          absl::StrCat("job ", common::FormatJobId(id), " is ", common::JobStateName(rec->state),
-                       "; only FAILED or EXHAUSTED jobs can be replayed")));
-    }
-    const int16_t ep = EndpointIndex(rec->spec.endpoint);
-    if (ep < 0) {
-      return std::move(done)(absl::FailedPreconditionError(
-          absl::StrCat("endpoint '", rec->spec.endpoint, "' is no longer configured")));
-    }
-    const int64_t limit = max_active_jobs_.load(std::memory_order_relaxed);
-    if (active_jobs_.fetch_add(1, std::memory_order_relaxed) + 1 > limit) {
-      active_jobs_.fetch_sub(1, std::memory_order_relaxed);
-      return std::move(done)(absl::ResourceExhaustedError(
-          absl::StrCat("too many active jobs (limit ", limit, "); retry later")));
-    }
-    Slot fresh;
-    fresh.id = id;
-    fresh.endpoint = ep;
-    fresh.named_policy = !rec->spec.policy.empty();
-    fresh.policy = PolicyFor(ep, rec->spec.policy);
-    fresh.config_generation = config_generation_;
-    fresh.state = JobState::kFailed;  // what the store holds until the replay commits
-    fresh.attempt_count = rec->attempt_count;
-    fresh.budget_base = rec->attempt_count;
-    fresh.last_http_status = rec->last_http_status;
-    fresh.deadline = rec->spec.deadline;
-    fresh.tenant = InternTenant(rec->spec.tenant);
-    fresh.ordering_scope = ScopeOf(*fresh.tenant, rec->spec.ordering_key);
-    if (!rec->spec.correlation_id.empty()) {
-      fresh.correlation_id = std::make_unique<const std::string>(rec->spec.correlation_id);
-    }
-    fresh.since = clock_.Now();
-    Slot& slot = slots_.emplace(id, std::move(fresh)).first->second;
-    Track(slot, +1);
-    if (SpecFits(rec->spec)) {
-      HoldSpec(slot, std::make_shared<const common::JobSpec>(std::move(rec->spec)));
-    }
-    // Within its ordering key, a replayed job waits for the key's running job, ahead of the
-    // key's other waiting jobs (it was submitted before them).
-    const bool wait_for_key =
-        !slot.ordering_scope.empty() && running_scopes_.contains(slot.ordering_scope);
-    if (wait_for_key) {
-      blocked_[slot.ordering_scope].push_front(slot.id);
-    } else {
-      MakeRunner(slot);
-    }
-    const std::string why = wait_for_key
-                                ? "replayed: attempt budget renewed; waits for its ordering key"
-                                : "replayed: attempt budget renewed";
-    Persist(slot, wait_for_key ? JobState::kBlocked : JobState::kQueued, why,
-            [this, why, ref = RefOf(slot), done = std::move(done)](Slot* s) mutable {
-              // The replay is durable even when a later change (cancel, unblock) superseded
-              // this step: the job has left the dead letters either way.
-              ref.correlation_id = nullptr;
-              observer_->OnReplayed(ref);
-              observer_->OnDeadLetterDelta(ref.endpoint, -1);
-              if (s != nullptr) {
-                Notify(*s, why);
-                if (s->state != JobState::kBlocked) Enqueue(*s);
-              }
-              std::move(done)(absl::OkStatus());  // durable either way
-            });
-  });
-  if (!posted) std::move (*answer)(Stopped());
-}
-
-void Engine::Watch(std::string tenant, JobId id, std::shared_ptr<WatchSink> sink) {
-  const bool posted = Post([this, tenant = std::move(tenant), id, sink]() mutable {
-    if (Slot* slot = FindSlot(id); slot != nullptr && *slot->tenant == tenant) {
-      // A terminal state decided but not yet committed is announced by Finish, after the
-      // commit: a watcher must never learn of an end the store does not hold yet.
-      if (!common::IsTerminal(slot->state)) sink->OnEvent(EventOf(*slot, ""));
-      FollowersOf(*slot).watchers.push_back(std::move(sink));
-      counters_.watchers.fetch_add(1, std::memory_order_relaxed);
-      return;
-    }
-    // Not in memory: terminal (or unknown). One event, then the end.
-    auto rec = store_.Get(tenant, id, /*with_attempts=*/false);
-    if (!rec.ok()) return sink->OnEnd(rec.status());
-    JobEvent event;
-    event.id = id;
-    event.state = rec->state;
-    event.attempt_count = rec->attempt_count;
-    event.decision = rec->last_decision;
-    event.at = rec->updated_at;
-    event.next_attempt_at = rec->next_attempt_at;
-    event.last_http_status = rec->last_http_status;
-    sink->OnEvent(event);
-    sink->OnEnd(absl::OkStatus());
-  });
-  if (!posted) sink->OnEnd(Stopped());
-}
-
-void Engine::Unwatch(JobId id, std::shared_ptr<const WatchSink> sink) {
-  Post([this, id, sink = std::move(sink)] {
-    auto it = followers_.find(id);
-    if (it == followers_.end()) return;  // the job ended: its watchers are gone already
-    auto& ws = it->second.watchers;
-    const auto gone =
-        std::remove_if(ws.begin(), ws.end(), [&sink](const auto& w) { return w == sink; });
-    counters_.watchers.fetch_sub(ws.end() - gone, std::memory_order_relaxed);
-    ws.erase(gone, ws.end());
-    if (ws.empty() && it->second.cancel_waiters.empty()) {
-      followers_.erase(it);
-      if (Slot* slot = FindSlot(id); slot != nullptr) slot->followed = false;
-    }
-  });
-}
-
 void Engine::Stop(absl::Duration grace) {
   Post([this, grace] {
     if (stopping_) return;
@@ -411,8 +226,9 @@ absl::Status Engine::Recover() {
     fresh.next_attempt_at = a.next_attempt_at;
     fresh.first_attempt_at = a.first_attempt_at;
     fresh.deadline = a.deadline;
+    fresh.waits_behind = a.waits_behind;
     fresh.tenant = InternTenant(a.tenant);
-    fresh.ordering_scope = ScopeOf(*fresh.tenant, a.ordering_key);
+    fresh.ordering_scope = OrderingGate::ScopeOf(*fresh.tenant, a.ordering_key);
     fresh.since = a.created_at;
     Slot& slot = slots_.emplace(a.id, std::move(fresh)).first->second;
     Track(slot, +1);
@@ -423,8 +239,11 @@ absl::Status Engine::Recover() {
       FailUnroutable(slot, a.endpoint);
       continue;
     }
-    if (slot.state == JobState::kBlocked) {
-      blocked_[slot.ordering_scope].push_back(slot.id);
+    // Oldest first: a job whose key already has a runner waits behind it, whatever the store
+    // holds (a BLOCKED decided after the submit may not have been written before a crash).
+    if (slot.state == JobState::kBlocked ||
+        (!slot.ordering_scope.empty() && ordering_.HasRunner(slot.ordering_scope))) {
+      Block(slot);
       continue;
     }
     MakeRunner(slot);
@@ -437,11 +256,7 @@ absl::Status Engine::Recover() {
   active_jobs_.store(static_cast<int64_t>(slots_.size()), std::memory_order_relaxed);
   // A crash between a job's end and its successor's release leaves a key with only blocked
   // jobs: release the first.
-  std::vector<std::string> orphaned;
-  for (const auto& [scope, queue] : blocked_) {
-    if (!running_scopes_.contains(scope)) orphaned.push_back(scope);
-  }
-  for (const auto& scope : orphaned) UnblockNext(scope);
+  for (const auto& scope : ordering_.Orphaned()) UnblockNext(scope);
   FlushWrites();
   return absl::OkStatus();
 }
@@ -496,11 +311,7 @@ void Engine::CloseLoop() {
 
 void Engine::Track(const Slot& slot, int sign) {
   if (slot.endpoint < 0) return;
-  EndpointState& ep = endpoints_[slot.endpoint];
-  ep.count[static_cast<int>(slot.state)] += sign;
-  if (slot.state == JobState::kWaitingRetry && slot.retry_after_wait) {
-    ep.waiting_retry_after += sign;
-  }
+  endpoints_[slot.endpoint].Count(slot.state, slot.retry_after_wait, sign);
 }
 
 void Engine::SetState(Slot& slot, JobState state) {
@@ -523,17 +334,7 @@ void Engine::PublishGauges(absl::Time now) {
   if (now < next_gauges_) return;
   next_gauges_ = now + absl::Seconds(1);
   for (size_t i = 0; i < endpoints_.size(); ++i) {
-    const EndpointState& ep = endpoints_[i];
-    auto n = [&](JobState s) { return ep.count[static_cast<int>(s)]; };
-    EndpointGauges g;
-    g.paused = ep.paused_until > now;
-    g.blocked = n(JobState::kBlocked);
-    g.running = n(JobState::kRunning);
-    g.waiting_retry_after = ep.waiting_retry_after;
-    g.waiting_backoff = n(JobState::kWaitingRetry) - ep.waiting_retry_after;
-    (g.paused ? g.waiting_paused : g.queued) = n(JobState::kQueued);
-    g.in_flight = ep.in_flight;
-    observer_->OnGauges(static_cast<int>(i), g);
+    observer_->OnGauges(static_cast<int>(i), endpoints_[i].Gauges(now));
   }
 }
 
@@ -541,15 +342,33 @@ const std::string* Engine::InternTenant(const std::string& tenant) {
   return &*tenants_.insert(tenant).first;
 }
 
-Engine::Followers& Engine::FollowersOf(Slot& slot) {
-  slot.followed = true;
-  return followers_[slot.id];
-}
-
 void Engine::MakeRunner(Slot& slot) {
   if (slot.ordering_scope.empty()) return;
   slot.runner = true;
-  running_scopes_.insert(slot.ordering_scope);
+  ordering_.SetRunner(slot.ordering_scope, slot.id);
+}
+
+void Engine::Block(Slot& slot) {
+  const JobId ahead = ordering_.Block(slot.ordering_scope, slot.id);
+  if (slot.state == JobState::kBlocked && slot.waits_behind != 0) return;  // as stored
+  slot.waits_behind = ahead;
+  if (slot.state == JobState::kBlocked) return;  // (a store that kept no waits_behind)
+  const std::string why = "waits for its ordering key";
+  Persist(slot, JobState::kBlocked, why, [this, why](Slot* s) {
+    if (s != nullptr) Notify(*s, why);
+  });
+}
+
+void Engine::LeaveKeyQueue(Slot& slot) {
+  JobId ahead = 0;
+  const JobId behind = ordering_.Remove(slot.ordering_scope, slot.id, &ahead);
+  Slot* next = behind != 0 ? FindSlot(behind) : nullptr;
+  if (next == nullptr || next->state != JobState::kBlocked || next->waits_behind != slot.id) {
+    return;
+  }
+  // The job that waited behind this one now waits behind the one ahead of it.
+  next->waits_behind = ahead;
+  Persist(*next, JobState::kBlocked, "waits for its ordering key", [](Slot*) {});
 }
 
 void Engine::RunOnce(absl::Duration max_wait) {
@@ -575,12 +394,7 @@ absl::Time Engine::NextWakeup() const {
   absl::Time next = absl::InfiniteFuture();
   if (!timers_.empty()) next = timers_.top().due;
   const absl::Time now = clock_.Now();
-  for (const EndpointState& ep : endpoints_) {
-    // A queue held back by in_flight waits for a completion, which wakes the loop anyway.
-    if (!ep.ready.empty() && ep.paused_until > now) {
-      next = std::min(next, ep.paused_until);
-    }
-  }
+  for (const EndpointGate& gate : endpoints_) next = std::min(next, gate.NextWakeup(now));
   return next;
 }
 
@@ -621,19 +435,17 @@ void Engine::FireTimers(absl::Time now) {
 
 void Engine::Dispatch(absl::Time now) {
   if (stopping_) return;
-  for (EndpointState& ep : endpoints_) {
-    if (ep.paused_until > now) continue;
-    while (!ep.ready.empty() && ep.in_flight < ep.config->max_in_flight) {
-      const JobId id = ep.ready.front();
-      ep.ready.pop_front();
-      Slot* slot = FindSlot(id);
+  EndpointGate::Ready next;
+  for (EndpointGate& gate : endpoints_) {
+    while (gate.TakeAdmitted(now, &next)) {
+      Slot* slot = FindSlot(next.id);
       if (slot == nullptr || slot->state != JobState::kQueued) continue;  // cancelled meanwhile
-      DispatchOne(ep, *slot, now);
+      DispatchOne(gate, *slot, now);
     }
   }
 }
 
-void Engine::DispatchOne(EndpointState& ep, Slot& slot, absl::Time now) {
+void Engine::DispatchOne(EndpointGate& gate, Slot& slot, absl::Time now) {
   if (now > slot.deadline) {
     const std::string why = "stop: deadline passed before the next attempt";
     Persist(slot, JobState::kExhausted, why, [this, why](Slot* s) {
@@ -643,9 +455,9 @@ void Engine::DispatchOne(EndpointState& ep, Slot& slot, absl::Time now) {
   }
   if (slot.next_attempt_at != absl::InfinitePast()) {
     // Timer accuracy: due time to the attempt's beginning (RUNNING decided).
-    RecordLateness(dispatch_lateness_, now - std::max(slot.next_attempt_at, ep.paused_until));
+    RecordLateness(dispatch_lateness_, now - std::max(slot.next_attempt_at, gate.paused_until()));
   }
-  ++ep.in_flight;
+  gate.OnStarted(slot.NextIsRetry());
   counters_.in_flight.fetch_add(1, std::memory_order_relaxed);
   ++slot.attempt_count;
   if (slot.first_attempt_at == absl::InfinitePast()) slot.first_attempt_at = now;
@@ -696,9 +508,9 @@ void Engine::OnSpecLoaded(JobId id, uint32_t version, absl::StatusOr<common::Job
 }
 
 void Engine::GiveBackAttempt(Slot& slot) {
-  --endpoints_[slot.endpoint].in_flight;
-  counters_.in_flight.fetch_sub(1, std::memory_order_relaxed);
   --slot.attempt_count;
+  endpoints_[slot.endpoint].OnFinished(slot.NextIsRetry(), nullptr);
+  counters_.in_flight.fetch_sub(1, std::memory_order_relaxed);
 }
 
 void Engine::BeginAttempt(Slot& slot) {
@@ -722,36 +534,14 @@ void Engine::BeginAttempt(Slot& slot) {
 }
 
 void Engine::StartAttempt(Slot& slot) {
-  EndpointState& ep = endpoints_[slot.endpoint];
+  const EndpointGate& gate = endpoints_[slot.endpoint];
   assert(slot.spec != nullptr);
-  const common::JobSpec& spec = *slot.spec;
-  http::Request req;
-  req.method = spec.method;
-  req.url = spec.query.empty() ? absl::StrCat(ep.base_url, spec.path)
-                               : absl::StrCat(ep.base_url, spec.path, "?", spec.query);
-  req.headers.reserve(ep.config->headers.size() + spec.headers.size() + 2);
-  for (const auto& h : ep.config->headers) req.headers.emplace_back(h.name, h.value);
-  for (const auto& h : spec.headers) {
-    // W3C trace context: every attempt is its own span under the caller's trace.
-    if (absl::EqualsIgnoreCase(h.first, "traceparent") && log::ValidTraceparent(h.second)) {
-      req.headers.emplace_back(h.first, log::NewChildTraceparent(h.second, rng_));
-    } else {
-      req.headers.push_back(h);
-    }
-  }
-  req.headers.emplace_back(config_->idempotency_header, spec.idempotency_key);
-  if (!spec.correlation_id.empty())
-    req.headers.emplace_back("X-Correlation-Id", spec.correlation_id);
-  req.body = spec.body;
-  req.connect_timeout = ep.config->connect_timeout;
-  req.timeout = ep.config->timeout;
-  req.max_response_bytes = ep.config->max_response_bytes;
-  req.proxy = ep.config->proxy;
-
+  http::Request req = http::BuildRequest(gate.config(), gate.base_url(), *slot.spec,
+                                         config_->idempotency_header, rng_);
   const absl::Time started = clock_.Now();
   if (slot.next_attempt_at != absl::InfinitePast()) {
     // A pause of the endpoint (Retry-After) moves the due time on purpose.
-    RecordLateness(start_lateness_, started - std::max(slot.next_attempt_at, ep.paused_until));
+    RecordLateness(start_lateness_, started - std::max(slot.next_attempt_at, gate.paused_until()));
     slot.next_attempt_at = absl::InfinitePast();
   }
   counters_.attempts_started.fetch_add(1, std::memory_order_relaxed);
@@ -771,8 +561,8 @@ void Engine::OnOutcome(JobId id, absl::Time started, policy::Outcome outcome) {
   Slot* found = FindSlot(id);
   assert(found != nullptr && found->state == JobState::kRunning);
   Slot& slot = *found;
-  EndpointState& ep = endpoints_[slot.endpoint];
-  --ep.in_flight;
+  EndpointGate& gate = endpoints_[slot.endpoint];
+  gate.OnFinished(slot.attempt_count - slot.budget_base > 1, &outcome);
   counters_.in_flight.fetch_sub(1, std::memory_order_relaxed);
   counters_.attempts_finished.fetch_add(1, std::memory_order_relaxed);
 
@@ -814,9 +604,8 @@ void Engine::OnOutcome(JobId id, absl::Time started, policy::Outcome outcome) {
       next = JobState::kWaitingRetry;
       break;
   }
-  if (d.pause_endpoint && d.next_attempt_at > ep.paused_until) {
-    ep.paused_until = d.next_attempt_at;
-    observer_->OnEndpointPaused(slot.endpoint, ep.paused_until);
+  if (d.pause_endpoint && gate.PauseUntil(d.next_attempt_at)) {
+    observer_->OnEndpointPaused(slot.endpoint, gate.paused_until());
   }
   if (slot.cancel_requested && next != JobState::kSucceeded) {
     next = JobState::kCancelled;
@@ -868,7 +657,7 @@ void Engine::Adopt(std::shared_ptr<const common::JobSpec> spec, const store::Sub
   fresh.state = result.state;
   fresh.deadline = spec->deadline;
   fresh.tenant = InternTenant(spec->tenant);
-  fresh.ordering_scope = ScopeOf(spec->tenant, spec->ordering_key);
+  fresh.ordering_scope = OrderingGate::ScopeOf(spec->tenant, spec->ordering_key);
   if (!spec->correlation_id.empty()) {
     fresh.correlation_id = std::make_unique<const std::string>(spec->correlation_id);
   }
@@ -879,20 +668,16 @@ void Engine::Adopt(std::shared_ptr<const common::JobSpec> spec, const store::Sub
   if (slot.endpoint < 0) return FailUnroutable(slot, spec->endpoint);
   // Within the budget the request stays in memory until dispatch; beyond it, in the store.
   if (SpecFits(*spec)) HoldSpec(slot, std::move(spec));
-  if (!slot.ordering_scope.empty()) {
-    const bool key_busy = running_scopes_.contains(slot.ordering_scope);
-    if (slot.state == JobState::kBlocked || key_busy) {
-      blocked_[slot.ordering_scope].push_back(slot.id);
-      if (slot.state != JobState::kBlocked) {
-        // The store saw no unfinished job of the key, but the engine has just decided one (a
-        // replay not yet committed): wait behind it.
-        Persist(slot, JobState::kBlocked, "waits for its ordering key", [](Slot*) {});
-      } else if (!key_busy) {
-        UnblockNext(slot.ordering_scope);
-      }
-      return;
-    }
-    MakeRunner(slot);
+  // The engine alone decides BLOCKED; the store's answer (QUEUED or BLOCKED) is corrected.
+  if (!slot.ordering_scope.empty() && ordering_.Busy(slot.ordering_scope)) return Block(slot);
+  MakeRunner(slot);
+  if (slot.state == JobState::kBlocked) {
+    const std::string why = "unblocked: the previous job of its ordering key finished";
+    return Persist(slot, JobState::kQueued, why, [this, why](Slot* s) {
+      if (s == nullptr) return;
+      Notify(*s, why);
+      Enqueue(*s);
+    });
   }
   Enqueue(slot);
 }
@@ -949,6 +734,10 @@ void Engine::Persist(Slot& slot, JobState state, std::string decision, Then then
   t.first_attempt_at = slot.first_attempt_at;
   t.last_decision = std::move(decision);
   t.last_http_status = slot.last_http_status;
+  if (state == JobState::kBlocked) {
+    t.wait_reason = common::WaitReason::kOrderingBlocked;
+    t.waits_behind = slot.waits_behind;
+  }
   t.last_response_body = std::move(response_body);
   t.attempt = std::move(attempt);
   if (common::IsTerminal(state)) {
@@ -1037,36 +826,9 @@ void Engine::Finish(Slot& slot, const std::string& decision) {
     }
   }
   if (!scope.empty()) {  // only the key's runner hands the key on
-    running_scopes_.erase(scope);
+    ordering_.ReleaseRunner(scope);
     UnblockNext(scope);
   }
-}
-
-void Engine::Notify(Slot& slot, const std::string& decision) {
-  if (!slot.followed) return;
-  auto& ws = followers_[slot.id].watchers;
-  if (ws.empty()) return;
-  const JobEvent event = EventOf(slot, decision);
-  const auto closed =
-      std::remove_if(ws.begin(), ws.end(), [](const auto& w) { return w->Closed(); });
-  counters_.watchers.fetch_sub(ws.end() - closed, std::memory_order_relaxed);
-  ws.erase(closed, ws.end());
-  for (auto& w : ws) w->OnEvent(event);
-}
-
-JobEvent Engine::EventOf(const Slot& slot, std::string decision) const {
-  JobEvent e;
-  e.id = slot.id;
-  e.state = slot.state == JobState::kQueued && slot.next_attempt_at != absl::InfinitePast()
-                ? JobState::kWaitingRetry
-                : slot.state;
-  e.attempt_count = slot.attempt_count;
-  e.decision = std::move(decision);
-  e.at = clock_.Now();
-  e.next_attempt_at =
-      e.state == JobState::kWaitingRetry ? slot.next_attempt_at : absl::InfinitePast();
-  e.last_http_status = slot.last_http_status;
-  return e;
 }
 
 void Engine::Enqueue(Slot& slot) {
@@ -1074,7 +836,7 @@ void Engine::Enqueue(Slot& slot) {
   // keeps data in the store from ever indexing endpoints_ out of range.
   if (slot.endpoint < 0) return FailUnroutable(slot, "(unknown)");
   SetState(slot, JobState::kQueued);
-  endpoints_[slot.endpoint].ready.push_back(slot.id);
+  endpoints_[slot.endpoint].PushReady(slot.id, slot.NextIsRetry());
 }
 
 void Engine::ArmTimer(Slot& slot) {
@@ -1082,19 +844,13 @@ void Engine::ArmTimer(Slot& slot) {
 }
 
 void Engine::UnblockNext(const std::string& scope) {
-  auto it = blocked_.find(scope);
-  if (it == blocked_.end()) return;
-  auto& queue = it->second;
-  while (!queue.empty()) {
-    const JobId id = queue.front();
-    queue.pop_front();
+  while (const JobId id = ordering_.TakeNext(scope)) {
     Slot* slot = FindSlot(id);
     if (slot == nullptr || slot->state != JobState::kBlocked) continue;
     if (slot->endpoint < 0) {  // (not reached: see Enqueue) never the key's runner
       FailUnroutable(*slot, "(unknown)");
       continue;
     }
-    if (queue.empty()) blocked_.erase(it);
     MakeRunner(*slot);
     const std::string why = "unblocked: the previous job of its ordering key finished";
     Persist(*slot, JobState::kQueued, why, [this, why](Slot* s) {
@@ -1104,7 +860,6 @@ void Engine::UnblockNext(const std::string& scope) {
     });
     return;
   }
-  blocked_.erase(it);
 }
 
 void Engine::LatenessSamples::Add(int64_t v) {
@@ -1160,11 +915,7 @@ void Engine::Reload(std::shared_ptr<const config::Config> config,
         endpoint_names_.push_back(config_->endpoints[j].name);
         endpoint_name_count_.store(endpoint_names_.size(), std::memory_order_release);
       }
-      EndpointState& ep = endpoints_[index_of[j]];
-      ep.config = &config_->endpoints[j];
-      ep.default_policy = config_->FindPolicy(ep.config->policy).get();
-      if (ep.default_policy == nullptr) ep.default_policy = config_->FindPolicy("default").get();
-      ep.base_url = ep.config->base_url;
+      endpoints_[index_of[j]].Configure(config_->endpoints[j], *config_);
     }
     max_active_jobs_.store(static_cast<int64_t>(config_->server.max_active_jobs));
     // Every job not on the wire takes the new policy now; running ones after their attempt.
@@ -1182,7 +933,7 @@ const policy::Policy* Engine::PolicyFor(int16_t endpoint, absl::string_view name
   if (!name.empty()) {
     if (auto p = config_->FindPolicy(name)) return p.get();
   }
-  return endpoints_[endpoint].default_policy;
+  return endpoints_[endpoint].default_policy();
 }
 
 }  // namespace rebound::engine

@@ -18,7 +18,6 @@
 
 #include <atomic>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -30,7 +29,6 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
-#include "absl/container/flat_hash_set.h"
 #include "absl/container/node_hash_map.h"
 #include "absl/container/node_hash_set.h"
 #include "absl/functional/any_invocable.h"
@@ -40,7 +38,9 @@
 #include "server/common/clock.h"
 #include "server/common/job.h"
 #include "server/config/config.h"
+#include "server/engine/endpoint_gate.h"
 #include "server/engine/observer.h"
+#include "server/engine/ordering_gate.h"
 #include "server/http/executor.h"
 #include "server/policy/policy.h"
 #include "server/store/job_store.h"
@@ -191,7 +191,8 @@ class Engine {
     int budget_base = 0;
     int last_http_status = 0;
     bool cancel_requested = false;
-    bool runner = false;  // the one job of its ordering key allowed to run
+    bool runner = false;     // the one job of its ordering key allowed to run
+    JobId waits_behind = 0;  // BLOCKED: the job just ahead of it in its key's queue
     absl::Time next_attempt_at = absl::InfinitePast();
     absl::Time first_attempt_at = absl::InfinitePast();
     absl::Time deadline = absl::InfiniteFuture();
@@ -206,24 +207,14 @@ class Engine {
     std::shared_ptr<const common::JobSpec> spec;  // kept while queued/running, dropped waiting
     // For log lines when `spec` has been dropped; null when the job has none.
     std::unique_ptr<const std::string> correlation_id;
+    // The next attempt is a retry of the current attempt budget (not the budget's first).
+    bool NextIsRetry() const { return attempt_count - budget_base > 0; }
   };
 
   // Who waits on a job: rare, so kept beside the slots rather than in each of them.
   struct Followers {
     std::vector<JobDone> cancel_waiters;
     std::vector<std::shared_ptr<WatchSink>> watchers;
-  };
-
-  struct EndpointState {
-    const config::EndpointConfig* config = nullptr;
-    const policy::Policy* default_policy = nullptr;
-    std::string base_url;
-    std::deque<JobId> ready;
-    int in_flight = 0;
-    absl::Time paused_until = absl::InfinitePast();
-    // Jobs of this endpoint by state (index: JobState), and those waiting on a Retry-After.
-    int64_t count[9] = {};
-    int64_t waiting_retry_after = 0;
   };
 
   struct Timer {
@@ -250,7 +241,7 @@ class Engine {
   // Fires and dispatches due timers now, between pieces of a long turn.
   void FireDueTimers();
   void Dispatch(absl::Time now);
-  void DispatchOne(EndpointState& ep, Slot& slot, absl::Time now);
+  void DispatchOne(EndpointGate& gate, Slot& slot, absl::Time now);
   // After RUNNING committed: reads the request when it is not in memory, then BeginAttempt.
   void PrepareAttempt(Slot& slot);
   void OnSpecLoaded(JobId id, uint32_t version, absl::StatusOr<common::JobSpec> spec);
@@ -266,6 +257,16 @@ class Engine {
   void OnOutcome(JobId id, absl::Time started, policy::Outcome outcome);
   void Adopt(std::shared_ptr<const common::JobSpec> spec, const store::SubmitResult& result);
   Slot* FindSlot(JobId id);
+  // The job if it is in memory and belongs to `tenant`.
+  Slot* FindOwned(const std::string& tenant, JobId id);
+  // Reads a job's record off the loop (run_read_), then runs `then` on the loop with it
+  // (`on_loop` true); once the loop has closed, on the reader with UNAVAILABLE (`on_loop` false).
+  using ReadDone = absl::AnyInvocable<void(absl::StatusOr<common::JobRecord>, bool on_loop) &&>;
+  void ReadJob(std::string tenant, JobId id, ReadDone then);
+  // Cancel, Replay and Watch once the job is found (in memory, or its record read).
+  void CancelSlot(Slot& slot, JobDone done);
+  void ReplayRecord(JobId id, common::JobRecord rec, JobDone done);
+  void Follow(Slot& slot, std::shared_ptr<WatchSink> sink);
   // Decides a transition: updates the slot now, queues the write, and runs `then` after the
   // commit unless a later transition superseded this one.
   void Persist(Slot& slot, JobState state, std::string decision, Then then,
@@ -283,6 +284,12 @@ class Engine {
   void FailUnroutable(Slot& slot, absl::string_view endpoint);
   // Marks `slot` as its ordering key's runner (no-op without an ordering key).
   void MakeRunner(Slot& slot);
+  // Queues `slot` behind its key's runner and earlier blocked jobs; persists BLOCKED (with the
+  // job just ahead) unless the store holds it already.
+  void Block(Slot& slot);
+  // Takes a blocked `slot` out of its key's queue (cancelled); the job that waited right behind
+  // it is re-persisted waiting behind the one ahead.
+  void LeaveKeyQueue(Slot& slot);
   const std::string* InternTenant(const std::string& tenant);
   Followers& FollowersOf(Slot& slot);
   void CloseLoop();
@@ -323,15 +330,14 @@ class Engine {
   absl::node_hash_map<JobId, Slot> slots_;
   absl::flat_hash_map<JobId, Followers> followers_;
   absl::node_hash_set<std::string> tenants_;  // interned tenant names (stable addresses)
-  std::vector<EndpointState> endpoints_;
+  std::vector<EndpointGate> endpoints_;       // by endpoint index
   // Endpoint names by index, append-only (capacity kMaxEndpoints, never reallocated): any
   // thread may read the first endpoint_name_count_ of them; the loop appends on a reload.
   std::vector<std::string> endpoint_names_;
   std::atomic<size_t> endpoint_name_count_{0};
   std::priority_queue<Timer, std::vector<Timer>, std::greater<Timer>> timers_;
   uint64_t timer_seq_ = 0;
-  absl::flat_hash_map<std::string, std::deque<JobId>> blocked_;  // by ordering scope
-  absl::flat_hash_set<std::string> running_scopes_;              // ordering scopes with a runner
+  OrderingGate ordering_;
   std::vector<store::Transition> pending_writes_;
   std::vector<PendingThen> pending_thens_;
   int64_t commits_outstanding_ = 0;  // write groups sent whose thens have not run yet
