@@ -389,6 +389,120 @@ TEST_F(EngineTest, CancellingABlockedJobDoesNotReleaseTheKeyWhileItsRunnerIsOnTh
   EXPECT_EQ(executor_.started(), 2u);
 }
 
+TEST_F(EngineTest, TheEngineBlocksAJobOfABusyKeyThatTheStoreRecordedQueued) {
+  const auto a = Submit("a", "student-7");
+  std::vector<store::SubmitResult> answer;
+  engine_.Submit({MakeJob("b", "lms", "{}", "student-7")},
+                 [&](std::vector<store::SubmitResult> r) { answer = std::move(r); });
+  store_.CommitAll();
+  ASSERT_EQ(answer.size(), 1u);
+  EXPECT_EQ(answer[0].state, JobState::kQueued);  // the store decides nothing
+  const common::JobId b = answer[0].job_id;
+  Settle();
+  const common::JobRecord rb = store_.Job(b);
+  EXPECT_EQ(rb.state, JobState::kBlocked);
+  EXPECT_EQ(rb.wait_reason, common::WaitReason::kOrderingBlocked);
+  EXPECT_EQ(rb.waits_behind, a);
+  const auto c = Submit("c", "student-7");
+  EXPECT_EQ(store_.Job(c).waits_behind, b);
+  EXPECT_EQ(executor_.started(), 1u);  // a only
+}
+
+TEST_F(EngineTest, CancellingABlockedJobRewritesWhoItsSuccessorWaitsBehind) {
+  const auto a = Submit("a", "student-7");
+  const auto b = Submit("b", "student-7");
+  const auto c = Submit("c", "student-7");
+  const auto d = Submit("d", "student-7");
+  ASSERT_EQ(store_.Job(c).waits_behind, b);
+  absl::Status s;
+  engine_.Cancel("t", b, [&](absl::Status st) { s = st; });
+  Settle();
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_EQ(store_.Job(c).state, JobState::kBlocked);
+  EXPECT_EQ(store_.Job(c).waits_behind, a);  // b's place
+  EXPECT_EQ(store_.Job(d).waits_behind, c);  // unchanged
+  engine_.Cancel("t", d, [&](absl::Status st) { s = st; });
+  Settle();
+  EXPECT_EQ(store_.Job(c).waits_behind, a);  // the last one leaving changes nobody
+  executor_.CompleteNext(Status(200));
+  Settle();
+  EXPECT_EQ(store_.Job(a).state, JobState::kSucceeded);
+  EXPECT_EQ(executor_.started(), 2u) << "c released";
+}
+
+TEST_F(EngineTest, RecoveryBlocksAQueuedJobOfAKeyThatAlreadyHasARunner) {
+  // A crash after the store recorded the submit (QUEUED) and before the engine's BLOCKED was
+  // written: both jobs of the key come back runnable.
+  FakeStore store;
+  common::JobId a = 0, b = 0;
+  store.Submit({MakeJob("a", "lms", "{}", "k"), MakeJob("b", "lms", "{}", "k")}, clock_.Now(),
+               [&](std::vector<store::SubmitResult> r) {
+                 a = r.at(0).job_id;
+                 b = r.at(1).job_id;
+               });
+  store.CommitAll();
+  ASSERT_EQ(store.Job(b).state, JobState::kQueued);
+  FakeExecutor executor;
+  Engine restarted(TestConfig(), store, executor, clock_, InlineReads(3));
+  ASSERT_TRUE(restarted.Recover().ok());
+  Turns(restarted, store);
+  EXPECT_EQ(executor.started(), 1u);  // a only
+  EXPECT_EQ(store.Job(b).state, JobState::kBlocked);
+  EXPECT_EQ(store.Job(b).waits_behind, a);
+  executor.CompleteNext(Status(200));
+  Turns(restarted, store);
+  EXPECT_EQ(executor.started(), 2u);
+  EXPECT_EQ(store.Job(b).state, JobState::kRunning);
+}
+
+// Store reads asked of the engine's reader (run_read), held until the test runs them.
+struct HeldReads {
+  std::vector<absl::AnyInvocable<void() &&>> reads;
+  EngineOptions Options() {
+    EngineOptions o;
+    o.rng_seed = 5;
+    o.run_read = [this](absl::AnyInvocable<void() &&> read) { reads.push_back(std::move(read)); };
+    return o;
+  }
+  void RunAll() {
+    auto now = std::move(reads);
+    reads.clear();
+    for (auto& r : now) std::move(r)();
+  }
+};
+
+TEST_F(EngineTest, CancelReplayAndWatchOfAnEndedJobReadTheStoreOffTheLoop) {
+  const auto a = Submit("a");
+  executor_.CompleteNext(Status(400));
+  Settle();
+  ASSERT_EQ(store_.Job(a).state, JobState::kFailed);
+  HeldReads held;
+  FakeExecutor executor;
+  Engine engine(TestConfig(), store_, executor, clock_, held.Options());
+  ASSERT_TRUE(engine.Recover().ok());
+  std::optional<absl::Status> cancelled, replayed, replayed_again, unknown;
+  engine.Cancel("t", a, [&](absl::Status st) { cancelled = st; });
+  engine.Replay("t", a, [&](absl::Status st) { replayed = st; });
+  engine.Replay("t", a, [&](absl::Status st) { replayed_again = st; });
+  engine.Cancel("t", 999, [&](absl::Status st) { unknown = st; });
+  engine.RunOnce(absl::ZeroDuration());
+  // Nothing answered from the loop: each asked the reader.
+  EXPECT_EQ(held.reads.size(), 4u);
+  EXPECT_FALSE(cancelled || replayed || replayed_again || unknown);
+  held.RunAll();
+  Turns(engine, store_);
+  ASSERT_TRUE(cancelled && replayed && replayed_again && unknown);
+  EXPECT_EQ(cancelled->code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(cancelled->message(),
+              HasSubstr("is already FAILED; only unfinished jobs can be cancelled"));
+  EXPECT_TRUE(replayed->ok()) << *replayed;
+  // Both replays read FAILED; the second finds the first's job in memory when it comes back.
+  EXPECT_EQ(replayed_again->code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(replayed_again->message(), HasSubstr("only FAILED or EXHAUSTED jobs"));
+  EXPECT_EQ(unknown->code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(executor.started(), 1u);  // the replay's attempt
+}
+
 TEST_F(EngineTest, AJobBlockedBehindAReplayedJobRunsWhenTheReplayEnds) {
   const auto a = Submit("a", "student-7");
   executor_.CompleteNext(Status(400));
@@ -887,6 +1001,26 @@ TEST_F(EngineTest, AWatcherLearnsOfTheEndOnlyOnceItIsDurable) {
   Settle();
   EXPECT_THAT(sink->states, ::testing::ElementsAre(JobState::kSucceeded));
   EXPECT_TRUE(sink->ended);
+}
+
+TEST_F(EngineTest, WatchOfAnEndedJobReadsItOffTheLoopThenSendsItsStateAndEnds) {
+  const auto a = Submit("a");
+  executor_.CompleteNext(Status(400));
+  Settle();
+  HeldReads held;
+  FakeExecutor executor;
+  Engine engine(TestConfig(), store_, executor, clock_, held.Options());
+  ASSERT_TRUE(engine.Recover().ok());
+  auto sink = std::make_shared<RecordingSink>();
+  engine.Watch("t", a, sink);
+  engine.RunOnce(absl::ZeroDuration());
+  EXPECT_EQ(held.reads.size(), 1u);
+  EXPECT_TRUE(sink->states.empty());
+  held.RunAll();
+  Turns(engine, store_);
+  EXPECT_THAT(sink->states, ::testing::ElementsAre(JobState::kFailed));
+  EXPECT_TRUE(sink->ended);
+  EXPECT_TRUE(sink->end_status.ok()) << sink->end_status;
 }
 
 }  // namespace

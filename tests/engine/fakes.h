@@ -41,6 +41,8 @@ class FakeStore final : public store::JobStore {
         r.first_attempt_at = t.first_attempt_at;
         r.last_decision = t.last_decision;
         r.last_http_status = t.last_http_status;
+        r.wait_reason = t.wait_reason;
+        r.waits_behind = t.waits_behind;
         r.updated_at = now;
         if (t.attempt) r.attempts.push_back(*t.attempt);
         purge_at_[t.job_id] = t.purge_at;
@@ -93,6 +95,8 @@ class FakeStore final : public store::JobStore {
       a.next_attempt_at = r.next_attempt_at;
       a.first_attempt_at = r.first_attempt_at;
       a.deadline = r.spec.deadline;
+      a.wait_reason = r.wait_reason;
+      a.waits_behind = r.waits_behind;
       out.push_back(std::move(a));
     }
     return out;
@@ -153,15 +157,7 @@ class FakeStore final : public store::JobStore {
     }
     common::JobRecord rec;
     rec.id = next_id_++;
-    rec.state = common::JobState::kQueued;
-    if (!j.spec.ordering_key.empty()) {
-      for (const auto& [id, other] : jobs_) {
-        if (!common::IsTerminal(other.state) && other.spec.tenant == j.spec.tenant &&
-            other.spec.ordering_key == j.spec.ordering_key) {
-          rec.state = common::JobState::kBlocked;
-        }
-      }
-    }
+    rec.state = common::JobState::kQueued;  // the engine decides BLOCKED (and writes it)
     rec.spec = std::move(j.spec);
     rec.fingerprint = std::move(j.fingerprint);
     rec.created_at = now;
