@@ -6,6 +6,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
@@ -145,6 +146,38 @@ TEST(SampleConfig, SendsCanvasTokenFromTheEnvironmentAsASecret) {
   EXPECT_EQ(canvas->headers[0].name, "Authorization");
   EXPECT_EQ(canvas->headers[0].value, "Bearer 7~abc");
   EXPECT_TRUE(canvas->headers[0].secret);
+}
+
+TEST(SampleConfig, CommentedProtectionExampleParsesToTheDefaults) {
+  // The sample shows the protection sections commented out; uncommented, they must parse and
+  // change nothing (they claim to be the defaults).
+  std::ifstream file(REBOUND_SOURCE_DIR "/config/rebound.yaml");
+  std::string line;
+  std::string sections;
+  bool inside = false;
+  while (std::getline(file, line)) {
+    if (absl::StartsWith(line, "    # circuit_breaker:")) inside = true;
+    if (!inside) continue;
+    if (!RE2::PartialMatch(line, R"(^    # +[a-z_]+:)")) break;  // the comment that follows
+    sections += absl::StrCat("    ", line.substr(6), "\n");
+  }
+  ASSERT_THAT(sections, HasSubstr("slow_start:"));
+  const EndpointConfig& e = ParseOk(EndpointWith(sections)).endpoints.at(0);
+  const EndpointConfig defaults;
+  EXPECT_EQ(e.circuit_breaker.enabled, defaults.circuit_breaker.enabled);
+  EXPECT_EQ(e.circuit_breaker.failure_ratio, defaults.circuit_breaker.failure_ratio);
+  EXPECT_EQ(e.circuit_breaker.min_requests, defaults.circuit_breaker.min_requests);
+  EXPECT_EQ(e.circuit_breaker.window, defaults.circuit_breaker.window);
+  EXPECT_EQ(e.circuit_breaker.open_duration, defaults.circuit_breaker.open_duration);
+  EXPECT_EQ(e.circuit_breaker.max_open_duration, defaults.circuit_breaker.max_open_duration);
+  EXPECT_EQ(e.circuit_breaker.half_open_probes, defaults.circuit_breaker.half_open_probes);
+  EXPECT_EQ(e.circuit_breaker.count_throttles, defaults.circuit_breaker.count_throttles);
+  EXPECT_EQ(e.retry_budget.enabled, defaults.retry_budget.enabled);
+  EXPECT_EQ(e.retry_budget.ratio, defaults.retry_budget.ratio);
+  EXPECT_EQ(e.retry_budget.min_retries, defaults.retry_budget.min_retries);
+  EXPECT_EQ(e.rate_limit.rate, defaults.rate_limit.rate);
+  EXPECT_EQ(e.rate_limit.burst, defaults.rate_limit.burst);
+  EXPECT_EQ(e.slow_start.window, defaults.slow_start.window);
 }
 
 // --- Defaults --------------------------------------------------------------------------------
