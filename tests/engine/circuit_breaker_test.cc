@@ -30,6 +30,18 @@ std::optional<CircuitTransition> Attempt(CircuitBreaker& b, CircuitSignal signal
   return b.Finish(b.Start(), signal, now);
 }
 
+// From open: waits out the open period and closes with successful probes. Returns the time.
+absl::Time Recover(CircuitBreaker& b) {
+  const absl::Time now = b.NextChange();
+  b.Advance(now);
+  EXPECT_EQ(b.state(), CircuitState::kHalfOpen);
+  for (int i = 0; i < 100 && b.state() == CircuitState::kHalfOpen && b.MayStart(); ++i) {
+    b.Finish(b.Start(), CircuitSignal::kSuccess, now);
+  }
+  EXPECT_EQ(b.state(), CircuitState::kClosed);
+  return now;
+}
+
 // Opens a fresh breaker at `now` with min_requests failures.
 void OpenWithFailures(CircuitBreaker& b, absl::Time now, int failures) {
   for (int i = 0; i < failures; ++i) Attempt(b, CircuitSignal::kFailure, now);
@@ -206,12 +218,7 @@ TEST(CircuitBreaker, OpenPeriodDoublesPerConsecutiveOpeningUpToTheCap) {
 TEST(CircuitBreaker, ReopeningSoonAfterClosingKeepsGrowingAndStayingClosedResetsIt) {
   CircuitBreaker b(SmallConfig(), kStart);
   OpenWithFailures(b, kStart, 4);
-  // Recover: half-open at 2 s, two successful probes.
-  absl::Time now = kStart + absl::Seconds(2);
-  b.Advance(now);
-  b.Finish(b.Start(), CircuitSignal::kSuccess, now);
-  b.Finish(b.Start(), CircuitSignal::kSuccess, now);
-  ASSERT_EQ(b.state(), CircuitState::kClosed);
+  absl::Time now = Recover(b);  // half-open at 2 s, two successful probes
   // Fails again 5 s after closing (within the 10 s window): the period grows to 4 s.
   now += absl::Seconds(5);
   OpenWithFailures(b, now, 4);
@@ -219,11 +226,7 @@ TEST(CircuitBreaker, ReopeningSoonAfterClosingKeepsGrowingAndStayingClosedResets
   EXPECT_EQ(b.Snapshot(now).consecutive_openings, 1);
 
   // Recover again, then stay closed for a whole window: the next opening is back to 2 s.
-  now = b.NextChange();
-  b.Advance(now);
-  b.Finish(b.Start(), CircuitSignal::kSuccess, now);
-  b.Finish(b.Start(), CircuitSignal::kSuccess, now);
-  ASSERT_EQ(b.state(), CircuitState::kClosed);
+  now = Recover(b);
   now += absl::Seconds(10);
   OpenWithFailures(b, now, 4);
   EXPECT_EQ(b.NextChange() - now, absl::Seconds(2));
@@ -248,11 +251,7 @@ TEST(CircuitBreaker, OutcomesFromBeforeAnOpeningDoNotCountAfterItCloses) {
   CircuitBreaker b(SmallConfig(), kStart);
   const CircuitTicket stale[3] = {b.Start(), b.Start(), b.Start()};
   OpenWithFailures(b, kStart, 4);
-  absl::Time now = kStart + absl::Seconds(2);
-  b.Advance(now);
-  b.Finish(b.Start(), CircuitSignal::kSuccess, now);
-  b.Finish(b.Start(), CircuitSignal::kSuccess, now);
-  ASSERT_EQ(b.state(), CircuitState::kClosed);
+  const absl::Time now = Recover(b);
   for (const CircuitTicket& t : stale) b.Finish(t, CircuitSignal::kFailure, now);
   EXPECT_EQ(b.Snapshot(now).window_failures, 0);
   Attempt(b, CircuitSignal::kFailure, now);  // 1 of 1 counted, below min_requests
