@@ -154,7 +154,9 @@ static_assert(static_cast<int>(JobState::kFailed) == 6 &&
 // written with each transition; existing jobs read back with none. One row per paused endpoint
 // (until_us NULL: until resumed). For ListFilter's wait filters, two small partial indexes: the
 // jobs that wait for a reason of their own, and WAITING_RETRY jobs by due time (only retrying
-// jobs pay for either; a job that succeeds at once never enters them).
+// jobs pay for either; a job that succeeds at once never enters them). The index that served the
+// store's own BLOCKED decision at submit goes: BLOCKED is the engine's, written as a transition
+// (listing by ordering key keeps jobs_by_ordering_key).
 constexpr char kMigration3[] = R"sql(
 ALTER TABLE jobs ADD COLUMN wait_reason INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE jobs ADD COLUMN waits_behind INTEGER NOT NULL DEFAULT 0;
@@ -166,6 +168,7 @@ CREATE TABLE endpoint_pauses (
 ) WITHOUT ROWID;
 CREATE INDEX jobs_waiting ON jobs (tenant, wait_reason, id) WHERE wait_reason <> 0;
 CREATE INDEX jobs_retry_due ON jobs (tenant, next_attempt_us) WHERE state = 4;
+DROP INDEX jobs_active_by_ordering_key;
 )sql";
 static_assert(static_cast<int>(common::WaitReason::kNone) == 0,
               "schema 3 defaults wait_reason to 0 = none");
@@ -870,11 +873,6 @@ class SqliteStore::Writer {
         {&idem_lookup_,
          "SELECT i.job_id, i.fingerprint, j.state FROM idempotency i "
          "LEFT JOIN jobs j ON j.id = i.job_id WHERE i.tenant = ?1 AND i.idem_key = ?2"},
-        {&ordering_busy_,
-         // Without INDEXED BY the planner may pick jobs_by_tenant_state and scan every
-         // active job of the tenant.
-         "SELECT 1 FROM jobs INDEXED BY jobs_active_by_ordering_key WHERE tenant = ?1 "
-         "AND ordering_key = ?2 AND ordering_key <> '' AND state < 5 LIMIT 1"},
         {&insert_job_,
          "INSERT INTO jobs (tenant, state, endpoint, policy, ordering_key, attempt_count, "
          "budget_base, deadline_us, created_us, updated_us, last_http_status, idem_key, "
@@ -955,13 +953,8 @@ class SqliteStore::Writer {
       }
     }
 
-    JobState state = JobState::kQueued;
-    if (!spec.ordering_key.empty()) {
-      Run q(db(), ordering_busy_.get());
-      q.Text(spec.tenant).Text(spec.ordering_key);
-      REBOUND_ASSIGN_OR_RETURN(const bool busy, q.Step());
-      if (busy) state = JobState::kBlocked;
-    }
+    // Always QUEUED: whether it waits for its ordering key is the engine's to decide and write.
+    const JobState state = JobState::kQueued;
     {
       Run q(db(), insert_job_.get());
       q.Text(spec.tenant)
@@ -1003,7 +996,7 @@ class SqliteStore::Writer {
 
   DbPtr db_;  // first member: closed after every statement below is finalized
   StmtPtr begin_, commit_, rollback_;
-  StmtPtr idem_lookup_, ordering_busy_, insert_job_, insert_payload_, insert_label_, insert_key_;
+  StmtPtr idem_lookup_, insert_job_, insert_payload_, insert_label_, insert_key_;
   StmtPtr probe_job_, update_job_, upsert_response_, upsert_attempt_, set_key_expiry_;
   StmtPtr purge_keys_, due_purges_, delete_attempts_, delete_labels_, delete_payload_;
   StmtPtr delete_response_, delete_key_, delete_job_, upsert_pause_, delete_pause_;

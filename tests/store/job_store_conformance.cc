@@ -451,54 +451,56 @@ TEST_P(JobStoreConformanceTest, UnknownJobIsNotFound) {
   EXPECT_EQ(store_->LoadSpec(424242).status().code(), absl::StatusCode::kNotFound);
 }
 
-TEST_P(JobStoreConformanceTest, OrderingKeyBlocksLaterJobsUntilEarlierOnesAreTerminal) {
-  auto ordered = [](absl::string_view tenant, absl::string_view key, absl::string_view ordering) {
-    JobSpec spec = Spec(tenant, key);
+// The store decides nothing about ordering keys: a job whose key has an unfinished job is
+// recorded QUEUED like any other, and BLOCKED only when the engine writes it.
+TEST_P(JobStoreConformanceTest, SubmitRecordsQueuedWhateverItsOrderingKey) {
+  auto ordered = [](absl::string_view key, absl::string_view ordering) {
+    JobSpec spec = Spec("tenant-a", key);
     spec.ordering_key = std::string(ordering);
     return Job(spec);
   };
-  const SubmitResult first = SubmitOne(*store_, ordered("tenant-a", "k1", "course-7"), kT0);
-  const SubmitResult second = SubmitOne(*store_, ordered("tenant-a", "k2", "course-7"), kT0);
+  const SubmitResult first = SubmitOne(*store_, ordered("k1", "course-7"), kT0);
+  const SubmitResult second = SubmitOne(*store_, ordered("k2", "course-7"), kT0);
+  ASSERT_TRUE(first.status.ok() && second.status.ok());
   EXPECT_EQ(first.state, JobState::kQueued);
-  EXPECT_EQ(second.state, JobState::kBlocked);
-  // Other tenants, other keys and unordered jobs are not held back.
-  EXPECT_EQ(SubmitOne(*store_, ordered("tenant-b", "k1", "course-7"), kT0).state,
-            JobState::kQueued);
-  EXPECT_EQ(SubmitOne(*store_, ordered("tenant-a", "k3", "course-8"), kT0).state,
-            JobState::kQueued);
-  EXPECT_EQ(SubmitOne(*store_, ordered("tenant-a", "k4", ""), kT0).state, JobState::kQueued);
+  EXPECT_EQ(second.state, JobState::kQueued);
+  // Also within one batch, and behind a job the engine has blocked.
+  Transition block = To(second.job_id, JobState::kBlocked);
+  block.wait_reason = WaitReason::kOrderingBlocked;
+  block.waits_behind = first.job_id;
+  ASSERT_TRUE(ApplyAndWait(*store_, {block}, kT0).ok());
+  const std::vector<SubmitResult> batch =
+      SubmitAndWait(*store_, {ordered("k3", "course-7"), ordered("k4", "course-7")}, kT0);
+  ASSERT_EQ(batch.size(), 2u);
+  for (const SubmitResult& r : batch) {
+    ASSERT_TRUE(r.status.ok()) << r.status;
+    EXPECT_EQ(r.state, JobState::kQueued);
+    absl::StatusOr<JobRecord> got = store_->Get("tenant-a", r.job_id, false);
+    ASSERT_TRUE(got.ok()) << got.status();
+    EXPECT_EQ(got->state, JobState::kQueued);
+    EXPECT_EQ(got->wait_reason, WaitReason::kNone);
+  }
 
-  // The store does not unblock on its own: the engine does, with its own Apply.
+  // What the engine wrote stays until it writes again: the store does not unblock on its own.
   ASSERT_TRUE(ApplyAndWait(*store_, {To(first.job_id, JobState::kSucceeded)}, kT0).ok());
   absl::StatusOr<JobRecord> still = store_->Get("tenant-a", second.job_id, false);
   ASSERT_TRUE(still.ok()) << still.status();
   EXPECT_EQ(still->state, JobState::kBlocked);
-  // A BLOCKED job counts as an earlier, non-terminal one.
-  EXPECT_EQ(SubmitOne(*store_, ordered("tenant-a", "k5", "course-7"), kT0).state,
-            JobState::kBlocked);
+  EXPECT_EQ(still->waits_behind, first.job_id);
+  // A deduplicated submit answers the job's current state, BLOCKED included.
+  const SubmitResult again = SubmitOne(*store_, ordered("k2", "course-7"), kT0);
+  EXPECT_TRUE(again.deduplicated);
+  EXPECT_EQ(again.state, JobState::kBlocked);
 
-  ASSERT_TRUE(ApplyAndWait(*store_, {To(second.job_id, JobState::kQueued)}, kT0).ok());
-  ASSERT_TRUE(ApplyAndWait(*store_, {To(second.job_id, JobState::kSucceeded)}, kT0).ok());
+  // Listing by key and state finds what the engine blocked, newest first.
   ListFilter blocked_filter;
   blocked_filter.states = {JobState::kBlocked};
   blocked_filter.ordering_key = "course-7";
-  const std::vector<common::JobRecord> blocked = ListAll(*store_, "tenant-a", blocked_filter);
-  ASSERT_EQ(blocked.size(), 1u);
-  ASSERT_TRUE(ApplyAndWait(*store_, {To(blocked[0].id, JobState::kCancelled)}, kT0).ok());
-
-  EXPECT_EQ(SubmitOne(*store_, ordered("tenant-a", "k6", "course-7"), kT0).state,
-            JobState::kQueued);
-}
-
-TEST_P(JobStoreConformanceTest, OrderingKeyBlocksWithinOneBatch) {
-  JobSpec a = Spec("tenant-a", "k1");
-  a.ordering_key = "course-9";
-  JobSpec b = Spec("tenant-a", "k2");
-  b.ordering_key = "course-9";
-  const std::vector<SubmitResult> r = SubmitAndWait(*store_, {Job(a), Job(b)}, kT0);
-  ASSERT_EQ(r.size(), 2u);
-  EXPECT_EQ(r[0].state, JobState::kQueued);
-  EXPECT_EQ(r[1].state, JobState::kBlocked);
+  EXPECT_THAT(Ids(ListAll(*store_, "tenant-a", blocked_filter)), ElementsAre(second.job_id));
+  ListFilter by_key;
+  by_key.ordering_key = "course-7";
+  EXPECT_THAT(Ids(ListAll(*store_, "tenant-a", by_key)),
+              ElementsAre(batch[1].job_id, batch[0].job_id, second.job_id, first.job_id));
 }
 
 TEST_P(JobStoreConformanceTest, ApplyUpdatesTheJobAndAppendsAttemptsInOrder) {
@@ -856,7 +858,9 @@ TEST_P(JobStoreConformanceTest, RecoverRequeuesRunningJobsAndKeepsWaitingRetryDu
   wait.first_attempt_at = kT0 + absl::Seconds(1);
   wait.next_attempt_at = kT0 + absl::Minutes(5);
   ASSERT_TRUE(
-      ApplyAndWait(*store_, {run, wait, To(done, JobState::kSucceeded)}, kT0 + absl::Seconds(2))
+      ApplyAndWait(*store_,
+                   {run, wait, To(done, JobState::kSucceeded), To(blocked, JobState::kBlocked)},
+                   kT0 + absl::Seconds(2))
           .ok());
 
   const absl::Time restart = kT0 + absl::Minutes(10);
@@ -921,9 +925,11 @@ TEST_P(JobStoreConformanceTest, ListFiltersByStateEndpointOrderingKeyAndLabel) {
   submit("other", "k1", "canvas", "o1", {{"course", "7"}});  // never listed for "t"
   Transition wait = To(j5, JobState::kWaitingRetry);
   wait.next_attempt_at = kT0 + absl::Minutes(1);
-  ASSERT_TRUE(
-      ApplyAndWait(*store_, {To(j1, JobState::kSucceeded), To(j3, JobState::kFailed), wait}, kT0)
-          .ok());
+  ASSERT_TRUE(ApplyAndWait(*store_,
+                           {To(j1, JobState::kSucceeded), To(j3, JobState::kFailed), wait,
+                            To(j4, JobState::kBlocked)},
+                           kT0)
+                  .ok());
 
   auto list = [&](std::vector<JobState> states, std::string endpoint, std::string ordering_key,
                   std::string label_key, std::string label_value) {

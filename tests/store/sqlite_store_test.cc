@@ -426,12 +426,14 @@ TEST(SqliteStore, SubmitsQueuedBehindManyPurgeStepsGoFirst) {
 }
 
 // Takes a database of this build back to what schema 2 looked like: without the wait columns,
-// their indexes and the pause table.
+// their indexes and the pause table, with the index of the store's old BLOCKED decision.
 void DowngradeToSchema2(const std::string& path) {
   RawDb raw(path);
   raw.Exec(
       "DROP TABLE endpoint_pauses; DROP INDEX jobs_waiting; DROP INDEX jobs_retry_due; "
       "ALTER TABLE jobs DROP COLUMN wait_reason; ALTER TABLE jobs DROP COLUMN waits_behind; "
+      "CREATE INDEX jobs_active_by_ordering_key ON jobs (tenant, ordering_key) "
+      "WHERE ordering_key <> '' AND state < 5; "
       "PRAGMA user_version = 2");
 }
 
@@ -611,6 +613,12 @@ TEST(SqliteStore, WaitFiltersWalkTheirSmallIndexesNotTheTenantsJobs) {
   keyed_ready.ordering_key = "course-1";
   EXPECT_THAT(plan(keyed_ready),
               HasSubstr("USING INDEX jobs_by_ordering_key (tenant=? AND ordering_key=?)"));
+  // Listing a key's jobs by state (the index of the store's old BLOCKED decision is gone).
+  ListFilter key_blocked;
+  key_blocked.ordering_key = "course-1";
+  key_blocked.states = {JobState::kBlocked, JobState::kQueued};
+  EXPECT_THAT(plan(key_blocked, token),
+              HasSubstr("USING INDEX jobs_by_ordering_key (tenant=? AND ordering_key=? AND id<?)"));
   ListFilter labelled = ready;
   labelled.label_key = "course";
   labelled.label_value = "7";
