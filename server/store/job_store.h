@@ -1,11 +1,11 @@
 // JobStore: the durable record of jobs, attempts and idempotency keys.
 //
 // Writes are group-committed: Submit(), Apply(), SaveEndpointPause() and DeleteEndpointPause()
-// enqueue work and return at once; a writer
-// drains everything queued, runs it in one transaction, commits, and only then calls each
-// `done` callback (on the store's writer thread: callbacks must be quick and must not call back
-// into the store's write methods synchronously... they may enqueue more). A callback that
-// reports OK means the data is durable. Reads are synchronous and thread-safe.
+// enqueue work and return at once; a writer drains everything queued, runs it in one
+// transaction, commits, and only then calls each `done` callback (on the store's writer thread:
+// callbacks must be quick and must not call back into the store's write methods
+// synchronously... they may enqueue more). A callback that reports OK means the data is
+// durable. Reads are synchronous and thread-safe.
 //
 // One interface, several backends: SQLite now (sqlite_store.h), PostgreSQL with several
 // replicas leasing due jobs later. The conformance suite in tests/store runs on every backend.
