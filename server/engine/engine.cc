@@ -8,27 +8,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
-#include "server/http/request_builder.h"
+#include "server/engine/store_reader.h"
 
 namespace rebound::engine {
 namespace {
-
-constexpr size_t kLatenessSamples = 16384;
-// Jobs retrying sooner than this keep their request in memory; later ones reload it from the
-// store, so a million waiting jobs cost only their scheduling state.
-constexpr absl::Duration kKeepSpecBelow = absl::Seconds(2);
-// A request that could not be read from the store is tried again after this.
-constexpr absl::Duration kReadRetry = absl::Seconds(1);
-
-// Memory a request holds (its strings' contents; small-string capacity is not counted).
-size_t SpecBytes(const common::JobSpec& s) {
-  size_t n = sizeof(s) + s.tenant.size() + s.idempotency_key.size() + s.endpoint.size() +
-             s.method.size() + s.path.size() + s.query.size() + s.body.size() +
-             s.ordering_key.size() + s.correlation_id.size() + s.policy.size();
-  for (const auto& [name, value] : s.headers) n += sizeof(name) * 2 + name.size() + value.size();
-  for (const auto& [k, v] : s.labels) n += 64 + k.size() + v.size();  // 64: map node
-  return n;
-}
 
 // The store refused a write: the job's durable state is behind what the engine decided. Going
 // on would act on undurable decisions (a lost or doubled grade), so stop the process; the
@@ -40,45 +23,6 @@ size_t SpecBytes(const common::JobSpec& s) {
 }
 
 }  // namespace
-
-// The default EngineOptions::run_read: one thread running store reads in order.
-class Engine::Reader {
- public:
-  Reader() : thread_([this] { Loop(); }) {}
-  ~Reader() {
-    {
-      absl::MutexLock lock(&mu_);
-      stop_ = true;
-    }
-    thread_.join();
-  }
-  void Run(absl::AnyInvocable<void() &&> fn) {
-    absl::MutexLock lock(&mu_);
-    work_.push_back(std::move(fn));
-  }
-
- private:
-  void Loop() {
-    while (true) {
-      std::vector<absl::AnyInvocable<void() &&>> work;
-      {
-        absl::MutexLock lock(&mu_);
-        mu_.Await(absl::Condition(
-            +[](Reader* r)
-                 ABSL_EXCLUSIVE_LOCKS_REQUIRED(r->mu_) { return r->stop_ || !r->work_.empty(); },
-            this));
-        if (work_.empty()) return;  // stopping, and everything asked for was read
-        work.swap(work_);
-      }
-      for (auto& fn : work) std::move(fn)();
-    }
-  }
-
-  absl::Mutex mu_;
-  std::vector<absl::AnyInvocable<void() &&>> work_ ABSL_GUARDED_BY(mu_);
-  bool stop_ ABSL_GUARDED_BY(mu_) = false;
-  std::thread thread_;  // last: starts once the rest is built
-};
 
 Engine::Engine(std::shared_ptr<const config::Config> config, store::JobStore& store,
                http::Executor& executor, const common::Clock& clock, EngineOptions options)
@@ -92,7 +36,7 @@ Engine::Engine(std::shared_ptr<const config::Config> config, store::JobStore& st
       run_read_(std::move(options.run_read)),
       observer_(options.observer != nullptr ? options.observer : &null_observer_) {
   if (!run_read_) {
-    reader_ = std::make_unique<Reader>();
+    reader_ = std::make_unique<StoreReader>();
     run_read_ = [reader = reader_.get()](absl::AnyInvocable<void() &&> fn) {
       reader->Run(std::move(fn));
     };
@@ -433,220 +377,6 @@ void Engine::FireTimers(absl::Time now) {
   }
 }
 
-void Engine::Dispatch(absl::Time now) {
-  if (stopping_) return;
-  EndpointGate::Ready next;
-  for (EndpointGate& gate : endpoints_) {
-    while (gate.TakeAdmitted(now, &next)) {
-      Slot* slot = FindSlot(next.id);
-      if (slot == nullptr || slot->state != JobState::kQueued) continue;  // cancelled meanwhile
-      DispatchOne(gate, *slot, now);
-    }
-  }
-}
-
-void Engine::DispatchOne(EndpointGate& gate, Slot& slot, absl::Time now) {
-  if (now > slot.deadline) {
-    const std::string why = "stop: deadline passed before the next attempt";
-    Persist(slot, JobState::kExhausted, why, [this, why](Slot* s) {
-      if (s != nullptr) Finish(*s, why);
-    });
-    return;
-  }
-  if (slot.next_attempt_at != absl::InfinitePast()) {
-    // Timer accuracy: due time to the attempt's beginning (RUNNING decided).
-    RecordLateness(dispatch_lateness_, now - std::max(slot.next_attempt_at, gate.paused_until()));
-  }
-  gate.OnStarted(slot.NextIsRetry());
-  counters_.in_flight.fetch_add(1, std::memory_order_relaxed);
-  ++slot.attempt_count;
-  if (slot.first_attempt_at == absl::InfinitePast()) slot.first_attempt_at = now;
-  std::string why = absl::StrCat("attempt ", slot.attempt_count, " started");
-  // Never superseded: a cancel of a RUNNING job waits for the attempt's outcome.
-  Persist(slot, JobState::kRunning, why, [this](Slot* s) {
-    assert(s != nullptr);
-    PrepareAttempt(*s);
-  });
-}
-
-void Engine::PrepareAttempt(Slot& slot) {
-  if (slot.spec != nullptr) return BeginAttempt(slot);
-  // The request stayed in the store: read it off the loop (RUNNING is never superseded, so the
-  // version still names this attempt when the read comes back).
-  counters_.spec_loads.fetch_add(1, std::memory_order_relaxed);
-  run_read_([this, id = slot.id, version = slot.version] {
-    absl::StatusOr<common::JobSpec> spec = store_.LoadSpec(id);
-    PostWork([this, id, version,
-              spec = std::move(spec)]() mutable { OnSpecLoaded(id, version, std::move(spec)); },
-             /*internal=*/true);
-  });
-}
-
-void Engine::OnSpecLoaded(JobId id, uint32_t version, absl::StatusOr<common::JobSpec> spec) {
-  Slot* slot = FindSlot(id);
-  if (slot == nullptr || slot->version != version || slot->state != JobState::kRunning) return;
-  if (spec.ok()) {
-    HoldSpec(*slot, std::make_shared<const common::JobSpec>(*std::move(spec)));
-    if (slot->correlation_id == nullptr && !slot->spec->correlation_id.empty()) {
-      slot->correlation_id = std::make_unique<const std::string>(slot->spec->correlation_id);
-    }
-    return BeginAttempt(*slot);
-  }
-  // A cancel asked meanwhile ends the job as BeginAttempt would, without the request.
-  if (slot->cancel_requested) return BeginAttempt(*slot);
-  // Nothing was sent: give the attempt back and try again shortly (a read can fail for a
-  // moment, e.g. SQLITE_BUSY); the job is not lost and the loop never waited for the read.
-  GiveBackAttempt(*slot);
-  slot->next_attempt_at = clock_.Now() + kReadRetry;
-  slot->retry_after_wait = false;
-  Persist(*slot, JobState::kWaitingRetry,
-          absl::StrCat("the request could not be read from the store (", spec.status().message(),
-                       "); next attempt in ", absl::FormatDuration(kReadRetry)),
-          [this](Slot* s) {
-            if (s != nullptr) ArmTimer(*s);
-          });
-}
-
-void Engine::GiveBackAttempt(Slot& slot) {
-  --slot.attempt_count;
-  endpoints_[slot.endpoint].OnFinished(slot.NextIsRetry(), nullptr);
-  counters_.in_flight.fetch_sub(1, std::memory_order_relaxed);
-}
-
-void Engine::BeginAttempt(Slot& slot) {
-  const bool too_late = stopping_ && clock_.Now() >= stop_deadline_;
-  if (!slot.cancel_requested && !too_late) {
-    Notify(slot, absl::StrCat("attempt ", slot.attempt_count, " started"));
-    StartAttempt(slot);
-    return;
-  }
-  // No request left: the attempt is given back, and the job is cancelled or put back.
-  GiveBackAttempt(slot);
-  if (slot.cancel_requested) {
-    const std::string why = "cancelled by request before the attempt started";
-    Persist(slot, JobState::kCancelled, why, [this, why](Slot* c) {
-      if (c != nullptr) Finish(*c, why);
-    });
-  } else {
-    Persist(slot, JobState::kQueued, "shutdown: attempt not started; runs after restart",
-            [](Slot*) {});
-  }
-}
-
-void Engine::StartAttempt(Slot& slot) {
-  const EndpointGate& gate = endpoints_[slot.endpoint];
-  assert(slot.spec != nullptr);
-  http::Request req = http::BuildRequest(gate.config(), gate.base_url(), *slot.spec,
-                                         config_->idempotency_header, rng_);
-  const absl::Time started = clock_.Now();
-  if (slot.next_attempt_at != absl::InfinitePast()) {
-    // A pause of the endpoint (Retry-After) moves the due time on purpose.
-    RecordLateness(start_lateness_, started - std::max(slot.next_attempt_at, gate.paused_until()));
-    slot.next_attempt_at = absl::InfinitePast();
-  }
-  counters_.attempts_started.fetch_add(1, std::memory_order_relaxed);
-  observer_->OnAttemptStarted(RefOf(slot));
-  executor_.Start(std::move(req), [this, id = slot.id, started](policy::Outcome outcome) mutable {
-    OnOutcome(id, started, std::move(outcome));
-  });
-}
-
-void Engine::OnOutcome(JobId id, absl::Time started, policy::Outcome outcome) {
-  if (loop_closed_.load()) {
-    // Too late to persist: the job stays RUNNING in the store and runs again after restart
-    // with the same idempotency key.
-    counters_.in_flight.fetch_sub(1, std::memory_order_relaxed);
-    return;
-  }
-  Slot* found = FindSlot(id);
-  assert(found != nullptr && found->state == JobState::kRunning);
-  Slot& slot = *found;
-  EndpointGate& gate = endpoints_[slot.endpoint];
-  gate.OnFinished(slot.attempt_count - slot.budget_base > 1, &outcome);
-  counters_.in_flight.fetch_sub(1, std::memory_order_relaxed);
-  counters_.attempts_finished.fetch_add(1, std::memory_order_relaxed);
-
-  const absl::Time now = clock_.Now();
-  policy::AttemptContext ctx;
-  ctx.attempt = slot.attempt_count - slot.budget_base;
-  ctx.first_attempt_at = slot.first_attempt_at;
-  ctx.deadline = slot.deadline;
-  ctx.previous_delay = slot.previous_delay;
-  const policy::Decision d = policy::Decide(*slot.policy, outcome, ctx, now, rng_);
-  // This attempt was decided by the policy it started with; the next one uses the current.
-  if (slot.config_generation != config_generation_) {
-    ResolvePolicy(slot, slot.named_policy ? slot.policy->name : "");
-  }
-
-  common::AttemptRecord rec;
-  rec.number = slot.attempt_count;
-  rec.started_at = started;
-  rec.duration = now - started;
-  rec.http_status = outcome.http_status;
-  rec.transport_error = std::string(policy::TransportErrorName(outcome.error));
-  rec.classification = std::string(policy::ActionName(d.classification.action));
-  rec.decision = d.reason;
-  slot.last_http_status = outcome.http_status;
-
-  JobState next = JobState::kFailed;
-  std::string why = d.reason;
-  switch (d.kind) {
-    case policy::Decision::Kind::kSucceed:
-      next = JobState::kSucceeded;
-      break;
-    case policy::Decision::Kind::kFail:
-      next = JobState::kFailed;
-      break;
-    case policy::Decision::Kind::kExhaust:
-      next = JobState::kExhausted;
-      break;
-    case policy::Decision::Kind::kRetry:
-      next = JobState::kWaitingRetry;
-      break;
-  }
-  if (d.pause_endpoint && gate.PauseUntil(d.next_attempt_at)) {
-    observer_->OnEndpointPaused(slot.endpoint, gate.paused_until());
-  }
-  if (slot.cancel_requested && next != JobState::kSucceeded) {
-    next = JobState::kCancelled;
-    why = absl::StrCat("cancelled by request after attempt ", slot.attempt_count, " (", d.reason,
-                       ")");
-    rec.decision = why;
-  }
-  {
-    // Observers see what happens next: a retry of a job being cancelled is no retry.
-    policy::Decision effective = d;
-    if (next == JobState::kCancelled) {
-      effective.kind = policy::Decision::Kind::kFail;
-      effective.reason = why;
-    }
-    observer_->OnAttemptFinished(RefOf(slot), outcome, effective, now - started);
-  }
-  if (next == JobState::kWaitingRetry) {
-    rec.next_attempt_at = d.next_attempt_at;
-    slot.next_attempt_at = d.next_attempt_at;
-    slot.previous_delay = d.delay;
-    slot.retry_after_wait = d.retry_after.has_value() && *d.retry_after >= d.delay;
-    // A long wait, or a request read back beyond the budget: back to the store with it.
-    if (d.delay >= kKeepSpecBelow ||
-        static_cast<size_t>(counters_.spec_bytes_held.load()) > spec_bytes_budget_) {
-      DropSpec(slot);
-    }
-  }
-  Persist(
-      slot, next, why,
-      [this, why](Slot* s) {
-        if (s == nullptr) return;
-        if (common::IsTerminal(s->state)) {
-          Finish(*s, why);
-        } else {
-          Notify(*s, why);
-          ArmTimer(*s);
-        }
-      },
-      std::move(rec), std::move(outcome.body));
-}
-
 void Engine::Adopt(std::shared_ptr<const common::JobSpec> spec, const store::SubmitResult& result) {
   Slot fresh;
   fresh.id = result.job_id;
@@ -670,36 +400,9 @@ void Engine::Adopt(std::shared_ptr<const common::JobSpec> spec, const store::Sub
   if (SpecFits(*spec)) HoldSpec(slot, std::move(spec));
   // The engine alone decides BLOCKED; the store's answer (QUEUED or BLOCKED) is corrected.
   if (!slot.ordering_scope.empty() && ordering_.Busy(slot.ordering_scope)) return Block(slot);
+  if (slot.state == JobState::kBlocked) return Unblock(slot);  // the store said BLOCKED
   MakeRunner(slot);
-  if (slot.state == JobState::kBlocked) {
-    const std::string why = "unblocked: the previous job of its ordering key finished";
-    return Persist(slot, JobState::kQueued, why, [this, why](Slot* s) {
-      if (s == nullptr) return;
-      Notify(*s, why);
-      Enqueue(*s);
-    });
-  }
   Enqueue(slot);
-}
-
-bool Engine::SpecFits(const common::JobSpec& spec) const {
-  return static_cast<size_t>(counters_.spec_bytes_held.load(std::memory_order_relaxed)) +
-             SpecBytes(spec) <=
-         spec_bytes_budget_;
-}
-
-void Engine::HoldSpec(Slot& slot, std::shared_ptr<const common::JobSpec> spec) {
-  DropSpec(slot);
-  counters_.spec_bytes_held.fetch_add(static_cast<int64_t>(SpecBytes(*spec)),
-                                      std::memory_order_relaxed);
-  slot.spec = std::move(spec);
-}
-
-void Engine::DropSpec(Slot& slot) {
-  if (slot.spec == nullptr) return;
-  counters_.spec_bytes_held.fetch_sub(static_cast<int64_t>(SpecBytes(*slot.spec)),
-                                      std::memory_order_relaxed);
-  slot.spec.reset();
 }
 
 void Engine::FailUnroutable(Slot& slot, absl::string_view endpoint) {
@@ -851,89 +554,18 @@ void Engine::UnblockNext(const std::string& scope) {
       FailUnroutable(*slot, "(unknown)");
       continue;
     }
-    MakeRunner(*slot);
-    const std::string why = "unblocked: the previous job of its ordering key finished";
-    Persist(*slot, JobState::kQueued, why, [this, why](Slot* s) {
-      if (s == nullptr) return;
-      Notify(*s, why);
-      Enqueue(*s);
-    });
-    return;
+    return Unblock(*slot);
   }
 }
 
-void Engine::LatenessSamples::Add(int64_t v) {
-  if (us.size() < kLatenessSamples) {
-    us.push_back(v);
-  } else {
-    us[next] = v;
-    next = (next + 1) % kLatenessSamples;
-  }
-}
-
-void Engine::RecordLateness(LatenessSamples& samples, absl::Duration lateness) {
-  absl::MutexLock lock(&lateness_mu_);
-  samples.Add(absl::ToInt64Microseconds(lateness));
-}
-
-int16_t Engine::EndpointIndex(absl::string_view name) const {
-  const size_t n = endpoint_name_count_.load(std::memory_order_acquire);
-  for (size_t i = 0; i < n; ++i) {
-    if (endpoint_names_[i] == name) return static_cast<int16_t>(i);
-  }
-  return -1;
-}
-
-void Engine::ResolvePolicy(Slot& slot, absl::string_view name) {
-  slot.policy = PolicyFor(slot.endpoint, name);
-  slot.config_generation = config_generation_;
-}
-
-void Engine::Reload(std::shared_ptr<const config::Config> config,
-                    absl::AnyInvocable<void(absl::Status) &&> done) {
-  auto answer = std::make_shared<absl::AnyInvocable<void(absl::Status) &&>>(std::move(done));
-  const bool posted = Post([this, config = std::move(config), answer]() mutable {
-    // Endpoints are matched by name: known ones take their new settings, new ones are appended
-    // (in the new config's order), and none may go away (the caller checks).
-    std::vector<int> index_of(config->endpoints.size(), -1);
-    size_t appended = 0;
-    for (size_t j = 0; j < config->endpoints.size(); ++j) {
-      index_of[j] = EndpointIndex(config->endpoints[j].name);
-      if (index_of[j] < 0) ++appended;
-    }
-    if (endpoints_.size() + appended > kMaxEndpoints) {
-      return std::move(*answer)(absl::ResourceExhaustedError(
-          absl::StrCat("endpoints: at most ", kMaxEndpoints, " in one process")));
-    }
-    retired_configs_.push_back(config_);
-    config_ = std::move(config);
-    ++config_generation_;
-    for (size_t j = 0; j < config_->endpoints.size(); ++j) {
-      if (index_of[j] < 0) {
-        index_of[j] = static_cast<int>(endpoints_.size());
-        endpoints_.emplace_back();
-        endpoint_names_.push_back(config_->endpoints[j].name);
-        endpoint_name_count_.store(endpoint_names_.size(), std::memory_order_release);
-      }
-      endpoints_[index_of[j]].Configure(config_->endpoints[j], *config_);
-    }
-    max_active_jobs_.store(static_cast<int64_t>(config_->server.max_active_jobs));
-    // Every job not on the wire takes the new policy now; running ones after their attempt.
-    for (auto& [id, slot] : slots_) {
-      if (slot.state != JobState::kRunning && slot.endpoint >= 0 && slot.policy != nullptr) {
-        ResolvePolicy(slot, slot.named_policy ? slot.policy->name : "");
-      }
-    }
-    std::move (*answer)(absl::OkStatus());
+void Engine::Unblock(Slot& slot) {
+  MakeRunner(slot);
+  const std::string why = "unblocked: the previous job of its ordering key finished";
+  Persist(slot, JobState::kQueued, why, [this, why](Slot* s) {
+    if (s == nullptr) return;
+    Notify(*s, why);
+    Enqueue(*s);
   });
-  if (!posted) std::move (*answer)(absl::UnavailableError("the engine has stopped"));
-}
-
-const policy::Policy* Engine::PolicyFor(int16_t endpoint, absl::string_view name) const {
-  if (!name.empty()) {
-    if (auto p = config_->FindPolicy(name)) return p.get();
-  }
-  return endpoints_[endpoint].default_policy();
 }
 
 }  // namespace rebound::engine

@@ -13,6 +13,13 @@
 //
 // Ownership: the engine borrows the store, executor and clock (they must outlive it) and
 // shares the immutable config.
+//
+// Pieces: each endpoint's EndpointGate (endpoint_gate.h) decides whether its next attempt may
+// start and holds its ready jobs; the OrderingGate (ordering_gate.h) holds ordering keys;
+// http::BuildRequest (server/http/request_builder.h) assembles what an attempt sends. The
+// class is split by concern: engine.cc (the loop, recovery, persistence, ordering keys),
+// attempts.cc (dispatch to outcome, requests kept in memory), job_requests.cc (Cancel,
+// Replay, Watch and their followers), reload.cc (config switch, endpoint and policy lookup).
 #ifndef REBOUND_SERVER_ENGINE_ENGINE_H_
 #define REBOUND_SERVER_ENGINE_ENGINE_H_
 
@@ -49,6 +56,8 @@ namespace rebound::engine {
 
 using common::JobId;
 using common::JobState;
+
+class StoreReader;
 
 // One state change of a job, as watchers see it.
 struct JobEvent {
@@ -280,6 +289,8 @@ class Engine {
   void Enqueue(Slot& slot);
   void ArmTimer(Slot& slot);
   void UnblockNext(const std::string& scope);
+  // A blocked `slot` takes its key: QUEUED once durable.
+  void Unblock(Slot& slot);
   // Ends a job whose endpoint (named `endpoint`) is not configured: FAILED, never sent again.
   void FailUnroutable(Slot& slot, absl::string_view endpoint);
   // Marks `slot` as its ordering key's runner (no-op without an ordering key).
@@ -376,9 +387,8 @@ class Engine {
   std::atomic<bool> loop_closed_{false};
   std::atomic<std::thread::id> loop_thread_{};
 
-  // The default run_read: one thread doing store reads in order. Last member: stopped first.
-  class Reader;
-  std::unique_ptr<Reader> reader_;
+  // The default run_read (store_reader.h). Last member: stopped first.
+  std::unique_ptr<StoreReader> reader_;
 };
 
 }  // namespace rebound::engine
