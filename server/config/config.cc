@@ -200,7 +200,7 @@ class Parser {
                      bool allow_zero = false) const;
   // A finite number written without quotes; range checks are the caller's.
   absl::Status Number(const Mapping& m, absl::string_view key, double* out) const;
-  // A number within [lo, hi], or (lo, hi] when `lo_open`; the message names the interval.
+  // A number in [0, 1], or (0, 1] when `lo_open` (a ratio); the message names the interval.
   absl::Status Fraction(const Mapping& m, absl::string_view key, bool lo_open, double* out) const;
   template <typename E>
   absl::Status Enum(const Mapping& m, absl::string_view key,
