@@ -34,12 +34,15 @@ size_t SpecBytes(const common::JobSpec& s) {
 void Engine::Dispatch(absl::Time now) {
   if (stopping_) return;
   EndpointGate::Ready next;
-  for (EndpointGate& gate : endpoints_) {
+  for (size_t i = 0; i < endpoints_.size(); ++i) {
+    EndpointGate& gate = endpoints_[i];
+    gate.Tick(now);
     while (gate.TakeAdmitted(now, &next)) {
       Slot* slot = FindSlot(next.id);
       if (slot == nullptr || slot->state != JobState::kQueued) continue;  // cancelled meanwhile
       DispatchOne(gate, *slot, now);
     }
+    if (gate.RefreshHolds(now)) OnHoldsChanged(static_cast<int16_t>(i));
   }
 }
 
@@ -55,7 +58,7 @@ void Engine::DispatchOne(EndpointGate& gate, Slot& slot, absl::Time now) {
     // Timer accuracy: due time to the attempt's beginning (RUNNING decided).
     RecordLateness(dispatch_lateness_, now - std::max(slot.next_attempt_at, gate.paused_until()));
   }
-  gate.OnStarted(slot.NextIsRetry());
+  slot.ticket = gate.OnStarted(slot.NextIsRetry(), now);
   counters_.in_flight.fetch_add(1, std::memory_order_relaxed);
   ++slot.attempt_count;
   if (slot.first_attempt_at == absl::InfinitePast()) slot.first_attempt_at = now;
@@ -107,7 +110,7 @@ void Engine::OnSpecLoaded(JobId id, uint32_t version, absl::StatusOr<common::Job
 
 void Engine::GiveBackAttempt(Slot& slot) {
   --slot.attempt_count;
-  endpoints_[slot.endpoint].OnFinished(slot.NextIsRetry(), nullptr);
+  endpoints_[slot.endpoint].OnFinished(slot.ticket, nullptr, clock_.Now());
   counters_.in_flight.fetch_sub(1, std::memory_order_relaxed);
 }
 
@@ -160,7 +163,6 @@ void Engine::OnOutcome(JobId id, absl::Time started, policy::Outcome outcome) {
   assert(found != nullptr && found->state == JobState::kRunning);
   Slot& slot = *found;
   EndpointGate& gate = endpoints_[slot.endpoint];
-  gate.OnFinished(slot.attempt_count - slot.budget_base > 1, &outcome);
   counters_.in_flight.fetch_sub(1, std::memory_order_relaxed);
   counters_.attempts_finished.fetch_add(1, std::memory_order_relaxed);
 
@@ -171,6 +173,8 @@ void Engine::OnOutcome(JobId id, absl::Time started, policy::Outcome outcome) {
   ctx.deadline = slot.deadline;
   ctx.previous_delay = slot.previous_delay;
   const policy::Decision d = policy::Decide(*slot.policy, outcome, ctx, now, rng_);
+  const CircuitSignal signal = SignalOf(outcome, d.classification.action);
+  gate.OnFinished(slot.ticket, &signal, now);
   // This attempt was decided by the policy it started with; the next one uses the current.
   if (slot.config_generation != config_generation_) {
     ResolvePolicy(slot, slot.named_policy ? slot.policy->name : "");
@@ -202,7 +206,7 @@ void Engine::OnOutcome(JobId id, absl::Time started, policy::Outcome outcome) {
       next = JobState::kWaitingRetry;
       break;
   }
-  if (d.pause_endpoint && gate.PauseUntil(d.next_attempt_at)) {
+  if (d.pause_endpoint && gate.PauseUntil(d.next_attempt_at, d.reason)) {
     observer_->OnEndpointPaused(slot.endpoint, gate.paused_until());
   }
   if (slot.cancel_requested && next != JobState::kSucceeded) {

@@ -46,8 +46,13 @@ Engine::Engine(std::shared_ptr<const config::Config> config, store::JobStore& st
   endpoint_names_.reserve(kMaxEndpoints);  // never reallocated: other threads read it
   for (const auto& ep : config_->endpoints) endpoint_names_.push_back(ep.name);
   endpoint_name_count_.store(endpoint_names_.size(), std::memory_order_release);
+  const absl::Time now = clock_.Now();
   for (size_t i = 0; i < endpoints_.size(); ++i) {
-    endpoints_[i].Configure(config_->endpoints[i], *config_);
+    endpoints_[i].Configure(config_->endpoints[i], *config_, now, static_cast<int>(i), observer_);
+  }
+  {
+    absl::MutexLock lock(&holds_mu_);
+    published_holds_.resize(endpoints_.size());
   }
   for (size_t i = 0; i < options.dead_letters_at_start.size() && i < endpoints_.size(); ++i) {
     observer_->OnDeadLetterDelta(static_cast<int>(i), options.dead_letters_at_start[i]);
@@ -155,6 +160,7 @@ EngineStats Engine::Stats() const {
 
 absl::Status Engine::Recover() {
   AssertOnLoop();
+  if (absl::Status s = RestoreOperatorPauses(); !s.ok()) return s;
   auto jobs = store_.Recover(clock_.Now());
   if (!jobs.ok()) return jobs.status();
   for (store::ActiveJob& a : *jobs) {
@@ -171,6 +177,7 @@ absl::Status Engine::Recover() {
     fresh.first_attempt_at = a.first_attempt_at;
     fresh.deadline = a.deadline;
     fresh.waits_behind = a.waits_behind;
+    fresh.retry_after_wait = a.wait_reason == common::WaitReason::kRetryAfter;
     fresh.tenant = InternTenant(a.tenant);
     fresh.ordering_scope = OrderingGate::ScopeOf(*fresh.tenant, a.ordering_key);
     fresh.since = a.created_at;
@@ -183,10 +190,11 @@ absl::Status Engine::Recover() {
       FailUnroutable(slot, a.endpoint);
       continue;
     }
-    // Oldest first: a job whose key already has a runner waits behind it, whatever the store
-    // holds (a BLOCKED decided after the submit may not have been written before a crash).
+    // Oldest first: a job whose key already has a runner or blocked jobs waits behind them,
+    // whatever the store holds (a BLOCKED decided after the submit may not have been written
+    // before a crash).
     if (slot.state == JobState::kBlocked ||
-        (!slot.ordering_scope.empty() && ordering_.HasRunner(slot.ordering_scope))) {
+        (!slot.ordering_scope.empty() && ordering_.Busy(slot.ordering_scope))) {
       Block(slot);
       continue;
     }
@@ -440,6 +448,10 @@ void Engine::Persist(Slot& slot, JobState state, std::string decision, Then then
   if (state == JobState::kBlocked) {
     t.wait_reason = common::WaitReason::kOrderingBlocked;
     t.waits_behind = slot.waits_behind;
+  } else if (state == JobState::kWaitingRetry) {
+    // Stored, so a Retry-After wait comes back as one after a restart.
+    t.wait_reason =
+        slot.retry_after_wait ? common::WaitReason::kRetryAfter : common::WaitReason::kBackoff;
   }
   t.last_response_body = std::move(response_body);
   t.attempt = std::move(attempt);
@@ -539,7 +551,7 @@ void Engine::Enqueue(Slot& slot) {
   // keeps data in the store from ever indexing endpoints_ out of range.
   if (slot.endpoint < 0) return FailUnroutable(slot, "(unknown)");
   SetState(slot, JobState::kQueued);
-  endpoints_[slot.endpoint].PushReady(slot.id, slot.NextIsRetry());
+  endpoints_[slot.endpoint].PushReady(slot.id, slot.NextIsRetry(), clock_.Now());
 }
 
 void Engine::ArmTimer(Slot& slot) {

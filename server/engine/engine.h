@@ -23,6 +23,7 @@
 #ifndef REBOUND_SERVER_ENGINE_ENGINE_H_
 #define REBOUND_SERVER_ENGINE_ENGINE_H_
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -46,6 +47,7 @@
 #include "server/common/job.h"
 #include "server/config/config.h"
 #include "server/engine/endpoint_gate.h"
+#include "server/engine/endpoint_status.h"
 #include "server/engine/observer.h"
 #include "server/engine/ordering_gate.h"
 #include "server/http/executor.h"
@@ -130,7 +132,7 @@ struct EngineStats {
   std::vector<int64_t> start_lateness_us;
 };
 
-class Engine {
+class Engine final : public EndpointControl {
  public:
   using SubmitDone = absl::AnyInvocable<void(std::vector<store::SubmitResult>) &&>;
   // OK once the change is durable; the caller reads the job back from the store if needed.
@@ -187,6 +189,16 @@ class Engine {
   // in the store and are re-queued at the next start).
   void Stop(absl::Duration grace);
   EngineStats Stats() const;
+
+  // --- EndpointControl (endpoint_control.cc; any thread) -----------------------------------
+  void GetEndpointStatus(std::string name, StatusDone done) override;
+  void PauseEndpoint(std::string name, absl::Time until, std::string reason,
+                     StatusDone done) override;
+  void ResumeEndpoint(std::string name, StatusDone done) override;
+  common::WaitReason EndpointWait(absl::string_view endpoint, bool retry,
+                                  absl::Time* until) const override;
+  std::vector<std::string> EndpointsWaiting(common::WaitReason reason) const override;
+
   int64_t ActiveJobs() const { return active_jobs_.load(std::memory_order_relaxed); }
 
  private:
@@ -216,6 +228,7 @@ class Engine {
     std::shared_ptr<const common::JobSpec> spec;  // kept while queued/running, dropped waiting
     // For log lines when `spec` has been dropped; null when the job has none.
     std::unique_ptr<const std::string> correlation_id;
+    AttemptTicket ticket;  // RUNNING: what the endpoint's gate gave the attempt
     // The next attempt is a retry of the current attempt budget (not the budget's first).
     bool NextIsRetry() const { return attempt_count - budget_base > 0; }
   };
@@ -321,6 +334,18 @@ class Engine {
   void Track(const Slot& slot, int sign);
   JobRef RefOf(const Slot& slot) const;
   void PublishGauges(absl::Time now);
+  // The wait of a job as watchers and the API see it (its own, or its endpoint's when ready).
+  void FillWait(const Slot& slot, JobEvent* event) const;
+  // An endpoint's holds changed (EndpointGate::RefreshHolds): publishes them to other threads
+  // and tells the watchers of its ready jobs.
+  void OnHoldsChanged(int16_t endpoint);
+  // Loads persisted operator pauses into the gates (Recover).
+  absl::Status RestoreOperatorPauses();
+  // The status of one gate (loop thread).
+  EndpointStatus StatusOf(int16_t endpoint, absl::Time now) const;
+  // Posts `fn(endpoint index)` to the loop for a known endpoint, else answers NOT_FOUND.
+  void WithEndpoint(std::string name, StatusDone done,
+                    absl::AnyInvocable<void(int16_t, StatusDone) &&> fn);
 
   // Current config (loop thread), and every earlier one: slots whose attempt is on the wire may
   // still point at an old policy, so old configs stay alive (they are small).
@@ -386,6 +411,10 @@ class Engine {
   bool closed_ ABSL_GUARDED_BY(post_mu_) = false;
   std::atomic<bool> loop_closed_{false};
   std::atomic<std::thread::id> loop_thread_{};
+
+  // The gates' holds as other threads read them (EndpointWait), by endpoint index.
+  mutable absl::Mutex holds_mu_;
+  std::vector<std::array<Admission, 2>> published_holds_ ABSL_GUARDED_BY(holds_mu_);
 
   // The default run_read (store_reader.h). Last member: stopped first.
   std::unique_ptr<StoreReader> reader_;

@@ -247,7 +247,31 @@ JobEvent Engine::EventOf(const Slot& slot, std::string decision) const {
   e.next_attempt_at =
       e.state == JobState::kWaitingRetry ? slot.next_attempt_at : absl::InfinitePast();
   e.last_http_status = slot.last_http_status;
+  FillWait(slot, &e);
   return e;
+}
+
+void Engine::FillWait(const Slot& slot, JobEvent* event) const {
+  switch (slot.state) {
+    case JobState::kWaitingRetry:
+      event->wait_reason =
+          slot.retry_after_wait ? common::WaitReason::kRetryAfter : common::WaitReason::kBackoff;
+      event->wait_until = slot.next_attempt_at;
+      break;
+    case JobState::kBlocked:
+      event->wait_reason = common::WaitReason::kOrderingBlocked;
+      event->waits_behind = slot.waits_behind;
+      break;
+    case JobState::kQueued:
+      if (slot.endpoint >= 0) {
+        const Admission& hold = endpoints_[slot.endpoint].hold(slot.NextIsRetry());
+        event->wait_reason = hold.reason;
+        event->wait_until = hold.until;
+      }
+      break;
+    default:
+      break;
+  }
 }
 
 }  // namespace rebound::engine

@@ -46,7 +46,12 @@ void Engine::Reload(std::shared_ptr<const config::Config> config,
         endpoint_names_.push_back(config_->endpoints[j].name);
         endpoint_name_count_.store(endpoint_names_.size(), std::memory_order_release);
       }
-      endpoints_[index_of[j]].Configure(config_->endpoints[j], *config_);
+      endpoints_[index_of[j]].Configure(config_->endpoints[j], *config_, clock_.Now(), index_of[j],
+                                        observer_);
+    }
+    {
+      absl::MutexLock lock(&holds_mu_);
+      published_holds_.resize(endpoints_.size());
     }
     max_active_jobs_.store(static_cast<int64_t>(config_->server.max_active_jobs));
     // Every job not on the wire takes the new policy now; running ones after their attempt.

@@ -294,6 +294,13 @@ TEST_F(EngineTest, RetryAfterIsAFloorAndPausesTheEndpoint) {
   EXPECT_EQ(executor_.started(), 1u);
   clock_.Advance(absl::Milliseconds(1));
   Settle();
+  // The pause's end starts slow start (default window 5s, max_in_flight 8): one attempt at
+  // first, the oldest ready job (k2, queued before k1's retry came due), a second just after
+  // 5s/8.
+  EXPECT_EQ(executor_.started(), 2u);
+  EXPECT_EQ(store_.Job(first).attempt_count, 1);
+  clock_.Advance(absl::Milliseconds(626));
+  Settle();
   EXPECT_EQ(executor_.started(), 3u);
   EXPECT_EQ(store_.Job(first).attempt_count, 2);
 }
