@@ -23,6 +23,12 @@ std::string MetadataValue(const grpc::ServerContext& context, const std::string&
   return *present ? std::string(it->second.data(), it->second.size()) : std::string();
 }
 
+// What the real server answers for a name it has no endpoint for.
+grpc::Status UnknownEndpoint(const std::string& name) {
+  return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                      absl::StrCat("name: unknown endpoint '", name, "'"));
+}
+
 }  // namespace
 
 void FakeRebound::FailAllWith(grpc::Status status) {
@@ -118,8 +124,7 @@ grpc::Status FakeRebound::GetEndpointStatus(grpc::ServerContext* context,
   }
   const v1::EndpointStatus* e = FindEndpoint(request->name());
   if (e == nullptr) {
-    return grpc::Status(grpc::StatusCode::NOT_FOUND,
-                        absl::StrCat("name: unknown endpoint '", request->name(), "'"));
+    return UnknownEndpoint(request->name());
   }
   *response->add_endpoints() = *e;
   return grpc::Status::OK;
@@ -133,8 +138,7 @@ grpc::Status FakeRebound::PauseEndpoint(grpc::ServerContext* context,
   pause_requests_.push_back(*request);
   v1::EndpointStatus* e = FindEndpoint(request->name());
   if (e == nullptr) {
-    return grpc::Status(grpc::StatusCode::NOT_FOUND,
-                        absl::StrCat("name: unknown endpoint '", request->name(), "'"));
+    return UnknownEndpoint(request->name());
   }
   e->set_operator_paused(true);
   e->set_operator_reason(request->reason());
@@ -155,8 +159,7 @@ grpc::Status FakeRebound::ResumeEndpoint(grpc::ServerContext* context,
   endpoint_names_asked_.push_back(request->name());
   v1::EndpointStatus* e = FindEndpoint(request->name());
   if (e == nullptr) {
-    return grpc::Status(grpc::StatusCode::NOT_FOUND,
-                        absl::StrCat("name: unknown endpoint '", request->name(), "'"));
+    return UnknownEndpoint(request->name());
   }
   if (!e->operator_paused()) {
     return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
