@@ -259,7 +259,7 @@ void ToProto(const common::JobRecord& job, bool with_details, v1::SyncJob* out) 
   }
 }
 
-void ToProto(const engine::EndpointStatus& s, v1::EndpointStatus* out) {
+void ToProto(const engine::EndpointStatus& s, absl::Time now, v1::EndpointStatus* out) {
   out->set_name(s.name);
   out->set_circuit_enabled(s.circuit_enabled);
   out->set_circuit(ToProtoCircuit(s.circuit));
@@ -271,7 +271,7 @@ void ToProto(const engine::EndpointStatus& s, v1::EndpointStatus* out) {
   out->set_window_requests(s.window_requests);
   out->set_window_failures(s.window_failures);
   out->set_window_throttles(s.window_throttles);
-  if (HasTime(s.paused_until)) {
+  if (HasTime(s.paused_until) && s.paused_until > now) {
     SetTime(s.paused_until, out->mutable_paused_until());
     out->set_pause_cause(s.pause_cause);
   }
@@ -289,7 +289,9 @@ void ToProto(const engine::EndpointStatus& s, v1::EndpointStatus* out) {
   out->set_max_in_flight(s.max_in_flight);
   out->set_allowed_in_flight(s.allowed_in_flight);
   out->set_slow_start_level(s.slow_start_level);
-  if (HasTime(s.slow_start_until)) SetTime(s.slow_start_until, out->mutable_slow_start_until());
+  if (HasTime(s.slow_start_until) && s.slow_start_until > now) {
+    SetTime(s.slow_start_until, out->mutable_slow_start_until());
+  }
   out->set_rate(s.rate);
   out->set_burst(s.burst);
   out->set_tokens(s.tokens);
@@ -697,13 +699,13 @@ namespace rebound::api {
 namespace {
 
 // Answers a PauseEndpoint or ResumeEndpoint with the one endpoint's new status.
-engine::EndpointControl::StatusDone AnswerOne(grpc::ServerUnaryReactor* reactor,
+engine::EndpointControl::StatusDone AnswerOne(grpc::ServerUnaryReactor* reactor, absl::Time now,
                                               v1::EndpointStatus* response) {
-  return [reactor, response](absl::StatusOr<std::vector<engine::EndpointStatus>> statuses) {
+  return [reactor, now, response](absl::StatusOr<std::vector<engine::EndpointStatus>> statuses) {
     if (statuses.ok() && statuses->size() != 1) {
       statuses = absl::InternalError("the engine answered no endpoint status");
     }
-    if (statuses.ok()) api::ToProto(statuses->front(), response);
+    if (statuses.ok()) api::ToProto(statuses->front(), now, response);
     reactor->Finish(ToGrpcStatus(statuses.status()));
   };
 }
@@ -718,14 +720,15 @@ grpc::ServerUnaryReactor* ReboundService::GetEndpointStatus(
       !s.ok()) {
     return Finished(reactor, s);
   }
-  endpoints_.GetEndpointStatus(
-      request->name(),
-      [reactor, response](absl::StatusOr<std::vector<engine::EndpointStatus>> statuses) {
-        if (statuses.ok()) {
-          for (const auto& s : *statuses) ToProto(s, response->add_endpoints());
-        }
-        reactor->Finish(ToGrpcStatus(statuses.status()));
-      });
+  endpoints_.GetEndpointStatus(request->name(),
+                               [reactor, response, now = clock_.Now()](
+                                   absl::StatusOr<std::vector<engine::EndpointStatus>> statuses) {
+                                 if (statuses.ok()) {
+                                   for (const auto& s : *statuses)
+                                     ToProto(s, now, response->add_endpoints());
+                                 }
+                                 reactor->Finish(ToGrpcStatus(statuses.status()));
+                               });
   return reactor;
 }
 
@@ -733,10 +736,11 @@ grpc::ServerUnaryReactor* ReboundService::PauseEndpoint(grpc::CallbackServerCont
                                                         const v1::PauseEndpointRequest* request,
                                                         v1::EndpointStatus* response) {
   auto* reactor = ctx->DefaultReactor();
-  auto pause = ValidatePauseRequest(*request, *Config(), clock_.Now());
+  const absl::Time now = clock_.Now();
+  auto pause = ValidatePauseRequest(*request, *Config(), now);
   if (!pause.ok()) return Finished(reactor, pause.status());
   endpoints_.PauseEndpoint(std::move(pause->name), pause->until, std::move(pause->reason),
-                           AnswerOne(reactor, response));
+                           AnswerOne(reactor, now, response));
   return reactor;
 }
 
@@ -748,7 +752,7 @@ grpc::ServerUnaryReactor* ReboundService::ResumeEndpoint(grpc::CallbackServerCon
       !s.ok()) {
     return Finished(reactor, s);
   }
-  endpoints_.ResumeEndpoint(request->name(), AnswerOne(reactor, response));
+  endpoints_.ResumeEndpoint(request->name(), AnswerOne(reactor, clock_.Now(), response));
   return reactor;
 }
 

@@ -41,8 +41,9 @@ void ToProto(const common::JobRecord& job, bool with_details, v1::SyncJob* out);
 // A WatchSync event from the engine's.
 v1::SyncEvent ToProto(const engine::JobEvent& event);
 
-// Fills `out` from an endpoint's status.
-void ToProto(const engine::EndpointStatus& status, v1::EndpointStatus* out);
+// Fills `out` from an endpoint's status as of `now`: a Retry-After pause or a slow-start ramp that
+// ended before `now` is left out, and the next probe is shown only while the circuit is open.
+void ToProto(const engine::EndpointStatus& status, absl::Time now, v1::EndpointStatus* out);
 
 // Why `job` waits at `now` (README "Why a job waits"): its own stored wait while it lasts
 // (BACKOFF / RETRY_AFTER until next_attempt_at, ORDERING_BLOCKED behind waits_behind), else for

@@ -184,8 +184,10 @@ TEST(EndpointStatusProto, CarriesEveryPart) {
   s.ready = 5;
   s.running = 2;
   s.oldest_waiting_age = absl::Milliseconds(1500);
+  s.paused_until = kNow - absl::Seconds(1);  // a Retry-After pause that is over
+  s.pause_cause = "429";
   v1::EndpointStatus p;
-  ToProto(s, &p);
+  ToProto(s, kNow, &p);
   EXPECT_EQ(p.name(), "canvas");
   EXPECT_EQ(p.circuit(), v1::OPEN);
   EXPECT_EQ(Seconds(p.next_probe_at()), absl::ToUnixSeconds(kNow) + 8);
@@ -193,6 +195,8 @@ TEST(EndpointStatusProto, CarriesEveryPart) {
   EXPECT_EQ(p.window_failures(), 15);
   EXPECT_EQ(p.window_throttles(), 3);
   EXPECT_FALSE(p.has_paused_until());
+  EXPECT_TRUE(p.pause_cause().empty());
+  EXPECT_EQ(Seconds(p.slow_start_until()), absl::ToUnixSeconds(kNow) + 10);
   EXPECT_TRUE(p.operator_paused());
   EXPECT_FALSE(p.has_operator_paused_until());  // until resumed
   EXPECT_EQ(p.operator_reason(), "maintenance");
@@ -209,10 +213,16 @@ TEST(EndpointStatusProto, CarriesEveryPart) {
   EXPECT_EQ(p.oldest_waiting_age().nanos(), 500'000'000);
 
   s.circuit = engine::CircuitState::kHalfOpen;
+  s.paused_until = kNow + absl::Seconds(5);
   v1::EndpointStatus half;
-  ToProto(s, &half);
+  ToProto(s, kNow + absl::Seconds(11), &half);  // the ramp is over, the pause is not
   EXPECT_EQ(half.circuit(), v1::HALF_OPEN);
   EXPECT_FALSE(half.has_next_probe_at());
+  EXPECT_FALSE(half.has_slow_start_until());
+  EXPECT_FALSE(half.has_paused_until());
+  ToProto(s, kNow, &half);
+  EXPECT_EQ(Seconds(half.paused_until()), absl::ToUnixSeconds(kNow) + 5);
+  EXPECT_EQ(half.pause_cause(), "429");
 }
 
 TEST(SyncEventProto, CarriesTheWait) {
