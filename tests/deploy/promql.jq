@@ -112,8 +112,8 @@ def dashboard_problems:
           ( if ds_ok | not then "variable \($name): datasource must be {uid: \"${datasource}\"}" else empty end )
       end ),
   # The first row answers "which endpoint is failing, and why": success ratio, failure
-  # classifications, dead letters, what waiting jobs wait for (by wait reason), circuit state; each of its panels
-  # links to the runbooks.
+  # classifications, dead letters, what waiting jobs wait for (by wait reason), circuit state;
+  # each of its panels links to the runbooks.
   ( [.panels[]? | select(.type == "row") | .gridPos.y] | sort | .[1] // 1000000 ) as $second_row
   | [.panels[]? | select(.type != "row" and .gridPos.y < $second_row)] as $top
   | ( [$top[] | .targets[]?.expr // ""] | join("\n") ) as $top_exprs
