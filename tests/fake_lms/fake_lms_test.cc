@@ -314,9 +314,7 @@ nlohmann::json GetJsonOf(const FakeLmsProcess& lms, const std::string& path_and_
 
 TEST_F(FakeLmsTest, OutageAnswersEveryScriptedRequestWithoutEffectsUntilEnded) {
   ASSERT_EQ(Get("/x?script=200", "applied").status, 200);  // an effect before the outage
-  long status = 0;
-  PostJson(*lms_, "/__outage?ms=60000", &status);
-  ASSERT_EQ(status, 200);
+  ASSERT_TRUE(lms_->StartOutage(absl::Seconds(60)).ok());
 
   const HttpReply down = Get("/x?script=200", "fresh");
   EXPECT_EQ(down.status, 503);
@@ -339,8 +337,7 @@ TEST_F(FakeLmsTest, OutageAnswersEveryScriptedRequestWithoutEffectsUntilEnded) {
   EXPECT_EQ((*totals)["outage_answers"], 2);
   EXPECT_EQ((*totals)["effects"], 1);
 
-  PostJson(*lms_, "/__outage?ms=0", &status);
-  ASSERT_EQ(status, 200);
+  ASSERT_TRUE(lms_->EndOutage().ok());
   EXPECT_EQ(Get("/x?script=200", "fresh").status, 200);
   EXPECT_EQ(KeyStats("fresh")["effects"], 1);
 }
@@ -458,6 +455,22 @@ TEST_F(FakeLmsTest, ArrivalsListEveryScriptedRequestWithSegmentAndAnswerTime) {
   ASSERT_EQ(since["arrivals"].size(), 2u) << since.dump();
   EXPECT_EQ(since["arrivals"][0][1], "/e1");
   EXPECT_EQ(HttpFetch("GET", lms_->base_url() + "/__arrivals?since_ms=soon").status, 400);
+}
+
+TEST_F(FakeLmsTest, ProcessHelpersSetOutagesAndReadArrivals) {
+  ASSERT_TRUE(lms_->StartOutage(absl::Seconds(60), 502, "/e7/").ok());
+  EXPECT_EQ(Get("/e7/x", "a").status, 502);
+  EXPECT_EQ(Get("/e8/x", "b").status, 200);
+  ASSERT_TRUE(lms_->EndOutage("/e7/").ok());
+  EXPECT_EQ(Get("/e7/x", "a").status, 200);
+  EXPECT_FALSE(lms_->StartOutage(absl::Seconds(1), 200).ok());  // not an outage status
+  absl::StatusOr<nlohmann::json> log = lms_->Arrivals();
+  ASSERT_TRUE(log.ok()) << log.status();
+  ASSERT_EQ((*log)["arrivals"].size(), 3u);
+  EXPECT_EQ((*log)["arrivals"][0][4], 1);
+  absl::StatusOr<nlohmann::json> later = lms_->Arrivals((*log)["now_ms"].get<double>());
+  ASSERT_TRUE(later.ok()) << later.status();
+  EXPECT_EQ((*later)["arrivals"].size(), 0u);
 }
 
 TEST_F(FakeLmsTest, ArrivalOfAHungRequestEndsWhenTheClientGoesAway) {
