@@ -172,11 +172,10 @@ class FakeLmsProcess {
   absl::Status StartOutage(absl::Duration length, int status = 503, const std::string& prefix = "",
                            absl::Duration after = absl::ZeroDuration()) const {
     return Post(absl::StrCat("/__outage?ms=", absl::ToInt64Milliseconds(length), "&status=", status,
-                             "&after_ms=", absl::ToInt64Milliseconds(after),
-                             prefix.empty() ? "" : "&prefix=", prefix));
+                             "&after_ms=", absl::ToInt64Milliseconds(after), PrefixParam(prefix)));
   }
   absl::Status EndOutage(const std::string& prefix = "") const {
-    return Post(absl::StrCat("/__outage?ms=0", prefix.empty() ? "" : "&prefix=", prefix));
+    return Post(absl::StrCat("/__outage?ms=0", PrefixParam(prefix)));
   }
 
   // GET /__arrivals?since_ms=N: {"now_ms", "fields", "arrivals": [[at_ms, segment, done_ms|null,
@@ -187,6 +186,14 @@ class FakeLmsProcess {
 
  private:
   FakeLmsProcess() : dir_("fake-lms") {}
+
+  // "&prefix=<escaped>", or "" for every path.
+  static std::string PrefixParam(const std::string& prefix) {
+    if (prefix.empty()) return "";
+    std::unique_ptr<char, decltype(&curl_free)> escaped(
+        curl_easy_escape(nullptr, prefix.data(), static_cast<int>(prefix.size())), &curl_free);
+    return absl::StrCat("&prefix=", escaped.get());
+  }
 
   absl::Status Post(const std::string& path) const {
     const HttpReply reply = HttpFetch("POST", base_url() + path);
