@@ -315,8 +315,8 @@ TEST(MetricsSeriesCount, WorstCaseMatchesWhatTheRegistryAndProcessCollectorExpos
         << endpoints << " endpoints";
   }
   EXPECT_EQ(kSeriesPerEndpoint, 232u);
-  EXPECT_EQ(kGlobalSeries, 498u);
-  EXPECT_EQ(WorstCaseSeries(10), 2818u);
+  EXPECT_EQ(kGlobalSeries, 618u);
+  EXPECT_EQ(WorstCaseSeries(10), 2938u);
 }
 
 TEST(MetricsAddEndpoint, AReloadedEndpointGetsEverySeriesWithoutMovingTheOthers) {
