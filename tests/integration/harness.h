@@ -145,13 +145,18 @@ class ServerProcess {
 class IntegrationTest : public ::testing::Test {
  protected:
   void SetUp() override {
+    ASSERT_NO_FATAL_FAILURE(StartFakeLms());
+    std::ofstream(config_path_) << IntegrationConfig(lms_->port(), UnusedPort(),
+                                                     dir_.File("rebound.db"));
+    StartServer();
+  }
+
+  // fake-lms, and where the server's config goes (not written yet).
+  void StartFakeLms() {
     auto lms = fakelms::FakeLmsProcess::Start();
     ASSERT_TRUE(lms.ok()) << lms.status();
     lms_ = *std::move(lms);
     config_path_ = dir_.File("rebound.yaml");
-    std::ofstream(config_path_) << IntegrationConfig(lms_->port(), UnusedPort(),
-                                                     dir_.File("rebound.db"));
-    StartServer();
   }
 
   void StartServer() {

@@ -44,12 +44,7 @@ absl::Time FromProto(const google::protobuf::Timestamp& t) {
 class ProtectionTest : public IntegrationTest {
  protected:
   // Only fake-lms: each test starts the server with its own endpoint settings.
-  void SetUp() override {
-    auto lms = fakelms::FakeLmsProcess::Start();
-    ASSERT_TRUE(lms.ok()) << lms.status();
-    lms_ = *std::move(lms);
-    config_path_ = dir_.File("rebound.yaml");
-  }
+  void SetUp() override { StartFakeLms(); }
 
   void TearDown() override {
     if (server_ != nullptr) StopServer();
