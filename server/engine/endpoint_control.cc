@@ -7,6 +7,13 @@
 #include "server/engine/engine.h"
 
 namespace rebound::engine {
+namespace {
+
+absl::Status Stopping() {
+  return absl::UnavailableError("server is shutting down; retry on another replica or later");
+}
+
+}  // namespace
 
 EndpointStatus Engine::StatusOf(int16_t endpoint, absl::Time now) const {
   EndpointStatus s = endpoints_[endpoint].Status(now);
@@ -26,8 +33,7 @@ void Engine::WithEndpoint(std::string name, StatusDone done,
     std::move(fn)(endpoint, std::move(*answer));
   });
   if (!posted) {
-    std::move (*answer)(
-        absl::UnavailableError("server is shutting down; retry on another replica or later"));
+    std::move (*answer)(Stopping());
   }
 }
 
@@ -46,8 +52,7 @@ void Engine::GetEndpointStatus(std::string name, StatusDone done) {
     std::move (*answer)(std::move(all));
   });
   if (!posted) {
-    std::move (*answer)(
-        absl::UnavailableError("server is shutting down; retry on another replica or later"));
+    std::move (*answer)(Stopping());
   }
 }
 

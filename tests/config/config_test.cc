@@ -86,7 +86,7 @@ void ExpectDocumentedProtectionDefaults(const EndpointConfig& e) {
   EXPECT_FALSE(e.circuit_breaker.count_throttles);
   EXPECT_TRUE(e.retry_budget.enabled);
   EXPECT_EQ(e.retry_budget.ratio, 0.2);
-  EXPECT_EQ(e.retry_budget.min_retries, 3);
+  EXPECT_EQ(e.retry_budget.min_retries, 10);
   EXPECT_EQ(e.rate_limit.rate, 0);
   EXPECT_EQ(e.rate_limit.burst, 0);
   EXPECT_EQ(e.slow_start.window, absl::Seconds(5));
@@ -828,7 +828,7 @@ TEST(Protection, AbsentSectionsGiveTheDocumentedDefaults) {
   const EndpointConfig& empty =
       ParseOk(EndpointWith("    circuit_breaker:\n    retry_budget: {}\n")).endpoints.at(0);
   EXPECT_EQ(empty.circuit_breaker.min_requests, 20);
-  EXPECT_EQ(empty.retry_budget.min_retries, 3);
+  EXPECT_EQ(empty.retry_budget.min_retries, 10);
 }
 
 TEST(Protection, EveryKeyCanBeSet) {

@@ -1030,5 +1030,101 @@ TEST_F(EngineTest, WatchOfAnEndedJobReadsItOffTheLoopThenSendsItsStateAndEnds) {
   EXPECT_TRUE(sink->end_status.ok()) << sink->end_status;
 }
 
+// --- Endpoint protection through the engine ------------------------------------------------
+
+std::shared_ptr<const config::Config> BreakerConfig() {
+  auto cfg = std::make_shared<config::Config>(*TestConfig());
+  config::EndpointConfig& ep = cfg->endpoints[0];
+  ep.circuit_breaker.min_requests = 2;
+  ep.circuit_breaker.open_duration = absl::Seconds(1);
+  ep.circuit_breaker.half_open_probes = 1;
+  ep.slow_start.window = absl::ZeroDuration();
+  return cfg;
+}
+
+class EngineProtectionTest : public EngineTest {
+ protected:
+  EngineProtectionTest() : EngineTest(BreakerConfig(), /*observed=*/true) {}
+
+  EndpointStatus StatusNow() {
+    absl::StatusOr<std::vector<EndpointStatus>> got;
+    engine_.GetEndpointStatus("lms", [&](auto s) { got = std::move(s); });
+    Settle();
+    EXPECT_TRUE(got.ok()) << got.status();
+    return got.ok() && !got->empty() ? got->front() : EndpointStatus{};
+  }
+};
+
+TEST_F(EngineProtectionTest, AnOpenCircuitHoldsJobsWithoutSpendingAttemptsUntilAProbeCloses) {
+  const auto k1 = Submit("k1");
+  const auto k2 = Submit("k2");
+  ASSERT_EQ(executor_.started(), 2u);
+  executor_.CompleteNext(Status(503));
+  executor_.CompleteNext(Status(503));
+  Settle();  // 2 of 2 failed: open for 1s
+  EXPECT_EQ(StatusNow().circuit, CircuitState::kOpen);
+  const auto k3 = Submit("k3");
+  clock_.Advance(absl::Milliseconds(500));  // k1 and k2 are due (backoff 100ms)
+  Settle();
+  EXPECT_EQ(executor_.started(), 2u) << "nothing reaches a tripped endpoint";
+  EXPECT_EQ(store_.Job(k1).attempt_count, 1);
+  EXPECT_EQ(store_.Job(k2).attempt_count, 1);
+  EXPECT_EQ(store_.Job(k3).attempt_count, 0) << "a wait spends no attempt";
+  absl::Time until;
+  EXPECT_EQ(engine_.EndpointWait("lms", false, &until), common::WaitReason::kCircuitOpen);
+  EXPECT_EQ(until, clock_.Now() + absl::Milliseconds(500));
+  EXPECT_EQ(engine_.EndpointsWaiting(common::WaitReason::kCircuitOpen),
+            std::vector<std::string>{"lms"});
+  const EndpointStatus open = StatusNow();
+  EXPECT_EQ(open.next_probe_at, until);
+  EXPECT_EQ(open.waiting[static_cast<int>(common::WaitReason::kCircuitOpen)], 3);
+  EXPECT_EQ(engine_.NextWakeup(), until);
+
+  clock_.Advance(absl::Milliseconds(500));
+  Settle();  // half-open: one probe
+  ASSERT_EQ(executor_.started(), 3u);
+  executor_.CompleteNext(Status(200));
+  Settle();  // closed: the rest go
+  EXPECT_EQ(StatusNow().circuit, CircuitState::kClosed);
+  EXPECT_EQ(executor_.started(), 5u);
+  EXPECT_EQ(engine_.EndpointWait("lms", false, &until), common::WaitReason::kNone);
+}
+
+TEST_F(EngineProtectionTest, AnOperatorPauseIsDurableHoldsJobsAndIsRestoredAfterARestart) {
+  absl::StatusOr<std::vector<EndpointStatus>> paused;
+  engine_.PauseEndpoint("lms", absl::InfiniteFuture(), "LMS maintenance",
+                        [&](auto s) { paused = std::move(s); });
+  Settle();
+  ASSERT_TRUE(paused.ok()) << paused.status();
+  EXPECT_TRUE(paused->at(0).operator_paused);
+  EXPECT_EQ(paused->at(0).operator_reason, "LMS maintenance");
+  const auto k1 = Submit("k1");
+  EXPECT_EQ(executor_.started(), 0u);
+  absl::Time until;
+  EXPECT_EQ(engine_.EndpointWait("lms", false, &until), common::WaitReason::kOperatorPaused);
+  EXPECT_EQ(until, absl::InfiniteFuture());
+
+  // A restart on the same store: the pause is still there.
+  FakeExecutor executor2;
+  Engine restarted(BreakerConfig(), store_, executor2, clock_, InlineReads(5));
+  ASSERT_TRUE(restarted.Recover().ok());
+  Turns(restarted, store_);
+  EXPECT_EQ(executor2.started(), 0u);
+  absl::StatusOr<std::vector<EndpointStatus>> resumed;
+  restarted.ResumeEndpoint("lms", [&](auto s) { resumed = std::move(s); });
+  Turns(restarted, store_);
+  ASSERT_TRUE(resumed.ok()) << resumed.status();
+  EXPECT_FALSE(resumed->at(0).operator_paused);
+  EXPECT_EQ(executor2.started(), 1u);
+  EXPECT_EQ(store_.Job(k1).attempt_count, 1);
+  // Resuming twice is refused; so is an unknown endpoint.
+  restarted.ResumeEndpoint("lms", [&](auto s) { resumed = std::move(s); });
+  Turns(restarted, store_);
+  EXPECT_EQ(resumed.status().code(), absl::StatusCode::kFailedPrecondition);
+  restarted.PauseEndpoint("nowhere", absl::InfiniteFuture(), "", [&](auto s) { resumed = s; });
+  Turns(restarted, store_);
+  EXPECT_EQ(resumed.status().code(), absl::StatusCode::kNotFound);
+}
+
 }  // namespace
 }  // namespace rebound::engine

@@ -63,6 +63,12 @@ endpoints:
     timeout: 500ms
     max_in_flight: 64
     policy: default
+    # Millisecond protection, as the policies: a breaker opened by a flaky script must not
+    # stall a test for the product's seconds-long open periods. No slow start: the scripts
+    # here answer 429 + Retry-After on purpose, and a ramp after each such pause would slow
+    # every test of other things (protection_test covers the ramp on endpoints of its own).
+    circuit_breaker: {open_duration: 50ms, max_open_duration: 200ms}
+    slow_start: {window: 0s}
     headers:
       - {name: Authorization, value_from_env: REBOUND_TEST_LMS_TOKEN, secret: true, optional: true}
   - name: slow
