@@ -32,6 +32,15 @@ size_t SpecBytes(const common::JobSpec& s) {
 }  // namespace
 
 void Engine::Dispatch(absl::Time now) {
+  // Attempts already counted and committed go first, as their send tokens come (also while
+  // stopping: BeginAttempt gives them back once the grace is over).
+  for (EndpointGate& gate : endpoints_) {
+    JobId held = 0;
+    while (gate.ReleaseSend(now, &held)) {
+      Slot* slot = FindSlot(held);
+      if (slot != nullptr && slot->state == JobState::kRunning) BeginAttempt(*slot, true);
+    }
+  }
   if (stopping_) return;
   EndpointGate::Ready next;
   for (size_t i = 0; i < endpoints_.size(); ++i) {
@@ -114,9 +123,11 @@ void Engine::GiveBackAttempt(Slot& slot) {
   counters_.in_flight.fetch_sub(1, std::memory_order_relaxed);
 }
 
-void Engine::BeginAttempt(Slot& slot) {
+void Engine::BeginAttempt(Slot& slot, bool send_token) {
   const bool too_late = stopping_ && clock_.Now() >= stop_deadline_;
   if (!slot.cancel_requested && !too_late) {
+    EndpointGate& gate = endpoints_[slot.endpoint];
+    if (!send_token && !gate.TakeSendToken(clock_.Now())) return gate.HoldForSend(slot.id);
     Notify(slot, absl::StrCat("attempt ", slot.attempt_count, " started"));
     StartAttempt(slot);
     return;

@@ -30,6 +30,7 @@ void EndpointGate::Configure(const config::EndpointConfig& endpoint, const confi
   Report(breaker_.Configure(endpoint.circuit_breaker, now), now);
   budget_.Configure(endpoint.retry_budget);
   bucket_.Configure(endpoint.rate_limit, now);
+  send_bucket_.Configure(endpoint.rate_limit, now);
   slow_start_.Configure(endpoint.slow_start);
 }
 
@@ -106,6 +107,17 @@ bool EndpointGate::ClearOperatorPause(absl::Time now) {
   if (!OperatorPaused(now)) return false;
   operator_paused_ = false;
   return true;  // the next Tick sees the pause gone and begins slow start
+}
+
+bool EndpointGate::TakeSendToken(absl::Time now) {
+  return send_held_.empty() && send_bucket_.TryTake(now);
+}
+
+bool EndpointGate::ReleaseSend(absl::Time now, common::JobId* id) {
+  if (send_held_.empty() || !send_bucket_.TryTake(now)) return false;
+  *id = send_held_.front();
+  send_held_.pop_front();
+  return true;
 }
 
 void EndpointGate::PushReady(common::JobId id, bool retry, absl::Time now) {
@@ -242,6 +254,7 @@ absl::Time EndpointGate::NextWakeup(absl::Time now) const {
     // An admitted job is dispatched this turn; a hold without a time ends with a completion.
     if (!a.admitted && a.until != absl::InfiniteFuture()) next = std::min(next, a.until);
   }
+  if (!send_held_.empty()) next = std::min(next, send_bucket_.NextTokenAt(now));
   return std::max(next, now);
 }
 

@@ -112,6 +112,17 @@ class EndpointGate {
   // The entry may be stale (the job was cancelled meanwhile): the caller checks and skips it.
   bool TakeAdmitted(absl::Time now, Ready* out);
 
+  // --- Send pacing ------------------------------------------------------------------------
+  // The token bucket is charged at admission, but a request leaves only once its RUNNING is
+  // committed, and a group commit hands many admitted attempts back at once. A second bucket of
+  // the same rate paces the sends themselves, so the upstream never sees more than the limit in
+  // any window: an attempt whose commit came back with no send token waits here, in order.
+  // A send token now, unless an attempt already waits for one (they go first).
+  bool TakeSendToken(absl::Time now);
+  void HoldForSend(common::JobId id) { send_held_.push_back(id); }
+  // The oldest held attempt, with its send token taken, when one is due; false otherwise.
+  bool ReleaseSend(absl::Time now, common::JobId* id);
+
   // --- What it shows -----------------------------------------------------------------------
   // A job of this endpoint entered (+1) or left (-1) `state`; `retry_after` for a
   // WAITING_RETRY set by the upstream's Retry-After.
@@ -163,6 +174,8 @@ class EndpointGate {
   CircuitBreaker breaker_{config::CircuitBreakerConfig{}, absl::UnixEpoch()};
   RetryBudget budget_{config::RetryBudgetConfig{}};
   TokenBucket bucket_{config::RateLimitConfig{}, absl::UnixEpoch()};
+  TokenBucket send_bucket_{config::RateLimitConfig{}, absl::UnixEpoch()};
+  std::deque<common::JobId> send_held_;  // admitted, committed, waiting for a send token
   SlowStart slow_start_{config::SlowStartConfig{}};
   // The retry at the head of the queue that the budget was last counted holding back.
   common::JobId delayed_retry_ = 0;

@@ -1126,5 +1126,42 @@ TEST_F(EngineProtectionTest, AnOperatorPauseIsDurableHoldsJobsAndIsRestoredAfter
   EXPECT_EQ(resumed.status().code(), absl::StatusCode::kNotFound);
 }
 
+std::shared_ptr<const config::Config> RateConfig() {
+  auto cfg = std::make_shared<config::Config>(*TestConfig());
+  cfg->endpoints[0].rate_limit.rate = 10;
+  cfg->endpoints[0].rate_limit.burst = 1;
+  cfg->endpoints[0].slow_start.window = absl::ZeroDuration();
+  return cfg;
+}
+
+class EngineRateLimitTest : public EngineTest {
+ protected:
+  EngineRateLimitTest() : EngineTest(RateConfig(), /*observed=*/false) {}
+};
+
+TEST_F(EngineRateLimitTest, SendsArePacedEvenWhenOneCommitReleasesSeveralAdmittedAttempts) {
+  for (const char* key : {"k1", "k2", "k3"}) SubmitOnly(key);
+  // Admitted one per token (10/s, burst 1), their RUNNING writes not yet committed: a slow
+  // group commit.
+  for (int i = 0; i < 3; ++i) {
+    engine_.RunOnce(absl::ZeroDuration());
+    if (i < 2) clock_.Advance(absl::Milliseconds(100));
+  }
+  ASSERT_EQ(executor_.started(), 0u);
+  absl::Time until;
+  EXPECT_EQ(engine_.EndpointWait("lms", false, &until), common::WaitReason::kNone);
+  // The commit hands all three back at once: still one request per token leaves.
+  store_.CommitAll();
+  engine_.RunOnce(absl::ZeroDuration());
+  EXPECT_EQ(executor_.started(), 1u) << "a clump of commits must not become a burst upstream";
+  EXPECT_EQ(engine_.NextWakeup(), clock_.Now() + absl::Milliseconds(100));
+  clock_.Advance(absl::Milliseconds(100));
+  engine_.RunOnce(absl::ZeroDuration());
+  EXPECT_EQ(executor_.started(), 2u);
+  clock_.Advance(absl::Milliseconds(100));
+  engine_.RunOnce(absl::ZeroDuration());
+  EXPECT_EQ(executor_.started(), 3u);
+}
+
 }  // namespace
 }  // namespace rebound::engine
