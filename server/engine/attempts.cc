@@ -31,9 +31,8 @@ size_t SpecBytes(const common::JobSpec& s) {
 
 }  // namespace
 
-void Engine::Dispatch(absl::Time now) {
-  // Attempts already counted and committed go first, as their send tokens come (also while
-  // stopping: BeginAttempt gives them back once the grace is over).
+void Engine::ReleaseSends(absl::Time now) {
+  // Also while stopping: BeginAttempt gives them back once the grace is over.
   for (EndpointGate& gate : endpoints_) {
     JobId held = 0;
     while (gate.ReleaseSend(now, &held)) {
@@ -41,6 +40,9 @@ void Engine::Dispatch(absl::Time now) {
       if (slot != nullptr && slot->state == JobState::kRunning) BeginAttempt(*slot, true);
     }
   }
+}
+
+void Engine::Dispatch(absl::Time now) {
   if (stopping_) return;
   EndpointGate::Ready next;
   for (size_t i = 0; i < endpoints_.size(); ++i) {
@@ -127,7 +129,7 @@ void Engine::BeginAttempt(Slot& slot, bool send_token) {
   const bool too_late = stopping_ && clock_.Now() >= stop_deadline_;
   if (!slot.cancel_requested && !too_late) {
     EndpointGate& gate = endpoints_[slot.endpoint];
-    if (!send_token && !gate.TakeSendToken(clock_.Now())) return gate.HoldForSend(slot.id);
+    if (!send_token && gate.paces_sends()) return gate.HoldForSend(slot.id);
     Notify(slot, absl::StrCat("attempt ", slot.attempt_count, " started"));
     StartAttempt(slot);
     return;

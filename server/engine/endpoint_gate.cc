@@ -109,10 +109,6 @@ bool EndpointGate::ClearOperatorPause(absl::Time now) {
   return true;  // the next Tick sees the pause gone and begins slow start
 }
 
-bool EndpointGate::TakeSendToken(absl::Time now) {
-  return send_held_.empty() && send_bucket_.TryTake(now);
-}
-
 bool EndpointGate::ReleaseSend(absl::Time now, common::JobId* id) {
   if (send_held_.empty() || !send_bucket_.TryTake(now)) return false;
   *id = send_held_.front();

@@ -116,9 +116,10 @@ class EndpointGate {
   // The token bucket is charged at admission, but a request leaves only once its RUNNING is
   // committed, and a group commit hands many admitted attempts back at once. A second bucket of
   // the same rate paces the sends themselves, so the upstream never sees more than the limit in
-  // any window: an attempt whose commit came back with no send token waits here, in order.
-  // A send token now, unless an attempt already waits for one (they go first).
-  bool TakeSendToken(absl::Time now);
+  // any window. An attempt of a paced endpoint waits here, in order, and the engine releases
+  // the ones whose tokens are due right before the loop waits in the executor, where the
+  // requests leave: so a send token is taken when the request really goes out.
+  bool paces_sends() const { return send_bucket_.limited(); }
   void HoldForSend(common::JobId id) { send_held_.push_back(id); }
   // The oldest held attempt, with its send token taken, when one is due; false otherwise.
   bool ReleaseSend(absl::Time now, common::JobId* id);

@@ -330,6 +330,8 @@ void Engine::RunOnce(absl::Duration max_wait) {
   const absl::Time now = clock_.Now();
   FireTimers(now);
   Dispatch(now);
+  // Last before the wait, in which the requests leave: a paced send goes out at its token.
+  ReleaseSends(clock_.Now());
   FlushWrites();
   PublishGauges(now);
   absl::Duration wait = std::min(max_wait, NextWakeup() - clock_.Now());

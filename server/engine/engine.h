@@ -267,10 +267,11 @@ class Engine final : public EndpointControl {
   // After RUNNING committed: reads the request when it is not in memory, then BeginAttempt.
   void PrepareAttempt(Slot& slot);
   void OnSpecLoaded(JobId id, uint32_t version, absl::StatusOr<common::JobSpec> spec);
-  // Starts the attempt when the endpoint's send pacing allows (else it waits in the gate, see
-  // EndpointGate::TakeSendToken; `send_token`: already taken), or gives it back (cancel
-  // requested, shutdown grace over).
+  // Starts the attempt (an endpoint that paces its sends holds it until ReleaseSends gives it
+  // a send token: `send_token`), or gives it back (cancel requested, shutdown grace over).
   void BeginAttempt(Slot& slot, bool send_token = false);
+  // Starts the held attempts whose send tokens are due (see EndpointGate::HoldForSend).
+  void ReleaseSends(absl::Time now);
   // Undoes DispatchOne's accounting of an attempt that never left.
   void GiveBackAttempt(Slot& slot);
   void StartAttempt(Slot& slot);
