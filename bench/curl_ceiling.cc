@@ -163,8 +163,5 @@ int Run(int argc, char** argv) {
 }  // namespace rebound::bench
 
 int main(int argc, char** argv) {
-  curl_global_init(CURL_GLOBAL_DEFAULT);
-  const int rc = rebound::bench::Run(argc, argv);
-  curl_global_cleanup();
-  return rc;
+  return rebound::bench::RunWithCurl(&rebound::bench::Run, argc, argv);
 }

@@ -47,4 +47,11 @@ absl::StatusOr<std::string> HttpFetch(const std::string& method, const std::stri
   return body;
 }
 
+int RunWithCurl(int (*run)(int, char**), int argc, char** argv) {
+  curl_global_init(CURL_GLOBAL_DEFAULT);
+  const int rc = run(argc, argv);
+  curl_global_cleanup();
+  return rc;
+}
+
 }  // namespace rebound::bench

@@ -18,6 +18,10 @@ namespace rebound::bench {
 absl::StatusOr<std::string> HttpFetch(const std::string& method, const std::string& url,
                                       absl::Duration timeout);
 
+// The main() of a bench tool that uses libcurl: curl_global_init, run(argc, argv), cleanup;
+// returns run's exit code.
+int RunWithCurl(int (*run)(int, char**), int argc, char** argv);
+
 }  // namespace rebound::bench
 
 #endif  // REBOUND_BENCH_HTTP_FETCH_H_

@@ -4,11 +4,15 @@
 //                   [--endpoint lms] [--mix healthy|flaky|retrying|far] [--key-prefix K]
 //                   [--path /api/v1/courses/1/grades] [--policy NAME] [--rate JOBS_PER_S]
 //                   [--no-wait] [--wait-timeout 1800] [--lms http://127.0.0.1:P] [--verify]
+//                   [--endpoints N] [--lms-post /__outage?ms=5000...] [--latency-ms N]
 //   rebound-loadgen --target ... --endpoint lms --count     (tally the endpoint's jobs by state)
 //
 // Submission uses gRPC's callback API: at most --concurrency batches are in flight, whatever
 // their number, on a few threads of gRPC's own. Job i carries the idempotency key
 // "<key-prefix><i>" and the fake-lms script the mix gives it (bench/mix.h) as "script=...".
+// With --endpoints N (> 1), job i goes to endpoint "<endpoint><i % N>" (e0 .. e49), and the
+// completion wait and --count cover every endpoint. Each --lms-post PATH is POSTed to fake-lms
+// (--lms) just before the first batch: an outage that starts with the load.
 //
 // Measures:
 //   submit_seconds / submit_rate:     from the first batch sent to the last one acknowledged;
@@ -65,6 +69,9 @@ struct Flags {
   int concurrency = 4;
   int channels = 1;
   std::string endpoint = "lms";
+  uint64_t endpoints = 1;
+  int latency_ms = 0;  // fake-lms latency_ms of every job; 0: none
+  std::vector<std::string> lms_posts;
   std::string mix_name = "healthy";
   std::string key_prefix = "bench-";
   std::string path = "/api/v1/courses/1/grades";
@@ -114,10 +121,13 @@ struct SubmitResult {
 void FillRequest(const Flags& flags, uint64_t index, v1::SyncRequest* r) {
   const Expectation& want = ExpectationFor(flags.mix, index);
   r->set_idempotency_key(absl::StrCat(flags.key_prefix, index));
-  r->set_endpoint(flags.endpoint);
+  r->set_endpoint(flags.endpoints > 1 ? absl::StrCat(flags.endpoint, index % flags.endpoints)
+                                      : flags.endpoint);
   r->set_method("POST");
   r->set_path(flags.path);
-  r->set_query(absl::StrCat("script=", want.script));
+  r->set_query(flags.latency_ms > 0
+                   ? absl::StrCat("script=", want.script, "&latency_ms=", flags.latency_ms)
+                   : absl::StrCat("script=", want.script));
   r->set_body(absl::StrCat(R"({"student":)", index, R"(,"score":95})"));
   v1::Header* h = r->add_headers();
   h->set_name("Content-Type");
@@ -298,7 +308,7 @@ std::optional<double> WaitUntilNone(const client::Client& client, const Flags& f
                                     const std::vector<v1::SyncState>& states,
                                     SteadyClock::time_point start) {
   v1::ListSyncsRequest request;
-  request.set_endpoint(flags.endpoint);
+  if (flags.endpoints == 1) request.set_endpoint(flags.endpoint);
   request.set_page_size(1);
   for (const v1::SyncState s : states) request.add_states(s);
   const auto deadline =
@@ -324,7 +334,7 @@ std::optional<double> WaitUntilNone(const client::Client& client, const Flags& f
 int CountStates(const client::Client& client, const Flags& flags) {
   const SteadyClock::time_point start = SteadyClock::now();
   v1::ListSyncsRequest request;
-  request.set_endpoint(flags.endpoint);
+  if (flags.endpoints == 1) request.set_endpoint(flags.endpoint);
   request.set_page_size(1000);
   std::map<std::string, uint64_t> by_state;
   uint64_t total = 0;
@@ -365,7 +375,17 @@ int Run(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(1, 64));
   cli.add_option("--endpoint", flags.endpoint, "endpoint of every job")->capture_default_str();
-  cli.add_option("--mix", flags.mix_name, "healthy | flaky | retrying | far")
+  cli.add_option("--endpoints", flags.endpoints,
+                 "spread jobs over N endpoints <endpoint>0 .. <endpoint>N-1")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 10000));
+  cli.add_option("--latency-ms", flags.latency_ms,
+                 "fake-lms answers every attempt this much later (latency_ms)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 600000));
+  cli.add_option("--lms-post", flags.lms_posts,
+                 "POST this fake-lms admin path (with query) before the first batch; repeatable");
+  cli.add_option("--mix", flags.mix_name, "healthy | flaky | retrying | far | protection")
       ->capture_default_str();
   cli.add_option("--key-prefix", flags.key_prefix, "idempotency key of job i: PREFIX<i>")
       ->capture_default_str();
@@ -394,8 +414,12 @@ int Run(int argc, char** argv) {
     return 2;
   }
   flags.mix = *mix;
-  if (flags.verify && flags.lms_url.empty()) {
-    std::fprintf(stderr, "loadgen: --verify needs --lms\n");
+  if ((flags.verify || !flags.lms_posts.empty()) && flags.lms_url.empty()) {
+    std::fprintf(stderr, "loadgen: --verify and --lms-post need --lms\n");
+    return 2;
+  }
+  if (flags.verify && flags.endpoints > 1) {
+    std::fprintf(stderr, "loadgen: --verify checks one endpoint: not with --endpoints\n");
     return 2;
   }
 
@@ -419,6 +443,13 @@ int Run(int argc, char** argv) {
         grpc::CreateCustomChannel(flags.target, grpc::InsecureChannelCredentials(), args)));
   }
 
+  for (const std::string& path : flags.lms_posts) {
+    auto posted = HttpFetch("POST", flags.lms_url + path, absl::Seconds(30));
+    if (!posted.ok()) {
+      std::fprintf(stderr, "loadgen: --lms-post: %s\n", posted.status().ToString().c_str());
+      return 2;
+    }
+  }
   Submitter submitter(flags, std::move(stubs));
   const SteadyClock::time_point start = SteadyClock::now();
   const SubmitResult submitted = submitter.Run();
@@ -426,6 +457,7 @@ int Run(int argc, char** argv) {
   nlohmann::json out = {
       {"mix", MixName(flags.mix)},
       {"endpoint", flags.endpoint},
+      {"endpoints", flags.endpoints},
       {"jobs", flags.jobs},
       {"batch", flags.batch},
       {"concurrency", flags.concurrency},
@@ -488,8 +520,5 @@ int Run(int argc, char** argv) {
 }  // namespace rebound::bench
 
 int main(int argc, char** argv) {
-  curl_global_init(CURL_GLOBAL_DEFAULT);
-  const int rc = rebound::bench::Run(argc, argv);
-  curl_global_cleanup();
-  return rc;
+  return rebound::bench::RunWithCurl(&rebound::bench::Run, argc, argv);
 }

@@ -29,6 +29,7 @@ std::optional<Mix> ParseMix(std::string_view name) {
   if (name == "flaky") return Mix::kFlaky;
   if (name == "retrying") return Mix::kRetrying;
   if (name == "far") return Mix::kFar;
+  if (name == "protection") return Mix::kProtection;
   return std::nullopt;
 }
 
@@ -42,6 +43,8 @@ std::string_view MixName(Mix mix) {
       return "retrying";
     case Mix::kFar:
       return "far";
+    case Mix::kProtection:
+      return "protection";
   }
   return "?";
 }
@@ -56,6 +59,8 @@ const Expectation& ExpectationFor(Mix mix, uint64_t index) {
       return kRetryOnce;
     case Mix::kFar:
       return kFarRetry;
+    case Mix::kProtection:
+      return (index % kProtectionEndpoints) % 5 == 2 ? Flaky(index / kProtectionEndpoints) : kOk;
   }
   return kOk;
 }

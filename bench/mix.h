@@ -17,7 +17,12 @@ enum class Mix {
   kFlaky,     // 60% 200, 15% 503,200, 10% 502,503,200, 10% 429:ra=1,200, 5% 400
   kRetrying,  // every job: 503,200
   kFar,       // every job: 503, then waits for a retry far in the future (policy "far")
+  // For rebound-loadgen --endpoints 50 (job i on endpoint i % 50): the jobs of the endpoints
+  // whose number is 2 mod 5 carry the flaky mix (by i / 50), every other job 200.
+  kProtection,
 };
+
+inline constexpr uint64_t kProtectionEndpoints = 50;
 
 // The state a job must end in (or, for kWaiting, settle in) once the run is over.
 enum class Final { kSucceeded, kFailed, kWaiting };

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Rebound benchmark scenarios (docs/benchmarks.md).
 #
-#   bench/run.sh healthy|flaky|waiting|timer|retention|all
+#   bench/run.sh healthy|flaky|waiting|timer|retention|protection|all
 #
 # Each scenario starts its own fake-lms and rebound-server (Release binaries from build-bench)
 # in a temporary directory with bench/configs/bench.yaml (SQLite synchronous=full), runs the
@@ -26,6 +26,15 @@
 #   SKIP_CEILING=1       do not run the ceiling
 #   KEEP_WORK=1          keep the temporary directory (logs, database)
 #   RESULTS_FILE         also append the results tables to this file
+#   PROTECTION_JOBS      protection scenario jobs, over 50 endpoints (default 20000)
+#   PROTECTION_LIMITS    1: the protection scenario's endpoints carry rate_limit, circuit_breaker,
+#                        retry_budget, slow_start (default); 0: the same endpoints without those
+#                        keys, for a server that does not know them (the "before" figures)
+#   OUTAGE_MS            how long each of the protection scenario's two outages lasts (5000)
+#   PROTECTION_MIX       loadgen mix of the protection jobs (protection; healthy: no flaky
+#                        endpoints, to separate the cost of 50 endpoints from that of failures)
+#   PROTECTION_LATENCY_MS  fake-lms latency of every protection job (20), so that requests are
+#                        held at the upstream and its concurrency shows the in-flight caps
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -36,6 +45,8 @@ LOADGEN_BIN=$BUILD_DIR/bench/rebound-loadgen
 CEILING_BIN=$BUILD_DIR/bench/curl-ceiling
 FILL_BIN=$BUILD_DIR/bench/rebound-store-fill
 CONFIG_TEMPLATE=$ROOT/bench/configs/bench.yaml
+PROTECTION_TEMPLATE=$ROOT/bench/configs/protection.yaml
+CHECK_BIN=$BUILD_DIR/bench/rebound-limits-check
 
 HEALTHY_JOBS=${HEALTHY_JOBS:-20000}
 FLAKY_JOBS=${FLAKY_JOBS:-5000}
@@ -54,22 +65,29 @@ BATCHES_IN_FLIGHT=${BATCHES_IN_FLIGHT:-4}
 SKIP_CEILING=${SKIP_CEILING:-0}
 KEEP_WORK=${KEEP_WORK:-0}
 RESULTS_FILE=${RESULTS_FILE:-}
+PROTECTION_JOBS=${PROTECTION_JOBS:-20000}
+PROTECTION_LIMITS=${PROTECTION_LIMITS:-1}
+OUTAGE_MS=${OUTAGE_MS:-5000}
+PROTECTION_LATENCY_MS=${PROTECTION_LATENCY_MS:-20}
+PROTECTION_MIX=${PROTECTION_MIX:-protection}
 
 PORT_WAIT_S=900  # start-up may include recovering a million jobs
 STOP_WAIT_S=120
 CLK_TCK=$(getconf CLK_TCK)
 
 usage() {
-  echo "usage: $0 healthy|flaky|waiting|timer|retention|all" >&2
+  echo "usage: $0 healthy|flaky|waiting|timer|retention|protection|all" >&2
   exit 2
 }
 [[ $# -eq 1 ]] || usage
-case $1 in healthy | flaky | waiting | timer | retention | all) ;; *) usage ;; esac
-for bin in "$SERVER_BIN" "$LMS_BIN" "$LOADGEN_BIN" "$CEILING_BIN" "$FILL_BIN"; do
+case $1 in healthy | flaky | waiting | timer | retention | protection | all) ;; *) usage ;; esac
+bins=("$SERVER_BIN" "$LMS_BIN" "$LOADGEN_BIN" "$CEILING_BIN" "$FILL_BIN")
+[[ $1 != protection ]] || bins+=("$CHECK_BIN")
+for bin in "${bins[@]}"; do
   if [[ ! -x $bin ]]; then
     echo "missing $bin; build it first:" >&2
     echo "  cmake -S $ROOT -B $BUILD_DIR -G Ninja -DCMAKE_BUILD_TYPE=Release -DREBOUND_BUILD_TESTS=OFF" >&2
-    echo "  cmake --build $BUILD_DIR --target rebound-server fake-lms rebound-loadgen curl-ceiling rebound-store-fill" >&2
+    echo "  cmake --build $BUILD_DIR --target rebound-server fake-lms rebound-loadgen curl-ceiling rebound-store-fill rebound-limits-check" >&2
     exit 2
   fi
 done
@@ -217,12 +235,13 @@ run_ceiling() {
   CEILING_RATE=$(json_field "$out" rate)
 }
 
-# Starts fake-lms and a fresh server for a scenario; runs the ceiling.
+# Starts fake-lms and a fresh server for a scenario (configured by the function named $2,
+# default write_config); runs the ceiling.
 setup_scenario() {
   SCENARIO_DIR=$WORK/$1
   mkdir -p "$SCENARIO_DIR"
   start_lms "$SCENARIO_DIR"
-  write_config "$SCENARIO_DIR"
+  "${2:-write_config}" "$SCENARIO_DIR"
   start_server "$SCENARIO_DIR" 1
   log "$1: fake-lms pid $LMS_PID ($LMS_URL), rebound-server pid $SERVER_PID ($TARGET)," \
     "start-up ${STARTUP_MS} ms"
@@ -504,6 +523,134 @@ scenario_retention() {
 | end-to-end completion rate | $(calc "%.0f" "$e_complete") jobs/s | $(calc "%.0f" "$f_complete") jobs/s | $(calc "%.3f" "$f_complete / $e_complete") | >= 0.9: $(met "$f_complete >= 0.9 * $e_complete") |
 | start-up recovery, quick_check off (exec to port file) | ${e_start} ms | ${f_start} ms | | within 10% or 100 ms: $(met "$f_start <= 1.1 * $e_start || $f_start <= $e_start + 100") |
 | start-up with store.quick_check (the default) | | ${f_start_qc} ms | | |
+EOF
+}
+
+# ---------------------------------------------------------------------------------------------
+# protection: 50 endpoints with mixed limits and failures, beside the healthy load.
+
+PROTECTION_OUTAGES=(48 49)  # e48: 503 from the start; e49: 502 from 2 s on; each OUTAGE_MS
+
+# Prints the 50 endpoints e0 .. e49; $1 = 1: with the endpoint protection keys. Deterministic by
+# number: max_in_flight 4/8/16/32/64 (e % 5); a token bucket on every third endpoint (40/s burst
+# 4, 80/s burst 8, 160/s burst 16); a retry budget on e % 4 == 1, slow start (2 s) on
+# e % 4 == 3, an explicit breaker on e % 7 == 0 and on the outage endpoints (the others keep the
+# defaults of config.h). The flaky endpoints (e % 5 == 2) are the mix's (bench/mix.h).
+protection_endpoints() {
+  local with=$1 e k rates=(40 80 160) bursts=(4 8 16) mifs=(4 8 16 32 64) policy
+  for ((e = 0; e < 50; e++)); do
+    policy=fast
+    for k in "${PROTECTION_OUTAGES[@]}"; do ((e != k)) || policy=patient; done
+    cat <<EOF
+  - name: e$e
+    base_url: http://127.0.0.1:$LMS_PORT/e$e
+    allowed_path_prefixes: [/api/v1/]
+    max_in_flight: ${mifs[e % 5]}
+    policy: $policy
+EOF
+    [[ $with == 1 ]] || continue
+    if ((e % 3 == 0)); then
+      echo "    rate_limit: {rate: ${rates[(e / 3) % 3]}, burst: ${bursts[(e / 3) % 3]}}"
+    fi
+    if ((e % 7 == 0)) || [[ $policy == patient ]]; then
+      echo "    circuit_breaker: {enabled: true, failure_ratio: 0.5, min_requests: 10, window: 5s," \
+        "open_duration: 500ms, max_open_duration: 4s, half_open_probes: 2, count_throttles: false}"
+    fi
+    ((e % 4 != 1)) || echo "    retry_budget: {enabled: true, ratio: 0.2, min_retries: 3}"
+    ((e % 4 != 3)) || echo "    slow_start: {window: 2s}"
+  done
+}
+
+# The server's config (with the protection keys when PROTECTION_LIMITS=1) and limits.yaml, the
+# same endpoints always with them, for the checker.
+write_protection_config() {
+  local dir=$1
+  sed -e "s|@LMS_PORT@|$LMS_PORT|g" -e "s|@DB_PATH@|$dir/rebound.db|g" \
+    -e "s|@QUICK_CHECK@|$QUICK_CHECK|g" "$PROTECTION_TEMPLATE" >"$dir/rebound.yaml"
+  cp "$dir/rebound.yaml" "$dir/limits.yaml"
+  protection_endpoints "$PROTECTION_LIMITS" >>"$dir/rebound.yaml"
+  protection_endpoints 1 >>"$dir/limits.yaml"
+}
+
+# One load on the running server (loadgen flags after the tag): sets LOAD_OUT (loadgen's JSON)
+# and LOAD_CPU (server CPU seconds during it).
+measured_load() {
+  local tag=$1 out rc=0 cpu0 cpu1
+  shift
+  cpu0=$(cpu_ticks "$SERVER_PID")
+  out=$(timeout 1800 "$LOADGEN_BIN" --target "$TARGET" --batch "$BATCH" \
+    --concurrency "$BATCHES_IN_FLIGHT" --lms "$LMS_URL" "$@") || rc=$?
+  require_server_alive
+  cpu1=$(cpu_ticks "$SERVER_PID")
+  echo "loadgen $tag: $out" >&2
+  echo "$out" >"$SCENARIO_DIR/loadgen.$tag.json"
+  [[ $rc == 0 ]] || { echo "run.sh: protection: loadgen ($tag) exited $rc" >&2; FAILED=1; }
+  LOAD_OUT=$out
+  LOAD_CPU=$(calc "%.3f" "($cpu1 - $cpu0) / $CLK_TCK")
+}
+
+# The healthy load (lms), the protection load (e0 .. e49, two outages started with it), the
+# healthy load again, all on one server; then the limits check and the jobs by state.
+scenario_protection() {
+  local h1_out h1_cpu p_out p_cpu h2_out h2_cpu check_out check_rc=0 count_out posts
+  local h_rate p_rate ratio p_attempts p_outage expected_failed rate_verdict in_flight_verdict
+  if [[ $PROTECTION_LIMITS == 1 ]]; then
+    log "protection: the config carries the endpoint protection keys; a server without" \
+      "endpoint protection refuses them: run it with PROTECTION_LIMITS=0"
+  fi
+  setup_scenario protection write_protection_config
+  log "protection: healthy $HEALTHY_JOBS jobs on lms, then $PROTECTION_JOBS jobs over e0..e49" \
+    "(limits in the server's config: $PROTECTION_LIMITS), then healthy again"
+  measured_load healthy1 --jobs "$HEALTHY_JOBS" --endpoint lms --mix healthy --key-prefix healthy1-
+  h1_out=$LOAD_OUT h1_cpu=$LOAD_CPU
+  posts=(--lms-post "/__outage?ms=$OUTAGE_MS&status=503&prefix=/e${PROTECTION_OUTAGES[0]}/"
+    --lms-post "/__outage?ms=$OUTAGE_MS&after_ms=2000&status=502&prefix=/e${PROTECTION_OUTAGES[1]}/")
+  measured_load protection --jobs "$PROTECTION_JOBS" --endpoint e --endpoints 50 \
+    --mix "$PROTECTION_MIX" --key-prefix protection- --latency-ms "$PROTECTION_LATENCY_MS" "${posts[@]}"
+  p_out=$LOAD_OUT p_cpu=$LOAD_CPU
+  measured_load healthy2 --jobs "$HEALTHY_JOBS" --endpoint lms --mix healthy --key-prefix healthy2-
+  h2_out=$LOAD_OUT h2_cpu=$LOAD_CPU
+  check_out=$(timeout 600 "$CHECK_BIN" --config "$SCENARIO_DIR/limits.yaml") || check_rc=$?
+  echo "$check_out" >"$SCENARIO_DIR/limits_check.json"
+  echo "limits check: $(cut -c1-400 <<<"$check_out") ..." >&2
+  ((check_rc <= 1)) || { echo "run.sh: protection: the limits check failed ($check_rc)" >&2; FAILED=1; }
+  count_out=$(timeout 600 "$LOADGEN_BIN" --target "$TARGET" --endpoint e --endpoints 50 --count) || FAILED=1
+  echo "count: $count_out" >&2
+  teardown_scenario
+
+  h_rate=$(calc "%.0f" "2 * $HEALTHY_JOBS / ($h1_cpu + $h2_cpu)")
+  p_rate=$(calc "%.0f" "$PROTECTION_JOBS / $p_cpu")
+  ratio=$(calc "%.3f" "$p_rate / $h_rate")
+  p_attempts=$(($(json_field "$p_out" attempts) - $(json_field "$h1_out" attempts)))
+  p_outage=$(($(json_field "$p_out" outage_answers) - $(json_field "$h1_out" outage_answers)))
+  # The flaky endpoints' 400s (bench/mix.h): job i with (i % 50) % 5 == 2 and (i / 50) % 20 == 19.
+  expected_failed=0
+  [[ $PROTECTION_MIX != protection ]] || expected_failed=$(awk -v n="$PROTECTION_JOBS" 'BEGIN { f = 0; for (i = 0; i < n; i++) if ((i % 50) % 5 == 2 && int(i / 50) % 20 == 19) f++; print f }')
+  outage_row() {  # endpoint number
+    local obj
+    obj=$(grep -o "\"e$1\":{[^}]*}" <<<"$check_out" || true)
+    echo "e$1: $(json_field "$obj" requests) requests, $(json_field "$obj" outage_answers) answered by its outage"
+  }
+  if [[ $PROTECTION_LIMITS == 1 ]]; then
+    rate_verdict="0: $(met "$(json_field "$check_out" rate_exceeded_count) == 0")"
+    [[ $(json_field "$check_out" rate_exceeded_count) == 0 ]] || FAILED=1
+  else
+    rate_verdict="not configured (PROTECTION_LIMITS=0): the before figure"
+  fi
+  in_flight_verdict="0: $(met "$(json_field "$check_out" in_flight_exceeded_count) == 0")"
+  [[ $(json_field "$check_out" in_flight_exceeded_count) == 0 ]] || FAILED=1
+  emit <<EOF
+### protection: $PROTECTION_JOBS jobs over 50 endpoints, mixed limits and failures (PROTECTION_LIMITS=$PROTECTION_LIMITS, mix $PROTECTION_MIX, outages ${OUTAGE_MS} ms)
+
+| figure | value | target |
+| --- | --- | --- |
+| healthy on the same server, before / after | $HEALTHY_JOBS jobs each in $h1_cpu / $h2_cpu CPU-s = $(calc "%.0f" "$HEALTHY_JOBS / $h1_cpu") / $(calc "%.0f" "$HEALTHY_JOBS / $h2_cpu") jobs per CPU-s (mean $h_rate) | |
+| protection load | $PROTECTION_JOBS jobs (upstream latency $PROTECTION_LATENCY_MS ms), $p_attempts upstream attempts, done after $(json_field "$p_out" complete_seconds | xargs printf "%.2f") s; $p_cpu CPU-s | |
+| protection, jobs per CPU-second | **$p_rate** = $ratio of healthy ($(calc "%.0f" "$p_attempts / $p_cpu") attempts per CPU-s) | >= 0.85 of healthy: $(met "$ratio >= 0.85") |
+| answered by the outages (${OUTAGE_MS} ms each) | $p_outage requests; $(outage_row "${PROTECTION_OUTAGES[0]}"); $(outage_row "${PROTECTION_OUTAGES[1]}") | |
+| token-bucket endpoints over burst + rate x 1 s in some 1 s window | $(json_field "$check_out" rate_exceeded_count) of $(json_field "$check_out" rate_limited_endpoints) (worst: $(json_field "$check_out" worst_rate_endpoint), $(calc "%.2f" "$(json_field "$check_out" worst_rate_ratio)") x allowed) | $rate_verdict |
+| endpoints over max_in_flight (concurrency seen by fake-lms) | $(json_field "$check_out" in_flight_exceeded_count) of $(json_field "$check_out" endpoints) | $in_flight_verdict |
+| jobs by state (all three loads) | $(grep -o '"by_state":{[^}]*}' <<<"$count_out" | cut -d: -f2- | tr -d '{}"') | FAILED:$expected_failed (the flaky endpoints' 400s) |
 EOF
 }
 

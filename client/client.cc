@@ -79,14 +79,9 @@ absl::StatusOr<v1::SubmitSyncBatchResponse> Client::SubmitBatch(
 }
 
 absl::StatusOr<v1::SyncJob> Client::Get(absl::string_view job_id) const {
-  grpc::ClientContext context;
-  PrepareContext(context, options_.call_timeout);
   v1::GetSyncRequest rpc_request;
   rpc_request.set_job_id(std::string(job_id));
-  v1::SyncJob job;
-  absl::Status status = FromGrpcStatus(stub_->GetSync(&context, rpc_request, &job));
-  if (!status.ok()) return status;
-  return job;
+  return Unary(&v1::Rebound::Stub::GetSync, rpc_request);
 }
 
 absl::Status Client::Watch(absl::string_view job_id, const WatchCallback& on_event) const {
@@ -148,34 +143,37 @@ absl::StatusOr<v1::SyncJob> Client::Await(absl::string_view job_id, absl::Durati
 }
 
 absl::StatusOr<v1::ListSyncsResponse> Client::List(const v1::ListSyncsRequest& request) const {
-  grpc::ClientContext context;
-  PrepareContext(context, options_.call_timeout);
-  v1::ListSyncsResponse response;
-  absl::Status status = FromGrpcStatus(stub_->ListSyncs(&context, request, &response));
-  if (!status.ok()) return status;
-  return response;
+  return Unary(&v1::Rebound::Stub::ListSyncs, request);
 }
 
 absl::StatusOr<v1::SyncJob> Client::Cancel(absl::string_view job_id) const {
-  grpc::ClientContext context;
-  PrepareContext(context, options_.call_timeout);
   v1::CancelSyncRequest rpc_request;
   rpc_request.set_job_id(std::string(job_id));
-  v1::SyncJob job;
-  absl::Status status = FromGrpcStatus(stub_->CancelSync(&context, rpc_request, &job));
-  if (!status.ok()) return status;
-  return job;
+  return Unary(&v1::Rebound::Stub::CancelSync, rpc_request);
 }
 
 absl::StatusOr<v1::SyncJob> Client::Replay(absl::string_view job_id) const {
-  grpc::ClientContext context;
-  PrepareContext(context, options_.call_timeout);
   v1::ReplaySyncRequest rpc_request;
   rpc_request.set_job_id(std::string(job_id));
-  v1::SyncJob job;
-  absl::Status status = FromGrpcStatus(stub_->ReplaySync(&context, rpc_request, &job));
-  if (!status.ok()) return status;
-  return job;
+  return Unary(&v1::Rebound::Stub::ReplaySync, rpc_request);
+}
+
+absl::StatusOr<v1::GetEndpointStatusResponse> Client::GetEndpointStatus(
+    absl::string_view name) const {
+  v1::GetEndpointStatusRequest rpc_request;
+  rpc_request.set_name(std::string(name));
+  return Unary(&v1::Rebound::Stub::GetEndpointStatus, rpc_request);
+}
+
+absl::StatusOr<v1::EndpointStatus> Client::PauseEndpoint(
+    const v1::PauseEndpointRequest& request) const {
+  return Unary(&v1::Rebound::Stub::PauseEndpoint, request);
+}
+
+absl::StatusOr<v1::EndpointStatus> Client::ResumeEndpoint(absl::string_view name) const {
+  v1::ResumeEndpointRequest rpc_request;
+  rpc_request.set_name(std::string(name));
+  return Unary(&v1::Rebound::Stub::ResumeEndpoint, rpc_request);
 }
 
 absl::StatusOr<grpc::health::v1::HealthCheckResponse::ServingStatus> Client::CheckHealth(

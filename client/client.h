@@ -96,6 +96,14 @@ class Client {
   // reached.
   absl::StatusOr<grpc::health::v1::HealthCheckResponse::ServingStatus> CheckHealth(
       absl::string_view service) const;
+  // One endpoint's protection state, or every endpoint's when `name` is empty (NOT_FOUND for an
+  // endpoint the server does not have).
+  absl::StatusOr<v1::GetEndpointStatusResponse> GetEndpointStatus(absl::string_view name) const;
+  // Operator pause of an endpoint (until `request.until`, for `request.duration`, or until
+  // resumed); the endpoint's new status.
+  absl::StatusOr<v1::EndpointStatus> PauseEndpoint(const v1::PauseEndpointRequest& request) const;
+  // Lifts an operator pause; FAILED_PRECONDITION when the endpoint is not paused.
+  absl::StatusOr<v1::EndpointStatus> ResumeEndpoint(absl::string_view name) const;
 
   const ClientOptions& options() const { return options_; }
 
@@ -104,6 +112,19 @@ class Client {
 
   // Sets the deadline (when finite) and the auth/tenant metadata of one call.
   void PrepareContext(grpc::ClientContext& context, absl::Duration timeout) const;
+  // One unary call of the API with options.call_timeout.
+  template <typename Request, typename Response>
+  absl::StatusOr<Response> Unary(grpc::Status (v1::Rebound::Stub::*method)(grpc::ClientContext*,
+                                                                           const Request&,
+                                                                           Response*),
+                                 const Request& request) const {
+    grpc::ClientContext context;
+    PrepareContext(context, options_.call_timeout);
+    Response response;
+    absl::Status status = FromGrpcStatus((stub_.get()->*method)(&context, request, &response));
+    if (!status.ok()) return status;
+    return response;
+  }
 
   const ClientOptions options_;
   const std::shared_ptr<grpc::Channel> channel_;

@@ -88,6 +88,14 @@ struct ListFlags {
   int limit = 0;
   std::string page_token;
   bool all = false;
+  std::string wait_reason;
+};
+
+struct EndpointFlags {
+  std::string name;
+  std::string until;     // pause: RFC 3339
+  std::string duration;  // pause: --for
+  std::string reason;
 };
 
 struct WatchFlags {
@@ -227,12 +235,32 @@ std::string FinalLine(const v1::SyncJob& job) {
   return line;
 }
 
+// "CIRCUIT_OPEN until 2026-11-29T10:00:01Z", "ORDERING_BLOCKED behind j12"; "-" when the job does
+// not wait.
+std::string WaitText(const v1::SyncJob& job) {
+  if (!job.has_wait()) return "-";
+  const v1::JobWait& wait = job.wait();
+  std::string text = v1::WaitReason_Name(wait.reason());
+  if (wait.has_until()) absl::StrAppend(&text, " until ", FormatTimestamp(wait.until()));
+  if (!wait.behind_job_id().empty()) absl::StrAppend(&text, " behind ", wait.behind_job_id());
+  return text;
+}
+
 std::string EventLine(const v1::SyncEvent& event) {
   std::string line = absl::StrCat(FormatTimestamp(event.at()), " ", event.job_id(), " ",
                                   StateName(event.state()), " attempts=", event.attempt_count());
   if (event.last_http_status() != 0) absl::StrAppend(&line, " http=", event.last_http_status());
   if (event.has_next_attempt_at()) {
     absl::StrAppend(&line, " next=", FormatTimestamp(event.next_attempt_at()));
+  }
+  if (event.has_wait()) {
+    absl::StrAppend(&line, " wait=", v1::WaitReason_Name(event.wait().reason()));
+    if (event.wait().has_until()) {
+      absl::StrAppend(&line, " until=", FormatTimestamp(event.wait().until()));
+    }
+    if (!event.wait().behind_job_id().empty()) {
+      absl::StrAppend(&line, " behind=", event.wait().behind_job_id());
+    }
   }
   if (!event.decision().empty()) absl::StrAppend(&line, " ", event.decision());
   return line;
@@ -407,6 +435,7 @@ void PrintJob(std::ostream& out, const v1::SyncJob& job) {
   Table fields({"", ""});
   fields.AddRow({"job", job.job_id()});
   fields.AddRow({"state", StateName(job.state())});
+  fields.AddRow({"wait", WaitText(job)});
   fields.AddRow({"tenant", OrDash(job.tenant())});
   fields.AddRow({"endpoint", request.endpoint()});
   fields.AddRow({"request", RequestLine(request)});
@@ -505,9 +534,20 @@ int ListJobs(const Context& ctx, const ListFlags& flags) {
   if (flags.limit < 0) return Usage(ctx, "--limit: must not be negative");
   request.set_page_size(flags.limit);
   request.set_page_token(flags.page_token);
+  if (!flags.wait_reason.empty()) {
+    v1::WaitReason reason;
+    if (!v1::WaitReason_Parse(absl::AsciiStrToUpper(flags.wait_reason), &reason) ||
+        reason == v1::WAIT_REASON_UNSPECIFIED) {
+      return Usage(ctx, absl::StrCat("--wait-reason '", flags.wait_reason,
+                                     "': not a wait reason (BACKOFF, RETRY_AFTER, "
+                                     "ENDPOINT_PAUSED, CIRCUIT_OPEN, RATE_LIMITED, "
+                                     "RETRY_BUDGET, ORDERING_BLOCKED, OPERATOR_PAUSED)"));
+    }
+    request.set_wait_reason(reason);
+  }
 
-  Table table(
-      {"JOB", "STATE", "ENDPOINT", "REQUEST", "ORDERING KEY", "ATTEMPTS", "HTTP", "UPDATED"});
+  Table table({"JOB", "STATE", "WAIT", "ENDPOINT", "REQUEST", "ORDERING KEY", "ATTEMPTS", "HTTP",
+               "UPDATED"});
   std::string next_page_token;
   while (true) {
     absl::StatusOr<v1::ListSyncsResponse> response = ctx.client->List(request);
@@ -517,7 +557,7 @@ int ListJobs(const Context& ctx, const ListFlags& flags) {
         ctx.out << ToJson(job) << "\n";
         continue;
       }
-      table.AddRow({job.job_id(), StateName(job.state()), job.request().endpoint(),
+      table.AddRow({job.job_id(), StateName(job.state()), WaitText(job), job.request().endpoint(),
                     RequestLine(job.request()), OrDash(job.request().ordering_key()),
                     absl::StrCat(job.attempt_count()),
                     job.last_http_status() == 0 ? "-" : absl::StrCat(job.last_http_status()),
@@ -548,6 +588,104 @@ int CancelOrReplay(const Context& ctx, const std::string& id, bool cancel) {
             << StateName(job->state()) << "\n";
   }
   return kExitOk;
+}
+
+// "CLOSED", "OPEN", ...; "off" when the endpoint has no breaker.
+std::string CircuitText(const v1::EndpointStatus& s) {
+  return s.circuit_enabled() ? v1::CircuitState_Name(s.circuit()) : "off";
+}
+
+std::string PausedText(const v1::EndpointStatus& s) {
+  if (!s.has_paused_until()) return "-";
+  std::string text = FormatTimestamp(s.paused_until());
+  if (!s.pause_cause().empty()) absl::StrAppend(&text, " (", s.pause_cause(), ")");
+  return text;
+}
+
+// "until 2026-11-29T04:00:00Z: LMS maintenance", "until resumed: ..."; "-" when not paused.
+std::string OperatorPauseText(const v1::EndpointStatus& s) {
+  if (!s.operator_paused()) return "-";
+  std::string text = s.has_operator_paused_until()
+                         ? absl::StrCat("until ", FormatTimestamp(s.operator_paused_until()))
+                         : "until resumed";
+  if (!s.operator_reason().empty()) absl::StrAppend(&text, ": ", s.operator_reason());
+  return text;
+}
+
+// "7 CIRCUIT_OPEN, 2 BACKOFF"; "-" when none waits.
+std::string WaitingText(const v1::EndpointStatus& s) {
+  std::vector<std::string> parts;
+  for (const v1::WaitCount& w : s.waiting()) {
+    parts.push_back(absl::StrCat(w.count(), " ", v1::WaitReason_Name(w.reason())));
+  }
+  return parts.empty() ? "-" : absl::StrJoin(parts, ", ");
+}
+
+void PrintEndpoints(std::ostream& out, const v1::GetEndpointStatusResponse& response) {
+  Table table({"ENDPOINT", "CIRCUIT", "NEXT PROBE", "PAUSED UNTIL", "OPERATOR PAUSE",
+               "IN FLIGHT/ALLOWED/MAX", "TOKENS", "RETRIES/BUDGET", "SLOW START", "WAITING",
+               "OLDEST WAIT"});
+  for (const v1::EndpointStatus& s : response.endpoints()) {
+    table.AddRow({s.name(), CircuitText(s), FormatTimestamp(s.next_probe_at()), PausedText(s),
+                  OperatorPauseText(s),
+                  absl::StrCat(s.in_flight(), "/", s.allowed_in_flight(), "/", s.max_in_flight()),
+                  s.rate() == 0 ? "-"
+                                : absl::StrCat(absl::SixDigits(s.tokens()), "/", s.burst(), " @",
+                                               absl::SixDigits(s.rate()), "/s"),
+                  s.retry_budget_enabled()
+                      ? absl::StrCat(s.retries_in_flight(), "/", s.retry_budget())
+                      : "off",
+                  s.has_slow_start_until()
+                      ? absl::StrCat(static_cast<int>(s.slow_start_level() * 100 + 0.5), "%")
+                      : "-",
+                  WaitingText(s), FormatProtoDuration(s.oldest_waiting_age())});
+  }
+  table.Print(out);
+}
+
+int ShowEndpoints(const Context& ctx, const EndpointFlags& flags) {
+  absl::StatusOr<v1::GetEndpointStatusResponse> response =
+      ctx.client->GetEndpointStatus(flags.name);
+  if (!response.ok()) return Fail(ctx, response.status());
+  if (ctx.globals.json) {
+    ctx.out << ToJson(*response) << "\n";
+  } else {
+    PrintEndpoints(ctx.out, *response);
+  }
+  return kExitOk;
+}
+
+// Prints an endpoint's status after a pause or resume: "paused canvas until resumed: ...".
+int EndpointChanged(const Context& ctx, const absl::StatusOr<v1::EndpointStatus>& status) {
+  if (!status.ok()) return Fail(ctx, status.status());
+  if (ctx.globals.json) {
+    ctx.out << ToJson(*status) << "\n";
+  } else if (status->operator_paused()) {
+    ctx.out << "paused " << ForTerminal(status->name()) << " "
+            << ForTerminal(OperatorPauseText(*status)) << "\n";
+  } else {
+    ctx.out << "resumed " << ForTerminal(status->name()) << "\n";
+  }
+  return kExitOk;
+}
+
+int PauseEndpoint(const Context& ctx, const EndpointFlags& flags) {
+  v1::PauseEndpointRequest request;
+  request.set_name(flags.name);
+  request.set_reason(flags.reason);
+  if (!flags.until.empty()) {
+    absl::StatusOr<absl::Time> until = ParseRfc3339(flags.until);
+    if (!until.ok()) {
+      return Usage(ctx, absl::StrCat("--until: ", until.status().message()));
+    }
+    *request.mutable_until() = ToProtoTimestamp(*until);
+  }
+  if (!flags.duration.empty()) {
+    absl::StatusOr<absl::Duration> length = ParseDurationFlag("--for", flags.duration);
+    if (!length.ok()) return Usage(ctx, length.status().message());
+    *request.mutable_duration() = ToProtoDuration(*length);
+  }
+  return EndpointChanged(ctx, ctx.client->PauseEndpoint(request));
 }
 
 // grpc.health.v1 Check: exit 0 only when SERVING, so it can serve as a container HEALTHCHECK or a
@@ -675,6 +813,27 @@ int RunReboundctl(int argc, const char* const* argv, std::ostream& out, std::ost
   list->add_option("--limit", list_flags.limit, "jobs per page (0: the server's default)");
   list->add_option("--page-token", list_flags.page_token, "continue a previous listing");
   list->add_flag("--all", list_flags.all, "follow page tokens to the end");
+  list->add_option("--wait-reason", list_flags.wait_reason,
+                   "only jobs waiting for this reason now (e.g. CIRCUIT_OPEN, BACKOFF)");
+
+  EndpointFlags endpoint_flags;
+  CLI::App* endpoints = app.add_subcommand(
+      "endpoints", "show the protection state of every endpoint, or of NAME; pause or resume one");
+  endpoints->add_option("name", endpoint_flags.name, "endpoint name (default: every endpoint)");
+  endpoints->require_subcommand(0, 1);
+  CLI::App* pause = endpoints->add_subcommand(
+      "pause",
+      "hold an endpoint's jobs (OPERATOR_PAUSED) until --until, for --for, or until "
+      "resumed; survives a restart");
+  pause->add_option("name", endpoint_flags.name, "endpoint name")->required();
+  CLI::Option* until =
+      pause->add_option("--until", endpoint_flags.until, "RFC 3339 time the pause ends");
+  pause->add_option("--for", endpoint_flags.duration, "how long the pause lasts, e.g. 2h")
+      ->excludes(until);
+  pause->add_option("--reason", endpoint_flags.reason, "why, shown with the endpoint's status")
+      ->required();
+  CLI::App* resume = endpoints->add_subcommand("resume", "lift an operator pause");
+  resume->add_option("name", endpoint_flags.name, "endpoint name")->required();
 
   CLI::App* cancel = app.add_subcommand("cancel", "cancel a job that is not terminal");
   cancel->add_option("id", job_id, "job id")->required();
@@ -698,6 +857,8 @@ int RunReboundctl(int argc, const char* const* argv, std::ostream& out, std::ost
 
   CLI::App* command = app.get_subcommands().front();
   Context ctx{command->get_name(), globals, out, err, nullptr};
+  for (CLI::App* sub : command->get_subcommands())
+    absl::StrAppend(&ctx.command, " ", sub->get_name());
   absl::StatusOr<absl::Duration> timeout = ParseDurationFlag("--timeout", globals.timeout);
   if (!timeout.ok()) return Usage(ctx, timeout.status().message());
   ClientOptions options;
@@ -727,6 +888,13 @@ int RunReboundctl(int argc, const char* const* argv, std::ostream& out, std::ost
   if (command == cancel) return CancelOrReplay(ctx, job_id, /*cancel=*/true);
   if (command == replay) return CancelOrReplay(ctx, job_id, /*cancel=*/false);
   if (command == health) return CheckHealth(ctx, health_service);
+  if (command == endpoints) {
+    if (pause->parsed()) return PauseEndpoint(ctx, endpoint_flags);
+    if (resume->parsed()) {
+      return EndpointChanged(ctx, ctx.client->ResumeEndpoint(endpoint_flags.name));
+    }
+    return ShowEndpoints(ctx, endpoint_flags);
+  }
   // require_subcommand(1) leaves no other case.
   return Usage(ctx, "unknown command");
 }

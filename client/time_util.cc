@@ -22,6 +22,14 @@ absl::Duration FromProtoDuration(const google::protobuf::Duration& d) {
   return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
 }
 
+google::protobuf::Duration ToProtoDuration(absl::Duration d) {
+  google::protobuf::Duration out;
+  const absl::Duration seconds = absl::Trunc(d, absl::Seconds(1));  // toward zero, as nanos
+  out.set_seconds(absl::ToInt64Seconds(seconds));
+  out.set_nanos(static_cast<int32_t>((d - seconds) / absl::Nanoseconds(1)));
+  return out;
+}
+
 std::string FormatTimestamp(const google::protobuf::Timestamp& t) {
   if (t.seconds() == 0 && t.nanos() == 0) return "-";
   // RFC3339_full would print "+00:00"; "Z" is the usual spelling of UTC.

@@ -17,6 +17,7 @@ namespace rebound::client {
 google::protobuf::Timestamp ToProtoTimestamp(absl::Time t);
 absl::Time FromProtoTimestamp(const google::protobuf::Timestamp& t);
 absl::Duration FromProtoDuration(const google::protobuf::Duration& d);
+google::protobuf::Duration ToProtoDuration(absl::Duration d);  // finite d
 
 // "2026-11-29T10:00:01Z" (fraction only when not zero); "-" for an unset (zero) timestamp.
 std::string FormatTimestamp(const google::protobuf::Timestamp& t);

@@ -5,6 +5,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/algorithm/container.h"
 #include "absl/base/thread_annotations.h"
 #include "absl/functional/any_invocable.h"
 #include "absl/strings/ascii.h"
@@ -12,7 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "server/api/validation.h"
-#include "server/log/traceparent.h"
+#include "server/http/traceparent.h"
 
 namespace rebound::api {
 namespace {
@@ -31,6 +32,31 @@ void SetTime(absl::Time t, google::protobuf::Timestamp* out) {
 
 bool HasTime(absl::Time t) { return t != absl::InfinitePast() && t != absl::InfiniteFuture(); }
 
+void SetDuration(absl::Duration d, google::protobuf::Duration* out) {
+  const int64_t us = absl::ToInt64Microseconds(d);
+  out->set_seconds(us / 1'000'000);
+  out->set_nanos(static_cast<int32_t>((us % 1'000'000) * 1000));
+}
+
+// The one place a wait becomes a JobWait (SyncJob.wait and SyncEvent.wait).
+void SetWait(common::WaitReason reason, absl::Time until, common::JobId behind, v1::JobWait* out) {
+  out->set_reason(static_cast<v1::WaitReason>(static_cast<int>(reason)));
+  if (HasTime(until)) SetTime(until, out->mutable_until());
+  if (behind != 0) out->set_behind_job_id(common::FormatJobId(behind));
+}
+
+v1::CircuitState ToProtoCircuit(engine::CircuitState c) {
+  switch (c) {
+    case engine::CircuitState::kClosed:
+      return v1::CLOSED;
+    case engine::CircuitState::kHalfOpen:
+      return v1::HALF_OPEN;
+    case engine::CircuitState::kOpen:
+      return v1::OPEN;
+  }
+  return v1::CIRCUIT_STATE_UNSPECIFIED;
+}
+
 bool IsSecretHeader(absl::string_view name) {
   const std::string lower = absl::AsciiStrToLower(name);
   for (absl::string_view s : {"authorization", "cookie", "api-key", "apikey", "api_key", "token",
@@ -42,6 +68,8 @@ bool IsSecretHeader(absl::string_view name) {
 
 v1::SyncState ToProtoState(JobState s) { return static_cast<v1::SyncState>(static_cast<int>(s)); }
 
+}  // namespace
+
 v1::SyncEvent ToProto(const engine::JobEvent& e) {
   v1::SyncEvent out;
   out.set_job_id(common::FormatJobId(e.id));
@@ -51,8 +79,13 @@ v1::SyncEvent ToProto(const engine::JobEvent& e) {
   if (HasTime(e.at)) SetTime(e.at, out.mutable_at());
   if (HasTime(e.next_attempt_at)) SetTime(e.next_attempt_at, out.mutable_next_attempt_at());
   out.set_last_http_status(e.last_http_status);
+  if (e.wait_reason != common::WaitReason::kNone) {
+    SetWait(e.wait_reason, e.wait_until, e.waits_behind, out.mutable_wait());
+  }
   return out;
 }
+
+namespace {
 
 absl::StatusOr<common::JobId> JobIdOf(const std::string& text) {
   if (text.empty()) return absl::InvalidArgumentError("job_id: is required");
@@ -217,9 +250,7 @@ void ToProto(const common::JobRecord& job, bool with_details, v1::SyncJob* out) 
     v1::Attempt* pa = out->add_attempts();
     pa->set_number(a.number);
     SetTime(a.started_at, pa->mutable_started_at());
-    const int64_t us = absl::ToInt64Microseconds(a.duration);
-    pa->mutable_duration()->set_seconds(us / 1'000'000);
-    pa->mutable_duration()->set_nanos(static_cast<int32_t>((us % 1'000'000) * 1000));
+    SetDuration(a.duration, pa->mutable_duration());
     pa->set_http_status(a.http_status);
     pa->set_transport_error(a.transport_error);
     pa->set_classification(a.classification);
@@ -228,10 +259,103 @@ void ToProto(const common::JobRecord& job, bool with_details, v1::SyncJob* out) 
   }
 }
 
+void ToProto(const engine::EndpointStatus& s, absl::Time now, v1::EndpointStatus* out) {
+  out->set_name(s.name);
+  out->set_circuit_enabled(s.circuit_enabled);
+  out->set_circuit(ToProtoCircuit(s.circuit));
+  if (HasTime(s.circuit_changed_at))
+    SetTime(s.circuit_changed_at, out->mutable_circuit_changed_at());
+  if (s.circuit == engine::CircuitState::kOpen && HasTime(s.next_probe_at)) {
+    SetTime(s.next_probe_at, out->mutable_next_probe_at());
+  }
+  out->set_window_requests(s.window_requests);
+  out->set_window_failures(s.window_failures);
+  out->set_window_throttles(s.window_throttles);
+  if (HasTime(s.paused_until) && s.paused_until > now) {
+    SetTime(s.paused_until, out->mutable_paused_until());
+    out->set_pause_cause(s.pause_cause);
+  }
+  out->set_operator_paused(s.operator_paused);
+  if (s.operator_paused) {
+    if (HasTime(s.operator_paused_until)) {
+      SetTime(s.operator_paused_until, out->mutable_operator_paused_until());
+    }
+    if (HasTime(s.operator_paused_at)) {
+      SetTime(s.operator_paused_at, out->mutable_operator_paused_at());
+    }
+    out->set_operator_reason(s.operator_reason);
+  }
+  out->set_in_flight(s.in_flight);
+  out->set_max_in_flight(s.max_in_flight);
+  out->set_allowed_in_flight(s.allowed_in_flight);
+  out->set_slow_start_level(s.slow_start_level);
+  if (HasTime(s.slow_start_until) && s.slow_start_until > now) {
+    SetTime(s.slow_start_until, out->mutable_slow_start_until());
+  }
+  out->set_rate(s.rate);
+  out->set_burst(s.burst);
+  out->set_tokens(s.tokens);
+  out->set_retry_budget_enabled(s.retry_budget_enabled);
+  out->set_retries_in_flight(s.retries_in_flight);
+  out->set_retry_budget(s.retry_budget);
+  for (int r = 1; r < common::kWaitReasonCount; ++r) {
+    if (s.waiting[static_cast<size_t>(r)] == 0) continue;
+    v1::WaitCount* w = out->add_waiting();
+    w->set_reason(static_cast<v1::WaitReason>(r));
+    w->set_count(s.waiting[static_cast<size_t>(r)]);
+  }
+  out->set_ready(s.ready);
+  out->set_running(s.running);
+  SetDuration(s.oldest_waiting_age, out->mutable_oldest_waiting_age());
+}
+
+std::optional<v1::JobWait> JobWaitOf(const common::JobRecord& job, absl::Time now,
+                                     const engine::EndpointControl& endpoints) {
+  using common::WaitReason;
+  v1::JobWait wait;
+  switch (job.state) {
+    case JobState::kBlocked:
+      SetWait(WaitReason::kOrderingBlocked, absl::InfiniteFuture(), job.waits_behind, &wait);
+      return wait;
+    case JobState::kWaitingRetry:
+      if (job.next_attempt_at > now) {
+        // A row written before wait reasons were stored reads kNone: it is a backoff.
+        SetWait(job.wait_reason == WaitReason::kRetryAfter ? WaitReason::kRetryAfter
+                                                           : WaitReason::kBackoff,
+                job.next_attempt_at, 0, &wait);
+        return wait;
+      }
+      break;  // due: ready to run, so the endpoint's gate decides
+    case JobState::kQueued:
+      break;
+    default:
+      return std::nullopt;
+  }
+  absl::Time until = absl::InfiniteFuture();
+  const WaitReason reason =
+      endpoints.EndpointWait(job.spec.endpoint, job.attempt_count > job.budget_base, &until);
+  if (reason == WaitReason::kNone) return std::nullopt;
+  SetWait(reason, until, 0, &wait);
+  return wait;
+}
+
 ReboundService::ReboundService(std::shared_ptr<const config::Config> config, engine::Engine& engine,
-                               store::JobStore& store, metrics::Metrics* metrics,
+                               engine::EndpointControl& endpoints, store::JobStore& store,
+                               const common::Clock& clock, metrics::Metrics* metrics,
                                log::EventLog* log)
-    : config_(std::move(config)), engine_(engine), store_(store), metrics_(metrics), log_(log) {}
+    : config_(std::move(config)),
+      engine_(engine),
+      endpoints_(endpoints),
+      store_(store),
+      clock_(clock),
+      metrics_(metrics),
+      log_(log) {}
+
+void ReboundService::FillJob(const common::JobRecord& job, bool with_details, absl::Time now,
+                             v1::SyncJob* out) const {
+  ToProto(job, with_details, out);
+  if (auto wait = JobWaitOf(job, now, endpoints_)) *out->mutable_wait() = *std::move(wait);
+}
 
 void ReboundService::Rejected(const absl::Status& status, absl::string_view tenant,
                               absl::string_view endpoint) const {
@@ -271,16 +395,16 @@ void ReboundService::ApplyTrace(const grpc::CallbackServerContext* ctx, common::
   auto it = md.find("traceparent");
   if (it == md.end()) return;
   const absl::string_view parent(it->second.data(), it->second.size());
-  if (!log::ValidTraceparent(parent)) return;
+  if (!http::ValidTraceparent(parent)) return;
   if (spec->correlation_id.empty())
-    spec->correlation_id = log::CorrelationIdFromTraceparent(parent);
+    spec->correlation_id = http::CorrelationIdFromTraceparent(parent);
   for (const auto& [name, value] : spec->headers) {
     if (absl::AsciiStrToLower(name) == "traceparent") return;  // the caller set its own
   }
   std::string child;
   {
     absl::MutexLock lock(&rng_mu_);
-    child = log::NewChildTraceparent(parent, rng_);
+    child = http::NewChildTraceparent(parent, rng_);
   }
   spec->headers.emplace_back("traceparent", std::move(child));
 }
@@ -420,7 +544,7 @@ grpc::ServerUnaryReactor* ReboundService::GetSync(grpc::CallbackServerContext* c
   if (!job_ref.ok()) return Finished(reactor, job_ref.status());
   const auto& [tenant, id] = *job_ref;
   auto job = store_.Get(tenant, id, /*with_attempts=*/true);
-  if (job.ok()) ToProto(*job, /*with_details=*/true, response);
+  if (job.ok()) FillJob(*job, /*with_details=*/true, clock_.Now(), response);
   return Finished(reactor, job.status());
 }
 
@@ -483,12 +607,51 @@ grpc::ServerUnaryReactor* ReboundService::ListSyncs(grpc::CallbackServerContext*
   if (!tenant.ok()) return Finished(reactor, tenant.status());
   auto filter = ValidateListRequest(*request, *Config());
   if (!filter.ok()) return Finished(reactor, filter.status());
+  const common::WaitReason reason = static_cast<common::WaitReason>(request->wait_reason());
+  const absl::Time now = clock_.Now();
+  if (reason != common::WaitReason::kNone && !AddWaitFilter(reason, now, endpoints_, &*filter)) {
+    return Finished(reactor, absl::OkStatus());  // no job can wait for it now: an empty page
+  }
   auto page = store_.List(*tenant, *filter, request->page_size(), request->page_token());
   if (page.ok()) {
-    for (const auto& job : page->jobs) ToProto(job, /*with_details=*/false, response->add_jobs());
+    for (const auto& job : page->jobs) {
+      FillJob(job, /*with_details=*/false, now, response->add_jobs());
+    }
     response->set_next_page_token(page->next_page_token);
   }
   return Finished(reactor, page.status());
+}
+
+bool AddWaitFilter(common::WaitReason reason, absl::Time now,
+                   const engine::EndpointControl& endpoints, store::ListFilter* filter) {
+  using common::WaitReason;
+  switch (reason) {
+    case WaitReason::kBackoff:
+    case WaitReason::kRetryAfter:
+      filter->wait_reason = reason;  // stored with WAITING_RETRY; only while it lasts
+      filter->due_after = now;
+      return true;
+    case WaitReason::kOrderingBlocked:
+      filter->wait_reason = reason;
+      return true;
+    default:
+      break;
+  }
+  // The endpoint's reasons: jobs ready to run (QUEUED, or WAITING_RETRY that is due) on the
+  // endpoints whose gate holds them back for `reason` now.
+  std::vector<JobState> ready;
+  for (JobState s : {JobState::kQueued, JobState::kWaitingRetry}) {
+    if (filter->states.empty() || absl::c_linear_search(filter->states, s)) ready.push_back(s);
+  }
+  filter->endpoints = endpoints.EndpointsWaiting(reason);
+  if (!filter->endpoint.empty() && !absl::c_linear_search(filter->endpoints, filter->endpoint)) {
+    return false;
+  }
+  if (ready.empty() || filter->endpoints.empty()) return false;
+  filter->states = std::move(ready);
+  filter->due_by = now;
+  filter->retries_only = reason == WaitReason::kRetryBudget;
+  return true;
 }
 
 void ReboundService::FinishWithJob(grpc::ServerUnaryReactor* reactor, absl::Status status,
@@ -499,7 +662,7 @@ void ReboundService::FinishWithJob(grpc::ServerUnaryReactor* reactor, absl::Stat
     return;
   }
   auto job = store_.Get(tenant, id, /*with_attempts=*/false);
-  if (job.ok()) ToProto(*job, /*with_details=*/false, response);
+  if (job.ok()) FillJob(*job, /*with_details=*/false, clock_.Now(), response);
   reactor->Finish(ToGrpcStatus(job.status()));
 }
 
@@ -527,6 +690,69 @@ grpc::ServerUnaryReactor* ReboundService::ReplaySync(grpc::CallbackServerContext
   engine_.Replay(tenant, id, [this, reactor, response, t = tenant, i = id](absl::Status s) {
     FinishWithJob(reactor, std::move(s), t, i, response);
   });
+  return reactor;
+}
+
+}  // namespace rebound::api
+
+namespace rebound::api {
+namespace {
+
+// Answers a PauseEndpoint or ResumeEndpoint with the one endpoint's new status.
+engine::EndpointControl::StatusDone AnswerOne(grpc::ServerUnaryReactor* reactor, absl::Time now,
+                                              v1::EndpointStatus* response) {
+  return [reactor, now, response](absl::StatusOr<std::vector<engine::EndpointStatus>> statuses) {
+    if (statuses.ok() && statuses->size() != 1) {
+      statuses = absl::InternalError("the engine answered no endpoint status");
+    }
+    if (statuses.ok()) api::ToProto(statuses->front(), now, response);
+    reactor->Finish(ToGrpcStatus(statuses.status()));
+  };
+}
+
+}  // namespace
+
+grpc::ServerUnaryReactor* ReboundService::GetEndpointStatus(
+    grpc::CallbackServerContext* ctx, const v1::GetEndpointStatusRequest* request,
+    v1::GetEndpointStatusResponse* response) {
+  auto* reactor = ctx->DefaultReactor();
+  if (absl::Status s = ValidateEndpointName(request->name(), *Config(), /*empty_ok=*/true);
+      !s.ok()) {
+    return Finished(reactor, s);
+  }
+  endpoints_.GetEndpointStatus(request->name(),
+                               [reactor, response, now = clock_.Now()](
+                                   absl::StatusOr<std::vector<engine::EndpointStatus>> statuses) {
+                                 if (statuses.ok()) {
+                                   for (const auto& s : *statuses)
+                                     ToProto(s, now, response->add_endpoints());
+                                 }
+                                 reactor->Finish(ToGrpcStatus(statuses.status()));
+                               });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* ReboundService::PauseEndpoint(grpc::CallbackServerContext* ctx,
+                                                        const v1::PauseEndpointRequest* request,
+                                                        v1::EndpointStatus* response) {
+  auto* reactor = ctx->DefaultReactor();
+  const absl::Time now = clock_.Now();
+  auto pause = ValidatePauseRequest(*request, *Config(), now);
+  if (!pause.ok()) return Finished(reactor, pause.status());
+  endpoints_.PauseEndpoint(std::move(pause->name), pause->until, std::move(pause->reason),
+                           AnswerOne(reactor, now, response));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* ReboundService::ResumeEndpoint(grpc::CallbackServerContext* ctx,
+                                                         const v1::ResumeEndpointRequest* request,
+                                                         v1::EndpointStatus* response) {
+  auto* reactor = ctx->DefaultReactor();
+  if (absl::Status s = ValidateEndpointName(request->name(), *Config(), /*empty_ok=*/false);
+      !s.ok()) {
+    return Finished(reactor, s);
+  }
+  endpoints_.ResumeEndpoint(request->name(), AnswerOne(reactor, clock_.Now(), response));
   return reactor;
 }
 

@@ -1,14 +1,16 @@
 // ReboundService: the rebound.v1 gRPC API on the callback API.
 //
 // Handlers validate, then hand work to the engine (submit, cancel, replay, watch) or read the
-// store (get, list); no handler waits for disk or network: submits complete from the store's
-// commit callback. The service borrows the engine and the store; both must outlive the gRPC
-// server. Thread-safe.
+// store (get, list), or to the engine's endpoint controls (endpoint status, pause, resume); no
+// handler waits for disk or network: submits complete from the store's commit callback. The
+// service borrows the engine, its endpoint controls, the store and the clock; all must outlive
+// the gRPC server. Thread-safe.
 #ifndef REBOUND_SERVER_API_SERVICE_H_
 #define REBOUND_SERVER_API_SERVICE_H_
 
 #include <atomic>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -19,8 +21,10 @@
 #include "absl/synchronization/mutex.h"
 #include "grpcpp/grpcpp.h"
 #include "rebound/v1/rebound.grpc.pb.h"
+#include "server/common/clock.h"
 #include "server/common/job.h"
 #include "server/config/config.h"
+#include "server/engine/endpoint_status.h"
 #include "server/engine/engine.h"
 #include "server/log/event_log.h"
 #include "server/metrics/metrics.h"
@@ -34,11 +38,33 @@ grpc::Status ToGrpcStatus(const absl::Status& status);
 // Fills `out` from a stored job. Secret-looking request headers are redacted.
 void ToProto(const common::JobRecord& job, bool with_details, v1::SyncJob* out);
 
+// A WatchSync event from the engine's.
+v1::SyncEvent ToProto(const engine::JobEvent& event);
+
+// Fills `out` from an endpoint's status as of `now`: a Retry-After pause or a slow-start ramp that
+// ended before `now` is left out, and the next probe is shown only while the circuit is open.
+void ToProto(const engine::EndpointStatus& status, absl::Time now, v1::EndpointStatus* out);
+
+// Why `job` waits at `now` (README "Why a job waits"): its own stored wait while it lasts
+// (BACKOFF / RETRY_AFTER until next_attempt_at, ORDERING_BLOCKED behind waits_behind), else for
+// a job ready to run the wait its endpoint's gate imposes. nullopt when it does not wait.
+std::optional<v1::JobWait> JobWaitOf(const common::JobRecord& job, absl::Time now,
+                                     const engine::EndpointControl& endpoints);
+
+// Adds to `filter` the store filter of ListSyncs(wait_reason = `reason`) at `now` (README "Why a
+// job waits"): a job's own reason by its stored column, an endpoint's reason as the ready jobs
+// of the endpoints whose gate holds them for it now. False when no job can match (no endpoint
+// imposes it now, or the request's own endpoint or states exclude it): the answer is an empty
+// page without a store query. `reason` is not kNone.
+bool AddWaitFilter(common::WaitReason reason, absl::Time now,
+                   const engine::EndpointControl& endpoints, store::ListFilter* filter);
+
 class ReboundService final : public v1::Rebound::CallbackService {
  public:
   // `metrics` and `log` may be null (tests); when given they must outlive the service.
   ReboundService(std::shared_ptr<const config::Config> config, engine::Engine& engine,
-                 store::JobStore& store, metrics::Metrics* metrics = nullptr,
+                 engine::EndpointControl& endpoints, store::JobStore& store,
+                 const common::Clock& clock, metrics::Metrics* metrics = nullptr,
                  log::EventLog* log = nullptr);
 
   // Swaps the config used to validate requests (a reload). Thread-safe.
@@ -70,6 +96,15 @@ class ReboundService final : public v1::Rebound::CallbackService {
   grpc::ServerUnaryReactor* ReplaySync(grpc::CallbackServerContext* ctx,
                                        const v1::ReplaySyncRequest* request,
                                        v1::SyncJob* response) override;
+  grpc::ServerUnaryReactor* GetEndpointStatus(grpc::CallbackServerContext* ctx,
+                                              const v1::GetEndpointStatusRequest* request,
+                                              v1::GetEndpointStatusResponse* response) override;
+  grpc::ServerUnaryReactor* PauseEndpoint(grpc::CallbackServerContext* ctx,
+                                          const v1::PauseEndpointRequest* request,
+                                          v1::EndpointStatus* response) override;
+  grpc::ServerUnaryReactor* ResumeEndpoint(grpc::CallbackServerContext* ctx,
+                                           const v1::ResumeEndpointRequest* request,
+                                           v1::EndpointStatus* response) override;
 
  private:
   // The caller's tenant: `x-rebound-tenant` metadata, else the configured default. (No
@@ -93,6 +128,9 @@ class ReboundService final : public v1::Rebound::CallbackService {
   // Answers a cancel or replay once the engine is done: reads the job back.
   void FinishWithJob(grpc::ServerUnaryReactor* reactor, absl::Status status,
                      const std::string& tenant, common::JobId id, v1::SyncJob* response);
+  // ToProto, plus the job's wait at `now`.
+  void FillJob(const common::JobRecord& job, bool with_details, absl::Time now,
+               v1::SyncJob* out) const;
 
   std::shared_ptr<const config::Config> Config() const {
     absl::MutexLock lock(&config_mu_);
@@ -102,7 +140,9 @@ class ReboundService final : public v1::Rebound::CallbackService {
   mutable absl::Mutex config_mu_;
   std::shared_ptr<const config::Config> config_ ABSL_GUARDED_BY(config_mu_);
   engine::Engine& engine_;
+  engine::EndpointControl& endpoints_;
   store::JobStore& store_;
+  const common::Clock& clock_;
   metrics::Metrics* const metrics_;
   log::EventLog* const log_;
   absl::Mutex rng_mu_;

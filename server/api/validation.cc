@@ -411,7 +411,83 @@ absl::StatusOr<store::ListFilter> ValidateListRequest(const v1::ListSyncsRequest
     filter.label_value = request.label().substr(eq + 1);
   }
   if (request.page_size() < 0) return invalid("page_size", "must not be negative");
+  if (absl::Status s = ValidateWaitReason(request).status(); !s.ok()) return s;
   return filter;
+}
+
+absl::StatusOr<common::WaitReason> ValidateWaitReason(const v1::ListSyncsRequest& request) {
+  const int r = request.wait_reason();
+  if (r < 0 || r >= common::kWaitReasonCount) {
+    return absl::InvalidArgumentError(absl::StrCat("wait_reason: ", r, " is not a wait reason"));
+  }
+  return static_cast<common::WaitReason>(r);
+}
+
+absl::Status ValidateEndpointName(absl::string_view name, const config::Config& config,
+                                  bool empty_ok) {
+  if (name.size() > config::kMaxNameBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("name: ", TooLong(name.size(), config::kMaxNameBytes)));
+  }
+  if (name.empty()) {
+    return empty_ok ? absl::OkStatus() : absl::InvalidArgumentError("name: is required");
+  }
+  if (config.FindEndpoint(name) == nullptr) {
+    return absl::NotFoundError(absl::StrCat("name: unknown endpoint '", Echo(name), "'"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<PauseRequest> ValidatePauseRequest(const v1::PauseEndpointRequest& request,
+                                                  const config::Config& config, absl::Time now) {
+  const auto invalid = [](absl::string_view field, absl::string_view problem) {
+    return absl::InvalidArgumentError(absl::StrCat(field, ": ", problem));
+  };
+  if (request.reason().size() > kMaxPauseReasonBytes) {
+    return invalid("reason", TooLong(request.reason().size(), kMaxPauseReasonBytes));
+  }
+  if (absl::Status s = ValidateEndpointName(request.name(), config, /*empty_ok=*/false); !s.ok()) {
+    return s;
+  }
+  if (HasControlCharacter(request.reason())) {
+    return invalid("reason", "has a control character");
+  }
+  PauseRequest out;
+  out.name = request.name();
+  out.reason = request.reason();
+  if (request.has_until() && request.has_duration()) {
+    return invalid("until", "give until or duration, not both");
+  }
+  if (request.has_until()) {
+    const auto& u = request.until();
+    if (u.seconds() <= 0 || u.seconds() > 253402300799 || u.nanos() < 0 || u.nanos() > 999999999) {
+      return invalid("until", "is not a valid timestamp");
+    }
+    out.until = absl::FromUnixSeconds(u.seconds()) + absl::Nanoseconds(u.nanos());
+    if (out.until <= now) {
+      return invalid("until", absl::StrCat(absl::FormatTime(absl::RFC3339_full, out.until,
+                                                            absl::UTCTimeZone()),
+                                           " is not in the future"));
+    }
+    if (out.until - now > kMaxPause) {
+      return invalid("until", absl::StrCat("is more than ", absl::FormatDuration(kMaxPause),
+                                           " ahead; omit it to pause until resumed"));
+    }
+  } else if (request.has_duration()) {
+    const auto& d = request.duration();
+    // Duration's own range: |seconds| <= 315576000000, nanos of the same sign.
+    if (d.seconds() < 0 || d.nanos() < 0 || d.nanos() > 999999999 ||
+        (d.seconds() == 0 && d.nanos() == 0)) {
+      return invalid("duration", "must be positive");
+    }
+    const absl::Duration length = absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
+    if (length > kMaxPause) {
+      return invalid("duration", absl::StrCat("is longer than ", absl::FormatDuration(kMaxPause),
+                                              "; omit it to pause until resumed"));
+    }
+    out.until = now + length;
+  }
+  return out;
 }
 
 }  // namespace rebound::api

@@ -14,6 +14,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "rebound/v1/rebound.pb.h"
 #include "server/common/job.h"
 #include "server/config/config.h"
@@ -31,6 +32,10 @@ inline constexpr size_t kMaxLabelKeyBytes = 63;
 inline constexpr size_t kMaxLabelValueBytes = 256;
 inline constexpr size_t kMaxJobIdBytes = 64;
 inline constexpr size_t kMaxPageTokenBytes = 128;
+inline constexpr size_t kMaxPauseReasonBytes = 512;
+// The longest operator pause with an end (PauseEndpoint until / duration); an open-ended pause
+// has no `until` at all.
+inline constexpr absl::Duration kMaxPause = absl::Hours(24 * 366);
 // Bytes of a caller's value quoted in an error message; the rest is cut (Echo).
 inline constexpr size_t kMaxEchoBytes = 64;
 
@@ -62,6 +67,28 @@ absl::StatusOr<common::JobSpec> ValidateSyncRequest(const v1::SyncRequest& reque
 // ordering_key, label, page_size, page_token).
 absl::StatusOr<store::ListFilter> ValidateListRequest(const v1::ListSyncsRequest& request,
                                                       const config::Config& config);
+
+// The wait reason of a ListSyncs request (kNone when unset), or INVALID_ARGUMENT naming
+// wait_reason.
+absl::StatusOr<common::WaitReason> ValidateWaitReason(const v1::ListSyncsRequest& request);
+
+// The endpoint a GetEndpointStatus, PauseEndpoint or ResumeEndpoint request names: `name`
+// bounded like every name (INVALID_ARGUMENT), and configured (NOT_FOUND naming it). Empty is
+// INVALID_ARGUMENT unless `empty_ok` (GetEndpointStatus: every endpoint).
+absl::Status ValidateEndpointName(absl::string_view name, const config::Config& config,
+                                  bool empty_ok);
+
+// An operator pause as asked for (PauseEndpoint).
+struct PauseRequest {
+  std::string name;
+  absl::Time until = absl::InfiniteFuture();  // InfiniteFuture: until resumed
+  std::string reason;
+};
+// A PauseEndpoint request checked at `now`: the name as ValidateEndpointName; `until` or
+// `duration`, not both, ending after `now` and within kMaxPause of it; `reason` at most
+// kMaxPauseReasonBytes without control characters. Errors name the field.
+absl::StatusOr<PauseRequest> ValidatePauseRequest(const v1::PauseEndpointRequest& request,
+                                                  const config::Config& config, absl::Time now);
 
 // Checks a job path against an endpoint: no "..", no "//", no '@', no backslash, no control
 // characters, no percent-encoded dot, slash, backslash or control character, no double,

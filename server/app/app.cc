@@ -102,8 +102,9 @@ absl::StatusOr<std::unique_ptr<App>> App::Create(std::shared_ptr<const config::C
   }
   app->engine_ = std::make_unique<engine::Engine>(app->config_, *app->store_, *app->executor_,
                                                   clock, std::move(engine_options));
-  app->service_ = std::make_unique<api::ReboundService>(app->config_, *app->engine_, *app->store_,
-                                                        app->metrics_.get(), app->log_.get());
+  app->service_ = std::make_unique<api::ReboundService>(app->config_, *app->engine_, *app->engine_,
+                                                        *app->store_, clock, app->metrics_.get(),
+                                                        app->log_.get());
   return app;
 }
 

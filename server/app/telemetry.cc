@@ -10,6 +10,10 @@ bool Valid(int endpoint, const metrics::Metrics& m) {
   return endpoint >= 0 && static_cast<size_t>(endpoint) < m.endpoint_count();
 }
 
+std::string FormatUtc(absl::Time t) {
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", t, absl::UTCTimeZone());
+}
+
 }  // namespace
 
 metrics::Outcome OutcomeOf(const policy::Outcome& outcome, policy::Action action) {
@@ -136,12 +140,49 @@ void Telemetry::OnEndpointPaused(int endpoint, absl::Time until) {
   log::JobFields f;
   f.endpoint = metrics_.endpoint(endpoint).name;
   f.delay_cause = "endpoint_paused";
-  const std::string reason =
-      absl::StrCat("endpoint paused until ",
-                   absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", until, absl::UTCTimeZone()),
-                   ": the upstream rate-limited with Retry-After");
+  const std::string reason = absl::StrCat("endpoint paused until ", FormatUtc(until),
+                                          ": the upstream rate-limited with Retry-After");
   f.reason = reason;
   log_.Log(log::Event::kWaiting, f);
+}
+
+void Telemetry::OnCircuitChanged(int endpoint, engine::CircuitState from, engine::CircuitState to,
+                                 const std::string& why) {
+  if (!Valid(endpoint, metrics_)) return;
+  metrics::EndpointMetrics& m = metrics_.endpoint(endpoint);
+  m.RecordCircuitChange(static_cast<int>(to));
+  log::JobFields f;
+  f.endpoint = m.name;
+  const std::string reason = absl::StrCat("circuit ", engine::CircuitStateName(from), " -> ",
+                                          engine::CircuitStateName(to), ": ", why);
+  f.reason = reason;
+  log_.Log(to == engine::CircuitState::kOpen ? log::Level::kWarn : log::Level::kInfo,
+           log::Event::kCircuitChanged, f);
+}
+
+void Telemetry::OnRetryDelayed(int endpoint) {
+  if (!Valid(endpoint, metrics_)) return;
+  metrics_.endpoint(endpoint).retries_delayed->Increment();
+}
+
+void Telemetry::OnOperatorPause(int endpoint, bool paused, absl::Time until,
+                                const std::string& reason) {
+  if (!Valid(endpoint, metrics_)) return;
+  metrics::EndpointMetrics& m = metrics_.endpoint(endpoint);
+  m.SetOperatorPaused(paused);
+  log::JobFields f;
+  f.endpoint = m.name;
+  std::string text;
+  if (paused) {
+    text = absl::StrCat("paused by an operator ",
+                        until == absl::InfiniteFuture() ? std::string("until resumed")
+                                                        : absl::StrCat("until ", FormatUtc(until)),
+                        reason.empty() ? "" : ": ", reason);
+  } else {
+    text = "operator pause lifted";
+  }
+  f.reason = text;
+  log_.Log(paused ? log::Event::kOperatorPaused : log::Event::kOperatorResumed, f);
 }
 
 void Telemetry::OnGauges(int endpoint, const engine::EndpointGauges& g) {
@@ -159,6 +200,15 @@ void Telemetry::OnGauges(int endpoint, const engine::EndpointGauges& g) {
   set(S::kWaitingPaused, g.waiting_paused);
   m.inflight->Set(static_cast<double>(g.in_flight));
   m.SetPaused(g.paused);
+  m.circuit_state->Set(static_cast<double>(static_cast<int>(g.circuit)));
+  m.SetOperatorPaused(g.operator_paused);
+  m.allowed_in_flight->Set(static_cast<double>(g.allowed_in_flight));
+  m.SetTokens(g.tokens);
+  m.retries_in_flight->Set(static_cast<double>(g.retries_in_flight));
+  m.retry_budget->Set(static_cast<double>(g.retry_budget));
+  for (int r = 1; r < common::kWaitReasonCount; ++r) {
+    m.SetWaiting(static_cast<common::WaitReason>(r), g.waiting[static_cast<size_t>(r)]);
+  }
 }
 
 void Telemetry::OnDeadLetterDelta(int endpoint, int64_t delta) {

@@ -1,5 +1,9 @@
 // Telemetry: turns the engine's job events into Prometheus series and JSON log lines.
 //
+// Endpoint protection: OnGauges maps the gate's fields (circuit, operator pause, allowed in
+// flight, tokens, retry budget, jobs waiting by reason) onto their gauges; the gate's events
+// (circuit transitions, operator pauses) also log one line each, rate-capped by the EventLog.
+//
 // Owned by the app; the engine calls it on its loop thread (OnSubmitted on the store's writer
 // thread). Counters are kept handles (no label lookup per event); label values are configured
 // endpoint names and fixed enums only. Log lines carry no bodies and no header values.
@@ -29,6 +33,15 @@ class Telemetry final : public engine::EngineObserver {
                   const std::string& decision) override;
   void OnReplayed(const engine::JobRef& job) override;
   void OnEndpointPaused(int endpoint, absl::Time until) override;
+  // rebound_circuit_state and rebound_circuit_transitions_total{to}; one circuit_changed line
+  // (warn when the breaker opens, info otherwise).
+  void OnCircuitChanged(int endpoint, engine::CircuitState from, engine::CircuitState to,
+                        const std::string& why) override;
+  // rebound_retries_delayed_total only (a log line per held retry would be a flood).
+  void OnRetryDelayed(int endpoint) override;
+  // rebound_endpoint_operator_paused; one operator_paused or operator_resumed line.
+  void OnOperatorPause(int endpoint, bool paused, absl::Time until,
+                       const std::string& reason) override;
   void OnGauges(int endpoint, const engine::EndpointGauges& gauges) override;
   void OnDeadLetterDelta(int endpoint, int64_t delta) override;
 

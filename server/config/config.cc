@@ -194,8 +194,14 @@ class Parser {
                            absl::Duration* out) const;
   absl::Status Duration(const Mapping& m, absl::string_view key, DurationRule rule,
                         absl::Duration* out) const;
+  // `allow_zero`: 0 is a meaningful value of the key (e.g. "no floor").
   template <typename T>
-  absl::Status Count(const Mapping& m, absl::string_view key, T* out) const;
+  absl::Status Count(const Mapping& m, absl::string_view key, T* out,
+                     bool allow_zero = false) const;
+  // A finite number written without quotes; range checks are the caller's.
+  absl::Status Number(const Mapping& m, absl::string_view key, double* out) const;
+  // A number in [0, 1], or (0, 1] when `lo_open` (a ratio); the message names the interval.
+  absl::Status Fraction(const Mapping& m, absl::string_view key, bool lo_open, double* out) const;
   template <typename E>
   absl::Status Enum(const Mapping& m, absl::string_view key,
                     std::initializer_list<std::pair<absl::string_view, E>> choices, E* out) const;
@@ -222,6 +228,15 @@ class Parser {
   absl::Status ParseEndpoints(const YAML::Node& node, Config* out) const;
   absl::StatusOr<EndpointConfig> ParseEndpoint(const YAML::Node& node, const std::string& path,
                                                const Config& config) const;
+  // Endpoint protection sections (config.h: CircuitBreakerConfig and the others).
+  absl::Status ParseCircuitBreaker(const YAML::Node& node, const std::string& path,
+                                   CircuitBreakerConfig* out) const;
+  absl::Status ParseRetryBudget(const YAML::Node& node, const std::string& path,
+                                RetryBudgetConfig* out) const;
+  absl::Status ParseRateLimit(const YAML::Node& node, const std::string& path,
+                              RateLimitConfig* out) const;
+  absl::Status ParseSlowStart(const YAML::Node& node, const std::string& path,
+                              SlowStartConfig* out) const;
   // http(s)://host[:port][/path] without user information, query or fragment; `allow_path`
   // false also refuses a path. Returned without trailing slashes.
   absl::StatusOr<std::string> ParseHttpUrl(const Mapping& m, absl::string_view key,
@@ -361,22 +376,49 @@ absl::Status Parser::Duration(const Mapping& m, absl::string_view key, DurationR
 }
 
 template <typename T>
-absl::Status Parser::Count(const Mapping& m, absl::string_view key, T* out) const {
+absl::Status Parser::Count(const Mapping& m, absl::string_view key, T* out, bool allow_zero) const {
   const YAML::Node* node = m.Find(key);
   if (node == nullptr) return absl::OkStatus();
   const std::string path = m.PathOf(key);
-  REBOUND_ASSIGN_OR_RETURN(const std::string text,
-                           AsPlainScalar(*node, path, "a positive integer"));
+  const absl::string_view expected = allow_zero ? "a non-negative integer" : "a positive integer";
+  REBOUND_ASSIGN_OR_RETURN(const std::string text, AsPlainScalar(*node, path, expected));
   int64_t value = 0;
   if (!absl::SimpleAtoi(text, &value)) {
-    return Error(path, absl::StrCat("expected a positive integer, got ", Quote(text)));
+    return Error(path, absl::StrCat("expected ", expected, ", got ", Quote(text)));
   }
-  if (value <= 0) return Error(path, absl::StrCat("must be a positive integer, got ", value));
+  if (value < 0 || (value == 0 && !allow_zero)) {
+    return Error(path, absl::StrCat("must be ", expected, ", got ", value));
+  }
   if (static_cast<uint64_t>(value) > static_cast<uint64_t>(std::numeric_limits<T>::max())) {
     return Error(
         path, absl::StrCat("too large: ", value, " (at most ", std::numeric_limits<T>::max(), ")"));
   }
   *out = static_cast<T>(value);
+  return absl::OkStatus();
+}
+
+absl::Status Parser::Number(const Mapping& m, absl::string_view key, double* out) const {
+  const YAML::Node* node = m.Find(key);
+  if (node == nullptr) return absl::OkStatus();
+  const std::string path = m.PathOf(key);
+  REBOUND_ASSIGN_OR_RETURN(const std::string text, AsPlainScalar(*node, path, "a number"));
+  double value = 0;
+  if (!absl::SimpleAtod(text, &value) || !std::isfinite(value)) {
+    return Error(path, absl::StrCat("expected a number, got ", Quote(text)));
+  }
+  *out = value;
+  return absl::OkStatus();
+}
+
+absl::Status Parser::Fraction(const Mapping& m, absl::string_view key, bool lo_open,
+                              double* out) const {
+  double value = *out;
+  REBOUND_RETURN_IF_ERROR(Number(m, key, &value));
+  if (value > 1 || value < 0 || (lo_open && value == 0)) {
+    return Error(m.PathOf(key),
+                 absl::StrCat("must be in ", lo_open ? "(0, 1]" : "[0, 1]", ", got ", value));
+  }
+  *out = value;
   return absl::OkStatus();
 }
 
@@ -587,16 +629,13 @@ absl::Status Parser::ParseBackoff(const YAML::Node& node, const std::string& pat
                  absl::StrCat("must not exceed max (", absl::FormatDuration(out->initial), " > ",
                               absl::FormatDuration(out->max), ")"));
   }
-  if (const YAML::Node* n = m.Find("multiplier")) {
-    const std::string mpath = m.PathOf("multiplier");
-    REBOUND_ASSIGN_OR_RETURN(const std::string text, AsPlainScalar(*n, mpath, "a number"));
+  if (m.Find("multiplier") != nullptr) {
     double value = 0;
-    if (!absl::SimpleAtod(text, &value) || !std::isfinite(value)) {
-      return Error(mpath, absl::StrCat("expected a number, got ", Quote(text)));
-    }
+    REBOUND_RETURN_IF_ERROR(Number(m, "multiplier", &value));
     if (value < 1.0) {
-      return Error(mpath, absl::StrCat("must be at least 1 (1 keeps the delay constant), got ",
-                                       Quote(text)));
+      return Error(m.PathOf("multiplier"),
+                   absl::StrCat("must be at least 1 (1 keeps the delay constant), got ",
+                                Quote(m.Find("multiplier")->Scalar())));
     }
     out->multiplier = value;
   }
@@ -716,7 +755,8 @@ absl::StatusOr<EndpointConfig> Parser::ParseEndpoint(const YAML::Node& node,
       const Mapping m,
       AsMapping(node, path,
                 {"name", "base_url", "allowed_path_prefixes", "connect_timeout", "timeout",
-                 "max_response_bytes", "max_in_flight", "policy", "headers", "proxy"}));
+                 "max_response_bytes", "max_in_flight", "policy", "headers", "proxy",
+                 "circuit_breaker", "retry_budget", "rate_limit", "slow_start"}));
   EndpointConfig e;
   REBOUND_RETURN_IF_ERROR(Require(m, "name"));
   REBOUND_RETURN_IF_ERROR(Name(m, "name", &e.name));
@@ -757,6 +797,19 @@ absl::StatusOr<EndpointConfig> Parser::ParseEndpoint(const YAML::Node& node,
   if (config.FindPolicy(e.policy) == nullptr) {
     return Error(m.PathOf("policy"), absl::StrCat("unknown policy ", Quote(e.policy)));
   }
+  if (const YAML::Node* n = m.Find("circuit_breaker")) {
+    REBOUND_RETURN_IF_ERROR(
+        ParseCircuitBreaker(*n, m.PathOf("circuit_breaker"), &e.circuit_breaker));
+  }
+  if (const YAML::Node* n = m.Find("retry_budget")) {
+    REBOUND_RETURN_IF_ERROR(ParseRetryBudget(*n, m.PathOf("retry_budget"), &e.retry_budget));
+  }
+  if (const YAML::Node* n = m.Find("rate_limit")) {
+    REBOUND_RETURN_IF_ERROR(ParseRateLimit(*n, m.PathOf("rate_limit"), &e.rate_limit));
+  }
+  if (const YAML::Node* n = m.Find("slow_start")) {
+    REBOUND_RETURN_IF_ERROR(ParseSlowStart(*n, m.PathOf("slow_start"), &e.slow_start));
+  }
 
   if (const YAML::Node* n = m.Find("headers")) {
     const std::string headers_path = m.PathOf("headers");
@@ -786,6 +839,70 @@ absl::StatusOr<EndpointConfig> Parser::ParseEndpoint(const YAML::Node& node,
     }
   }
   return e;
+}
+
+absl::Status Parser::ParseCircuitBreaker(const YAML::Node& node, const std::string& path,
+                                         CircuitBreakerConfig* out) const {
+  REBOUND_ASSIGN_OR_RETURN(
+      const Mapping m,
+      AsMapping(node, path,
+                {"enabled", "failure_ratio", "min_requests", "window", "open_duration",
+                 "max_open_duration", "half_open_probes", "count_throttles"}));
+  REBOUND_RETURN_IF_ERROR(Bool(m, "enabled", &out->enabled));
+  REBOUND_RETURN_IF_ERROR(Fraction(m, "failure_ratio", /*lo_open=*/true, &out->failure_ratio));
+  REBOUND_RETURN_IF_ERROR(Count(m, "min_requests", &out->min_requests));
+  REBOUND_RETURN_IF_ERROR(Duration(m, "window", DurationRule::kPositive, &out->window));
+  REBOUND_RETURN_IF_ERROR(
+      Duration(m, "open_duration", DurationRule::kPositive, &out->open_duration));
+  REBOUND_RETURN_IF_ERROR(
+      Duration(m, "max_open_duration", DurationRule::kPositive, &out->max_open_duration));
+  if (out->max_open_duration < out->open_duration) {
+    // Name the key the file set: a long open_duration alone conflicts with the default cap.
+    const bool max_set = m.Find("max_open_duration") != nullptr;
+    return Error(
+        m.PathOf(max_set ? "max_open_duration" : "open_duration"),
+        absl::StrCat("max_open_duration (", absl::FormatDuration(out->max_open_duration),
+                     max_set ? "" : ", the default", ") must not be shorter than open_duration (",
+                     absl::FormatDuration(out->open_duration), ")"));
+  }
+  REBOUND_RETURN_IF_ERROR(Count(m, "half_open_probes", &out->half_open_probes));
+  REBOUND_RETURN_IF_ERROR(Bool(m, "count_throttles", &out->count_throttles));
+  return absl::OkStatus();
+}
+
+absl::Status Parser::ParseRetryBudget(const YAML::Node& node, const std::string& path,
+                                      RetryBudgetConfig* out) const {
+  REBOUND_ASSIGN_OR_RETURN(const Mapping m,
+                           AsMapping(node, path, {"enabled", "ratio", "min_retries"}));
+  REBOUND_RETURN_IF_ERROR(Bool(m, "enabled", &out->enabled));
+  REBOUND_RETURN_IF_ERROR(Fraction(m, "ratio", /*lo_open=*/false, &out->ratio));
+  REBOUND_RETURN_IF_ERROR(Count(m, "min_retries", &out->min_retries, /*allow_zero=*/true));
+  return absl::OkStatus();
+}
+
+absl::Status Parser::ParseRateLimit(const YAML::Node& node, const std::string& path,
+                                    RateLimitConfig* out) const {
+  // A bucket refilled faster than this is no limit an LMS needs, and ceil(rate) stays an int.
+  constexpr int kMaxRate = 1'000'000;
+  REBOUND_ASSIGN_OR_RETURN(const Mapping m, AsMapping(node, path, {"rate", "burst"}));
+  REBOUND_RETURN_IF_ERROR(Number(m, "rate", &out->rate));
+  if (out->rate < 0 || out->rate > kMaxRate) {
+    return Error(m.PathOf("rate"), absl::StrCat("must be from 0 (no limit) to ", kMaxRate,
+                                                " attempts per second, got ", out->rate));
+  }
+  REBOUND_RETURN_IF_ERROR(Count(m, "burst", &out->burst, /*allow_zero=*/true));
+  if (out->rate > 0 && out->burst == 0) {
+    out->burst = std::max(1, static_cast<int>(std::ceil(out->rate)));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Parser::ParseSlowStart(const YAML::Node& node, const std::string& path,
+                                    SlowStartConfig* out) const {
+  REBOUND_ASSIGN_OR_RETURN(const Mapping m, AsMapping(node, path, {"window"}));
+  // "0s" turns it off.
+  REBOUND_RETURN_IF_ERROR(Duration(m, "window", DurationRule::kNonNegative, &out->window));
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::string> Parser::ParseHttpUrl(const Mapping& m, absl::string_view key,

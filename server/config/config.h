@@ -100,8 +100,9 @@ struct CircuitBreakerConfig {
 // first attempts are not held by it. Never dropped.
 struct RetryBudgetConfig {
   bool enabled = true;
-  double ratio = 0.2;   // [0, 1]
-  int min_retries = 3;  // >= 0
+  double ratio = 0.2;  // [0, 1]
+  int min_retries =
+      10;  // >= 0 (Envoy: 3; higher here: a restart makes every recovered job a retry)
 };
 
 // endpoints[].rate_limit: a token bucket beside max_in_flight; `rate` attempts per second

@@ -6,35 +6,12 @@
 #include <cstdlib>
 #include <utility>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
-#include "server/log/traceparent.h"
+#include "server/engine/store_reader.h"
 
 namespace rebound::engine {
 namespace {
-
-constexpr size_t kLatenessSamples = 16384;
-// Jobs retrying sooner than this keep their request in memory; later ones reload it from the
-// store, so a million waiting jobs cost only their scheduling state.
-constexpr absl::Duration kKeepSpecBelow = absl::Seconds(2);
-// A request that could not be read from the store is tried again after this.
-constexpr absl::Duration kReadRetry = absl::Seconds(1);
-
-// Memory a request holds (its strings' contents; small-string capacity is not counted).
-size_t SpecBytes(const common::JobSpec& s) {
-  size_t n = sizeof(s) + s.tenant.size() + s.idempotency_key.size() + s.endpoint.size() +
-             s.method.size() + s.path.size() + s.query.size() + s.body.size() +
-             s.ordering_key.size() + s.correlation_id.size() + s.policy.size();
-  for (const auto& [name, value] : s.headers) n += sizeof(name) * 2 + name.size() + value.size();
-  for (const auto& [k, v] : s.labels) n += 64 + k.size() + v.size();  // 64: map node
-  return n;
-}
-
-std::string ScopeOf(absl::string_view tenant, absl::string_view ordering_key) {
-  if (ordering_key.empty()) return "";
-  return absl::StrCat(tenant, "\n", ordering_key);
-}
 
 // The store refused a write: the job's durable state is behind what the engine decided. Going
 // on would act on undurable decisions (a lost or doubled grade), so stop the process; the
@@ -46,45 +23,6 @@ std::string ScopeOf(absl::string_view tenant, absl::string_view ordering_key) {
 }
 
 }  // namespace
-
-// The default EngineOptions::run_read: one thread running store reads in order.
-class Engine::Reader {
- public:
-  Reader() : thread_([this] { Loop(); }) {}
-  ~Reader() {
-    {
-      absl::MutexLock lock(&mu_);
-      stop_ = true;
-    }
-    thread_.join();
-  }
-  void Run(absl::AnyInvocable<void() &&> fn) {
-    absl::MutexLock lock(&mu_);
-    work_.push_back(std::move(fn));
-  }
-
- private:
-  void Loop() {
-    while (true) {
-      std::vector<absl::AnyInvocable<void() &&>> work;
-      {
-        absl::MutexLock lock(&mu_);
-        mu_.Await(absl::Condition(
-            +[](Reader* r)
-                 ABSL_EXCLUSIVE_LOCKS_REQUIRED(r->mu_) { return r->stop_ || !r->work_.empty(); },
-            this));
-        if (work_.empty()) return;  // stopping, and everything asked for was read
-        work.swap(work_);
-      }
-      for (auto& fn : work) std::move(fn)();
-    }
-  }
-
-  absl::Mutex mu_;
-  std::vector<absl::AnyInvocable<void() &&>> work_ ABSL_GUARDED_BY(mu_);
-  bool stop_ ABSL_GUARDED_BY(mu_) = false;
-  std::thread thread_;  // last: starts once the rest is built
-};
 
 Engine::Engine(std::shared_ptr<const config::Config> config, store::JobStore& store,
                http::Executor& executor, const common::Clock& clock, EngineOptions options)
@@ -98,7 +36,7 @@ Engine::Engine(std::shared_ptr<const config::Config> config, store::JobStore& st
       run_read_(std::move(options.run_read)),
       observer_(options.observer != nullptr ? options.observer : &null_observer_) {
   if (!run_read_) {
-    reader_ = std::make_unique<Reader>();
+    reader_ = std::make_unique<StoreReader>();
     run_read_ = [reader = reader_.get()](absl::AnyInvocable<void() &&> fn) {
       reader->Run(std::move(fn));
     };
@@ -108,14 +46,13 @@ Engine::Engine(std::shared_ptr<const config::Config> config, store::JobStore& st
   endpoint_names_.reserve(kMaxEndpoints);  // never reallocated: other threads read it
   for (const auto& ep : config_->endpoints) endpoint_names_.push_back(ep.name);
   endpoint_name_count_.store(endpoint_names_.size(), std::memory_order_release);
+  const absl::Time now = clock_.Now();
   for (size_t i = 0; i < endpoints_.size(); ++i) {
-    EndpointState& ep = endpoints_[i];
-    ep.config = &config_->endpoints[i];
-    ep.default_policy = config_->FindPolicy(ep.config->policy).get();
-    // Config validation guarantees the policy exists; fall back for hand-built test configs.
-    if (ep.default_policy == nullptr) ep.default_policy = config_->FindPolicy("default").get();
-    assert(ep.default_policy != nullptr);
-    ep.base_url = ep.config->base_url;
+    endpoints_[i].Configure(config_->endpoints[i], *config_, now, static_cast<int>(i), observer_);
+  }
+  {
+    absl::MutexLock lock(&holds_mu_);
+    published_holds_.resize(endpoints_.size());
   }
   for (size_t i = 0; i < options.dead_letters_at_start.size() && i < endpoints_.size(); ++i) {
     observer_->OnDeadLetterDelta(static_cast<int>(i), options.dead_letters_at_start[i]);
@@ -190,179 +127,6 @@ void Engine::Submit(std::vector<store::NewJob> jobs, SubmitDone done) {
                 });
 }
 
-namespace {
-
-// The answer of an entry point, shared between the posted work and the caller so the caller can
-// still answer when the loop refuses the work.
-std::shared_ptr<Engine::JobDone> Shared(Engine::JobDone done) {
-  return std::make_shared<Engine::JobDone>(std::move(done));
-}
-
-absl::Status Stopped() {
-  return absl::UnavailableError("server is shutting down; retry on another replica or later");
-}
-
-}  // namespace
-
-void Engine::Cancel(std::string tenant, JobId id, JobDone done_fn) {
-  auto answer = Shared(std::move(done_fn));
-  const bool posted = Post([this, tenant = std::move(tenant), id, answer]() mutable {
-    JobDone done = std::move(*answer);
-    Slot* slot = FindSlot(id);
-    if (slot == nullptr || *slot->tenant != tenant) {
-      auto rec = store_.Get(tenant, id, /*with_attempts=*/false);
-      if (!rec.ok()) return std::move(done)(rec.status());
-      return std::move(done)(absl::FailedPreconditionError(absl::StrCat(
-          "job ", common::FormatJobId(id), " is already ", common::JobStateName(rec->state),
-          "; only unfinished jobs can be cancelled")));
-    }
-    if (common::IsTerminal(slot->state)) {
-      return std::move(done)(absl::FailedPreconditionError(absl::StrCat(
-          "job ", common::FormatJobId(id), " is already ", common::JobStateName(slot->state))));
-    }
-    if (slot->state == JobState::kRunning) {
-      // The attempt is on the wire; its outcome decides (a success is a success).
-      slot->cancel_requested = true;
-      FollowersOf(*slot).cancel_waiters.push_back(std::move(done));
-      return;
-    }
-    if (slot->state == JobState::kBlocked) {
-      auto it = blocked_.find(slot->ordering_scope);
-      if (it != blocked_.end()) {
-        auto& q = it->second;
-        q.erase(std::remove(q.begin(), q.end(), id), q.end());
-        if (q.empty()) blocked_.erase(it);
-      }
-    }
-    FollowersOf(*slot).cancel_waiters.push_back(std::move(done));
-    Persist(*slot, JobState::kCancelled, "cancelled by request", [this](Slot* s) {
-      if (s != nullptr) Finish(*s, "cancelled by request");
-    });
-  });
-  if (!posted) std::move (*answer)(Stopped());
-}
-
-void Engine::Replay(std::string tenant, JobId id, JobDone done_fn) {
-  auto answer = Shared(std::move(done_fn));
-  const bool posted = Post([this, tenant = std::move(tenant), id, answer]() mutable {
-    JobDone done = std::move(*answer);
-    if (Slot* slot = FindSlot(id); slot != nullptr && *slot->tenant == tenant) {
-      return std::move(done)(absl::FailedPreconditionError(
-          absl::StrCat("job ", common::FormatJobId(id), " is ", common::JobStateName(slot->state),
-                       "; only FAILED or EXHAUSTED jobs can be replayed")));
-    }
-    auto rec = store_.Get(tenant, id, /*with_attempts=*/false);
-    if (!rec.ok()) return std::move(done)(rec.status());
-    if (!common::IsDeadLetter(rec->state)) {
-      return std::move(done)(absl::FailedPreconditionError(
-          absl::StrCat("job ", common::FormatJobId(id), " is ", common::JobStateName(rec->state),
-                       "; only FAILED or EXHAUSTED jobs can be replayed")));
-    }
-    const int16_t ep = EndpointIndex(rec->spec.endpoint);
-    if (ep < 0) {
-      return std::move(done)(absl::FailedPreconditionError(
-          absl::StrCat("endpoint '", rec->spec.endpoint, "' is no longer configured")));
-    }
-    const int64_t limit = max_active_jobs_.load(std::memory_order_relaxed);
-    if (active_jobs_.fetch_add(1, std::memory_order_relaxed) + 1 > limit) {
-      active_jobs_.fetch_sub(1, std::memory_order_relaxed);
-      return std::move(done)(absl::ResourceExhaustedError(
-          absl::StrCat("too many active jobs (limit ", limit, "); retry later")));
-    }
-    Slot fresh;
-    fresh.id = id;
-    fresh.endpoint = ep;
-    fresh.named_policy = !rec->spec.policy.empty();
-    fresh.policy = PolicyFor(ep, rec->spec.policy);
-    fresh.config_generation = config_generation_;
-    fresh.state = JobState::kFailed;  // what the store holds until the replay commits
-    fresh.attempt_count = rec->attempt_count;
-    fresh.budget_base = rec->attempt_count;
-    fresh.last_http_status = rec->last_http_status;
-    fresh.deadline = rec->spec.deadline;
-    fresh.tenant = InternTenant(rec->spec.tenant);
-    fresh.ordering_scope = ScopeOf(*fresh.tenant, rec->spec.ordering_key);
-    if (!rec->spec.correlation_id.empty()) {
-      fresh.correlation_id = std::make_unique<const std::string>(rec->spec.correlation_id);
-    }
-    fresh.since = clock_.Now();
-    Slot& slot = slots_.emplace(id, std::move(fresh)).first->second;
-    Track(slot, +1);
-    if (SpecFits(rec->spec)) {
-      HoldSpec(slot, std::make_shared<const common::JobSpec>(std::move(rec->spec)));
-    }
-    // Within its ordering key, a replayed job waits for the key's running job, ahead of the
-    // key's other waiting jobs (it was submitted before them).
-    const bool wait_for_key =
-        !slot.ordering_scope.empty() && running_scopes_.contains(slot.ordering_scope);
-    if (wait_for_key) {
-      blocked_[slot.ordering_scope].push_front(slot.id);
-    } else {
-      MakeRunner(slot);
-    }
-    const std::string why = wait_for_key
-                                ? "replayed: attempt budget renewed; waits for its ordering key"
-                                : "replayed: attempt budget renewed";
-    Persist(slot, wait_for_key ? JobState::kBlocked : JobState::kQueued, why,
-            [this, why, ref = RefOf(slot), done = std::move(done)](Slot* s) mutable {
-              // The replay is durable even when a later change (cancel, unblock) superseded
-              // this step: the job has left the dead letters either way.
-              ref.correlation_id = nullptr;
-              observer_->OnReplayed(ref);
-              observer_->OnDeadLetterDelta(ref.endpoint, -1);
-              if (s != nullptr) {
-                Notify(*s, why);
-                if (s->state != JobState::kBlocked) Enqueue(*s);
-              }
-              std::move(done)(absl::OkStatus());  // durable either way
-            });
-  });
-  if (!posted) std::move (*answer)(Stopped());
-}
-
-void Engine::Watch(std::string tenant, JobId id, std::shared_ptr<WatchSink> sink) {
-  const bool posted = Post([this, tenant = std::move(tenant), id, sink]() mutable {
-    if (Slot* slot = FindSlot(id); slot != nullptr && *slot->tenant == tenant) {
-      // A terminal state decided but not yet committed is announced by Finish, after the
-      // commit: a watcher must never learn of an end the store does not hold yet.
-      if (!common::IsTerminal(slot->state)) sink->OnEvent(EventOf(*slot, ""));
-      FollowersOf(*slot).watchers.push_back(std::move(sink));
-      counters_.watchers.fetch_add(1, std::memory_order_relaxed);
-      return;
-    }
-    // Not in memory: terminal (or unknown). One event, then the end.
-    auto rec = store_.Get(tenant, id, /*with_attempts=*/false);
-    if (!rec.ok()) return sink->OnEnd(rec.status());
-    JobEvent event;
-    event.id = id;
-    event.state = rec->state;
-    event.attempt_count = rec->attempt_count;
-    event.decision = rec->last_decision;
-    event.at = rec->updated_at;
-    event.next_attempt_at = rec->next_attempt_at;
-    event.last_http_status = rec->last_http_status;
-    sink->OnEvent(event);
-    sink->OnEnd(absl::OkStatus());
-  });
-  if (!posted) sink->OnEnd(Stopped());
-}
-
-void Engine::Unwatch(JobId id, std::shared_ptr<const WatchSink> sink) {
-  Post([this, id, sink = std::move(sink)] {
-    auto it = followers_.find(id);
-    if (it == followers_.end()) return;  // the job ended: its watchers are gone already
-    auto& ws = it->second.watchers;
-    const auto gone =
-        std::remove_if(ws.begin(), ws.end(), [&sink](const auto& w) { return w == sink; });
-    counters_.watchers.fetch_sub(ws.end() - gone, std::memory_order_relaxed);
-    ws.erase(gone, ws.end());
-    if (ws.empty() && it->second.cancel_waiters.empty()) {
-      followers_.erase(it);
-      if (Slot* slot = FindSlot(id); slot != nullptr) slot->followed = false;
-    }
-  });
-}
-
 void Engine::Stop(absl::Duration grace) {
   Post([this, grace] {
     if (stopping_) return;
@@ -396,6 +160,7 @@ EngineStats Engine::Stats() const {
 
 absl::Status Engine::Recover() {
   AssertOnLoop();
+  if (absl::Status s = RestoreOperatorPauses(); !s.ok()) return s;
   auto jobs = store_.Recover(clock_.Now());
   if (!jobs.ok()) return jobs.status();
   for (store::ActiveJob& a : *jobs) {
@@ -411,8 +176,10 @@ absl::Status Engine::Recover() {
     fresh.next_attempt_at = a.next_attempt_at;
     fresh.first_attempt_at = a.first_attempt_at;
     fresh.deadline = a.deadline;
+    fresh.waits_behind = a.waits_behind;
+    fresh.retry_after_wait = a.wait_reason == common::WaitReason::kRetryAfter;
     fresh.tenant = InternTenant(a.tenant);
-    fresh.ordering_scope = ScopeOf(*fresh.tenant, a.ordering_key);
+    fresh.ordering_scope = OrderingGate::ScopeOf(*fresh.tenant, a.ordering_key);
     fresh.since = a.created_at;
     Slot& slot = slots_.emplace(a.id, std::move(fresh)).first->second;
     Track(slot, +1);
@@ -423,8 +190,12 @@ absl::Status Engine::Recover() {
       FailUnroutable(slot, a.endpoint);
       continue;
     }
-    if (slot.state == JobState::kBlocked) {
-      blocked_[slot.ordering_scope].push_back(slot.id);
+    // Oldest first: a job whose key already has a runner or blocked jobs waits behind them,
+    // whatever the store holds (a BLOCKED decided after the submit may not have been written
+    // before a crash).
+    if (slot.state == JobState::kBlocked ||
+        (!slot.ordering_scope.empty() && ordering_.Busy(slot.ordering_scope))) {
+      Block(slot);
       continue;
     }
     MakeRunner(slot);
@@ -437,11 +208,7 @@ absl::Status Engine::Recover() {
   active_jobs_.store(static_cast<int64_t>(slots_.size()), std::memory_order_relaxed);
   // A crash between a job's end and its successor's release leaves a key with only blocked
   // jobs: release the first.
-  std::vector<std::string> orphaned;
-  for (const auto& [scope, queue] : blocked_) {
-    if (!running_scopes_.contains(scope)) orphaned.push_back(scope);
-  }
-  for (const auto& scope : orphaned) UnblockNext(scope);
+  for (const auto& scope : ordering_.Orphaned()) UnblockNext(scope);
   FlushWrites();
   return absl::OkStatus();
 }
@@ -496,11 +263,7 @@ void Engine::CloseLoop() {
 
 void Engine::Track(const Slot& slot, int sign) {
   if (slot.endpoint < 0) return;
-  EndpointState& ep = endpoints_[slot.endpoint];
-  ep.count[static_cast<int>(slot.state)] += sign;
-  if (slot.state == JobState::kWaitingRetry && slot.retry_after_wait) {
-    ep.waiting_retry_after += sign;
-  }
+  endpoints_[slot.endpoint].Count(slot.state, slot.retry_after_wait, sign);
 }
 
 void Engine::SetState(Slot& slot, JobState state) {
@@ -523,17 +286,7 @@ void Engine::PublishGauges(absl::Time now) {
   if (now < next_gauges_) return;
   next_gauges_ = now + absl::Seconds(1);
   for (size_t i = 0; i < endpoints_.size(); ++i) {
-    const EndpointState& ep = endpoints_[i];
-    auto n = [&](JobState s) { return ep.count[static_cast<int>(s)]; };
-    EndpointGauges g;
-    g.paused = ep.paused_until > now;
-    g.blocked = n(JobState::kBlocked);
-    g.running = n(JobState::kRunning);
-    g.waiting_retry_after = ep.waiting_retry_after;
-    g.waiting_backoff = n(JobState::kWaitingRetry) - ep.waiting_retry_after;
-    (g.paused ? g.waiting_paused : g.queued) = n(JobState::kQueued);
-    g.in_flight = ep.in_flight;
-    observer_->OnGauges(static_cast<int>(i), g);
+    observer_->OnGauges(static_cast<int>(i), endpoints_[i].Gauges(now));
   }
 }
 
@@ -541,15 +294,33 @@ const std::string* Engine::InternTenant(const std::string& tenant) {
   return &*tenants_.insert(tenant).first;
 }
 
-Engine::Followers& Engine::FollowersOf(Slot& slot) {
-  slot.followed = true;
-  return followers_[slot.id];
-}
-
 void Engine::MakeRunner(Slot& slot) {
   if (slot.ordering_scope.empty()) return;
   slot.runner = true;
-  running_scopes_.insert(slot.ordering_scope);
+  ordering_.SetRunner(slot.ordering_scope, slot.id);
+}
+
+void Engine::Block(Slot& slot) {
+  const JobId ahead = ordering_.Block(slot.ordering_scope, slot.id);
+  if (slot.state == JobState::kBlocked && slot.waits_behind != 0) return;  // as stored
+  slot.waits_behind = ahead;
+  if (slot.state == JobState::kBlocked) return;  // (a store that kept no waits_behind)
+  const std::string why = "waits for its ordering key";
+  Persist(slot, JobState::kBlocked, why, [this, why](Slot* s) {
+    if (s != nullptr) Notify(*s, why);
+  });
+}
+
+void Engine::LeaveKeyQueue(Slot& slot) {
+  JobId ahead = 0;
+  const JobId behind = ordering_.Remove(slot.ordering_scope, slot.id, &ahead);
+  Slot* next = behind != 0 ? FindSlot(behind) : nullptr;
+  if (next == nullptr || next->state != JobState::kBlocked || next->waits_behind != slot.id) {
+    return;
+  }
+  // The job that waited behind this one now waits behind the one ahead of it.
+  next->waits_behind = ahead;
+  Persist(*next, JobState::kBlocked, "waits for its ordering key", [](Slot*) {});
 }
 
 void Engine::RunOnce(absl::Duration max_wait) {
@@ -559,6 +330,8 @@ void Engine::RunOnce(absl::Duration max_wait) {
   const absl::Time now = clock_.Now();
   FireTimers(now);
   Dispatch(now);
+  // Last before the wait, in which the requests leave: a paced send goes out at its token.
+  ReleaseSends(clock_.Now());
   FlushWrites();
   PublishGauges(now);
   absl::Duration wait = std::min(max_wait, NextWakeup() - clock_.Now());
@@ -575,12 +348,7 @@ absl::Time Engine::NextWakeup() const {
   absl::Time next = absl::InfiniteFuture();
   if (!timers_.empty()) next = timers_.top().due;
   const absl::Time now = clock_.Now();
-  for (const EndpointState& ep : endpoints_) {
-    // A queue held back by in_flight waits for a completion, which wakes the loop anyway.
-    if (!ep.ready.empty() && ep.paused_until > now) {
-      next = std::min(next, ep.paused_until);
-    }
-  }
+  for (const EndpointGate& gate : endpoints_) next = std::min(next, gate.NextWakeup(now));
   return next;
 }
 
@@ -619,245 +387,6 @@ void Engine::FireTimers(absl::Time now) {
   }
 }
 
-void Engine::Dispatch(absl::Time now) {
-  if (stopping_) return;
-  for (EndpointState& ep : endpoints_) {
-    if (ep.paused_until > now) continue;
-    while (!ep.ready.empty() && ep.in_flight < ep.config->max_in_flight) {
-      const JobId id = ep.ready.front();
-      ep.ready.pop_front();
-      Slot* slot = FindSlot(id);
-      if (slot == nullptr || slot->state != JobState::kQueued) continue;  // cancelled meanwhile
-      DispatchOne(ep, *slot, now);
-    }
-  }
-}
-
-void Engine::DispatchOne(EndpointState& ep, Slot& slot, absl::Time now) {
-  if (now > slot.deadline) {
-    const std::string why = "stop: deadline passed before the next attempt";
-    Persist(slot, JobState::kExhausted, why, [this, why](Slot* s) {
-      if (s != nullptr) Finish(*s, why);
-    });
-    return;
-  }
-  if (slot.next_attempt_at != absl::InfinitePast()) {
-    // Timer accuracy: due time to the attempt's beginning (RUNNING decided).
-    RecordLateness(dispatch_lateness_, now - std::max(slot.next_attempt_at, ep.paused_until));
-  }
-  ++ep.in_flight;
-  counters_.in_flight.fetch_add(1, std::memory_order_relaxed);
-  ++slot.attempt_count;
-  if (slot.first_attempt_at == absl::InfinitePast()) slot.first_attempt_at = now;
-  std::string why = absl::StrCat("attempt ", slot.attempt_count, " started");
-  // Never superseded: a cancel of a RUNNING job waits for the attempt's outcome.
-  Persist(slot, JobState::kRunning, why, [this](Slot* s) {
-    assert(s != nullptr);
-    PrepareAttempt(*s);
-  });
-}
-
-void Engine::PrepareAttempt(Slot& slot) {
-  if (slot.spec != nullptr) return BeginAttempt(slot);
-  // The request stayed in the store: read it off the loop (RUNNING is never superseded, so the
-  // version still names this attempt when the read comes back).
-  counters_.spec_loads.fetch_add(1, std::memory_order_relaxed);
-  run_read_([this, id = slot.id, version = slot.version] {
-    absl::StatusOr<common::JobSpec> spec = store_.LoadSpec(id);
-    PostWork([this, id, version,
-              spec = std::move(spec)]() mutable { OnSpecLoaded(id, version, std::move(spec)); },
-             /*internal=*/true);
-  });
-}
-
-void Engine::OnSpecLoaded(JobId id, uint32_t version, absl::StatusOr<common::JobSpec> spec) {
-  Slot* slot = FindSlot(id);
-  if (slot == nullptr || slot->version != version || slot->state != JobState::kRunning) return;
-  if (spec.ok()) {
-    HoldSpec(*slot, std::make_shared<const common::JobSpec>(*std::move(spec)));
-    if (slot->correlation_id == nullptr && !slot->spec->correlation_id.empty()) {
-      slot->correlation_id = std::make_unique<const std::string>(slot->spec->correlation_id);
-    }
-    return BeginAttempt(*slot);
-  }
-  // A cancel asked meanwhile ends the job as BeginAttempt would, without the request.
-  if (slot->cancel_requested) return BeginAttempt(*slot);
-  // Nothing was sent: give the attempt back and try again shortly (a read can fail for a
-  // moment, e.g. SQLITE_BUSY); the job is not lost and the loop never waited for the read.
-  GiveBackAttempt(*slot);
-  slot->next_attempt_at = clock_.Now() + kReadRetry;
-  slot->retry_after_wait = false;
-  Persist(*slot, JobState::kWaitingRetry,
-          absl::StrCat("the request could not be read from the store (", spec.status().message(),
-                       "); next attempt in ", absl::FormatDuration(kReadRetry)),
-          [this](Slot* s) {
-            if (s != nullptr) ArmTimer(*s);
-          });
-}
-
-void Engine::GiveBackAttempt(Slot& slot) {
-  --endpoints_[slot.endpoint].in_flight;
-  counters_.in_flight.fetch_sub(1, std::memory_order_relaxed);
-  --slot.attempt_count;
-}
-
-void Engine::BeginAttempt(Slot& slot) {
-  const bool too_late = stopping_ && clock_.Now() >= stop_deadline_;
-  if (!slot.cancel_requested && !too_late) {
-    Notify(slot, absl::StrCat("attempt ", slot.attempt_count, " started"));
-    StartAttempt(slot);
-    return;
-  }
-  // No request left: the attempt is given back, and the job is cancelled or put back.
-  GiveBackAttempt(slot);
-  if (slot.cancel_requested) {
-    const std::string why = "cancelled by request before the attempt started";
-    Persist(slot, JobState::kCancelled, why, [this, why](Slot* c) {
-      if (c != nullptr) Finish(*c, why);
-    });
-  } else {
-    Persist(slot, JobState::kQueued, "shutdown: attempt not started; runs after restart",
-            [](Slot*) {});
-  }
-}
-
-void Engine::StartAttempt(Slot& slot) {
-  EndpointState& ep = endpoints_[slot.endpoint];
-  assert(slot.spec != nullptr);
-  const common::JobSpec& spec = *slot.spec;
-  http::Request req;
-  req.method = spec.method;
-  req.url = spec.query.empty() ? absl::StrCat(ep.base_url, spec.path)
-                               : absl::StrCat(ep.base_url, spec.path, "?", spec.query);
-  req.headers.reserve(ep.config->headers.size() + spec.headers.size() + 2);
-  for (const auto& h : ep.config->headers) req.headers.emplace_back(h.name, h.value);
-  for (const auto& h : spec.headers) {
-    // W3C trace context: every attempt is its own span under the caller's trace.
-    if (absl::EqualsIgnoreCase(h.first, "traceparent") && log::ValidTraceparent(h.second)) {
-      req.headers.emplace_back(h.first, log::NewChildTraceparent(h.second, rng_));
-    } else {
-      req.headers.push_back(h);
-    }
-  }
-  req.headers.emplace_back(config_->idempotency_header, spec.idempotency_key);
-  if (!spec.correlation_id.empty())
-    req.headers.emplace_back("X-Correlation-Id", spec.correlation_id);
-  req.body = spec.body;
-  req.connect_timeout = ep.config->connect_timeout;
-  req.timeout = ep.config->timeout;
-  req.max_response_bytes = ep.config->max_response_bytes;
-  req.proxy = ep.config->proxy;
-
-  const absl::Time started = clock_.Now();
-  if (slot.next_attempt_at != absl::InfinitePast()) {
-    // A pause of the endpoint (Retry-After) moves the due time on purpose.
-    RecordLateness(start_lateness_, started - std::max(slot.next_attempt_at, ep.paused_until));
-    slot.next_attempt_at = absl::InfinitePast();
-  }
-  counters_.attempts_started.fetch_add(1, std::memory_order_relaxed);
-  observer_->OnAttemptStarted(RefOf(slot));
-  executor_.Start(std::move(req), [this, id = slot.id, started](policy::Outcome outcome) mutable {
-    OnOutcome(id, started, std::move(outcome));
-  });
-}
-
-void Engine::OnOutcome(JobId id, absl::Time started, policy::Outcome outcome) {
-  if (loop_closed_.load()) {
-    // Too late to persist: the job stays RUNNING in the store and runs again after restart
-    // with the same idempotency key.
-    counters_.in_flight.fetch_sub(1, std::memory_order_relaxed);
-    return;
-  }
-  Slot* found = FindSlot(id);
-  assert(found != nullptr && found->state == JobState::kRunning);
-  Slot& slot = *found;
-  EndpointState& ep = endpoints_[slot.endpoint];
-  --ep.in_flight;
-  counters_.in_flight.fetch_sub(1, std::memory_order_relaxed);
-  counters_.attempts_finished.fetch_add(1, std::memory_order_relaxed);
-
-  const absl::Time now = clock_.Now();
-  policy::AttemptContext ctx;
-  ctx.attempt = slot.attempt_count - slot.budget_base;
-  ctx.first_attempt_at = slot.first_attempt_at;
-  ctx.deadline = slot.deadline;
-  ctx.previous_delay = slot.previous_delay;
-  const policy::Decision d = policy::Decide(*slot.policy, outcome, ctx, now, rng_);
-  // This attempt was decided by the policy it started with; the next one uses the current.
-  if (slot.config_generation != config_generation_) {
-    ResolvePolicy(slot, slot.named_policy ? slot.policy->name : "");
-  }
-
-  common::AttemptRecord rec;
-  rec.number = slot.attempt_count;
-  rec.started_at = started;
-  rec.duration = now - started;
-  rec.http_status = outcome.http_status;
-  rec.transport_error = std::string(policy::TransportErrorName(outcome.error));
-  rec.classification = std::string(policy::ActionName(d.classification.action));
-  rec.decision = d.reason;
-  slot.last_http_status = outcome.http_status;
-
-  JobState next = JobState::kFailed;
-  std::string why = d.reason;
-  switch (d.kind) {
-    case policy::Decision::Kind::kSucceed:
-      next = JobState::kSucceeded;
-      break;
-    case policy::Decision::Kind::kFail:
-      next = JobState::kFailed;
-      break;
-    case policy::Decision::Kind::kExhaust:
-      next = JobState::kExhausted;
-      break;
-    case policy::Decision::Kind::kRetry:
-      next = JobState::kWaitingRetry;
-      break;
-  }
-  if (d.pause_endpoint && d.next_attempt_at > ep.paused_until) {
-    ep.paused_until = d.next_attempt_at;
-    observer_->OnEndpointPaused(slot.endpoint, ep.paused_until);
-  }
-  if (slot.cancel_requested && next != JobState::kSucceeded) {
-    next = JobState::kCancelled;
-    why = absl::StrCat("cancelled by request after attempt ", slot.attempt_count, " (", d.reason,
-                       ")");
-    rec.decision = why;
-  }
-  {
-    // Observers see what happens next: a retry of a job being cancelled is no retry.
-    policy::Decision effective = d;
-    if (next == JobState::kCancelled) {
-      effective.kind = policy::Decision::Kind::kFail;
-      effective.reason = why;
-    }
-    observer_->OnAttemptFinished(RefOf(slot), outcome, effective, now - started);
-  }
-  if (next == JobState::kWaitingRetry) {
-    rec.next_attempt_at = d.next_attempt_at;
-    slot.next_attempt_at = d.next_attempt_at;
-    slot.previous_delay = d.delay;
-    slot.retry_after_wait = d.retry_after.has_value() && *d.retry_after >= d.delay;
-    // A long wait, or a request read back beyond the budget: back to the store with it.
-    if (d.delay >= kKeepSpecBelow ||
-        static_cast<size_t>(counters_.spec_bytes_held.load()) > spec_bytes_budget_) {
-      DropSpec(slot);
-    }
-  }
-  Persist(
-      slot, next, why,
-      [this, why](Slot* s) {
-        if (s == nullptr) return;
-        if (common::IsTerminal(s->state)) {
-          Finish(*s, why);
-        } else {
-          Notify(*s, why);
-          ArmTimer(*s);
-        }
-      },
-      std::move(rec), std::move(outcome.body));
-}
-
 void Engine::Adopt(std::shared_ptr<const common::JobSpec> spec, const store::SubmitResult& result) {
   Slot fresh;
   fresh.id = result.job_id;
@@ -868,7 +397,7 @@ void Engine::Adopt(std::shared_ptr<const common::JobSpec> spec, const store::Sub
   fresh.state = result.state;
   fresh.deadline = spec->deadline;
   fresh.tenant = InternTenant(spec->tenant);
-  fresh.ordering_scope = ScopeOf(spec->tenant, spec->ordering_key);
+  fresh.ordering_scope = OrderingGate::ScopeOf(spec->tenant, spec->ordering_key);
   if (!spec->correlation_id.empty()) {
     fresh.correlation_id = std::make_unique<const std::string>(spec->correlation_id);
   }
@@ -879,42 +408,11 @@ void Engine::Adopt(std::shared_ptr<const common::JobSpec> spec, const store::Sub
   if (slot.endpoint < 0) return FailUnroutable(slot, spec->endpoint);
   // Within the budget the request stays in memory until dispatch; beyond it, in the store.
   if (SpecFits(*spec)) HoldSpec(slot, std::move(spec));
-  if (!slot.ordering_scope.empty()) {
-    const bool key_busy = running_scopes_.contains(slot.ordering_scope);
-    if (slot.state == JobState::kBlocked || key_busy) {
-      blocked_[slot.ordering_scope].push_back(slot.id);
-      if (slot.state != JobState::kBlocked) {
-        // The store saw no unfinished job of the key, but the engine has just decided one (a
-        // replay not yet committed): wait behind it.
-        Persist(slot, JobState::kBlocked, "waits for its ordering key", [](Slot*) {});
-      } else if (!key_busy) {
-        UnblockNext(slot.ordering_scope);
-      }
-      return;
-    }
-    MakeRunner(slot);
-  }
+  // The engine alone decides BLOCKED; the store's answer (QUEUED or BLOCKED) is corrected.
+  if (!slot.ordering_scope.empty() && ordering_.Busy(slot.ordering_scope)) return Block(slot);
+  if (slot.state == JobState::kBlocked) return Unblock(slot);  // the store said BLOCKED
+  MakeRunner(slot);
   Enqueue(slot);
-}
-
-bool Engine::SpecFits(const common::JobSpec& spec) const {
-  return static_cast<size_t>(counters_.spec_bytes_held.load(std::memory_order_relaxed)) +
-             SpecBytes(spec) <=
-         spec_bytes_budget_;
-}
-
-void Engine::HoldSpec(Slot& slot, std::shared_ptr<const common::JobSpec> spec) {
-  DropSpec(slot);
-  counters_.spec_bytes_held.fetch_add(static_cast<int64_t>(SpecBytes(*spec)),
-                                      std::memory_order_relaxed);
-  slot.spec = std::move(spec);
-}
-
-void Engine::DropSpec(Slot& slot) {
-  if (slot.spec == nullptr) return;
-  counters_.spec_bytes_held.fetch_sub(static_cast<int64_t>(SpecBytes(*slot.spec)),
-                                      std::memory_order_relaxed);
-  slot.spec.reset();
 }
 
 void Engine::FailUnroutable(Slot& slot, absl::string_view endpoint) {
@@ -949,6 +447,14 @@ void Engine::Persist(Slot& slot, JobState state, std::string decision, Then then
   t.first_attempt_at = slot.first_attempt_at;
   t.last_decision = std::move(decision);
   t.last_http_status = slot.last_http_status;
+  if (state == JobState::kBlocked) {
+    t.wait_reason = common::WaitReason::kOrderingBlocked;
+    t.waits_behind = slot.waits_behind;
+  } else if (state == JobState::kWaitingRetry) {
+    // Stored, so a Retry-After wait comes back as one after a restart.
+    t.wait_reason =
+        slot.retry_after_wait ? common::WaitReason::kRetryAfter : common::WaitReason::kBackoff;
+  }
   t.last_response_body = std::move(response_body);
   t.attempt = std::move(attempt);
   if (common::IsTerminal(state)) {
@@ -1037,36 +543,9 @@ void Engine::Finish(Slot& slot, const std::string& decision) {
     }
   }
   if (!scope.empty()) {  // only the key's runner hands the key on
-    running_scopes_.erase(scope);
+    ordering_.ReleaseRunner(scope);
     UnblockNext(scope);
   }
-}
-
-void Engine::Notify(Slot& slot, const std::string& decision) {
-  if (!slot.followed) return;
-  auto& ws = followers_[slot.id].watchers;
-  if (ws.empty()) return;
-  const JobEvent event = EventOf(slot, decision);
-  const auto closed =
-      std::remove_if(ws.begin(), ws.end(), [](const auto& w) { return w->Closed(); });
-  counters_.watchers.fetch_sub(ws.end() - closed, std::memory_order_relaxed);
-  ws.erase(closed, ws.end());
-  for (auto& w : ws) w->OnEvent(event);
-}
-
-JobEvent Engine::EventOf(const Slot& slot, std::string decision) const {
-  JobEvent e;
-  e.id = slot.id;
-  e.state = slot.state == JobState::kQueued && slot.next_attempt_at != absl::InfinitePast()
-                ? JobState::kWaitingRetry
-                : slot.state;
-  e.attempt_count = slot.attempt_count;
-  e.decision = std::move(decision);
-  e.at = clock_.Now();
-  e.next_attempt_at =
-      e.state == JobState::kWaitingRetry ? slot.next_attempt_at : absl::InfinitePast();
-  e.last_http_status = slot.last_http_status;
-  return e;
 }
 
 void Engine::Enqueue(Slot& slot) {
@@ -1074,7 +553,7 @@ void Engine::Enqueue(Slot& slot) {
   // keeps data in the store from ever indexing endpoints_ out of range.
   if (slot.endpoint < 0) return FailUnroutable(slot, "(unknown)");
   SetState(slot, JobState::kQueued);
-  endpoints_[slot.endpoint].ready.push_back(slot.id);
+  endpoints_[slot.endpoint].PushReady(slot.id, slot.NextIsRetry(), clock_.Now());
 }
 
 void Engine::ArmTimer(Slot& slot) {
@@ -1082,107 +561,25 @@ void Engine::ArmTimer(Slot& slot) {
 }
 
 void Engine::UnblockNext(const std::string& scope) {
-  auto it = blocked_.find(scope);
-  if (it == blocked_.end()) return;
-  auto& queue = it->second;
-  while (!queue.empty()) {
-    const JobId id = queue.front();
-    queue.pop_front();
+  while (const JobId id = ordering_.TakeNext(scope)) {
     Slot* slot = FindSlot(id);
     if (slot == nullptr || slot->state != JobState::kBlocked) continue;
     if (slot->endpoint < 0) {  // (not reached: see Enqueue) never the key's runner
       FailUnroutable(*slot, "(unknown)");
       continue;
     }
-    if (queue.empty()) blocked_.erase(it);
-    MakeRunner(*slot);
-    const std::string why = "unblocked: the previous job of its ordering key finished";
-    Persist(*slot, JobState::kQueued, why, [this, why](Slot* s) {
-      if (s == nullptr) return;
-      Notify(*s, why);
-      Enqueue(*s);
-    });
-    return;
-  }
-  blocked_.erase(it);
-}
-
-void Engine::LatenessSamples::Add(int64_t v) {
-  if (us.size() < kLatenessSamples) {
-    us.push_back(v);
-  } else {
-    us[next] = v;
-    next = (next + 1) % kLatenessSamples;
+    return Unblock(*slot);
   }
 }
 
-void Engine::RecordLateness(LatenessSamples& samples, absl::Duration lateness) {
-  absl::MutexLock lock(&lateness_mu_);
-  samples.Add(absl::ToInt64Microseconds(lateness));
-}
-
-int16_t Engine::EndpointIndex(absl::string_view name) const {
-  const size_t n = endpoint_name_count_.load(std::memory_order_acquire);
-  for (size_t i = 0; i < n; ++i) {
-    if (endpoint_names_[i] == name) return static_cast<int16_t>(i);
-  }
-  return -1;
-}
-
-void Engine::ResolvePolicy(Slot& slot, absl::string_view name) {
-  slot.policy = PolicyFor(slot.endpoint, name);
-  slot.config_generation = config_generation_;
-}
-
-void Engine::Reload(std::shared_ptr<const config::Config> config,
-                    absl::AnyInvocable<void(absl::Status) &&> done) {
-  auto answer = std::make_shared<absl::AnyInvocable<void(absl::Status) &&>>(std::move(done));
-  const bool posted = Post([this, config = std::move(config), answer]() mutable {
-    // Endpoints are matched by name: known ones take their new settings, new ones are appended
-    // (in the new config's order), and none may go away (the caller checks).
-    std::vector<int> index_of(config->endpoints.size(), -1);
-    size_t appended = 0;
-    for (size_t j = 0; j < config->endpoints.size(); ++j) {
-      index_of[j] = EndpointIndex(config->endpoints[j].name);
-      if (index_of[j] < 0) ++appended;
-    }
-    if (endpoints_.size() + appended > kMaxEndpoints) {
-      return std::move(*answer)(absl::ResourceExhaustedError(
-          absl::StrCat("endpoints: at most ", kMaxEndpoints, " in one process")));
-    }
-    retired_configs_.push_back(config_);
-    config_ = std::move(config);
-    ++config_generation_;
-    for (size_t j = 0; j < config_->endpoints.size(); ++j) {
-      if (index_of[j] < 0) {
-        index_of[j] = static_cast<int>(endpoints_.size());
-        endpoints_.emplace_back();
-        endpoint_names_.push_back(config_->endpoints[j].name);
-        endpoint_name_count_.store(endpoint_names_.size(), std::memory_order_release);
-      }
-      EndpointState& ep = endpoints_[index_of[j]];
-      ep.config = &config_->endpoints[j];
-      ep.default_policy = config_->FindPolicy(ep.config->policy).get();
-      if (ep.default_policy == nullptr) ep.default_policy = config_->FindPolicy("default").get();
-      ep.base_url = ep.config->base_url;
-    }
-    max_active_jobs_.store(static_cast<int64_t>(config_->server.max_active_jobs));
-    // Every job not on the wire takes the new policy now; running ones after their attempt.
-    for (auto& [id, slot] : slots_) {
-      if (slot.state != JobState::kRunning && slot.endpoint >= 0 && slot.policy != nullptr) {
-        ResolvePolicy(slot, slot.named_policy ? slot.policy->name : "");
-      }
-    }
-    std::move (*answer)(absl::OkStatus());
+void Engine::Unblock(Slot& slot) {
+  MakeRunner(slot);
+  const std::string why = "unblocked: the previous job of its ordering key finished";
+  Persist(slot, JobState::kQueued, why, [this, why](Slot* s) {
+    if (s == nullptr) return;
+    Notify(*s, why);
+    Enqueue(*s);
   });
-  if (!posted) std::move (*answer)(absl::UnavailableError("the engine has stopped"));
-}
-
-const policy::Policy* Engine::PolicyFor(int16_t endpoint, absl::string_view name) const {
-  if (!name.empty()) {
-    if (auto p = config_->FindPolicy(name)) return p.get();
-  }
-  return endpoints_[endpoint].default_policy;
 }
 
 }  // namespace rebound::engine

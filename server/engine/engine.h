@@ -13,12 +13,19 @@
 //
 // Ownership: the engine borrows the store, executor and clock (they must outlive it) and
 // shares the immutable config.
+//
+// Pieces: each endpoint's EndpointGate (endpoint_gate.h) decides whether its next attempt may
+// start and holds its ready jobs; the OrderingGate (ordering_gate.h) holds ordering keys;
+// http::BuildRequest (server/http/request_builder.h) assembles what an attempt sends. The
+// class is split by concern: engine.cc (the loop, recovery, persistence, ordering keys),
+// attempts.cc (dispatch to outcome, requests kept in memory), job_requests.cc (Cancel,
+// Replay, Watch and their followers), reload.cc (config switch, endpoint and policy lookup).
 #ifndef REBOUND_SERVER_ENGINE_ENGINE_H_
 #define REBOUND_SERVER_ENGINE_ENGINE_H_
 
+#include <array>
 #include <atomic>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -30,7 +37,6 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
-#include "absl/container/flat_hash_set.h"
 #include "absl/container/node_hash_map.h"
 #include "absl/container/node_hash_set.h"
 #include "absl/functional/any_invocable.h"
@@ -40,7 +46,10 @@
 #include "server/common/clock.h"
 #include "server/common/job.h"
 #include "server/config/config.h"
+#include "server/engine/endpoint_gate.h"
+#include "server/engine/endpoint_status.h"
 #include "server/engine/observer.h"
+#include "server/engine/ordering_gate.h"
 #include "server/http/executor.h"
 #include "server/policy/policy.h"
 #include "server/store/job_store.h"
@@ -49,6 +58,8 @@ namespace rebound::engine {
 
 using common::JobId;
 using common::JobState;
+
+class StoreReader;
 
 // One state change of a job, as watchers see it.
 struct JobEvent {
@@ -121,7 +132,7 @@ struct EngineStats {
   std::vector<int64_t> start_lateness_us;
 };
 
-class Engine {
+class Engine final : public EndpointControl {
  public:
   using SubmitDone = absl::AnyInvocable<void(std::vector<store::SubmitResult>) &&>;
   // OK once the change is durable; the caller reads the job back from the store if needed.
@@ -178,6 +189,16 @@ class Engine {
   // in the store and are re-queued at the next start).
   void Stop(absl::Duration grace);
   EngineStats Stats() const;
+
+  // --- EndpointControl (endpoint_control.cc; any thread) -----------------------------------
+  void GetEndpointStatus(std::string name, StatusDone done) override;
+  void PauseEndpoint(std::string name, absl::Time until, std::string reason,
+                     StatusDone done) override;
+  void ResumeEndpoint(std::string name, StatusDone done) override;
+  common::WaitReason EndpointWait(absl::string_view endpoint, bool retry,
+                                  absl::Time* until) const override;
+  std::vector<std::string> EndpointsWaiting(common::WaitReason reason) const override;
+
   int64_t ActiveJobs() const { return active_jobs_.load(std::memory_order_relaxed); }
 
  private:
@@ -191,7 +212,8 @@ class Engine {
     int budget_base = 0;
     int last_http_status = 0;
     bool cancel_requested = false;
-    bool runner = false;  // the one job of its ordering key allowed to run
+    bool runner = false;     // the one job of its ordering key allowed to run
+    JobId waits_behind = 0;  // BLOCKED: the job just ahead of it in its key's queue
     absl::Time next_attempt_at = absl::InfinitePast();
     absl::Time first_attempt_at = absl::InfinitePast();
     absl::Time deadline = absl::InfiniteFuture();
@@ -206,24 +228,15 @@ class Engine {
     std::shared_ptr<const common::JobSpec> spec;  // kept while queued/running, dropped waiting
     // For log lines when `spec` has been dropped; null when the job has none.
     std::unique_ptr<const std::string> correlation_id;
+    AttemptTicket ticket;  // RUNNING: what the endpoint's gate gave the attempt
+    // The next attempt is a retry of the current attempt budget (not the budget's first).
+    bool NextIsRetry() const { return attempt_count - budget_base > 0; }
   };
 
   // Who waits on a job: rare, so kept beside the slots rather than in each of them.
   struct Followers {
     std::vector<JobDone> cancel_waiters;
     std::vector<std::shared_ptr<WatchSink>> watchers;
-  };
-
-  struct EndpointState {
-    const config::EndpointConfig* config = nullptr;
-    const policy::Policy* default_policy = nullptr;
-    std::string base_url;
-    std::deque<JobId> ready;
-    int in_flight = 0;
-    absl::Time paused_until = absl::InfinitePast();
-    // Jobs of this endpoint by state (index: JobState), and those waiting on a Retry-After.
-    int64_t count[9] = {};
-    int64_t waiting_retry_after = 0;
   };
 
   struct Timer {
@@ -250,12 +263,15 @@ class Engine {
   // Fires and dispatches due timers now, between pieces of a long turn.
   void FireDueTimers();
   void Dispatch(absl::Time now);
-  void DispatchOne(EndpointState& ep, Slot& slot, absl::Time now);
+  void DispatchOne(EndpointGate& gate, Slot& slot, absl::Time now);
   // After RUNNING committed: reads the request when it is not in memory, then BeginAttempt.
   void PrepareAttempt(Slot& slot);
   void OnSpecLoaded(JobId id, uint32_t version, absl::StatusOr<common::JobSpec> spec);
-  // Starts the attempt, or gives it back (cancel requested, shutdown grace over).
-  void BeginAttempt(Slot& slot);
+  // Starts the attempt (an endpoint that paces its sends holds it until ReleaseSends gives it
+  // a send token: `send_token`), or gives it back (cancel requested, shutdown grace over).
+  void BeginAttempt(Slot& slot, bool send_token = false);
+  // Starts the held attempts whose send tokens are due (see EndpointGate::HoldForSend).
+  void ReleaseSends(absl::Time now);
   // Undoes DispatchOne's accounting of an attempt that never left.
   void GiveBackAttempt(Slot& slot);
   void StartAttempt(Slot& slot);
@@ -266,6 +282,16 @@ class Engine {
   void OnOutcome(JobId id, absl::Time started, policy::Outcome outcome);
   void Adopt(std::shared_ptr<const common::JobSpec> spec, const store::SubmitResult& result);
   Slot* FindSlot(JobId id);
+  // The job if it is in memory and belongs to `tenant`.
+  Slot* FindOwned(const std::string& tenant, JobId id);
+  // Reads a job's record off the loop (run_read_), then runs `then` on the loop with it
+  // (`on_loop` true); once the loop has closed, on the reader with UNAVAILABLE (`on_loop` false).
+  using ReadDone = absl::AnyInvocable<void(absl::StatusOr<common::JobRecord>, bool on_loop) &&>;
+  void ReadJob(std::string tenant, JobId id, ReadDone then);
+  // Cancel, Replay and Watch once the job is found (in memory, or its record read).
+  void CancelSlot(Slot& slot, JobDone done);
+  void ReplayRecord(JobId id, common::JobRecord rec, JobDone done);
+  void Follow(Slot& slot, std::shared_ptr<WatchSink> sink);
   // Decides a transition: updates the slot now, queues the write, and runs `then` after the
   // commit unless a later transition superseded this one.
   void Persist(Slot& slot, JobState state, std::string decision, Then then,
@@ -279,10 +305,18 @@ class Engine {
   void Enqueue(Slot& slot);
   void ArmTimer(Slot& slot);
   void UnblockNext(const std::string& scope);
+  // A blocked `slot` takes its key: QUEUED once durable.
+  void Unblock(Slot& slot);
   // Ends a job whose endpoint (named `endpoint`) is not configured: FAILED, never sent again.
   void FailUnroutable(Slot& slot, absl::string_view endpoint);
   // Marks `slot` as its ordering key's runner (no-op without an ordering key).
   void MakeRunner(Slot& slot);
+  // Queues `slot` behind its key's runner and earlier blocked jobs; persists BLOCKED (with the
+  // job just ahead) unless the store holds it already.
+  void Block(Slot& slot);
+  // Takes a blocked `slot` out of its key's queue (cancelled); the job that waited right behind
+  // it is re-persisted waiting behind the one ahead.
+  void LeaveKeyQueue(Slot& slot);
   const std::string* InternTenant(const std::string& tenant);
   Followers& FollowersOf(Slot& slot);
   void CloseLoop();
@@ -303,6 +337,18 @@ class Engine {
   void Track(const Slot& slot, int sign);
   JobRef RefOf(const Slot& slot) const;
   void PublishGauges(absl::Time now);
+  // The wait of a job as watchers and the API see it (its own, or its endpoint's when ready).
+  void FillWait(const Slot& slot, JobEvent* event) const;
+  // An endpoint's holds changed (EndpointGate::RefreshHolds): publishes them to other threads
+  // and tells the watchers of its ready jobs.
+  void OnHoldsChanged(int16_t endpoint);
+  // Loads persisted operator pauses into the gates (Recover).
+  absl::Status RestoreOperatorPauses();
+  // The status of one gate (loop thread).
+  EndpointStatus StatusOf(int16_t endpoint, absl::Time now) const;
+  // Posts `fn(endpoint index)` to the loop for a known endpoint, else answers NOT_FOUND.
+  void WithEndpoint(std::string name, StatusDone done,
+                    absl::AnyInvocable<void(int16_t, StatusDone) &&> fn);
 
   // Current config (loop thread), and every earlier one: slots whose attempt is on the wire may
   // still point at an old policy, so old configs stay alive (they are small).
@@ -323,15 +369,14 @@ class Engine {
   absl::node_hash_map<JobId, Slot> slots_;
   absl::flat_hash_map<JobId, Followers> followers_;
   absl::node_hash_set<std::string> tenants_;  // interned tenant names (stable addresses)
-  std::vector<EndpointState> endpoints_;
+  std::vector<EndpointGate> endpoints_;       // by endpoint index
   // Endpoint names by index, append-only (capacity kMaxEndpoints, never reallocated): any
   // thread may read the first endpoint_name_count_ of them; the loop appends on a reload.
   std::vector<std::string> endpoint_names_;
   std::atomic<size_t> endpoint_name_count_{0};
   std::priority_queue<Timer, std::vector<Timer>, std::greater<Timer>> timers_;
   uint64_t timer_seq_ = 0;
-  absl::flat_hash_map<std::string, std::deque<JobId>> blocked_;  // by ordering scope
-  absl::flat_hash_set<std::string> running_scopes_;              // ordering scopes with a runner
+  OrderingGate ordering_;
   std::vector<store::Transition> pending_writes_;
   std::vector<PendingThen> pending_thens_;
   int64_t commits_outstanding_ = 0;  // write groups sent whose thens have not run yet
@@ -370,9 +415,12 @@ class Engine {
   std::atomic<bool> loop_closed_{false};
   std::atomic<std::thread::id> loop_thread_{};
 
-  // The default run_read: one thread doing store reads in order. Last member: stopped first.
-  class Reader;
-  std::unique_ptr<Reader> reader_;
+  // The gates' holds as other threads read them (EndpointWait), by endpoint index.
+  mutable absl::Mutex holds_mu_;
+  std::vector<std::array<Admission, 2>> published_holds_ ABSL_GUARDED_BY(holds_mu_);
+
+  // The default run_read (store_reader.h). Last member: stopped first.
+  std::unique_ptr<StoreReader> reader_;
 };
 
 }  // namespace rebound::engine

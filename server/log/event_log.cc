@@ -94,6 +94,12 @@ absl::string_view EventName(Event event) {
       return "server_started";
     case Event::kServerStopping:
       return "server_stopping";
+    case Event::kCircuitChanged:
+      return "circuit_changed";
+    case Event::kOperatorPaused:
+      return "operator_paused";
+    case Event::kOperatorResumed:
+      return "operator_resumed";
   }
   return "unknown";
 }
@@ -116,6 +122,9 @@ Level DefaultLevel(Event event) {
     case Event::kReplayed:
     case Event::kServerStarted:
     case Event::kServerStopping:
+    case Event::kCircuitChanged:
+    case Event::kOperatorPaused:
+    case Event::kOperatorResumed:
       return Level::kInfo;
   }
   return Level::kInfo;

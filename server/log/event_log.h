@@ -49,7 +49,8 @@ std::optional<Level> ParseLevel(absl::string_view text);
 // Job and server events. Default levels (DefaultLevel()):
 //   debug: attempt_started (attempt_finished repeats its fields plus the result)
 //   info:  submitted, deduplicated, attempt_finished, retry_scheduled, waiting, succeeded,
-//          cancelled, replayed, server_started, server_stopping
+//          cancelled, replayed, server_started, server_stopping, circuit_changed (the caller
+//          logs a breaker opening at warn), operator_paused, operator_resumed
 //   warn:  failed, exhausted (dead letters), rejected
 enum class Event {
   kSubmitted,
@@ -66,8 +67,11 @@ enum class Event {
   kRejected,
   kServerStarted,
   kServerStopping,
+  kCircuitChanged,   // an endpoint's circuit breaker changed state (endpoint, reason)
+  kOperatorPaused,   // an operator paused an endpoint (endpoint, reason)
+  kOperatorResumed,  // an operator pause ended (endpoint)
 };
-inline constexpr int kEventCount = static_cast<int>(Event::kServerStopping) + 1;
+inline constexpr int kEventCount = static_cast<int>(Event::kOperatorResumed) + 1;
 
 absl::string_view EventName(Event event);  // snake_case: "attempt_started", ...
 Level DefaultLevel(Event event);

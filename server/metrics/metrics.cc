@@ -18,6 +18,7 @@ static_assert(static_cast<size_t>(Result::kSuperseded) + 1 == kResultCount);
 static_assert(static_cast<size_t>(RejectReason::kUnavailable) + 1 == kRejectReasonCount);
 static_assert(static_cast<size_t>(JobGaugeState::kWaitingPaused) + 1 == kJobGaugeStateCount);
 static_assert(static_cast<size_t>(TenantClass::kOther) + 1 == kTenantClassCount);
+static_assert(static_cast<size_t>(common::WaitReason::kOperatorPaused) == kWaitingReasonCount);
 
 constexpr std::array<absl::string_view, kOutcomeCount> kOutcomeNames = {
     "success", "retryable", "rate_limited", "permanent", "transport_error", "timeout"};
@@ -31,6 +32,12 @@ constexpr std::array<absl::string_view, kRejectReasonCount> kRejectReasonNames =
     "invalid", "resource_exhausted", "unauthenticated", "already_exists", "unavailable"};
 constexpr std::array<absl::string_view, kJobGaugeStateCount> kJobGaugeStateNames = {
     "queued", "blocked", "running", "waiting_backoff", "waiting_retry_after", "waiting_paused"};
+// Index r - 1: common::WaitReason r (the proto names in lower case).
+constexpr std::array<absl::string_view, kWaitingReasonCount> kWaitingReasonNames = {
+    "backoff",      "retry_after",  "endpoint_paused",  "circuit_open",
+    "rate_limited", "retry_budget", "ordering_blocked", "operator_paused"};
+constexpr std::array<absl::string_view, kCircuitStateCount> kCircuitToNames = {"closed",
+                                                                               "half_open", "open"};
 constexpr std::array<absl::string_view, 4> kGrpcTypeNames = {"unary", "client_stream",
                                                              "server_stream", "bidi_stream"};
 static_assert(static_cast<size_t>(GrpcType::kBidiStream) + 1 == kGrpcTypeNames.size());
@@ -76,6 +83,26 @@ absl::string_view RejectReasonName(RejectReason r) {
 }
 absl::string_view JobGaugeStateName(JobGaugeState s) {
   return kJobGaugeStateNames[static_cast<size_t>(s)];
+}
+
+absl::string_view WaitingReasonName(common::WaitReason r) {
+  const int i = static_cast<int>(r);
+  return i >= 1 && i <= static_cast<int>(kWaitingReasonCount) ? kWaitingReasonNames[i - 1] : "";
+}
+absl::string_view CircuitToName(size_t state) {
+  return state < kCircuitStateCount ? kCircuitToNames[state] : "";
+}
+
+void EndpointMetrics::RecordCircuitChange(int state) {
+  if (state < 0 || state >= static_cast<int>(kCircuitStateCount)) return;
+  circuit_state->Set(state);
+  circuit_transitions[state]->Increment();
+}
+
+void EndpointMetrics::SetWaiting(common::WaitReason r, int64_t jobs) {
+  const int i = static_cast<int>(r);
+  if (i < 1 || i > static_cast<int>(kWaitingReasonCount)) return;
+  jobs_waiting[i - 1]->Set(static_cast<double>(jobs));
 }
 
 CodeClass CodeClassOf(int http_status) {
@@ -149,6 +176,19 @@ EndpointMetrics& Metrics::AddEndpoint(const std::string& name) {
   e.inflight = &f_inflight_->Add(base);
   e.circuit_state = &f_circuit_->Add(base);
   e.paused = &f_paused_->Add(base);
+  for (size_t c = 0; c < kCircuitStateCount; ++c) {
+    e.circuit_transitions[c] = &f_circuit_transitions_->Add(with("to", kCircuitToNames[c]));
+  }
+  e.retries_delayed = &f_retries_delayed_->Add(base);
+  for (size_t r = 0; r < kWaitingReasonCount; ++r) {
+    e.jobs_waiting[r] = &f_jobs_waiting_->Add(with("reason", kWaitingReasonNames[r]));
+  }
+  e.allowed_in_flight = &f_allowed_in_flight_->Add(base);
+  e.retries_in_flight = &f_retries_in_flight_->Add(base);
+  e.retry_budget = &f_retry_budget_->Add(base);
+  e.operator_paused = &f_operator_paused_->Add(base);
+  e.rate_limit_tokens = &f_tokens_->Add(base);
+  e.rate_limit_tokens->Set(-1);  // no bucket until the engine reports one
   endpoints_.push_back(std::move(e));
   endpoint_count_.store(endpoints_.size(), std::memory_order_release);
   return endpoints_.back();
@@ -224,13 +264,50 @@ std::unique_ptr<Metrics> Metrics::Create(prometheus::Registry& registry,
                         .Register(registry);
   m->f_circuit_ = &prometheus::BuildGauge()
                        .Name("rebound_circuit_state")
-                       .Help(
-                           "Circuit breaker state: 0 closed, 1 half-open, 2 open (no breaker yet: "
-                           "always 0).")
+                       .Help("Circuit breaker state: 0 closed, 1 half-open, 2 open.")
                        .Register(registry);
   m->f_paused_ = &prometheus::BuildGauge()
                       .Name("rebound_endpoint_paused")
                       .Help("1 while the endpoint is paused (rate limited), else 0.")
+                      .Register(registry);
+  m->f_circuit_transitions_ =
+      &prometheus::BuildCounter()
+           .Name("rebound_circuit_transitions_total")
+           .Help("Circuit breaker state changes, by the state entered (closed, half_open, open).")
+           .Register(registry);
+  m->f_retries_delayed_ =
+      &prometheus::BuildCounter()
+           .Name("rebound_retries_delayed_total")
+           .Help("Retries held back by the endpoint's retry budget (once per hold of a job).")
+           .Register(registry);
+  m->f_jobs_waiting_ =
+      &prometheus::BuildGauge()
+           .Name("rebound_jobs_waiting")
+           .Help("Jobs that are not running and wait, by why they wait (the job's wait reason).")
+           .Register(registry);
+  m->f_allowed_in_flight_ =
+      &prometheus::BuildGauge()
+           .Name("rebound_endpoint_allowed_in_flight")
+           .Help(
+               "Attempts the endpoint may have in flight now: max_in_flight, lower during "
+               "slow start.")
+           .Register(registry);
+  m->f_retries_in_flight_ = &prometheus::BuildGauge()
+                                 .Name("rebound_retries_in_flight")
+                                 .Help("Retries (attempts after the first) in flight.")
+                                 .Register(registry);
+  m->f_retry_budget_ = &prometheus::BuildGauge()
+                            .Name("rebound_retry_budget")
+                            .Help("Retries the endpoint's retry budget allows in flight now.")
+                            .Register(registry);
+  m->f_operator_paused_ =
+      &prometheus::BuildGauge()
+           .Name("rebound_endpoint_operator_paused")
+           .Help("1 while an operator pause (PauseEndpoint) holds the endpoint, else 0.")
+           .Register(registry);
+  m->f_tokens_ = &prometheus::BuildGauge()
+                      .Name("rebound_rate_limit_tokens")
+                      .Help("Tokens in the endpoint's token bucket; -1: no rate limit configured.")
                       .Register(registry);
   auto& commit = prometheus::BuildHistogram()
                      .Name("rebound_store_commit_duration_seconds")

@@ -12,24 +12,31 @@
 //
 // Worst-case series count (time series as Prometheus stores them; a histogram label set counts
 // its buckets plus +Inf, _sum and _count):
-//   per endpoint  kSeriesPerEndpoint = 215
-//     counters    submitted 2 + deduplicated 2 + completed 5 + attempts 6x6 + retries 4 = 49
-//     gauges      jobs 6 + dead_letter 1 + inflight 1 + circuit_state 1 + paused 1     = 10
+//   per endpoint  kSeriesPerEndpoint = 232
+//     counters    submitted 2 + deduplicated 2 + completed 5 + attempts 6x6 + retries 4
+//                 + circuit_transitions 3 + retries_delayed 1                         = 53
+//     gauges      jobs 6 + dead_letter 1 + inflight 1 + circuit_state 1 + paused 1
+//                 + jobs_waiting 8 + allowed_in_flight 1 + retries_in_flight 1
+//                 + retry_budget 1 + operator_paused 1 + rate_limit_tokens 1          = 23
 //     histograms  retry_after 19 + backoff_delay 19 + attempt_duration 18
 //                 + job_duration 5 results x 20                                       = 156
-//   global        kGlobalSeries = 498
+//   global        kGlobalSeries = 618
 //     rejected 5, store commit 16, store batch size 16, store jobs 3 (active, finished,
-//     dead_letter) + store bytes 1 + store free bytes 1 + store purged 1, gRPC (11 methods)
-//     started 11 + handled 11 x 17 codes = 187 + handling 11 x 20 = 220 + msg_received 11 +
-//     msg_sent 11, build_info 1, watchers 1 (all in the registry given to Create)
+//     dead_letter) + store bytes 1 + store free bytes 1 + store purged 1, gRPC (14 methods)
+//     started 14 + handled 14 x 17 codes = 238 + handling 14 x 20 = 280 + msg_received 14 +
+//     msg_sent 14, build_info 1, watchers 1 (all in the registry given to Create)
 //     + process metrics 6 (ProcessCollector, registered by MetricsServer)
 //     + prometheus-cpp's own exposer_* metrics 7 (scrapes, bytes, a 3-quantile latency summary)
-//   total = 215 x endpoints + 498; e.g. 10 endpoints: 2,648 series. WorstCaseSeries() computes
+//   total = 232 x endpoints + 618; e.g. 10 endpoints: 2,938 series. WorstCaseSeries() computes
 //   it; the tests check it against the registry and against the lines of a real /metrics scrape.
 //
-// Not exported yet: rebound_rate_limit_tokens{endpoint} appears when per-endpoint rate limits
-// (a token bucket) arrive. rebound_circuit_state{endpoint} is exported for dashboards but stays 0
-// (closed) until a circuit breaker exists; its values will be 0 closed, 1 half-open, 2 open.
+// rebound_rate_limit_tokens{endpoint} is -1 while the endpoint has no token bucket
+// (endpoints[].rate_limit.rate 0, the default); select buckets with `>= 0`. It is not left
+// absent: prometheus-cpp drops a family without series from the scrape, so servers without any
+// bucket would not export the family at all (deploy/metrics.txt lists what every server
+// exports), and a series that comes and goes with reloads breaks the created-up-front budget.
+//
+// rebound_circuit_state{endpoint}: 0 closed, 1 half-open, 2 open (engine::CircuitState).
 //
 // Thread-safety: every series is safe to update from any thread (prometheus-cpp atomics; a
 // histogram takes its own small mutex). The registry passed to Create must outlive Metrics.
@@ -49,6 +56,7 @@
 #include "prometheus/gauge.h"
 #include "prometheus/histogram.h"
 #include "prometheus/registry.h"
+#include "server/common/job.h"
 #include "server/config/config.h"
 
 namespace rebound::metrics {
@@ -112,6 +120,20 @@ inline constexpr size_t kJobGaugeStateCount = 6;
 // "queued", "blocked", "running", "waiting_backoff", "waiting_retry_after", "waiting_paused".
 absl::string_view JobGaugeStateName(JobGaugeState s);
 
+// rebound_jobs_waiting{reason}: every common::WaitReason but kNone (ready, not held), by its
+// proto name in lower case: "backoff", "retry_after", "endpoint_paused", "circuit_open",
+// "rate_limited", "retry_budget", "ordering_blocked", "operator_paused". Index r - 1 is
+// WaitReason r.
+inline constexpr size_t kWaitingReasonCount = common::kWaitReasonCount - 1;
+// "backoff", ... for WaitReason 1..8; "" for kNone.
+absl::string_view WaitingReasonName(common::WaitReason r);
+
+// rebound_circuit_transitions_total{to}: the state a circuit breaker moved to (index: the
+// CircuitState value, 0 closed, 1 half-open, 2 open).
+inline constexpr size_t kCircuitStateCount = 3;
+// "closed", "half_open", "open" for 0, 1, 2.
+absl::string_view CircuitToName(size_t state);
+
 // The tenant label: the configured server.default_tenant, or "other" for any other tenant.
 enum class TenantClass { kDefault, kOther };
 inline constexpr size_t kTenantClassCount = 2;
@@ -130,7 +152,7 @@ struct GrpcMethod {
 };
 // The methods counted by name; any other method is counted as service "other", method "other"
 // (the last entry). gRPC serves a method it does not know as a generic bidirectional stream.
-inline constexpr std::array<GrpcMethod, 11> kGrpcMethods = {{
+inline constexpr std::array<GrpcMethod, 14> kGrpcMethods = {{
     {"rebound.v1.Rebound", "SubmitSync", GrpcType::kUnary},
     {"rebound.v1.Rebound", "SubmitSyncBatch", GrpcType::kUnary},
     {"rebound.v1.Rebound", "GetSync", GrpcType::kUnary},
@@ -138,6 +160,9 @@ inline constexpr std::array<GrpcMethod, 11> kGrpcMethods = {{
     {"rebound.v1.Rebound", "ListSyncs", GrpcType::kUnary},
     {"rebound.v1.Rebound", "CancelSync", GrpcType::kUnary},
     {"rebound.v1.Rebound", "ReplaySync", GrpcType::kUnary},
+    {"rebound.v1.Rebound", "GetEndpointStatus", GrpcType::kUnary},
+    {"rebound.v1.Rebound", "PauseEndpoint", GrpcType::kUnary},
+    {"rebound.v1.Rebound", "ResumeEndpoint", GrpcType::kUnary},
     {"grpc.health.v1.Health", "Check", GrpcType::kUnary},
     {"grpc.health.v1.Health", "Watch", GrpcType::kServerStream},
     {"grpc.reflection.v1alpha.ServerReflection", "ServerReflectionInfo", GrpcType::kBidiStream},
@@ -179,8 +204,10 @@ constexpr size_t HistogramSeries(size_t bucket_count) { return bucket_count + 3;
 
 inline constexpr size_t kSeriesPerEndpoint =
     2 * kTenantClassCount + kResultCount + kOutcomeCount * kCodeClassCount +
-    kRetryReasonCount                                                // counters
-    + kJobGaugeStateCount + 4                                        // gauges
+    kRetryReasonCount          // counters
+    + kCircuitStateCount + 1   // transitions, delayed
+    + kJobGaugeStateCount + 4  // gauges
+    + kWaitingReasonCount + 5  // jobs_waiting, allowed, retries, budget, operator, tokens
     + 2 * HistogramSeries(buckets::kDelay.size())                    // retry_after, backoff_delay
     + HistogramSeries(buckets::kAttemptDuration.size())              // attempt_duration
     + kResultCount * HistogramSeries(buckets::kJobDuration.size());  // job_duration
@@ -198,8 +225,8 @@ inline constexpr size_t kProcessSeries = 6;
 // exposer_request_latencies (_count, _sum and 3 quantiles) to every scrape.
 inline constexpr size_t kExposerSeries = 7;
 inline constexpr size_t kGlobalSeries = kRegistryGlobalSeries + kProcessSeries + kExposerSeries;
-static_assert(kSeriesPerEndpoint == 215, "update the series count in the header comment");
-static_assert(kGlobalSeries == 498, "update the series count in the header comment");
+static_assert(kSeriesPerEndpoint == 232, "update the series count in the header comment");
+static_assert(kGlobalSeries == 618, "update the series count in the header comment");
 
 // Every series a server with `endpoint_count` endpoints can expose on /metrics (MetricsServer).
 constexpr size_t WorstCaseSeries(size_t endpoint_count) {
@@ -226,8 +253,16 @@ struct EndpointMetrics {
   prometheus::Gauge* jobs[kJobGaugeStateCount] = {};
   prometheus::Gauge* dead_letter = nullptr;    // FAILED + EXHAUSTED jobs kept
   prometheus::Gauge* inflight = nullptr;       // attempts in progress
-  prometheus::Gauge* circuit_state = nullptr;  // 0 closed (always, until a breaker exists)
+  prometheus::Gauge* circuit_state = nullptr;  // 0 closed, 1 half-open, 2 open
   prometheus::Gauge* paused = nullptr;         // 1 while the endpoint is paused, else 0
+  prometheus::Counter* circuit_transitions[kCircuitStateCount] = {};  // by the state entered
+  prometheus::Counter* retries_delayed = nullptr;  // retries held back by the retry budget
+  prometheus::Gauge* jobs_waiting[kWaitingReasonCount] = {};  // index: WaitReason - 1
+  prometheus::Gauge* allowed_in_flight = nullptr;  // max_in_flight, lower while slow start ramps
+  prometheus::Gauge* retries_in_flight = nullptr;  // retries on the wire
+  prometheus::Gauge* retry_budget = nullptr;       // retries allowed in flight now
+  prometheus::Gauge* operator_paused = nullptr;    // 1 while an operator pause holds the endpoint
+  prometheus::Gauge* rate_limit_tokens = nullptr;  // token bucket level; -1: no bucket
 
   void RecordSubmitted(TenantClass t) { submitted[Index(t)]->Increment(); }
   void RecordDeduplicated(TenantClass t) { deduplicated[Index(t)]->Increment(); }
@@ -258,6 +293,14 @@ struct EndpointMetrics {
     JobEntered(to);
   }
   void SetPaused(bool p) { paused->Set(p ? 1 : 0); }
+  void SetOperatorPaused(bool p) { operator_paused->Set(p ? 1 : 0); }
+  // The breaker entered `state` (0 closed, 1 half-open, 2 open): the gauge follows at once and
+  // the transition is counted.
+  void RecordCircuitChange(int state);
+  // rebound_jobs_waiting{reason}; kNone is not a series (ignored).
+  void SetWaiting(common::WaitReason r, int64_t jobs);
+  // The token bucket's level; any negative value (no bucket) is exported as -1.
+  void SetTokens(double tokens) { rate_limit_tokens->Set(tokens < 0 ? -1 : tokens); }
 
   template <typename E>
   static constexpr size_t Index(E e) {
@@ -358,6 +401,14 @@ class Metrics {
   prometheus::Family<prometheus::Gauge>* f_inflight_ = nullptr;
   prometheus::Family<prometheus::Gauge>* f_circuit_ = nullptr;
   prometheus::Family<prometheus::Gauge>* f_paused_ = nullptr;
+  prometheus::Family<prometheus::Counter>* f_circuit_transitions_ = nullptr;
+  prometheus::Family<prometheus::Counter>* f_retries_delayed_ = nullptr;
+  prometheus::Family<prometheus::Gauge>* f_jobs_waiting_ = nullptr;
+  prometheus::Family<prometheus::Gauge>* f_allowed_in_flight_ = nullptr;
+  prometheus::Family<prometheus::Gauge>* f_retries_in_flight_ = nullptr;
+  prometheus::Family<prometheus::Gauge>* f_retry_budget_ = nullptr;
+  prometheus::Family<prometheus::Gauge>* f_operator_paused_ = nullptr;
+  prometheus::Family<prometheus::Gauge>* f_tokens_ = nullptr;
   prometheus::Counter* rejected_[kRejectReasonCount] = {};
   prometheus::Histogram* store_commit_duration_ = nullptr;
   prometheus::Histogram* store_batch_size_ = nullptr;

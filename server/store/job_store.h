@@ -1,10 +1,11 @@
 // JobStore: the durable record of jobs, attempts and idempotency keys.
 //
-// Writes are group-committed: Submit() and Apply() enqueue work and return at once; a writer
-// drains everything queued, runs it in one transaction, commits, and only then calls each
-// `done` callback (on the store's writer thread: callbacks must be quick and must not call back
-// into the store's write methods synchronously... they may enqueue more). A callback that
-// reports OK means the data is durable. Reads are synchronous and thread-safe.
+// Writes are group-committed: Submit(), Apply(), SaveEndpointPause() and DeleteEndpointPause()
+// enqueue work and return at once; a writer drains everything queued, runs it in one
+// transaction, commits, and only then calls each `done` callback (on the store's writer thread:
+// callbacks must be quick and must not call back into the store's write methods
+// synchronously... they may enqueue more). A callback that reports OK means the data is
+// durable. Reads are synchronous and thread-safe.
 //
 // One interface, several backends: SQLite now (sqlite_store.h), PostgreSQL with several
 // replicas leasing due jobs later. The conformance suite in tests/store runs on every backend.
@@ -92,19 +93,22 @@ struct ListFilter {
   std::string label_key;  // with label_value: jobs carrying that label
   std::string label_value;
   // --- Wait filters (ListSyncs wait_reason); every one that is set must hold ---
-  // The job's own stored wait reason equals this.
+  // The job's own stored wait reason equals this (kNone: jobs with no own wait).
   std::optional<common::WaitReason> wait_reason;
-  // The job's endpoint is one of these (ANDed with `endpoint` when both are set).
+  // The job's endpoint is one of these (ANDed with `endpoint` when both are set); empty: all.
   std::vector<std::string> endpoints;
   // WAITING_RETRY jobs: due strictly after `due_after` (still in their own wait) / at or
   // before `due_by` (their wait is over: the endpoint's gate decides). QUEUED jobs match
-  // `due_by` and never `due_after`. InfinitePast / InfiniteFuture: not checked.
+  // `due_by` and never `due_after`; jobs in any other state match neither. A WAITING_RETRY job
+  // without a due time counts as due at InfinitePast. InfinitePast / InfiniteFuture: not checked.
   absl::Time due_after = absl::InfinitePast();
   absl::Time due_by = absl::InfiniteFuture();
   bool retries_only = false;  // attempt_count > budget_base: a retry of the current budget
 };
 
 // An operator's pause of an endpoint (PauseEndpoint), kept until resumed or `until` passes.
+// The store keeps at most one per endpoint name and returns what it holds as it is: a pause of
+// an endpoint no longer configured, or one whose `until` has passed, is the engine's to ignore.
 struct EndpointPause {
   std::string endpoint;
   absl::Time until = absl::InfiniteFuture();  // InfiniteFuture: until ResumeEndpoint
@@ -124,9 +128,10 @@ class JobStore {
 
   virtual ~JobStore() = default;
 
-  // Inserts jobs (state QUEUED, or BLOCKED when an earlier non-terminal job of the same tenant
-  // and ordering key exists), deduplicating by (tenant, idempotency key) — also within the
-  // batch. One result per job, in order.
+  // Inserts jobs, always as QUEUED with no wait reason (ordering keys are the engine's: it
+  // writes BLOCKED as a transition), deduplicating by (tenant, idempotency key) — also within
+  // the batch. One result per job, in order; a deduplicated one carries the existing job's
+  // current state.
   virtual void Submit(std::vector<NewJob> jobs, absl::Time now, SubmitDone done) = 0;
 
   // Applies transitions in order, in one group commit with whatever else is queued. A backend
@@ -134,6 +139,12 @@ class JobStore {
   // job's transitions are only written after its submit has committed.
   // Terminal transitions also start the idempotency key's retention clock at `now`.
   virtual void Apply(std::vector<Transition> transitions, absl::Time now, WriteDone done) = 0;
+
+  // Records an operator's pause, replacing the one of the same endpoint, group-committed with
+  // whatever else is queued; `done` runs after the commit, on the writer thread (as Apply's).
+  virtual void SaveEndpointPause(EndpointPause pause, WriteDone done) = 0;
+  // Forgets the pause of `endpoint` (ResumeEndpoint); OK also when there was none.
+  virtual void DeleteEndpointPause(std::string endpoint, WriteDone done) = 0;
 
   // Blocks until everything enqueued so far is committed (or failed). For shutdown and tests.
   virtual absl::Status Flush() = 0;
@@ -147,9 +158,13 @@ class JobStore {
   virtual absl::StatusOr<ListPage> List(const std::string& tenant, const ListFilter& filter,
                                         int page_size, const std::string& page_token) = 0;
 
-  // Start-up recovery: every job that is not terminal, oldest first. RUNNING jobs (outcome
-  // unknown) come back as QUEUED and are persisted so; WAITING_RETRY keep their due time.
+  // Start-up recovery: every job that is not terminal, oldest first, with its wait reason as
+  // last written. RUNNING jobs (outcome unknown) come back as QUEUED with no wait reason and are
+  // persisted so; WAITING_RETRY keep their due time and reason (RETRY_AFTER stays RETRY_AFTER).
   virtual absl::StatusOr<std::vector<ActiveJob>> Recover(absl::Time now) = 0;
+
+  // Every operator pause the store holds (synchronous, thread-safe), by endpoint name.
+  virtual absl::StatusOr<std::vector<EndpointPause>> LoadEndpointPauses() = 0;
 
   // Dead-lettered (FAILED or EXHAUSTED) jobs per endpoint name, for the gauge at start-up.
   virtual absl::StatusOr<std::vector<std::pair<std::string, int64_t>>> CountDeadLetters() = 0;

@@ -24,6 +24,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "absl/synchronization/notification.h"
 #include "server/common/status_macros.h"
@@ -38,8 +39,9 @@ using common::IsTerminal;
 using common::JobSpec;
 
 // 1: the first schema. 2: jobs.purge_us (retention of ended jobs) and the partial indexes that
-// purge and count by it; new files are created with auto_vacuum=INCREMENTAL.
-constexpr int kSchemaVersion = 2;
+// purge and count by it; new files are created with auto_vacuum=INCREMENTAL. 3: each job's own
+// wait (jobs.wait_reason, waits_behind) and the operators' endpoint pauses.
+constexpr int kSchemaVersion = 3;
 constexpr int kDefaultPageSize = 50;
 constexpr int kMaxPageSize = 1000;
 constexpr int kPurgeChunk = 5000;  // keys deleted per transaction, so submits interleave
@@ -59,6 +61,7 @@ static_assert(static_cast<int>(JobState::kSucceeded) >= 5 &&
 constexpr int kMinState = 1;
 constexpr int kMaxState = 8;
 
+// Schema 1, as a new file starts; the migrations below bring it to kSchemaVersion, in order.
 // Hot, small columns come first in `jobs`; request payloads live in job_payloads and the last
 // response in job_responses, so scans (Recover, List) read dense pages. Times are microseconds
 // since the Unix epoch; NULL is the field's "none" value (see EncodeTime for the infinities).
@@ -147,12 +150,35 @@ static_assert(static_cast<int>(JobState::kFailed) == 6 &&
                   static_cast<int>(JobState::kExhausted) == 7,
               "the dead-letter partial index says state IN (6, 7)");
 
+// Schema 2 -> 3. A job's own wait (common::WaitReason, 0 = none) and the job it waits behind,
+// written with each transition; existing jobs read back with none. One row per paused endpoint
+// (until_us NULL: until resumed). For ListFilter's wait filters, two small partial indexes: the
+// jobs that wait for a reason of their own, and WAITING_RETRY jobs by due time (only retrying
+// jobs pay for either; a job that succeeds at once never enters them). The index that served the
+// store's own BLOCKED decision at submit goes: BLOCKED is the engine's, written as a transition
+// (listing by ordering key keeps jobs_by_ordering_key).
+constexpr char kMigration3[] = R"sql(
+ALTER TABLE jobs ADD COLUMN wait_reason INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN waits_behind INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE endpoint_pauses (
+  endpoint TEXT PRIMARY KEY,
+  until_us INTEGER,
+  reason TEXT NOT NULL,
+  paused_us INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX jobs_waiting ON jobs (tenant, wait_reason, id) WHERE wait_reason <> 0;
+CREATE INDEX jobs_retry_due ON jobs (tenant, next_attempt_us) WHERE state = 4;
+DROP INDEX jobs_active_by_ordering_key;
+)sql";
+static_assert(static_cast<int>(common::WaitReason::kNone) == 0,
+              "schema 3 defaults wait_reason to 0 = none");
+
 // The columns a JobRecord is read from, in JobCol order.
 constexpr char kJobColumns[] =
     "j.id, j.tenant, j.state, j.endpoint, j.policy, j.ordering_key, j.attempt_count, "
     "j.budget_base, j.next_attempt_us, j.first_attempt_us, j.deadline_us, j.created_us, "
     "j.updated_us, j.last_http_status, j.idem_key, j.fingerprint, j.method, j.path, j.query, "
-    "j.correlation_id, j.last_decision, p.headers";
+    "j.correlation_id, j.last_decision, j.wait_reason, j.waits_behind, p.headers";
 enum JobCol {
   kColId,
   kColTenant,
@@ -175,6 +201,8 @@ enum JobCol {
   kColQuery,
   kColCorrelationId,
   kColLastDecision,
+  kColWaitReason,
+  kColWaitsBehind,
   kColHeaders,
   kColBody,      // Get/LoadSpec only
   kColResponse,  // Get only
@@ -297,6 +325,13 @@ absl::Time DecodeTime(int64_t v) {
   if (v == std::numeric_limits<int64_t>::max()) return absl::InfiniteFuture();
   if (v == std::numeric_limits<int64_t>::min()) return absl::InfinitePast();
   return absl::FromUnixMicros(v);
+}
+
+// The reasons this build knows; another value (a damaged row) reads as none: it only informs,
+// and must not make the job unreadable.
+common::WaitReason DecodeWaitReason(int64_t v) {
+  if (v < 0 || v >= common::kWaitReasonCount) return common::WaitReason::kNone;
+  return static_cast<common::WaitReason>(v);
 }
 
 absl::StatusOr<JobState> DecodeState(int64_t v) {
@@ -506,6 +541,8 @@ absl::Status ReadJobRow(const Run& r, bool with_body, JobRecord* out) {
   spec.query = r.GetStr(kColQuery);
   spec.correlation_id = r.GetStr(kColCorrelationId);
   out->last_decision = r.GetStr(kColLastDecision);
+  out->wait_reason = DecodeWaitReason(r.GetInt(kColWaitReason));
+  out->waits_behind = r.GetInt(kColWaitsBehind);
   if (r.IsNull(kColHeaders)) return absl::DataLossError("stored request headers are missing");
   REBOUND_RETURN_IF_ERROR(DecodeHeaders(r.GetStr(kColHeaders), &spec.headers));
   if (with_body) spec.body = r.GetStr(kColBody);
@@ -517,15 +554,17 @@ absl::Status ReadJobRow(const Run& r, bool with_body, JobRecord* out) {
 // --- Ops ---
 
 struct SqliteStore::Op {
-  enum class Kind { kSubmit, kApply, kTask };
+  enum class Kind { kSubmit, kApply, kPause, kTask };
   Kind kind = Kind::kTask;
   absl::Time now;
   std::vector<NewJob> jobs;
   SubmitDone submit_done;
   std::vector<Transition> transitions;
+  EndpointPause pause;  // kPause: saved, or with `resume` only its endpoint's is deleted
+  bool resume = false;
   Task task;
   bool maintenance = false;  // Task only: the lowest lane, alone in its transaction
-  WriteDone write_done;      // Apply and Task
+  WriteDone write_done;      // Apply, Pause and Task
   // Outcomes, delivered only if the batch commits.
   std::vector<SubmitResult> results;
   absl::Status status;
@@ -536,6 +575,7 @@ struct SqliteStore::Op {
         return std::max<size_t>(1, jobs.size());
       case Kind::kApply:
         return std::max<size_t>(1, transitions.size());
+      case Kind::kPause:
       case Kind::kTask:
         break;
     }
@@ -632,6 +672,7 @@ class SqliteStore::Writer {
         }
         // Only an ended job can have a purge time: a replay (or a confused caller) clears it.
         q.Time(terminal ? t.purge_at : absl::InfiniteFuture(), absl::InfiniteFuture());
+        q.Int(static_cast<int>(t.wait_reason)).Int(t.waits_behind);
         q.Int(t.job_id);
         REBOUND_RETURN_IF_ERROR(q.Exec());
       }
@@ -671,6 +712,24 @@ class SqliteStore::Writer {
     return absl::OkStatus();
   }
 
+  absl::Status ExecPause(Op& op) {
+    const EndpointPause& p = op.pause;
+    if (op.resume) {
+      Run q(db(), delete_pause_.get());
+      q.Text(p.endpoint);
+      REBOUND_RETURN_IF_ERROR(q.Exec());
+    } else {
+      Run q(db(), upsert_pause_.get());
+      q.Text(p.endpoint)
+          .Time(p.until, absl::InfiniteFuture())
+          .Text(p.reason)
+          .Int(EncodeTime(p.paused_at));
+      REBOUND_RETURN_IF_ERROR(q.Exec());
+    }
+    op.status = absl::OkStatus();
+    return absl::OkStatus();
+  }
+
   // Re-queues RUNNING jobs and returns every non-terminal job, by id. One pass over the
   // partial index of active jobs; the few RUNNING ones are then updated by id.
   absl::Status Recover(absl::Time now, std::vector<ActiveJob>* out) {
@@ -678,8 +737,8 @@ class SqliteStore::Writer {
         StmtPtr select,
         Prepare(db(),
                 "SELECT id, endpoint, policy, tenant, ordering_key, state, attempt_count, "
-                "budget_base, next_attempt_us, first_attempt_us, deadline_us, created_us "
-                "FROM jobs WHERE state < 5 ORDER BY id",
+                "budget_base, next_attempt_us, first_attempt_us, deadline_us, created_us, "
+                "wait_reason, waits_behind FROM jobs WHERE state < 5 ORDER BY id",
                 /*persistent=*/false));
     std::vector<size_t> running;
     {
@@ -700,20 +759,30 @@ class SqliteStore::Writer {
         job.first_attempt_at = r.GetTime(9, absl::InfinitePast());
         job.deadline = r.GetTime(10, absl::InfiniteFuture());
         job.created_at = r.GetTime(11, absl::UnixEpoch());
+        job.wait_reason = DecodeWaitReason(r.GetInt(12));
+        job.waits_behind = r.GetInt(13);
         if (job.state == JobState::kRunning) running.push_back(out->size());
         out->push_back(std::move(job));
       }
     }
     if (running.empty()) return absl::OkStatus();
     REBOUND_ASSIGN_OR_RETURN(
-        StmtPtr requeue, Prepare(db(), "UPDATE jobs SET state = ?1, updated_us = ?2 WHERE id = ?3",
-                                 /*persistent=*/false));
+        StmtPtr requeue,
+        Prepare(db(),
+                "UPDATE jobs SET state = ?1, updated_us = ?2, wait_reason = ?3, waits_behind = 0 "
+                "WHERE id = ?4",
+                /*persistent=*/false));
     for (const size_t i : running) {
       ActiveJob& job = (*out)[i];
       Run q(db(), requeue.get());
-      q.Int(static_cast<int>(JobState::kQueued)).Int(EncodeTime(now)).Int(job.id);
+      q.Int(static_cast<int>(JobState::kQueued))
+          .Int(EncodeTime(now))
+          .Int(static_cast<int>(common::WaitReason::kNone))
+          .Int(job.id);
       REBOUND_RETURN_IF_ERROR(q.Exec());
       job.state = JobState::kQueued;
+      job.wait_reason = common::WaitReason::kNone;
+      job.waits_behind = 0;
     }
     return absl::OkStatus();
   }
@@ -804,11 +873,6 @@ class SqliteStore::Writer {
         {&idem_lookup_,
          "SELECT i.job_id, i.fingerprint, j.state FROM idempotency i "
          "LEFT JOIN jobs j ON j.id = i.job_id WHERE i.tenant = ?1 AND i.idem_key = ?2"},
-        {&ordering_busy_,
-         // Without INDEXED BY the planner may pick jobs_by_tenant_state and scan every
-         // active job of the tenant.
-         "SELECT 1 FROM jobs INDEXED BY jobs_active_by_ordering_key WHERE tenant = ?1 "
-         "AND ordering_key = ?2 AND ordering_key <> '' AND state < 5 LIMIT 1"},
         {&insert_job_,
          "INSERT INTO jobs (tenant, state, endpoint, policy, ordering_key, attempt_count, "
          "budget_base, deadline_us, created_us, updated_us, last_http_status, idem_key, "
@@ -823,8 +887,8 @@ class SqliteStore::Writer {
         {&update_job_,
          "UPDATE jobs SET state = ?1, attempt_count = ?2, budget_base = ?3, "
          "next_attempt_us = ?4, first_attempt_us = ?5, last_decision = ?6, "
-         "last_http_status = ?7, updated_us = ?8, finished_us = ?9, purge_us = ?10 "
-         "WHERE id = ?11"},
+         "last_http_status = ?7, updated_us = ?8, finished_us = ?9, purge_us = ?10, "
+         "wait_reason = ?11, waits_behind = ?12 WHERE id = ?13"},
         {&upsert_response_, "INSERT OR REPLACE INTO job_responses (job_id, body) VALUES (?1, ?2)"},
         {&upsert_attempt_,
          "INSERT OR REPLACE INTO attempts (job_id, number, started_us, duration_us, "
@@ -847,6 +911,10 @@ class SqliteStore::Writer {
         {&delete_key_,
          "DELETE FROM idempotency WHERE tenant = ?1 AND idem_key = ?2 AND job_id = ?3"},
         {&delete_job_, "DELETE FROM jobs WHERE id = ?1"},
+        {&upsert_pause_,
+         "INSERT OR REPLACE INTO endpoint_pauses (endpoint, until_us, reason, paused_us) "
+         "VALUES (?1, ?2, ?3, ?4)"},
+        {&delete_pause_, "DELETE FROM endpoint_pauses WHERE endpoint = ?1"},
     };
     for (const auto& [stmt, sql] : statements) {
       REBOUND_ASSIGN_OR_RETURN(*stmt, Prepare(db(), sql));
@@ -885,13 +953,8 @@ class SqliteStore::Writer {
       }
     }
 
-    JobState state = JobState::kQueued;
-    if (!spec.ordering_key.empty()) {
-      Run q(db(), ordering_busy_.get());
-      q.Text(spec.tenant).Text(spec.ordering_key);
-      REBOUND_ASSIGN_OR_RETURN(const bool busy, q.Step());
-      if (busy) state = JobState::kBlocked;
-    }
+    // Always QUEUED: whether it waits for its ordering key is the engine's to decide and write.
+    const JobState state = JobState::kQueued;
     {
       Run q(db(), insert_job_.get());
       q.Text(spec.tenant)
@@ -933,10 +996,10 @@ class SqliteStore::Writer {
 
   DbPtr db_;  // first member: closed after every statement below is finalized
   StmtPtr begin_, commit_, rollback_;
-  StmtPtr idem_lookup_, ordering_busy_, insert_job_, insert_payload_, insert_label_, insert_key_;
+  StmtPtr idem_lookup_, insert_job_, insert_payload_, insert_label_, insert_key_;
   StmtPtr probe_job_, update_job_, upsert_response_, upsert_attempt_, set_key_expiry_;
   StmtPtr purge_keys_, due_purges_, delete_attempts_, delete_labels_, delete_payload_;
-  StmtPtr delete_response_, delete_key_, delete_job_;
+  StmtPtr delete_response_, delete_key_, delete_job_, upsert_pause_, delete_pause_;
 };
 
 // --- ReadPool: read connections with their own prepared statements ---
@@ -1193,6 +1256,7 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(const SqliteOptio
             .Int(absl::ToInt64Microseconds(options.legacy_dead_letter_retention));
         REBOUND_RETURN_IF_ERROR(q.Exec());
       }
+      if (version < 3) REBOUND_RETURN_IF_ERROR(ExecScript(raw, kMigration3));
       if (version < kSchemaVersion) {
         REBOUND_RETURN_IF_ERROR(
             ExecScript(raw, absl::StrCat("PRAGMA user_version = ", kSchemaVersion).c_str()));
@@ -1283,6 +1347,23 @@ void SqliteStore::Apply(std::vector<Transition> transitions, absl::Time now, Wri
   op.kind = Op::Kind::kApply;
   op.now = now;
   op.transitions = std::move(transitions);
+  op.write_done = std::move(done);
+  Enqueue(std::move(op));
+}
+
+void SqliteStore::SaveEndpointPause(EndpointPause pause, WriteDone done) {
+  Op op;
+  op.kind = Op::Kind::kPause;
+  op.pause = std::move(pause);
+  op.write_done = std::move(done);
+  Enqueue(std::move(op));
+}
+
+void SqliteStore::DeleteEndpointPause(std::string endpoint, WriteDone done) {
+  Op op;
+  op.kind = Op::Kind::kPause;
+  op.pause.endpoint = std::move(endpoint);
+  op.resume = true;
   op.write_done = std::move(done);
   Enqueue(std::move(op));
 }
@@ -1409,6 +1490,7 @@ void SqliteStore::WriterLoop() {
           if (op.submit_done) std::move(op.submit_done)(std::move(op.results));
           break;
         case Op::Kind::kApply:
+        case Op::Kind::kPause:
         case Op::Kind::kTask:
           if (op.write_done) {
             // Tasks (recovery, purges, pragmas) answer the operator's code paths: the detail.
@@ -1447,6 +1529,9 @@ absl::Status SqliteStore::RunBatch(std::vector<Op>& batch) {
         break;
       case Op::Kind::kApply:
         status = writer_->ExecApply(op);
+        break;
+      case Op::Kind::kPause:
+        status = writer_->ExecPause(op);
         break;
       case Op::Kind::kTask:
         status = op.task(*writer_);
@@ -1652,6 +1737,35 @@ absl::StatusOr<std::vector<std::pair<std::string, int64_t>>> SqliteStore::CountD
   return result;
 }
 
+absl::StatusOr<std::vector<EndpointPause>> SqliteStore::LoadEndpointPauses() {
+  absl::StatusOr<std::vector<EndpointPause>> result =
+      [&]() -> absl::StatusOr<std::vector<EndpointPause>> {
+    REBOUND_ASSIGN_OR_RETURN(ReadPool::Lease lease, reads_->Acquire());
+    ReadConn& conn = *lease;
+    REBOUND_ASSIGN_OR_RETURN(
+        sqlite3_stmt * stmt,
+        conn.Stmt("SELECT endpoint, until_us, reason, paused_us FROM endpoint_pauses "
+                  "ORDER BY endpoint"));
+    Run run(conn.db(), stmt);
+    std::vector<EndpointPause> pauses;
+    for (;;) {
+      REBOUND_ASSIGN_OR_RETURN(const bool row, run.Step());
+      if (!row) break;
+      // As stored: any integer decodes to a time, and the engine judges names and times.
+      EndpointPause p;
+      p.endpoint = run.GetStr(0);
+      p.until = run.GetTime(1, absl::InfiniteFuture());
+      p.reason = run.GetStr(2);
+      p.paused_at = run.GetTime(3, absl::UnixEpoch());
+      pauses.push_back(std::move(p));
+    }
+    return pauses;
+  }();
+  // A SQLite failure reaches the caller with a clean message; on_error gets the detail.
+  if (!result.ok()) return ForCaller(result.status());
+  return result;
+}
+
 absl::StatusOr<StoreUsage> SqliteStore::Usage() {
   absl::StatusOr<StoreUsage> result = [&]() -> absl::StatusOr<StoreUsage> {
     REBOUND_ASSIGN_OR_RETURN(ReadPool::Lease lease, reads_->Acquire());
@@ -1689,114 +1803,258 @@ absl::StatusOr<StoreUsage> SqliteStore::Usage() {
   return result;
 }
 
+namespace {
+
+// One List statement: its text (statements are cached per read connection by text, so the
+// shapes are kept few) and its parameters in the order the text names them.
+struct ListQuery {
+  struct Param {
+    bool is_text;
+    std::string text;
+    int64_t number;
+  };
+  std::string sql;
+  std::vector<Param> params;
+  int page_size = 0;             // jobs per page; the statement returns one more, if there is one
+  bool matches_nothing = false;  // the filters exclude every job: there is no statement
+};
+
+constexpr int kQueuedState = static_cast<int>(JobState::kQueued);
+constexpr int kWaitingRetryState = static_cast<int>(JobState::kWaitingRetry);
+// jobs_retry_due is a partial index on `state = 4`; the queries that use it spell the literal.
+static_assert(kWaitingRetryState == 4, "jobs_retry_due says state = 4");
+
+// How a term on WAITING_RETRY rows' due time is written (ListFilter::due_by, due_after).
+enum class DueForm {
+  kRow,    // checked on each row: (NULL or <= due_by) and > due_after
+  kRange,  // a range of jobs_retry_due: <= due_by and > due_after (NULL rows not included)
+  kNull,   // jobs_retry_due's rows without a due time (due at InfinitePast)
+};
+
+// Shapes, in order of preference: (a) a label or ordering key: that index (the existing walk);
+// (b) an own wait reason: jobs_waiting, which holds only jobs that wait; (c) states (explicit or
+// implied by a due filter): each state's newest page through jobs_by_tenant_state, or for
+// WAITING_RETRY due by a time, jobs_retry_due's range of due jobs, merged; (d) the tenant's jobs
+// newest first. Every other filter is a term on the rows walked.
+ListQuery BuildListQuery(const std::string& tenant, const ListFilter& filter, int page_size,
+                         JobId before) {
+  ListQuery query;
+  query.page_size = page_size;
+  auto text = [&query](absl::string_view v) {
+    query.params.push_back(ListQuery::Param{true, std::string(v), 0});
+  };
+  auto number = [&query](int64_t v) { query.params.push_back(ListQuery::Param{false, "", v}); };
+
+  // Distinct states, so the number of statement shapes stays small.
+  std::vector<int> states;
+  for (const JobState s : filter.states) states.push_back(static_cast<int>(s));
+  std::sort(states.begin(), states.end());
+  states.erase(std::unique(states.begin(), states.end()), states.end());
+  // A due filter holds only for WAITING_RETRY jobs and (due_by) QUEUED ones: it narrows the
+  // states to those.
+  const bool due_by = filter.due_by != absl::InfiniteFuture();
+  const bool due_after = filter.due_after != absl::InfinitePast();
+  if (due_by || due_after) {
+    std::vector<int> allowed;
+    if (!due_after) allowed.push_back(kQueuedState);
+    allowed.push_back(kWaitingRetryState);
+    if (!states.empty()) {
+      std::vector<int> both;
+      std::set_intersection(states.begin(), states.end(), allowed.begin(), allowed.end(),
+                            std::back_inserter(both));
+      allowed = std::move(both);
+    }
+    states = std::move(allowed);
+    if (states.empty()) {
+      query.matches_nothing = true;
+      return query;
+    }
+  }
+  const auto has_state = [&states](int s) {
+    return std::binary_search(states.begin(), states.end(), s);
+  };
+  // Distinct endpoints, padded to a power of two by repeating the last (IN lists of few sizes).
+  std::vector<std::string> endpoints = filter.endpoints;
+  std::sort(endpoints.begin(), endpoints.end());
+  endpoints.erase(std::unique(endpoints.begin(), endpoints.end()), endpoints.end());
+  if (!endpoints.empty()) {
+    size_t padded = 1;
+    while (padded < endpoints.size()) padded *= 2;
+    endpoints.resize(padded, endpoints.back());
+  }
+  const bool own_wait =
+      filter.wait_reason.has_value() && *filter.wait_reason != common::WaitReason::kNone;
+  const bool by_label = !filter.label_key.empty() && !filter.label_value.empty();
+  const absl::string_view id_column = by_label ? "l.job_id" : "j.id";
+
+  // The terms on `table`'s rows ("" or "j.") that every shape applies. `state`: the one state
+  // the rows walked have, or 0 when they may have any of `states`.
+  auto common_terms = [&](absl::string_view table, absl::string_view id, int state, DueForm due) {
+    std::string terms;
+    if (!filter.endpoint.empty()) {
+      absl::StrAppend(&terms, " AND ", table, "endpoint = ?");
+      text(filter.endpoint);
+    }
+    if (!endpoints.empty()) {
+      absl::StrAppend(&terms, " AND ", table, "endpoint IN (?");
+      for (size_t i = 1; i < endpoints.size(); ++i) absl::StrAppend(&terms, ", ?");
+      absl::StrAppend(&terms, ")");
+      for (const std::string& e : endpoints) text(e);
+    }
+    if (!filter.ordering_key.empty()) {
+      absl::StrAppend(&terms, " AND ", table, "ordering_key = ? AND ", table, "ordering_key <> ''");
+      text(filter.ordering_key);
+    }
+    if (filter.wait_reason.has_value()) {
+      absl::StrAppend(&terms, " AND ", table, "wait_reason = ?");
+      number(static_cast<int>(*filter.wait_reason));
+      // The partial index's condition, spelled as jobs_waiting spells it.
+      if (own_wait) absl::StrAppend(&terms, " AND ", table, "wait_reason <> 0");
+    }
+    if (filter.retries_only) {
+      absl::StrAppend(&terms, " AND ", table, "attempt_count > ", table, "budget_base");
+    }
+    const bool retry_rows =
+        state == 0 ? has_state(kWaitingRetryState) : state == kWaitingRetryState;
+    if ((due_by || due_after) && retry_rows) {
+      std::vector<std::string> due_terms;
+      if (due == DueForm::kNull) {
+        due_terms.push_back(absl::StrCat(table, "next_attempt_us IS NULL"));
+      } else {
+        if (due_after) {
+          due_terms.push_back(absl::StrCat(table, "next_attempt_us > ?"));
+          number(EncodeTime(filter.due_after));
+        }
+        if (due_by) {
+          due_terms.push_back(due == DueForm::kRange
+                                  ? absl::StrCat(table, "next_attempt_us <= ?")
+                                  : absl::StrCat("(", table, "next_attempt_us IS NULL OR ", table,
+                                                 "next_attempt_us <= ?)"));
+          number(EncodeTime(filter.due_by));
+        }
+      }
+      const std::string joined = absl::StrJoin(due_terms, " AND ");
+      if (state == 0 && has_state(kQueuedState)) {
+        // Rows of both states: QUEUED ones are due whatever their due time column says.
+        absl::StrAppend(&terms, " AND (", table, "state = ", kQueuedState, " OR (", joined, "))");
+      } else {
+        absl::StrAppend(&terms, " AND ", joined);
+      }
+    }
+    if (before > 0) {
+      absl::StrAppend(&terms, " AND ", id, " < ?");
+      number(before);
+    }
+    return terms;
+  };
+
+  std::string& sql = query.sql;
+  sql = absl::StrCat("SELECT ", kJobColumns, " FROM ");
+  const bool by_index_of_key = !filter.label_key.empty() || !filter.ordering_key.empty();
+  if (!by_index_of_key && !own_wait && !states.empty()) {
+    // By state: each state's newest page, merged. Left to itself the planner walks every job
+    // of the tenant newest first, checking each one's state: a scan of the whole store when the
+    // asked-for states are rare or empty.
+    absl::StrAppend(&sql, "jobs j LEFT JOIN job_payloads p ON p.job_id = j.id WHERE j.id IN (");
+    bool first = true;
+    auto member = [&](absl::string_view index, int state, DueForm due) {
+      if (!first) absl::StrAppend(&sql, " UNION ALL ");
+      first = false;
+      absl::StrAppend(&sql, "SELECT id FROM (SELECT id FROM jobs INDEXED BY ", index,
+                      " WHERE tenant = ? AND state = ");
+      text(tenant);
+      if (due == DueForm::kRow) {
+        absl::StrAppend(&sql, "?");
+        number(state);
+      } else {
+        absl::StrAppend(&sql, state);  // the partial index's literal
+      }
+      absl::StrAppend(&sql, common_terms("", "id", state, due), " ORDER BY id DESC LIMIT ?)");
+      number(page_size + 1);
+    };
+    for (const int state : states) {
+      if (state == kWaitingRetryState && due_by) {
+        // Due retries are few next to those still waiting: a range of the due-time index.
+        member("jobs_retry_due", state, DueForm::kRange);
+        if (!due_after) member("jobs_retry_due", state, DueForm::kNull);
+      } else {
+        member("jobs_by_tenant_state", state, DueForm::kRow);
+      }
+    }
+    absl::StrAppend(&sql, ")");
+  } else {
+    if (by_label) {
+      absl::StrAppend(&sql,
+                      "job_labels l CROSS JOIN jobs j ON j.id = l.job_id AND l.key = ? "
+                      "AND l.value = ?");
+      text(filter.label_key);
+      text(filter.label_value);
+    } else if (!filter.label_key.empty()) {
+      absl::StrAppend(&sql, "jobs j JOIN job_labels l ON l.job_id = j.id AND l.key = ?");
+      text(filter.label_key);
+    } else if (own_wait && filter.ordering_key.empty()) {
+      // Only jobs that wait are in it: a walk of those with this reason, newest first.
+      absl::StrAppend(&sql, "jobs j INDEXED BY jobs_waiting");
+    } else {
+      absl::StrAppend(&sql, "jobs j");
+    }
+    absl::StrAppend(&sql, " LEFT JOIN job_payloads p ON p.job_id = j.id WHERE j.tenant = ?");
+    text(tenant);
+    if (!states.empty()) {
+      absl::StrAppend(&sql, " AND j.state IN (?");
+      for (size_t i = 1; i < states.size(); ++i) absl::StrAppend(&sql, ", ?");
+      absl::StrAppend(&sql, ")");
+      for (const int st : states) number(st);
+    }
+    absl::StrAppend(&sql, common_terms("j.", id_column, 0, DueForm::kRow));
+  }
+  absl::StrAppend(&sql, " ORDER BY ", id_column, " DESC LIMIT ?");
+  number(page_size + 1);  // one more than asked: is there a next page?
+  return query;
+}
+
+void BindAll(Run& q, const ListQuery& query) {
+  for (const ListQuery::Param& param : query.params) {
+    if (param.is_text) {
+      q.Text(param.text);
+    } else {
+      q.Int(param.number);
+    }
+  }
+}
+
+// page_size as List takes it (<= 0: the default; at most kMaxPageSize) and the page's start.
+absl::StatusOr<ListQuery> ListQueryFor(const std::string& tenant, const ListFilter& filter,
+                                       int page_size, const std::string& page_token) {
+  if (page_size <= 0) page_size = kDefaultPageSize;
+  page_size = std::min(page_size, kMaxPageSize);
+  JobId before = 0;  // 0: from the newest
+  if (!page_token.empty()) {
+    REBOUND_ASSIGN_OR_RETURN(before, DecodePageToken(page_token));
+  }
+  return BuildListQuery(tenant, filter, page_size, before);
+}
+
+}  // namespace
+
 absl::StatusOr<ListPage> SqliteStore::List(const std::string& tenant, const ListFilter& filter,
                                            int page_size, const std::string& page_token) {
   absl::StatusOr<ListPage> result = [&]() -> absl::StatusOr<ListPage> {
-    if (page_size <= 0) page_size = kDefaultPageSize;
-    page_size = std::min(page_size, kMaxPageSize);
-    JobId before = 0;  // 0: from the newest
-    if (!page_token.empty()) {
-      REBOUND_ASSIGN_OR_RETURN(before, DecodePageToken(page_token));
-    }
-    // Distinct states, so the number of statement shapes (cached per connection) stays small.
-    std::vector<int> states;
-    for (const JobState s : filter.states) states.push_back(static_cast<int>(s));
-    std::sort(states.begin(), states.end());
-    states.erase(std::unique(states.begin(), states.end()), states.end());
-
-    // key=value: walk that label's index newest first (CROSS JOIN fixes the loop order), which
-    // beats scanning the tenant when the label is selective. Key only: walk the tenant's jobs
-    // and probe each one's labels.
-    // Parameters in the order the statement names them.
-    struct Param {
-      bool is_text;
-      std::string text;
-      int64_t number;
-    };
-    std::vector<Param> params;
-    auto text = [&params](const std::string& v) { params.push_back(Param{true, v, 0}); };
-    auto number = [&params](int64_t v) { params.push_back(Param{false, "", v}); };
-    const bool by_label = !filter.label_key.empty() && !filter.label_value.empty();
-    const absl::string_view id_column = by_label ? "l.job_id" : "j.id";
-    // The filters on j that every shape shares: endpoint, ordering key, page start.
-    auto common_terms = [&](absl::string_view table, absl::string_view id) {
-      std::string terms;
-      if (!filter.endpoint.empty()) {
-        absl::StrAppend(&terms, " AND ", table, "endpoint = ?");
-        text(filter.endpoint);
-      }
-      if (!filter.ordering_key.empty()) {
-        absl::StrAppend(&terms, " AND ", table, "ordering_key = ? AND ", table,
-                        "ordering_key <> ''");
-        text(filter.ordering_key);
-      }
-      if (before > 0) {
-        absl::StrAppend(&terms, " AND ", id, " < ?");
-        number(before);
-      }
-      return terms;
-    };
-    std::string sql = absl::StrCat("SELECT ", kJobColumns, " FROM ");
-    if (filter.label_key.empty() && filter.ordering_key.empty() && !states.empty()) {
-      // By state: each state's newest page through jobs_by_tenant_state, merged. Left to
-      // itself the planner walks every job of the tenant newest first, checking each one's
-      // state: a scan of the whole store when the asked-for states are rare or empty.
-      absl::StrAppend(&sql, "jobs j LEFT JOIN job_payloads p ON p.job_id = j.id WHERE j.id IN (");
-      for (size_t i = 0; i < states.size(); ++i) {
-        if (i > 0) absl::StrAppend(&sql, " UNION ALL ");
-        absl::StrAppend(&sql,
-                        "SELECT id FROM (SELECT id FROM jobs INDEXED BY jobs_by_tenant_state "
-                        "WHERE tenant = ? AND state = ?");
-        text(tenant);
-        number(states[i]);
-        absl::StrAppend(&sql, common_terms("", "id"), " ORDER BY id DESC LIMIT ?)");
-        number(page_size + 1);
-      }
-      absl::StrAppend(&sql, ")");
-    } else {
-      if (by_label) {
-        absl::StrAppend(&sql,
-                        "job_labels l CROSS JOIN jobs j ON j.id = l.job_id AND l.key = ? "
-                        "AND l.value = ?");
-        text(filter.label_key);
-        text(filter.label_value);
-      } else if (!filter.label_key.empty()) {
-        absl::StrAppend(&sql, "jobs j JOIN job_labels l ON l.job_id = j.id AND l.key = ?");
-        text(filter.label_key);
-      } else {
-        absl::StrAppend(&sql, "jobs j");
-      }
-      absl::StrAppend(&sql, " LEFT JOIN job_payloads p ON p.job_id = j.id WHERE j.tenant = ?");
-      text(tenant);
-      if (!states.empty()) {
-        absl::StrAppend(&sql, " AND j.state IN (?");
-        for (size_t i = 1; i < states.size(); ++i) absl::StrAppend(&sql, ", ?");
-        absl::StrAppend(&sql, ")");
-        for (const int st : states) number(st);
-      }
-      absl::StrAppend(&sql, common_terms("j.", id_column));
-    }
-    absl::StrAppend(&sql, " ORDER BY ", id_column, " DESC LIMIT ?");
-    number(page_size + 1);  // one more than asked: is there a next page?
-
+    REBOUND_ASSIGN_OR_RETURN(const ListQuery query,
+                             ListQueryFor(tenant, filter, page_size, page_token));
+    if (query.matches_nothing) return ListPage{};
     REBOUND_ASSIGN_OR_RETURN(ReadPool::Lease lease, reads_->Acquire());
     ReadConn& conn = *lease;
     return InReadTransaction<ListPage>(conn, [&]() -> absl::StatusOr<ListPage> {
-      REBOUND_ASSIGN_OR_RETURN(sqlite3_stmt * stmt, conn.Stmt(sql));
+      REBOUND_ASSIGN_OR_RETURN(sqlite3_stmt * stmt, conn.Stmt(query.sql));
       ListPage page;
       {
         Run q(conn.db(), stmt);
-        for (const Param& param : params) {
-          if (param.is_text) {
-            q.Text(param.text);
-          } else {
-            q.Int(param.number);
-          }
-        }
+        BindAll(q, query);
         for (;;) {
           REBOUND_ASSIGN_OR_RETURN(const bool row, q.Step());
           if (!row) break;
-          if (page.jobs.size() == static_cast<size_t>(page_size)) {
+          if (page.jobs.size() == static_cast<size_t>(query.page_size)) {
             page.next_page_token = EncodePageToken(page.jobs.back().id);
             break;
           }
@@ -1812,6 +2070,31 @@ absl::StatusOr<ListPage> SqliteStore::List(const std::string& tenant, const List
     });
   }();
   // A SQLite failure reaches the caller with a clean message; on_error gets the detail.
+  if (!result.ok()) return ForCaller(result.status());
+  return result;
+}
+
+absl::StatusOr<std::string> SqliteStore::ExplainList(const std::string& tenant,
+                                                     const ListFilter& filter, int page_size,
+                                                     const std::string& page_token) {
+  absl::StatusOr<std::string> result = [&]() -> absl::StatusOr<std::string> {
+    REBOUND_ASSIGN_OR_RETURN(const ListQuery query,
+                             ListQueryFor(tenant, filter, page_size, page_token));
+    if (query.matches_nothing) return std::string();
+    REBOUND_ASSIGN_OR_RETURN(ReadPool::Lease lease, reads_->Acquire());
+    ReadConn& conn = *lease;
+    REBOUND_ASSIGN_OR_RETURN(StmtPtr stmt, Prepare(conn.db(), "EXPLAIN QUERY PLAN " + query.sql,
+                                                   /*persistent=*/false));
+    Run q(conn.db(), stmt.get());
+    BindAll(q, query);
+    std::vector<std::string> lines;
+    for (;;) {
+      REBOUND_ASSIGN_OR_RETURN(const bool row, q.Step());
+      if (!row) break;
+      lines.push_back(q.GetStr(3));  // id, parent, notused, detail
+    }
+    return absl::StrJoin(lines, "\n");
+  }();
   if (!result.ok()) return ForCaller(result.status());
   return result;
 }

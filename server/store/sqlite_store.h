@@ -1,21 +1,21 @@
 // SqliteStore: the embedded JobStore backend (DESIGN.md "Storage").
 //
 // One SQLite file in WAL mode. A single writer thread owns the write connection and its prepared
-// statements: Submit() and Apply() only enqueue; the writer takes everything queued (up to
-// `max_batch` rows), runs it in one BEGIN IMMEDIATE ... COMMIT (group commit: no waiting for
-// more work, so batches grow with load) and then runs the `done` callbacks on the writer
-// thread. Transitions have their own lane ahead of submits, so a due retry's RUNNING write does
-// not queue behind a burst of submits; within each lane, order is enqueue order. Maintenance
-// (PurgeEndedJobs, ReclaimSpace) has a third, lowest lane: each such step runs alone in its own
-// transaction, when the other lanes are empty or after it has been passed over a few times, so
-// a long purge neither starves nor holds up traffic for more than one bounded step. If the
-// transaction fails, it is rolled back and every op of that batch gets the error; earlier
-// commits are untouched. Reads (Get, LoadSpec, List) run on the caller's thread on a small pool
-// of read connections; WAL lets them proceed while the writer commits. Recover(),
-// PurgeExpiredKeys(), PurgeEndedJobs() and ReclaimSpace() run on the writer thread and block the
-// caller until done.
+// statements: Submit(), Apply() and the endpoint-pause writes only enqueue; the writer takes
+// everything queued (up to `max_batch` rows), runs it in one BEGIN IMMEDIATE ... COMMIT (group
+// commit: no waiting for more work, so batches grow with load) and then runs the `done`
+// callbacks on the writer thread. Transitions (and pause writes) have their own lane ahead of
+// submits, so a due retry's RUNNING write does not queue behind a burst of submits; within each
+// lane, order is enqueue order. Maintenance (PurgeEndedJobs, ReclaimSpace) has a third, lowest
+// lane: each such step runs alone in its own transaction, when the other lanes are empty or
+// after it has been passed over a few times, so a long purge neither starves nor holds up
+// traffic for more than one bounded step. If the transaction fails, it is rolled back and every
+// op of that batch gets the error; earlier commits are untouched. Reads (Get, LoadSpec, List,
+// LoadEndpointPauses) run on the caller's thread on a small pool of read connections; WAL lets
+// them proceed while the writer commits. Recover(), PurgeExpiredKeys(), PurgeEndedJobs() and
+// ReclaimSpace() run on the writer thread and block the caller until done.
 //
-// Errors: a SQLite failure reaches callers of Submit/Apply and of the reads with a clean message
+// Errors: a SQLite failure reaches callers of the writes and of the reads with a clean message
 // (no SQL text, no file path) and a code that says what to do: UNAVAILABLE when the store cannot
 // write now (disk or database full, I/O error, busy: retry later or elsewhere), DATA_LOSS when
 // the file is damaged. The detailed error (statement and SQLite's message) goes to `on_error`.
@@ -30,6 +30,7 @@
 // - A transition from a terminal state back to a non-terminal one (replay) stops the key's
 //   retention clock again, so the key of a running job is never purged.
 // - ListFilter with a label key and an empty label value matches any value of that key.
+// - A stored wait reason this build does not know reads as kNone (it only informs).
 #ifndef REBOUND_SERVER_STORE_SQLITE_STORE_H_
 #define REBOUND_SERVER_STORE_SQLITE_STORE_H_
 
@@ -111,6 +112,8 @@ class SqliteStore final : public JobStore {
 
   void Submit(std::vector<NewJob> jobs, absl::Time now, SubmitDone done) override;
   void Apply(std::vector<Transition> transitions, absl::Time now, WriteDone done) override;
+  void SaveEndpointPause(EndpointPause pause, WriteDone done) override;
+  void DeleteEndpointPause(std::string endpoint, WriteDone done) override;
   // Returns the most recent failed transaction's error not yet returned by an earlier Flush
   // (per-op results such as NOT_FOUND or ALREADY_EXISTS are not errors here).
   absl::Status Flush() override;
@@ -119,7 +122,12 @@ class SqliteStore final : public JobStore {
   absl::StatusOr<common::JobSpec> LoadSpec(JobId id) override;
   absl::StatusOr<ListPage> List(const std::string& tenant, const ListFilter& filter, int page_size,
                                 const std::string& page_token) override;
+  // SQLite's plan for that List call (EXPLAIN QUERY PLAN, one line per step; empty when the
+  // filters exclude every job without a query). For tests and diagnostics.
+  absl::StatusOr<std::string> ExplainList(const std::string& tenant, const ListFilter& filter,
+                                          int page_size, const std::string& page_token);
   absl::StatusOr<std::vector<ActiveJob>> Recover(absl::Time now) override;
+  absl::StatusOr<std::vector<EndpointPause>> LoadEndpointPauses() override;
   absl::StatusOr<int64_t> PurgeExpiredKeys(absl::Time cutoff) override;
   absl::StatusOr<int64_t> PurgeEndedJobs(absl::Time now, int limit) override;
   // Returns up to `max_pages` free pages to the filesystem (PRAGMA incremental_vacuum) in one
@@ -165,8 +173,8 @@ class SqliteStore final : public JobStore {
 
   // Two lanes, each FIFO. Transitions (and tasks) go first, so a retry's RUNNING write does not
   // wait behind a backlog of submits; that is safe because a job's transitions are only ever
-  // written after its submit has committed. Index 0: submits, 1: transitions and tasks,
-  // 2: maintenance.
+  // written after its submit has committed. Index 0: submits, 1: transitions, pause writes and
+  // tasks, 2: maintenance.
   struct Lane {
     std::vector<Op> queue;  // ops from `head` on are waiting
     size_t head = 0;

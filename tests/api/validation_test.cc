@@ -339,3 +339,104 @@ TEST(ValidateListRequest, FiltersAreBoundedAndNamed) {
 
 }  // namespace
 }  // namespace rebound::api
+
+namespace rebound::api {
+namespace {
+
+const absl::Time kPauseNow = absl::FromUnixSeconds(1'800'000'000);
+
+v1::PauseEndpointRequest GoodPause() {
+  v1::PauseEndpointRequest r;
+  r.set_name("canvas");
+  r.set_reason("LMS maintenance");
+  return r;
+}
+
+TEST(ValidatePauseRequest, OpenEndedUntilOrDuration) {
+  const auto cfg = TestConfig();
+  auto open = ValidatePauseRequest(GoodPause(), cfg, kPauseNow);
+  ASSERT_TRUE(open.ok()) << open.status();
+  EXPECT_EQ(open->name, "canvas");
+  EXPECT_EQ(open->until, absl::InfiniteFuture());
+  EXPECT_EQ(open->reason, "LMS maintenance");
+
+  v1::PauseEndpointRequest until = GoodPause();
+  until.mutable_until()->set_seconds(absl::ToUnixSeconds(kPauseNow) + 3600);
+  EXPECT_EQ(ValidatePauseRequest(until, cfg, kPauseNow)->until, kPauseNow + absl::Hours(1));
+
+  v1::PauseEndpointRequest length = GoodPause();
+  length.mutable_duration()->set_seconds(90);
+  EXPECT_EQ(ValidatePauseRequest(length, cfg, kPauseNow)->until, kPauseNow + absl::Seconds(90));
+}
+
+TEST(ValidatePauseRequest, RefusalsNameTheirField) {
+  const auto cfg = TestConfig();
+  struct Case {
+    std::function<void(v1::PauseEndpointRequest&)> mutate;
+    absl::StatusCode code;
+    const char* starts;
+  };
+  const int64_t now_s = absl::ToUnixSeconds(kPauseNow);
+  const std::vector<Case> cases = {
+      {[](auto& r) { r.set_name(""); }, absl::StatusCode::kInvalidArgument, "name: is required"},
+      {[](auto& r) { r.set_name(std::string(kHuge, 'n')); }, absl::StatusCode::kInvalidArgument,
+       "name: is 3145728 bytes"},
+      {[](auto& r) { r.set_name("moodle\x1b[2J"); }, absl::StatusCode::kNotFound,
+       "name: unknown endpoint 'moodle\\x1b[2J'"},
+      {[](auto& r) { r.set_reason(std::string(513, 'r')); }, absl::StatusCode::kInvalidArgument,
+       "reason: is 513 bytes; at most 512"},
+      {[](auto& r) { r.set_reason("ok\r\nforged line"); }, absl::StatusCode::kInvalidArgument,
+       "reason: has a control character"},
+      {[now_s](auto& r) { r.mutable_until()->set_seconds(now_s); },
+       absl::StatusCode::kInvalidArgument, "until: "},
+      {[now_s](auto& r) { r.mutable_until()->set_seconds(now_s + 400 * 86400); },
+       absl::StatusCode::kInvalidArgument, "until: is more than"},
+      {[](auto& r) { r.mutable_until()->set_seconds(-5); }, absl::StatusCode::kInvalidArgument,
+       "until: is not a valid timestamp"},
+      {[now_s](auto& r) {
+         r.mutable_until()->set_seconds(now_s + 60);
+         r.mutable_duration()->set_seconds(60);
+       },
+       absl::StatusCode::kInvalidArgument, "until: give until or duration, not both"},
+      {[](auto& r) { r.mutable_duration()->set_seconds(0); }, absl::StatusCode::kInvalidArgument,
+       "duration: must be positive"},
+      {[](auto& r) { r.mutable_duration()->set_seconds(-3); }, absl::StatusCode::kInvalidArgument,
+       "duration: must be positive"},
+      {[](auto& r) { r.mutable_duration()->set_seconds(400 * 86400); },
+       absl::StatusCode::kInvalidArgument, "duration: is longer than"},
+  };
+  for (const Case& c : cases) {
+    v1::PauseEndpointRequest r = GoodPause();
+    c.mutate(r);
+    auto got = ValidatePauseRequest(r, cfg, kPauseNow);
+    ASSERT_FALSE(got.ok()) << c.starts;
+    EXPECT_EQ(got.status().code(), c.code) << got.status();
+    EXPECT_THAT(std::string(got.status().message()), StartsWith(c.starts));
+    EXPECT_LT(got.status().message().size(), 200u);
+  }
+}
+
+TEST(ValidateEndpointName, EmptyMeansEveryEndpointOnlyWhenAllowed) {
+  const auto cfg = TestConfig();
+  EXPECT_TRUE(ValidateEndpointName("", cfg, /*empty_ok=*/true).ok());
+  EXPECT_EQ(ValidateEndpointName("", cfg, /*empty_ok=*/false).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(ValidateEndpointName("canvas", cfg, /*empty_ok=*/false).ok());
+  EXPECT_EQ(ValidateEndpointName("moodle", cfg, /*empty_ok=*/true).code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST(ValidateListRequest, WaitReasonIsAKnownReason) {
+  const auto cfg = TestConfig();
+  v1::ListSyncsRequest r;
+  r.set_wait_reason(v1::CIRCUIT_OPEN);
+  EXPECT_TRUE(ValidateListRequest(r, cfg).ok());
+  EXPECT_EQ(*ValidateWaitReason(r), common::WaitReason::kCircuitOpen);
+  r.set_wait_reason(static_cast<v1::WaitReason>(42));
+  auto bad = ValidateListRequest(r, cfg);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(std::string(bad.status().message()), StartsWith("wait_reason: 42"));
+}
+
+}  // namespace
+}  // namespace rebound::api

@@ -23,6 +23,12 @@ std::string MetadataValue(const grpc::ServerContext& context, const std::string&
   return *present ? std::string(it->second.data(), it->second.size()) : std::string();
 }
 
+// What the real server answers for a name it has no endpoint for.
+grpc::Status UnknownEndpoint(const std::string& name) {
+  return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                      absl::StrCat("name: unknown endpoint '", name, "'"));
+}
+
 }  // namespace
 
 void FakeRebound::FailAllWith(grpc::Status status) {
@@ -49,6 +55,11 @@ void FakeRebound::SetWatch(std::vector<v1::SyncEvent> events, bool hold_open) {
 void FakeRebound::SetListPages(std::vector<v1::ListSyncsResponse> pages) {
   absl::MutexLock lock(&mu_);
   list_pages_ = std::move(pages);
+}
+
+void FakeRebound::SetEndpoints(std::vector<v1::EndpointStatus> endpoints) {
+  absl::MutexLock lock(&mu_);
+  endpoints_ = std::move(endpoints);
 }
 
 void FakeRebound::Stop() {
@@ -83,6 +94,82 @@ std::vector<v1::ListSyncsRequest> FakeRebound::list_requests() const {
 std::vector<std::string> FakeRebound::job_ids_asked() const {
   absl::MutexLock lock(&mu_);
   return job_ids_asked_;
+}
+
+std::vector<std::string> FakeRebound::endpoint_names_asked() const {
+  absl::MutexLock lock(&mu_);
+  return endpoint_names_asked_;
+}
+std::vector<v1::PauseEndpointRequest> FakeRebound::pause_requests() const {
+  absl::MutexLock lock(&mu_);
+  return pause_requests_;
+}
+
+v1::EndpointStatus* FakeRebound::FindEndpoint(const std::string& name) {
+  for (v1::EndpointStatus& e : endpoints_) {
+    if (e.name() == name) return &e;
+  }
+  return nullptr;
+}
+
+grpc::Status FakeRebound::GetEndpointStatus(grpc::ServerContext* context,
+                                            const v1::GetEndpointStatusRequest* request,
+                                            v1::GetEndpointStatusResponse* response) {
+  absl::MutexLock lock(&mu_);
+  if (grpc::Status failure = Record(context, "GetEndpointStatus"); !failure.ok()) return failure;
+  endpoint_names_asked_.push_back(request->name());
+  if (request->name().empty()) {
+    for (const v1::EndpointStatus& e : endpoints_) *response->add_endpoints() = e;
+    return grpc::Status::OK;
+  }
+  const v1::EndpointStatus* e = FindEndpoint(request->name());
+  if (e == nullptr) {
+    return UnknownEndpoint(request->name());
+  }
+  *response->add_endpoints() = *e;
+  return grpc::Status::OK;
+}
+
+grpc::Status FakeRebound::PauseEndpoint(grpc::ServerContext* context,
+                                        const v1::PauseEndpointRequest* request,
+                                        v1::EndpointStatus* response) {
+  absl::MutexLock lock(&mu_);
+  if (grpc::Status failure = Record(context, "PauseEndpoint"); !failure.ok()) return failure;
+  pause_requests_.push_back(*request);
+  v1::EndpointStatus* e = FindEndpoint(request->name());
+  if (e == nullptr) {
+    return UnknownEndpoint(request->name());
+  }
+  e->set_operator_paused(true);
+  e->set_operator_reason(request->reason());
+  if (request->has_until()) {
+    *e->mutable_operator_paused_until() = request->until();
+  } else {
+    e->clear_operator_paused_until();
+  }
+  *response = *e;
+  return grpc::Status::OK;
+}
+
+grpc::Status FakeRebound::ResumeEndpoint(grpc::ServerContext* context,
+                                         const v1::ResumeEndpointRequest* request,
+                                         v1::EndpointStatus* response) {
+  absl::MutexLock lock(&mu_);
+  if (grpc::Status failure = Record(context, "ResumeEndpoint"); !failure.ok()) return failure;
+  endpoint_names_asked_.push_back(request->name());
+  v1::EndpointStatus* e = FindEndpoint(request->name());
+  if (e == nullptr) {
+    return UnknownEndpoint(request->name());
+  }
+  if (!e->operator_paused()) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        absl::StrCat(request->name(), " is not paused"));
+  }
+  e->set_operator_paused(false);
+  e->clear_operator_paused_until();
+  e->clear_operator_reason();
+  *response = *e;
+  return grpc::Status::OK;
 }
 
 grpc::Status FakeRebound::Record(grpc::ServerContext* context, const char* method) {

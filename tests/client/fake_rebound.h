@@ -45,6 +45,10 @@ class FakeRebound final : public v1::Rebound::Service {
   // ListSyncs answers pages[0] to an empty page token and pages[i] to the token
   // pages[i-1].next_page_token(); INVALID_ARGUMENT to any other token.
   void SetListPages(std::vector<v1::ListSyncsResponse> pages);
+  // GetEndpointStatus answers these (all for an empty name, NOT_FOUND "name: unknown endpoint
+  // 'x'" for another); PauseEndpoint marks one paused (until `until` when given) with its
+  // reason and answers it; ResumeEndpoint clears that, FAILED_PRECONDITION when not paused.
+  void SetEndpoints(std::vector<v1::EndpointStatus> endpoints);
   // SubmitSyncBatch answers every item itself: an idempotency key starting with "reject" gets
   // INVALID_ARGUMENT "request.idempotency_key: rejected by the fake", one starting with "dup"
   // is deduplicated (SUCCEEDED), others are created QUEUED with ids "b1", "b2", ...
@@ -59,7 +63,9 @@ class FakeRebound final : public v1::Rebound::Service {
   std::vector<v1::SyncRequest> batch_items() const;
   std::vector<std::string> watched_ids() const;
   std::vector<v1::ListSyncsRequest> list_requests() const;
-  std::vector<std::string> job_ids_asked() const;  // GetSync, CancelSync, ReplaySync
+  std::vector<std::string> job_ids_asked() const;         // GetSync, CancelSync, ReplaySync
+  std::vector<std::string> endpoint_names_asked() const;  // GetEndpointStatus, ResumeEndpoint
+  std::vector<v1::PauseEndpointRequest> pause_requests() const;
 
   // --- The service. ---
   grpc::Status SubmitSync(grpc::ServerContext* context, const v1::SubmitSyncRequest* request,
@@ -77,6 +83,14 @@ class FakeRebound final : public v1::Rebound::Service {
                           v1::SyncJob* response) override;
   grpc::Status ReplaySync(grpc::ServerContext* context, const v1::ReplaySyncRequest* request,
                           v1::SyncJob* response) override;
+  grpc::Status GetEndpointStatus(grpc::ServerContext* context,
+                                 const v1::GetEndpointStatusRequest* request,
+                                 v1::GetEndpointStatusResponse* response) override;
+  grpc::Status PauseEndpoint(grpc::ServerContext* context, const v1::PauseEndpointRequest* request,
+                             v1::EndpointStatus* response) override;
+  grpc::Status ResumeEndpoint(grpc::ServerContext* context,
+                              const v1::ResumeEndpointRequest* request,
+                              v1::EndpointStatus* response) override;
 
  private:
   // Records the call and returns the scripted failure, if any.
@@ -85,6 +99,8 @@ class FakeRebound final : public v1::Rebound::Service {
   grpc::Status AnswerJob(grpc::ServerContext* context, const char* method,
                          const std::string& job_id, std::optional<v1::SyncState> new_state,
                          v1::SyncJob* response);
+  // The scripted endpoint of that name, or null.
+  v1::EndpointStatus* FindEndpoint(const std::string& name) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   mutable absl::Mutex mu_;
   grpc::Status fail_all_ ABSL_GUARDED_BY(mu_);
@@ -103,6 +119,9 @@ class FakeRebound final : public v1::Rebound::Service {
   std::vector<std::string> watched_ids_ ABSL_GUARDED_BY(mu_);
   std::vector<v1::ListSyncsRequest> list_requests_ ABSL_GUARDED_BY(mu_);
   std::vector<std::string> job_ids_asked_ ABSL_GUARDED_BY(mu_);
+  std::vector<v1::EndpointStatus> endpoints_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::string> endpoint_names_asked_ ABSL_GUARDED_BY(mu_);
+  std::vector<v1::PauseEndpointRequest> pause_requests_ ABSL_GUARDED_BY(mu_);
 };
 
 // A real gRPC server serving a FakeRebound on 127.0.0.1, on a port the kernel picks, with

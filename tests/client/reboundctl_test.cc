@@ -618,3 +618,231 @@ TEST_F(ReboundctlTest, VersionNamesTheBuildsVersionAndRevision) {
 
 }  // namespace
 }  // namespace rebound::client
+
+namespace rebound::client {
+namespace {
+
+google::protobuf::Timestamp At(const std::string& rfc3339) {
+  absl::Time t;
+  std::string error;
+  EXPECT_TRUE(absl::ParseTime(absl::RFC3339_full, rfc3339, &t, &error)) << error;
+  google::protobuf::Timestamp out;
+  out.set_seconds(absl::ToUnixSeconds(t));
+  return out;
+}
+
+v1::EndpointStatus Endpoint(const std::string& name) {
+  v1::EndpointStatus s;
+  s.set_name(name);
+  s.set_circuit_enabled(true);
+  s.set_circuit(v1::CLOSED);
+  s.set_in_flight(3);
+  s.set_allowed_in_flight(8);
+  s.set_max_in_flight(16);
+  s.set_retry_budget_enabled(true);
+  s.set_retries_in_flight(1);
+  s.set_retry_budget(3);
+  s.set_slow_start_level(1);
+  return s;
+}
+
+class ReboundctlEndpointsTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_NE(server_.port(), 0); }
+  ProcessResult Run(const std::vector<std::string>& args) {
+    std::vector<std::string> argv = {REBOUNDCTL_BIN, "--target", server_.target()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return RunProcess(argv);
+  }
+  FakeServer server_;
+  FakeRebound& fake_ = server_.fake();
+};
+
+TEST_F(ReboundctlEndpointsTest, EndpointsShowsEveryPartOfEachEndpoint) {
+  v1::EndpointStatus canvas = Endpoint("canvas");
+  canvas.set_circuit(v1::OPEN);
+  *canvas.mutable_next_probe_at() = At("2027-01-15T08:00:30Z");
+  *canvas.mutable_paused_until() = At("2027-01-15T08:01:00Z");
+  canvas.set_pause_cause("429 Retry-After 60s");
+  canvas.set_rate(20);
+  canvas.set_burst(40);
+  canvas.set_tokens(12.5);
+  canvas.set_slow_start_level(0.25);
+  *canvas.mutable_slow_start_until() = At("2027-01-15T08:02:00Z");
+  v1::WaitCount* w = canvas.add_waiting();
+  w->set_reason(v1::CIRCUIT_OPEN);
+  w->set_count(7);
+  w = canvas.add_waiting();
+  w->set_reason(v1::BACKOFF);
+  w->set_count(2);
+  canvas.mutable_oldest_waiting_age()->set_seconds(90);
+  v1::EndpointStatus moodle = Endpoint("moodle");
+  moodle.set_circuit_enabled(false);
+  moodle.set_retry_budget_enabled(false);
+  moodle.set_operator_paused(true);
+  moodle.set_operator_reason("LMS maintenance");
+  fake_.SetEndpoints({canvas, moodle});
+
+  const ProcessResult r = Run({"endpoints"});
+
+  ASSERT_EQ(r.exit_code, kOk) << r.err;
+  const std::vector<std::string> lines = absl::StrSplit(r.out, '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 3u) << r.out;
+  EXPECT_THAT(lines[0],
+              AllOf(StartsWith("ENDPOINT"), HasSubstr("CIRCUIT"), HasSubstr("NEXT PROBE"),
+                    HasSubstr("OPERATOR PAUSE"), HasSubstr("IN FLIGHT/ALLOWED/MAX"),
+                    HasSubstr("TOKENS"), HasSubstr("RETRIES/BUDGET"), HasSubstr("SLOW START"),
+                    HasSubstr("WAITING"), HasSubstr("OLDEST WAIT")));
+  EXPECT_THAT(lines[1],
+              AllOf(StartsWith("canvas"), HasSubstr("OPEN"), HasSubstr("2027-01-15T08:00:30Z"),
+                    HasSubstr("2027-01-15T08:01:00Z (429 Retry-After 60s)"), HasSubstr("3/8/16"),
+                    HasSubstr("12.5/40 @20/s"), HasSubstr("1/3"), HasSubstr("25%"),
+                    HasSubstr("7 CIRCUIT_OPEN, 2 BACKOFF"), HasSubstr("1m30s")));
+  EXPECT_THAT(lines[2], AllOf(StartsWith("moodle"), HasSubstr("off"),
+                              HasSubstr("until resumed: LMS maintenance")));
+  EXPECT_THAT(fake_.endpoint_names_asked(), ElementsAre(""));
+}
+
+TEST_F(ReboundctlEndpointsTest, EndpointsNameAsksForOneAndJsonIsTheResponse) {
+  fake_.SetEndpoints({Endpoint("canvas"), Endpoint("moodle")});
+  const ProcessResult r = Run({"endpoints", "moodle", "--json"});
+  ASSERT_EQ(r.exit_code, kOk) << r.err;
+  v1::GetEndpointStatusResponse parsed;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(r.out, &parsed).ok()) << r.out;
+  ASSERT_EQ(parsed.endpoints_size(), 1);
+  EXPECT_EQ(parsed.endpoints(0).name(), "moodle");
+  EXPECT_EQ(parsed.endpoints(0).max_in_flight(), 16);
+  EXPECT_THAT(fake_.endpoint_names_asked(), ElementsAre("moodle"));
+
+  const ProcessResult unknown = Run({"endpoints", "blackboard"});
+  EXPECT_EQ(unknown.exit_code, kRpcError);
+  EXPECT_EQ(unknown.err, "reboundctl: endpoints: NOT_FOUND: name: unknown endpoint 'blackboard'\n");
+}
+
+TEST_F(ReboundctlEndpointsTest, PauseUntilForOrOpenEndedThenResume) {
+  fake_.SetEndpoints({Endpoint("canvas")});
+  ProcessResult r = Run({"endpoints", "pause", "canvas", "--until", "2027-01-15T10:00:00Z",
+                         "--reason", "LMS maintenance"});
+  ASSERT_EQ(r.exit_code, kOk) << r.err;
+  EXPECT_EQ(r.out, "paused canvas until 2027-01-15T10:00:00Z: LMS maintenance\n");
+
+  r = Run({"endpoints", "pause", "canvas", "--for", "90m", "--reason", "upgrade"});
+  ASSERT_EQ(r.exit_code, kOk) << r.err;
+  r = Run({"endpoints", "pause", "canvas", "--reason", "until further notice"});
+  ASSERT_EQ(r.exit_code, kOk) << r.err;
+  EXPECT_EQ(r.out, "paused canvas until resumed: until further notice\n");
+
+  const std::vector<v1::PauseEndpointRequest> pauses = fake_.pause_requests();
+  ASSERT_EQ(pauses.size(), 3u);
+  EXPECT_EQ(pauses[0].name(), "canvas");
+  EXPECT_EQ(pauses[0].until().seconds(), At("2027-01-15T10:00:00Z").seconds());
+  EXPECT_FALSE(pauses[0].has_duration());
+  EXPECT_EQ(pauses[0].reason(), "LMS maintenance");
+  EXPECT_EQ(pauses[1].duration().seconds(), 90 * 60);
+  EXPECT_FALSE(pauses[1].has_until());
+  EXPECT_FALSE(pauses[2].has_until());
+  EXPECT_FALSE(pauses[2].has_duration());
+
+  r = Run({"endpoints", "resume", "canvas"});
+  ASSERT_EQ(r.exit_code, kOk) << r.err;
+  EXPECT_EQ(r.out, "resumed canvas\n");
+  r = Run({"endpoints", "resume", "canvas"});
+  EXPECT_EQ(r.exit_code, kRpcError);
+  EXPECT_EQ(r.err, "reboundctl: endpoints resume: FAILED_PRECONDITION: canvas is not paused\n");
+}
+
+TEST_F(ReboundctlEndpointsTest, PauseUsageErrorsSendNothing) {
+  fake_.SetEndpoints({Endpoint("canvas")});
+  for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
+           {"endpoints", "pause", "canvas"},  // --reason is required
+           {"endpoints", "pause", "--reason", "x"},
+           {"endpoints", "pause", "canvas", "--reason", "x", "--until", "tomorrow"},
+           {"endpoints", "pause", "canvas", "--reason", "x", "--for", "-5m"},
+           {"endpoints", "pause", "canvas", "--reason", "x", "--for", "1h", "--until",
+            "2027-01-15T10:00:00Z"},
+           {"endpoints", "resume"},
+       }) {
+    const ProcessResult r = Run(args);
+    EXPECT_EQ(r.exit_code, kUsage) << absl::StrJoin(args, " ") << "\n" << r.err;
+  }
+  EXPECT_THAT(fake_.pause_requests(), IsEmpty());
+  EXPECT_THAT(fake_.endpoint_names_asked(), IsEmpty());
+}
+
+TEST_F(ReboundctlEndpointsTest, ServerTextIsEscapedForTheTerminal) {
+  v1::EndpointStatus evil = Endpoint("canvas");
+  evil.set_operator_paused(true);
+  evil.set_operator_reason("x\x1b[2J\r\nforged");
+  evil.set_pause_cause("y\x1b]0;title\x07");
+  *evil.mutable_paused_until() = At("2027-01-15T08:01:00Z");
+  fake_.SetEndpoints({evil});
+  const ProcessResult shown = Run({"endpoints"});
+  ASSERT_EQ(shown.exit_code, kOk) << shown.err;
+  EXPECT_THAT(shown.out,
+              AllOf(HasSubstr("x\\x1b[2J\\r\\nforged"), HasSubstr("y\\x1b]0;title\\x07")));
+  const ProcessResult paused = Run({"endpoints", "pause", "canvas", "--reason", "ok\x1b[2J"});
+  ASSERT_EQ(paused.exit_code, kOk) << paused.err;
+  EXPECT_EQ(paused.out, "paused canvas until resumed: ok\\x1b[2J\n");
+  for (const std::string& out : {shown.out, paused.out}) {
+    EXPECT_EQ(out.find('\x1b'), std::string::npos) << out;
+    EXPECT_EQ(out.find('\r'), std::string::npos) << out;
+    EXPECT_EQ(out.find('\x07'), std::string::npos) << out;
+  }
+}
+
+TEST_F(ReboundctlEndpointsTest, GetListAndWatchShowTheWait) {
+  v1::SyncJob blocked;
+  blocked.set_job_id("j2");
+  blocked.set_state(v1::BLOCKED);
+  blocked.mutable_request()->set_endpoint("canvas");
+  blocked.mutable_wait()->set_reason(v1::ORDERING_BLOCKED);
+  blocked.mutable_wait()->set_behind_job_id("j1");
+  v1::SyncJob held;
+  held.set_job_id("j3");
+  held.set_state(v1::QUEUED);
+  held.mutable_request()->set_endpoint("canvas");
+  held.mutable_wait()->set_reason(v1::CIRCUIT_OPEN);
+  *held.mutable_wait()->mutable_until() = At("2027-01-15T08:00:30Z");
+  fake_.AddJob(blocked);
+  v1::ListSyncsResponse page;
+  *page.add_jobs() = held;
+  *page.add_jobs() = blocked;
+  fake_.SetListPages({page});
+
+  ProcessResult r = Run({"get", "j2"});
+  ASSERT_EQ(r.exit_code, kOk) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("wait             ORDERING_BLOCKED behind j1"));
+
+  r = Run({"list", "--wait-reason", "circuit_open"});
+  ASSERT_EQ(r.exit_code, kOk) << r.err;
+  const std::vector<std::string> lines = absl::StrSplit(r.out, '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 3u) << r.out;
+  EXPECT_THAT(lines[0], HasSubstr("WAIT"));
+  EXPECT_THAT(lines[1], HasSubstr("CIRCUIT_OPEN until 2027-01-15T08:00:30Z"));
+  EXPECT_THAT(lines[2], HasSubstr("ORDERING_BLOCKED behind j1"));
+  ASSERT_EQ(fake_.list_requests().size(), 1u);
+  EXPECT_EQ(fake_.list_requests()[0].wait_reason(), v1::CIRCUIT_OPEN);
+
+  r = Run({"list", "--wait-reason", "SLEEPING"});
+  EXPECT_EQ(r.exit_code, kUsage);
+  EXPECT_THAT(r.err, HasSubstr("--wait-reason 'SLEEPING': not a wait reason"));
+  EXPECT_EQ(fake_.list_requests().size(), 1u);
+
+  v1::SyncEvent waiting = Event("j3", v1::QUEUED, 0);
+  waiting.mutable_wait()->set_reason(v1::RATE_LIMITED);
+  *waiting.mutable_wait()->mutable_until() = At("2027-01-15T08:00:01Z");
+  v1::SyncEvent behind = Event("j3", v1::BLOCKED, 0);
+  behind.mutable_wait()->set_reason(v1::ORDERING_BLOCKED);
+  behind.mutable_wait()->set_behind_job_id("j2");
+  fake_.SetWatch({waiting, behind, Event("j3", v1::SUCCEEDED, 1)}, /*hold_open=*/false);
+  r = Run({"watch", "j3"});
+  ASSERT_EQ(r.exit_code, kOk) << r.err;
+  const std::vector<std::string> events = absl::StrSplit(r.out, '\n', absl::SkipEmpty());
+  ASSERT_EQ(events.size(), 3u) << r.out;
+  EXPECT_THAT(events[0], HasSubstr("wait=RATE_LIMITED until=2027-01-15T08:00:01Z"));
+  EXPECT_THAT(events[1], HasSubstr("wait=ORDERING_BLOCKED behind=j2"));
+  EXPECT_THAT(events[2], Not(HasSubstr("wait=")));
+}
+
+}  // namespace
+}  // namespace rebound::client

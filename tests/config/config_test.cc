@@ -6,6 +6,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
@@ -72,6 +73,24 @@ class ScopedEnv {
  private:
   const char* name_;
 };
+
+// The protection defaults README's configuration reference documents (config.h's structs).
+void ExpectDocumentedProtectionDefaults(const EndpointConfig& e) {
+  EXPECT_TRUE(e.circuit_breaker.enabled);
+  EXPECT_EQ(e.circuit_breaker.failure_ratio, 0.5);
+  EXPECT_EQ(e.circuit_breaker.min_requests, 20);
+  EXPECT_EQ(e.circuit_breaker.window, absl::Seconds(10));
+  EXPECT_EQ(e.circuit_breaker.open_duration, absl::Seconds(2));
+  EXPECT_EQ(e.circuit_breaker.max_open_duration, absl::Seconds(30));
+  EXPECT_EQ(e.circuit_breaker.half_open_probes, 3);
+  EXPECT_FALSE(e.circuit_breaker.count_throttles);
+  EXPECT_TRUE(e.retry_budget.enabled);
+  EXPECT_EQ(e.retry_budget.ratio, 0.2);
+  EXPECT_EQ(e.retry_budget.min_retries, 10);
+  EXPECT_EQ(e.rate_limit.rate, 0);
+  EXPECT_EQ(e.rate_limit.burst, 0);
+  EXPECT_EQ(e.slow_start.window, absl::Seconds(5));
+}
 
 // --- The sample file -------------------------------------------------------------------------
 
@@ -145,6 +164,23 @@ TEST(SampleConfig, SendsCanvasTokenFromTheEnvironmentAsASecret) {
   EXPECT_EQ(canvas->headers[0].name, "Authorization");
   EXPECT_EQ(canvas->headers[0].value, "Bearer 7~abc");
   EXPECT_TRUE(canvas->headers[0].secret);
+}
+
+TEST(SampleConfig, CommentedProtectionExampleParsesToTheDefaults) {
+  // The sample shows the protection sections commented out; uncommented, they must parse and
+  // give the defaults they claim to be.
+  std::ifstream file(REBOUND_SOURCE_DIR "/config/rebound.yaml");
+  std::string line;
+  std::string sections;
+  bool inside = false;
+  while (std::getline(file, line)) {
+    if (absl::StartsWith(line, "    # circuit_breaker:")) inside = true;
+    if (!inside) continue;
+    if (!RE2::PartialMatch(line, R"(^    # +[a-z_]+:)")) break;  // the comment that follows
+    sections += absl::StrCat("    ", line.substr(6), "\n");
+  }
+  ASSERT_THAT(sections, HasSubstr("slow_start:"));
+  ExpectDocumentedProtectionDefaults(ParseOk(EndpointWith(sections)).endpoints.at(0));
 }
 
 // --- Defaults --------------------------------------------------------------------------------
@@ -425,8 +461,10 @@ TEST(Strict, UnknownNestedKeyNamesItsPath) {
   EXPECT_EQ(ErrorOf("policies: [{name: p, backoff: {intial: 1s}}]"),
             "rebound.yaml: policies[0].backoff: unknown key 'intial'");
   EXPECT_THAT(ErrorOf("server: {grpc_port: 1}"), HasSubstr("server: unknown key 'grpc_port'"));
-  EXPECT_THAT(ErrorOf(EndpointWith("    rate_limit: {qps: 3}\n")),
-              HasSubstr("endpoints[0]: unknown key 'rate_limit'"));
+  EXPECT_THAT(ErrorOf(EndpointWith("    ratelimit: {rate: 3}\n")),
+              HasSubstr("endpoints[0]: unknown key 'ratelimit'"));
+  EXPECT_EQ(ErrorOf(EndpointWith("    rate_limit: {qps: 3}\n")),
+            "rebound.yaml: endpoints[0].rate_limit: unknown key 'qps'");
   EXPECT_THAT(ErrorOf(EndpointWith("    headers: [{name: A, value: b, secert: true}]\n")),
               HasSubstr("endpoints[0].headers[0]: unknown key 'secert'"));
 }
@@ -780,6 +818,131 @@ TEST(Headers, DuplicateAndClientManagedNamesAreRejected) {
               HasSubstr("endpoints[0].headers[0].name: 'Host' is set by the HTTP client"));
   EXPECT_THAT(ErrorOf(EndpointWith("    headers: [{name: idempotency-key, value: k}]\n")),
               HasSubstr("endpoints[0].headers[0].name: 'idempotency-key' is the idempotency"));
+}
+
+// --- Endpoint protection ---------------------------------------------------------------------
+
+TEST(Protection, AbsentSectionsGiveTheDocumentedDefaults) {
+  ExpectDocumentedProtectionDefaults(ParseOk(kEndpoint).endpoints.at(0));
+  // An empty section is the defaults too.
+  const EndpointConfig& empty =
+      ParseOk(EndpointWith("    circuit_breaker:\n    retry_budget: {}\n")).endpoints.at(0);
+  EXPECT_EQ(empty.circuit_breaker.min_requests, 20);
+  EXPECT_EQ(empty.retry_budget.min_retries, 10);
+}
+
+TEST(Protection, EveryKeyCanBeSet) {
+  const EndpointConfig& e = ParseOk(EndpointWith(R"(    circuit_breaker:
+      enabled: false
+      failure_ratio: 0.25
+      min_requests: 7
+      window: 30s
+      open_duration: 500ms
+      max_open_duration: 1m
+      half_open_probes: 1
+      count_throttles: true
+    retry_budget: {enabled: false, ratio: 1, min_retries: 0}
+    rate_limit: {rate: 20, burst: 5}
+    slow_start: {window: 0s}
+)"))
+                                .endpoints.at(0);
+  EXPECT_FALSE(e.circuit_breaker.enabled);
+  EXPECT_EQ(e.circuit_breaker.failure_ratio, 0.25);
+  EXPECT_EQ(e.circuit_breaker.min_requests, 7);
+  EXPECT_EQ(e.circuit_breaker.window, absl::Seconds(30));
+  EXPECT_EQ(e.circuit_breaker.open_duration, absl::Milliseconds(500));
+  EXPECT_EQ(e.circuit_breaker.max_open_duration, absl::Minutes(1));
+  EXPECT_EQ(e.circuit_breaker.half_open_probes, 1);
+  EXPECT_TRUE(e.circuit_breaker.count_throttles);
+  EXPECT_FALSE(e.retry_budget.enabled);
+  EXPECT_EQ(e.retry_budget.ratio, 1.0);
+  EXPECT_EQ(e.retry_budget.min_retries, 0);
+  EXPECT_EQ(e.rate_limit.rate, 20);
+  EXPECT_EQ(e.rate_limit.burst, 5);
+  EXPECT_EQ(e.slow_start.window, absl::ZeroDuration());
+}
+
+TEST(Protection, BurstLeftOutOrZeroIsCeilOfTheRateAndAtLeastOne) {
+  const auto burst_of = [](absl::string_view rate_limit) {
+    return ParseOk(EndpointWith(absl::StrCat("    rate_limit: ", rate_limit, "\n")))
+        .endpoints.at(0)
+        .rate_limit.burst;
+  };
+  EXPECT_EQ(burst_of("{rate: 20}"), 20);
+  EXPECT_EQ(burst_of("{rate: 2.5}"), 3);
+  EXPECT_EQ(burst_of("{rate: 0.2}"), 1);
+  EXPECT_EQ(burst_of("{rate: 8, burst: 0}"), 8);
+  EXPECT_EQ(burst_of("{rate: 8, burst: 1}"), 1);
+  EXPECT_EQ(burst_of("{rate: 0}"), 0);  // no bucket
+}
+
+TEST(Protection, BadValuesAreRefusedNamingTheKey) {
+  const struct {
+    const char* section;
+    const char* message;
+  } cases[] = {
+      {"circuit_breaker: {failure_ratio: 0}",
+       "rebound.yaml: endpoints[0].circuit_breaker.failure_ratio: must be in (0, 1], got 0"},
+      {"circuit_breaker: {failure_ratio: 1.5}",
+       "endpoints[0].circuit_breaker.failure_ratio: must be in (0, 1], got 1.5"},
+      {"circuit_breaker: {failure_ratio: '0.5'}",
+       "endpoints[0].circuit_breaker.failure_ratio: expected a number, got the string '0.5'"},
+      {"circuit_breaker: {failure_ratio: .nan}",
+       "endpoints[0].circuit_breaker.failure_ratio: expected a number"},
+      {"circuit_breaker: {min_requests: 0}",
+       "endpoints[0].circuit_breaker.min_requests: must be a positive integer, got 0"},
+      {"circuit_breaker: {window: 0s}", "endpoints[0].circuit_breaker.window: must be positive"},
+      {"circuit_breaker: {window: 10}", "endpoints[0].circuit_breaker.window: invalid duration"},
+      {"circuit_breaker: {window: inf}", "endpoints[0].circuit_breaker.window: must be finite"},
+      {"circuit_breaker: {open_duration: 0s}",
+       "endpoints[0].circuit_breaker.open_duration: must be positive"},
+      {"circuit_breaker: {open_duration: 2s, max_open_duration: 1s}",
+       "endpoints[0].circuit_breaker.max_open_duration: max_open_duration (1s) must not be "
+       "shorter than open_duration (2s)"},
+      {"circuit_breaker: {open_duration: 1m}",
+       "endpoints[0].circuit_breaker.open_duration: max_open_duration (30s, the default) must "
+       "not be shorter than open_duration (1m)"},
+      {"circuit_breaker: {half_open_probes: 0}",
+       "endpoints[0].circuit_breaker.half_open_probes: must be a positive integer"},
+      {"circuit_breaker: {count_throttles: yes}",
+       "endpoints[0].circuit_breaker.count_throttles: expected true or false"},
+      {"circuit_breaker: {enabled: 1}",
+       "endpoints[0].circuit_breaker.enabled: expected true or false"},
+      {"circuit_breaker: {ratio: 0.5}", "endpoints[0].circuit_breaker: unknown key 'ratio'"},
+      {"circuit_breaker: [enabled]", "endpoints[0].circuit_breaker: expected a mapping"},
+      {"retry_budget: {ratio: 1.5}", "endpoints[0].retry_budget.ratio: must be in [0, 1], got 1.5"},
+      {"retry_budget: {ratio: -0.1}", "endpoints[0].retry_budget.ratio: must be in [0, 1]"},
+      {"retry_budget: {min_retries: -1}",
+       "endpoints[0].retry_budget.min_retries: must be a non-negative integer, got -1"},
+      {"retry_budget: {min_retries: 1.5}",
+       "endpoints[0].retry_budget.min_retries: expected a non-negative integer"},
+      {"retry_budget: {enabled: on}", "endpoints[0].retry_budget.enabled: expected true or false"},
+      {"retry_budget: {budget: 3}", "endpoints[0].retry_budget: unknown key 'budget'"},
+      {"rate_limit: {rate: -1}",
+       "endpoints[0].rate_limit.rate: must be from 0 (no limit) to 1000000 attempts per second"},
+      {"rate_limit: {rate: 2000000}", "endpoints[0].rate_limit.rate: must be from 0"},
+      {"rate_limit: {rate: .inf}", "endpoints[0].rate_limit.rate: expected a number"},
+      {"rate_limit: {rate: fast}", "endpoints[0].rate_limit.rate: expected a number, got 'fast'"},
+      {"rate_limit: {rate: 5, burst: -1}",
+       "endpoints[0].rate_limit.burst: must be a non-negative integer"},
+      {"rate_limit: {qsp: 5}", "endpoints[0].rate_limit: unknown key 'qsp'"},
+      {"slow_start: {window: -1s}", "endpoints[0].slow_start.window: must be positive"},
+      {"slow_start: {window: 5}", "endpoints[0].slow_start.window: invalid duration"},
+      {"slow_start: {ramp: 5s}", "endpoints[0].slow_start: unknown key 'ramp'"},
+  };
+  for (const auto& c : cases) {
+    EXPECT_THAT(ErrorOf(EndpointWith(absl::StrCat("    ", c.section, "\n"))), HasSubstr(c.message))
+        << c.section;
+  }
+}
+
+TEST(Protection, ErrorsNameTheEndpointByIndex) {
+  EXPECT_THAT(ErrorOf(absl::StrCat(kEndpoint, R"(  - name: sis
+    base_url: http://127.0.0.1:8081
+    allowed_path_prefixes: [/]
+    rate_limit: {rate: -5}
+)")),
+              HasSubstr("endpoints[1].rate_limit.rate: must be from 0"));
 }
 
 // --- Files -----------------------------------------------------------------------------------

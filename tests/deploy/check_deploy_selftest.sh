@@ -54,7 +54,7 @@ fi
 
 # ---- alerts.yaml ----
 expect_failure rule-syntax rules "parse error" \
-  sed_in "$alerts" 's/max by (endpoint) (rebound_circuit_state) == 2/max by (endpoint) (rebound_circuit_state) == == 2/'
+  sed_in "$alerts" 's/max by (endpoint) (rebound_circuit_state) > 0$/max by (endpoint) (rebound_circuit_state) > > 0/'
 expect_failure rule-threshold rules-test "FAILED" \
   sed_in "$alerts" 's/^          ) > 0.5$/          ) > 0.9/'
 add_untested_alert() {
@@ -113,8 +113,10 @@ expect_failure metric-renamed-in-alerts metric-names \
   sed_in "$alerts" 's/rebound_dead_letter_jobs\[/rebound_dead_letters[/'
 expect_failure metric-not-exported metric-names "rebound_jobs is not an exported metric" \
   sed_in "$metrics" '/^rebound_jobs$/d'
-expect_failure metric-not-shown metric-names "rebound_rate_limit_tokens is exported but no dashboard panel shows it" \
-  sed_in "$metrics" '$a rebound_rate_limit_tokens'
+expect_failure metric-not-shown metric-names "rebound_queue_age_seconds is exported but no dashboard panel shows it" \
+  sed_in "$metrics" '$a rebound_queue_age_seconds'
+expect_failure dashboard-top-row-wait-reasons dashboard "the top row shows no rebound_jobs_waiting" \
+  jq_in "$dashboard" 'del(.panels[] | select(.id == 47))'
 
 # ---- a missing tool fails, it does not skip ----
 bin=$work/bin-without-promtool

@@ -70,11 +70,12 @@ def scope_variables: ["cluster", "namespace", "job", "instance"];
 # draws only the series above zero (`> 0`) or the top few (`topk`), or its legend lists every
 # value, nearly all 0.
 def enumerated_labels:
-  ["outcome", "code_class", "reason", "state", "result", "grpc_code", "grpc_method",
+  ["outcome", "code_class", "reason", "state", "result", "to", "grpc_code", "grpc_method",
    "grpc_service", "grpc_type"];
 
 def required_alerts:
-  ["ReboundHighRetryRatio", "ReboundCircuitOpen", "ReboundDeadLettersGrowing",
+  ["ReboundHighRetryRatio", "ReboundCircuitOpen", "ReboundCircuitFlapping",
+   "ReboundEndpointPausedByOperatorTooLong", "ReboundDeadLettersGrowing",
    "ReboundQueueGrowingWithoutCompletions", "ReboundStoreCommitLatencyHigh",
    "ReboundNoSuccessfulAttempts", "ReboundDown"];
 
@@ -111,12 +112,12 @@ def dashboard_problems:
           ( if ds_ok | not then "variable \($name): datasource must be {uid: \"${datasource}\"}" else empty end )
       end ),
   # The first row answers "which endpoint is failing, and why": success ratio, failure
-  # classifications, dead letters, what waiting jobs wait for, circuit state; each of its panels
-  # links to the runbooks.
+  # classifications, dead letters, what waiting jobs wait for (by wait reason), circuit state;
+  # each of its panels links to the runbooks.
   ( [.panels[]? | select(.type == "row") | .gridPos.y] | sort | .[1] // 1000000 ) as $second_row
   | [.panels[]? | select(.type != "row" and .gridPos.y < $second_row)] as $top
   | ( [$top[] | .targets[]?.expr // ""] | join("\n") ) as $top_exprs
-  | ( ( ["rebound_attempts_total{[^}]*outcome", "rebound_dead_letter_jobs", "rebound_jobs{[^}]*state",
+  | ( ( ["rebound_attempts_total{[^}]*outcome", "rebound_dead_letter_jobs", "rebound_jobs_waiting",
          "rebound_circuit_state"][]
         | select(. as $re | $top_exprs | test($re) | not)
         | "the top row shows no \(.) (it must answer which endpoint fails and why at a glance)" ),

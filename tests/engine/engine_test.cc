@@ -3,6 +3,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -293,6 +294,13 @@ TEST_F(EngineTest, RetryAfterIsAFloorAndPausesTheEndpoint) {
   EXPECT_EQ(executor_.started(), 1u);
   clock_.Advance(absl::Milliseconds(1));
   Settle();
+  // The pause's end starts slow start (default window 5s, max_in_flight 8): one attempt at
+  // first, the oldest ready job (k2, queued before k1's retry came due), a second just after
+  // 5s/8.
+  EXPECT_EQ(executor_.started(), 2u);
+  EXPECT_EQ(store_.Job(first).attempt_count, 1);
+  clock_.Advance(absl::Milliseconds(626));
+  Settle();
   EXPECT_EQ(executor_.started(), 3u);
   EXPECT_EQ(store_.Job(first).attempt_count, 2);
 }
@@ -388,6 +396,120 @@ TEST_F(EngineTest, CancellingABlockedJobDoesNotReleaseTheKeyWhileItsRunnerIsOnTh
   EXPECT_EQ(executor_.started(), 2u);
 }
 
+TEST_F(EngineTest, TheEngineBlocksAJobOfABusyKeyThatTheStoreRecordedQueued) {
+  const auto a = Submit("a", "student-7");
+  std::vector<store::SubmitResult> answer;
+  engine_.Submit({MakeJob("b", "lms", "{}", "student-7")},
+                 [&](std::vector<store::SubmitResult> r) { answer = std::move(r); });
+  store_.CommitAll();
+  ASSERT_EQ(answer.size(), 1u);
+  EXPECT_EQ(answer[0].state, JobState::kQueued);  // the store decides nothing
+  const common::JobId b = answer[0].job_id;
+  Settle();
+  const common::JobRecord rb = store_.Job(b);
+  EXPECT_EQ(rb.state, JobState::kBlocked);
+  EXPECT_EQ(rb.wait_reason, common::WaitReason::kOrderingBlocked);
+  EXPECT_EQ(rb.waits_behind, a);
+  const auto c = Submit("c", "student-7");
+  EXPECT_EQ(store_.Job(c).waits_behind, b);
+  EXPECT_EQ(executor_.started(), 1u);  // a only
+}
+
+TEST_F(EngineTest, CancellingABlockedJobRewritesWhoItsSuccessorWaitsBehind) {
+  const auto a = Submit("a", "student-7");
+  const auto b = Submit("b", "student-7");
+  const auto c = Submit("c", "student-7");
+  const auto d = Submit("d", "student-7");
+  ASSERT_EQ(store_.Job(c).waits_behind, b);
+  absl::Status s;
+  engine_.Cancel("t", b, [&](absl::Status st) { s = st; });
+  Settle();
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_EQ(store_.Job(c).state, JobState::kBlocked);
+  EXPECT_EQ(store_.Job(c).waits_behind, a);  // b's place
+  EXPECT_EQ(store_.Job(d).waits_behind, c);  // unchanged
+  engine_.Cancel("t", d, [&](absl::Status st) { s = st; });
+  Settle();
+  EXPECT_EQ(store_.Job(c).waits_behind, a);  // the last one leaving changes nobody
+  executor_.CompleteNext(Status(200));
+  Settle();
+  EXPECT_EQ(store_.Job(a).state, JobState::kSucceeded);
+  EXPECT_EQ(executor_.started(), 2u) << "c released";
+}
+
+TEST_F(EngineTest, RecoveryBlocksAQueuedJobOfAKeyThatAlreadyHasARunner) {
+  // A crash after the store recorded the submit (QUEUED) and before the engine's BLOCKED was
+  // written: both jobs of the key come back runnable.
+  FakeStore store;
+  common::JobId a = 0, b = 0;
+  store.Submit({MakeJob("a", "lms", "{}", "k"), MakeJob("b", "lms", "{}", "k")}, clock_.Now(),
+               [&](std::vector<store::SubmitResult> r) {
+                 a = r.at(0).job_id;
+                 b = r.at(1).job_id;
+               });
+  store.CommitAll();
+  ASSERT_EQ(store.Job(b).state, JobState::kQueued);
+  FakeExecutor executor;
+  Engine restarted(TestConfig(), store, executor, clock_, InlineReads(3));
+  ASSERT_TRUE(restarted.Recover().ok());
+  Turns(restarted, store);
+  EXPECT_EQ(executor.started(), 1u);  // a only
+  EXPECT_EQ(store.Job(b).state, JobState::kBlocked);
+  EXPECT_EQ(store.Job(b).waits_behind, a);
+  executor.CompleteNext(Status(200));
+  Turns(restarted, store);
+  EXPECT_EQ(executor.started(), 2u);
+  EXPECT_EQ(store.Job(b).state, JobState::kRunning);
+}
+
+// Store reads asked of the engine's reader (run_read), held until the test runs them.
+struct HeldReads {
+  std::vector<absl::AnyInvocable<void() &&>> reads;
+  EngineOptions Options() {
+    EngineOptions o;
+    o.rng_seed = 5;
+    o.run_read = [this](absl::AnyInvocable<void() &&> read) { reads.push_back(std::move(read)); };
+    return o;
+  }
+  void RunAll() {
+    auto now = std::move(reads);
+    reads.clear();
+    for (auto& r : now) std::move(r)();
+  }
+};
+
+TEST_F(EngineTest, CancelReplayAndWatchOfAnEndedJobReadTheStoreOffTheLoop) {
+  const auto a = Submit("a");
+  executor_.CompleteNext(Status(400));
+  Settle();
+  ASSERT_EQ(store_.Job(a).state, JobState::kFailed);
+  HeldReads held;
+  FakeExecutor executor;
+  Engine engine(TestConfig(), store_, executor, clock_, held.Options());
+  ASSERT_TRUE(engine.Recover().ok());
+  std::optional<absl::Status> cancelled, replayed, replayed_again, unknown;
+  engine.Cancel("t", a, [&](absl::Status st) { cancelled = st; });
+  engine.Replay("t", a, [&](absl::Status st) { replayed = st; });
+  engine.Replay("t", a, [&](absl::Status st) { replayed_again = st; });
+  engine.Cancel("t", 999, [&](absl::Status st) { unknown = st; });
+  engine.RunOnce(absl::ZeroDuration());
+  // Nothing answered from the loop: each asked the reader.
+  EXPECT_EQ(held.reads.size(), 4u);
+  EXPECT_FALSE(cancelled || replayed || replayed_again || unknown);
+  held.RunAll();
+  Turns(engine, store_);
+  ASSERT_TRUE(cancelled && replayed && replayed_again && unknown);
+  EXPECT_EQ(cancelled->code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(cancelled->message(),
+              HasSubstr("is already FAILED; only unfinished jobs can be cancelled"));
+  EXPECT_TRUE(replayed->ok()) << *replayed;
+  // Both replays read FAILED; the second finds the first's job in memory when it comes back.
+  EXPECT_EQ(replayed_again->code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(replayed_again->message(), HasSubstr("only FAILED or EXHAUSTED jobs"));
+  EXPECT_EQ(unknown->code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(executor.started(), 1u);  // the replay's attempt
+}
+
 TEST_F(EngineTest, AJobBlockedBehindAReplayedJobRunsWhenTheReplayEnds) {
   const auto a = Submit("a", "student-7");
   executor_.CompleteNext(Status(400));
@@ -433,10 +555,12 @@ TEST_F(EngineTest, ReplayRespectsTheActiveJobLimit) {
   j.fingerprint = common::Fingerprint(j.spec);
   small.Submit({std::move(j)}, [](std::vector<store::SubmitResult>) {});
   store_.CommitAll();
-  absl::Status s;
+  std::optional<absl::Status> s;
   small.Replay("t", failed, [&](absl::Status st) { s = st; });
-  small.RunOnce(absl::ZeroDuration());
-  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted);
+  // The dead-lettered record is read off the loop; the answer comes on the turn after.
+  for (int i = 0; i < 3 && !s.has_value(); ++i) small.RunOnce(absl::ZeroDuration());
+  ASSERT_TRUE(s.has_value());
+  EXPECT_EQ(s->code(), absl::StatusCode::kResourceExhausted);
 }
 
 class ObservedEngineTest : public EngineTest {
@@ -884,6 +1008,159 @@ TEST_F(EngineTest, AWatcherLearnsOfTheEndOnlyOnceItIsDurable) {
   Settle();
   EXPECT_THAT(sink->states, ::testing::ElementsAre(JobState::kSucceeded));
   EXPECT_TRUE(sink->ended);
+}
+
+TEST_F(EngineTest, WatchOfAnEndedJobReadsItOffTheLoopThenSendsItsStateAndEnds) {
+  const auto a = Submit("a");
+  executor_.CompleteNext(Status(400));
+  Settle();
+  HeldReads held;
+  FakeExecutor executor;
+  Engine engine(TestConfig(), store_, executor, clock_, held.Options());
+  ASSERT_TRUE(engine.Recover().ok());
+  auto sink = std::make_shared<RecordingSink>();
+  engine.Watch("t", a, sink);
+  engine.RunOnce(absl::ZeroDuration());
+  EXPECT_EQ(held.reads.size(), 1u);
+  EXPECT_TRUE(sink->states.empty());
+  held.RunAll();
+  Turns(engine, store_);
+  EXPECT_THAT(sink->states, ::testing::ElementsAre(JobState::kFailed));
+  EXPECT_TRUE(sink->ended);
+  EXPECT_TRUE(sink->end_status.ok()) << sink->end_status;
+}
+
+// --- Endpoint protection through the engine ------------------------------------------------
+
+std::shared_ptr<const config::Config> BreakerConfig() {
+  auto cfg = std::make_shared<config::Config>(*TestConfig());
+  config::EndpointConfig& ep = cfg->endpoints[0];
+  ep.circuit_breaker.min_requests = 2;
+  ep.circuit_breaker.open_duration = absl::Seconds(1);
+  ep.circuit_breaker.half_open_probes = 1;
+  ep.slow_start.window = absl::ZeroDuration();
+  return cfg;
+}
+
+class EngineProtectionTest : public EngineTest {
+ protected:
+  EngineProtectionTest() : EngineTest(BreakerConfig(), /*observed=*/true) {}
+
+  EndpointStatus StatusNow() {
+    absl::StatusOr<std::vector<EndpointStatus>> got;
+    engine_.GetEndpointStatus("lms", [&](auto s) { got = std::move(s); });
+    Settle();
+    EXPECT_TRUE(got.ok()) << got.status();
+    return got.ok() && !got->empty() ? got->front() : EndpointStatus{};
+  }
+};
+
+TEST_F(EngineProtectionTest, AnOpenCircuitHoldsJobsWithoutSpendingAttemptsUntilAProbeCloses) {
+  const auto k1 = Submit("k1");
+  const auto k2 = Submit("k2");
+  ASSERT_EQ(executor_.started(), 2u);
+  executor_.CompleteNext(Status(503));
+  executor_.CompleteNext(Status(503));
+  Settle();  // 2 of 2 failed: open for 1s
+  EXPECT_EQ(StatusNow().circuit, CircuitState::kOpen);
+  const auto k3 = Submit("k3");
+  clock_.Advance(absl::Milliseconds(500));  // k1 and k2 are due (backoff 100ms)
+  Settle();
+  EXPECT_EQ(executor_.started(), 2u) << "nothing reaches a tripped endpoint";
+  EXPECT_EQ(store_.Job(k1).attempt_count, 1);
+  EXPECT_EQ(store_.Job(k2).attempt_count, 1);
+  EXPECT_EQ(store_.Job(k3).attempt_count, 0) << "a wait spends no attempt";
+  absl::Time until;
+  EXPECT_EQ(engine_.EndpointWait("lms", false, &until), common::WaitReason::kCircuitOpen);
+  EXPECT_EQ(until, clock_.Now() + absl::Milliseconds(500));
+  EXPECT_EQ(engine_.EndpointsWaiting(common::WaitReason::kCircuitOpen),
+            std::vector<std::string>{"lms"});
+  const EndpointStatus open = StatusNow();
+  EXPECT_EQ(open.next_probe_at, until);
+  EXPECT_EQ(open.waiting[static_cast<int>(common::WaitReason::kCircuitOpen)], 3);
+  EXPECT_EQ(engine_.NextWakeup(), until);
+
+  clock_.Advance(absl::Milliseconds(500));
+  Settle();  // half-open: one probe
+  ASSERT_EQ(executor_.started(), 3u);
+  executor_.CompleteNext(Status(200));
+  Settle();  // closed: the rest go
+  EXPECT_EQ(StatusNow().circuit, CircuitState::kClosed);
+  EXPECT_EQ(executor_.started(), 5u);
+  EXPECT_EQ(engine_.EndpointWait("lms", false, &until), common::WaitReason::kNone);
+}
+
+TEST_F(EngineProtectionTest, AnOperatorPauseIsDurableHoldsJobsAndIsRestoredAfterARestart) {
+  absl::StatusOr<std::vector<EndpointStatus>> paused;
+  engine_.PauseEndpoint("lms", absl::InfiniteFuture(), "LMS maintenance",
+                        [&](auto s) { paused = std::move(s); });
+  Settle();
+  ASSERT_TRUE(paused.ok()) << paused.status();
+  EXPECT_TRUE(paused->at(0).operator_paused);
+  EXPECT_EQ(paused->at(0).operator_reason, "LMS maintenance");
+  const auto k1 = Submit("k1");
+  EXPECT_EQ(executor_.started(), 0u);
+  absl::Time until;
+  EXPECT_EQ(engine_.EndpointWait("lms", false, &until), common::WaitReason::kOperatorPaused);
+  EXPECT_EQ(until, absl::InfiniteFuture());
+
+  // A restart on the same store: the pause is still there.
+  FakeExecutor executor2;
+  Engine restarted(BreakerConfig(), store_, executor2, clock_, InlineReads(5));
+  ASSERT_TRUE(restarted.Recover().ok());
+  Turns(restarted, store_);
+  EXPECT_EQ(executor2.started(), 0u);
+  absl::StatusOr<std::vector<EndpointStatus>> resumed;
+  restarted.ResumeEndpoint("lms", [&](auto s) { resumed = std::move(s); });
+  Turns(restarted, store_);
+  ASSERT_TRUE(resumed.ok()) << resumed.status();
+  EXPECT_FALSE(resumed->at(0).operator_paused);
+  EXPECT_EQ(executor2.started(), 1u);
+  EXPECT_EQ(store_.Job(k1).attempt_count, 1);
+  // Resuming twice is refused; so is an unknown endpoint.
+  restarted.ResumeEndpoint("lms", [&](auto s) { resumed = std::move(s); });
+  Turns(restarted, store_);
+  EXPECT_EQ(resumed.status().code(), absl::StatusCode::kFailedPrecondition);
+  restarted.PauseEndpoint("nowhere", absl::InfiniteFuture(), "", [&](auto s) { resumed = s; });
+  Turns(restarted, store_);
+  EXPECT_EQ(resumed.status().code(), absl::StatusCode::kNotFound);
+}
+
+std::shared_ptr<const config::Config> RateConfig() {
+  auto cfg = std::make_shared<config::Config>(*TestConfig());
+  cfg->endpoints[0].rate_limit.rate = 10;
+  cfg->endpoints[0].rate_limit.burst = 1;
+  cfg->endpoints[0].slow_start.window = absl::ZeroDuration();
+  return cfg;
+}
+
+class EngineRateLimitTest : public EngineTest {
+ protected:
+  EngineRateLimitTest() : EngineTest(RateConfig(), /*observed=*/false) {}
+};
+
+TEST_F(EngineRateLimitTest, SendsArePacedEvenWhenOneCommitReleasesSeveralAdmittedAttempts) {
+  for (const char* key : {"k1", "k2", "k3"}) SubmitOnly(key);
+  // Admitted one per token (10/s, burst 1), their RUNNING writes not yet committed: a slow
+  // group commit.
+  for (int i = 0; i < 3; ++i) {
+    engine_.RunOnce(absl::ZeroDuration());
+    if (i < 2) clock_.Advance(absl::Milliseconds(100));
+  }
+  ASSERT_EQ(executor_.started(), 0u);
+  absl::Time until;
+  EXPECT_EQ(engine_.EndpointWait("lms", false, &until), common::WaitReason::kNone);
+  // The commit hands all three back at once: still one request per token leaves.
+  store_.CommitAll();
+  engine_.RunOnce(absl::ZeroDuration());
+  EXPECT_EQ(executor_.started(), 1u) << "a clump of commits must not become a burst upstream";
+  EXPECT_EQ(engine_.NextWakeup(), clock_.Now() + absl::Milliseconds(100));
+  clock_.Advance(absl::Milliseconds(100));
+  engine_.RunOnce(absl::ZeroDuration());
+  EXPECT_EQ(executor_.started(), 2u);
+  clock_.Advance(absl::Milliseconds(100));
+  engine_.RunOnce(absl::ZeroDuration());
+  EXPECT_EQ(executor_.started(), 3u);
 }
 
 }  // namespace

@@ -41,6 +41,8 @@ class FakeStore final : public store::JobStore {
         r.first_attempt_at = t.first_attempt_at;
         r.last_decision = t.last_decision;
         r.last_http_status = t.last_http_status;
+        r.wait_reason = t.wait_reason;
+        r.waits_behind = t.waits_behind;
         r.updated_at = now;
         if (t.attempt) r.attempts.push_back(*t.attempt);
         purge_at_[t.job_id] = t.purge_at;
@@ -48,6 +50,27 @@ class FakeStore final : public store::JobStore {
       }
       return [done = std::move(done)]() mutable { std::move(done)(absl::OkStatus()); };
     });
+  }
+  void SaveEndpointPause(store::EndpointPause pause, WriteDone done) override {
+    absl::MutexLock lock(&mu_);
+    pending_.push_back([this, pause = std::move(pause), done = std::move(done)]() mutable {
+      std::string endpoint = pause.endpoint;
+      pauses_.insert_or_assign(std::move(endpoint), std::move(pause));
+      return [done = std::move(done)]() mutable { std::move(done)(absl::OkStatus()); };
+    });
+  }
+  void DeleteEndpointPause(std::string endpoint, WriteDone done) override {
+    absl::MutexLock lock(&mu_);
+    pending_.push_back([this, endpoint = std::move(endpoint), done = std::move(done)]() mutable {
+      pauses_.erase(endpoint);
+      return [done = std::move(done)]() mutable { std::move(done)(absl::OkStatus()); };
+    });
+  }
+  absl::StatusOr<std::vector<store::EndpointPause>> LoadEndpointPauses() override {
+    absl::MutexLock lock(&mu_);
+    std::vector<store::EndpointPause> out;
+    for (const auto& [endpoint, pause] : pauses_) out.push_back(pause);
+    return out;
   }
   absl::Status Flush() override { return absl::OkStatus(); }
   absl::StatusOr<common::JobRecord> Get(const std::string& tenant, common::JobId id,
@@ -80,7 +103,11 @@ class FakeStore final : public store::JobStore {
     std::vector<store::ActiveJob> out;
     for (auto& [id, r] : jobs_) {
       if (common::IsTerminal(r.state)) continue;
-      if (r.state == common::JobState::kRunning) r.state = common::JobState::kQueued;
+      if (r.state == common::JobState::kRunning) {
+        r.state = common::JobState::kQueued;
+        r.wait_reason = common::WaitReason::kNone;
+        r.waits_behind = 0;
+      }
       store::ActiveJob a;
       a.id = id;
       a.endpoint = r.spec.endpoint;
@@ -93,6 +120,8 @@ class FakeStore final : public store::JobStore {
       a.next_attempt_at = r.next_attempt_at;
       a.first_attempt_at = r.first_attempt_at;
       a.deadline = r.spec.deadline;
+      a.wait_reason = r.wait_reason;
+      a.waits_behind = r.waits_behind;
       out.push_back(std::move(a));
     }
     return out;
@@ -153,15 +182,7 @@ class FakeStore final : public store::JobStore {
     }
     common::JobRecord rec;
     rec.id = next_id_++;
-    rec.state = common::JobState::kQueued;
-    if (!j.spec.ordering_key.empty()) {
-      for (const auto& [id, other] : jobs_) {
-        if (!common::IsTerminal(other.state) && other.spec.tenant == j.spec.tenant &&
-            other.spec.ordering_key == j.spec.ordering_key) {
-          rec.state = common::JobState::kBlocked;
-        }
-      }
-    }
+    rec.state = common::JobState::kQueued;  // the engine decides BLOCKED (and writes it)
     rec.spec = std::move(j.spec);
     rec.fingerprint = std::move(j.fingerprint);
     rec.created_at = now;
@@ -179,6 +200,7 @@ class FakeStore final : public store::JobStore {
   common::JobId next_id_ ABSL_GUARDED_BY(mu_) = 1;
   int writes_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<common::JobId, absl::Time> purge_at_ ABSL_GUARDED_BY(mu_);  // of the last transition
+  std::map<std::string, store::EndpointPause> pauses_ ABSL_GUARDED_BY(mu_);  // by endpoint
   int spec_loads_ ABSL_GUARDED_BY(mu_) = 0;
   int failing_loads_ ABSL_GUARDED_BY(mu_) = 0;
 };

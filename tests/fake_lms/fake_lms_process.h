@@ -164,18 +164,46 @@ class FakeLmsProcess {
     if (!stats.ok()) return stats.status();
     return (*stats)["totals"];
   }
-  // POST /__reset: forget every key and counter.
-  absl::Status Reset() const {
-    const HttpReply reply = HttpFetch("POST", base_url() + "/__reset");
-    if (reply.code != CURLE_OK || reply.status != 200) {
-      return absl::UnavailableError(absl::StrCat("POST /__reset: ", curl_easy_strerror(reply.code),
-                                                 " status ", reply.status));
-    }
-    return absl::OkStatus();
+  // POST /__reset: forget every key and counter, the arrival log and every outage.
+  absl::Status Reset() const { return Post("/__reset"); }
+
+  // POST /__outage: hard down for `length` (every scripted request whose path starts with
+  // `prefix` answered `status` at once, no Retry-After), starting `after` from now.
+  absl::Status StartOutage(absl::Duration length, int status = 503, const std::string& prefix = "",
+                           absl::Duration after = absl::ZeroDuration()) const {
+    return Post(absl::StrCat("/__outage?ms=", absl::ToInt64Milliseconds(length), "&status=", status,
+                             "&after_ms=", absl::ToInt64Milliseconds(after), PrefixParam(prefix)));
+  }
+  absl::Status EndOutage(const std::string& prefix = "") const {
+    return Post(absl::StrCat("/__outage?ms=0", PrefixParam(prefix)));
+  }
+
+  // GET /__arrivals?since_ms=N: {"now_ms", "fields", "arrivals": [[at_ms, segment, done_ms|null,
+  // status, outage], ...], "dropped"} (tools/fake-lms/README.md "Arrival log").
+  absl::StatusOr<nlohmann::json> Arrivals(double since_ms = 0) const {
+    return GetJson(absl::StrCat("/__arrivals?since_ms=", since_ms));
   }
 
  private:
   FakeLmsProcess() : dir_("fake-lms") {}
+
+  // "&prefix=<escaped>", or "" for every path.
+  static std::string PrefixParam(const std::string& prefix) {
+    if (prefix.empty()) return "";
+    std::unique_ptr<char, decltype(&curl_free)> escaped(
+        curl_easy_escape(nullptr, prefix.data(), static_cast<int>(prefix.size())), &curl_free);
+    return absl::StrCat("&prefix=", escaped.get());
+  }
+
+  absl::Status Post(const std::string& path) const {
+    const HttpReply reply = HttpFetch("POST", base_url() + path);
+    if (reply.code != CURLE_OK || reply.status != 200) {
+      return absl::UnavailableError(absl::StrCat("POST ", path, ": ",
+                                                 curl_easy_strerror(reply.code), " status ",
+                                                 reply.status, " ", reply.body));
+    }
+    return absl::OkStatus();
+  }
 
   absl::StatusOr<nlohmann::json> GetJson(const std::string& path) const {
     const HttpReply reply = HttpFetch("GET", base_url() + path);

@@ -298,6 +298,223 @@ TEST_F(FakeLmsTest, ResetEndpointForgetsEverything) {
   EXPECT_EQ(Get("/x?script=503,200", "gone").status, 503);
 }
 
+// POST base_url + path_and_query, the JSON answer (null when not JSON).
+nlohmann::json PostJson(const FakeLmsProcess& lms, const std::string& path_and_query,
+                        long* status = nullptr) {
+  const HttpReply reply = HttpFetch("POST", lms.base_url() + path_and_query);
+  if (status != nullptr) *status = reply.status;
+  return nlohmann::json::parse(reply.body, nullptr, /*allow_exceptions=*/false);
+}
+
+nlohmann::json GetJsonOf(const FakeLmsProcess& lms, const std::string& path_and_query) {
+  const HttpReply reply = HttpFetch("GET", lms.base_url() + path_and_query);
+  EXPECT_EQ(reply.status, 200) << path_and_query << ": " << reply.body;
+  return nlohmann::json::parse(reply.body, nullptr, /*allow_exceptions=*/false);
+}
+
+TEST_F(FakeLmsTest, OutageAnswersEveryScriptedRequestWithoutEffectsUntilEnded) {
+  ASSERT_EQ(Get("/x?script=200", "applied").status, 200);  // an effect before the outage
+  ASSERT_TRUE(lms_->StartOutage(absl::Seconds(60)).ok());
+
+  const HttpReply down = Get("/x?script=200", "fresh");
+  EXPECT_EQ(down.status, 503);
+  EXPECT_EQ(down.Header("retry-after"), "");
+  EXPECT_EQ(nlohmann::json::parse(down.body)["outage"], true);
+  // A key already applied gets no stored answer either: the LMS is down.
+  const HttpReply repeat = Get("/x?script=200", "applied");
+  EXPECT_EQ(repeat.status, 503);
+  EXPECT_EQ(repeat.Header("x-fake-repeat"), "");
+  EXPECT_EQ(Get("/__health", "h").status, 200);  // admin paths are not scripted
+
+  const nlohmann::json fresh = KeyStats("fresh");
+  EXPECT_EQ(fresh["attempts"], 1);
+  EXPECT_EQ(fresh["effects"], 0);
+  EXPECT_EQ(fresh["outage_answers"], 1);
+  EXPECT_THAT(fresh["statuses"].get<std::vector<int>>(), ElementsAre(503));
+  EXPECT_EQ(KeyStats("applied")["repeats"], 0);
+  absl::StatusOr<nlohmann::json> totals = lms_->Totals();
+  ASSERT_TRUE(totals.ok()) << totals.status();
+  EXPECT_EQ((*totals)["outage_answers"], 2);
+  EXPECT_EQ((*totals)["effects"], 1);
+
+  ASSERT_TRUE(lms_->EndOutage().ok());
+  EXPECT_EQ(Get("/x?script=200", "fresh").status, 200);
+  EXPECT_EQ(KeyStats("fresh")["effects"], 1);
+}
+
+TEST_F(FakeLmsTest, OutageAnswersDoNotUseScriptSteps) {
+  long status = 0;
+  PostJson(*lms_, "/__outage?ms=60000&status=502", &status);
+  ASSERT_EQ(status, 200);
+  EXPECT_EQ(Get("/x?script=429,201", "k").status, 502);
+  EXPECT_EQ(Get("/x?script=429,201", "k").status, 502);
+  PostJson(*lms_, "/__outage?ms=0", &status);
+  EXPECT_EQ(Get("/x?script=429,201", "k").status, 429);  // step 1, not step 3
+  EXPECT_EQ(Get("/x?script=429,201", "k").status, 201);
+  EXPECT_THAT(KeyStats("k")["statuses"].get<std::vector<int>>(), ElementsAre(502, 502, 429, 201));
+}
+
+TEST_F(FakeLmsTest, OutageEndsByItselfAtItsTime) {
+  long status = 0;
+  PostJson(*lms_, "/__outage?ms=300", &status);
+  ASSERT_EQ(status, 200);
+  const absl::Time set = absl::Now();
+  EXPECT_EQ(Get("/x", "a").status, 503);
+  long last = 0;
+  const absl::Time give_up = absl::Now() + absl::Seconds(10);
+  for (int i = 0; absl::Now() < give_up; ++i) {
+    last = Get("/x", absl::StrCat("poll-", i)).status;
+    if (last == 200) break;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  EXPECT_EQ(last, 200);
+  EXPECT_GE(absl::Now() - set, absl::Milliseconds(300));
+}
+
+TEST_F(FakeLmsTest, OutageCanBeScopedToAPathPrefixAndStartLater) {
+  long status = 0;
+  PostJson(*lms_, "/__outage?ms=60000&status=500&prefix=/e1", &status);
+  ASSERT_EQ(status, 200);
+  const nlohmann::json later = PostJson(*lms_, "/__outage?ms=1000&after_ms=60000&prefix=/e2");
+  EXPECT_EQ(Get("/e1/api/x", "a").status, 500);
+  EXPECT_EQ(Get("/e10/api/x", "b").status, 500);  // a plain string prefix, as documented
+  EXPECT_EQ(Get("/e2/api/x", "c").status, 200);   // not yet
+  EXPECT_EQ(Get("/e3/api/x", "d").status, 200);
+
+  const nlohmann::json listed = GetJsonOf(*lms_, "/__outage");
+  ASSERT_EQ(listed["outages"].size(), 2u) << listed.dump();
+  for (const nlohmann::json& o : listed["outages"]) {
+    if (o["prefix"] == "/e1") {
+      EXPECT_EQ(o["status"], 500);
+      EXPECT_EQ(o["active"], true);
+    } else {
+      EXPECT_EQ(o["prefix"], "/e2");
+      EXPECT_EQ(o["active"], false);
+      EXPECT_GE(o["from_ms"].get<double>(), listed["now_ms"].get<double>() + 59000);
+    }
+  }
+  // Ending one prefix leaves the other.
+  PostJson(*lms_, "/__outage?ms=0&prefix=/e1", &status);
+  EXPECT_EQ(Get("/e1/api/x", "a").status, 200);
+  EXPECT_EQ(GetJsonOf(*lms_, "/__outage")["outages"].size(), 1u);
+}
+
+TEST_F(FakeLmsTest, OutageRejectsBadParametersNamingThem) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"/__outage", "ms"},
+      {"/__outage?ms=-1", "ms"},
+      {"/__outage?ms=10&status=200", "status"},
+      {"/__outage?ms=10&status=abc", "status"},
+      {"/__outage?ms=10&after_ms=x", "after_ms"},
+      {"/__outage?ms=10&prefix=e1", "prefix"}};
+  for (const auto& [path, field] : cases) {
+    long status = 0;
+    const nlohmann::json body = PostJson(*lms_, path, &status);
+    EXPECT_EQ(status, 400) << path;
+    EXPECT_THAT(body.value("error", ""), HasSubstr(field)) << path;
+  }
+  EXPECT_EQ(HttpFetch("DELETE", lms_->base_url() + "/__outage").status, 405);
+  EXPECT_EQ(Get("/x", "still-up").status, 200);
+}
+
+TEST_F(FakeLmsTest, ArrivalsListEveryScriptedRequestWithSegmentAndAnswerTime) {
+  Get("/e1/api/a?script=201", "a");
+  Get("/e2/api/b?script=200:ms=120", "b");
+  Get("/__health", "admin");  // not listed
+  long status = 0;
+  PostJson(*lms_, "/__outage?ms=60000&prefix=/e1", &status);
+  Get("/e1/api/c", "c");
+  Get("/", "root");
+
+  const nlohmann::json log = GetJsonOf(*lms_, "/__arrivals");
+  EXPECT_EQ(log["fields"], nlohmann::json({"at_ms", "segment", "done_ms", "status", "outage"}));
+  EXPECT_EQ(log["dropped"], 0);
+  const nlohmann::json& rows = log["arrivals"];
+  ASSERT_EQ(rows.size(), 4u) << log.dump();
+  EXPECT_EQ(rows[0][1], "/e1");
+  EXPECT_EQ(rows[0][3], 201);
+  EXPECT_EQ(rows[0][4], 0);
+  EXPECT_EQ(rows[1][1], "/e2");
+  EXPECT_EQ(rows[1][3], 200);
+  EXPECT_GE(rows[1][2].get<double>() - rows[1][0].get<double>(), 120.0);  // the delayed answer
+  EXPECT_EQ(rows[2][1], "/e1");
+  EXPECT_EQ(rows[2][3], 503);
+  EXPECT_EQ(rows[2][4], 1);
+  EXPECT_EQ(rows[3][1], "/");
+  double previous = 0;
+  for (const nlohmann::json& row : rows) {
+    EXPECT_GT(row[0].get<double>(), previous);
+    previous = row[0].get<double>();
+    EXPECT_GE(row[2].get<double>(), row[0].get<double>());
+    EXPECT_LE(row[2].get<double>(), log["now_ms"].get<double>());
+  }
+
+  // since_ms: from the third request on.
+  const nlohmann::json since =
+      GetJsonOf(*lms_, absl::StrCat("/__arrivals?since_ms=", rows[2][0].get<double>() - 0.0005));
+  ASSERT_EQ(since["arrivals"].size(), 2u) << since.dump();
+  EXPECT_EQ(since["arrivals"][0][1], "/e1");
+  EXPECT_EQ(HttpFetch("GET", lms_->base_url() + "/__arrivals?since_ms=soon").status, 400);
+}
+
+TEST_F(FakeLmsTest, ProcessHelpersSetOutagesAndReadArrivals) {
+  ASSERT_TRUE(lms_->StartOutage(absl::Seconds(60), 502, "/e7/").ok());
+  EXPECT_EQ(Get("/e7/x", "a").status, 502);
+  EXPECT_EQ(Get("/e8/x", "b").status, 200);
+  ASSERT_TRUE(lms_->EndOutage("/e7/").ok());
+  EXPECT_EQ(Get("/e7/x", "a").status, 200);
+  EXPECT_FALSE(lms_->StartOutage(absl::Seconds(1), 200).ok());  // not an outage status
+  absl::StatusOr<nlohmann::json> log = lms_->Arrivals();
+  ASSERT_TRUE(log.ok()) << log.status();
+  ASSERT_EQ((*log)["arrivals"].size(), 3u);
+  EXPECT_EQ((*log)["arrivals"][0][4], 1);
+  absl::StatusOr<nlohmann::json> later = lms_->Arrivals((*log)["now_ms"].get<double>());
+  ASSERT_TRUE(later.ok()) << later.status();
+  EXPECT_EQ((*later)["arrivals"].size(), 0u);
+}
+
+TEST_F(FakeLmsTest, ArrivalOfAHungRequestEndsWhenTheClientGoesAway) {
+  Get("/e5/x?script=hang", "hang", absl::Milliseconds(200));
+  const absl::Time give_up = absl::Now() + absl::Seconds(5);
+  nlohmann::json rows;
+  while (absl::Now() < give_up) {
+    rows = GetJsonOf(*lms_, "/__arrivals")["arrivals"];
+    if (rows.size() == 1 && !rows[0][2].is_null()) break;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0][3], 0);
+  ASSERT_FALSE(rows[0][2].is_null());
+  EXPECT_GE(rows[0][2].get<double>() - rows[0][0].get<double>(), 150.0);
+}
+
+TEST_F(FakeLmsTest, ArrivalOfAWaitingRequestHasNoAnswerTimeYet) {
+  HttpReply slow;
+  std::thread client([&] { slow = Get("/e6/x?script=200:ms=1500", "slow"); });
+  const absl::Time give_up = absl::Now() + absl::Seconds(5);
+  nlohmann::json rows;
+  while (absl::Now() < give_up) {
+    rows = GetJsonOf(*lms_, "/__arrivals")["arrivals"];
+    if (!rows.empty()) break;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_TRUE(rows[0][2].is_null()) << rows.dump();
+  client.join();
+  EXPECT_EQ(slow.status, 200);
+  EXPECT_FALSE(GetJsonOf(*lms_, "/__arrivals")["arrivals"][0][2].is_null());
+}
+
+TEST_F(FakeLmsTest, ResetForgetsArrivalsAndOutages) {
+  long status = 0;
+  PostJson(*lms_, "/__outage?ms=60000", &status);
+  Get("/x", "a");
+  ASSERT_TRUE(lms_->Reset().ok());
+  EXPECT_EQ(GetJsonOf(*lms_, "/__arrivals")["arrivals"].size(), 0u);
+  EXPECT_EQ(GetJsonOf(*lms_, "/__outage")["outages"].size(), 0u);
+  EXPECT_EQ(Get("/x", "a").status, 200);
+}
+
 TEST_F(FakeLmsTest, ExitsZeroOnSigterm) {
   absl::StatusOr<int> exit_code = lms_->Stop();
   ASSERT_TRUE(exit_code.ok()) << exit_code.status();

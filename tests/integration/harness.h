@@ -63,6 +63,12 @@ endpoints:
     timeout: 500ms
     max_in_flight: 64
     policy: default
+    # Millisecond protection, as the policies: a breaker opened by a flaky script must not
+    # stall a test for the product's seconds-long open periods. No slow start: the scripts
+    # here answer 429 + Retry-After on purpose, and a ramp after each such pause would slow
+    # every test of other things (protection_test covers the ramp on endpoints of its own).
+    circuit_breaker: {open_duration: 50ms, max_open_duration: 200ms}
+    slow_start: {window: 0s}
     headers:
       - {name: Authorization, value_from_env: REBOUND_TEST_LMS_TOKEN, secret: true, optional: true}
   - name: slow
@@ -145,13 +151,18 @@ class ServerProcess {
 class IntegrationTest : public ::testing::Test {
  protected:
   void SetUp() override {
+    ASSERT_NO_FATAL_FAILURE(StartFakeLms());
+    std::ofstream(config_path_) << IntegrationConfig(lms_->port(), UnusedPort(),
+                                                     dir_.File("rebound.db"));
+    StartServer();
+  }
+
+  // fake-lms, and where the server's config goes (not written yet).
+  void StartFakeLms() {
     auto lms = fakelms::FakeLmsProcess::Start();
     ASSERT_TRUE(lms.ok()) << lms.status();
     lms_ = *std::move(lms);
     config_path_ = dir_.File("rebound.yaml");
-    std::ofstream(config_path_) << IntegrationConfig(lms_->port(), UnusedPort(),
-                                                     dir_.File("rebound.db"));
-    StartServer();
   }
 
   void StartServer() {

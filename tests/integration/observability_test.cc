@@ -320,11 +320,13 @@ class PrometheusTest : public ObservabilityTest {
     ObservabilityTest::TearDown();
   }
 
-  void StartPrometheus() {
+  // `rule_file`: loaded as rule_files when not empty.
+  void StartPrometheus(const std::string& rule_file = "") {
     prom_port_ = UnusedPort();
     const std::string config = dir_.File("prometheus.yml");
     std::ofstream(config) << "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-                             "scrape_configs:\n"
+                          << (rule_file.empty() ? "" : "rule_files: ['" + rule_file + "']\n")
+                          << "scrape_configs:\n"
                              "  - job_name: rebound\n"
                              "    static_configs: [{targets: ['127.0.0.1:"
                           << server_->metrics_port() << "']}]\n";
@@ -373,6 +375,51 @@ TEST_F(PrometheusTest, DashboardQueriesAnswerWhatHappened) {
             1);
   EXPECT_EQ(AwaitQuery("rebound_dead_letter_jobs{endpoint=\"lms\"}", 1), 1);
   EXPECT_EQ(AwaitQuery("up{job=\"rebound\"}", 1), 1);
+}
+
+// deploy/prometheus/alerts.yaml's ReboundCircuitOpen fires from a real breaker: an endpoint with
+// a small circuit breaker, fake-lms hard down, the server's real rebound_circuit_state scraped
+// by a real Prometheus evaluating the shipped rule (its `for: 5m` shortened in a scratch copy,
+// nothing else changed). The breaker cycles open -> half-open (probes fail) -> open, as in a
+// real outage.
+TEST_F(PrometheusTest, CircuitOpenAlertFiresFromARealBreaker) {
+  server_->process().Signal(SIGTERM);
+  ASSERT_TRUE(server_->process().Wait(absl::Seconds(20)).ok());
+  std::ofstream(config_path_, std::ios::app)
+      << "  - name: fragile\n    base_url: " << lms_->base_url()
+      << "\n    allowed_path_prefixes: [/api/v1/]\n    policy: slow\n"
+         "    circuit_breaker: {min_requests: 5, open_duration: 1s, max_open_duration: 2s}\n";
+  ASSERT_NO_FATAL_FAILURE(StartServer());
+
+  std::ifstream in(std::string(REBOUND_SOURCE_DIR) + "/deploy/prometheus/alerts.yaml");
+  std::string rules((std::istreambuf_iterator<char>(in)), {});
+  const size_t rule = rules.find("- alert: ReboundCircuitOpen\n");
+  ASSERT_NE(rule, std::string::npos);
+  const size_t for_at = rules.find("for: 5m\n", rule);
+  ASSERT_NE(for_at, std::string::npos);
+  ASSERT_LT(for_at, rules.find("- alert:", rule + 1)) << "the rule's own for:";
+  rules.replace(for_at, 7, "for: 3s");
+  const std::string rule_file = dir_.File("alerts.yaml");
+  std::ofstream(rule_file) << rules;
+  StartPrometheus(rule_file);
+
+  ASSERT_TRUE(lms_->StartOutage(absl::Seconds(120)).ok());
+  for (int i = 0; i < 10; ++i) {
+    v1::SyncRequest r = Job(absl::StrCat("p-open-", i), "200");
+    r.set_endpoint("fragile");
+    ASSERT_TRUE(client().Submit(r).ok());
+  }
+  const std::string firing =
+      "ALERTS{alertname=\"ReboundCircuitOpen\",alertstate=\"firing\",endpoint=\"fragile\"}";
+  EXPECT_EQ(AwaitQuery(firing, 1), 1)
+      << "the alert did not fire; Prometheus log:\n"
+      << [&] {
+           std::ifstream log(dir_.File("prometheus.log"));
+           return std::string(std::istreambuf_iterator<char>(log), {});
+         }();
+  // The healthy endpoint's breaker stayed closed, and no alert names it.
+  EXPECT_EQ(AwaitQuery("max(rebound_circuit_state{endpoint=\"lms\"})", 0), 0);
+  EXPECT_EQ(AwaitQuery("count(ALERTS{alertname=\"ReboundCircuitOpen\"})", 1), 1);
 }
 
 }  // namespace

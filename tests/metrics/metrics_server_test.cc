@@ -140,6 +140,7 @@ TEST(MetricsServer, ServesTheRegistryAndProcessMetricsOverHttp) {
   EXPECT_EQ(Sample(text, R"(rebound_attempt_duration_seconds_bucket{endpoint="canvas",le="0.01"})"),
             2);
   EXPECT_EQ(Sample(text, R"(rebound_build_info{revision="deadbeef",version="0.1.0"})"), 1);
+  EXPECT_EQ(Sample(text, R"(rebound_rate_limit_tokens{endpoint="canvas"})"), -1);  // no bucket
   const std::optional<double> rss = Sample(text, "process_resident_memory_bytes");
   ASSERT_TRUE(rss.has_value());
   EXPECT_GT(*rss, 0);

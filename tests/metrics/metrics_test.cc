@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
@@ -18,6 +19,7 @@
 #include "prometheus/metric_family.h"
 #include "prometheus/registry.h"
 #include "rebound/v1/rebound.pb.h"
+#include "server/common/job.h"
 #include "server/config/config.h"
 #include "server/metrics/process_collector.h"
 
@@ -142,6 +144,14 @@ TEST_F(MetricsTest, RegistersEveryFamilyOnceWithItsTypeAndLabelSet) {
       {"rebound_endpoint_inflight", {MetricType::Gauge, {"endpoint"}}},
       {"rebound_circuit_state", {MetricType::Gauge, {"endpoint"}}},
       {"rebound_endpoint_paused", {MetricType::Gauge, {"endpoint"}}},
+      {"rebound_circuit_transitions_total", {MetricType::Counter, {"endpoint", "to"}}},
+      {"rebound_retries_delayed_total", {MetricType::Counter, {"endpoint"}}},
+      {"rebound_jobs_waiting", {MetricType::Gauge, {"endpoint", "reason"}}},
+      {"rebound_endpoint_allowed_in_flight", {MetricType::Gauge, {"endpoint"}}},
+      {"rebound_retries_in_flight", {MetricType::Gauge, {"endpoint"}}},
+      {"rebound_retry_budget", {MetricType::Gauge, {"endpoint"}}},
+      {"rebound_endpoint_operator_paused", {MetricType::Gauge, {"endpoint"}}},
+      {"rebound_rate_limit_tokens", {MetricType::Gauge, {"endpoint"}}},
       {"rebound_store_commit_duration_seconds", {MetricType::Histogram, {}}},
       {"rebound_store_batch_size", {MetricType::Histogram, {}}},
       {"grpc_server_started_total",
@@ -198,6 +208,14 @@ TEST_F(MetricsTest, PreCreatesEverySeriesOfEveryConfiguredEndpointAtZero) {
       {"rebound_endpoint_inflight", 1},
       {"rebound_circuit_state", 1},
       {"rebound_endpoint_paused", 1},
+      {"rebound_circuit_transitions_total", kCircuitStateCount},
+      {"rebound_retries_delayed_total", 1},
+      {"rebound_jobs_waiting", kWaitingReasonCount},
+      {"rebound_endpoint_allowed_in_flight", 1},
+      {"rebound_retries_in_flight", 1},
+      {"rebound_retry_budget", 1},
+      {"rebound_endpoint_operator_paused", 1},
+      {"rebound_rate_limit_tokens", 1},  // -1 until a bucket is reported (below)
   };
   ASSERT_EQ(metrics_->endpoint_count(), 2u);
   for (size_t i = 0; i < config_.endpoints.size(); ++i) {
@@ -210,7 +228,7 @@ TEST_F(MetricsTest, PreCreatesEverySeriesOfEveryConfiguredEndpointAtZero) {
       EXPECT_EQ(series.size(), count) << family << " for " << name;
       for (const ClientMetric* m : series) {
         EXPECT_EQ(m->counter.value, 0) << family;
-        EXPECT_EQ(m->gauge.value, 0) << family;
+        EXPECT_EQ(m->gauge.value, family == "rebound_rate_limit_tokens" ? -1 : 0) << family;
         EXPECT_EQ(m->histogram.sample_count, 0u) << family;
       }
     }
@@ -229,6 +247,14 @@ TEST_F(MetricsTest, PreCreatesEverySeriesOfEveryConfiguredEndpointAtZero) {
     One(families, "rebound_jobs",
         {{"endpoint", "lms-0"},
          {"state", std::string(JobGaugeStateName(static_cast<JobGaugeState>(s)))}});
+  }
+  for (const char* reason :
+       {"backoff", "retry_after", "endpoint_paused", "circuit_open", "rate_limited", "retry_budget",
+        "ordering_blocked", "operator_paused"}) {
+    One(families, "rebound_jobs_waiting", {{"endpoint", "lms-1"}, {"reason", reason}});
+  }
+  for (const char* to : {"closed", "half_open", "open"}) {
+    One(families, "rebound_circuit_transitions_total", {{"endpoint", "lms-0"}, {"to", to}});
   }
   EXPECT_EQ(Select(families, "rebound_jobs_rejected_total", {}).size(), kRejectReasonCount);
   EXPECT_EQ(Select(families, "grpc_server_handled_total", {}).size(),
@@ -288,9 +314,9 @@ TEST(MetricsSeriesCount, WorstCaseMatchesWhatTheRegistryAndProcessCollectorExpos
     EXPECT_EQ(SeriesCount(families) + kExposerSeries, WorstCaseSeries(endpoints))
         << endpoints << " endpoints";
   }
-  EXPECT_EQ(kSeriesPerEndpoint, 215u);
-  EXPECT_EQ(kGlobalSeries, 498u);
-  EXPECT_EQ(WorstCaseSeries(10), 2648u);
+  EXPECT_EQ(kSeriesPerEndpoint, 232u);
+  EXPECT_EQ(kGlobalSeries, 618u);
+  EXPECT_EQ(WorstCaseSeries(10), 2938u);
 }
 
 TEST(MetricsAddEndpoint, AReloadedEndpointGetsEverySeriesWithoutMovingTheOthers) {
@@ -351,6 +377,16 @@ TEST(LabelNames, EnumsNameTheirLabelValues) {
   EXPECT_EQ(JobGaugeStateName(JobGaugeState::kWaitingBackoff), "waiting_backoff");
   EXPECT_EQ(JobGaugeStateName(JobGaugeState::kWaitingRetryAfter), "waiting_retry_after");
   EXPECT_EQ(JobGaugeStateName(JobGaugeState::kWaitingPaused), "waiting_paused");
+  // rebound_jobs_waiting{reason}: the proto names of WaitReason in lower case, none excluded.
+  for (int r = 1; r < common::kWaitReasonCount; ++r) {
+    const auto reason = static_cast<common::WaitReason>(r);
+    EXPECT_EQ(WaitingReasonName(reason), absl::AsciiStrToLower(common::WaitReasonName(reason)));
+  }
+  EXPECT_EQ(WaitingReasonName(common::WaitReason::kNone), "");
+  EXPECT_EQ(CircuitToName(0), "closed");
+  EXPECT_EQ(CircuitToName(1), "half_open");
+  EXPECT_EQ(CircuitToName(2), "open");
+  EXPECT_EQ(CircuitToName(3), "");
 }
 
 // "service/method" of an entry of kGrpcMethods.
@@ -439,6 +475,14 @@ TEST_F(MetricsTest, HelpersUpdateExactlyTheirPreCreatedSeries) {
   e.JobMoved(JobGaugeState::kQueued, JobGaugeState::kRunning);
   e.SetPaused(true);
   e.inflight->Increment();
+  e.RecordCircuitChange(2);
+  e.RecordCircuitChange(3);   // not a state: ignored
+  e.RecordCircuitChange(-1);  // likewise
+  e.SetWaiting(common::WaitReason::kCircuitOpen, 5);
+  e.SetWaiting(common::WaitReason::kNone, 9);  // ready jobs: no series
+  e.SetOperatorPaused(true);
+  e.SetTokens(2.5);
+  metrics_->endpoint(0).SetTokens(-0.5);  // any negative level: no bucket, -1
   metrics_->Rejected(RejectReason::kResourceExhausted).Increment();
   metrics_->StoreCommitDuration().Observe(0.002);
   metrics_->StoreBatchSize().Observe(64);
@@ -477,7 +521,22 @@ TEST_F(MetricsTest, HelpersUpdateExactlyTheirPreCreatedSeries) {
   EXPECT_EQ(One(f, "rebound_jobs", {{"endpoint", ep}, {"state", "running"}}).gauge.value, 1);
   EXPECT_EQ(One(f, "rebound_endpoint_paused", {{"endpoint", ep}}).gauge.value, 1);
   EXPECT_EQ(One(f, "rebound_endpoint_inflight", {{"endpoint", ep}}).gauge.value, 1);
-  EXPECT_EQ(One(f, "rebound_circuit_state", {{"endpoint", ep}}).gauge.value, 0);
+  EXPECT_EQ(One(f, "rebound_circuit_state", {{"endpoint", ep}}).gauge.value, 2);
+  EXPECT_EQ(One(f, "rebound_circuit_state", {{"endpoint", "lms-0"}}).gauge.value, 0);
+  EXPECT_EQ(
+      One(f, "rebound_circuit_transitions_total", {{"endpoint", ep}, {"to", "open"}}).counter.value,
+      1);
+  EXPECT_EQ(One(f, "rebound_circuit_transitions_total", {{"endpoint", ep}, {"to", "closed"}})
+                .counter.value,
+            0);
+  EXPECT_EQ(
+      One(f, "rebound_jobs_waiting", {{"endpoint", ep}, {"reason", "circuit_open"}}).gauge.value,
+      5);
+  EXPECT_EQ(One(f, "rebound_jobs_waiting", {{"endpoint", ep}, {"reason", "backoff"}}).gauge.value,
+            0);
+  EXPECT_EQ(One(f, "rebound_endpoint_operator_paused", {{"endpoint", ep}}).gauge.value, 1);
+  EXPECT_EQ(One(f, "rebound_rate_limit_tokens", {{"endpoint", ep}}).gauge.value, 2.5);
+  EXPECT_EQ(One(f, "rebound_rate_limit_tokens", {{"endpoint", "lms-0"}}).gauge.value, -1);
   EXPECT_EQ(One(f, "rebound_jobs_rejected_total", {{"reason", "resource_exhausted"}}).counter.value,
             1);
   EXPECT_EQ(One(f, "rebound_store_commit_duration_seconds", {}).histogram.sample_count, 1u);

@@ -8,7 +8,9 @@
 #include <thread>
 #include <utility>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -24,6 +26,7 @@ using ::testing::IsEmpty;
 using common::AttemptRecord;
 using common::FormatJobId;
 using common::JobSpec;
+using common::WaitReason;
 
 void PrintTo(const BackendFactory& factory, std::ostream* os) { *os << factory.name; }
 
@@ -99,6 +102,15 @@ Transition To(JobId id, JobState state) {
   return t;
 }
 
+// A WAITING_RETRY transition after `attempts` attempts of the current budget, due at `due`.
+Transition Waiting(JobId id, WaitReason reason, absl::Time due, int attempts = 1) {
+  Transition t = To(id, JobState::kWaitingRetry);
+  t.attempt_count = attempts;
+  t.next_attempt_at = due;
+  t.wait_reason = reason;
+  return t;
+}
+
 std::vector<JobId> Ids(const std::vector<common::JobRecord>& jobs) {
   std::vector<JobId> ids;
   for (const auto& job : jobs) ids.push_back(job.id);
@@ -150,20 +162,23 @@ std::vector<SubmitResult> PendingSubmit::Wait() {
   return state_->results;
 }
 
-PendingApply::PendingApply(JobStore& store, std::vector<Transition> transitions, absl::Time now)
-    : state_(std::make_shared<State>()) {
-  store.Apply(std::move(transitions), now, [state = state_](absl::Status status) {
+JobStore::WriteDone PendingWrite::Callback() {
+  return [state = state_](absl::Status status) {
     state->status = std::move(status);
     state->done.Notify();
-  });
+  };
 }
 
-absl::Status PendingApply::Wait() {
+absl::Status PendingWrite::Wait() {
   if (!state_->done.WaitForNotificationWithTimeout(kCallbackDeadline)) {
-    ADD_FAILURE() << "Apply did not complete within " << kCallbackDeadline;
-    return absl::DeadlineExceededError("Apply did not complete");
+    ADD_FAILURE() << "the write did not complete within " << kCallbackDeadline;
+    return absl::DeadlineExceededError("the write did not complete");
   }
   return state_->status;
+}
+
+PendingApply::PendingApply(JobStore& store, std::vector<Transition> transitions, absl::Time now) {
+  store.Apply(std::move(transitions), now, write_.Callback());
 }
 
 std::vector<SubmitResult> SubmitAndWait(JobStore& store, std::vector<NewJob> jobs, absl::Time now) {
@@ -184,6 +199,18 @@ SubmitResult SubmitOne(JobStore& store, NewJob job, absl::Time now) {
 
 absl::Status ApplyAndWait(JobStore& store, std::vector<Transition> transitions, absl::Time now) {
   return PendingApply(store, std::move(transitions), now).Wait();
+}
+
+absl::Status SaveEndpointPauseAndWait(JobStore& store, EndpointPause pause) {
+  PendingWrite write;
+  store.SaveEndpointPause(std::move(pause), write.Callback());
+  return write.Wait();
+}
+
+absl::Status DeleteEndpointPauseAndWait(JobStore& store, std::string endpoint) {
+  PendingWrite write;
+  store.DeleteEndpointPause(std::move(endpoint), write.Callback());
+  return write.Wait();
 }
 
 std::vector<common::JobRecord> ListAll(JobStore& store, const std::string& tenant,
@@ -264,6 +291,8 @@ TEST_P(JobStoreConformanceTest, SubmitThenGetRoundTripsEveryField) {
   EXPECT_EQ(got->last_decision, "");
   EXPECT_EQ(got->last_http_status, 0);
   EXPECT_EQ(got->last_response_body, "");
+  EXPECT_EQ(got->wait_reason, WaitReason::kNone);
+  EXPECT_EQ(got->waits_behind, 0);
   EXPECT_THAT(got->attempts, IsEmpty());
 
   absl::StatusOr<JobSpec> loaded = store_->LoadSpec(r.job_id);
@@ -422,54 +451,56 @@ TEST_P(JobStoreConformanceTest, UnknownJobIsNotFound) {
   EXPECT_EQ(store_->LoadSpec(424242).status().code(), absl::StatusCode::kNotFound);
 }
 
-TEST_P(JobStoreConformanceTest, OrderingKeyBlocksLaterJobsUntilEarlierOnesAreTerminal) {
-  auto ordered = [](absl::string_view tenant, absl::string_view key, absl::string_view ordering) {
-    JobSpec spec = Spec(tenant, key);
+// The store decides nothing about ordering keys: a job whose key has an unfinished job is
+// recorded QUEUED like any other, and BLOCKED only when the engine writes it.
+TEST_P(JobStoreConformanceTest, SubmitRecordsQueuedWhateverItsOrderingKey) {
+  auto ordered = [](absl::string_view key, absl::string_view ordering) {
+    JobSpec spec = Spec("tenant-a", key);
     spec.ordering_key = std::string(ordering);
     return Job(spec);
   };
-  const SubmitResult first = SubmitOne(*store_, ordered("tenant-a", "k1", "course-7"), kT0);
-  const SubmitResult second = SubmitOne(*store_, ordered("tenant-a", "k2", "course-7"), kT0);
+  const SubmitResult first = SubmitOne(*store_, ordered("k1", "course-7"), kT0);
+  const SubmitResult second = SubmitOne(*store_, ordered("k2", "course-7"), kT0);
+  ASSERT_TRUE(first.status.ok() && second.status.ok());
   EXPECT_EQ(first.state, JobState::kQueued);
-  EXPECT_EQ(second.state, JobState::kBlocked);
-  // Other tenants, other keys and unordered jobs are not held back.
-  EXPECT_EQ(SubmitOne(*store_, ordered("tenant-b", "k1", "course-7"), kT0).state,
-            JobState::kQueued);
-  EXPECT_EQ(SubmitOne(*store_, ordered("tenant-a", "k3", "course-8"), kT0).state,
-            JobState::kQueued);
-  EXPECT_EQ(SubmitOne(*store_, ordered("tenant-a", "k4", ""), kT0).state, JobState::kQueued);
+  EXPECT_EQ(second.state, JobState::kQueued);
+  // Also within one batch, and behind a job the engine has blocked.
+  Transition block = To(second.job_id, JobState::kBlocked);
+  block.wait_reason = WaitReason::kOrderingBlocked;
+  block.waits_behind = first.job_id;
+  ASSERT_TRUE(ApplyAndWait(*store_, {block}, kT0).ok());
+  const std::vector<SubmitResult> batch =
+      SubmitAndWait(*store_, {ordered("k3", "course-7"), ordered("k4", "course-7")}, kT0);
+  ASSERT_EQ(batch.size(), 2u);
+  for (const SubmitResult& r : batch) {
+    ASSERT_TRUE(r.status.ok()) << r.status;
+    EXPECT_EQ(r.state, JobState::kQueued);
+    absl::StatusOr<JobRecord> got = store_->Get("tenant-a", r.job_id, false);
+    ASSERT_TRUE(got.ok()) << got.status();
+    EXPECT_EQ(got->state, JobState::kQueued);
+    EXPECT_EQ(got->wait_reason, WaitReason::kNone);
+  }
 
-  // The store does not unblock on its own: the engine does, with its own Apply.
+  // What the engine wrote stays until it writes again: the store does not unblock on its own.
   ASSERT_TRUE(ApplyAndWait(*store_, {To(first.job_id, JobState::kSucceeded)}, kT0).ok());
   absl::StatusOr<JobRecord> still = store_->Get("tenant-a", second.job_id, false);
   ASSERT_TRUE(still.ok()) << still.status();
   EXPECT_EQ(still->state, JobState::kBlocked);
-  // A BLOCKED job counts as an earlier, non-terminal one.
-  EXPECT_EQ(SubmitOne(*store_, ordered("tenant-a", "k5", "course-7"), kT0).state,
-            JobState::kBlocked);
+  EXPECT_EQ(still->waits_behind, first.job_id);
+  // A deduplicated submit answers the job's current state, BLOCKED included.
+  const SubmitResult again = SubmitOne(*store_, ordered("k2", "course-7"), kT0);
+  EXPECT_TRUE(again.deduplicated);
+  EXPECT_EQ(again.state, JobState::kBlocked);
 
-  ASSERT_TRUE(ApplyAndWait(*store_, {To(second.job_id, JobState::kQueued)}, kT0).ok());
-  ASSERT_TRUE(ApplyAndWait(*store_, {To(second.job_id, JobState::kSucceeded)}, kT0).ok());
+  // Listing by key and state finds what the engine blocked, newest first.
   ListFilter blocked_filter;
   blocked_filter.states = {JobState::kBlocked};
   blocked_filter.ordering_key = "course-7";
-  const std::vector<common::JobRecord> blocked = ListAll(*store_, "tenant-a", blocked_filter);
-  ASSERT_EQ(blocked.size(), 1u);
-  ASSERT_TRUE(ApplyAndWait(*store_, {To(blocked[0].id, JobState::kCancelled)}, kT0).ok());
-
-  EXPECT_EQ(SubmitOne(*store_, ordered("tenant-a", "k6", "course-7"), kT0).state,
-            JobState::kQueued);
-}
-
-TEST_P(JobStoreConformanceTest, OrderingKeyBlocksWithinOneBatch) {
-  JobSpec a = Spec("tenant-a", "k1");
-  a.ordering_key = "course-9";
-  JobSpec b = Spec("tenant-a", "k2");
-  b.ordering_key = "course-9";
-  const std::vector<SubmitResult> r = SubmitAndWait(*store_, {Job(a), Job(b)}, kT0);
-  ASSERT_EQ(r.size(), 2u);
-  EXPECT_EQ(r[0].state, JobState::kQueued);
-  EXPECT_EQ(r[1].state, JobState::kBlocked);
+  EXPECT_THAT(Ids(ListAll(*store_, "tenant-a", blocked_filter)), ElementsAre(second.job_id));
+  ListFilter by_key;
+  by_key.ordering_key = "course-7";
+  EXPECT_THAT(Ids(ListAll(*store_, "tenant-a", by_key)),
+              ElementsAre(batch[1].job_id, batch[0].job_id, second.job_id, first.job_id));
 }
 
 TEST_P(JobStoreConformanceTest, ApplyUpdatesTheJobAndAppendsAttemptsInOrder) {
@@ -827,7 +858,9 @@ TEST_P(JobStoreConformanceTest, RecoverRequeuesRunningJobsAndKeepsWaitingRetryDu
   wait.first_attempt_at = kT0 + absl::Seconds(1);
   wait.next_attempt_at = kT0 + absl::Minutes(5);
   ASSERT_TRUE(
-      ApplyAndWait(*store_, {run, wait, To(done, JobState::kSucceeded)}, kT0 + absl::Seconds(2))
+      ApplyAndWait(*store_,
+                   {run, wait, To(done, JobState::kSucceeded), To(blocked, JobState::kBlocked)},
+                   kT0 + absl::Seconds(2))
           .ok());
 
   const absl::Time restart = kT0 + absl::Minutes(10);
@@ -892,9 +925,11 @@ TEST_P(JobStoreConformanceTest, ListFiltersByStateEndpointOrderingKeyAndLabel) {
   submit("other", "k1", "canvas", "o1", {{"course", "7"}});  // never listed for "t"
   Transition wait = To(j5, JobState::kWaitingRetry);
   wait.next_attempt_at = kT0 + absl::Minutes(1);
-  ASSERT_TRUE(
-      ApplyAndWait(*store_, {To(j1, JobState::kSucceeded), To(j3, JobState::kFailed), wait}, kT0)
-          .ok());
+  ASSERT_TRUE(ApplyAndWait(*store_,
+                           {To(j1, JobState::kSucceeded), To(j3, JobState::kFailed), wait,
+                            To(j4, JobState::kBlocked)},
+                           kT0)
+                  .ok());
 
   auto list = [&](std::vector<JobState> states, std::string endpoint, std::string ordering_key,
                   std::string label_key, std::string label_value) {
@@ -1086,6 +1121,486 @@ TEST_P(JobStoreConformanceTest, ClosingTheStoreCommitsEverythingEnqueued) {
   ASSERT_EQ(results.size(), static_cast<size_t>(kCalls));
   for (const SubmitResult& r : results) ASSERT_TRUE(r.status.ok()) << r.status;
   EXPECT_EQ(ListAll(*store_, "t", {}, 1000).size(), static_cast<size_t>(kCalls));
+}
+
+// --- Wait reasons ---
+
+TEST_P(JobStoreConformanceTest, AWaitReasonIsWrittenWithItsTransitionAndReadBackByGetAndList) {
+  const SubmitResult a = SubmitOne(*store_, Job(Spec("t", "k1")), kT0);
+  const SubmitResult b = SubmitOne(*store_, Job(Spec("t", "k2")), kT0);
+  ASSERT_TRUE(a.status.ok() && b.status.ok());
+  Transition blocked = To(b.job_id, JobState::kBlocked);
+  blocked.wait_reason = WaitReason::kOrderingBlocked;
+  blocked.waits_behind = a.job_id;
+  ASSERT_TRUE(
+      ApplyAndWait(*store_,
+                   {Waiting(a.job_id, WaitReason::kRetryAfter, kT0 + absl::Minutes(2)), blocked},
+                   kT0 + absl::Seconds(1))
+          .ok());
+
+  auto expect_wait = [&](JobId id, WaitReason reason, JobId behind) {
+    absl::StatusOr<JobRecord> got = store_->Get("t", id, /*with_attempts=*/false);
+    ASSERT_TRUE(got.ok()) << got.status();
+    EXPECT_EQ(got->wait_reason, reason) << "job " << id;
+    EXPECT_EQ(got->waits_behind, behind) << "job " << id;
+    for (const JobRecord& listed : ListAll(*store_, "t")) {
+      if (listed.id != id) continue;
+      EXPECT_EQ(listed.wait_reason, reason) << "listed job " << id;
+      EXPECT_EQ(listed.waits_behind, behind) << "listed job " << id;
+    }
+  };
+  expect_wait(a.job_id, WaitReason::kRetryAfter, 0);
+  expect_wait(b.job_id, WaitReason::kOrderingBlocked, a.job_id);
+  Reopen();
+  expect_wait(a.job_id, WaitReason::kRetryAfter, 0);
+  expect_wait(b.job_id, WaitReason::kOrderingBlocked, a.job_id);
+
+  // Each transition writes the job's wait anew: one without a reason clears it.
+  Transition running = To(a.job_id, JobState::kRunning);
+  running.attempt_count = 2;
+  Transition queued = To(b.job_id, JobState::kQueued);
+  ASSERT_TRUE(ApplyAndWait(*store_, {running, queued}, kT0 + absl::Minutes(2)).ok());
+  expect_wait(a.job_id, WaitReason::kNone, 0);
+  expect_wait(b.job_id, WaitReason::kNone, 0);
+}
+
+TEST_P(JobStoreConformanceTest, TheCauseOfARetryAfterWaitSurvivesARestart) {
+  const SubmitResult retry_after = SubmitOne(*store_, Job(Spec("t", "k1")), kT0);
+  const SubmitResult backoff = SubmitOne(*store_, Job(Spec("t", "k2")), kT0);
+  const SubmitResult first = SubmitOne(*store_, Job(Spec("t", "k3")), kT0);
+  const SubmitResult blocked = SubmitOne(*store_, Job(Spec("t", "k4")), kT0);
+  const SubmitResult running = SubmitOne(*store_, Job(Spec("t", "k5")), kT0);
+  Transition block = To(blocked.job_id, JobState::kBlocked);
+  block.wait_reason = WaitReason::kOrderingBlocked;
+  block.waits_behind = first.job_id;
+  // A RUNNING job has no wait; if one was written anyway, recovery's QUEUED has none.
+  Transition run = To(running.job_id, JobState::kRunning);
+  run.attempt_count = 1;
+  run.wait_reason = WaitReason::kBackoff;
+  run.waits_behind = first.job_id;
+  ASSERT_TRUE(
+      ApplyAndWait(
+          *store_,
+          {Waiting(retry_after.job_id, WaitReason::kRetryAfter, kT0 + absl::Hours(1)),
+           Waiting(backoff.job_id, WaitReason::kBackoff, kT0 + absl::Minutes(1)), block, run},
+          kT0)
+          .ok());
+  Reopen();
+
+  const absl::Time restart = kT0 + absl::Minutes(5);
+  absl::StatusOr<std::vector<ActiveJob>> active = store_->Recover(restart);
+  ASSERT_TRUE(active.ok()) << active.status();
+  std::map<JobId, ActiveJob> by_id;
+  for (ActiveJob& job : *active) by_id[job.id] = std::move(job);
+  ASSERT_EQ(by_id.size(), 5u);
+  EXPECT_EQ(by_id[retry_after.job_id].wait_reason, WaitReason::kRetryAfter);
+  EXPECT_EQ(by_id[retry_after.job_id].next_attempt_at, kT0 + absl::Hours(1));
+  EXPECT_EQ(by_id[backoff.job_id].wait_reason, WaitReason::kBackoff);
+  EXPECT_EQ(by_id[blocked.job_id].wait_reason, WaitReason::kOrderingBlocked);
+  EXPECT_EQ(by_id[blocked.job_id].waits_behind, first.job_id);
+  EXPECT_EQ(by_id[first.job_id].wait_reason, WaitReason::kNone);
+  EXPECT_EQ(by_id[running.job_id].state, JobState::kQueued);
+  EXPECT_EQ(by_id[running.job_id].wait_reason, WaitReason::kNone);
+  EXPECT_EQ(by_id[running.job_id].waits_behind, 0);
+
+  // Persisted so: the re-queued job reads back without a wait, the others keep theirs.
+  absl::StatusOr<JobRecord> requeued = store_->Get("t", running.job_id, false);
+  ASSERT_TRUE(requeued.ok()) << requeued.status();
+  EXPECT_EQ(requeued->wait_reason, WaitReason::kNone);
+  EXPECT_EQ(requeued->waits_behind, 0);
+  absl::StatusOr<JobRecord> waiting = store_->Get("t", retry_after.job_id, false);
+  ASSERT_TRUE(waiting.ok()) << waiting.status();
+  EXPECT_EQ(waiting->wait_reason, WaitReason::kRetryAfter);
+}
+
+// A tenant's jobs in every kind of wait, for the wait filters. `now` is kT0 + 30 s.
+class WaitFilterFixture {
+ public:
+  static constexpr absl::Duration kNow = absl::Seconds(30);
+
+  explicit WaitFilterFixture(JobStore& store) : store_(store) {
+    const absl::Time t0 = kT0;
+    queued_canvas = Submit("canvas");
+    queued_moodle = Submit("moodle");
+    requeued_retry = Submit("canvas");  // QUEUED again after an attempt: its next is a retry
+    backoff_waiting = Submit("canvas", {{"course", "7"}});
+    retry_after_waiting = Submit("canvas");
+    backoff_due = Submit("moodle");
+    retry_after_due = Submit("canvas", {{"course", "7"}});
+    blocked = Submit("canvas", {}, "course-1");
+    running = Submit("canvas");
+    succeeded = Submit("canvas");
+    replayed = Submit("d2l");  // QUEUED with a fresh budget: a first attempt again
+    other_tenant = SubmitIn("other", "canvas");
+
+    Transition requeued = To(requeued_retry, JobState::kQueued);
+    requeued.attempt_count = 2;
+    requeued.budget_base = 1;
+    Transition block = To(blocked, JobState::kBlocked);
+    block.wait_reason = WaitReason::kOrderingBlocked;
+    block.waits_behind = queued_canvas;
+    Transition run = To(running, JobState::kRunning);
+    run.attempt_count = 1;
+    Transition done = To(succeeded, JobState::kSucceeded);
+    done.attempt_count = 1;
+    Transition replay = To(replayed, JobState::kQueued);
+    replay.attempt_count = 3;
+    replay.budget_base = 3;
+    EXPECT_TRUE(
+        ApplyAndWait(
+            store_,
+            {requeued, Waiting(backoff_waiting, WaitReason::kBackoff, t0 + absl::Seconds(40)),
+             Waiting(retry_after_waiting, WaitReason::kRetryAfter, t0 + absl::Minutes(5), 2),
+             Waiting(backoff_due, WaitReason::kBackoff, t0 + absl::Seconds(5), 3),
+             Waiting(retry_after_due, WaitReason::kRetryAfter, t0 + absl::Seconds(20)), block, run,
+             done, replay, Waiting(other_tenant, WaitReason::kBackoff, t0 + absl::Seconds(1))},
+            t0)
+            .ok());
+  }
+
+  std::vector<JobId> List(const ListFilter& filter, int page_size = 0) {
+    return Ids(ListAll(store_, "t", filter, page_size));
+  }
+
+  JobId queued_canvas, queued_moodle, requeued_retry, backoff_waiting, retry_after_waiting,
+      backoff_due, retry_after_due, blocked, running, succeeded, replayed, other_tenant;
+
+ private:
+  JobId Submit(const std::string& endpoint, std::map<std::string, std::string> labels = {},
+               const std::string& ordering_key = "") {
+    return SubmitIn("t", endpoint, std::move(labels), ordering_key);
+  }
+  JobId SubmitIn(const std::string& tenant, const std::string& endpoint,
+                 std::map<std::string, std::string> labels = {},
+                 const std::string& ordering_key = "") {
+    JobSpec spec = Spec(tenant, absl::StrCat("k", ++n_));
+    spec.endpoint = endpoint;
+    spec.labels = std::move(labels);
+    spec.ordering_key = ordering_key;
+    const SubmitResult r = SubmitOne(store_, Job(spec), kT0);
+    EXPECT_TRUE(r.status.ok()) << r.status;
+    return r.job_id;
+  }
+
+  JobStore& store_;
+  int n_ = 0;
+};
+
+ListFilter OwnWait(WaitReason reason) {
+  ListFilter filter;
+  filter.wait_reason = reason;
+  return filter;
+}
+
+TEST_P(JobStoreConformanceTest, ListFiltersByTheJobsOwnWaitReason) {
+  WaitFilterFixture f(*store_);
+  const absl::Time now = kT0 + WaitFilterFixture::kNow;
+  EXPECT_THAT(f.List(OwnWait(WaitReason::kBackoff)), ElementsAre(f.backoff_due, f.backoff_waiting));
+  EXPECT_THAT(f.List(OwnWait(WaitReason::kRetryAfter)),
+              ElementsAre(f.retry_after_due, f.retry_after_waiting));
+  EXPECT_THAT(f.List(OwnWait(WaitReason::kOrderingBlocked)), ElementsAre(f.blocked));
+  EXPECT_THAT(f.List(OwnWait(WaitReason::kNone)),
+              ElementsAre(f.replayed, f.succeeded, f.running, f.requeued_retry, f.queued_moodle,
+                          f.queued_canvas));
+  // An endpoint's reasons are never stored per job.
+  EXPECT_THAT(f.List(OwnWait(WaitReason::kCircuitOpen)), IsEmpty());
+
+  // Still in its own wait: due after now.
+  ListFilter backoff = OwnWait(WaitReason::kBackoff);
+  backoff.due_after = now;
+  EXPECT_THAT(f.List(backoff), ElementsAre(f.backoff_waiting));
+  ListFilter retry_after = OwnWait(WaitReason::kRetryAfter);
+  retry_after.due_after = now;
+  EXPECT_THAT(f.List(retry_after), ElementsAre(f.retry_after_waiting));
+
+  // ANDed with the other filters.
+  ListFilter with_label = OwnWait(WaitReason::kBackoff);
+  with_label.label_key = "course";
+  with_label.label_value = "7";
+  EXPECT_THAT(f.List(with_label), ElementsAre(f.backoff_waiting));
+  ListFilter with_key = OwnWait(WaitReason::kOrderingBlocked);
+  with_key.ordering_key = "course-1";
+  EXPECT_THAT(f.List(with_key), ElementsAre(f.blocked));
+  with_key.ordering_key = "course-2";
+  EXPECT_THAT(f.List(with_key), IsEmpty());
+  ListFilter with_state = OwnWait(WaitReason::kBackoff);
+  with_state.states = {JobState::kWaitingRetry, JobState::kQueued};
+  with_state.endpoint = "moodle";
+  EXPECT_THAT(f.List(with_state), ElementsAre(f.backoff_due));
+  with_state.states = {JobState::kQueued};
+  EXPECT_THAT(f.List(with_state), IsEmpty());
+}
+
+TEST_P(JobStoreConformanceTest, ListFiltersReadyJobsByDueTimeEndpointsAndRetries) {
+  WaitFilterFixture f(*store_);
+  const absl::Time now = kT0 + WaitFilterFixture::kNow;
+  // Ready: QUEUED, or WAITING_RETRY due by now. Not BLOCKED, RUNNING or ended jobs.
+  ListFilter ready;
+  ready.due_by = now;
+  EXPECT_THAT(f.List(ready), ElementsAre(f.replayed, f.retry_after_due, f.backoff_due,
+                                         f.requeued_retry, f.queued_moodle, f.queued_canvas));
+  // At the due time itself a job is due.
+  ready.due_by = kT0 + absl::Seconds(20);
+  EXPECT_THAT(f.List(ready), ElementsAre(f.replayed, f.retry_after_due, f.backoff_due,
+                                         f.requeued_retry, f.queued_moodle, f.queued_canvas));
+  ready.due_by = kT0 + absl::Seconds(20) - absl::Microseconds(1);
+  EXPECT_THAT(f.List(ready), ElementsAre(f.replayed, f.backoff_due, f.requeued_retry,
+                                         f.queued_moodle, f.queued_canvas));
+  ready.due_by = now;
+
+  ListFilter on_endpoints = ready;
+  on_endpoints.endpoints = {"canvas"};
+  EXPECT_THAT(f.List(on_endpoints),
+              ElementsAre(f.retry_after_due, f.requeued_retry, f.queued_canvas));
+  on_endpoints.endpoints = {"moodle", "d2l", "moodle", "sakai"};
+  EXPECT_THAT(f.List(on_endpoints), ElementsAre(f.replayed, f.backoff_due, f.queued_moodle));
+  on_endpoints.endpoint = "moodle";  // ANDed with the list
+  EXPECT_THAT(f.List(on_endpoints), ElementsAre(f.backoff_due, f.queued_moodle));
+  on_endpoints.endpoint = "canvas";
+  EXPECT_THAT(f.List(on_endpoints), IsEmpty());
+
+  // Retries of the current budget only (RETRY_BUDGET holds those back, not first attempts).
+  ListFilter retries = ready;
+  retries.retries_only = true;
+  EXPECT_THAT(f.List(retries), ElementsAre(f.retry_after_due, f.backoff_due, f.requeued_retry));
+  retries.endpoints = {"moodle"};
+  EXPECT_THAT(f.List(retries), ElementsAre(f.backoff_due));
+
+  // Still waiting: WAITING_RETRY due after now; QUEUED jobs never are.
+  ListFilter waiting;
+  waiting.due_after = now;
+  EXPECT_THAT(f.List(waiting), ElementsAre(f.retry_after_waiting, f.backoff_waiting));
+  // A window: due after one time and by another.
+  ListFilter window;
+  window.due_after = kT0 + absl::Seconds(15);
+  window.due_by = kT0 + absl::Seconds(40);
+  EXPECT_THAT(f.List(window), ElementsAre(f.retry_after_due, f.backoff_waiting));
+
+  // The due filters narrow the states asked for; states outside them match nothing.
+  ListFilter queued_due = ready;
+  queued_due.states = {JobState::kQueued};
+  EXPECT_THAT(f.List(queued_due),
+              ElementsAre(f.replayed, f.requeued_retry, f.queued_moodle, f.queued_canvas));
+  ListFilter retry_due = ready;
+  retry_due.states = {JobState::kWaitingRetry, JobState::kRunning};
+  EXPECT_THAT(f.List(retry_due), ElementsAre(f.retry_after_due, f.backoff_due));
+  ListFilter none = waiting;
+  none.states = {JobState::kQueued, JobState::kBlocked, JobState::kRunning};
+  EXPECT_THAT(f.List(none), IsEmpty());
+  none = ready;
+  none.states = {JobState::kSucceeded};
+  EXPECT_THAT(f.List(none), IsEmpty());
+
+  // With a label or an ordering key (those walks), the same terms hold.
+  ListFilter labelled = ready;
+  labelled.label_key = "course";
+  labelled.label_value = "7";
+  EXPECT_THAT(f.List(labelled), ElementsAre(f.retry_after_due));
+  labelled.label_value = "";
+  EXPECT_THAT(f.List(labelled), ElementsAre(f.retry_after_due));
+  labelled.due_by = absl::InfiniteFuture();
+  labelled.due_after = now;
+  EXPECT_THAT(f.List(labelled), ElementsAre(f.backoff_waiting));
+  ListFilter keyed = ready;
+  keyed.ordering_key = "course-1";
+  EXPECT_THAT(f.List(keyed), IsEmpty());  // BLOCKED is not ready
+
+  // Endpoints alone, and retries alone (every state).
+  ListFilter endpoints_only;
+  endpoints_only.endpoints = {"moodle"};
+  EXPECT_THAT(f.List(endpoints_only), ElementsAre(f.backoff_due, f.queued_moodle));
+  ListFilter retries_only;
+  retries_only.retries_only = true;
+  EXPECT_THAT(f.List(retries_only),
+              ElementsAre(f.succeeded, f.running, f.retry_after_due, f.backoff_due,
+                          f.retry_after_waiting, f.backoff_waiting, f.requeued_retry));
+}
+
+TEST_P(JobStoreConformanceTest, AWaitingRetryWithoutADueTimeIsDue) {
+  const SubmitResult r = SubmitOne(*store_, Job(Spec("t", "k1")), kT0);
+  ASSERT_TRUE(r.status.ok()) << r.status;
+  ASSERT_TRUE(
+      ApplyAndWait(*store_, {Waiting(r.job_id, WaitReason::kBackoff, absl::InfinitePast())}, kT0)
+          .ok());
+  ListFilter ready;
+  ready.due_by = kT0;
+  EXPECT_THAT(Ids(ListAll(*store_, "t", ready)), ElementsAre(r.job_id));
+  ready.states = {JobState::kWaitingRetry};
+  EXPECT_THAT(Ids(ListAll(*store_, "t", ready)), ElementsAre(r.job_id));
+  ListFilter waiting;
+  waiting.due_after = kT0 - absl::Hours(24 * 365);
+  EXPECT_THAT(ListAll(*store_, "t", waiting), IsEmpty());
+}
+
+TEST_P(JobStoreConformanceTest, WaitFiltersPageNewestFirstLikeEveryList) {
+  // Ready jobs of two endpoints in both ready states, interleaved with jobs that do not match.
+  std::vector<JobId> want_ready, want_backoff;
+  std::vector<Transition> transitions;
+  for (int i = 0; i < 40; ++i) {
+    JobSpec spec = Spec("t", absl::StrCat("k", i));
+    spec.endpoint = i % 5 == 0 ? "moodle" : "canvas";
+    const SubmitResult r = SubmitOne(*store_, Job(spec), kT0);
+    ASSERT_TRUE(r.status.ok()) << r.status;
+    switch (i % 4) {
+      case 0:  // QUEUED
+        if (spec.endpoint == "canvas") want_ready.push_back(r.job_id);
+        break;
+      case 1:  // due
+        transitions.push_back(Waiting(r.job_id, WaitReason::kBackoff, kT0 + absl::Seconds(i)));
+        if (spec.endpoint == "canvas") want_ready.push_back(r.job_id);
+        want_backoff.push_back(r.job_id);
+        break;
+      case 2:  // not yet due
+        transitions.push_back(
+            Waiting(r.job_id, WaitReason::kBackoff, kT0 + absl::Hours(1) + absl::Seconds(i)));
+        want_backoff.push_back(r.job_id);
+        break;
+      case 3:  // ended
+        transitions.push_back(To(r.job_id, JobState::kSucceeded));
+        break;
+    }
+  }
+  ASSERT_TRUE(ApplyAndWait(*store_, transitions, kT0).ok());
+  std::reverse(want_ready.begin(), want_ready.end());
+  std::reverse(want_backoff.begin(), want_backoff.end());
+
+  ListFilter ready;
+  ready.due_by = kT0 + absl::Minutes(1);
+  ready.endpoints = {"canvas"};
+  for (const int page_size : {1, 3, 4, 7, 50}) {
+    EXPECT_THAT(Ids(ListAll(*store_, "t", ready, page_size)), ElementsAreArray(want_ready))
+        << "page size " << page_size;
+    EXPECT_THAT(Ids(ListAll(*store_, "t", OwnWait(WaitReason::kBackoff), page_size)),
+                ElementsAreArray(want_backoff))
+        << "page size " << page_size;
+  }
+  // A page of exactly what is left has no next page.
+  absl::StatusOr<ListPage> exact =
+      store_->List("t", ready, static_cast<int>(want_ready.size()), "");
+  ASSERT_TRUE(exact.ok()) << exact.status();
+  EXPECT_EQ(exact->jobs.size(), want_ready.size());
+  EXPECT_EQ(exact->next_page_token, "");
+  // A filter that can match nothing still answers a page (empty, no token).
+  ListFilter nothing = ready;
+  nothing.states = {JobState::kSucceeded};
+  absl::StatusOr<ListPage> empty = store_->List("t", nothing, 5, "");
+  ASSERT_TRUE(empty.ok()) << empty.status();
+  EXPECT_THAT(empty->jobs, IsEmpty());
+  EXPECT_EQ(empty->next_page_token, "");
+  EXPECT_EQ(store_->List("t", nothing, 5, "not a token").status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+// --- Operator pauses ---
+
+EndpointPause Pause(absl::string_view endpoint, absl::Time until, absl::string_view reason) {
+  EndpointPause pause;
+  pause.endpoint = std::string(endpoint);
+  pause.until = until;
+  pause.reason = std::string(reason);
+  pause.paused_at = kT0;
+  return pause;
+}
+
+void ExpectPausesEq(const std::vector<EndpointPause>& got, const std::vector<EndpointPause>& want) {
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    EXPECT_EQ(got[i].endpoint, want[i].endpoint);
+    EXPECT_EQ(got[i].until, want[i].until) << got[i].endpoint;
+    EXPECT_EQ(got[i].reason, want[i].reason) << got[i].endpoint;
+    EXPECT_EQ(got[i].paused_at, want[i].paused_at) << got[i].endpoint;
+  }
+}
+
+TEST_P(JobStoreConformanceTest, EndpointPausesAreSavedReplacedDeletedAndSurviveAReopen) {
+  absl::StatusOr<std::vector<EndpointPause>> none = store_->LoadEndpointPauses();
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_THAT(*none, IsEmpty());
+
+  const EndpointPause canvas = Pause("canvas", kT0 + absl::Hours(2), "LMS maintenance");
+  const EndpointPause moodle = Pause("moodle", absl::InfiniteFuture(), "");
+  ASSERT_TRUE(SaveEndpointPauseAndWait(*store_, canvas).ok());
+  ASSERT_TRUE(SaveEndpointPauseAndWait(*store_, moodle).ok());
+  absl::StatusOr<std::vector<EndpointPause>> both = store_->LoadEndpointPauses();
+  ASSERT_TRUE(both.ok()) << both.status();
+  ExpectPausesEq(*both, {canvas, moodle});
+
+  // One per endpoint: a second pause replaces the first.
+  EndpointPause longer = Pause("canvas", kT0 + absl::Hours(5), "maintenance runs late");
+  longer.paused_at = kT0 + absl::Minutes(30);
+  ASSERT_TRUE(SaveEndpointPauseAndWait(*store_, longer).ok());
+  Reopen();
+  absl::StatusOr<std::vector<EndpointPause>> reopened = store_->LoadEndpointPauses();
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  ExpectPausesEq(*reopened, {longer, moodle});
+
+  ASSERT_TRUE(DeleteEndpointPauseAndWait(*store_, "canvas").ok());
+  // Resuming an endpoint that is not paused is not an error.
+  ASSERT_TRUE(DeleteEndpointPauseAndWait(*store_, "canvas").ok());
+  ASSERT_TRUE(DeleteEndpointPauseAndWait(*store_, "sakai").ok());
+  Reopen();
+  absl::StatusOr<std::vector<EndpointPause>> left = store_->LoadEndpointPauses();
+  ASSERT_TRUE(left.ok()) << left.status();
+  ExpectPausesEq(*left, {moodle});
+}
+
+TEST_P(JobStoreConformanceTest, APauseIsDurableWhenItsCallbackRunsAndFlushWaitsForIt) {
+  struct State {
+    absl::Notification done;
+    absl::Status write;
+    absl::StatusOr<std::vector<EndpointPause>> read;
+  };
+  auto state = std::make_shared<State>();
+  JobStore* store = store_.get();
+  store_->SaveEndpointPause(Pause("canvas", kT0 + absl::Hours(1), "window"),
+                            [state, store](absl::Status s) {
+                              state->write = s;
+                              state->read = store->LoadEndpointPauses();
+                              state->done.Notify();
+                            });
+  ASSERT_TRUE(state->done.WaitForNotificationWithTimeout(kCallbackDeadline));
+  ASSERT_TRUE(state->write.ok()) << state->write;
+  ASSERT_TRUE(state->read.ok()) << state->read.status();
+  ASSERT_EQ(state->read->size(), 1u);
+  EXPECT_EQ(state->read->front().endpoint, "canvas");
+
+  store_->DeleteEndpointPause("canvas", [](absl::Status) {});
+  ASSERT_TRUE(store_->Flush().ok());
+  absl::StatusOr<std::vector<EndpointPause>> after = store_->LoadEndpointPauses();
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_THAT(*after, IsEmpty());
+}
+
+TEST_P(JobStoreConformanceTest, PauseWritesAreGroupCommittedWithOtherWrites) {
+  const std::optional<CommitCounts> before = backend_->Counts(*store_);
+  if (!before.has_value()) GTEST_SKIP() << "this backend keeps no commit counters";
+  constexpr int kPauses = 500;
+  SubmitTally tally(kPauses);
+  std::vector<PendingWrite> writes(kPauses);
+  for (int i = 0; i < kPauses; ++i) {
+    store_->SaveEndpointPause(
+        Pause(absl::StrCat("endpoint-", i % 50), kT0 + absl::Minutes(i), absl::StrCat("pause ", i)),
+        writes[i].Callback());
+    tally.Submit(*store_, Job(Spec("t", absl::StrCat("k", i))), kT0, i);
+  }
+  for (PendingWrite& write : writes) ASSERT_TRUE(write.Wait().ok());
+  for (const SubmitResult& r : tally.Wait()) ASSERT_TRUE(r.status.ok()) << r.status;
+  ASSERT_TRUE(store_->Flush().ok());
+  const std::optional<CommitCounts> after = backend_->Counts(*store_);
+  ASSERT_TRUE(after.has_value());
+  const int64_t commits = after->commits - before->commits;
+  const int64_t ops = after->ops - before->ops;
+  EXPECT_EQ(ops, 2 * kPauses);
+  EXPECT_LT(commits * 4, ops) << commits << " commits for " << ops << " calls";
+  // The last write of each endpoint is the one kept.
+  absl::StatusOr<std::vector<EndpointPause>> pauses = store_->LoadEndpointPauses();
+  ASSERT_TRUE(pauses.ok()) << pauses.status();
+  ASSERT_EQ(pauses->size(), 50u);
+  for (const EndpointPause& p : *pauses) {
+    int n = -1;
+    ASSERT_TRUE(absl::SimpleAtoi(absl::StripPrefix(p.endpoint, "endpoint-"), &n)) << p.endpoint;
+    EXPECT_EQ(p.reason, absl::StrCat("pause ", kPauses - 50 + n));
+  }
 }
 
 }  // namespace

@@ -80,9 +80,12 @@ class PendingSubmit {
   std::shared_ptr<State> state_;
 };
 
-class PendingApply {
+// Any write with a WriteDone callback (Apply, the pause writes).
+class PendingWrite {
  public:
-  PendingApply(JobStore& store, std::vector<Transition> transitions, absl::Time now);
+  PendingWrite() : state_(std::make_shared<State>()) {}
+  // The callback to give the write; call once.
+  JobStore::WriteDone Callback();
   // The callback's status; DEADLINE_EXCEEDED (and a test failure) when it does not come.
   absl::Status Wait();
 
@@ -94,10 +97,21 @@ class PendingApply {
   std::shared_ptr<State> state_;
 };
 
+class PendingApply {
+ public:
+  PendingApply(JobStore& store, std::vector<Transition> transitions, absl::Time now);
+  absl::Status Wait() { return write_.Wait(); }
+
+ private:
+  PendingWrite write_;
+};
+
 // Submit/Apply and wait for the callback.
 std::vector<SubmitResult> SubmitAndWait(JobStore& store, std::vector<NewJob> jobs, absl::Time now);
 SubmitResult SubmitOne(JobStore& store, NewJob job, absl::Time now);
 absl::Status ApplyAndWait(JobStore& store, std::vector<Transition> transitions, absl::Time now);
+absl::Status SaveEndpointPauseAndWait(JobStore& store, EndpointPause pause);
+absl::Status DeleteEndpointPauseAndWait(JobStore& store, std::string endpoint);
 
 // Every job of `tenant` matching `filter`, following page tokens.
 std::vector<common::JobRecord> ListAll(JobStore& store, const std::string& tenant,

@@ -17,7 +17,10 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
@@ -28,6 +31,7 @@
 namespace rebound::store {
 namespace {
 
+using common::WaitReason;
 using conformance::ApplyAndWait;
 using conformance::BackendFactory;
 using conformance::CommitCounts;
@@ -42,6 +46,7 @@ using conformance::PendingSubmit;
 using conformance::Spec;
 using conformance::SubmitOne;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 // A database file in the test temp directory, removed (with its WAL and shm files) at the end.
 class TempDb {
@@ -146,7 +151,7 @@ TEST(SqliteStore, OpenUsesWalAndFullSynchronousByDefault) {
   EXPECT_EQ(store->WriterPragma("synchronous").value_or("?"), "2");  // FULL
   RawDb raw(db.path());
   EXPECT_EQ(raw.Query("PRAGMA journal_mode"), "wal");  // persistent in the file
-  EXPECT_EQ(raw.Query("PRAGMA user_version"), "2");
+  EXPECT_EQ(raw.Query("PRAGMA user_version"), "3");
   EXPECT_EQ(raw.Query("PRAGMA auto_vacuum"), "2");  // INCREMENTAL: purges can shrink the file
 }
 
@@ -248,7 +253,12 @@ TEST(SqliteStore, OpenRefusesASchemaNewerThanThisBuild) {
   }
   const absl::Status status = SqliteStore::Open(Options(db.path())).status();
   EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << status;
-  EXPECT_THAT(std::string(status.message()), HasSubstr("99"));
+  EXPECT_THAT(std::string(status.message()),
+              HasSubstr("schema version 99 is newer than this build's (3); upgrade Rebound"));
+  EXPECT_THAT(std::string(status.message()), HasSubstr(db.path()));
+  // Refused before anything was written: the file still says 99.
+  RawDb raw(db.path());
+  EXPECT_EQ(raw.Query("PRAGMA user_version"), "99");
 }
 
 // What the store reported to on_error (the operator's log), shared with its callback.
@@ -415,6 +425,88 @@ TEST(SqliteStore, SubmitsQueuedBehindManyPurgeStepsGoFirst) {
   EXPECT_EQ(store->Usage().value_or(StoreUsage{}).finished_jobs, 0);
 }
 
+// Takes a database of this build back to what schema 2 looked like: without the wait columns,
+// their indexes and the pause table, with the index of the store's old BLOCKED decision.
+void DowngradeToSchema2(const std::string& path) {
+  RawDb raw(path);
+  raw.Exec(
+      "DROP TABLE endpoint_pauses; DROP INDEX jobs_waiting; DROP INDEX jobs_retry_due; "
+      "ALTER TABLE jobs DROP COLUMN wait_reason; ALTER TABLE jobs DROP COLUMN waits_behind; "
+      "CREATE INDEX jobs_active_by_ordering_key ON jobs (tenant, ordering_key) "
+      "WHERE ordering_key <> '' AND state < 5; "
+      "PRAGMA user_version = 2");
+}
+
+// The names of every table and index, as the file's schema lists them.
+std::string SchemaObjects(const std::string& path) {
+  RawDb raw(path);
+  return raw.Query(
+      "SELECT group_concat(type || ' ' || name, ', ') FROM (SELECT type, name FROM sqlite_schema "
+      "WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name)");
+}
+
+TEST(SqliteStore, UpgradingFromSchema2ReadsOldJobsWithoutAWaitAndTakesNewWrites) {
+  TempDb db, fresh;
+  JobId queued = 0, waiting = 0, running = 0;
+  {
+    std::unique_ptr<SqliteStore> store = OpenOrDie(Options(db.path()));
+    ASSERT_NE(store, nullptr);
+    queued = SubmitOne(*store, Job(Spec("t", "queued")), kT0).job_id;
+    waiting = SubmitOne(*store, Job(Spec("t", "waiting")), kT0).job_id;
+    running = SubmitOne(*store, Job(Spec("t", "running")), kT0).job_id;
+    Transition retry = To(waiting, JobState::kWaitingRetry);
+    retry.attempt_count = 1;
+    retry.next_attempt_at = kT0 + absl::Minutes(1);
+    ASSERT_TRUE(ApplyAndWait(*store, {retry, To(running, JobState::kRunning)}, kT0).ok());
+  }
+  DowngradeToSchema2(db.path());
+  {
+    RawDb raw(db.path());
+    ASSERT_EQ(raw.Query("SELECT COUNT(*) FROM pragma_table_info('jobs') WHERE name LIKE 'wait%'"),
+              "0");
+  }
+  std::unique_ptr<SqliteStore> store = OpenOrDie(Options(db.path()));
+  ASSERT_NE(store, nullptr);
+  {
+    RawDb raw(db.path());
+    EXPECT_EQ(raw.Query("PRAGMA user_version"), "3");
+  }
+  // The upgraded file has what a new one has.
+  { std::unique_ptr<SqliteStore> made = OpenOrDie(Options(fresh.path())); }
+  EXPECT_EQ(SchemaObjects(db.path()), SchemaObjects(fresh.path()));
+
+  for (const JobId id : {queued, waiting, running}) {
+    absl::StatusOr<JobRecord> got = store->Get("t", id, false);
+    ASSERT_TRUE(got.ok()) << got.status();
+    EXPECT_EQ(got->wait_reason, WaitReason::kNone);
+    EXPECT_EQ(got->waits_behind, 0);
+  }
+  absl::StatusOr<std::vector<ActiveJob>> active = store->Recover(kT0 + absl::Minutes(2));
+  ASSERT_TRUE(active.ok()) << active.status();
+  ASSERT_EQ(active->size(), 3u);
+  for (const ActiveJob& job : *active) EXPECT_EQ(job.wait_reason, WaitReason::kNone);
+
+  // Writes of schema 3 work on the upgraded file.
+  Transition retry_after = To(waiting, JobState::kWaitingRetry);
+  retry_after.attempt_count = 2;
+  retry_after.next_attempt_at = kT0 + absl::Hours(1);
+  retry_after.wait_reason = WaitReason::kRetryAfter;
+  ASSERT_TRUE(ApplyAndWait(*store, {retry_after}, kT0 + absl::Minutes(2)).ok());
+  ListFilter filter;
+  filter.wait_reason = WaitReason::kRetryAfter;
+  filter.due_after = kT0 + absl::Minutes(2);
+  const std::vector<JobRecord> listed = ListAll(*store, "t", filter);
+  ASSERT_EQ(listed.size(), 1u);
+  EXPECT_EQ(listed[0].id, waiting);
+  EXPECT_EQ(listed[0].wait_reason, WaitReason::kRetryAfter);
+  EndpointPause pause;
+  pause.endpoint = "canvas";
+  pause.paused_at = kT0;
+  ASSERT_TRUE(conformance::SaveEndpointPauseAndWait(*store, pause).ok());
+  EXPECT_EQ(store->LoadEndpointPauses().value_or(std::vector<EndpointPause>{}).size(), 1u);
+  EXPECT_TRUE(SubmitOne(*store, Job(Spec("t", "new")), kT0).status.ok());
+}
+
 TEST(SqliteStore, UpgradingFromSchema1GivesEndedJobsTheLegacyRetention) {
   TempDb db;
   JobId done = 0, dead = 0;
@@ -428,6 +520,7 @@ TEST(SqliteStore, UpgradingFromSchema1GivesEndedJobsTheLegacyRetention) {
         ApplyAndWait(*store, {To(done, JobState::kSucceeded), To(dead, JobState::kFailed)}, ended)
             .ok());
   }
+  DowngradeToSchema2(db.path());
   {
     // Back to what schema 1 looked like.
     RawDb raw(db.path());
@@ -446,7 +539,169 @@ TEST(SqliteStore, UpgradingFromSchema1GivesEndedJobsTheLegacyRetention) {
   EXPECT_TRUE(store->Get("t", dead, false).ok());
   EXPECT_EQ(store->PurgeEndedJobs(ended + absl::Hours(5) + absl::Seconds(1), 10).value_or(-1), 1);
   RawDb raw(db.path());
-  EXPECT_EQ(raw.Query("PRAGMA user_version"), "2");
+  EXPECT_EQ(raw.Query("PRAGMA user_version"), "3");
+}
+
+// --- Wait filters: what they walk ---
+
+// Whether a plan reads a whole table or index (a walk of a merge's subquery is not one).
+bool ScansATable(const std::string& plan) {
+  for (absl::string_view line : absl::StrSplit(plan, '\n')) {
+    if (absl::StartsWith(line, "SCAN ") && !absl::StartsWith(line, "SCAN (subquery")) return true;
+  }
+  return false;
+}
+
+// Each wait filter walks a small index (jobs that wait, or WAITING_RETRY jobs by due time)
+// rather than the tenant's jobs or all its retries; the filters that are not selective are terms
+// on the rows walked.
+TEST(SqliteStore, WaitFiltersWalkTheirSmallIndexesNotTheTenantsJobs) {
+  TempDb db;
+  std::unique_ptr<SqliteStore> store = OpenOrDie(Options(db.path()));
+  ASSERT_NE(store, nullptr);
+  const std::string token = [&] {
+    for (int i = 0; i < 3; ++i) SubmitOne(*store, Job(Spec("t", absl::StrCat("k", i))), kT0);
+    return store->List("t", {}, 1, "").value_or(ListPage{}).next_page_token;
+  }();
+  ASSERT_FALSE(token.empty());
+  auto plan = [&](const ListFilter& filter, const std::string& page_token = "") {
+    absl::StatusOr<std::string> text = store->ExplainList("t", filter, 50, page_token);
+    EXPECT_TRUE(text.ok()) << text.status();
+    std::cout << "[ plan     ] " << absl::StrReplaceAll(text.value_or(""), {{"\n", " | "}}) << "\n";
+    return text.value_or("");
+  };
+
+  ListFilter own;
+  own.wait_reason = WaitReason::kRetryAfter;
+  own.due_after = kT0;
+  EXPECT_THAT(plan(own), HasSubstr("USING INDEX jobs_waiting (tenant=? AND wait_reason=?)"));
+  EXPECT_THAT(plan(own, token),
+              HasSubstr("USING INDEX jobs_waiting (tenant=? AND wait_reason=? AND id<?)"));
+  EXPECT_THAT(plan(own), Not(HasSubstr("TEMP B-TREE")));  // already newest first
+  EXPECT_FALSE(ScansATable(plan(own)));
+
+  ListFilter ready;
+  ready.due_by = kT0;
+  ready.endpoints = {"canvas", "moodle", "d2l"};
+  ready.retries_only = true;
+  const std::string ready_plan = plan(ready, token);
+  EXPECT_THAT(ready_plan, HasSubstr("USING INDEX jobs_retry_due (tenant=? AND next_attempt_us<?)"));
+  EXPECT_THAT(ready_plan,
+              HasSubstr("USING INDEX jobs_retry_due (tenant=? AND next_attempt_us=?"));  // NULL
+  EXPECT_THAT(ready_plan, HasSubstr("USING INDEX jobs_by_tenant_state (tenant=? AND state=? AND "
+                                    "id<?)"));  // QUEUED
+  EXPECT_FALSE(ScansATable(ready_plan));
+
+  // Still waiting (most WAITING_RETRY jobs are): their state's walk, due time as a term.
+  ListFilter waiting;
+  waiting.due_after = kT0;
+  EXPECT_THAT(plan(waiting), HasSubstr("USING INDEX jobs_by_tenant_state (tenant=? AND state=?)"));
+  EXPECT_THAT(plan(waiting), Not(HasSubstr("jobs_retry_due")));
+  EXPECT_FALSE(ScansATable(plan(waiting)));
+
+  // An own reason of none is most jobs: the tenant's walk.
+  ListFilter no_wait;
+  no_wait.wait_reason = WaitReason::kNone;
+  EXPECT_THAT(plan(no_wait), HasSubstr("USING INDEX jobs_by_tenant (tenant=?)"));
+
+  // A label or an ordering key keeps its walk (or the planner takes the wait index: both are
+  // small), the wait filters as terms.
+  ListFilter keyed = own;
+  keyed.ordering_key = "course-1";
+  EXPECT_FALSE(ScansATable(plan(keyed)));
+  ListFilter keyed_ready = ready;
+  keyed_ready.ordering_key = "course-1";
+  EXPECT_THAT(plan(keyed_ready),
+              HasSubstr("USING INDEX jobs_by_ordering_key (tenant=? AND ordering_key=?)"));
+  // Listing a key's jobs by state (the index of the store's old BLOCKED decision is gone).
+  ListFilter key_blocked;
+  key_blocked.ordering_key = "course-1";
+  key_blocked.states = {JobState::kBlocked, JobState::kQueued};
+  EXPECT_THAT(plan(key_blocked, token),
+              HasSubstr("USING INDEX jobs_by_ordering_key (tenant=? AND ordering_key=? AND id<?)"));
+  ListFilter labelled = ready;
+  labelled.label_key = "course";
+  labelled.label_value = "7";
+  EXPECT_THAT(plan(labelled), HasSubstr("job_labels_by_value (key=? AND value=?)"));
+  EXPECT_FALSE(ScansATable(plan(labelled)));
+
+  // A filter that can match nothing asks SQLite nothing.
+  ListFilter nothing = ready;
+  nothing.states = {JobState::kRunning};
+  EXPECT_EQ(plan(nothing), "");
+}
+
+// --- Stored data this build did not write ---
+
+// Whatever a pause row holds (an endpoint no longer configured, times far out of any sane range,
+// an end before its start, a time stored as text), it is returned as it is, never a crash: the
+// engine decides what to make of it.
+TEST(SqliteStore, StoredPausesAreReturnedAsTheyAreWhateverTheyHold) {
+  TempDb db;
+  { std::unique_ptr<SqliteStore> made = OpenOrDie(Options(db.path())); }
+  {
+    RawDb raw(db.path());
+    raw.Exec(
+        "INSERT INTO endpoint_pauses VALUES ('gone', -9223372036854775807, 'old', "
+        "9223372036854775806); "
+        "INSERT INTO endpoint_pauses VALUES ('ended-before-it-began', 10, '', 20); "
+        "INSERT INTO endpoint_pauses VALUES ('forever', 9223372036854775807, 'x', "
+        "-9223372036854775808); "
+        "INSERT INTO endpoint_pauses VALUES ('text', 'soon', 'r', 'yesterday'); "
+        "INSERT INTO endpoint_pauses VALUES ('', NULL, 'nameless', 0)");
+  }
+  std::unique_ptr<SqliteStore> store = OpenOrDie(Options(db.path()));
+  ASSERT_NE(store, nullptr);
+  absl::StatusOr<std::vector<EndpointPause>> pauses = store->LoadEndpointPauses();
+  ASSERT_TRUE(pauses.ok()) << pauses.status();
+  ASSERT_EQ(pauses->size(), 5u);
+  const std::vector<EndpointPause>& p = *pauses;  // by endpoint name
+  EXPECT_EQ(p[0].endpoint, "");
+  EXPECT_EQ(p[0].until, absl::InfiniteFuture());
+  EXPECT_EQ(p[1].endpoint, "ended-before-it-began");
+  EXPECT_EQ(p[1].until, absl::FromUnixMicros(10));
+  EXPECT_EQ(p[1].paused_at, absl::FromUnixMicros(20));
+  EXPECT_EQ(p[2].endpoint, "forever");
+  EXPECT_EQ(p[2].until, absl::InfiniteFuture());
+  EXPECT_EQ(p[2].paused_at, absl::InfinitePast());
+  EXPECT_EQ(p[3].endpoint, "gone");
+  EXPECT_EQ(p[3].until, absl::FromUnixMicros(-9223372036854775807));
+  EXPECT_EQ(p[3].paused_at, absl::FromUnixMicros(9223372036854775806));
+  EXPECT_EQ(p[3].reason, "old");
+  EXPECT_EQ(p[4].endpoint, "text");  // text reads as 0
+  EXPECT_EQ(p[4].until, absl::UnixEpoch());
+  // And the store still writes over them.
+  ASSERT_TRUE(conformance::DeleteEndpointPauseAndWait(*store, "gone").ok());
+  EXPECT_EQ(store->LoadEndpointPauses().value_or(std::vector<EndpointPause>{}).size(), 4u);
+}
+
+// A wait reason this build does not know (a damaged row) reads as none; the job stays readable.
+TEST(SqliteStore, AnUnknownStoredWaitReasonReadsAsNone) {
+  TempDb db;
+  JobId id = 0;
+  {
+    std::unique_ptr<SqliteStore> store = OpenOrDie(Options(db.path()));
+    ASSERT_NE(store, nullptr);
+    id = SubmitOne(*store, Job(Spec("t", "k")), kT0).job_id;
+  }
+  {
+    RawDb raw(db.path());
+    raw.Exec(
+        absl::StrCat("UPDATE jobs SET state = 2, wait_reason = 99, waits_behind = -5 "
+                     "WHERE id = ",
+                     id));
+  }
+  std::unique_ptr<SqliteStore> store = OpenOrDie(Options(db.path()));
+  ASSERT_NE(store, nullptr);
+  absl::StatusOr<JobRecord> got = store->Get("t", id, false);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->wait_reason, WaitReason::kNone);
+  EXPECT_EQ(got->waits_behind, -5);
+  EXPECT_EQ(ListAll(*store, "t").size(), 1u);
+  absl::StatusOr<std::vector<ActiveJob>> active = store->Recover(kT0);
+  ASSERT_TRUE(active.ok()) << active.status();
+  ASSERT_EQ(active->size(), 1u);
+  EXPECT_EQ(active->front().wait_reason, WaitReason::kNone);
 }
 
 // --- Damaged files ---

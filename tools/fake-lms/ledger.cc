@@ -1,5 +1,6 @@
 #include "tools/fake-lms/ledger.h"
 
+#include <algorithm>
 #include <string_view>
 
 namespace rebound::fakelms {
@@ -31,15 +32,26 @@ void Ledger::Repeated(KeyRecord& record) {
   ++repeats_;
 }
 
+void Ledger::AnsweredByOutage(KeyRecord& record, int status) {
+  record.history.back().status = status;
+  ++record.outage_answers;
+  ++outage_answers_;
+}
+
 void Ledger::Clear() {
   keys_.clear();
-  requests_ = connections_ = attempts_ = effects_ = repeats_ = 0;
+  requests_ = connections_ = attempts_ = effects_ = repeats_ = outage_answers_ = 0;
 }
 
 nlohmann::json Ledger::Stats(bool totals_only) const {
   nlohmann::json out;
-  out["totals"] = {{"requests", requests_}, {"connections", connections_}, {"keys", keys_.size()},
-                   {"attempts", attempts_}, {"effects", effects_},         {"repeats", repeats_}};
+  out["totals"] = {{"requests", requests_},
+                   {"connections", connections_},
+                   {"keys", keys_.size()},
+                   {"attempts", attempts_},
+                   {"effects", effects_},
+                   {"repeats", repeats_},
+                   {"outage_answers", outage_answers_}};
   if (totals_only) return out;
   nlohmann::json keys = nlohmann::json::object();
   for (const auto& [key, record] : keys_) keys[key] = ToJson(record);
@@ -74,6 +86,7 @@ nlohmann::json Ledger::ToJson(const KeyRecord& record) {
   return {{"attempts", record.attempts},
           {"effects", record.effects},
           {"repeats", record.repeats},
+          {"outage_answers", record.outage_answers},
           {"times_ms", std::move(times)},
           {"statuses", std::move(statuses)},
           {"key_header_every_attempt", record.key_header_every_attempt},
@@ -81,6 +94,65 @@ nlohmann::json Ledger::ToJson(const KeyRecord& record) {
           {"last_path", record.last.path},
           {"last_body_bytes", record.last.body_bytes},
           {"last_headers", std::move(headers)}};
+}
+
+size_t ArrivalLog::Add(double at_ms, std::string_view path) {
+  if (entries_.size() >= kMaxEntries) {
+    ++dropped_;
+    return kNone;
+  }
+  Entry entry;
+  entry.at_ms = at_ms;
+  entry.segment = SegmentIndex(path);
+  entries_.push_back(entry);
+  return entries_.size() - 1;
+}
+
+void ArrivalLog::Answered(size_t index, int status, bool outage) {
+  if (index >= entries_.size()) return;
+  entries_[index].status = static_cast<int16_t>(status);
+  entries_[index].outage = outage;
+}
+
+void ArrivalLog::Finished(size_t index, double at_ms) {
+  if (index < entries_.size()) entries_[index].done_ms = at_ms;
+}
+
+void ArrivalLog::Clear() {
+  entries_.clear();
+  segments_.clear();
+  segment_index_.clear();
+  dropped_ = 0;
+}
+
+uint32_t ArrivalLog::SegmentIndex(std::string_view path) {
+  // "/e17/api/v1/x" -> "/e17"; "/" and "" -> "/".
+  const size_t end = path.size() > 1 ? path.find('/', 1) : std::string_view::npos;
+  std::string segment(path.substr(0, std::min(end, kMaxSegmentBytes)));
+  if (segment.empty()) segment = "/";
+  if (auto it = segment_index_.find(segment); it != segment_index_.end()) return it->second;
+  if (segments_.size() >= kMaxSegments) segment = "(other)";
+  if (auto it = segment_index_.find(segment); it != segment_index_.end()) return it->second;
+  const auto index = static_cast<uint32_t>(segments_.size());
+  segments_.push_back(segment);
+  segment_index_.emplace(std::move(segment), index);
+  return index;
+}
+
+nlohmann::json ArrivalLog::Since(double since_ms, double now_ms) const {
+  // Entries are in arrival order (one thread, a monotonic clock).
+  auto first = std::lower_bound(entries_.begin(), entries_.end(), since_ms,
+                                [](const Entry& e, double t) { return e.at_ms < t; });
+  nlohmann::json rows = nlohmann::json::array();
+  for (auto it = first; it != entries_.end(); ++it) {
+    nlohmann::json done = it->done_ms < 0 ? nlohmann::json(nullptr) : nlohmann::json(it->done_ms);
+    rows.push_back(
+        {it->at_ms, segments_[it->segment], std::move(done), it->status, it->outage ? 1 : 0});
+  }
+  return {{"now_ms", now_ms},
+          {"fields", {"at_ms", "segment", "done_ms", "status", "outage"}},
+          {"arrivals", std::move(rows)},
+          {"dropped", dropped_}};
 }
 
 }  // namespace rebound::fakelms

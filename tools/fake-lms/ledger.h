@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -42,6 +43,7 @@ struct KeyRecord {
   int attempts = 0;
   int effects = 0;
   int repeats = 0;
+  int outage_answers = 0;  // attempts answered by an outage (Server: POST /__outage)
   struct Attempt {
     double at_ms = 0;  // arrival, ms since the server started
     int status = 0;    // as answered; 0 for 'hang', 'reset', 'cut' (no full answer)
@@ -62,6 +64,8 @@ class Ledger {
   void Unanswered(KeyRecord& record);
   // The request got the stored effect back.
   void Repeated(KeyRecord& record);
+  // The request was answered `status` by an outage: never an effect, and no script step used.
+  void AnsweredByOutage(KeyRecord& record, int status);
 
   void CountRequest() { ++requests_; }
   void CountConnection() { ++connections_; }
@@ -81,6 +85,49 @@ class Ledger {
   uint64_t attempts_ = 0;     // scripted requests (not admin endpoints)
   uint64_t effects_ = 0;
   uint64_t repeats_ = 0;
+  uint64_t outage_answers_ = 0;
+};
+
+// Every scripted request in arrival order, for checkers that need per-endpoint rates and
+// concurrency (GET /__arrivals): arrival time, first path segment, the time fake-lms was done
+// with it (answer sent, connection reset or cut, or client gone), status, outage. 24 bytes a
+// request plus one copy of each distinct segment, so a million requests cost ~24 MB.
+class ArrivalLog {
+ public:
+  static constexpr size_t kNone = static_cast<size_t>(-1);
+  static constexpr size_t kMaxEntries = 4000000;  // beyond: counted in dropped(), not kept
+  static constexpr size_t kMaxSegmentBytes = 64;  // longer segments are cut
+  static constexpr size_t kMaxSegments = 10000;   // beyond: "(other)"
+
+  // Records a request to `path` (without the query) arriving at `at_ms`; returns its index, or
+  // kNone when the log is full.
+  size_t Add(double at_ms, std::string_view path);
+  // How it was (or will be) answered: status 0 for no full answer ('hang', 'reset', 'cut').
+  void Answered(size_t index, int status, bool outage);
+  // fake-lms is done with it at `at_ms`. Ignores kNone.
+  void Finished(size_t index, double at_ms);
+  void Clear();
+
+  size_t size() const { return entries_.size(); }
+  uint64_t dropped() const { return dropped_; }
+  // {"now_ms", "fields", "arrivals": [[at_ms, segment, done_ms|null, status, outage], ...],
+  //  "dropped"} for the requests that arrived at or after `since_ms`.
+  nlohmann::json Since(double since_ms, double now_ms) const;
+
+ private:
+  struct Entry {
+    double at_ms = 0;
+    double done_ms = -1;  // -1: not yet
+    uint32_t segment = 0;
+    int16_t status = 0;
+    bool outage = false;
+  };
+  uint32_t SegmentIndex(std::string_view path);
+
+  std::vector<Entry> entries_;
+  std::vector<std::string> segments_;
+  std::unordered_map<std::string, uint32_t> segment_index_;
+  uint64_t dropped_ = 0;
 };
 
 }  // namespace rebound::fakelms

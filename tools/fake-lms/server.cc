@@ -9,6 +9,7 @@
 #include <sys/queue.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <charconv>
@@ -39,6 +40,7 @@ struct Server::Pending {
   event* readable = nullptr;  // watches the socket: evhttp stops reading while a request waits,
                               // so this is how a client that went away is noticed
   Answer answer;
+  size_t arrival = ArrivalLog::kNone;  // the request's ArrivalLog entry
 };
 
 namespace {
@@ -170,12 +172,14 @@ std::string HttpDateIn(int seconds) {
   return std::string(buf, n);
 }
 
-std::optional<int> ParseNonNegative(const char* text) {
-  if (text == nullptr) return 0;
+// A non-negative number (int or double); 0 when `text` is nullptr.
+template <typename Number>
+std::optional<Number> ParseNonNegative(const char* text) {
+  if (text == nullptr) return Number{0};
   const char* end = text + std::strlen(text);
-  int value = 0;
+  Number value{};
   auto [ptr, ec] = std::from_chars(text, end, value);
-  if (ec != std::errc() || ptr != end || ptr == text || value < 0) return std::nullopt;
+  if (ec != std::errc() || ptr != end || ptr == text || !(value >= 0)) return std::nullopt;
   return value;
 }
 
@@ -248,8 +252,9 @@ std::optional<int> Server::Listen(const std::string& address, std::string* error
   // evutil_parse_sockaddr_port refuses port 0, so the port is parsed here and set afterwards.
   const size_t colon = address.rfind(':');
   const std::string host = address.substr(0, colon);
-  const std::optional<int> port =
-      colon == std::string::npos ? std::nullopt : ParseNonNegative(address.c_str() + colon + 1);
+  const std::optional<int> port = colon == std::string::npos
+                                      ? std::nullopt
+                                      : ParseNonNegative<int>(address.c_str() + colon + 1);
   sockaddr_storage ss{};
   int len = sizeof(ss);
   if (!port || *port > 65535 || host.empty() ||
@@ -311,7 +316,7 @@ void Server::HandleRequest(evhttp_request* req) {
   if (path_str.rfind("/__", 0) == 0) {
     HandleAdmin(req, path_str, query);
   } else {
-    HandleScripted(req, query);
+    HandleScripted(req, path_str, query);
   }
 }
 
@@ -321,6 +326,8 @@ void Server::HandleAdmin(evhttp_request* req, const std::string& path, const cha
     SendAnswer(req, JsonAnswer(200, {{"ok", true}}));
   } else if (path == "/__reset" && method == EVHTTP_REQ_POST) {
     ledger_.Clear();
+    arrivals_.Clear();
+    outages_.clear();
     SendAnswer(req, JsonAnswer(200, {{"ok", true}}));
   } else if (path == "/__stats" && method == EVHTTP_REQ_GET) {
     const QueryParams params(query);
@@ -333,14 +340,93 @@ void Server::HandleAdmin(evhttp_request* req, const std::string& path, const cha
       const bool totals_only = summary != nullptr && std::strcmp(summary, "0") != 0;
       SendAnswer(req, JsonAnswer(200, ledger_.Stats(totals_only)));
     }
-  } else if (path == "/__stats" || path == "/__reset") {
+  } else if (path == "/__outage") {
+    HandleOutage(req, query);
+  } else if (path == "/__arrivals" && method == EVHTTP_REQ_GET) {
+    const QueryParams params(query);
+    const std::optional<double> since = ParseNonNegative<double>(params.Find("since_ms"));
+    SendAnswer(req, since ? JsonAnswer(200, arrivals_.Since(*since, NowMs()))
+                          : JsonAnswer(400, {{"error", "since_ms: want a non-negative number"}}));
+  } else if (path == "/__stats" || path == "/__reset" || path == "/__arrivals") {
     SendAnswer(req, JsonAnswer(405, {{"error", "method not allowed"}}));
   } else {
     SendAnswer(req, JsonAnswer(404, {{"error", "unknown admin path"}, {"path", path}}));
   }
 }
 
-void Server::HandleScripted(evhttp_request* req, const char* query) {
+void Server::HandleOutage(evhttp_request* req, const char* query) {
+  const double now = NowMs();
+  outages_.erase(std::remove_if(outages_.begin(), outages_.end(),
+                                [now](const Outage& o) { return o.until_ms <= now; }),
+                 outages_.end());
+  const auto listing = [&] {
+    nlohmann::json list = nlohmann::json::array();
+    for (const Outage& o : outages_) {
+      list.push_back({{"prefix", o.prefix},
+                      {"status", o.status},
+                      {"from_ms", o.from_ms},
+                      {"until_ms", o.until_ms},
+                      {"active", o.from_ms <= now}});
+    }
+    return nlohmann::json{{"now_ms", now}, {"outages", std::move(list)}};
+  };
+  const evhttp_cmd_type method = evhttp_request_get_command(req);
+  if (method == EVHTTP_REQ_GET) {
+    SendAnswer(req, JsonAnswer(200, listing()));
+    return;
+  }
+  if (method != EVHTTP_REQ_POST) {
+    SendAnswer(req, JsonAnswer(405, {{"error", "method not allowed"}}));
+    return;
+  }
+  const QueryParams params(query);
+  const char* ms_text = params.Find("ms");
+  const std::optional<int> ms = ParseNonNegative<int>(ms_text);
+  const std::optional<int> after_ms = ParseNonNegative<int>(params.Find("after_ms"));
+  const char* status_text = params.Find("status");
+  const std::optional<int> status =
+      status_text == nullptr ? std::optional<int>(503) : ParseNonNegative<int>(status_text);
+  const char* prefix_text = params.Find("prefix");
+  const std::string prefix = prefix_text != nullptr ? prefix_text : "";
+  std::string error;
+  if (ms_text == nullptr || !ms) {
+    error = "ms: want a non-negative integer (0 ends the outage)";
+  } else if (!after_ms) {
+    error = "after_ms: want a non-negative integer";
+  } else if (!status || *status < 400 || *status > 599) {
+    error = "status: want 400..599";
+  } else if (!prefix.empty() && prefix[0] != '/') {
+    error = "prefix: want a path starting with '/'";
+  }
+  if (!error.empty()) {
+    SendAnswer(req, JsonAnswer(400, {{"error", error}}));
+    return;
+  }
+  outages_.erase(std::remove_if(outages_.begin(), outages_.end(),
+                                [&](const Outage& o) { return o.prefix == prefix; }),
+                 outages_.end());
+  if (*ms > 0) {
+    if (outages_.size() >= kMaxOutages) {
+      SendAnswer(req, JsonAnswer(400, {{"error", "too many outages (at most 64 prefixes)"}}));
+      return;
+    }
+    outages_.push_back({prefix, *status, now + *after_ms, now + *after_ms + *ms});
+  }
+  SendAnswer(req, JsonAnswer(200, listing()));
+}
+
+const Server::Outage* Server::OutageFor(const std::string& path, double now_ms) {
+  const Outage* found = nullptr;
+  for (const Outage& o : outages_) {
+    if (o.from_ms <= now_ms && now_ms < o.until_ms && path.rfind(o.prefix, 0) == 0 &&
+        (found == nullptr || o.prefix.size() > found->prefix.size())) {
+      found = &o;
+    }
+  }
+  return found;
+}
+
+void Server::HandleScripted(evhttp_request* req, const std::string& path, const char* query) {
   evkeyvalq* headers = evhttp_request_get_input_headers(req);
   const QueryParams params(query);
 
@@ -349,6 +435,8 @@ void Server::HandleScripted(evhttp_request* req, const char* query) {
   arrival.path = evhttp_request_get_uri(req);
   arrival.body_bytes = evbuffer_get_length(evhttp_request_get_input_buffer(req));
   arrival.at_ms = NowMs();
+  const size_t logged = arrivals_.Add(arrival.at_ms, path);
+  const double at_ms = arrival.at_ms;
   for (const evkeyval* h = headers->tqh_first; h != nullptr; h = h->next.tqe_next) {
     for (const char* c = h->key; *c != '\0'; ++c) {
       arrival.headers.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(*c))));
@@ -367,12 +455,26 @@ void Server::HandleScripted(evhttp_request* req, const char* query) {
   KeyRecord& record = ledger_.Arrive(key, std::move(arrival));
   const int attempt = record.attempts;
 
+  if (const Outage* outage = OutageFor(path, at_ms); outage != nullptr) {
+    // Hard down: the same status for every request, at once, whatever the script or a stored
+    // effect; no Retry-After. Never an effect, and the key's script does not move on.
+    ledger_.AnsweredByOutage(record, outage->status);
+    arrivals_.Answered(logged, outage->status, /*outage=*/true);
+    Respond(req,
+            JsonAnswer(outage->status, {{"error", ReasonPhrase(outage->status)},
+                                        {"status", outage->status},
+                                        {"outage", true}}),
+            0, logged);
+    return;
+  }
+
   const std::optional<int> latency_ms =
-      ParseNonNegative(Setting(headers, "X-Fake-Latency-Ms", params, "latency_ms"));
+      ParseNonNegative<int>(Setting(headers, "X-Fake-Latency-Ms", params, "latency_ms"));
   if (!latency_ms) {
     const Answer bad = JsonAnswer(400, {{"error", "latency_ms: want a non-negative integer"}});
     ledger_.Answered(record, bad);
-    SendAnswer(req, bad);
+    arrivals_.Answered(logged, bad.status, false);
+    Respond(req, bad, 0, logged);
     return;
   }
   if (record.effect) {
@@ -380,7 +482,8 @@ void Server::HandleScripted(evhttp_request* req, const char* query) {
     ledger_.Repeated(record);
     Answer repeat = *record.effect;
     repeat.headers.emplace_back("X-Fake-Repeat", "true");
-    Respond(req, repeat, *latency_ms);
+    arrivals_.Answered(logged, repeat.status, false);
+    Respond(req, repeat, *latency_ms, logged);
     return;
   }
   const char* script_text = Setting(headers, "X-Fake-Script", params, "script");
@@ -390,22 +493,24 @@ void Server::HandleScripted(evhttp_request* req, const char* query) {
   if (!script) {
     const Answer bad = JsonAnswer(400, {{"error", "bad script: " + error}});
     ledger_.Answered(record, bad);
-    SendAnswer(req, bad);
+    arrivals_.Answered(logged, bad.status, false);
+    Respond(req, bad, 0, logged);
     return;
   }
-  const Step& step = StepFor(*script, attempt);
+  // Outage answers use no step: after an outage the key goes on where its script was.
+  const Step& step = StepFor(*script, attempt - record.outage_answers);
   switch (step.kind) {
     case Step::Kind::kHang:
       ledger_.Unanswered(record);
-      Defer(req, PendingKind::kHang, Answer{}, 0);
+      Defer(req, PendingKind::kHang, Answer{}, 0, logged);
       return;
     case Step::Kind::kReset:
       ledger_.Unanswered(record);
-      Defer(req, PendingKind::kReset, Answer{}, *latency_ms);
+      Defer(req, PendingKind::kReset, Answer{}, *latency_ms, logged);
       return;
     case Step::Kind::kCut:
       ledger_.Unanswered(record);
-      Defer(req, PendingKind::kCut, Answer{}, *latency_ms);
+      Defer(req, PendingKind::kCut, Answer{}, *latency_ms, logged);
       return;
     case Step::Kind::kRespond: {
       const Answer answer =
@@ -413,25 +518,29 @@ void Server::HandleScripted(evhttp_request* req, const char* query) {
       // The effect happens on arrival, even if the answer is delayed and the client has gone
       // by then: that is the "applied, but the response was lost" case retries must survive.
       ledger_.Answered(record, answer);
-      Respond(req, answer, *latency_ms + step.delay_ms);
+      arrivals_.Answered(logged, answer.status, false);
+      Respond(req, answer, *latency_ms + step.delay_ms, logged);
       return;
     }
   }
 }
 
-void Server::Respond(evhttp_request* req, const Answer& answer, int delay_ms) {
+void Server::Respond(evhttp_request* req, const Answer& answer, int delay_ms, size_t arrival) {
   if (delay_ms <= 0) {
     SendAnswer(req, answer);
+    arrivals_.Finished(arrival, NowMs());
   } else {
-    Defer(req, PendingKind::kDelay, answer, delay_ms);
+    Defer(req, PendingKind::kDelay, answer, delay_ms, arrival);
   }
 }
 
-void Server::Defer(evhttp_request* req, PendingKind kind, Answer answer, int delay_ms) {
+void Server::Defer(evhttp_request* req, PendingKind kind, Answer answer, int delay_ms,
+                   size_t arrival) {
   auto pending = std::make_unique<Pending>();
   pending->server = this;
   pending->kind = kind;
   pending->req = req;
+  pending->arrival = arrival;
   pending->evcon = evhttp_request_get_connection(req);
   pending->fd = bufferevent_getfd(evhttp_connection_get_bufferevent(pending->evcon));
   pending->answer = std::move(answer);
@@ -485,7 +594,10 @@ void Server::OnPendingTimer(evutil_socket_t /*fd*/, short /*what*/, void* arg) {
   const evutil_socket_t fd = pending->fd;
   const PendingKind kind = pending->kind;
   const Answer answer = std::move(pending->answer);
+  const size_t arrival = pending->arrival;
   pending.reset();  // our events go before libevent touches the connection
+  // Done with the request now: answered, reset, or cut (the rest of a cut adds nothing).
+  server->arrivals_.Finished(arrival, server->NowMs());
   switch (kind) {
     case PendingKind::kDelay:
       SendAnswer(req, answer);
@@ -531,8 +643,10 @@ void Server::OnPendingReadable(evutil_socket_t fd, short /*what*/, void* arg) {
   }
   if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
   // The client went away: drop the waiting request with its connection.
-  std::unique_ptr<Pending> pending = raw->server->TakePending(raw);
+  Server* server = raw->server;
+  std::unique_ptr<Pending> pending = server->TakePending(raw);
   evhttp_connection* evcon = pending->evcon;
+  server->arrivals_.Finished(pending->arrival, server->NowMs());
   pending.reset();
   evhttp_connection_free(evcon);
 }

@@ -1,7 +1,8 @@
 // Server: fake-lms's HTTP front, on libevent's evhttp and one event loop.
 //
-// Answers every request on a non-admin path from its script (script.h) and records it in the
-// Ledger (ledger.h); /__stats, /__reset and /__health are the admin endpoints. Delayed answers
+// Answers every request on a non-admin path from its script (script.h), or from an outage, and
+// records it in the Ledger and the ArrivalLog (ledger.h); /__stats, /__reset, /__health,
+// /__outage and /__arrivals are the admin endpoints. Delayed answers
 // use event timers; nothing ever blocks the loop. Not thread-safe: every method runs on the
 // thread that runs `base`.
 #ifndef REBOUND_TOOLS_FAKE_LMS_SERVER_H_
@@ -15,6 +16,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "tools/fake-lms/ledger.h"
 
@@ -37,6 +39,15 @@ class Server {
   // by a cut-off answer ('cut', then kClose once its bytes are out).
   enum class PendingKind { kDelay, kHang, kReset, kCut, kClose };
   struct Pending;
+  // POST /__outage: scripted requests whose path starts with `prefix` ("" = every path) are
+  // answered `status` from `from_ms` until `until_ms` (ms since start).
+  struct Outage {
+    std::string prefix;
+    int status = 503;
+    double from_ms = 0;
+    double until_ms = 0;
+  };
+  static constexpr size_t kMaxOutages = 64;
 
   static void OnRequest(evhttp_request* req, void* self);
   static bufferevent* OnConnection(event_base* base, void* self);
@@ -46,10 +57,14 @@ class Server {
 
   void HandleRequest(evhttp_request* req);
   void HandleAdmin(evhttp_request* req, const std::string& path, const char* query);
-  void HandleScripted(evhttp_request* req, const char* query);
-  // Sends now when `delay_ms` is 0, else from a timer.
-  void Respond(evhttp_request* req, const Answer& answer, int delay_ms);
-  void Defer(evhttp_request* req, PendingKind kind, Answer answer, int delay_ms);
+  void HandleOutage(evhttp_request* req, const char* query);
+  void HandleScripted(evhttp_request* req, const std::string& path, const char* query);
+  // The active outage with the longest prefix of `path`, or nullptr.
+  const Outage* OutageFor(const std::string& path, double now_ms);
+  // Sends now when `delay_ms` is 0, else from a timer; `arrival` is the request's ArrivalLog
+  // index, finished when the answer is out.
+  void Respond(evhttp_request* req, const Answer& answer, int delay_ms, size_t arrival);
+  void Defer(evhttp_request* req, PendingKind kind, Answer answer, int delay_ms, size_t arrival);
   // Closes `evcon` from a zero timer: never from inside one of evhttp's own callbacks.
   void CloseSoon(evhttp_connection* evcon);
   std::unique_ptr<Pending> TakePending(Pending* pending);
@@ -58,6 +73,8 @@ class Server {
   event_base* base_;
   evhttp* http_;
   Ledger ledger_;
+  ArrivalLog arrivals_;
+  std::vector<Outage> outages_;
   std::unordered_map<Pending*, std::unique_ptr<Pending>> pending_;
   const std::chrono::steady_clock::time_point start_;
 };

@@ -1,4 +1,4 @@
-#include "server/log/traceparent.h"
+#include "server/http/traceparent.h"
 
 #include <cstdint>
 #include <string>
@@ -6,7 +6,7 @@
 #include "absl/random/distributions.h"
 #include "absl/strings/str_cat.h"
 
-namespace rebound::log {
+namespace rebound::http {
 namespace {
 
 constexpr size_t kLength = 55;  // 2 + 1 + 32 + 1 + 16 + 1 + 2
@@ -66,4 +66,4 @@ std::string NewChildTraceparent(absl::string_view parent, absl::BitGenRef rng) {
                       parent.substr(kFlagsPos - 1));
 }
 
-}  // namespace rebound::log
+}  // namespace rebound::http

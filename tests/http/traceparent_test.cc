@@ -1,4 +1,4 @@
-#include "server/log/traceparent.h"
+#include "server/http/traceparent.h"
 
 #include <random>
 #include <string>
@@ -9,7 +9,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
-namespace rebound::log {
+namespace rebound::http {
 namespace {
 
 constexpr char kExample[] = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
@@ -105,4 +105,4 @@ TEST(Traceparent, RootTraceparentsAreValidAndDistinct) {
 }
 
 }  // namespace
-}  // namespace rebound::log
+}  // namespace rebound::http

@@ -8,15 +8,15 @@
 //   lowercase hex flags>
 //
 // Pure functions; randomness is injected.
-#ifndef REBOUND_SERVER_LOG_TRACEPARENT_H_
-#define REBOUND_SERVER_LOG_TRACEPARENT_H_
+#ifndef REBOUND_SERVER_HTTP_TRACEPARENT_H_
+#define REBOUND_SERVER_HTTP_TRACEPARENT_H_
 
 #include <string>
 
 #include "absl/random/bit_gen_ref.h"
 #include "absl/strings/string_view.h"
 
-namespace rebound::log {
+namespace rebound::http {
 
 bool ValidTraceparent(absl::string_view traceparent);
 
@@ -31,6 +31,6 @@ std::string NewRootTraceparent(absl::BitGenRef rng);
 // as the W3C spec asks of a participant that receives an invalid header.
 std::string NewChildTraceparent(absl::string_view parent, absl::BitGenRef rng);
 
-}  // namespace rebound::log
+}  // namespace rebound::http
 
-#endif  // REBOUND_SERVER_LOG_TRACEPARENT_H_
+#endif  // REBOUND_SERVER_HTTP_TRACEPARENT_H_

@@ -1,0 +1,257 @@
+#include "server/engine/endpoint_gate.h"
+
+#include <algorithm>
+#include <cassert>
+#include <utility>
+
+namespace rebound::engine {
+
+using common::JobState;
+using common::WaitReason;
+
+CircuitSignal SignalOf(const policy::Outcome& outcome, policy::Action classification) {
+  if (classification == policy::Action::kRateLimited) return CircuitSignal::kThrottle;
+  if (outcome.error != policy::TransportError::kNone || outcome.http_status >= 500) {
+    return CircuitSignal::kFailure;
+  }
+  return CircuitSignal::kSuccess;
+}
+
+void EndpointGate::Configure(const config::EndpointConfig& endpoint, const config::Config& config,
+                             absl::Time now, int index, EngineObserver* observer) {
+  config_ = &endpoint;
+  default_policy_ = config.FindPolicy(endpoint.policy).get();
+  // Config validation guarantees the policy exists; fall back for hand-built test configs.
+  if (default_policy_ == nullptr) default_policy_ = config.FindPolicy("default").get();
+  assert(default_policy_ != nullptr);
+  base_url_ = endpoint.base_url;
+  if (index >= 0) index_ = index;
+  if (observer != nullptr) observer_ = observer;
+  Report(breaker_.Configure(endpoint.circuit_breaker, now), now);
+  budget_.Configure(endpoint.retry_budget);
+  bucket_.Configure(endpoint.rate_limit, now);
+  send_bucket_.Configure(endpoint.rate_limit, now);
+  slow_start_.Configure(endpoint.slow_start);
+}
+
+void EndpointGate::Report(const std::optional<CircuitTransition>& t, absl::Time now) {
+  if (!t.has_value()) return;
+  if (t->to == CircuitState::kClosed) slow_start_.Begin(now);
+  if (observer_ != nullptr) observer_->OnCircuitChanged(index_, t->from, t->to, t->why);
+}
+
+void EndpointGate::Tick(absl::Time now) {
+  Report(breaker_.Advance(now), now);
+  if (operator_paused_ && now >= operator_until_) operator_paused_ = false;  // expired
+  const bool paused = OperatorPaused(now) || paused_until_ > now;
+  if (was_paused_ && !paused) slow_start_.Begin(now);
+  was_paused_ = paused;
+}
+
+Admission EndpointGate::Admit(absl::Time now, bool retry) const {
+  if (OperatorPaused(now)) return {false, WaitReason::kOperatorPaused, operator_until_};
+  if (paused_until_ > now) return {false, WaitReason::kEndpointPaused, paused_until_};
+  if (!breaker_.MayStart()) return {false, WaitReason::kCircuitOpen, breaker_.NextChange()};
+  const int64_t max = config_->max_in_flight;
+  if (in_flight_ >= slow_start_.Allowed(max, now)) {
+    return {false, WaitReason::kNone, slow_start_.NextStep(max, now)};
+  }
+  if (retry && !budget_.MayStartRetry(in_flight_, retries_in_flight_)) {
+    return {false, WaitReason::kRetryBudget};
+  }
+  if (bucket_.limited()) {
+    const absl::Time next_token = bucket_.NextTokenAt(now);
+    if (next_token > now) return {false, WaitReason::kRateLimited, next_token};
+  }
+  return {};
+}
+
+AttemptTicket EndpointGate::OnStarted(bool retry, absl::Time now) {
+  ++in_flight_;
+  if (retry) ++retries_in_flight_;
+  const bool took = bucket_.TryTake(now);
+  assert(took && "OnStarted without admission");
+  (void)took;
+  return AttemptTicket{breaker_.Start(), retry};
+}
+
+void EndpointGate::OnFinished(const AttemptTicket& ticket, const CircuitSignal* signal,
+                              absl::Time now) {
+  assert(in_flight_ > 0);
+  --in_flight_;
+  if (ticket.retry) --retries_in_flight_;
+  if (signal != nullptr) {
+    Report(breaker_.Finish(ticket.circuit, *signal, now), now);
+  } else {
+    breaker_.Abandon(ticket.circuit);
+  }
+}
+
+bool EndpointGate::PauseUntil(absl::Time until, std::string cause) {
+  if (until <= paused_until_) return false;
+  paused_until_ = until;
+  pause_cause_ = std::move(cause);
+  was_paused_ = true;
+  return true;
+}
+
+void EndpointGate::SetOperatorPause(absl::Time until, std::string reason, absl::Time paused_at) {
+  operator_paused_ = true;
+  operator_until_ = until;
+  operator_reason_ = std::move(reason);
+  operator_paused_at_ = paused_at;
+  was_paused_ = true;
+}
+
+bool EndpointGate::ClearOperatorPause(absl::Time now) {
+  if (!OperatorPaused(now)) return false;
+  operator_paused_ = false;
+  return true;  // the next Tick sees the pause gone and begins slow start
+}
+
+bool EndpointGate::ReleaseSend(absl::Time now, common::JobId* id) {
+  if (send_held_.empty() || !send_bucket_.TryTake(now)) return false;
+  *id = send_held_.front();
+  send_held_.pop_front();
+  return true;
+}
+
+void EndpointGate::PushReady(common::JobId id, bool retry, absl::Time now) {
+  (retry ? retries_ : firsts_).push_back(Entry{id, next_seq_++, now});
+}
+
+bool EndpointGate::TakeAdmitted(absl::Time now, Ready* out) {
+  // The older of the two fronts first; if the gate holds that kind, the other kind.
+  const bool retry_older =
+      !retries_.empty() && (firsts_.empty() || retries_.front().seq < firsts_.front().seq);
+  for (const bool retry : {retry_older, !retry_older}) {
+    std::deque<Entry>& q = retry ? retries_ : firsts_;
+    if (q.empty()) continue;
+    const Admission a = Admit(now, retry);
+    if (!a.admitted) {
+      if (a.reason == WaitReason::kRetryBudget && q.front().id != delayed_retry_) {
+        delayed_retry_ = q.front().id;  // counted once per job held
+        if (observer_ != nullptr) observer_->OnRetryDelayed(index_);
+      }
+      continue;
+    }
+    out->id = q.front().id;
+    out->retry = retry;
+    q.pop_front();
+    return true;
+  }
+  return false;
+}
+
+void EndpointGate::Count(JobState state, bool retry_after, int sign) {
+  count_[static_cast<int>(state)] += sign;
+  if (state == JobState::kWaitingRetry && retry_after) waiting_retry_after_ += sign;
+}
+
+void EndpointGate::FillWaiting(absl::Time now,
+                               std::array<int64_t, common::kWaitReasonCount>* waiting) const {
+  auto& w = *waiting;
+  w.fill(0);
+  w[static_cast<int>(WaitReason::kBackoff)] =
+      CountOf(JobState::kWaitingRetry) - waiting_retry_after_;
+  w[static_cast<int>(WaitReason::kRetryAfter)] = waiting_retry_after_;
+  w[static_cast<int>(WaitReason::kOrderingBlocked)] = CountOf(JobState::kBlocked);
+  // Queued jobs: the queue may still hold entries of jobs cancelled meanwhile, so the exact
+  // count is the state's; retries are those of the queue, at most that.
+  const int64_t queued = CountOf(JobState::kQueued);
+  const int64_t retries = std::min<int64_t>(static_cast<int64_t>(retries_.size()), queued);
+  const Admission first = Admit(now, false);
+  const Admission retry = Admit(now, true);
+  w[static_cast<int>(first.admitted ? WaitReason::kNone : first.reason)] += queued - retries;
+  w[static_cast<int>(retry.admitted ? WaitReason::kNone : retry.reason)] += retries;
+}
+
+EndpointGauges EndpointGate::Gauges(absl::Time now) const {
+  EndpointGauges g;
+  g.paused = paused_until_ > now || OperatorPaused(now);
+  g.blocked = CountOf(JobState::kBlocked);
+  g.running = CountOf(JobState::kRunning);
+  g.waiting_retry_after = waiting_retry_after_;
+  g.waiting_backoff = CountOf(JobState::kWaitingRetry) - waiting_retry_after_;
+  (g.paused ? g.waiting_paused : g.queued) = CountOf(JobState::kQueued);
+  g.in_flight = in_flight_;
+  g.circuit = breaker_.state();
+  g.operator_paused = OperatorPaused(now);
+  g.allowed_in_flight = slow_start_.Allowed(config_->max_in_flight, now);
+  g.tokens = bucket_.limited() ? bucket_.Tokens(now) : -1;
+  g.retries_in_flight = retries_in_flight_;
+  g.retry_budget = config_->retry_budget.enabled ? budget_.Allowed(in_flight_) : -1;
+  FillWaiting(now, &g.waiting);
+  return g;
+}
+
+EndpointStatus EndpointGate::Status(absl::Time now) const {
+  EndpointStatus s;
+  const CircuitSnapshot c = breaker_.Snapshot(now);
+  s.circuit_enabled = c.enabled;
+  s.circuit = c.state;
+  s.circuit_changed_at = c.changed_at;
+  s.next_probe_at = c.next_probe_at;
+  s.window_requests = c.window_requests;
+  s.window_failures = c.window_failures;
+  s.window_throttles = c.window_throttles;
+  if (paused_until_ > now) {
+    s.paused_until = paused_until_;
+    s.pause_cause = pause_cause_;
+  }
+  s.operator_paused = OperatorPaused(now);
+  if (s.operator_paused) {
+    s.operator_paused_until = operator_until_;
+    s.operator_paused_at = operator_paused_at_;
+    s.operator_reason = operator_reason_;
+  }
+  s.in_flight = in_flight_;
+  s.max_in_flight = config_->max_in_flight;
+  const SlowStartSnapshot ss = slow_start_.Snapshot(config_->max_in_flight, now);
+  s.allowed_in_flight = ss.allowed_in_flight;
+  s.slow_start_level = ss.level;
+  s.slow_start_until = ss.until;
+  const TokenBucketSnapshot tb = bucket_.Snapshot(now);
+  s.rate = tb.rate;
+  s.burst = tb.burst;
+  s.tokens = tb.tokens;
+  const RetryBudgetSnapshot rb = budget_.Snapshot(in_flight_, retries_in_flight_);
+  s.retry_budget_enabled = rb.enabled;
+  s.retries_in_flight = rb.retries_in_flight;
+  s.retry_budget = rb.enabled ? rb.budget : 0;
+  FillWaiting(now, &s.waiting);
+  s.ready = s.waiting[static_cast<int>(WaitReason::kNone)];
+  s.running = CountOf(JobState::kRunning);
+  absl::Time oldest = absl::InfiniteFuture();
+  if (!firsts_.empty()) oldest = std::min(oldest, firsts_.front().since);
+  if (!retries_.empty()) oldest = std::min(oldest, retries_.front().since);
+  if (oldest < now) s.oldest_waiting_age = now - oldest;
+  return s;
+}
+
+bool EndpointGate::RefreshHolds(absl::Time now) {
+  bool changed = false;
+  for (const bool retry : {false, true}) {
+    const bool queued = !(retry ? retries_ : firsts_).empty();
+    Admission a = queued ? Admit(now, retry) : Admission{};
+    if (a.admitted || a.reason == WaitReason::kNone) a = Admission{};
+    Admission& h = holds_[retry ? 1 : 0];
+    changed |= h.reason != a.reason;
+    h = a;  // `until` moves with every token: not a change worth telling
+  }
+  return changed;
+}
+
+absl::Time EndpointGate::NextWakeup(absl::Time now) const {
+  absl::Time next = absl::InfiniteFuture();
+  for (const bool retry : {false, true}) {
+    if ((retry ? retries_ : firsts_).empty()) continue;
+    const Admission a = Admit(now, retry);
+    // An admitted job is dispatched this turn; a hold without a time ends with a completion.
+    if (!a.admitted && a.until != absl::InfiniteFuture()) next = std::min(next, a.until);
+  }
+  if (!send_held_.empty()) next = std::min(next, send_bucket_.NextTokenAt(now));
+  return std::max(next, now);
+}
+
+}  // namespace rebound::engine

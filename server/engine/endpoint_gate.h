@@ -1,0 +1,191 @@
+// EndpointGate: one per endpoint; decides whether the next attempt to the endpoint may start
+// now, and holds the endpoint's ready jobs until it does.
+//
+// Loop thread only (the engine owns one per endpoint); no clock of its own: every time-dependent
+// call takes `now`. Admission is asked before an attempt is counted, so a gate that refuses
+// never spends an attempt: the engine takes admitted jobs (TakeAdmitted), calls OnStarted when
+// it counts the attempt, and OnFinished when the attempt ends or is given back.
+//
+// The checks, in order; the first that refuses names the wait (docs/architecture.md, "Endpoint
+// protection"):
+//   1. operator pause (PauseEndpoint)                         OPERATOR_PAUSED
+//   2. pause by a rate-limited answer (Retry-After)            ENDPOINT_PAUSED
+//   3. circuit breaker open, or half-open with its probes out  CIRCUIT_OPEN
+//   4. in-flight cap (lowered by slow start while it ramps)    (no wait reason: "ready")
+//   5. retry budget, for retries only                          RETRY_BUDGET
+//   6. token bucket (a token is taken only on admission)       RATE_LIMITED
+// Slow start begins when a pause ends or the breaker closes. The gate tells the observer about
+// breaker transitions and about retries the budget holds back.
+#ifndef REBOUND_SERVER_ENGINE_ENDPOINT_GATE_H_
+#define REBOUND_SERVER_ENGINE_ENDPOINT_GATE_H_
+
+#include <cstdint>
+#include <deque>
+#include <string>
+
+#include "absl/time/time.h"
+#include "server/common/job.h"
+#include "server/config/config.h"
+#include "server/engine/circuit_breaker.h"
+#include "server/engine/endpoint_status.h"
+#include "server/engine/observer.h"
+#include "server/engine/retry_budget.h"
+#include "server/engine/slow_start.h"
+#include "server/engine/token_bucket.h"
+#include "server/policy/policy.h"
+
+namespace rebound::engine {
+
+// The gate's answer for the next attempt of a ready job.
+struct Admission {
+  bool admitted = true;
+  // When not admitted: the endpoint's wait (ENDPOINT_PAUSED, ...), or kNone when only the
+  // in-flight cap holds the job (it is "ready": a completion frees a place).
+  common::WaitReason reason = common::WaitReason::kNone;
+  // When to ask again; InfiniteFuture: on a completion (or unknown).
+  absl::Time until = absl::InfiniteFuture();
+};
+
+// What an attempt carries from OnStarted to OnFinished.
+struct AttemptTicket {
+  CircuitTicket circuit;
+  bool retry = false;
+};
+
+// What an attempt's outcome says about the endpoint (for the breaker): 5xx, timeouts and
+// transport errors are failures; rate-limited outcomes (429, rate_limited rules) throttles;
+// any other answer a success (the endpoint is up, whatever the job's fate).
+CircuitSignal SignalOf(const policy::Outcome& outcome, policy::Action classification);
+
+class EndpointGate {
+ public:
+  // A job in the ready queue. `retry`: its next attempt is a retry of its current budget.
+  struct Ready {
+    common::JobId id = 0;
+    bool retry = false;
+  };
+
+  // Takes the endpoint's settings, at start and on every reload (the gate keeps its state:
+  // queue, in flight, pauses, the breaker's window). `endpoint` must live in `config`, which
+  // must outlive its use. `index` and `observer` (not owned; may be null) name the gate in
+  // what it reports.
+  void Configure(const config::EndpointConfig& endpoint, const config::Config& config,
+                 absl::Time now, int index = -1, EngineObserver* observer = nullptr);
+  const config::EndpointConfig& config() const { return *config_; }
+  // The endpoint's policy (the config's "default" when the endpoint names none that exists).
+  const policy::Policy* default_policy() const { return default_policy_; }
+  const std::string& base_url() const { return base_url_; }
+
+  // --- Admission --------------------------------------------------------------------------
+  // Changes that time makes by itself: the breaker's open period ending, a pause ending (slow
+  // start begins). Call before taking jobs in each dispatch pass.
+  void Tick(absl::Time now);
+  // Whether an attempt (`retry` or first) may start now. No side effect.
+  Admission Admit(absl::Time now, bool retry) const;
+  // The attempt is counted and goes on the wire (after TakeAdmitted gave the job): takes a
+  // token, counts a half-open probe and a retry in flight.
+  AttemptTicket OnStarted(bool retry, absl::Time now);
+  // The attempt ended; `signal` null: it was given back before it left.
+  void OnFinished(const AttemptTicket& ticket, const CircuitSignal* signal, absl::Time now);
+  int in_flight() const { return in_flight_; }
+
+  // The upstream asked to hold the endpoint until `until` (Retry-After of a rate-limited
+  // answer); `cause` is the decision, for the status. Returns true when that moved the pause
+  // later.
+  bool PauseUntil(absl::Time until, std::string cause);
+  absl::Time paused_until() const { return paused_until_; }
+  // An operator's pause (persisted by the engine): until `until` (InfiniteFuture: until
+  // resumed). A second one replaces the first.
+  void SetOperatorPause(absl::Time until, std::string reason, absl::Time paused_at);
+  // Lifts the operator pause (slow start begins); false when there was none.
+  bool ClearOperatorPause(absl::Time now);
+  bool OperatorPaused(absl::Time now) const { return operator_paused_ && now < operator_until_; }
+
+  // --- Ready queue ------------------------------------------------------------------------
+  // First attempts and retries are queued apart, FIFO within each and, as long as both are
+  // admitted, taken oldest first across the two (one sequence number), so a gate that holds
+  // retries only (retry budget) lets first attempts pass.
+  void PushReady(common::JobId id, bool retry, absl::Time now);
+  bool HasReady() const { return !firsts_.empty() || !retries_.empty(); }
+  size_t ReadySize() const { return firsts_.size() + retries_.size(); }
+  // Takes off the queue the oldest ready job whose attempt Admit allows now; false when none.
+  // The entry may be stale (the job was cancelled meanwhile): the caller checks and skips it.
+  bool TakeAdmitted(absl::Time now, Ready* out);
+
+  // --- Send pacing ------------------------------------------------------------------------
+  // The token bucket is charged at admission, but a request leaves only once its RUNNING is
+  // committed, and a group commit hands many admitted attempts back at once. A second bucket of
+  // the same rate paces the sends themselves, so the upstream never sees more than the limit in
+  // any window. An attempt of a paced endpoint waits here, in order, and the engine releases
+  // the ones whose tokens are due right before the loop waits in the executor, where the
+  // requests leave: so a send token is taken when the request really goes out.
+  bool paces_sends() const { return send_bucket_.limited(); }
+  void HoldForSend(common::JobId id) { send_held_.push_back(id); }
+  // The oldest held attempt, with its send token taken, when one is due; false otherwise.
+  bool ReleaseSend(absl::Time now, common::JobId* id);
+
+  // --- What it shows -----------------------------------------------------------------------
+  // A job of this endpoint entered (+1) or left (-1) `state`; `retry_after` for a
+  // WAITING_RETRY set by the upstream's Retry-After.
+  void Count(common::JobState state, bool retry_after, int sign);
+  int64_t CountOf(common::JobState state) const { return count_[static_cast<int>(state)]; }
+  EndpointGauges Gauges(absl::Time now) const;
+  // Everything but the name; waiting counts and the oldest wait included.
+  EndpointStatus Status(absl::Time now) const;
+  // The endpoint's wait for a ready job of that kind now (kNone: none, or only the in-flight
+  // cap), with until when. Records it; returns true when either kind's wait changed since the
+  // last call (the engine then tells watchers and refreshes what other threads read).
+  bool RefreshHolds(absl::Time now);
+  const Admission& hold(bool retry) const { return holds_[retry ? 1 : 0]; }
+
+  // The earliest time after `now` at which the gate would admit a queued job it holds now;
+  // InfiniteFuture when nothing waits on time (a queue held by the in-flight cap or the retry
+  // budget waits for a completion, which wakes the loop anyway).
+  absl::Time NextWakeup(absl::Time now) const;
+
+ private:
+  struct Entry {
+    common::JobId id;
+    uint64_t seq;
+    absl::Time since;  // when it became ready
+  };
+
+  void Report(const std::optional<CircuitTransition>& t, absl::Time now);
+  // Jobs waiting by reason: the queued ones split by the gate's holds, and the job's own.
+  void FillWaiting(absl::Time now, std::array<int64_t, common::kWaitReasonCount>* waiting) const;
+
+  const config::EndpointConfig* config_ = nullptr;
+  const policy::Policy* default_policy_ = nullptr;
+  std::string base_url_;
+  int index_ = -1;
+  EngineObserver* observer_ = nullptr;
+  std::deque<Entry> firsts_;
+  std::deque<Entry> retries_;
+  uint64_t next_seq_ = 0;
+  int in_flight_ = 0;
+  int retries_in_flight_ = 0;
+  absl::Time paused_until_ = absl::InfinitePast();
+  std::string pause_cause_;
+  bool operator_paused_ = false;
+  absl::Time operator_until_ = absl::InfiniteFuture();
+  absl::Time operator_paused_at_ = absl::InfinitePast();
+  std::string operator_reason_;
+  // A pause was in force at the last Tick: its end begins slow start.
+  bool was_paused_ = false;
+  CircuitBreaker breaker_{config::CircuitBreakerConfig{}, absl::UnixEpoch()};
+  RetryBudget budget_{config::RetryBudgetConfig{}};
+  TokenBucket bucket_{config::RateLimitConfig{}, absl::UnixEpoch()};
+  TokenBucket send_bucket_{config::RateLimitConfig{}, absl::UnixEpoch()};
+  std::deque<common::JobId> send_held_;  // admitted, committed, waiting for a send token
+  SlowStart slow_start_{config::SlowStartConfig{}};
+  // The retry at the head of the queue that the budget was last counted holding back.
+  common::JobId delayed_retry_ = 0;
+  Admission holds_[2];  // last RefreshHolds: [0] first attempts, [1] retries
+  // Jobs of this endpoint by state (index: JobState), and those waiting on a Retry-After.
+  int64_t count_[9] = {};
+  int64_t waiting_retry_after_ = 0;
+};
+
+}  // namespace rebound::engine
+
+#endif  // REBOUND_SERVER_ENGINE_ENDPOINT_GATE_H_
