@@ -257,9 +257,8 @@ TEST_F(ProtectionTest, TokenBucketRateIsNeverExceededInAnyOneSecondWindow) {
 // include ... in all 429 responses: Retry-After", https://community.d2l.com/brightspace/kb/
 // articles/1195-rate-limiting-and-api-response-headers; only the header the test needs, none of
 // D2L's X-Rate-Limit-* headers, which Rebound does not read yet), pauses the endpoint for 5 s;
-// when the pause ends, slow start lets
-// the in-flight cap grow from 1 to max_in_flight over its window instead of releasing the 60
-// ready jobs at once.
+// when the pause ends, slow start lets the in-flight cap grow from 1 to max_in_flight over its
+// window instead of releasing the 60 ready jobs at once.
 TEST_F(ProtectionTest, AfterARetryAfterPauseTheFirst100MsStayWithinTheSlowStartRamp) {
   constexpr int kMaxInFlight = 32;
   constexpr absl::Duration kWindow = absl::Seconds(1);
