@@ -249,11 +249,11 @@ int Run(int argc, char** argv) {
     }
     per_endpoint[name] = std::move(row);
   }
-  // The worst breach of each kind, for a one-line summary.
+  // For a one-line summary: the rate-limited endpoint closest to its limit (or furthest over).
   double worst_rate = 0;
   std::string worst_rate_name;
-  for (const std::string& name : rate_exceeded) {
-    const nlohmann::json& row = per_endpoint[name];
+  for (const auto& [name, row] : per_endpoint.items()) {
+    if (!row.contains("allowed_in_1s")) continue;
     const double ratio =
         row["max_in_1s"].get<double>() / std::max(1.0, row["allowed_in_1s"].get<double>());
     if (ratio > worst_rate) {

@@ -1,6 +1,9 @@
 #include "server/app/app.h"
 
+#include <sys/resource.h>
+
 #include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <tuple>
 #include <utility>
@@ -34,6 +37,21 @@ std::pair<absl::Duration, absl::Duration> LongestRetentions(const config::Config
     longest.second = std::max(longest.second, p->dead_letter_retention);
   }
   return longest;
+}
+
+// Raises the soft RLIMIT_NOFILE to the hard limit, as servers holding many connections do (the
+// usual soft default, 1024, is below a few endpoints' max_in_flight); returns the soft limit in
+// force. Nothing here uses select(), which descriptors above 1024 would break.
+int64_t RaiseOpenFileLimit() {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return 1024;
+  if (limit.rlim_cur < limit.rlim_max) {
+    rlimit raised = limit;
+    raised.rlim_cur = limit.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &raised) == 0) limit = raised;
+  }
+  if (limit.rlim_cur == RLIM_INFINITY) return INT64_MAX;
+  return static_cast<int64_t>(limit.rlim_cur);
 }
 
 }  // namespace
@@ -86,7 +104,21 @@ absl::StatusOr<std::unique_ptr<App>> App::Create(std::shared_ptr<const config::C
                  "\"Retention\", gives the one-time conversion)\n",
                  cfg.store.path.c_str());
   }
-  auto executor = http::CurlExecutor::Create(http::CurlExecutorOptions{});
+  // Every attempt in flight holds a connection, and a connection is a descriptor.
+  int64_t in_flight = 0;
+  for (const config::EndpointConfig& e : cfg.endpoints) in_flight += e.max_in_flight;
+  const int64_t open_files = RaiseOpenFileLimit();
+  const http::CurlExecutorOptions executor_options =
+      http::CurlExecutorOptions::ForEndpoints(in_flight, open_files);
+  if (in_flight > executor_options.max_total_connections) {
+    std::fprintf(stderr,
+                 "rebound: warning: the endpoints' max_in_flight add up to %lld, but the open-file "
+                 "limit (RLIMIT_NOFILE %lld) leaves room for %d connections: attempts beyond them "
+                 "wait inside libcurl for a connection; raise the limit (ulimit -n)\n",
+                 static_cast<long long>(in_flight), static_cast<long long>(open_files),
+                 executor_options.max_total_connections);
+  }
+  auto executor = http::CurlExecutor::Create(executor_options);
   if (!executor.ok()) return executor.status();
   app->executor_ = *std::move(executor);
 

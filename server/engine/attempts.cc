@@ -129,7 +129,7 @@ void Engine::BeginAttempt(Slot& slot, bool send_token) {
   const bool too_late = stopping_ && clock_.Now() >= stop_deadline_;
   if (!slot.cancel_requested && !too_late) {
     EndpointGate& gate = endpoints_[slot.endpoint];
-    if (!send_token && gate.paces_sends()) return gate.HoldForSend(slot.id);
+    if (!send_token && gate.paces_sends()) return gate.HoldForSend(slot.id, clock_.Now());
     Notify(slot, absl::StrCat("attempt ", slot.attempt_count, " started"));
     StartAttempt(slot);
     return;

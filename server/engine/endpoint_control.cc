@@ -7,13 +7,6 @@
 #include "server/engine/engine.h"
 
 namespace rebound::engine {
-namespace {
-
-absl::Status Stopping() {
-  return absl::UnavailableError("server is shutting down; retry on another replica or later");
-}
-
-}  // namespace
 
 EndpointStatus Engine::StatusOf(int16_t endpoint, absl::Time now) const {
   EndpointStatus s = endpoints_[endpoint].Status(now);
@@ -33,7 +26,7 @@ void Engine::WithEndpoint(std::string name, StatusDone done,
     std::move(fn)(endpoint, std::move(*answer));
   });
   if (!posted) {
-    std::move (*answer)(Stopping());
+    std::move (*answer)(ShuttingDown());
   }
 }
 
@@ -52,7 +45,7 @@ void Engine::GetEndpointStatus(std::string name, StatusDone done) {
     std::move (*answer)(std::move(all));
   });
   if (!posted) {
-    std::move (*answer)(Stopping());
+    std::move (*answer)(ShuttingDown());
   }
 }
 

@@ -9,6 +9,15 @@ namespace rebound::engine {
 using common::JobState;
 using common::WaitReason;
 
+namespace {
+
+// The send bucket: the configured rate, a burst of 1 (see "Send pacing" in the header).
+config::RateLimitConfig SendPacing(const config::RateLimitConfig& limit) {
+  return config::RateLimitConfig{limit.rate, 1};
+}
+
+}  // namespace
+
 CircuitSignal SignalOf(const policy::Outcome& outcome, policy::Action classification) {
   if (classification == policy::Action::kRateLimited) return CircuitSignal::kThrottle;
   if (outcome.error != policy::TransportError::kNone || outcome.http_status >= 500) {
@@ -30,7 +39,7 @@ void EndpointGate::Configure(const config::EndpointConfig& endpoint, const confi
   Report(breaker_.Configure(endpoint.circuit_breaker, now), now);
   budget_.Configure(endpoint.retry_budget);
   bucket_.Configure(endpoint.rate_limit, now);
-  send_bucket_.Configure(endpoint.rate_limit, now);
+  send_bucket_.Configure(SendPacing(endpoint.rate_limit), now);
   slow_start_.Configure(endpoint.slow_start);
 }
 
@@ -109,9 +118,18 @@ bool EndpointGate::ClearOperatorPause(absl::Time now) {
   return true;  // the next Tick sees the pause gone and begins slow start
 }
 
+absl::Time EndpointGate::SendDue(absl::Time now) const {
+  if (send_held_.empty()) return absl::InfiniteFuture();
+  // It has waited since it was held, or since the one before it left, whichever is later.
+  const absl::Time since = std::min(std::max(send_held_.front().since, last_send_), now);
+  return send_bucket_.NextTokenAt(since);
+}
+
 bool EndpointGate::ReleaseSend(absl::Time now, common::JobId* id) {
-  if (send_held_.empty() || !send_bucket_.TryTake(now)) return false;
-  *id = send_held_.front();
+  const absl::Time due = SendDue(now);
+  if (due > now || !send_bucket_.TryTake(due)) return false;
+  last_send_ = due;
+  *id = send_held_.front().id;
   send_held_.pop_front();
   return true;
 }
@@ -250,7 +268,7 @@ absl::Time EndpointGate::NextWakeup(absl::Time now) const {
     // An admitted job is dispatched this turn; a hold without a time ends with a completion.
     if (!a.admitted && a.until != absl::InfiniteFuture()) next = std::min(next, a.until);
   }
-  if (!send_held_.empty()) next = std::min(next, send_bucket_.NextTokenAt(now));
+  next = std::min(next, std::max(SendDue(now), now));
   return std::max(next, now);
 }
 

@@ -114,13 +114,20 @@ class EndpointGate {
 
   // --- Send pacing ------------------------------------------------------------------------
   // The token bucket is charged at admission, but a request leaves only once its RUNNING is
-  // committed, and a group commit hands many admitted attempts back at once. A second bucket of
-  // the same rate paces the sends themselves, so the upstream never sees more than the limit in
-  // any window. An attempt of a paced endpoint waits here, in order, and the engine releases
-  // the ones whose tokens are due right before the loop waits in the executor, where the
-  // requests leave: so a send token is taken when the request really goes out.
+  // committed, and a group commit hands many admitted attempts back at once. A second bucket
+  // paces the sends themselves: an attempt of a paced endpoint waits here, in order, and the
+  // engine releases the ones whose tokens are due right before the loop waits in the executor,
+  // where the requests leave.
+  //
+  // The send bucket has the configured rate and a burst of 1: sends leave at most one per
+  // 1/rate. The configured burst is thus spent at admission only, and at the upstream it is the
+  // allowance for the variation of the delay from send to arrival (a new connection's
+  // handshake, the network, a busy upstream): with that variation up to (burst - 1) / rate, the
+  // upstream sees at most burst + rate x T requests in any window T, as configured. A token is
+  // taken as of the moment it came due while an attempt waited for it, so a loop that wakes a
+  // little late (waits are whole milliseconds) loses no rate.
   bool paces_sends() const { return send_bucket_.limited(); }
-  void HoldForSend(common::JobId id) { send_held_.push_back(id); }
+  void HoldForSend(common::JobId id, absl::Time now) { send_held_.push_back(Held{id, now}); }
   // The oldest held attempt, with its send token taken, when one is due; false otherwise.
   bool ReleaseSend(absl::Time now, common::JobId* id);
 
@@ -176,7 +183,15 @@ class EndpointGate {
   RetryBudget budget_{config::RetryBudgetConfig{}};
   TokenBucket bucket_{config::RateLimitConfig{}, absl::UnixEpoch()};
   TokenBucket send_bucket_{config::RateLimitConfig{}, absl::UnixEpoch()};
-  std::deque<common::JobId> send_held_;  // admitted, committed, waiting for a send token
+  struct Held {
+    common::JobId id;
+    absl::Time since;  // when it began to wait
+  };
+  std::deque<Held> send_held_;  // admitted, committed, waiting for a send token
+  // The time the last send token was taken as of (see ReleaseSend).
+  absl::Time last_send_ = absl::InfinitePast();
+  // When the oldest held attempt's token is (or was) due; InfiniteFuture when none is held.
+  absl::Time SendDue(absl::Time now) const;
   SlowStart slow_start_{config::SlowStartConfig{}};
   // The retry at the head of the queue that the budget was last counted holding back.
   common::JobId delayed_retry_ = 0;

@@ -323,6 +323,10 @@ void Engine::LeaveKeyQueue(Slot& slot) {
   Persist(*next, JobState::kBlocked, "waits for its ordering key", [](Slot*) {});
 }
 
+absl::Status Engine::ShuttingDown() {
+  return absl::UnavailableError("server is shutting down; retry on another replica or later");
+}
+
 void Engine::RunOnce(absl::Duration max_wait) {
   if (loop_thread_.load() == std::thread::id()) loop_thread_ = std::this_thread::get_id();
   AssertOnLoop();

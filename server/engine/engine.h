@@ -202,6 +202,9 @@ class Engine final : public EndpointControl {
   int64_t ActiveJobs() const { return active_jobs_.load(std::memory_order_relaxed); }
 
  private:
+  // The answer to a request the stopping loop can no longer serve.
+  static absl::Status ShuttingDown();
+
   struct Slot {
     JobId id = 0;
     uint32_t version = 0;  // bumped on every decided transition; stale callbacks compare it

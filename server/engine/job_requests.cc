@@ -18,10 +18,6 @@ std::shared_ptr<Engine::JobDone> Shared(Engine::JobDone done) {
   return std::make_shared<Engine::JobDone>(std::move(done));
 }
 
-absl::Status Stopped() {
-  return absl::UnavailableError("server is shutting down; retry on another replica or later");
-}
-
 absl::Status NotReplayable(common::JobId id, common::JobState state) {
   return absl::FailedPreconditionError(
       absl::StrCat("job ", common::FormatJobId(id), " is ", common::JobStateName(state),
@@ -42,7 +38,7 @@ void Engine::ReadJob(std::string tenant, JobId id, ReadDone then) {
     const bool posted = PostWork(
         [shared, rec = std::move(rec)]() mutable { std::move (*shared)(std::move(rec), true); },
         /*internal=*/true);
-    if (!posted) std::move (*shared)(Stopped(), false);
+    if (!posted) std::move (*shared)(ShuttingDown(), false);
   });
 }
 
@@ -62,7 +58,7 @@ void Engine::Cancel(std::string tenant, JobId id, JobDone done_fn) {
                   "; only unfinished jobs can be cancelled")));
             });
   });
-  if (!posted) std::move (*answer)(Stopped());
+  if (!posted) std::move (*answer)(ShuttingDown());
 }
 
 void Engine::CancelSlot(Slot& slot, JobDone done) {
@@ -92,7 +88,7 @@ void Engine::Replay(std::string tenant, JobId id, JobDone done_fn) {
     ReadJob(tenant, id,
             [this, tenant, id, done = std::move(*answer)](absl::StatusOr<common::JobRecord> rec,
                                                           bool on_loop) mutable {
-              if (!on_loop) return std::move(done)(Stopped());
+              if (!on_loop) return std::move(done)(ShuttingDown());
               // Replayed (or adopted) while the record was read: the one in memory answers.
               if (Slot* slot = FindOwned(tenant, id)) {
                 return std::move(done)(NotReplayable(id, slot->state));
@@ -104,7 +100,7 @@ void Engine::Replay(std::string tenant, JobId id, JobDone done_fn) {
               ReplayRecord(id, *std::move(rec), std::move(done));
             });
   });
-  if (!posted) std::move (*answer)(Stopped());
+  if (!posted) std::move (*answer)(ShuttingDown());
 }
 
 void Engine::ReplayRecord(JobId id, common::JobRecord rec, JobDone done) {
@@ -191,7 +187,7 @@ void Engine::Watch(std::string tenant, JobId id, std::shared_ptr<WatchSink> sink
               sink->OnEnd(absl::OkStatus());
             });
   });
-  if (!posted) sink->OnEnd(Stopped());
+  if (!posted) sink->OnEnd(ShuttingDown());
 }
 
 void Engine::Follow(Slot& slot, std::shared_ptr<WatchSink> sink) {

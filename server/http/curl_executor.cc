@@ -279,6 +279,17 @@ policy::Outcome CurlExecutor::Impl::BuildOutcome(Transfer& t, CURLcode result) {
   return outcome;
 }
 
+CurlExecutorOptions CurlExecutorOptions::ForEndpoints(int64_t total_in_flight,
+                                                      int64_t open_file_limit) {
+  CurlExecutorOptions o;
+  const int64_t usable = std::max<int64_t>(64, open_file_limit - kReservedDescriptors);
+  o.max_total_connections = static_cast<int>(std::min<int64_t>(usable, INT_MAX));
+  o.max_host_connections = 0;
+  o.max_idle_connections = static_cast<int>(
+      std::min<int64_t>(std::max<int64_t>(total_in_flight, 256), o.max_total_connections));
+  return o;
+}
+
 absl::StatusOr<std::unique_ptr<CurlExecutor>> CurlExecutor::Create(
     const CurlExecutorOptions& options) {
   if (options.max_total_connections < 0 || options.max_host_connections < 0 ||

@@ -17,6 +17,7 @@
 #define REBOUND_SERVER_HTTP_CURL_EXECUTOR_H_
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -27,18 +28,30 @@
 
 namespace rebound::http {
 
+// Connection limits. The endpoints' max_in_flight caps are what bounds concurrency: a connection
+// limit below their sum would queue attempts inside curl, unseen by the endpoint gate, where a
+// paced send leaves late together with later ones (so the upstream sees a burst) and the wait
+// counts toward the attempt's timeout. ForEndpoints() sizes the limits from those caps.
 struct CurlExecutorOptions {
   // Open connections, over all hosts (CURLMOPT_MAX_TOTAL_CONNECTIONS). Attempts beyond it wait
   // inside curl for a free connection; that wait counts toward Request::timeout. 0: no limit.
-  int max_total_connections = 1024;
+  int max_total_connections = 0;
   // Open connections to one host (CURLMOPT_MAX_HOST_CONNECTIONS). 0: no limit.
-  int max_host_connections = 256;
+  int max_host_connections = 0;
   // Idle connections kept for reuse (CURLMOPT_MAXCONNECTS).
   int max_idle_connections = 256;
   // Easy handles kept for reuse after their attempt; more are freed.
   size_t max_pooled_handles = 256;
   // Sent unless the request carries its own User-Agent header.
   std::string user_agent = "rebound/0.1";
+
+  // For endpoints whose max_in_flight caps add up to `total_in_flight`, in a process that may
+  // open `open_file_limit` descriptors (RLIMIT_NOFILE): every capped attempt gets a connection
+  // and keeps it for reuse (idle pool = the caps' sum, at least 256), no per-host limit, and a
+  // total that leaves kReservedDescriptors for the store, gRPC and the metrics server. When the
+  // caps need more than that total, the excess waits inside curl (see above): the caller warns.
+  static constexpr int64_t kReservedDescriptors = 256;
+  static CurlExecutorOptions ForEndpoints(int64_t total_in_flight, int64_t open_file_limit);
 };
 
 class CurlExecutor final : public Executor {

@@ -280,7 +280,47 @@ TEST_F(CurlExecutorTest, AThousandConcurrentAttemptsComplete) {
   ASSERT_TRUE(totals.ok()) << totals.status();
   EXPECT_EQ((*totals)["effects"], kAttempts);
   EXPECT_EQ((*totals)["repeats"], 0);
-  EXPECT_LE((*totals)["connections"], 256 + 1);  // max_host_connections, plus Totals()
+  // At most one connection per attempt (plus Totals()'s own): none was opened twice.
+  EXPECT_LE((*totals)["connections"], kAttempts + 1);
+}
+
+// Runs `count` attempts of `latency_ms` each on `executor` at once; returns how many succeeded.
+int RunConcurrently(Executor& executor, const std::string& base_url, int count, int latency_ms) {
+  int completed = 0;
+  int ok = 0;
+  for (int i = 0; i < count; ++i) {
+    Request r;
+    r.method = "GET";
+    r.url = absl::StrCat(base_url, "/x?latency_ms=", latency_ms);
+    r.headers = {{"Idempotency-Key", absl::StrCat("held-", i)}};
+    executor.Start(std::move(r), [&](Outcome o) {
+      ++completed;
+      if (o.http_status == 200) ++ok;
+    });
+  }
+  const absl::Time give_up = absl::Now() + kDeadline;
+  while (completed < count && absl::Now() < give_up) executor.Poll(absl::Milliseconds(50));
+  EXPECT_EQ(completed, count);
+  return ok;
+}
+
+// The endpoints' max_in_flight caps bound concurrency, not curl: by default no attempt waits
+// inside curl for a connection, even with hundreds to one host (a wait there would make a paced
+// send leave late, together with later ones).
+TEST_F(CurlExecutorTest, AttemptsToOneHostAreNotQueuedForAConnectionByDefault) {
+  constexpr int kHeld = 300;  // more than the 256 connections per host of libcurl's habit
+  EXPECT_EQ(RunConcurrently(executor(), lms_->base_url(), kHeld, 300), kHeld);
+  // Each attempt was held by fake-lms while all the others were in flight: one connection each.
+  EXPECT_GE(Connections(), kHeld);
+}
+
+TEST_F(CurlExecutorTest, AnExplicitHostConnectionLimitIsHonoured) {
+  CurlExecutorOptions options;
+  options.max_host_connections = 8;
+  absl::StatusOr<std::unique_ptr<CurlExecutor>> limited = CurlExecutor::Create(options);
+  ASSERT_TRUE(limited.ok()) << limited.status();
+  EXPECT_EQ(RunConcurrently(**limited, lms_->base_url(), 40, 50), 40);
+  EXPECT_LE(Connections(), 8 + 1);  // plus Connections()'s own request
 }
 
 TEST_F(CurlExecutorTest, WakeupInterruptsAPollFromAnotherThread) {
@@ -409,6 +449,25 @@ TEST_F(CurlExecutorTest, PooledHandlesStartClean) {
   EXPECT_EQ(stats["last_method"], "GET");
   EXPECT_EQ(stats["last_body_bytes"], 0);
   EXPECT_FALSE(stats["last_headers"].contains("x-only-once"));
+}
+
+TEST(CurlExecutorOptionsTest, ForEndpointsGivesEveryCappedAttemptAConnection) {
+  // Plenty of descriptors: the idle pool keeps a connection for each capped attempt.
+  CurlExecutorOptions o = CurlExecutorOptions::ForEndpoints(5000, 1048576);
+  EXPECT_EQ(o.max_host_connections, 0);
+  EXPECT_EQ(o.max_total_connections, 1048576 - CurlExecutorOptions::kReservedDescriptors);
+  EXPECT_EQ(o.max_idle_connections, 5000);
+  // Small caps still keep 256 idle connections.
+  EXPECT_EQ(CurlExecutorOptions::ForEndpoints(64, 1048576).max_idle_connections, 256);
+  // The usual soft limit of 1024: room for 768 connections, and no more kept idle.
+  o = CurlExecutorOptions::ForEndpoints(1240, 1024);
+  EXPECT_EQ(o.max_total_connections, 1024 - CurlExecutorOptions::kReservedDescriptors);
+  EXPECT_EQ(o.max_idle_connections, 768);
+  // A tiny limit still allows a few connections rather than none.
+  o = CurlExecutorOptions::ForEndpoints(10, 100);
+  EXPECT_EQ(o.max_total_connections, 64);
+  EXPECT_EQ(o.max_idle_connections, 64);
+  EXPECT_TRUE(CurlExecutor::Create(o).ok());
 }
 
 TEST(CurlExecutorCreateTest, RejectsNegativeLimits) {
