@@ -237,6 +237,11 @@ class Parser {
                               RateLimitConfig* out) const;
   absl::Status ParseSlowStart(const YAML::Node& node, const std::string& path,
                               SlowStartConfig* out) const;
+  absl::Status ParseThrottleHeaders(const YAML::Node& node, const std::string& path,
+                                    policy::ThrottleHeaders* out) const;
+  // A sequence of header names, lower-cased.
+  absl::StatusOr<std::vector<std::string>> HeaderNames(const YAML::Node& node,
+                                                       const std::string& path) const;
   // http(s)://host[:port][/path] without user information, query or fragment; `allow_path`
   // false also refuses a path. Returned without trailing slashes.
   absl::StatusOr<std::string> ParseHttpUrl(const Mapping& m, absl::string_view key,
@@ -752,11 +757,11 @@ absl::StatusOr<EndpointConfig> Parser::ParseEndpoint(const YAML::Node& node,
                                                      const std::string& path,
                                                      const Config& config) const {
   REBOUND_ASSIGN_OR_RETURN(
-      const Mapping m,
-      AsMapping(node, path,
-                {"name", "base_url", "allowed_path_prefixes", "connect_timeout", "timeout",
-                 "max_response_bytes", "max_in_flight", "policy", "headers", "proxy",
-                 "circuit_breaker", "retry_budget", "rate_limit", "slow_start"}));
+      const Mapping m, AsMapping(node, path,
+                                 {"name", "base_url", "allowed_path_prefixes", "connect_timeout",
+                                  "timeout", "max_response_bytes", "max_in_flight", "policy",
+                                  "headers", "proxy", "circuit_breaker", "retry_budget",
+                                  "rate_limit", "slow_start", "throttle_headers"}));
   EndpointConfig e;
   REBOUND_RETURN_IF_ERROR(Require(m, "name"));
   REBOUND_RETURN_IF_ERROR(Name(m, "name", &e.name));
@@ -809,6 +814,10 @@ absl::StatusOr<EndpointConfig> Parser::ParseEndpoint(const YAML::Node& node,
   }
   if (const YAML::Node* n = m.Find("slow_start")) {
     REBOUND_RETURN_IF_ERROR(ParseSlowStart(*n, m.PathOf("slow_start"), &e.slow_start));
+  }
+  if (const YAML::Node* n = m.Find("throttle_headers")) {
+    REBOUND_RETURN_IF_ERROR(
+        ParseThrottleHeaders(*n, m.PathOf("throttle_headers"), &e.throttle_headers));
   }
 
   if (const YAML::Node* n = m.Find("headers")) {
@@ -902,6 +911,63 @@ absl::Status Parser::ParseSlowStart(const YAML::Node& node, const std::string& p
   REBOUND_ASSIGN_OR_RETURN(const Mapping m, AsMapping(node, path, {"window"}));
   // "0s" turns it off.
   REBOUND_RETURN_IF_ERROR(Duration(m, "window", DurationRule::kNonNegative, &out->window));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<std::string>> Parser::HeaderNames(const YAML::Node& node,
+                                                             const std::string& path) const {
+  REBOUND_ASSIGN_OR_RETURN(const std::vector<YAML::Node> items, AsSequence(node, path));
+  std::vector<std::string> names;
+  for (size_t i = 0; i < items.size(); ++i) {
+    REBOUND_ASSIGN_OR_RETURN(const std::string name, AsScalar(items[i], Index(path, i)));
+    if (!IsToken(name)) {
+      return Error(Index(path, i), absl::StrCat("invalid header name ", Quote(name)));
+    }
+    names.push_back(absl::AsciiStrToLower(name));  // Outcome headers are lower-cased
+  }
+  return names;
+}
+
+absl::Status Parser::ParseThrottleHeaders(const YAML::Node& node, const std::string& path,
+                                          policy::ThrottleHeaders* out) const {
+  REBOUND_ASSIGN_OR_RETURN(
+      const Mapping m,
+      AsMapping(node, path, {"retry_after", "ietf", "reset", "remaining", "limit", "cost"}));
+  REBOUND_RETURN_IF_ERROR(Bool(m, "retry_after", &out->retry_after));
+  REBOUND_RETURN_IF_ERROR(Bool(m, "ietf", &out->ietf));
+  // A list given replaces the default one ([] reads none).
+  if (const YAML::Node* n = m.Find("reset")) {
+    const std::string reset_path = m.PathOf("reset");
+    REBOUND_ASSIGN_OR_RETURN(const std::vector<YAML::Node> items, AsSequence(*n, reset_path));
+    out->reset.clear();
+    for (size_t i = 0; i < items.size(); ++i) {
+      const std::string item_path = Index(reset_path, i);
+      REBOUND_ASSIGN_OR_RETURN(const Mapping r, AsMapping(items[i], item_path, {"name", "form"}));
+      REBOUND_RETURN_IF_ERROR(Require(r, "name"));
+      REBOUND_RETURN_IF_ERROR(Require(r, "form"));
+      policy::ResetHeader h;
+      REBOUND_RETURN_IF_ERROR(String(r, "name", &h.name));
+      if (!IsToken(h.name)) {
+        return Error(r.PathOf("name"), absl::StrCat("invalid header name ", Quote(h.name)));
+      }
+      h.name = absl::AsciiStrToLower(h.name);
+      std::string form;
+      REBOUND_RETURN_IF_ERROR(String(r, "form", &form));
+      const std::optional<policy::ResetForm> parsed = policy::ParseResetForm(form);
+      if (!parsed) {
+        return Error(r.PathOf("form"), absl::StrCat("unknown form ", Quote(form),
+                                                    " (want delta_seconds, unix_seconds or date)"));
+      }
+      h.form = *parsed;
+      out->reset.push_back(std::move(h));
+    }
+  }
+  for (auto [key, list] : {std::pair{"remaining", &out->remaining}, std::pair{"limit", &out->limit},
+                           std::pair{"cost", &out->cost}}) {
+    if (const YAML::Node* n = m.Find(key)) {
+      REBOUND_ASSIGN_OR_RETURN(*list, HeaderNames(*n, m.PathOf(key)));
+    }
+  }
   return absl::OkStatus();
 }
 

@@ -18,6 +18,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "server/policy/policy.h"
+#include "server/policy/throttle_headers.h"
 
 namespace rebound::config {
 
@@ -136,6 +137,9 @@ struct EndpointConfig {
   RetryBudgetConfig retry_budget;
   RateLimitConfig rate_limit;
   SlowStartConfig slow_start;
+  // Which rate-limit headers its answers carry and what they mean (endpoints[].throttle_headers;
+  // policy/throttle_headers.h has the defaults).
+  policy::ThrottleHeaders throttle_headers;
 };
 
 struct Config {

@@ -185,6 +185,7 @@ void Engine::OnOutcome(JobId id, absl::Time started, policy::Outcome outcome) {
   ctx.first_attempt_at = slot.first_attempt_at;
   ctx.deadline = slot.deadline;
   ctx.previous_delay = slot.previous_delay;
+  ctx.throttle_headers = &gate.config().throttle_headers;
   const policy::Decision d = policy::Decide(*slot.policy, outcome, ctx, now, rng_);
   const CircuitSignal signal = SignalOf(outcome, d.classification.action);
   gate.OnFinished(slot.ticket, &signal, now);

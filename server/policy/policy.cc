@@ -13,6 +13,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "server/policy/throttle_headers.h"
 
 namespace rebound::policy {
 namespace {
@@ -258,13 +259,23 @@ Decision Decide(const Policy& policy, const Outcome& outcome, const AttemptConte
   const absl::Duration backoff =
       JitteredBackoff(policy.backoff, ctx.attempt, ctx.previous_delay, rng);
   absl::Duration delay = backoff;
-  if (std::optional<absl::string_view> header = outcome.Header("retry-after")) {
-    if (std::optional<absl::Duration> parsed = ParseRetryAfter(*header, now)) {
-      // A floor, never a ceiling: the server's ask lengthens our backoff, never shortens it.
-      const absl::Duration ra = std::min(*parsed, policy.limits.max_retry_after);
-      d.retry_after = ra;
-      delay = std::max(delay, ra);
-    }
+  static const ThrottleHeaders kDefaultHeaders;
+  const ThrottleSignals signals = ReadThrottleSignals(
+      outcome, ctx.throttle_headers != nullptr ? *ctx.throttle_headers : kDefaultHeaders, now);
+  // Retry-After answers any retryable outcome (a 503 may carry one); a reset time, only a
+  // throttle: a normal answer's quota headers say when the window turns, not when to retry.
+  std::optional<absl::Time> upstream_at = signals.retry_after_at;
+  absl::string_view upstream_source = "Retry-After";
+  if (!upstream_at && d.classification.action == Action::kRateLimited && signals.reset_at) {
+    upstream_at = signals.reset_at;
+    upstream_source = "rate-limit reset";
+  }
+  if (upstream_at) {
+    // A floor, never a ceiling: the server's ask lengthens our backoff, never shortens it.
+    const absl::Duration ra =
+        std::min(std::max(*upstream_at - now, absl::ZeroDuration()), policy.limits.max_retry_after);
+    d.retry_after = ra;
+    delay = std::max(delay, ra);
   }
   const absl::Time next = now + delay;
 
@@ -286,8 +297,8 @@ Decision Decide(const Policy& policy, const Outcome& outcome, const AttemptConte
   d.pause_endpoint = d.classification.action == Action::kRateLimited &&
                      policy.pause_endpoint_on_rate_limit && d.retry_after.has_value();
   const bool from_retry_after = d.retry_after.has_value() && *d.retry_after > backoff;
-  d.reason = absl::StrCat("retry at ", FormatRfc3339Millis(next), ": ", why,
-                          from_retry_after ? ", Retry-After " : ", backoff ",
+  d.reason = absl::StrCat("retry at ", FormatRfc3339Millis(next), ": ", why, ", ",
+                          from_retry_after ? upstream_source : "backoff", " ",
                           absl::FormatDuration(from_retry_after ? *d.retry_after : backoff));
   return d;
 }

@@ -110,12 +110,16 @@ absl::Duration JitteredBackoff(const Backoff& b, int n, absl::Duration previous,
 // give nullopt; dates in the past give zero.
 std::optional<absl::Duration> ParseRetryAfter(absl::string_view value, absl::Time now);
 
+struct ThrottleHeaders;  // throttle_headers.h
+
 // Where a job stands when an attempt has just finished.
 struct AttemptContext {
   int attempt = 1;              // attempts used in this budget, including this one
   absl::Time first_attempt_at;  // of this budget
   absl::Time deadline = absl::InfiniteFuture();
   absl::Duration previous_delay = absl::ZeroDuration();
+  // Which rate-limit headers the endpoint's answers carry; null: ThrottleHeaders' defaults.
+  const ThrottleHeaders* throttle_headers = nullptr;
 };
 
 struct Decision {
@@ -124,7 +128,9 @@ struct Decision {
   Classification classification;
   absl::Time next_attempt_at = absl::InfinitePast();  // for kRetry
   absl::Duration delay = absl::ZeroDuration();        // for kRetry
-  std::optional<absl::Duration> retry_after;          // as received (clamped), if any
+  // The upstream's own wait, clamped by max_retry_after, if it gave one: Retry-After, else
+  // (for a rate-limited answer) the reset its rate-limit headers announce.
+  std::optional<absl::Duration> retry_after;
   // Pause the endpoint until `next_attempt_at` (rate limited and the policy asks for it).
   bool pause_endpoint = false;
   // e.g. "retry at 2026-11-29T10:00:01.2Z: 503 default, backoff 400ms",

@@ -832,7 +832,7 @@ TEST(Protection, AbsentSectionsGiveTheDocumentedDefaults) {
 }
 
 TEST(Protection, EveryKeyCanBeSet) {
-  const EndpointConfig& e = ParseOk(EndpointWith(R"(    circuit_breaker:
+  const Config config = ParseOk(EndpointWith(R"(    circuit_breaker:
       enabled: false
       failure_ratio: 0.25
       min_requests: 7
@@ -844,8 +844,8 @@ TEST(Protection, EveryKeyCanBeSet) {
     retry_budget: {enabled: false, ratio: 1, min_retries: 0}
     rate_limit: {rate: 20, burst: 5}
     slow_start: {window: 0s}
-)"))
-                                .endpoints.at(0);
+)"));
+  const EndpointConfig& e = config.endpoints.at(0);
   EXPECT_FALSE(e.circuit_breaker.enabled);
   EXPECT_EQ(e.circuit_breaker.failure_ratio, 0.25);
   EXPECT_EQ(e.circuit_breaker.min_requests, 7);
@@ -874,6 +874,36 @@ TEST(Protection, BurstLeftOutOrZeroIsCeilOfTheRateAndAtLeastOne) {
   EXPECT_EQ(burst_of("{rate: 8, burst: 0}"), 8);
   EXPECT_EQ(burst_of("{rate: 8, burst: 1}"), 1);
   EXPECT_EQ(burst_of("{rate: 0}"), 0);  // no bucket
+}
+
+TEST(ThrottleHeaders, DefaultsAndEveryKey) {
+  const Config plain_config = ParseOk(kEndpoint);
+  const EndpointConfig& plain = plain_config.endpoints.at(0);
+  const policy::ThrottleHeaders defaults;
+  EXPECT_TRUE(plain.throttle_headers.retry_after);
+  EXPECT_TRUE(plain.throttle_headers.ietf);
+  EXPECT_EQ(plain.throttle_headers.remaining, defaults.remaining);
+  ASSERT_EQ(plain.throttle_headers.reset.size(), 1u);
+  EXPECT_EQ(plain.throttle_headers.reset[0].name, "ratelimit-reset");
+
+  const Config config = ParseOk(EndpointWith(R"(    throttle_headers:
+      retry_after: false
+      ietf: false
+      reset: [{name: X-RateLimit-Reset, form: unix_seconds}, {name: X-Reset-At, form: date}]
+      remaining: [X-RateLimit-Remaining]
+      limit: []
+      cost: [X-Request-Cost]
+)"));
+  const EndpointConfig& e = config.endpoints.at(0);
+  EXPECT_FALSE(e.throttle_headers.retry_after);
+  EXPECT_FALSE(e.throttle_headers.ietf);
+  ASSERT_EQ(e.throttle_headers.reset.size(), 2u);
+  EXPECT_EQ(e.throttle_headers.reset[0].name, "x-ratelimit-reset");  // lower-cased
+  EXPECT_EQ(e.throttle_headers.reset[0].form, policy::ResetForm::kUnixSeconds);
+  EXPECT_EQ(e.throttle_headers.reset[1].form, policy::ResetForm::kDate);
+  EXPECT_THAT(e.throttle_headers.remaining, ElementsAre("x-ratelimit-remaining"));
+  EXPECT_TRUE(e.throttle_headers.limit.empty());  // a list given replaces the default
+  EXPECT_THAT(e.throttle_headers.cost, ElementsAre("x-request-cost"));
 }
 
 TEST(Protection, BadValuesAreRefusedNamingTheKey) {
@@ -929,6 +959,20 @@ TEST(Protection, BadValuesAreRefusedNamingTheKey) {
       {"slow_start: {window: -1s}", "endpoints[0].slow_start.window: must be positive"},
       {"slow_start: {window: 5}", "endpoints[0].slow_start.window: invalid duration"},
       {"slow_start: {ramp: 5s}", "endpoints[0].slow_start: unknown key 'ramp'"},
+      {"throttle_headers: {reset: [{name: X-RateLimit-Reset, form: epoch}]}",
+       "endpoints[0].throttle_headers.reset[0].form: unknown form 'epoch' (want delta_seconds, "
+       "unix_seconds or date)"},
+      {"throttle_headers: {reset: [{name: X-RateLimit-Reset}]}",
+       "endpoints[0].throttle_headers.reset[0].form: required key is missing"},
+      {"throttle_headers: {reset: [{name: 'X Reset', form: date}]}",
+       "endpoints[0].throttle_headers.reset[0].name: invalid header name 'X Reset'"},
+      {"throttle_headers: {remaining: [ok, 'bad:name']}",
+       "endpoints[0].throttle_headers.remaining[1]: invalid header name 'bad:name'"},
+      {"throttle_headers: {cost: X-Request-Cost}",
+       "endpoints[0].throttle_headers.cost: expected a list"},
+      {"throttle_headers: {ietf: maybe}",
+       "endpoints[0].throttle_headers.ietf: expected true or false"},
+      {"throttle_headers: {quota: [x]}", "endpoints[0].throttle_headers: unknown key 'quota'"},
   };
   for (const auto& c : cases) {
     EXPECT_THAT(ErrorOf(EndpointWith(absl::StrCat("    ", c.section, "\n"))), HasSubstr(c.message))

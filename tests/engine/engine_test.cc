@@ -1163,5 +1163,42 @@ TEST_F(EngineRateLimitTest, SendsArePacedEvenWhenOneCommitReleasesSeveralAdmitte
   EXPECT_EQ(executor_.started(), 3u);
 }
 
+// Clever answers a throttle with 429 and X-RateLimit-Reset (a unix timestamp), no Retry-After
+// ("Rate Limiting" in https://dev.clever.com/docs/error-messages): with the endpoint's
+// throttle_headers naming it, the job waits for the reset and the endpoint pauses until then.
+std::shared_ptr<const config::Config> CleverHeadersConfig() {
+  auto cfg = std::make_shared<config::Config>(*TestConfig());
+  cfg->endpoints[0].throttle_headers.reset = {
+      {"x-ratelimit-reset", policy::ResetForm::kUnixSeconds}};
+  cfg->endpoints[0].slow_start.window = absl::ZeroDuration();
+  return cfg;
+}
+
+class EngineThrottleHeadersTest : public EngineTest {
+ protected:
+  EngineThrottleHeadersTest() : EngineTest(CleverHeadersConfig(), /*observed=*/false) {}
+};
+
+TEST_F(EngineThrottleHeadersTest, AThrottleWaitsForTheResetItsHeadersAnnounce) {
+  const auto first = Submit("k1");
+  const absl::Time reset = absl::FromUnixSeconds(absl::ToUnixSeconds(clock_.Now()) + 20);
+  executor_.CompleteNext(
+      Status(429, {{"x-ratelimit-remaining", "0"},
+                   {"x-ratelimit-reset", absl::StrCat(absl::ToUnixSeconds(reset))}}));
+  Settle();
+  EXPECT_EQ(store_.Job(first).state, JobState::kWaitingRetry);
+  EXPECT_EQ(store_.Job(first).next_attempt_at, reset);
+  Submit("k2");  // waits for the reset too: the endpoint is paused
+  absl::Time until;
+  EXPECT_EQ(engine_.EndpointWait("lms", false, &until), common::WaitReason::kEndpointPaused);
+  EXPECT_EQ(until, reset);
+  clock_.Advance(reset - clock_.Now() - absl::Milliseconds(1));
+  Settle();
+  EXPECT_EQ(executor_.started(), 1u);
+  clock_.Advance(absl::Milliseconds(1));
+  Settle();
+  EXPECT_EQ(executor_.started(), 3u);
+}
+
 }  // namespace
 }  // namespace rebound::engine

@@ -16,6 +16,7 @@
 #include "absl/time/civil_time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/policy/throttle_headers.h"
 
 namespace rebound::policy {
 namespace {
@@ -616,12 +617,70 @@ TEST_F(DecideTest, PolicyCanTurnTheEndpointPauseOff) {
   EXPECT_FALSE(d.pause_endpoint);
 }
 
+// Canvas throttles with 403 "Rate Limit Exceeded" and X-Rate-Limit-Remaining, and sends no
+// Retry-After and no reset time (https://canvas.instructure.com/doc/api/file.throttling.html):
+// the retry goes on the backoff, and nothing tells when to resume the endpoint.
 TEST_F(DecideTest, CanvasThrottleRuleDrivesARateLimitedRetry) {
   policy_.rules = {CanvasThrottle()};
-  const Decision d = Run(Http(403, "Rate Limit Exceeded", {{"retry-after", "3"}}));
+  const Decision d = Run(Http(403, "403 Forbidden (Rate Limit Exceeded)",
+                              {{"x-rate-limit-remaining", "0.0"}, {"x-request-cost", "0.05"}}));
   EXPECT_EQ(d.kind, Decision::Kind::kRetry);
+  EXPECT_EQ(d.classification.action, Action::kRateLimited);
+  EXPECT_FALSE(d.retry_after.has_value());
+  EXPECT_FALSE(d.pause_endpoint);
+  EXPECT_THAT(d.reason, HasSubstr(": 403 rule canvas-throttle, backoff 200ms"));
+}
+
+// Clever answers a throttle with 429 and X-RateLimit-Reset, a unix timestamp ("Rate
+// Limiting" in https://dev.clever.com/docs/error-messages).
+TEST_F(DecideTest, RateLimitedWithAResetHeaderWaitsForTheResetAndPausesTheEndpoint) {
+  ThrottleHeaders clever;
+  clever.reset = {{"x-ratelimit-reset", ResetForm::kUnixSeconds}};
+  ctx_.throttle_headers = &clever;
+  const std::string reset = absl::StrCat(absl::ToUnixSeconds(kNow) + 30);
+  const Decision d = Run(Http(429, "", {{"x-ratelimit-reset", reset}}));
+  EXPECT_EQ(d.kind, Decision::Kind::kRetry);
+  EXPECT_EQ(d.retry_after, absl::Seconds(30));
+  EXPECT_EQ(d.next_attempt_at, kNow + absl::Seconds(30));
   EXPECT_TRUE(d.pause_endpoint);
-  EXPECT_THAT(d.reason, HasSubstr(": 403 rule canvas-throttle, Retry-After 3s"));
+  EXPECT_EQ(d.reason, "retry at 2026-11-29T10:00:30.000Z: 429 default, rate-limit reset 30s");
+  // Clamped like a Retry-After.
+  policy_.limits.max_retry_after = absl::Seconds(10);
+  EXPECT_EQ(Run(Http(429, "", {{"x-ratelimit-reset", reset}})).retry_after, absl::Seconds(10));
+  // A Retry-After, when the answer has both, is the upstream's word for this request.
+  EXPECT_EQ(Run(Http(429, "", {{"retry-after", "4"}, {"x-ratelimit-reset", reset}})).retry_after,
+            absl::Seconds(4));
+}
+
+TEST_F(DecideTest, AResetHeaderOnAnAnswerThatIsNoThrottleIsNoWait) {
+  ThrottleHeaders d2l;
+  d2l.reset = {{"x-rate-limit-reset", ResetForm::kDeltaSeconds}};
+  ctx_.throttle_headers = &d2l;
+  // D2L sends its quota headers on every answer: on a 503 they tell the window, not a retry.
+  const Decision d = Run(Http(503, "", {{"x-rate-limit-reset", "45"}}));
+  EXPECT_EQ(d.kind, Decision::Kind::kRetry);
+  EXPECT_FALSE(d.retry_after.has_value());
+  EXPECT_EQ(d.delay, absl::Milliseconds(200));
+}
+
+TEST_F(DecideTest, AnUnusableResetFallsBackToTheBackoff) {
+  ThrottleHeaders clever;
+  clever.reset = {{"x-ratelimit-reset", ResetForm::kUnixSeconds}};
+  ctx_.throttle_headers = &clever;
+  const std::string past = absl::StrCat(absl::ToUnixSeconds(kNow) - 600);
+  const Decision d = Run(Http(429, "", {{"x-ratelimit-reset", past}}));
+  EXPECT_FALSE(d.retry_after.has_value());
+  EXPECT_EQ(d.delay, absl::Milliseconds(200));
+  EXPECT_FALSE(d.pause_endpoint);
+}
+
+TEST_F(DecideTest, RetryAfterCanBeIgnoredForAnEndpointThatMisusesIt) {
+  ThrottleHeaders no_retry_after;
+  no_retry_after.retry_after = false;
+  ctx_.throttle_headers = &no_retry_after;
+  const Decision d = Run(Http(429, "", {{"retry-after", "600"}}));
+  EXPECT_FALSE(d.retry_after.has_value());
+  EXPECT_EQ(d.delay, absl::Milliseconds(200));
 }
 
 TEST_F(DecideTest, MaxAttemptsExhausts) {
