@@ -825,8 +825,8 @@ TEST(Headers, DuplicateAndClientManagedNamesAreRejected) {
 TEST(Protection, AbsentSectionsGiveTheDocumentedDefaults) {
   ExpectDocumentedProtectionDefaults(ParseOk(kEndpoint).endpoints.at(0));
   // An empty section is the defaults too.
-  const EndpointConfig& empty =
-      ParseOk(EndpointWith("    circuit_breaker:\n    retry_budget: {}\n")).endpoints.at(0);
+  const Config empty_config = ParseOk(EndpointWith("    circuit_breaker:\n    retry_budget: {}\n"));
+  const EndpointConfig& empty = empty_config.endpoints.at(0);
   EXPECT_EQ(empty.circuit_breaker.min_requests, 20);
   EXPECT_EQ(empty.retry_budget.min_retries, 10);
 }
