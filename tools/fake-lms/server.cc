@@ -233,7 +233,7 @@ void SendAnswer(evhttp_request* req, const Answer& answer) {
 }  // namespace
 
 Server::Server(event_base* base)
-    : base_(base), http_(evhttp_new(base)), start_(std::chrono::steady_clock::now()) {
+    : base_(base), http_(evhttp_new(base)), start_(std::chrono::system_clock::now()) {
   evhttp_set_allowed_methods(http_, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
                                         EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
                                         EVHTTP_REQ_PATCH);
@@ -302,8 +302,11 @@ bufferevent* Server::OnConnection(event_base* base, void* self) {
   return bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
 }
 
+// The wall clock, as Rebound schedules by it (absl::Now): a step of the system clock moves both
+// alike, so a gap fake-lms measures is the gap Rebound waited (with steady_clock here, a 1 ms
+// forward step made a 1 s Retry-After look 999 ms long).
 double Server::NowMs() const {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start_)
+  return std::chrono::duration<double, std::milli>(std::chrono::system_clock::now() - start_)
       .count();
 }
 

@@ -76,7 +76,7 @@ class Server {
   ArrivalLog arrivals_;
   std::vector<Outage> outages_;
   std::unordered_map<Pending*, std::unique_ptr<Pending>> pending_;
-  const std::chrono::steady_clock::time_point start_;
+  const std::chrono::system_clock::time_point start_;
 };
 
 }  // namespace rebound::fakelms
