@@ -55,7 +55,7 @@ mix=(
   "200" "200" "200" "200" "200" "200" "200" "200" "200" "200"
   "503,503,200"                                    # flaky gateway
   "502,200"
-  "403:ra=1:body=Rate%2520Limit%2520Exceeded,200"  # Canvas throttling (rule canvas-throttle)
+  "403:body=Rate%20Limit%20Exceeded,200"           # Canvas throttling: no Retry-After (rule canvas-throttle)
   "429:ra=2,200"                                   # plain 429 with Retry-After
   "400"                                            # bad grade payload: permanent
   "404"                                            # unknown course: permanent
