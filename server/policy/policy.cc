@@ -215,17 +215,30 @@ std::optional<absl::Duration> ParseRetryAfter(absl::string_view value, absl::Tim
     }
     return absl::Seconds(static_cast<int64_t>(seconds));
   }
-  // A signed number is not an HTTP-date; don't let curl_getdate's leniency read it as one.
-  if ((value.front() == '-' || value.front() == '+') && value.size() > 1 &&
-      std::all_of(value.begin() + 1, value.end(), absl::ascii_isdigit)) {
-    return std::nullopt;
-  }
+  const std::optional<absl::Time> t = ParseHttpDate(value);
+  if (!t) return std::nullopt;
+  return std::max(*t - now, absl::ZeroDuration());
+}
+
+std::optional<absl::Time> ParseHttpDate(absl::string_view value) {
+  value = absl::StripAsciiWhitespace(value);
+  // A bare number ("30", "-5", "+3", "1.5") is not an HTTP-date; don't let curl_getdate's
+  // leniency read it as one.
+  absl::string_view digits = value;
+  if (!digits.empty() && (digits.front() == '-' || digits.front() == '+')) digits.remove_prefix(1);
+  const size_t dot = digits.find('.');
+  const absl::string_view whole = digits.substr(0, dot);
+  const absl::string_view fraction =
+      dot == absl::string_view::npos ? absl::string_view() : digits.substr(dot + 1);
+  const auto all_digits = [](absl::string_view s) {
+    return std::all_of(s.begin(), s.end(), absl::ascii_isdigit);
+  };
+  if (!whole.empty() && all_digits(whole) && all_digits(fraction)) return std::nullopt;
 
   const std::string text(value);  // curl_getdate needs a NUL-terminated string
   const time_t t = curl_getdate(text.c_str(), nullptr);
   if (t == -1) return std::nullopt;
-  const absl::Duration until = absl::FromTimeT(t) - now;
-  return std::max(until, absl::ZeroDuration());
+  return absl::FromTimeT(t);
 }
 
 Decision Decide(const Policy& policy, const Outcome& outcome, const AttemptContext& ctx,
@@ -259,9 +272,9 @@ Decision Decide(const Policy& policy, const Outcome& outcome, const AttemptConte
   const absl::Duration backoff =
       JitteredBackoff(policy.backoff, ctx.attempt, ctx.previous_delay, rng);
   absl::Duration delay = backoff;
-  static const ThrottleHeaders kDefaultHeaders;
+  std::optional<ThrottleHeaders> defaults;  // built only for a caller that names none
   const ThrottleSignals signals = ReadThrottleSignals(
-      outcome, ctx.throttle_headers != nullptr ? *ctx.throttle_headers : kDefaultHeaders, now);
+      outcome, ctx.throttle_headers != nullptr ? *ctx.throttle_headers : defaults.emplace(), now);
   // Retry-After answers any retryable outcome (a 503 may carry one); a reset time, only a
   // throttle: a normal answer's quota headers say when the window turns, not when to retry.
   std::optional<absl::Time> upstream_at = signals.retry_after_at;

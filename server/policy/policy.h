@@ -110,6 +110,10 @@ absl::Duration JitteredBackoff(const Backoff& b, int n, absl::Duration previous,
 // give nullopt; dates in the past give zero.
 std::optional<absl::Duration> ParseRetryAfter(absl::string_view value, absl::Time now);
 
+// An HTTP-date (IMF-fixdate, and the obsolete RFC 850 and asctime forms RFC 9110 asks
+// recipients to accept), or nullopt; a bare number, signed or not, is never read as one.
+std::optional<absl::Time> ParseHttpDate(absl::string_view value);
+
 struct ThrottleHeaders;  // throttle_headers.h
 
 // Where a job stands when an attempt has just finished.

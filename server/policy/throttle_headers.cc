@@ -1,9 +1,6 @@
 #include "server/policy/throttle_headers.h"
 
-#include <curl/curl.h>
-
 #include <algorithm>
-#include <ctime>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -38,18 +35,12 @@ std::optional<double> ParseUnits(absl::string_view v, std::string* error) {
   return std::nullopt;
 }
 
-// An HTTP-date (curl_getdate also takes RFC 850 and asctime forms, as RFC 9110 asks
-// recipients to) or an RFC 3339 date-time.
+// An RFC 3339 date-time or an HTTP-date.
 std::optional<absl::Time> ParseDate(absl::string_view v) {
   absl::Time t;
   std::string err;
   if (absl::ParseTime(absl::RFC3339_full, v, &t, &err)) return t;
-  // A bare number is not a date; don't let curl_getdate's leniency read one as a date.
-  if (IsDecimal(v) || IsNegativeDecimal(v)) return std::nullopt;
-  const std::string text(v);  // curl_getdate needs a NUL-terminated string
-  const time_t parsed = curl_getdate(text.c_str(), nullptr);
-  if (parsed == -1) return std::nullopt;
-  return absl::FromTimeT(parsed);
+  return ParseHttpDate(v);
 }
 
 // Names `value` as read from `header` in an ignored reason.
@@ -70,7 +61,7 @@ struct QuotaItem {
   std::string name;  // the quota policy's name ("" in draft 07)
   std::optional<double> remaining;
   std::optional<double> limit;
-  std::optional<absl::Duration> reset_in;
+  std::optional<absl::Time> reset_at;
   std::optional<absl::Duration> window;
 };
 
@@ -97,10 +88,18 @@ std::optional<double> Units(absl::string_view v, absl::string_view what, Throttl
   return d;
 }
 
+// Seconds until a reset, read by the same rules as a delta_seconds reset header.
+std::optional<absl::Time> Reset(absl::string_view v, absl::string_view what, absl::Time now,
+                                ThrottleSignals* s) {
+  ParsedTime t = ParseResetValue(v, ResetForm::kDeltaSeconds, now);
+  if (!t.at) Ignore(s, what, t.error);
+  return t.at;
+}
+
 // `RateLimit` or `RateLimit-Policy`: a list of items `"name";k=v;...` (draft 08 on), or draft
 // 07's forms (`limit=L, remaining=R, reset=T`; `L;w=W`).
 std::vector<QuotaItem> ParseQuotaField(absl::string_view header, absl::string_view value,
-                                       bool policy, ThrottleSignals* s) {
+                                       bool policy, absl::Time now, ThrottleSignals* s) {
   std::vector<QuotaItem> items;
   value = absl::StripAsciiWhitespace(value);
   if (value.empty()) return items;
@@ -123,7 +122,7 @@ std::vector<QuotaItem> ParseQuotaField(absl::string_view header, absl::string_vi
         } else if (k == "remaining") {
           item.remaining = Units(v, what, s);
         } else if (k == "reset") {
-          item.reset_in = Seconds(v, what, s);
+          item.reset_at = Reset(v, what, now, s);
         } else {
           Ignore(s, header,
                  absl::StrCat("not a quota member: ", absl::StripAsciiWhitespace(member)));
@@ -151,7 +150,7 @@ std::vector<QuotaItem> ParseQuotaField(absl::string_view header, absl::string_vi
         if (k == "w") item.window = Seconds(v, what, s);
       } else {
         if (k == "r") item.remaining = Units(v, what, s);
-        if (k == "t") item.reset_in = Seconds(v, what, s);
+        if (k == "t") item.reset_at = Reset(v, what, now, s);
       }
     }
     items.push_back(std::move(item));
@@ -164,7 +163,7 @@ std::vector<QuotaItem> ParseQuotaField(absl::string_view header, absl::string_vi
 void ReadIetf(const Outcome& outcome, absl::Time now, ThrottleSignals* s) {
   std::optional<absl::string_view> field = outcome.Header("ratelimit");
   if (!field) return;
-  std::vector<QuotaItem> items = ParseQuotaField("ratelimit", *field, false, s);
+  std::vector<QuotaItem> items = ParseQuotaField("ratelimit", *field, false, now, s);
   const QuotaItem* tight = nullptr;
   for (const QuotaItem& item : items) {
     if (tight == nullptr ||
@@ -175,9 +174,9 @@ void ReadIetf(const Outcome& outcome, absl::Time now, ThrottleSignals* s) {
   if (tight == nullptr) return;
   if (!s->remaining) s->remaining = tight->remaining;
   if (!s->limit) s->limit = tight->limit;
-  if (!s->reset_at && tight->reset_in) s->reset_at = now + *tight->reset_in;
+  if (!s->reset_at) s->reset_at = tight->reset_at;
   if (std::optional<absl::string_view> p = outcome.Header("ratelimit-policy")) {
-    for (const QuotaItem& q : ParseQuotaField("ratelimit-policy", *p, true, s)) {
+    for (const QuotaItem& q : ParseQuotaField("ratelimit-policy", *p, true, now, s)) {
       if (q.name != tight->name) continue;
       if (!s->limit) s->limit = q.limit;
       if (!s->window) s->window = q.window;
