@@ -239,7 +239,11 @@ class Parser {
                               SlowStartConfig* out) const;
   absl::Status ParseThrottleHeaders(const YAML::Node& node, const std::string& path,
                                     policy::ThrottleHeaders* out) const;
-  // A sequence of header names, lower-cased.
+  // A response header name (an RFC 9110 token), lower-cased as Outcome headers are; an error at
+  // `path` otherwise.
+  absl::StatusOr<std::string> ResponseHeaderName(absl::string_view name,
+                                                 const std::string& path) const;
+  // A sequence of response header names.
   absl::StatusOr<std::vector<std::string>> HeaderNames(const YAML::Node& node,
                                                        const std::string& path) const;
   // http(s)://host[:port][/path] without user information, query or fragment; `allow_path`
@@ -684,10 +688,7 @@ absl::StatusOr<policy::Rule> Parser::ParseRule(const YAML::Node& node, const std
     REBOUND_RETURN_IF_ERROR(Require(h, "name"));
     std::string name;
     REBOUND_RETURN_IF_ERROR(String(h, "name", &name));
-    if (!IsToken(name)) {
-      return Error(h.PathOf("name"), absl::StrCat("invalid header name ", Quote(name)));
-    }
-    rule.header_name = absl::AsciiStrToLower(name);  // Outcome headers are lower-cased
+    REBOUND_ASSIGN_OR_RETURN(rule.header_name, ResponseHeaderName(name, h.PathOf("name")));
     if (const YAML::Node* r = h.Find("regex")) {
       REBOUND_ASSIGN_OR_RETURN(rule.header_regex, Regex(*r, h.PathOf("regex")));
     }
@@ -914,16 +915,20 @@ absl::Status Parser::ParseSlowStart(const YAML::Node& node, const std::string& p
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::string> Parser::ResponseHeaderName(absl::string_view name,
+                                                       const std::string& path) const {
+  if (!IsToken(name)) return Error(path, absl::StrCat("invalid header name ", Quote(name)));
+  return absl::AsciiStrToLower(name);
+}
+
 absl::StatusOr<std::vector<std::string>> Parser::HeaderNames(const YAML::Node& node,
                                                              const std::string& path) const {
   REBOUND_ASSIGN_OR_RETURN(const std::vector<YAML::Node> items, AsSequence(node, path));
   std::vector<std::string> names;
   for (size_t i = 0; i < items.size(); ++i) {
     REBOUND_ASSIGN_OR_RETURN(const std::string name, AsScalar(items[i], Index(path, i)));
-    if (!IsToken(name)) {
-      return Error(Index(path, i), absl::StrCat("invalid header name ", Quote(name)));
-    }
-    names.push_back(absl::AsciiStrToLower(name));  // Outcome headers are lower-cased
+    REBOUND_ASSIGN_OR_RETURN(std::string lower, ResponseHeaderName(name, Index(path, i)));
+    names.push_back(std::move(lower));
   }
   return names;
 }
@@ -946,11 +951,9 @@ absl::Status Parser::ParseThrottleHeaders(const YAML::Node& node, const std::str
       REBOUND_RETURN_IF_ERROR(Require(r, "name"));
       REBOUND_RETURN_IF_ERROR(Require(r, "form"));
       policy::ResetHeader h;
-      REBOUND_RETURN_IF_ERROR(String(r, "name", &h.name));
-      if (!IsToken(h.name)) {
-        return Error(r.PathOf("name"), absl::StrCat("invalid header name ", Quote(h.name)));
-      }
-      h.name = absl::AsciiStrToLower(h.name);
+      std::string name;
+      REBOUND_RETURN_IF_ERROR(String(r, "name", &name));
+      REBOUND_ASSIGN_OR_RETURN(h.name, ResponseHeaderName(name, r.PathOf("name")));
       std::string form;
       REBOUND_RETURN_IF_ERROR(String(r, "form", &form));
       const std::optional<policy::ResetForm> parsed = policy::ParseResetForm(form);
