@@ -178,6 +178,16 @@ class FakeLmsProcess {
     return Post(absl::StrCat("/__outage?ms=0", PrefixParam(prefix)));
   }
 
+  // POST /__canvas: Canvas's throttle (tools/fake-lms/canvas.h) for the scripted requests under
+  // `prefix`; `params` are its settings as query parameters ("high_water=60&outflow=100").
+  absl::Status StartCanvas(const std::string& prefix, const std::string& params = "") const {
+    std::string query = absl::StrCat(params, PrefixParam(prefix));
+    if (!query.empty() && query[0] == '&') query.erase(0, 1);
+    return Post(absl::StrCat("/__canvas?", query));
+  }
+  // GET /__canvas: {"canvas": [{"settings", "throttled", "passed", "buckets"}]}.
+  absl::StatusOr<nlohmann::json> Canvas() const { return GetJson("/__canvas"); }
+
   // GET /__arrivals?since_ms=N: {"now_ms", "fields", "arrivals": [[at_ms, segment, done_ms|null,
   // status, outage], ...], "dropped"} (tools/fake-lms/README.md "Arrival log").
   absl::StatusOr<nlohmann::json> Arrivals(double since_ms = 0) const {

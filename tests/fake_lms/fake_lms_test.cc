@@ -417,6 +417,84 @@ TEST_F(FakeLmsTest, OutageRejectsBadParametersNamingThem) {
   EXPECT_EQ(Get("/x", "still-up").status, 200);
 }
 
+// Canvas's throttle as its docs and middleware describe it (tools/fake-lms/canvas.h): here a
+// bucket of high-water mark 120 and maximum 160, up-front cost 50, cost 10, no outflow to speak
+// of (0.001/s), so the arithmetic is exact to the printed digits.
+TEST_F(FakeLmsTest, CanvasModeThrottlesByTheLeakyBucketWithItsHeadersAndNoRetryAfter) {
+  ASSERT_TRUE(
+      lms_->StartCanvas("/c/", "high_water=120&maximum=160&outflow=0.001&up_front=50&cost=10")
+          .ok());
+  // One at a time: 50 up front, then 10 stays; remaining 120 - 10 = 110, then 100, ...
+  const HttpReply first = Get("/c/a", "k1");
+  EXPECT_EQ(first.status, 200);
+  EXPECT_EQ(first.Header("x-request-cost"), "10.0");
+  EXPECT_EQ(first.Header("x-rate-limit-remaining").substr(0, 5), "110.0");
+  // Three held at once (delayed answers): 10 + 3 x 50 = 160 >= 120 from the third on.
+  std::vector<std::thread> held;
+  std::vector<HttpReply> replies(3);
+  for (int i = 0; i < 3; ++i) {
+    held.emplace_back([&, i] { replies[i] = Get("/c/b?script=200:ms=400", absl::StrCat("h", i)); });
+    absl::SleepFor(absl::Milliseconds(60));
+  }
+  for (std::thread& t : held) t.join();
+  int throttled = 0;
+  for (const HttpReply& r : replies) {
+    if (r.status != 403) continue;
+    ++throttled;
+    EXPECT_EQ(r.body, "403 Forbidden (Rate Limit Exceeded)\n");
+    EXPECT_EQ(r.Header("retry-after"), "");
+    EXPECT_EQ(r.Header("x-request-cost"), "") << "Canvas sends no cost on a throttled answer";
+    EXPECT_NE(r.Header("x-rate-limit-remaining"), "");
+  }
+  EXPECT_EQ(throttled, 1);
+  // A throttled key uses no script step and is no effect: it goes on where it was.
+  const nlohmann::json h2 = KeyStats("h2");
+  EXPECT_EQ(h2["throttle_answers"], 1);
+  EXPECT_EQ(h2["effects"], 0);
+  // Other prefixes are not throttled, and another token has its own bucket.
+  EXPECT_EQ(Get("/d/a", "k2").Header("x-request-cost"), "");
+  const HttpReply other = HttpFetch("GET", lms_->base_url() + "/c/a",
+                                    {"Idempotency-Key: k3", "Authorization: Bearer other"});
+  EXPECT_EQ(other.Header("x-rate-limit-remaining").substr(0, 5), "110.0");
+  absl::StatusOr<nlohmann::json> status = lms_->Canvas();
+  ASSERT_TRUE(status.ok()) << status.status();
+  ASSERT_EQ((*status)["canvas"].size(), 1u);
+  EXPECT_EQ((*status)["canvas"][0]["throttled"], 1);
+  EXPECT_EQ((*status)["canvas"][0]["passed"], 4);
+  EXPECT_EQ((*status)["canvas"][0]["buckets"].size(), 2u);
+}
+
+TEST_F(FakeLmsTest, CanvasModeLeaksAtItsOutflowAndRemainingGoesBelowZeroOverTheMark) {
+  ASSERT_TRUE(
+      lms_->StartCanvas("", "high_water=100&maximum=150&outflow=100&up_front=0&cost=140").ok());
+  const HttpReply over = Get("/x", "k1");
+  EXPECT_EQ(over.status, 200);
+  const double remaining = std::stod(over.Header("x-rate-limit-remaining"));
+  EXPECT_LT(remaining, -30.0);  // 100 - 140, less a few ms of leak
+  EXPECT_GT(remaining, -40.5);
+  EXPECT_EQ(Get("/x", "k2").status, 403);   // at or over the mark: throttled
+  absl::SleepFor(absl::Milliseconds(600));  // 60 units leak away
+  EXPECT_EQ(Get("/x", "k2").status, 200);
+}
+
+TEST_F(FakeLmsTest, CanvasModeRejectsBadParametersNamingThem) {
+  for (const auto& [params, error] : std::vector<std::pair<std::string, std::string>>{
+           {"outflow=-1", "outflow: want a non-negative number"},
+           {"cost=lots", "cost: want a non-negative number"},
+           {"high_water=900", "high_water: want 0 < high_water <= maximum"},
+           {"prefix=c", "prefix: want a path starting with '/'"},
+           {"off=2", "off: want 0 or 1"}}) {
+    const HttpReply r = HttpFetch("POST", lms_->base_url() + "/__canvas?" + params);
+    EXPECT_EQ(r.status, 400) << params;
+    EXPECT_THAT(r.body, HasSubstr(error)) << params;
+  }
+  ASSERT_TRUE(lms_->StartCanvas("/c/").ok());
+  EXPECT_EQ(HttpFetch("POST", lms_->base_url() + "/__canvas?prefix=/c/&off=1").status, 200);
+  absl::StatusOr<nlohmann::json> status = lms_->Canvas();
+  ASSERT_TRUE(status.ok());
+  EXPECT_TRUE((*status)["canvas"].empty());
+}
+
 TEST_F(FakeLmsTest, ArrivalsListEveryScriptedRequestWithSegmentAndAnswerTime) {
   Get("/e1/api/a?script=201", "a");
   Get("/e2/api/b?script=200:ms=120", "b");

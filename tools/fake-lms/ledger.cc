@@ -38,9 +38,16 @@ void Ledger::AnsweredByOutage(KeyRecord& record, int status) {
   ++outage_answers_;
 }
 
+void Ledger::AnsweredByThrottle(KeyRecord& record, int status) {
+  record.history.back().status = status;
+  ++record.throttle_answers;
+  ++throttle_answers_;
+}
+
 void Ledger::Clear() {
   keys_.clear();
-  requests_ = connections_ = attempts_ = effects_ = repeats_ = outage_answers_ = 0;
+  requests_ = connections_ = attempts_ = effects_ = repeats_ = outage_answers_ = throttle_answers_ =
+      0;
 }
 
 nlohmann::json Ledger::Stats(bool totals_only) const {
@@ -51,7 +58,8 @@ nlohmann::json Ledger::Stats(bool totals_only) const {
                    {"attempts", attempts_},
                    {"effects", effects_},
                    {"repeats", repeats_},
-                   {"outage_answers", outage_answers_}};
+                   {"outage_answers", outage_answers_},
+                   {"throttle_answers", throttle_answers_}};
   if (totals_only) return out;
   nlohmann::json keys = nlohmann::json::object();
   for (const auto& [key, record] : keys_) keys[key] = ToJson(record);
@@ -87,6 +95,7 @@ nlohmann::json Ledger::ToJson(const KeyRecord& record) {
           {"effects", record.effects},
           {"repeats", record.repeats},
           {"outage_answers", record.outage_answers},
+          {"throttle_answers", record.throttle_answers},
           {"times_ms", std::move(times)},
           {"statuses", std::move(statuses)},
           {"key_header_every_attempt", record.key_header_every_attempt},

@@ -43,7 +43,8 @@ struct KeyRecord {
   int attempts = 0;
   int effects = 0;
   int repeats = 0;
-  int outage_answers = 0;  // attempts answered by an outage (Server: POST /__outage)
+  int outage_answers = 0;    // attempts answered by an outage (Server: POST /__outage)
+  int throttle_answers = 0;  // attempts answered by an LMS's throttle (POST /__canvas)
   struct Attempt {
     double at_ms = 0;  // arrival, ms since the server started
     int status = 0;    // as answered; 0 for 'hang', 'reset', 'cut' (no full answer)
@@ -66,6 +67,9 @@ class Ledger {
   void Repeated(KeyRecord& record);
   // The request was answered `status` by an outage: never an effect, and no script step used.
   void AnsweredByOutage(KeyRecord& record, int status);
+  // The request was throttled (answered `status` by an LMS's throttle): never an effect, and no
+  // script step used.
+  void AnsweredByThrottle(KeyRecord& record, int status);
 
   void CountRequest() { ++requests_; }
   void CountConnection() { ++connections_; }
@@ -86,6 +90,7 @@ class Ledger {
   uint64_t effects_ = 0;
   uint64_t repeats_ = 0;
   uint64_t outage_answers_ = 0;
+  uint64_t throttle_answers_ = 0;
 };
 
 // Every scripted request in arrival order, for checkers that need per-endpoint rates and

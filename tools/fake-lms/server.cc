@@ -41,6 +41,7 @@ struct Server::Pending {
                               // so this is how a client that went away is noticed
   Answer answer;
   size_t arrival = ArrivalLog::kNone;  // the request's ArrivalLog entry
+  std::optional<CanvasRef> canvas;     // let through by a CanvasThrottle
 };
 
 namespace {
@@ -331,6 +332,7 @@ void Server::HandleAdmin(evhttp_request* req, const std::string& path, const cha
     ledger_.Clear();
     arrivals_.Clear();
     outages_.clear();
+    canvas_.clear();
     SendAnswer(req, JsonAnswer(200, {{"ok", true}}));
   } else if (path == "/__stats" && method == EVHTTP_REQ_GET) {
     const QueryParams params(query);
@@ -345,6 +347,8 @@ void Server::HandleAdmin(evhttp_request* req, const std::string& path, const cha
     }
   } else if (path == "/__outage") {
     HandleOutage(req, query);
+  } else if (path == "/__canvas") {
+    HandleCanvas(req, query);
   } else if (path == "/__arrivals" && method == EVHTTP_REQ_GET) {
     const QueryParams params(query);
     const std::optional<double> since = ParseNonNegative<double>(params.Find("since_ms"));
@@ -418,6 +422,74 @@ void Server::HandleOutage(evhttp_request* req, const char* query) {
   SendAnswer(req, JsonAnswer(200, listing()));
 }
 
+void Server::HandleCanvas(evhttp_request* req, const char* query) {
+  const double now_s = NowMs() / 1000;
+  const auto listing = [&] {
+    nlohmann::json list = nlohmann::json::array();
+    for (const CanvasThrottle& c : canvas_) list.push_back(c.Status(now_s));
+    return nlohmann::json{{"canvas", std::move(list)}};
+  };
+  const evhttp_cmd_type method = evhttp_request_get_command(req);
+  if (method == EVHTTP_REQ_GET) {
+    SendAnswer(req, JsonAnswer(200, listing()));
+    return;
+  }
+  if (method != EVHTTP_REQ_POST) {
+    SendAnswer(req, JsonAnswer(405, {{"error", "method not allowed"}}));
+    return;
+  }
+  const QueryParams params(query);
+  std::string error;
+  std::optional<CanvasSettings> settings =
+      CanvasSettings::FromParams([&](const char* name) { return params.Find(name); }, &error);
+  const char* off = params.Find("off");
+  if (settings && off != nullptr && std::strcmp(off, "0") != 0 && std::strcmp(off, "1") != 0) {
+    settings.reset();
+    error = "off: want 0 or 1";
+  }
+  if (!settings) {
+    SendAnswer(req, JsonAnswer(400, {{"error", error}}));
+    return;
+  }
+  canvas_.erase(std::remove_if(canvas_.begin(), canvas_.end(),
+                               [&](const CanvasThrottle& c) {
+                                 return c.settings().prefix == settings->prefix;
+                               }),
+                canvas_.end());
+  if (off == nullptr || std::strcmp(off, "1") != 0) {
+    if (canvas_.size() >= kMaxOutages) {
+      SendAnswer(req, JsonAnswer(400, {{"error", "too many throttles (at most 64 prefixes)"}}));
+      return;
+    }
+    canvas_.emplace_back(*std::move(settings));
+  }
+  SendAnswer(req, JsonAnswer(200, listing()));
+}
+
+CanvasThrottle* Server::CanvasFor(const std::string& path) {
+  CanvasThrottle* found = nullptr;
+  for (CanvasThrottle& c : canvas_) {
+    const std::string& prefix = c.settings().prefix;
+    if (path.rfind(prefix, 0) == 0 &&
+        (found == nullptr || prefix.size() > found->settings().prefix.size())) {
+      found = &c;
+    }
+  }
+  return found;
+}
+
+void Server::FinishCanvas(const std::optional<CanvasRef>& canvas, Answer* answer) {
+  if (!canvas) return;
+  for (CanvasThrottle& c : canvas_) {
+    if (c.settings().prefix != canvas->prefix) continue;
+    auto headers = c.Finish(canvas->ticket, NowMs() / 1000);
+    if (answer != nullptr) {
+      answer->headers.insert(answer->headers.end(), headers.begin(), headers.end());
+    }
+    return;
+  }
+}
+
 const Server::Outage* Server::OutageFor(const std::string& path, double now_ms) {
   const Outage* found = nullptr;
   for (const Outage& o : outages_) {
@@ -471,13 +543,32 @@ void Server::HandleScripted(evhttp_request* req, const std::string& path, const 
     return;
   }
 
+  std::optional<CanvasRef> canvas;
+  if (CanvasThrottle* throttle = CanvasFor(path); throttle != nullptr) {
+    const char* token = evhttp_find_header(headers, "Authorization");
+    CanvasThrottle::Ticket ticket = throttle->Arrive(token != nullptr ? token : "", at_ms / 1000);
+    if (ticket.throttled) {
+      // Canvas's throttled answer, at once; never an effect, and no script step used.
+      Answer answer;
+      answer.status = 403;
+      answer.content_type = "text/plain; charset=utf-8";
+      answer.body = "403 Forbidden (Rate Limit Exceeded)\n";
+      answer.headers = throttle->Finish(ticket, at_ms / 1000);
+      ledger_.AnsweredByThrottle(record, answer.status);
+      arrivals_.Answered(logged, answer.status, false);
+      Respond(req, std::move(answer), 0, logged);
+      return;
+    }
+    canvas = CanvasRef{throttle->settings().prefix, std::move(ticket)};
+  }
+
   const std::optional<int> latency_ms =
       ParseNonNegative<int>(Setting(headers, "X-Fake-Latency-Ms", params, "latency_ms"));
   if (!latency_ms) {
     const Answer bad = JsonAnswer(400, {{"error", "latency_ms: want a non-negative integer"}});
     ledger_.Answered(record, bad);
     arrivals_.Answered(logged, bad.status, false);
-    Respond(req, bad, 0, logged);
+    Respond(req, bad, 0, logged, std::move(canvas));
     return;
   }
   if (record.effect) {
@@ -486,7 +577,7 @@ void Server::HandleScripted(evhttp_request* req, const std::string& path, const 
     Answer repeat = *record.effect;
     repeat.headers.emplace_back("X-Fake-Repeat", "true");
     arrivals_.Answered(logged, repeat.status, false);
-    Respond(req, repeat, *latency_ms, logged);
+    Respond(req, std::move(repeat), *latency_ms, logged, std::move(canvas));
     return;
   }
   const char* script_text = Setting(headers, "X-Fake-Script", params, "script");
@@ -497,11 +588,16 @@ void Server::HandleScripted(evhttp_request* req, const std::string& path, const 
     const Answer bad = JsonAnswer(400, {{"error", "bad script: " + error}});
     ledger_.Answered(record, bad);
     arrivals_.Answered(logged, bad.status, false);
-    Respond(req, bad, 0, logged);
+    Respond(req, bad, 0, logged, std::move(canvas));
     return;
   }
-  // Outage answers use no step: after an outage the key goes on where its script was.
-  const Step& step = StepFor(*script, attempt - record.outage_answers);
+  // Outage and throttle answers use no step: afterwards the key goes on where its script was.
+  const Step& step = StepFor(*script, attempt - record.outage_answers - record.throttle_answers);
+  if (step.kind != Step::Kind::kRespond) {
+    // No answer goes out: the request ends for the throttle now (a simplification: its
+    // up-front cost is not held while it hangs).
+    FinishCanvas(canvas, nullptr);
+  }
   switch (step.kind) {
     case Step::Kind::kHang:
       ledger_.Unanswered(record);
@@ -522,28 +618,31 @@ void Server::HandleScripted(evhttp_request* req, const std::string& path, const 
       // by then: that is the "applied, but the response was lost" case retries must survive.
       ledger_.Answered(record, answer);
       arrivals_.Answered(logged, answer.status, false);
-      Respond(req, answer, *latency_ms + step.delay_ms, logged);
+      Respond(req, answer, *latency_ms + step.delay_ms, logged, std::move(canvas));
       return;
     }
   }
 }
 
-void Server::Respond(evhttp_request* req, const Answer& answer, int delay_ms, size_t arrival) {
+void Server::Respond(evhttp_request* req, Answer answer, int delay_ms, size_t arrival,
+                     std::optional<CanvasRef> canvas) {
   if (delay_ms <= 0) {
+    FinishCanvas(canvas, &answer);
     SendAnswer(req, answer);
     arrivals_.Finished(arrival, NowMs());
   } else {
-    Defer(req, PendingKind::kDelay, answer, delay_ms, arrival);
+    Defer(req, PendingKind::kDelay, std::move(answer), delay_ms, arrival, std::move(canvas));
   }
 }
 
 void Server::Defer(evhttp_request* req, PendingKind kind, Answer answer, int delay_ms,
-                   size_t arrival) {
+                   size_t arrival, std::optional<CanvasRef> canvas) {
   auto pending = std::make_unique<Pending>();
   pending->server = this;
   pending->kind = kind;
   pending->req = req;
   pending->arrival = arrival;
+  pending->canvas = std::move(canvas);
   pending->evcon = evhttp_request_get_connection(req);
   pending->fd = bufferevent_getfd(evhttp_connection_get_bufferevent(pending->evcon));
   pending->answer = std::move(answer);
@@ -596,8 +695,9 @@ void Server::OnPendingTimer(evutil_socket_t /*fd*/, short /*what*/, void* arg) {
   evhttp_connection* evcon = pending->evcon;
   const evutil_socket_t fd = pending->fd;
   const PendingKind kind = pending->kind;
-  const Answer answer = std::move(pending->answer);
+  Answer answer = std::move(pending->answer);
   const size_t arrival = pending->arrival;
+  server->FinishCanvas(pending->canvas, &answer);
   pending.reset();  // our events go before libevent touches the connection
   // Done with the request now: answered, reset, or cut (the rest of a cut adds nothing).
   server->arrivals_.Finished(arrival, server->NowMs());
@@ -650,6 +750,7 @@ void Server::OnPendingReadable(evutil_socket_t fd, short /*what*/, void* arg) {
   std::unique_ptr<Pending> pending = server->TakePending(raw);
   evhttp_connection* evcon = pending->evcon;
   server->arrivals_.Finished(pending->arrival, server->NowMs());
+  server->FinishCanvas(pending->canvas, nullptr);
   pending.reset();
   evhttp_connection_free(evcon);
 }

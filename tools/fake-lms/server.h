@@ -1,8 +1,9 @@
 // Server: fake-lms's HTTP front, on libevent's evhttp and one event loop.
 //
-// Answers every request on a non-admin path from its script (script.h), or from an outage, and
-// records it in the Ledger and the ArrivalLog (ledger.h); /__stats, /__reset, /__health,
-// /__outage and /__arrivals are the admin endpoints. Delayed answers
+// Answers every request on a non-admin path from its script (script.h), or from an outage, or
+// from an LMS's own throttle (canvas.h), and records it in the Ledger and the ArrivalLog
+// (ledger.h); /__stats, /__reset, /__health, /__outage, /__canvas and /__arrivals are the admin
+// endpoints. Delayed answers
 // use event timers; nothing ever blocks the loop. Not thread-safe: every method runs on the
 // thread that runs `base`.
 #ifndef REBOUND_TOOLS_FAKE_LMS_SERVER_H_
@@ -18,6 +19,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "tools/fake-lms/canvas.h"
 #include "tools/fake-lms/ledger.h"
 
 namespace rebound::fakelms {
@@ -48,6 +50,12 @@ class Server {
     double until_ms = 0;
   };
   static constexpr size_t kMaxOutages = 64;
+  // A request a CanvasThrottle let through: finished (its cost booked, its headers added) when
+  // its answer goes out or it ends otherwise.
+  struct CanvasRef {
+    std::string prefix;
+    CanvasThrottle::Ticket ticket;
+  };
 
   static void OnRequest(evhttp_request* req, void* self);
   static bufferevent* OnConnection(event_base* base, void* self);
@@ -58,13 +66,21 @@ class Server {
   void HandleRequest(evhttp_request* req);
   void HandleAdmin(evhttp_request* req, const std::string& path, const char* query);
   void HandleOutage(evhttp_request* req, const char* query);
+  void HandleCanvas(evhttp_request* req, const char* query);
+  // The CanvasThrottle with the longest prefix of `path`, or nullptr.
+  CanvasThrottle* CanvasFor(const std::string& path);
+  // Books the end of a request `canvas` let through, adding its headers to `answer` (when not
+  // null). Nothing when the throttle was removed meanwhile.
+  void FinishCanvas(const std::optional<CanvasRef>& canvas, Answer* answer);
   void HandleScripted(evhttp_request* req, const std::string& path, const char* query);
   // The active outage with the longest prefix of `path`, or nullptr.
   const Outage* OutageFor(const std::string& path, double now_ms);
   // Sends now when `delay_ms` is 0, else from a timer; `arrival` is the request's ArrivalLog
   // index, finished when the answer is out.
-  void Respond(evhttp_request* req, const Answer& answer, int delay_ms, size_t arrival);
-  void Defer(evhttp_request* req, PendingKind kind, Answer answer, int delay_ms, size_t arrival);
+  void Respond(evhttp_request* req, Answer answer, int delay_ms, size_t arrival,
+               std::optional<CanvasRef> canvas = std::nullopt);
+  void Defer(evhttp_request* req, PendingKind kind, Answer answer, int delay_ms, size_t arrival,
+             std::optional<CanvasRef> canvas = std::nullopt);
   // Closes `evcon` from a zero timer: never from inside one of evhttp's own callbacks.
   void CloseSoon(evhttp_connection* evcon);
   std::unique_ptr<Pending> TakePending(Pending* pending);
@@ -75,6 +91,7 @@ class Server {
   Ledger ledger_;
   ArrivalLog arrivals_;
   std::vector<Outage> outages_;
+  std::vector<CanvasThrottle> canvas_;  // at most kMaxOutages, one per prefix
   std::unordered_map<Pending*, std::unique_ptr<Pending>> pending_;
   const std::chrono::system_clock::time_point start_;
 };
