@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Rebound benchmark scenarios (docs/benchmarks.md).
 #
-#   bench/run.sh healthy|flaky|waiting|timer|retention|protection|trickle|all
+#   bench/run.sh healthy|flaky|waiting|timer|retention|protection|trickle|canvas|all
 #
 # Each scenario starts its own fake-lms and rebound-server (Release binaries from build-bench)
 # in a temporary directory with bench/configs/bench.yaml (SQLite synchronous=full), runs the
@@ -35,6 +35,9 @@
 #                        endpoints, to separate the cost of 50 endpoints from that of failures)
 #   PROTECTION_LATENCY_MS  fake-lms latency of every protection job (20), so that requests are
 #                        held at the upstream and its concurrency shows the in-flight caps
+#   CANVAS_JOBS, CANVAS_OUTFLOW, CANVAS_COST, CANVAS_LATENCY_MS  the canvas scenario: grade updates
+#                        through one token (3000), the bucket's outflow per second (100),
+#                        each request's cost (1), the upstream latency (20 ms)
 #   TRICKLE_RATES        submit rates (jobs/s) of the trickle scenario's loads (default "500 2000")
 #   TRICKLE_JOBS         jobs of each trickle load (default 5000)
 set -euo pipefail
@@ -74,17 +77,21 @@ PROTECTION_LIMITS=${PROTECTION_LIMITS:-1}
 OUTAGE_MS=${OUTAGE_MS:-5000}
 PROTECTION_LATENCY_MS=${PROTECTION_LATENCY_MS:-20}
 PROTECTION_MIX=${PROTECTION_MIX:-protection}
+CANVAS_JOBS=${CANVAS_JOBS:-3000}
+CANVAS_OUTFLOW=${CANVAS_OUTFLOW:-100}
+CANVAS_COST=${CANVAS_COST:-1}
+CANVAS_LATENCY_MS=${CANVAS_LATENCY_MS:-20}
 
 PORT_WAIT_S=900  # start-up may include recovering a million jobs
 STOP_WAIT_S=120
 CLK_TCK=$(getconf CLK_TCK)
 
 usage() {
-  echo "usage: $0 healthy|flaky|waiting|timer|retention|protection|trickle|all" >&2
+  echo "usage: $0 healthy|flaky|waiting|timer|retention|protection|trickle|canvas|all" >&2
   exit 2
 }
 [[ $# -eq 1 ]] || usage
-case $1 in healthy | flaky | waiting | timer | retention | protection | trickle | all) ;; *) usage ;; esac
+case $1 in healthy | flaky | waiting | timer | retention | protection | trickle | canvas | all) ;; *) usage ;; esac
 bins=("$SERVER_BIN" "$LMS_BIN" "$LOADGEN_BIN" "$CEILING_BIN" "$FILL_BIN")
 [[ $1 != protection ]] || bins+=("$CHECK_BIN")
 for bin in "${bins[@]}"; do
@@ -690,6 +697,48 @@ scenario_trickle() {
 | submit rate | done after | server CPU per job | bytes written per job |
 | --- | --- | --- | --- |
 ${rows%$'\n'}
+EOF
+}
+
+# Grade updates through one Canvas access token, as a pipeline sends them (one job per call, 64
+# in flight), against fake-lms's Canvas throttle (tools/fake-lms/canvas.h: Canvas's leaky bucket,
+# high-water mark 600, maximum 800, up-front cost 50; the outflow time-scaled from Canvas's 10/s
+# to CANVAS_OUTFLOW so a run takes seconds, not minutes). The bucket's own bound: what the jobs
+# cost beyond the high-water mark, leaked at the outflow. The endpoint carries Rebound's defaults
+# (max_in_flight 64, pacing on) and the canvas policy (the 403 rule, 5 attempts).
+scenario_canvas() {
+  local out count_out rc=0 attempts throttled secs bound dead share ratio canvas
+  setup_scenario canvas
+  canvas="/__canvas?high_water=600&maximum=800&up_front=50&cost=$CANVAS_COST&outflow=$CANVAS_OUTFLOW"
+  log "canvas: $CANVAS_JOBS jobs, one per call, 64 in flight, through one token (outflow" \
+    "$CANVAS_OUTFLOW/s, cost $CANVAS_COST, latency $CANVAS_LATENCY_MS ms)"
+  out=$(timeout 1800 "$LOADGEN_BIN" --target "$TARGET" --jobs "$CANVAS_JOBS" --batch 1 \
+    --concurrency 64 --endpoint canvas --mix healthy --key-prefix canvas- \
+    --latency-ms "$CANVAS_LATENCY_MS" --lms "$LMS_URL" --lms-post "$canvas") || rc=$?
+  require_server_alive
+  count_out=$(timeout 600 "$LOADGEN_BIN" --target "$TARGET" --endpoint canvas --count) || rc=$?
+  echo "loadgen: $out" >&2
+  echo "count: $count_out" >&2
+  echo "$out" >"$SCENARIO_DIR/loadgen.json"
+  teardown_scenario
+  [[ $rc == 0 ]] || { echo "run.sh: canvas: loadgen exited $rc" >&2; FAILED=1; }
+
+  attempts=$(json_field "$out" attempts)
+  throttled=$(json_field "$out" throttle_answers)
+  secs=$(json_field "$out" complete_seconds)
+  bound=$(calc "%.2f" "($CANVAS_JOBS * $CANVAS_COST - 600) / $CANVAS_OUTFLOW")
+  dead=$(( $(json_field "$count_out" EXHAUSTED | sed 's/^$/0/') + $(json_field "$count_out" FAILED | sed 's/^$/0/') ))
+  share=$(calc "%.2f" "100 * ${throttled:-0} / ${attempts:-1}")
+  ratio=$(calc "%.2f" "${secs:-0} / $bound")
+  if ! awk "BEGIN { exit !($share <= 5 && $ratio <= 1.5) }" || [[ $dead != 0 ]]; then FAILED=1; fi
+  emit <<EOF
+### canvas: $CANVAS_JOBS grade updates through one token, one per call, 64 in flight
+
+| figure | value | target |
+| --- | --- | --- |
+| requests sent / throttled (403) | ${attempts:-?} / ${throttled:-?} = $share% | <= 5%: $(met "$share <= 5") |
+| jobs by state | $(grep -o '"by_state":{[^}]*}' <<<"$count_out" | cut -d: -f2- | tr -d '{}"') | 0 dead letters: $(met "$dead == 0") |
+| done after | $(printf "%.2f" "${secs:-0}") s; the bucket's bound ($CANVAS_JOBS x $CANVAS_COST - 600) / $CANVAS_OUTFLOW = $bound s | <= 1.5 x bound: $(met "$ratio <= 1.5") ($ratio x) |
 EOF
 }
 

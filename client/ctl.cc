@@ -448,7 +448,10 @@ void PrintJob(std::ostream& out, const v1::SyncJob& job) {
   fields.AddRow({"created", FormatTimestamp(job.created_at())});
   fields.AddRow({"updated", FormatTimestamp(job.updated_at())});
   fields.AddRow({"next attempt", FormatTimestamp(job.next_attempt_at())});
-  fields.AddRow({"attempts", absl::StrCat(job.attempt_count())});
+  fields.AddRow({"attempts", job.throttled_attempts() == 0
+                                 ? absl::StrCat(job.attempt_count())
+                                 : absl::StrCat(job.attempt_count(), " (", job.throttled_attempts(),
+                                                " throttled in this budget)")});
   fields.AddRow(
       {"last http", job.last_http_status() == 0 ? "-" : absl::StrCat(job.last_http_status())});
   fields.AddRow({"last decision", OrDash(job.last_decision())});
@@ -595,10 +598,14 @@ std::string CircuitText(const v1::EndpointStatus& s) {
   return s.circuit_enabled() ? v1::CircuitState_Name(s.circuit()) : "off";
 }
 
+// "2026-11-29T04:00:00Z (cause)", with the throttle backoff's level when it has one.
 std::string PausedText(const v1::EndpointStatus& s) {
-  if (!s.has_paused_until()) return "-";
-  std::string text = FormatTimestamp(s.paused_until());
-  if (!s.pause_cause().empty()) absl::StrAppend(&text, " (", s.pause_cause(), ")");
+  std::string text = "-";
+  if (s.has_paused_until()) {
+    text = FormatTimestamp(s.paused_until());
+    if (!s.pause_cause().empty()) absl::StrAppend(&text, " (", s.pause_cause(), ")");
+  }
+  if (s.throttle_level() > 0) absl::StrAppend(&text, " throttle level ", s.throttle_level());
   return text;
 }
 
@@ -621,10 +628,24 @@ std::string WaitingText(const v1::EndpointStatus& s) {
   return parts.empty() ? "-" : absl::StrJoin(parts, ", ");
 }
 
+// "8 in flight, 123.5 left (low 150)"; "-" when the quota does not pace the endpoint.
+std::string PacingText(const v1::EndpointStatus& s) {
+  if (!s.pacing_active()) return "-";
+  std::string text = absl::StrCat(s.paced_in_flight(), " in flight");
+  if (s.has_quota_remaining()) {
+    absl::StrAppend(&text, ", ", absl::SixDigits(s.quota_remaining()), " left (low ",
+                    absl::SixDigits(s.quota_low_water()), ")");
+  }
+  if (s.has_paced_until()) {
+    absl::StrAppend(&text, ", next start ", FormatTimestamp(s.paced_until()));
+  }
+  return text;
+}
+
 void PrintEndpoints(std::ostream& out, const v1::GetEndpointStatusResponse& response) {
   Table table({"ENDPOINT", "CIRCUIT", "NEXT PROBE", "PAUSED UNTIL", "OPERATOR PAUSE",
-               "IN FLIGHT/ALLOWED/MAX", "TOKENS", "RETRIES/BUDGET", "SLOW START", "WAITING",
-               "OLDEST WAIT"});
+               "IN FLIGHT/ALLOWED/MAX", "TOKENS", "RETRIES/BUDGET", "SLOW START", "PACING",
+               "WAITING", "OLDEST WAIT"});
   for (const v1::EndpointStatus& s : response.endpoints()) {
     table.AddRow({s.name(), CircuitText(s), FormatTimestamp(s.next_probe_at()), PausedText(s),
                   OperatorPauseText(s),
@@ -638,7 +659,7 @@ void PrintEndpoints(std::ostream& out, const v1::GetEndpointStatusResponse& resp
                   s.has_slow_start_until()
                       ? absl::StrCat(static_cast<int>(s.slow_start_level() * 100 + 0.5), "%")
                       : "-",
-                  WaitingText(s), FormatProtoDuration(s.oldest_waiting_age())});
+                  PacingText(s), WaitingText(s), FormatProtoDuration(s.oldest_waiting_age())});
   }
   table.Print(out);
 }

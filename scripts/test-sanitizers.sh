@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 # the throttle-header parser, and the integration tests of the API and of a removed endpoint
 # (issue 12: a use-after-free at start-up).
 targets=(engine_test engine_gates_test circuit_breaker_test retry_budget_test token_bucket_test
-  slow_start_test sqlite_store_test curl_executor_test policy_test throttle_headers_test
+  slow_start_test throttle_backoff_test quota_pacer_test sqlite_store_test curl_executor_test
+  policy_test throttle_headers_test
   validation_test config_test server_test removed_endpoint_test watch_limits_test)
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DREBOUND_SANITIZE=address,undefined \
   "-DCMAKE_CXX_FLAGS_DEBUG=-g -O1" >/dev/null

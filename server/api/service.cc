@@ -237,6 +237,7 @@ void ToProto(const common::JobRecord& job, bool with_details, v1::SyncJob* out) 
 
   out->set_state(ToProtoState(job.state));
   out->set_attempt_count(job.attempt_count);
+  out->set_throttled_attempts(job.throttled_count);
   if (HasTime(job.created_at)) SetTime(job.created_at, out->mutable_created_at());
   if (HasTime(job.updated_at)) SetTime(job.updated_at, out->mutable_updated_at());
   if (job.state == JobState::kWaitingRetry && HasTime(job.next_attempt_at)) {
@@ -274,6 +275,17 @@ void ToProto(const engine::EndpointStatus& s, absl::Time now, v1::EndpointStatus
   if (HasTime(s.paused_until) && s.paused_until > now) {
     SetTime(s.paused_until, out->mutable_paused_until());
     out->set_pause_cause(s.pause_cause);
+  }
+  out->set_throttle_level(s.throttle_level);
+  out->set_pacing_active(s.pacing_active);
+  out->set_paced_in_flight(s.paced_in_flight);
+  if (s.quota_remaining) out->set_quota_remaining(*s.quota_remaining);
+  out->set_quota_low_water(s.quota_low_water);
+  if (HasTime(s.quota_reset_at) && s.quota_reset_at > now) {
+    SetTime(s.quota_reset_at, out->mutable_quota_reset_at());
+  }
+  if (HasTime(s.paced_until) && s.paced_until > now) {
+    SetTime(s.paced_until, out->mutable_paced_until());
   }
   out->set_operator_paused(s.operator_paused);
   if (s.operator_paused) {

@@ -100,8 +100,9 @@ struct JobRecord {
   JobSpec spec;
   std::string fingerprint;
   JobState state = JobState::kQueued;
-  int attempt_count = 0;  // attempts ever started
-  int budget_base = 0;    // attempt_count when the current attempt budget began (replay resets)
+  int attempt_count = 0;    // attempts ever started
+  int budget_base = 0;      // attempt_count when the current attempt budget began (replay resets)
+  int throttled_count = 0;  // of the current budget's attempts, the rate-limited ones
   absl::Time created_at;
   absl::Time updated_at;
   absl::Time next_attempt_at = absl::InfinitePast();   // due time while WAITING_RETRY

@@ -239,6 +239,8 @@ class Parser {
                               SlowStartConfig* out) const;
   absl::Status ParseThrottleHeaders(const YAML::Node& node, const std::string& path,
                                     policy::ThrottleHeaders* out) const;
+  absl::Status ParsePacing(const YAML::Node& node, const std::string& path,
+                           PacingConfig* out) const;
   // A response header name (an RFC 9110 token), lower-cased as Outcome headers are; an error at
   // `path` otherwise.
   absl::StatusOr<std::string> ResponseHeaderName(absl::string_view name,
@@ -595,13 +597,16 @@ absl::StatusOr<policy::Policy> Parser::ParsePolicy(const YAML::Node& node, const
   REBOUND_ASSIGN_OR_RETURN(
       const Mapping m,
       AsMapping(node, path,
-                {"name", "backoff", "limits", "body_match_bytes", "pause_endpoint_on_rate_limit",
-                 "retention", "dead_letter_retention", "rules"}));
+                {"name", "backoff", "throttle_backoff", "limits", "body_match_bytes",
+                 "pause_endpoint_on_rate_limit", "retention", "dead_letter_retention", "rules"}));
   policy::Policy p;
   REBOUND_RETURN_IF_ERROR(Require(m, "name"));
   REBOUND_RETURN_IF_ERROR(Name(m, "name", &p.name));
   if (const YAML::Node* n = m.Find("backoff")) {
     REBOUND_RETURN_IF_ERROR(ParseBackoff(*n, m.PathOf("backoff"), &p.backoff));
+  }
+  if (const YAML::Node* n = m.Find("throttle_backoff")) {
+    REBOUND_RETURN_IF_ERROR(ParseBackoff(*n, m.PathOf("throttle_backoff"), &p.throttle_backoff));
   }
   if (const YAML::Node* n = m.Find("limits")) {
     REBOUND_RETURN_IF_ERROR(ParseLimits(*n, m.PathOf("limits"), &p.limits));
@@ -660,8 +665,12 @@ absl::Status Parser::ParseBackoff(const YAML::Node& node, const std::string& pat
 absl::Status Parser::ParseLimits(const YAML::Node& node, const std::string& path,
                                  policy::Limits* out) const {
   REBOUND_ASSIGN_OR_RETURN(
-      const Mapping m, AsMapping(node, path, {"max_attempts", "max_elapsed", "max_retry_after"}));
+      const Mapping m, AsMapping(node, path,
+                                 {"max_attempts", "max_elapsed", "max_retry_after", "max_throttled",
+                                  "count_throttles"}));
   REBOUND_RETURN_IF_ERROR(Count(m, "max_attempts", &out->max_attempts));
+  REBOUND_RETURN_IF_ERROR(Count(m, "max_throttled", &out->max_throttled));
+  REBOUND_RETURN_IF_ERROR(Bool(m, "count_throttles", &out->count_throttles));
   // "inf" is a deliberate "no time limit"; attempts still bound the job.
   REBOUND_RETURN_IF_ERROR(
       Duration(m, "max_elapsed", DurationRule::kPositiveOrInfinite, &out->max_elapsed));
@@ -762,7 +771,7 @@ absl::StatusOr<EndpointConfig> Parser::ParseEndpoint(const YAML::Node& node,
                                  {"name", "base_url", "allowed_path_prefixes", "connect_timeout",
                                   "timeout", "max_response_bytes", "max_in_flight", "policy",
                                   "headers", "proxy", "circuit_breaker", "retry_budget",
-                                  "rate_limit", "slow_start", "throttle_headers"}));
+                                  "rate_limit", "slow_start", "throttle_headers", "pacing"}));
   EndpointConfig e;
   REBOUND_RETURN_IF_ERROR(Require(m, "name"));
   REBOUND_RETURN_IF_ERROR(Name(m, "name", &e.name));
@@ -819,6 +828,9 @@ absl::StatusOr<EndpointConfig> Parser::ParseEndpoint(const YAML::Node& node,
   if (const YAML::Node* n = m.Find("throttle_headers")) {
     REBOUND_RETURN_IF_ERROR(
         ParseThrottleHeaders(*n, m.PathOf("throttle_headers"), &e.throttle_headers));
+  }
+  if (const YAML::Node* n = m.Find("pacing")) {
+    REBOUND_RETURN_IF_ERROR(ParsePacing(*n, m.PathOf("pacing"), &e.pacing));
   }
 
   if (const YAML::Node* n = m.Find("headers")) {
@@ -904,6 +916,25 @@ absl::Status Parser::ParseRateLimit(const YAML::Node& node, const std::string& p
   if (out->rate > 0 && out->burst == 0) {
     out->burst = std::max(1, static_cast<int>(std::ceil(out->rate)));
   }
+  return absl::OkStatus();
+}
+
+absl::Status Parser::ParsePacing(const YAML::Node& node, const std::string& path,
+                                 PacingConfig* out) const {
+  REBOUND_ASSIGN_OR_RETURN(
+      const Mapping m,
+      AsMapping(node, path, {"enabled", "low_water", "low_water_ratio", "min_in_flight"}));
+  REBOUND_RETURN_IF_ERROR(Bool(m, "enabled", &out->enabled));
+  if (m.Find("low_water") != nullptr) {
+    REBOUND_RETURN_IF_ERROR(Number(m, "low_water", &out->low_water));
+    if (out->low_water < 0) {
+      return Error(m.PathOf("low_water"),
+                   absl::StrCat("must not be negative (0: low_water_ratio of the limit), got ",
+                                Quote(m.Find("low_water")->Scalar())));
+    }
+  }
+  REBOUND_RETURN_IF_ERROR(Fraction(m, "low_water_ratio", /*lo_open=*/true, &out->low_water_ratio));
+  REBOUND_RETURN_IF_ERROR(Count(m, "min_in_flight", &out->min_in_flight));
   return absl::OkStatus();
 }
 

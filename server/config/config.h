@@ -120,6 +120,15 @@ struct SlowStartConfig {
   absl::Duration window = absl::Seconds(5);
 };
 
+// endpoints[].pacing: slowing dispatch down from the quota the answers announce, before the LMS
+// throttles (engine/quota_pacer.h). It acts only on answers that carry a remaining quota.
+struct PacingConfig {
+  bool enabled = true;
+  double low_water = 0;           // quota units; 0: low_water_ratio of the limit
+  double low_water_ratio = 0.25;  // of the limit header, or of the largest remaining seen
+  int min_in_flight = 1;
+};
+
 struct EndpointConfig {
   std::string name;
   std::string base_url;  // scheme://host[:port][/base-path], http or https only
@@ -140,6 +149,7 @@ struct EndpointConfig {
   // Which rate-limit headers its answers carry and what they mean (endpoints[].throttle_headers;
   // policy/throttle_headers.h has the defaults).
   policy::ThrottleHeaders throttle_headers;
+  PacingConfig pacing;
 };
 
 struct Config {

@@ -182,6 +182,9 @@ void Engine::OnOutcome(JobId id, absl::Time started, policy::Outcome outcome) {
   const absl::Time now = clock_.Now();
   policy::AttemptContext ctx;
   ctx.attempt = slot.attempt_count - slot.budget_base;
+  ctx.throttled = slot.throttled;
+  ctx.throttle_level = gate.ThrottleLevel(started);
+  ctx.read_quota = gate.config().pacing.enabled;
   ctx.first_attempt_at = slot.first_attempt_at;
   ctx.deadline = slot.deadline;
   ctx.previous_delay = slot.previous_delay;
@@ -189,6 +192,9 @@ void Engine::OnOutcome(JobId id, absl::Time started, policy::Outcome outcome) {
   const policy::Decision d = policy::Decide(*slot.policy, outcome, ctx, now, rng_);
   const CircuitSignal signal = SignalOf(outcome, d.classification.action);
   gate.OnFinished(slot.ticket, &signal, now);
+  gate.OnQuota(d.quota, d.throttled, started, now);
+  if (d.throttled) ++slot.throttled;
+  if (d.throttle_backoff) gate.OnThrottleBackoff(ctx.throttle_level, now);
   // This attempt was decided by the policy it started with; the next one uses the current.
   if (slot.config_generation != config_generation_) {
     ResolvePolicy(slot, slot.named_policy ? slot.policy->name : "");
@@ -220,7 +226,7 @@ void Engine::OnOutcome(JobId id, absl::Time started, policy::Outcome outcome) {
       next = JobState::kWaitingRetry;
       break;
   }
-  if (d.pause_endpoint && gate.PauseUntil(d.next_attempt_at, d.reason)) {
+  if (d.pause_endpoint && gate.PauseUntil(d.pause_until, d.reason, d.throttle_backoff)) {
     observer_->OnEndpointPaused(slot.endpoint, gate.paused_until());
   }
   if (slot.cancel_requested && next != JobState::kSucceeded) {
@@ -241,8 +247,10 @@ void Engine::OnOutcome(JobId id, absl::Time started, policy::Outcome outcome) {
   if (next == JobState::kWaitingRetry) {
     rec.next_attempt_at = d.next_attempt_at;
     slot.next_attempt_at = d.next_attempt_at;
-    slot.previous_delay = d.delay;
-    slot.retry_after_wait = d.retry_after.has_value() && *d.retry_after >= d.delay;
+    // Decorrelated jitter builds on the error backoff only; a throttle's wait is not one.
+    if (!d.throttled) slot.previous_delay = d.delay;
+    slot.retry_after_wait =
+        !d.throttle_backoff && d.retry_after.has_value() && *d.retry_after >= d.delay;
     // A long wait, or a request read back beyond the budget: back to the store with it.
     if (d.delay >= kKeepSpecBelow ||
         static_cast<size_t>(counters_.spec_bytes_held.load()) > spec_bytes_budget_) {

@@ -41,6 +41,7 @@ void EndpointGate::Configure(const config::EndpointConfig& endpoint, const confi
   bucket_.Configure(endpoint.rate_limit, now);
   send_bucket_.Configure(SendPacing(endpoint.rate_limit), now);
   slow_start_.Configure(endpoint.slow_start);
+  pacer_.Configure(endpoint.pacing);
 }
 
 void EndpointGate::Report(const std::optional<CircuitTransition>& t, absl::Time now) {
@@ -59,12 +60,17 @@ void EndpointGate::Tick(absl::Time now) {
 
 Admission EndpointGate::Admit(absl::Time now, bool retry) const {
   if (OperatorPaused(now)) return {false, WaitReason::kOperatorPaused, operator_until_};
-  if (paused_until_ > now) return {false, WaitReason::kEndpointPaused, paused_until_};
+  if (paused_until_ > now) {
+    return {false, pause_is_backoff_ ? WaitReason::kRateLimited : WaitReason::kEndpointPaused,
+            paused_until_};
+  }
   if (!breaker_.MayStart()) return {false, WaitReason::kCircuitOpen, breaker_.NextChange()};
   const int64_t max = config_->max_in_flight;
   if (in_flight_ >= slow_start_.Allowed(max, now)) {
     return {false, WaitReason::kNone, slow_start_.NextStep(max, now)};
   }
+  // Until a completion brings a reading (or frees a place).
+  if (in_flight_ >= pacer_.Allowed(max, now)) return {false, WaitReason::kRateLimited};
   if (retry && !budget_.MayStartRetry(in_flight_, retries_in_flight_)) {
     return {false, WaitReason::kRetryBudget};
   }
@@ -72,6 +78,7 @@ Admission EndpointGate::Admit(absl::Time now, bool retry) const {
     const absl::Time next_token = bucket_.NextTokenAt(now);
     if (next_token > now) return {false, WaitReason::kRateLimited, next_token};
   }
+  if (pacer_.NextStartAt() > now) return {false, WaitReason::kRateLimited, pacer_.NextStartAt()};
   return {};
 }
 
@@ -81,6 +88,7 @@ AttemptTicket EndpointGate::OnStarted(bool retry, absl::Time now) {
   const bool took = bucket_.TryTake(now);
   assert(took && "OnStarted without admission");
   (void)took;
+  pacer_.OnStarted(now);
   return AttemptTicket{breaker_.Start(), retry};
 }
 
@@ -90,16 +98,18 @@ void EndpointGate::OnFinished(const AttemptTicket& ticket, const CircuitSignal* 
   --in_flight_;
   if (ticket.retry) --retries_in_flight_;
   if (signal != nullptr) {
+    if (*signal == CircuitSignal::kSuccess) throttle_.Reset();
     Report(breaker_.Finish(ticket.circuit, *signal, now), now);
   } else {
     breaker_.Abandon(ticket.circuit);
   }
 }
 
-bool EndpointGate::PauseUntil(absl::Time until, std::string cause) {
+bool EndpointGate::PauseUntil(absl::Time until, std::string cause, bool throttle_backoff) {
   if (until <= paused_until_) return false;
   paused_until_ = until;
   pause_cause_ = std::move(cause);
+  pause_is_backoff_ = throttle_backoff;
   was_paused_ = true;
   return true;
 }
@@ -217,6 +227,14 @@ EndpointStatus EndpointGate::Status(absl::Time now) const {
     s.paused_until = paused_until_;
     s.pause_cause = pause_cause_;
   }
+  s.throttle_level = throttle_.level();
+  const QuotaPacerSnapshot qp = pacer_.Snapshot(config_->max_in_flight, now);
+  s.pacing_active = qp.active;
+  s.paced_in_flight = qp.allowed_in_flight;
+  s.quota_remaining = qp.remaining;
+  s.quota_low_water = qp.low_water;
+  s.quota_reset_at = qp.reset_at;
+  s.paced_until = qp.next_start_at;
   s.operator_paused = OperatorPaused(now);
   if (s.operator_paused) {
     s.operator_paused_until = operator_until_;

@@ -9,11 +9,14 @@
 // The checks, in order; the first that refuses names the wait (docs/architecture.md, "Endpoint
 // protection"):
 //   1. operator pause (PauseEndpoint)                         OPERATOR_PAUSED
-//   2. pause by a rate-limited answer (Retry-After)            ENDPOINT_PAUSED
+//   2. pause by a rate-limited answer: for the upstream's time  ENDPOINT_PAUSED
+//      (Retry-After, reset header), or for the throttle backoff  RATE_LIMITED
 //   3. circuit breaker open, or half-open with its probes out  CIRCUIT_OPEN
 //   4. in-flight cap (lowered by slow start while it ramps)    (no wait reason: "ready")
-//   5. retry budget, for retries only                          RETRY_BUDGET
-//   6. token bucket (a token is taken only on admission)       RATE_LIMITED
+//   5. in-flight cap lowered by quota pacing                    RATE_LIMITED
+//   6. retry budget, for retries only                          RETRY_BUDGET
+//   7. token bucket (a token is taken only on admission)       RATE_LIMITED
+//   8. quota pacing's spacing of starts before a reset         RATE_LIMITED
 // Slow start begins when a pause ends or the breaker closes. The gate tells the observer about
 // breaker transitions and about retries the budget holds back.
 #ifndef REBOUND_SERVER_ENGINE_ENDPOINT_GATE_H_
@@ -29,8 +32,10 @@
 #include "server/engine/circuit_breaker.h"
 #include "server/engine/endpoint_status.h"
 #include "server/engine/observer.h"
+#include "server/engine/quota_pacer.h"
 #include "server/engine/retry_budget.h"
 #include "server/engine/slow_start.h"
+#include "server/engine/throttle_backoff.h"
 #include "server/engine/token_bucket.h"
 #include "server/policy/policy.h"
 
@@ -89,11 +94,20 @@ class EndpointGate {
   void OnFinished(const AttemptTicket& ticket, const CircuitSignal* signal, absl::Time now);
   int in_flight() const { return in_flight_; }
 
-  // The upstream asked to hold the endpoint until `until` (Retry-After of a rate-limited
-  // answer); `cause` is the decision, for the status. Returns true when that moved the pause
-  // later.
-  bool PauseUntil(absl::Time until, std::string cause);
+  // A rate-limited answer holds the endpoint until `until`: the upstream's time (Retry-After,
+  // a reset header), or with `throttle_backoff` the policy's throttle backoff, which the gate
+  // then shows as RATE_LIMITED. `cause` is the decision, for the status. Returns true when
+  // that moved the pause later.
+  bool PauseUntil(absl::Time until, std::string cause, bool throttle_backoff = false);
   absl::Time paused_until() const { return paused_until_; }
+  // The throttle backoff level for a throttle naming no time of an attempt sent at `started`
+  // (ThrottleBackoff::LevelFor), and the backoff the policy drew for it beginning at `now`.
+  int ThrottleLevel(absl::Time started) const { return throttle_.LevelFor(started); }
+  void OnThrottleBackoff(int level, absl::Time now) { throttle_.Begin(level, now); }
+  // The quota an answer announced, for pacing (QuotaPacer::OnAnswer); call after OnFinished.
+  void OnQuota(const QuotaReading& reading, bool throttled, absl::Time started, absl::Time now) {
+    pacer_.OnAnswer(reading, throttled, started, now, in_flight_, config_->max_in_flight);
+  }
   // An operator's pause (persisted by the engine): until `until` (InfiniteFuture: until
   // resumed). A second one replaces the first.
   void SetOperatorPause(absl::Time until, std::string reason, absl::Time paused_at);
@@ -173,6 +187,8 @@ class EndpointGate {
   int retries_in_flight_ = 0;
   absl::Time paused_until_ = absl::InfinitePast();
   std::string pause_cause_;
+  bool pause_is_backoff_ = false;  // the pause is a throttle backoff (RATE_LIMITED)
+  ThrottleBackoff throttle_;
   bool operator_paused_ = false;
   absl::Time operator_until_ = absl::InfiniteFuture();
   absl::Time operator_paused_at_ = absl::InfinitePast();
@@ -193,6 +209,7 @@ class EndpointGate {
   // When the oldest held attempt's token is (or was) due; InfiniteFuture when none is held.
   absl::Time SendDue(absl::Time now) const;
   SlowStart slow_start_{config::SlowStartConfig{}};
+  QuotaPacer pacer_{config::PacingConfig{}};
   // The retry at the head of the queue that the budget was last counted holding back.
   common::JobId delayed_retry_ = 0;
   Admission holds_[2];  // last RefreshHolds: [0] first attempts, [1] retries

@@ -8,6 +8,7 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -33,9 +34,22 @@ struct EndpointStatus {
   int64_t window_requests = 0;                      // outcomes in the sliding window
   int64_t window_failures = 0;
   int64_t window_throttles = 0;  // counted apart (429, rate_limited rules)
-  // Pause by a rate-limited answer (Retry-After): until when, and the decision that set it.
+  // Pause by a rate-limited answer (for its Retry-After or reset, or for the throttle
+  // backoff): until when, and the decision that set it.
   absl::Time paused_until = absl::InfinitePast();
   std::string pause_cause;
+  // The throttle backoff's level (0: none; it rises with throttles that name no time and
+  // returns to 0 with a success).
+  int throttle_level = 0;
+  // Quota pacing (config endpoints[].pacing): whether the answers' quota paces the endpoint,
+  // the in-flight it allows, the last remaining quota read and the low-water mark, the reset
+  // announced, and the next start when starts are spaced before it.
+  bool pacing_active = false;
+  int64_t paced_in_flight = 0;
+  std::optional<double> quota_remaining;
+  double quota_low_water = 0;
+  absl::Time quota_reset_at = absl::InfinitePast();
+  absl::Time paced_until = absl::InfinitePast();
   // Operator pause (PauseEndpoint); persisted.
   bool operator_paused = false;
   absl::Time operator_paused_until = absl::InfiniteFuture();  // InfiniteFuture: until resumed

@@ -173,6 +173,7 @@ absl::Status Engine::Recover() {
     fresh.state = a.state == JobState::kRunning ? JobState::kQueued : a.state;
     fresh.attempt_count = a.attempt_count;
     fresh.budget_base = a.budget_base;
+    fresh.throttled = a.throttled_count;
     fresh.next_attempt_at = a.next_attempt_at;
     fresh.first_attempt_at = a.first_attempt_at;
     fresh.deadline = a.deadline;
@@ -446,6 +447,7 @@ void Engine::Persist(Slot& slot, JobState state, std::string decision, Then then
   t.state = state;
   t.attempt_count = slot.attempt_count;
   t.budget_base = slot.budget_base;
+  t.throttled_count = slot.throttled;
   t.next_attempt_at =
       state == JobState::kWaitingRetry ? slot.next_attempt_at : absl::InfinitePast();
   t.first_attempt_at = slot.first_attempt_at;

@@ -213,6 +213,7 @@ class Engine final : public EndpointControl {
     JobState state = JobState::kQueued;
     int attempt_count = 0;
     int budget_base = 0;
+    int throttled = 0;  // rate-limited attempts of the current budget
     int last_http_status = 0;
     bool cancel_requested = false;
     bool runner = false;     // the one job of its ordering key allowed to run

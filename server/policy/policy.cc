@@ -246,6 +246,15 @@ Decision Decide(const Policy& policy, const Outcome& outcome, const AttemptConte
   Decision d;
   d.classification = Classify(policy, outcome);
   const std::string why = WhyWithDetail(d.classification, outcome);
+  const bool retried =
+      d.classification.action == Action::kRetry || d.classification.action == Action::kRateLimited;
+  std::optional<ThrottleHeaders> defaults;  // built only for a caller that names none
+  std::optional<ThrottleSignals> read;
+  if (retried || ctx.read_quota) {
+    read = ReadThrottleSignals(
+        outcome, ctx.throttle_headers != nullptr ? *ctx.throttle_headers : defaults.emplace(), now);
+    d.quota = {read->remaining, read->limit, read->cost, read->reset_at};
+  }
 
   switch (d.classification.action) {
     case Action::kSuccess:
@@ -262,57 +271,87 @@ Decision Decide(const Policy& policy, const Outcome& outcome, const AttemptConte
   }
 
   // Checked before drawing any jitter: a spent budget needs no delay.
-  if (ctx.attempt >= policy.limits.max_attempts) {
+  const bool throttle = d.classification.action == Action::kRateLimited;
+  d.throttled = throttle;
+  const Limits& limits = policy.limits;
+  // Attempts that count toward max_attempts, this one included when it counts.
+  const int counted = limits.count_throttles ? ctx.attempt : ctx.attempt - ctx.throttled - throttle;
+  if ((!throttle || limits.count_throttles) && counted >= limits.max_attempts) {
     d.kind = Decision::Kind::kExhaust;
-    d.reason = absl::StrCat("stop: attempts exhausted (", ctx.attempt, "/",
-                            policy.limits.max_attempts, ") after ", why);
+    d.reason = absl::StrCat("stop: attempts exhausted (", counted, "/", limits.max_attempts,
+                            ") after ", why);
+    return d;
+  }
+  if (throttle && ctx.throttled + 1 >= limits.max_throttled) {
+    d.kind = Decision::Kind::kExhaust;
+    d.reason = absl::StrCat("stop: throttled ", ctx.throttled + 1, " times (max_throttled ",
+                            limits.max_throttled, ") after ", why);
     return d;
   }
 
-  const absl::Duration backoff =
-      JitteredBackoff(policy.backoff, ctx.attempt, ctx.previous_delay, rng);
-  absl::Duration delay = backoff;
-  std::optional<ThrottleHeaders> defaults;  // built only for a caller that names none
-  const ThrottleSignals signals = ReadThrottleSignals(
-      outcome, ctx.throttle_headers != nullptr ? *ctx.throttle_headers : defaults.emplace(), now);
+  const ThrottleSignals& signals = *read;
   // Retry-After answers any retryable outcome (a 503 may carry one); a reset time, only a
   // throttle: a normal answer's quota headers say when the window turns, not when to retry.
   std::optional<absl::Time> upstream_at = signals.retry_after_at;
   absl::string_view upstream_source = "Retry-After";
-  if (!upstream_at && d.classification.action == Action::kRateLimited && signals.reset_at) {
+  if (!upstream_at && throttle && signals.reset_at) {
     upstream_at = signals.reset_at;
     upstream_source = "rate-limit reset";
   }
   if (upstream_at) {
-    // A floor, never a ceiling: the server's ask lengthens our backoff, never shortens it.
-    const absl::Duration ra =
-        std::min(std::max(*upstream_at - now, absl::ZeroDuration()), policy.limits.max_retry_after);
-    d.retry_after = ra;
-    delay = std::max(delay, ra);
+    d.retry_after =
+        std::min(std::max(*upstream_at - now, absl::ZeroDuration()), limits.max_retry_after);
   }
-  const absl::Time next = now + delay;
 
-  if (next > ctx.first_attempt_at + policy.limits.max_elapsed) {
+  // How long the job waits, and what says so.
+  absl::Duration wait;
+  std::string wait_text;
+  if (!throttle) {
+    // The error backoff is drawn for the attempts that count (a throttle between two 503s
+    // does not lengthen it); the upstream's Retry-After is a floor, never a ceiling.
+    const absl::Duration backoff =
+        JitteredBackoff(policy.backoff, std::max(counted, 1), ctx.previous_delay, rng);
+    wait = backoff;
+    wait_text = absl::StrCat("backoff ", absl::FormatDuration(backoff));
+    if (d.retry_after && *d.retry_after > backoff) {
+      wait = *d.retry_after;
+      wait_text = absl::StrCat(upstream_source, " ", absl::FormatDuration(wait));
+    }
+  } else if (d.retry_after && *d.retry_after > absl::ZeroDuration()) {
+    // A throttle waits for the time the upstream names, not on the error backoff.
+    wait = *d.retry_after;
+    wait_text = absl::StrCat(upstream_source, " ", absl::FormatDuration(wait));
+  } else {
+    // No time named (or "now", which a throttle cannot mean): the throttle backoff.
+    d.throttle_backoff = true;
+    const int level = std::max(ctx.throttle_level, 1);
+    wait = JitteredBackoff(policy.throttle_backoff, level, absl::ZeroDuration(), rng);
+    wait_text =
+        absl::StrCat("throttle backoff ", absl::FormatDuration(wait), " (level ", level, ")");
+  }
+  const absl::Time until = now + wait;
+
+  if (until > ctx.first_attempt_at + limits.max_elapsed) {
     d.kind = Decision::Kind::kExhaust;
-    d.reason = absl::StrCat("stop: max_elapsed ", absl::FormatDuration(policy.limits.max_elapsed),
+    d.reason = absl::StrCat("stop: max_elapsed ", absl::FormatDuration(limits.max_elapsed),
                             " would be exceeded after ", why);
     return d;
   }
-  if (next > ctx.deadline) {
+  if (until > ctx.deadline) {
     d.kind = Decision::Kind::kExhaust;
     d.reason = absl::StrCat("stop: deadline would pass after ", why);
     return d;
   }
 
   d.kind = Decision::Kind::kRetry;
-  d.delay = delay;
-  d.next_attempt_at = next;
-  d.pause_endpoint = d.classification.action == Action::kRateLimited &&
-                     policy.pause_endpoint_on_rate_limit && d.retry_after.has_value();
-  const bool from_retry_after = d.retry_after.has_value() && *d.retry_after > backoff;
-  d.reason = absl::StrCat("retry at ", FormatRfc3339Millis(next), ": ", why, ", ",
-                          from_retry_after ? upstream_source : "backoff", " ",
-                          absl::FormatDuration(from_retry_after ? *d.retry_after : backoff));
+  d.pause_endpoint =
+      throttle && policy.pause_endpoint_on_rate_limit && (d.throttle_backoff || d.retry_after);
+  if (d.pause_endpoint) d.pause_until = until;
+  // A throttle backoff that pauses the endpoint holds the job in the endpoint's queue: due at
+  // once, it goes when the gate lets the endpoint's traffic resume, in its turn.
+  d.delay = d.throttle_backoff && d.pause_endpoint ? absl::ZeroDuration() : wait;
+  d.next_attempt_at = now + d.delay;
+  d.reason = absl::StrCat("retry at ", FormatRfc3339Millis(until), ": ", why, ", ", wait_text);
   return d;
 }
 

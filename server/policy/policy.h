@@ -69,18 +69,29 @@ struct Backoff {
 };
 
 struct Limits {
-  int max_attempts = 5;                         // attempts in one budget (replay starts anew)
-  absl::Duration max_elapsed = absl::Hours(1);  // since the budget's first attempt
+  // Attempts in one budget (replay starts anew); rate-limited ones only with count_throttles.
+  int max_attempts = 5;
+  absl::Duration max_elapsed = absl::Hours(1);         // since the budget's first attempt
   absl::Duration max_retry_after = absl::Minutes(10);  // Retry-After above this is clamped
+  // Rate-limited attempts in one budget: the job is EXHAUSTED at the max_throttled-th. A
+  // throttle says the LMS is busy, not that the request is bad, so by default it does not
+  // spend max_attempts (count_throttles: it does, as any retryable outcome).
+  int max_throttled = 100;
+  bool count_throttles = false;
 };
 
 struct Policy {
   std::string name;
   std::vector<Rule> rules;
   Backoff backoff;
+  // The wait after a rate-limited answer that names no time (no Retry-After, no reset header,
+  // as Canvas throttles): exponential per endpoint, the level rising with each throttle of an
+  // attempt sent after the previous backoff began, back to the first after a success.
+  Backoff throttle_backoff = {absl::Seconds(1), absl::Minutes(1), 2.0, Jitter::kEqual};
   Limits limits;
   size_t body_match_bytes = 4096;  // body rules see at most this many leading bytes
-  // A rate_limited outcome pauses the whole endpoint until its Retry-After.
+  // A rate_limited outcome pauses the whole endpoint until its Retry-After (or reset), or for
+  // the throttle backoff when it names no time.
   bool pause_endpoint_on_rate_limit = true;
   // How long an ended job (its attempts, bodies and labels) is kept before it is purged:
   // SUCCEEDED and CANCELLED jobs for `retention`, dead letters (FAILED, EXHAUSTED) for
@@ -116,14 +127,29 @@ std::optional<absl::Time> ParseHttpDate(absl::string_view value);
 
 struct ThrottleHeaders;  // throttle_headers.h
 
+// The quota an answer announced, read by its endpoint's throttle_headers: for pacing.
+struct QuotaSignals {
+  std::optional<double> remaining;
+  std::optional<double> limit;
+  std::optional<double> cost;
+  std::optional<absl::Time> reset_at;
+};
+
 // Where a job stands when an attempt has just finished.
 struct AttemptContext {
   int attempt = 1;              // attempts used in this budget, including this one
+  int throttled = 0;            // of those before this one, how many were rate limited
   absl::Time first_attempt_at;  // of this budget
   absl::Time deadline = absl::InfiniteFuture();
   absl::Duration previous_delay = absl::ZeroDuration();
   // Which rate-limit headers the endpoint's answers carry; null: ThrottleHeaders' defaults.
   const ThrottleHeaders* throttle_headers = nullptr;
+  // The endpoint's throttle backoff level for this outcome, if it is a throttle naming no time
+  // (1: the first step; the gate's ThrottleBackoff says which).
+  int throttle_level = 1;
+  // Read the quota headers of every answer, successes included (the endpoint paces from them);
+  // else only of the answers that are retried.
+  bool read_quota = false;
 };
 
 struct Decision {
@@ -135,10 +161,23 @@ struct Decision {
   // The upstream's own wait, clamped by max_retry_after, if it gave one: Retry-After, else
   // (for a rate-limited answer) the reset its rate-limit headers announce.
   std::optional<absl::Duration> retry_after;
-  // Pause the endpoint until `next_attempt_at` (rate limited and the policy asks for it).
+  // The outcome was rate limited: the attempt counts toward max_throttled (and toward
+  // max_attempts only with count_throttles).
+  bool throttled = false;
+  // The wait is the policy's throttle backoff at ctx.throttle_level (the upstream named no
+  // time): the endpoint's level rises.
+  bool throttle_backoff = false;
+  // The quota the answer announced (read for every answer with ctx.read_quota, else only for
+  // retried ones).
+  QuotaSignals quota;
+  // Pause the endpoint until `pause_until` (rate limited and the policy asks for it). A pause
+  // for the upstream's time ends when the job's retry is due; a throttle backoff pause holds
+  // the endpoint while its jobs, due at once, wait in its queue (reason RATE_LIMITED).
   bool pause_endpoint = false;
+  absl::Time pause_until = absl::InfinitePast();
   // e.g. "retry at 2026-11-29T10:00:01.2Z: 503 default, backoff 400ms",
-  //      "retry at ...: 429 default, Retry-After 2s", "stop: 404 default permanent".
+  //      "retry at ...: 429 default, Retry-After 2s", "stop: 404 default permanent",
+  //      "retry at ...: 403 rule canvas-throttle, throttle backoff 1.2s (level 1)".
   std::string reason;
 };
 

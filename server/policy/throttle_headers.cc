@@ -278,7 +278,21 @@ ThrottleSignals ReadThrottleSignals(const Outcome& outcome, const ThrottleHeader
     }
     return std::nullopt;
   };
-  s.remaining = first_units(headers.remaining);
+  // A remaining quota below zero is real: Canvas's bucket fills past its high-water mark (up to
+  // its maximum), and X-Rate-Limit-Remaining is the high-water mark less the bucket's level
+  // (app/middleware/request_throttle.rb, `remaining`). Nothing is left: 0.
+  for (const std::string& name : headers.remaining) {
+    std::optional<absl::string_view> v = outcome.Header(name);
+    if (!v) continue;
+    if (IsNegativeDecimal(absl::StripAsciiWhitespace(*v))) {
+      s.remaining = 0;
+      break;
+    }
+    if (std::optional<double> d = Units(*v, name, &s)) {
+      s.remaining = d;
+      break;
+    }
+  }
   s.limit = first_units(headers.limit);
   s.cost = first_units(headers.cost);
   if (headers.ietf) ReadIetf(outcome, now, &s);

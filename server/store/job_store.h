@@ -50,6 +50,7 @@ struct Transition {
   JobState state = JobState::kQueued;
   int attempt_count = 0;
   int budget_base = 0;
+  int throttled_count = 0;  // rate-limited attempts of the current budget
   absl::Time next_attempt_at = absl::InfinitePast();
   absl::Time first_attempt_at = absl::InfinitePast();
   std::string last_decision;
@@ -78,6 +79,7 @@ struct ActiveJob {
   JobState state = JobState::kQueued;
   int attempt_count = 0;
   int budget_base = 0;
+  int throttled_count = 0;
   absl::Time next_attempt_at = absl::InfinitePast();
   absl::Time first_attempt_at = absl::InfinitePast();
   absl::Time deadline = absl::InfiniteFuture();

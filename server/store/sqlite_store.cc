@@ -40,8 +40,9 @@ using common::JobSpec;
 
 // 1: the first schema. 2: jobs.purge_us (retention of ended jobs) and the partial indexes that
 // purge and count by it; new files are created with auto_vacuum=INCREMENTAL. 3: each job's own
-// wait (jobs.wait_reason, waits_behind) and the operators' endpoint pauses.
-constexpr int kSchemaVersion = 3;
+// wait (jobs.wait_reason, waits_behind) and the operators' endpoint pauses. 4: the rate-limited
+// attempts of each job's current budget (jobs.throttled_count).
+constexpr int kSchemaVersion = 4;
 constexpr int kDefaultPageSize = 50;
 constexpr int kMaxPageSize = 1000;
 constexpr int kPurgeChunk = 5000;  // keys deleted per transaction, so submits interleave
@@ -173,12 +174,20 @@ DROP INDEX jobs_active_by_ordering_key;
 static_assert(static_cast<int>(common::WaitReason::kNone) == 0,
               "schema 3 defaults wait_reason to 0 = none");
 
+// Schema 3 -> 4. Rate-limited attempts of the current budget, which max_throttled bounds apart
+// from max_attempts. Jobs written before read back with none: their throttles were counted as
+// attempts, so none is counted twice.
+constexpr char kMigration4[] = R"sql(
+ALTER TABLE jobs ADD COLUMN throttled_count INTEGER NOT NULL DEFAULT 0;
+)sql";
+
 // The columns a JobRecord is read from, in JobCol order.
 constexpr char kJobColumns[] =
     "j.id, j.tenant, j.state, j.endpoint, j.policy, j.ordering_key, j.attempt_count, "
     "j.budget_base, j.next_attempt_us, j.first_attempt_us, j.deadline_us, j.created_us, "
     "j.updated_us, j.last_http_status, j.idem_key, j.fingerprint, j.method, j.path, j.query, "
-    "j.correlation_id, j.last_decision, j.wait_reason, j.waits_behind, p.headers";
+    "j.correlation_id, j.last_decision, j.wait_reason, j.waits_behind, j.throttled_count, "
+    "p.headers";
 enum JobCol {
   kColId,
   kColTenant,
@@ -203,6 +212,7 @@ enum JobCol {
   kColLastDecision,
   kColWaitReason,
   kColWaitsBehind,
+  kColThrottled,
   kColHeaders,
   kColBody,      // Get/LoadSpec only
   kColResponse,  // Get only
@@ -543,6 +553,7 @@ absl::Status ReadJobRow(const Run& r, bool with_body, JobRecord* out) {
   out->last_decision = r.GetStr(kColLastDecision);
   out->wait_reason = DecodeWaitReason(r.GetInt(kColWaitReason));
   out->waits_behind = r.GetInt(kColWaitsBehind);
+  out->throttled_count = r.GetInt32(kColThrottled);
   if (r.IsNull(kColHeaders)) return absl::DataLossError("stored request headers are missing");
   REBOUND_RETURN_IF_ERROR(DecodeHeaders(r.GetStr(kColHeaders), &spec.headers));
   if (with_body) spec.body = r.GetStr(kColBody);
@@ -672,7 +683,7 @@ class SqliteStore::Writer {
         }
         // Only an ended job can have a purge time: a replay (or a confused caller) clears it.
         q.Time(terminal ? t.purge_at : absl::InfiniteFuture(), absl::InfiniteFuture());
-        q.Int(static_cast<int>(t.wait_reason)).Int(t.waits_behind);
+        q.Int(static_cast<int>(t.wait_reason)).Int(t.waits_behind).Int(t.throttled_count);
         q.Int(t.job_id);
         REBOUND_RETURN_IF_ERROR(q.Exec());
       }
@@ -738,7 +749,7 @@ class SqliteStore::Writer {
         Prepare(db(),
                 "SELECT id, endpoint, policy, tenant, ordering_key, state, attempt_count, "
                 "budget_base, next_attempt_us, first_attempt_us, deadline_us, created_us, "
-                "wait_reason, waits_behind FROM jobs WHERE state < 5 ORDER BY id",
+                "wait_reason, waits_behind, throttled_count FROM jobs WHERE state < 5 ORDER BY id",
                 /*persistent=*/false));
     std::vector<size_t> running;
     {
@@ -761,6 +772,7 @@ class SqliteStore::Writer {
         job.created_at = r.GetTime(11, absl::UnixEpoch());
         job.wait_reason = DecodeWaitReason(r.GetInt(12));
         job.waits_behind = r.GetInt(13);
+        job.throttled_count = r.GetInt32(14);
         if (job.state == JobState::kRunning) running.push_back(out->size());
         out->push_back(std::move(job));
       }
@@ -888,7 +900,7 @@ class SqliteStore::Writer {
          "UPDATE jobs SET state = ?1, attempt_count = ?2, budget_base = ?3, "
          "next_attempt_us = ?4, first_attempt_us = ?5, last_decision = ?6, "
          "last_http_status = ?7, updated_us = ?8, finished_us = ?9, purge_us = ?10, "
-         "wait_reason = ?11, waits_behind = ?12 WHERE id = ?13"},
+         "wait_reason = ?11, waits_behind = ?12, throttled_count = ?13 WHERE id = ?14"},
         {&upsert_response_, "INSERT OR REPLACE INTO job_responses (job_id, body) VALUES (?1, ?2)"},
         {&upsert_attempt_,
          "INSERT OR REPLACE INTO attempts (job_id, number, started_us, duration_us, "
@@ -1257,6 +1269,7 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(const SqliteOptio
         REBOUND_RETURN_IF_ERROR(q.Exec());
       }
       if (version < 3) REBOUND_RETURN_IF_ERROR(ExecScript(raw, kMigration3));
+      if (version < 4) REBOUND_RETURN_IF_ERROR(ExecScript(raw, kMigration4));
       if (version < kSchemaVersion) {
         REBOUND_RETURN_IF_ERROR(
             ExecScript(raw, absl::StrCat("PRAGMA user_version = ", kSchemaVersion).c_str()));

@@ -90,6 +90,10 @@ void ExpectDocumentedProtectionDefaults(const EndpointConfig& e) {
   EXPECT_EQ(e.rate_limit.rate, 0);
   EXPECT_EQ(e.rate_limit.burst, 0);
   EXPECT_EQ(e.slow_start.window, absl::Seconds(5));
+  EXPECT_TRUE(e.pacing.enabled);
+  EXPECT_EQ(e.pacing.low_water, 0);
+  EXPECT_EQ(e.pacing.low_water_ratio, 0.25);
+  EXPECT_EQ(e.pacing.min_in_flight, 1);
 }
 
 // --- The sample file -------------------------------------------------------------------------
@@ -115,6 +119,12 @@ TEST(SampleConfig, ParsesAsShippedWithoutCanvasToken) {
   EXPECT_EQ(def->limits.max_attempts, 5);
   EXPECT_EQ(def->limits.max_elapsed, absl::Hours(1));
   EXPECT_EQ(def->limits.max_retry_after, absl::Minutes(10));
+  EXPECT_EQ(def->limits.max_throttled, 100);
+  EXPECT_FALSE(def->limits.count_throttles);
+  EXPECT_EQ(def->throttle_backoff.initial, absl::Seconds(1));
+  EXPECT_EQ(def->throttle_backoff.max, absl::Minutes(1));
+  EXPECT_EQ(def->throttle_backoff.multiplier, 2.0);
+  EXPECT_EQ(def->throttle_backoff.jitter, policy::Jitter::kEqual);
 
   const auto canvas = config->FindPolicy("canvas");
   ASSERT_NE(canvas, nullptr);
@@ -281,7 +291,9 @@ idempotency: {retention: 48h, header: X-Request-Key}
 policies:
   - name: slow
     backoff: {initial: 1s, max: 1m, multiplier: 1.5, jitter: decorrelated}
-    limits: {max_attempts: 10, max_elapsed: inf, max_retry_after: 1m}
+    throttle_backoff: {initial: 2s, max: 5m, multiplier: 3, jitter: none}
+    limits: {max_attempts: 10, max_elapsed: inf, max_retry_after: 1m, max_throttled: 40,
+             count_throttles: true}
     body_match_bytes: 128
     pause_endpoint_on_rate_limit: false
 endpoints:
@@ -322,6 +334,12 @@ endpoints:
   EXPECT_EQ(slow->limits.max_attempts, 10);
   EXPECT_EQ(slow->limits.max_elapsed, absl::InfiniteDuration());
   EXPECT_EQ(slow->limits.max_retry_after, absl::Minutes(1));
+  EXPECT_EQ(slow->limits.max_throttled, 40);
+  EXPECT_TRUE(slow->limits.count_throttles);
+  EXPECT_EQ(slow->throttle_backoff.initial, absl::Seconds(2));
+  EXPECT_EQ(slow->throttle_backoff.max, absl::Minutes(5));
+  EXPECT_EQ(slow->throttle_backoff.multiplier, 3.0);
+  EXPECT_EQ(slow->throttle_backoff.jitter, policy::Jitter::kNone);
   EXPECT_EQ(slow->body_match_bytes, 128u);
   EXPECT_FALSE(slow->pause_endpoint_on_rate_limit);
   EXPECT_NE(config.FindPolicy("default"), nullptr);
@@ -460,6 +478,13 @@ TEST(Strict, UnknownTopLevelKeyIsRejected) {
 TEST(Strict, UnknownNestedKeyNamesItsPath) {
   EXPECT_EQ(ErrorOf("policies: [{name: p, backoff: {intial: 1s}}]"),
             "rebound.yaml: policies[0].backoff: unknown key 'intial'");
+  EXPECT_EQ(ErrorOf("policies: [{name: p, throttle_backoff: {initial: 0s}}]"),
+            "rebound.yaml: policies[0].throttle_backoff.initial: must be positive, got '0s'");
+  EXPECT_EQ(ErrorOf("policies: [{name: p, limits: {max_throttled: 0}}]"),
+            "rebound.yaml: policies[0].limits.max_throttled: must be a positive integer, got 0");
+  EXPECT_EQ(ErrorOf("policies: [{name: p, limits: {count_throttles: maybe}}]"),
+            "rebound.yaml: policies[0].limits.count_throttles: expected true or false, got "
+            "'maybe'");
   EXPECT_THAT(ErrorOf("server: {grpc_port: 1}"), HasSubstr("server: unknown key 'grpc_port'"));
   EXPECT_THAT(ErrorOf(EndpointWith("    ratelimit: {rate: 3}\n")),
               HasSubstr("endpoints[0]: unknown key 'ratelimit'"));
@@ -844,6 +869,7 @@ TEST(Protection, EveryKeyCanBeSet) {
     retry_budget: {enabled: false, ratio: 1, min_retries: 0}
     rate_limit: {rate: 20, burst: 5}
     slow_start: {window: 0s}
+    pacing: {enabled: false, low_water: 150.5, low_water_ratio: 0.5, min_in_flight: 2}
 )"));
   const EndpointConfig& e = config.endpoints.at(0);
   EXPECT_FALSE(e.circuit_breaker.enabled);
@@ -860,6 +886,10 @@ TEST(Protection, EveryKeyCanBeSet) {
   EXPECT_EQ(e.rate_limit.rate, 20);
   EXPECT_EQ(e.rate_limit.burst, 5);
   EXPECT_EQ(e.slow_start.window, absl::ZeroDuration());
+  EXPECT_FALSE(e.pacing.enabled);
+  EXPECT_EQ(e.pacing.low_water, 150.5);
+  EXPECT_EQ(e.pacing.low_water_ratio, 0.5);
+  EXPECT_EQ(e.pacing.min_in_flight, 2);
 }
 
 TEST(Protection, BurstLeftOutOrZeroIsCeilOfTheRateAndAtLeastOne) {
@@ -959,6 +989,11 @@ TEST(Protection, BadValuesAreRefusedNamingTheKey) {
       {"slow_start: {window: -1s}", "endpoints[0].slow_start.window: must be positive"},
       {"slow_start: {window: 5}", "endpoints[0].slow_start.window: invalid duration"},
       {"slow_start: {ramp: 5s}", "endpoints[0].slow_start: unknown key 'ramp'"},
+      {"pacing: {low_water: -5}", "endpoints[0].pacing.low_water: must not be negative"},
+      {"pacing: {low_water_ratio: 0}", "endpoints[0].pacing.low_water_ratio: must be"},
+      {"pacing: {min_in_flight: 0}",
+       "endpoints[0].pacing.min_in_flight: must be a positive integer, got 0"},
+      {"pacing: {mark: 5}", "endpoints[0].pacing: unknown key 'mark'"},
       {"throttle_headers: {reset: [{name: X-RateLimit-Reset, form: epoch}]}",
        "endpoints[0].throttle_headers.reset[0].form: unknown form 'epoch' (want delta_seconds, "
        "unix_seconds or date)"},

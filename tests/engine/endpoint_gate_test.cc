@@ -111,6 +111,37 @@ TEST_F(EndpointGateTest, APauseHoldsEveryJobUntilItEndsAndOnlyMovesLater) {
   EXPECT_EQ(TakeAll(), (std::vector<common::JobId>{1, 2}));
 }
 
+TEST_F(EndpointGateTest, AThrottleBackoffPauseShowsAsRateLimitedAndItsLevelResetsOnASuccess) {
+  gate_.PushReady(1, true, Now());
+  const absl::Time sent = Now();
+  EXPECT_EQ(gate_.ThrottleLevel(sent), 1);
+  clock_.Advance(absl::Milliseconds(50));
+  gate_.OnThrottleBackoff(1, Now());
+  EXPECT_TRUE(gate_.PauseUntil(Now() + absl::Seconds(1), "throttle backoff", true));
+  const Admission held = gate_.Admit(Now(), true);
+  EXPECT_FALSE(held.admitted);
+  EXPECT_EQ(held.reason, WaitReason::kRateLimited);
+  EXPECT_EQ(held.until, Now() + absl::Seconds(1));
+  EXPECT_EQ(gate_.Status(Now()).throttle_level, 1);
+  // An attempt that was on the wire before the backoff began gets the same level; one sent
+  // after it, the next.
+  EXPECT_EQ(gate_.ThrottleLevel(sent), 1);
+  clock_.Advance(absl::Seconds(1));
+  EXPECT_EQ(TakeAll(), (std::vector<common::JobId>{1}));
+  EXPECT_EQ(gate_.ThrottleLevel(Now()), 2);
+  // A pause for the upstream's own time is ENDPOINT_PAUSED.
+  EXPECT_TRUE(gate_.PauseUntil(Now() + absl::Seconds(2), "Retry-After"));
+  EXPECT_EQ(gate_.Admit(Now(), false).reason, WaitReason::kEndpointPaused);
+  const CircuitSignal throttle = CircuitSignal::kThrottle;
+  gate_.OnFinished(tickets_[0], &throttle, Now());
+  EXPECT_EQ(gate_.Status(Now()).throttle_level, 1);  // a throttle is no success
+  tickets_.push_back(gate_.OnStarted(false, Now()));
+  const CircuitSignal ok = CircuitSignal::kSuccess;
+  gate_.OnFinished(tickets_[1], &ok, Now());
+  EXPECT_EQ(gate_.Status(Now()).throttle_level, 0);
+  EXPECT_EQ(gate_.ThrottleLevel(Now() - absl::Hours(1)), 1);
+}
+
 TEST_F(EndpointGateTest, FirstAttemptsAndRetriesAreTakenOldestFirstAcrossBothQueues) {
   gate_.PushReady(1, false, Now());
   gate_.PushReady(2, true, Now());

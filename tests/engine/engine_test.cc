@@ -1200,5 +1200,161 @@ TEST_F(EngineThrottleHeadersTest, AThrottleWaitsForTheResetItsHeadersAnnounce) {
   EXPECT_EQ(executor_.started(), 3u);
 }
 
+// A throttle naming no time (Canvas's 403, a bare 429): the endpoint waits out a throttle
+// backoff of its own (1s, 2s, 4s ... here, no jitter) and the throttles spend no attempts.
+std::shared_ptr<const config::Config> ThrottleBackoffConfig(int max_throttled = 100) {
+  auto cfg = std::make_shared<config::Config>(*TestConfig());
+  auto p = std::make_shared<policy::Policy>(*cfg->policies.at("default"));
+  p->throttle_backoff = {absl::Seconds(1), absl::Seconds(8), 2.0, policy::Jitter::kNone};
+  p->limits.max_throttled = max_throttled;
+  cfg->policies["default"] = p;
+  cfg->endpoints[0].slow_start.window = absl::ZeroDuration();
+  return cfg;
+}
+
+class EngineThrottleBackoffTest : public EngineTest {
+ protected:
+  EngineThrottleBackoffTest() : EngineTest(ThrottleBackoffConfig(), /*observed=*/false) {}
+};
+
+TEST_F(EngineThrottleBackoffTest, ThrottlesNamingNoTimeBackOffTheEndpointAndSpendNoAttempts) {
+  const auto id = Submit("k1");
+  ASSERT_EQ(executor_.started(), 1u);
+  for (const absl::Duration backoff : {absl::Seconds(1), absl::Seconds(2), absl::Seconds(4)}) {
+    SCOPED_TRACE(absl::FormatDuration(backoff));
+    executor_.CompleteNext(Status(429));
+    Settle();
+    // Due at once, held by the endpoint: RATE_LIMITED until the backoff ends.
+    EXPECT_EQ(store_.Job(id).state, JobState::kWaitingRetry);
+    EXPECT_EQ(store_.Job(id).next_attempt_at, clock_.Now());
+    absl::Time until;
+    EXPECT_EQ(engine_.EndpointWait("lms", true, &until), common::WaitReason::kRateLimited);
+    EXPECT_EQ(until, clock_.Now() + backoff);
+    EXPECT_THAT(store_.Job(id).last_decision, HasSubstr("throttle backoff"));
+    const size_t started = executor_.started();
+    clock_.Advance(backoff - absl::Milliseconds(1));
+    Settle();
+    EXPECT_EQ(executor_.started(), started);
+    clock_.Advance(absl::Milliseconds(1));
+    Settle();
+    EXPECT_EQ(executor_.started(), started + 1);
+  }
+  // Four attempts with max_attempts 3: the three throttles did not count.
+  EXPECT_EQ(store_.Job(id).throttled_count, 3);
+  executor_.CompleteNext(Status(200));
+  Settle();
+  EXPECT_EQ(store_.Job(id).state, JobState::kSucceeded);
+  EXPECT_EQ(store_.Job(id).attempt_count, 4);
+}
+
+// Eight attempts on the wire when the bucket runs dry come back throttled together: that is
+// one signal, one backoff at level 1, not eight escalations.
+TEST_F(EngineThrottleBackoffTest, AttemptsThrottledTogetherRaiseTheBackoffOnce) {
+  for (int i = 0; i < 8; ++i) SubmitOnly(absl::StrCat("k", i));
+  Settle();
+  ASSERT_EQ(executor_.started(), 8u);
+  for (int i = 0; i < 8; ++i) executor_.CompleteNext(Status(429));
+  Settle();
+  absl::Time until;
+  EXPECT_EQ(engine_.EndpointWait("lms", true, &until), common::WaitReason::kRateLimited);
+  EXPECT_EQ(until, clock_.Now() + absl::Seconds(1));
+  clock_.Advance(absl::Seconds(1));
+  Settle();
+  ASSERT_EQ(executor_.started(), 16u);
+  // Sent after the first backoff began, they throttle again: level 2, once.
+  for (int i = 0; i < 8; ++i) executor_.CompleteNext(Status(429));
+  Settle();
+  EXPECT_EQ(engine_.EndpointWait("lms", true, &until), common::WaitReason::kRateLimited);
+  EXPECT_EQ(until, clock_.Now() + absl::Seconds(2));
+  // A success brings the level back: the next throttle waits 1s again.
+  clock_.Advance(absl::Seconds(2));
+  Settle();
+  ASSERT_EQ(executor_.started(), 24u);
+  executor_.CompleteNext(Status(200));
+  for (int i = 0; i < 7; ++i) executor_.CompleteNext(Status(429));
+  Settle();
+  EXPECT_EQ(engine_.EndpointWait("lms", true, &until), common::WaitReason::kRateLimited);
+  EXPECT_EQ(until, clock_.Now() + absl::Seconds(1));
+}
+
+TEST_F(EngineThrottleBackoffTest, TheThrottledCountSurvivesARestart) {
+  const auto id = Submit("k1");
+  executor_.CompleteNext(Status(429));
+  Settle();
+  ASSERT_EQ(store_.Job(id).throttled_count, 1);
+  // A restart: a new engine on the same store reads the count back.
+  FakeExecutor executor2;
+  Engine engine2(ThrottleBackoffConfig(), store_, executor2, clock_, InlineReads(7));
+  ASSERT_TRUE(engine2.Recover().ok());
+  clock_.Advance(absl::Seconds(1));
+  Turns(engine2, store_);
+  ASSERT_EQ(executor2.started(), 1u);
+  executor2.CompleteNext(Status(429));
+  Turns(engine2, store_);
+  EXPECT_EQ(store_.Job(id).throttled_count, 2);
+}
+
+class EngineMaxThrottledTest : public EngineTest {
+ protected:
+  EngineMaxThrottledTest() : EngineTest(ThrottleBackoffConfig(2), /*observed=*/false) {}
+};
+
+TEST_F(EngineMaxThrottledTest, MaxThrottledExhaustsAndAReplayStartsTheCountAnew) {
+  const auto id = Submit("k1");
+  executor_.CompleteNext(Status(429));
+  Settle();
+  clock_.Advance(absl::Seconds(1));
+  Settle();
+  executor_.CompleteNext(Status(429));
+  Settle();
+  EXPECT_EQ(store_.Job(id).state, JobState::kExhausted);
+  EXPECT_THAT(store_.Job(id).last_decision, HasSubstr("throttled 2 times (max_throttled 2)"));
+  EXPECT_EQ(store_.Job(id).throttled_count, 2);
+  absl::Status replayed = absl::UnknownError("not called");
+  engine_.Replay("t", id, [&](absl::Status s) { replayed = s; });
+  Settle();
+  ASSERT_TRUE(replayed.ok()) << replayed;
+  EXPECT_EQ(store_.Job(id).throttled_count, 0);
+  clock_.Advance(absl::Seconds(2));
+  Settle();
+  ASSERT_EQ(executor_.started(), 3u);
+  executor_.CompleteNext(Status(429));
+  Settle();
+  EXPECT_EQ(store_.Job(id).state, JobState::kWaitingRetry);
+  EXPECT_EQ(store_.Job(id).throttled_count, 1);
+}
+
+// Canvas-style answers (X-Rate-Limit-Remaining on every answer, no limit header): once the
+// remaining quota falls below the low-water mark (a quarter of the most seen remaining), the
+// endpoint's concurrency halves per round trip, held as RATE_LIMITED, before any throttle.
+TEST_F(EngineTest, AFallingRemainingQuotaLowersConcurrencyBeforeAnyThrottle) {
+  for (int i = 0; i < 8; ++i) SubmitOnly(absl::StrCat("k", i));
+  Settle();
+  ASSERT_EQ(executor_.started(), 8u);
+  // The eight that were on the wire together: the first reading starts pacing at what is out.
+  executor_.CompleteNext(Status(200, {{"x-rate-limit-remaining", "600.0"}}));
+  for (int i = 0; i < 7; ++i) {
+    executor_.CompleteNext(Status(200, {{"x-rate-limit-remaining", "100.0"}}));
+  }
+  Settle();
+  for (int i = 0; i < 8; ++i) SubmitOnly(absl::StrCat("m", i));
+  clock_.Advance(absl::Milliseconds(1));
+  Settle();
+  ASSERT_EQ(executor_.started(), 16u);  // 8 allowed (what was out), none of them sent after
+  // Answers to attempts sent after pacing began: below 150, halve.
+  clock_.Advance(absl::Milliseconds(20));
+  executor_.CompleteNext(Status(200, {{"x-rate-limit-remaining", "90.0"}}));
+  Settle();
+  for (int i = 0; i < 8; ++i) SubmitOnly(absl::StrCat("n", i));
+  Settle();
+  absl::Time until;
+  EXPECT_EQ(engine_.EndpointWait("lms", false, &until), common::WaitReason::kRateLimited);
+  EXPECT_EQ(executor_.open(), 7u) << "halved to 4: nothing new starts while 7 are out";
+  for (int i = 0; i < 4; ++i)
+    executor_.CompleteNext(Status(200, {{"x-rate-limit-remaining", "90.0"}}));
+  Settle();
+  EXPECT_EQ(executor_.open(), 4u);
+}
+
 }  // namespace
 }  // namespace rebound::engine

@@ -37,6 +37,7 @@ class FakeStore final : public store::JobStore {
         r.state = t.state;
         r.attempt_count = t.attempt_count;
         r.budget_base = t.budget_base;
+        r.throttled_count = t.throttled_count;
         r.next_attempt_at = t.next_attempt_at;
         r.first_attempt_at = t.first_attempt_at;
         r.last_decision = t.last_decision;
@@ -117,6 +118,7 @@ class FakeStore final : public store::JobStore {
       a.state = r.state;
       a.attempt_count = r.attempt_count;
       a.budget_base = r.budget_base;
+      a.throttled_count = r.throttled_count;
       a.next_attempt_at = r.next_attempt_at;
       a.first_attempt_at = r.first_attempt_at;
       a.deadline = r.spec.deadline;

@@ -42,13 +42,15 @@ idempotency:
 policies:
   - name: default
     backoff: {initial: 20ms, max: 200ms, multiplier: 2, jitter: none}
+    throttle_backoff: {initial: 20ms, max: 200ms, jitter: none}
     limits: {max_attempts: 5, max_elapsed: 1m, max_retry_after: 5s}
   - name: slow
     backoff: {initial: 400ms, max: 400ms, multiplier: 1, jitter: none}
     limits: {max_attempts: 5}
   - name: canvas
     backoff: {initial: 20ms, max: 200ms, jitter: full}
-    limits: {max_attempts: 5, max_retry_after: 5s}
+    throttle_backoff: {initial: 150ms, max: 600ms, jitter: none}
+    limits: {max_attempts: 2, max_retry_after: 5s}
     rules:
       - name: canvas-throttle
         status: [403]

@@ -6,6 +6,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
@@ -69,18 +70,30 @@ TEST_F(IntegrationTest, RetryAfterAsAnHttpDateIsHonoured) {
 
 // Canvas throttles with 403 and the body "403 Forbidden (Rate Limit Exceeded)", and sends no
 // Retry-After (https://canvas.instructure.com/doc/api/file.throttling.html): the rule makes it
-// a throttle, retried on the policy's backoff since nothing says when to come back.
+// a throttle; since nothing says when to come back, the endpoint waits out the policy's
+// throttle backoff (150 ms, 300 ms, 600 ms here), and the throttles spend no attempts: three of
+// them and a success with max_attempts 2.
 TEST_F(IntegrationTest, CanvasThrottleRuleTreats403AsRateLimited) {
-  auto r = Job("k-canvas", "403:body=403%20Forbidden%20%28Rate%20Limit%20Exceeded%29,200");
+  const std::string throttle = "403:body=403%20Forbidden%20%28Rate%20Limit%20Exceeded%29";
+  auto r = Job("k-canvas", absl::StrCat(throttle, ",", throttle, ",", throttle, ",200"));
   r.set_policy("canvas");
   const auto job = Run(r);
   EXPECT_EQ(job.state(), v1::SUCCEEDED);
   const auto got = client().Get(job.job_id());
   ASSERT_TRUE(got.ok());
-  ASSERT_EQ(got->attempts_size(), 2);
-  EXPECT_EQ(got->attempts(0).classification(), "rate_limited");
-  EXPECT_THAT(got->attempts(0).decision(), HasSubstr("403 rule canvas-throttle, backoff"));
-  EXPECT_EQ(KeyStats("k-canvas")["attempts"], 2);
+  ASSERT_EQ(got->attempts_size(), 4);
+  EXPECT_EQ(got->throttled_attempts(), 3);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(got->attempts(i).classification(), "rate_limited");
+    EXPECT_THAT(got->attempts(i).decision(),
+                HasSubstr("403 rule canvas-throttle, throttle backoff "));
+    EXPECT_THAT(got->attempts(i).decision(), HasSubstr(absl::StrCat("(level ", i + 1, ")")));
+  }
+  const auto stats = KeyStats("k-canvas");
+  ASSERT_EQ(stats["times_ms"].size(), 4u);
+  EXPECT_GE(GapMs(stats["times_ms"], 1), 150.0);
+  EXPECT_GE(GapMs(stats["times_ms"], 2), 300.0);
+  EXPECT_GE(GapMs(stats["times_ms"], 3), 600.0);
 }
 
 TEST_F(IntegrationTest, ConnectionRefusedIsRetriedUntilTheBudgetIsSpent) {

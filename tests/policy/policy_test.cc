@@ -497,7 +497,8 @@ TEST(RetryAfterTest, HugeDeltaSecondsSaturateInsteadOfOverflowing) {
 class DecideTest : public ::testing::Test {
  protected:
   DecideTest() {
-    policy_.backoff = Exponential(Jitter::kNone);  // deterministic delays
+    policy_.backoff = Exponential(Jitter::kNone);     // deterministic delays
+    policy_.throttle_backoff.jitter = Jitter::kNone;  // 1s, 2s, 4s ... 1m
     ctx_.attempt = 1;
     ctx_.first_attempt_at = kNow - absl::Seconds(1);
   }
@@ -573,12 +574,20 @@ TEST_F(DecideTest, RetryAfterAsHttpDateIsAFloorToo) {
   EXPECT_EQ(d.retry_after, absl::Seconds(7));
 }
 
-TEST_F(DecideTest, UnparsableRetryAfterFallsBackToTheBackoff) {
+TEST_F(DecideTest, UnparsableRetryAfterOnAThrottleFallsBackToTheThrottleBackoff) {
   const Decision d = Run(Http(429, "", {{"retry-after", "soon"}}));
+  EXPECT_EQ(d.kind, Decision::Kind::kRetry);
+  EXPECT_EQ(d.retry_after, std::nullopt);
+  EXPECT_TRUE(d.throttle_backoff);
+  EXPECT_EQ(d.pause_until, kNow + absl::Seconds(1));
+}
+
+TEST_F(DecideTest, UnparsableRetryAfterOnA503FallsBackToTheBackoff) {
+  const Decision d = Run(Http(503, "", {{"retry-after", "soon"}}));
   EXPECT_EQ(d.kind, Decision::Kind::kRetry);
   EXPECT_EQ(d.delay, absl::Milliseconds(200));
   EXPECT_EQ(d.retry_after, std::nullopt);
-  EXPECT_FALSE(d.pause_endpoint);
+  EXPECT_FALSE(d.throttle_backoff);
 }
 
 TEST_F(DecideTest, RetryAfterIsClampedByMaxRetryAfter) {
@@ -599,15 +608,124 @@ TEST_F(DecideTest, RateLimitedWithRetryAfterPausesTheEndpoint) {
   const Decision d = Run(Http(429, "", {{"retry-after", "2"}}));
   EXPECT_EQ(d.kind, Decision::Kind::kRetry);
   EXPECT_EQ(d.classification.action, Action::kRateLimited);
+  EXPECT_TRUE(d.throttled);
+  EXPECT_FALSE(d.throttle_backoff);
   EXPECT_TRUE(d.pause_endpoint);
+  EXPECT_EQ(d.pause_until, kNow + absl::Seconds(2));
   EXPECT_EQ(d.next_attempt_at, kNow + absl::Seconds(2));
   EXPECT_EQ(d.reason, "retry at 2026-11-29T10:00:02.000Z: 429 default, Retry-After 2s");
 }
 
-TEST_F(DecideTest, RateLimitedWithoutRetryAfterDoesNotPause) {
+TEST_F(DecideTest, AThrottleWaitsForTheUpstreamsTimeNotOnTheErrorBackoff) {
+  ctx_.attempt = 4;  // an error backoff would be 1.6s
+  const Decision d = Run(Http(429, "", {{"retry-after", "1"}}));
+  EXPECT_EQ(d.delay, absl::Seconds(1));
+  EXPECT_EQ(d.next_attempt_at, kNow + absl::Seconds(1));
+}
+
+// No time named: the endpoint pauses for the throttle backoff at the gate's level, and the job
+// is due at once, to wait in the endpoint's queue (RATE_LIMITED) rather than on a timer.
+TEST_F(DecideTest, RateLimitedWithoutATimePausesTheEndpointForTheThrottleBackoff) {
   const Decision d = Run(Http(429));
   EXPECT_EQ(d.kind, Decision::Kind::kRetry);
+  EXPECT_TRUE(d.throttled);
+  EXPECT_TRUE(d.throttle_backoff);
+  EXPECT_TRUE(d.pause_endpoint);
+  EXPECT_FALSE(d.retry_after.has_value());
+  EXPECT_EQ(d.pause_until, kNow + absl::Seconds(1));
+  EXPECT_EQ(d.delay, absl::ZeroDuration());
+  EXPECT_EQ(d.next_attempt_at, kNow);
+  EXPECT_EQ(d.reason,
+            "retry at 2026-11-29T10:00:01.000Z: 429 default, throttle backoff 1s (level 1)");
+}
+
+TEST_F(DecideTest, TheThrottleBackoffGrowsWithTheEndpointsLevelUpToItsMax) {
+  const std::pair<int, absl::Duration> steps[] = {{1, absl::Seconds(1)},
+                                                  {2, absl::Seconds(2)},
+                                                  {3, absl::Seconds(4)},
+                                                  {7, absl::Minutes(1)},
+                                                  {64, absl::Minutes(1)}};
+  for (const auto& [level, wait] : steps) {
+    SCOPED_TRACE(level);
+    ctx_.throttle_level = level;
+    const Decision d = Run(Http(429));
+    EXPECT_EQ(d.pause_until, kNow + wait);
+    EXPECT_THAT(d.reason, HasSubstr(absl::StrCat("(level ", level, ")")));
+  }
+}
+
+TEST_F(DecideTest, AZeroRetryAfterOnAThrottleIsNoTime) {
+  const Decision d = Run(Http(429, "", {{"retry-after", "0"}}));
+  EXPECT_TRUE(d.throttle_backoff);
+  EXPECT_EQ(d.pause_until, kNow + absl::Seconds(1));
+}
+
+TEST_F(DecideTest, WithoutTheEndpointPauseAThrottledJobWaitsOutTheThrottleBackoffItself) {
+  policy_.pause_endpoint_on_rate_limit = false;
+  ctx_.throttle_level = 2;
+  const Decision d = Run(Http(429));
+  EXPECT_EQ(d.kind, Decision::Kind::kRetry);
+  EXPECT_TRUE(d.throttle_backoff);
   EXPECT_FALSE(d.pause_endpoint);
+  EXPECT_EQ(d.delay, absl::Seconds(2));
+  EXPECT_EQ(d.next_attempt_at, kNow + absl::Seconds(2));
+}
+
+TEST_F(DecideTest, ThrottlesDoNotSpendMaxAttempts) {
+  ctx_.attempt = 5;  // all five throttled but this one: max_attempts 5 is not reached
+  ctx_.throttled = 4;
+  EXPECT_EQ(Run(Http(429)).kind, Decision::Kind::kRetry);
+  EXPECT_EQ(Run(Http(503)).kind, Decision::Kind::kRetry);
+  ctx_.attempt = 9;  // 4 throttled, this is the fifth that counts
+  const Decision d = Run(Http(503));
+  EXPECT_EQ(d.kind, Decision::Kind::kExhaust);
+  EXPECT_EQ(d.reason, "stop: attempts exhausted (5/5) after 503 default");
+}
+
+TEST_F(DecideTest, TheErrorBackoffCountsOnlyTheAttemptsThatCount) {
+  ctx_.attempt = 4;
+  ctx_.throttled = 2;  // the second attempt that counts: 400ms, not the fourth's 1.6s
+  EXPECT_EQ(Run(Http(503)).delay, absl::Milliseconds(400));
+}
+
+TEST_F(DecideTest, CountThrottlesMakesEveryThrottleAnAttempt) {
+  policy_.limits.count_throttles = true;
+  ctx_.attempt = 5;
+  ctx_.throttled = 4;
+  const Decision d = Run(Http(429));
+  EXPECT_EQ(d.kind, Decision::Kind::kExhaust);
+  EXPECT_EQ(d.reason, "stop: attempts exhausted (5/5) after 429 default");
+  ctx_.attempt = 4;
+  ctx_.throttled = 0;
+  EXPECT_EQ(Run(Http(503)).delay, absl::Milliseconds(1600));
+}
+
+TEST_F(DecideTest, MaxThrottledExhausts) {
+  policy_.limits.max_throttled = 3;
+  ctx_.attempt = 3;
+  ctx_.throttled = 2;
+  const Decision d = Run(Http(429));
+  EXPECT_EQ(d.kind, Decision::Kind::kExhaust);
+  EXPECT_TRUE(d.throttled);
+  EXPECT_EQ(d.reason, "stop: throttled 3 times (max_throttled 3) after 429 default");
+  ctx_.throttled = 1;
+  EXPECT_EQ(Run(Http(429)).kind, Decision::Kind::kRetry);
+  ctx_.throttled = 2;  // an error is not a throttle
+  EXPECT_EQ(Run(Http(503)).kind, Decision::Kind::kRetry);
+}
+
+TEST_F(DecideTest, AThrottleBackoffBeyondMaxElapsedOrTheDeadlineExhausts) {
+  ctx_.throttle_level = 6;  // 32s
+  ctx_.deadline = kNow + absl::Seconds(10);
+  Decision d = Run(Http(429));
+  EXPECT_EQ(d.kind, Decision::Kind::kExhaust);
+  EXPECT_THAT(d.reason, HasSubstr("stop: deadline would pass"));
+  EXPECT_FALSE(d.pause_endpoint);
+  ctx_.deadline = absl::InfiniteFuture();
+  ctx_.first_attempt_at = kNow - absl::Hours(1) + absl::Seconds(20);
+  d = Run(Http(429));
+  EXPECT_EQ(d.kind, Decision::Kind::kExhaust);
+  EXPECT_THAT(d.reason, HasSubstr("stop: max_elapsed 1h would be exceeded"));
 }
 
 TEST_F(DecideTest, PolicyCanTurnTheEndpointPauseOff) {
@@ -619,16 +737,17 @@ TEST_F(DecideTest, PolicyCanTurnTheEndpointPauseOff) {
 
 // Canvas throttles with 403 "Rate Limit Exceeded" and X-Rate-Limit-Remaining, and sends no
 // Retry-After and no reset time (https://canvas.instructure.com/doc/api/file.throttling.html):
-// the retry goes on the backoff, and nothing tells when to resume the endpoint.
-TEST_F(DecideTest, CanvasThrottleRuleDrivesARateLimitedRetry) {
+// nothing tells when to resume, so the endpoint pauses for the throttle backoff.
+TEST_F(DecideTest, CanvasThrottleRuleDrivesAThrottleBackoff) {
   policy_.rules = {CanvasThrottle()};
   const Decision d = Run(Http(403, "403 Forbidden (Rate Limit Exceeded)",
                               {{"x-rate-limit-remaining", "0.0"}, {"x-request-cost", "0.05"}}));
   EXPECT_EQ(d.kind, Decision::Kind::kRetry);
   EXPECT_EQ(d.classification.action, Action::kRateLimited);
   EXPECT_FALSE(d.retry_after.has_value());
-  EXPECT_FALSE(d.pause_endpoint);
-  EXPECT_THAT(d.reason, HasSubstr(": 403 rule canvas-throttle, backoff 200ms"));
+  EXPECT_TRUE(d.throttle_backoff);
+  EXPECT_TRUE(d.pause_endpoint);
+  EXPECT_THAT(d.reason, HasSubstr(": 403 rule canvas-throttle, throttle backoff 1s (level 1)"));
 }
 
 // Clever answers a throttle with 429 and X-RateLimit-Reset, a unix timestamp ("Rate
@@ -663,15 +782,15 @@ TEST_F(DecideTest, AResetHeaderOnAnAnswerThatIsNoThrottleIsNoWait) {
   EXPECT_EQ(d.delay, absl::Milliseconds(200));
 }
 
-TEST_F(DecideTest, AnUnusableResetFallsBackToTheBackoff) {
+TEST_F(DecideTest, AnUnusableResetFallsBackToTheThrottleBackoff) {
   ThrottleHeaders clever;
   clever.reset = {{"x-ratelimit-reset", ResetForm::kUnixSeconds}};
   ctx_.throttle_headers = &clever;
   const std::string past = absl::StrCat(absl::ToUnixSeconds(kNow) - 600);
   const Decision d = Run(Http(429, "", {{"x-ratelimit-reset", past}}));
   EXPECT_FALSE(d.retry_after.has_value());
-  EXPECT_EQ(d.delay, absl::Milliseconds(200));
-  EXPECT_FALSE(d.pause_endpoint);
+  EXPECT_TRUE(d.throttle_backoff);
+  EXPECT_EQ(d.pause_until, kNow + absl::Seconds(1));
 }
 
 TEST_F(DecideTest, RetryAfterCanBeIgnoredForAnEndpointThatMisusesIt) {
@@ -680,7 +799,8 @@ TEST_F(DecideTest, RetryAfterCanBeIgnoredForAnEndpointThatMisusesIt) {
   ctx_.throttle_headers = &no_retry_after;
   const Decision d = Run(Http(429, "", {{"retry-after", "600"}}));
   EXPECT_FALSE(d.retry_after.has_value());
-  EXPECT_EQ(d.delay, absl::Milliseconds(200));
+  EXPECT_TRUE(d.throttle_backoff);
+  EXPECT_EQ(d.pause_until, kNow + absl::Seconds(1));
 }
 
 TEST_F(DecideTest, MaxAttemptsExhausts) {

@@ -156,6 +156,15 @@ TEST(ReadThrottleSignalsTest, GarbageQuotaValuesAreSkippedWithTheirReasons) {
               ElementsAre("x-rate-limit-remaining: not a number", "x-request-cost: negative"));
 }
 
+// Canvas's X-Rate-Limit-Remaining is its high-water mark less the bucket's level, and the
+// bucket fills past the mark: below zero, nothing is left.
+TEST(ReadThrottleSignalsTest, ANegativeRemainingIsNothingLeft) {
+  const ThrottleSignals s =
+      ReadThrottleSignals(Answer({{"x-rate-limit-remaining", "-149.5"}}), ThrottleHeaders{}, kNow);
+  EXPECT_EQ(s.remaining, 0.0);
+  EXPECT_TRUE(s.ignored.empty());
+}
+
 // Drafts up to 06: separate fields, read as named headers by default.
 TEST(ReadThrottleSignalsTest, IetfDraft06SeparateFields) {
   const ThrottleSignals s = ReadThrottleSignals(

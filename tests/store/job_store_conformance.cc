@@ -284,6 +284,7 @@ TEST_P(JobStoreConformanceTest, SubmitThenGetRoundTripsEveryField) {
   EXPECT_EQ(got->state, JobState::kQueued);
   EXPECT_EQ(got->attempt_count, 0);
   EXPECT_EQ(got->budget_base, 0);
+  EXPECT_EQ(got->throttled_count, 0);
   EXPECT_EQ(got->created_at, kT0);
   EXPECT_EQ(got->updated_at, kT0);
   EXPECT_EQ(got->next_attempt_at, absl::InfinitePast());
@@ -855,6 +856,7 @@ TEST_P(JobStoreConformanceTest, RecoverRequeuesRunningJobsAndKeepsWaitingRetryDu
   Transition wait = To(waiting, JobState::kWaitingRetry);
   wait.attempt_count = 2;
   wait.budget_base = 0;
+  wait.throttled_count = 1;
   wait.first_attempt_at = kT0 + absl::Seconds(1);
   wait.next_attempt_at = kT0 + absl::Minutes(5);
   ASSERT_TRUE(
@@ -882,6 +884,8 @@ TEST_P(JobStoreConformanceTest, RecoverRequeuesRunningJobsAndKeepsWaitingRetryDu
   EXPECT_EQ(w.first_attempt_at, kT0 + absl::Seconds(1));
   EXPECT_EQ(w.attempt_count, 2);
   EXPECT_EQ(w.budget_base, 0);
+  EXPECT_EQ(w.throttled_count, 1);
+  EXPECT_EQ(requeued.throttled_count, 0);
   EXPECT_EQ(w.endpoint, "canvas");
   EXPECT_EQ(w.policy, "gentle");
   EXPECT_EQ(w.tenant, "tenant-a");

@@ -151,7 +151,7 @@ TEST(SqliteStore, OpenUsesWalAndFullSynchronousByDefault) {
   EXPECT_EQ(store->WriterPragma("synchronous").value_or("?"), "2");  // FULL
   RawDb raw(db.path());
   EXPECT_EQ(raw.Query("PRAGMA journal_mode"), "wal");  // persistent in the file
-  EXPECT_EQ(raw.Query("PRAGMA user_version"), "3");
+  EXPECT_EQ(raw.Query("PRAGMA user_version"), "4");
   EXPECT_EQ(raw.Query("PRAGMA auto_vacuum"), "2");  // INCREMENTAL: purges can shrink the file
 }
 
@@ -254,7 +254,7 @@ TEST(SqliteStore, OpenRefusesASchemaNewerThanThisBuild) {
   const absl::Status status = SqliteStore::Open(Options(db.path())).status();
   EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << status;
   EXPECT_THAT(std::string(status.message()),
-              HasSubstr("schema version 99 is newer than this build's (3); upgrade Rebound"));
+              HasSubstr("schema version 99 is newer than this build's (4); upgrade Rebound"));
   EXPECT_THAT(std::string(status.message()), HasSubstr(db.path()));
   // Refused before anything was written: the file still says 99.
   RawDb raw(db.path());
@@ -425,9 +425,16 @@ TEST(SqliteStore, SubmitsQueuedBehindManyPurgeStepsGoFirst) {
   EXPECT_EQ(store->Usage().value_or(StoreUsage{}).finished_jobs, 0);
 }
 
+// Takes a database of this build back to what schema 3 looked like: without the throttled count.
+void DowngradeToSchema3(const std::string& path) {
+  RawDb raw(path);
+  raw.Exec("ALTER TABLE jobs DROP COLUMN throttled_count; PRAGMA user_version = 3");
+}
+
 // Takes a database of this build back to what schema 2 looked like: without the wait columns,
 // their indexes and the pause table, with the index of the store's old BLOCKED decision.
 void DowngradeToSchema2(const std::string& path) {
+  DowngradeToSchema3(path);
   RawDb raw(path);
   raw.Exec(
       "DROP TABLE endpoint_pauses; DROP INDEX jobs_waiting; DROP INDEX jobs_retry_due; "
@@ -469,7 +476,7 @@ TEST(SqliteStore, UpgradingFromSchema2ReadsOldJobsWithoutAWaitAndTakesNewWrites)
   ASSERT_NE(store, nullptr);
   {
     RawDb raw(db.path());
-    EXPECT_EQ(raw.Query("PRAGMA user_version"), "3");
+    EXPECT_EQ(raw.Query("PRAGMA user_version"), "4");
   }
   // The upgraded file has what a new one has.
   { std::unique_ptr<SqliteStore> made = OpenOrDie(Options(fresh.path())); }
@@ -507,6 +514,48 @@ TEST(SqliteStore, UpgradingFromSchema2ReadsOldJobsWithoutAWaitAndTakesNewWrites)
   EXPECT_TRUE(SubmitOne(*store, Job(Spec("t", "new")), kT0).status.ok());
 }
 
+TEST(SqliteStore, UpgradingFromSchema3ReadsOldJobsWithNoThrottledAttemptsAndKeepsNewCounts) {
+  TempDb db, fresh;
+  JobId waiting = 0;
+  {
+    std::unique_ptr<SqliteStore> store = OpenOrDie(Options(db.path()));
+    ASSERT_NE(store, nullptr);
+    waiting = SubmitOne(*store, Job(Spec("t", "waiting")), kT0).job_id;
+    Transition retry = To(waiting, JobState::kWaitingRetry);
+    retry.attempt_count = 3;
+    retry.next_attempt_at = kT0 + absl::Minutes(1);
+    retry.wait_reason = WaitReason::kRetryAfter;
+    ASSERT_TRUE(ApplyAndWait(*store, {retry}, kT0).ok());
+  }
+  DowngradeToSchema3(db.path());
+  std::unique_ptr<SqliteStore> store = OpenOrDie(Options(db.path()));
+  ASSERT_NE(store, nullptr);
+  {
+    RawDb raw(db.path());
+    EXPECT_EQ(raw.Query("PRAGMA user_version"), "4");
+  }
+  { std::unique_ptr<SqliteStore> made = OpenOrDie(Options(fresh.path())); }
+  EXPECT_EQ(SchemaObjects(db.path()), SchemaObjects(fresh.path()));
+  absl::StatusOr<JobRecord> got = store->Get("t", waiting, false);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->attempt_count, 3);
+  EXPECT_EQ(got->throttled_count, 0);
+  EXPECT_EQ(got->wait_reason, WaitReason::kRetryAfter);
+
+  Transition throttled = To(waiting, JobState::kWaitingRetry);
+  throttled.attempt_count = 4;
+  throttled.throttled_count = 2;
+  throttled.next_attempt_at = kT0 + absl::Minutes(3);
+  ASSERT_TRUE(ApplyAndWait(*store, {throttled}, kT0 + absl::Minutes(2)).ok());
+  got = store->Get("t", waiting, false);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->throttled_count, 2);
+  absl::StatusOr<std::vector<ActiveJob>> active = store->Recover(kT0 + absl::Minutes(2));
+  ASSERT_TRUE(active.ok()) << active.status();
+  ASSERT_EQ(active->size(), 1u);
+  EXPECT_EQ((*active)[0].throttled_count, 2);
+}
+
 TEST(SqliteStore, UpgradingFromSchema1GivesEndedJobsTheLegacyRetention) {
   TempDb db;
   JobId done = 0, dead = 0;
@@ -539,7 +588,7 @@ TEST(SqliteStore, UpgradingFromSchema1GivesEndedJobsTheLegacyRetention) {
   EXPECT_TRUE(store->Get("t", dead, false).ok());
   EXPECT_EQ(store->PurgeEndedJobs(ended + absl::Hours(5) + absl::Seconds(1), 10).value_or(-1), 1);
   RawDb raw(db.path());
-  EXPECT_EQ(raw.Query("PRAGMA user_version"), "3");
+  EXPECT_EQ(raw.Query("PRAGMA user_version"), "4");
 }
 
 // --- Wait filters: what they walk ---
