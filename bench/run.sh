@@ -707,7 +707,7 @@ EOF
 # cost beyond the high-water mark, leaked at the outflow. The endpoint carries Rebound's defaults
 # (max_in_flight 64, pacing on) and the canvas policy (the 403 rule, 5 attempts).
 scenario_canvas() {
-  local out count_out rc=0 attempts throttled secs bound dead share ratio canvas
+  local out count_out rc=0 attempts throttled secs bound dead share ratio canvas exhausted failed
   setup_scenario canvas
   canvas="/__canvas?high_water=600&maximum=800&up_front=50&cost=$CANVAS_COST&outflow=$CANVAS_OUTFLOW"
   log "canvas: $CANVAS_JOBS jobs, one per call, 64 in flight, through one token (outflow" \
@@ -727,7 +727,9 @@ scenario_canvas() {
   throttled=$(json_field "$out" throttle_answers)
   secs=$(json_field "$out" complete_seconds)
   bound=$(calc "%.2f" "($CANVAS_JOBS * $CANVAS_COST - 600) / $CANVAS_OUTFLOW")
-  dead=$(( $(json_field "$count_out" EXHAUSTED | sed 's/^$/0/') + $(json_field "$count_out" FAILED | sed 's/^$/0/') ))
+  exhausted=$(json_field "$count_out" EXHAUSTED)
+  failed=$(json_field "$count_out" FAILED)
+  dead=$((${exhausted:-0} + ${failed:-0}))
   share=$(calc "%.2f" "100 * ${throttled:-0} / ${attempts:-1}")
   ratio=$(calc "%.2f" "${secs:-0} / $bound")
   if ! awk "BEGIN { exit !($share <= 5 && $ratio <= 1.5) }" || [[ $dead != 0 ]]; then FAILED=1; fi

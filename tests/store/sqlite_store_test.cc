@@ -452,6 +452,20 @@ std::string SchemaObjects(const std::string& path) {
       "WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name)");
 }
 
+// Opens the older file at `path`, which upgrades it; expects it then at this build's version,
+// with what a new file (made at `fresh`) has.
+std::unique_ptr<SqliteStore> OpenUpgraded(const std::string& path, const std::string& fresh) {
+  std::unique_ptr<SqliteStore> store = OpenOrDie(Options(path));
+  if (store == nullptr) return nullptr;
+  {
+    RawDb raw(path);
+    EXPECT_EQ(raw.Query("PRAGMA user_version"), "4");
+  }
+  { std::unique_ptr<SqliteStore> made = OpenOrDie(Options(fresh)); }
+  EXPECT_EQ(SchemaObjects(path), SchemaObjects(fresh));
+  return store;
+}
+
 TEST(SqliteStore, UpgradingFromSchema2ReadsOldJobsWithoutAWaitAndTakesNewWrites) {
   TempDb db, fresh;
   JobId queued = 0, waiting = 0, running = 0;
@@ -472,15 +486,8 @@ TEST(SqliteStore, UpgradingFromSchema2ReadsOldJobsWithoutAWaitAndTakesNewWrites)
     ASSERT_EQ(raw.Query("SELECT COUNT(*) FROM pragma_table_info('jobs') WHERE name LIKE 'wait%'"),
               "0");
   }
-  std::unique_ptr<SqliteStore> store = OpenOrDie(Options(db.path()));
+  std::unique_ptr<SqliteStore> store = OpenUpgraded(db.path(), fresh.path());
   ASSERT_NE(store, nullptr);
-  {
-    RawDb raw(db.path());
-    EXPECT_EQ(raw.Query("PRAGMA user_version"), "4");
-  }
-  // The upgraded file has what a new one has.
-  { std::unique_ptr<SqliteStore> made = OpenOrDie(Options(fresh.path())); }
-  EXPECT_EQ(SchemaObjects(db.path()), SchemaObjects(fresh.path()));
 
   for (const JobId id : {queued, waiting, running}) {
     absl::StatusOr<JobRecord> got = store->Get("t", id, false);
@@ -528,14 +535,8 @@ TEST(SqliteStore, UpgradingFromSchema3ReadsOldJobsWithNoThrottledAttemptsAndKeep
     ASSERT_TRUE(ApplyAndWait(*store, {retry}, kT0).ok());
   }
   DowngradeToSchema3(db.path());
-  std::unique_ptr<SqliteStore> store = OpenOrDie(Options(db.path()));
+  std::unique_ptr<SqliteStore> store = OpenUpgraded(db.path(), fresh.path());
   ASSERT_NE(store, nullptr);
-  {
-    RawDb raw(db.path());
-    EXPECT_EQ(raw.Query("PRAGMA user_version"), "4");
-  }
-  { std::unique_ptr<SqliteStore> made = OpenOrDie(Options(fresh.path())); }
-  EXPECT_EQ(SchemaObjects(db.path()), SchemaObjects(fresh.path()));
   absl::StatusOr<JobRecord> got = store->Get("t", waiting, false);
   ASSERT_TRUE(got.ok()) << got.status();
   EXPECT_EQ(got->attempt_count, 3);

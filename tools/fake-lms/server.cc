@@ -231,6 +231,22 @@ void SendAnswer(evhttp_request* req, const Answer& answer) {
   evhttp_send_reply(req, answer.status, ReasonPhrase(answer.status), nullptr);
 }
 
+// An admin endpoint that lists on GET and changes on POST: answers a GET with `listing()` and
+// refuses other methods but POST. True when that answered the request.
+template <typename Listing>
+bool AnsweredUnlessPost(evhttp_request* req, const Listing& listing) {
+  const evhttp_cmd_type method = evhttp_request_get_command(req);
+  if (method == EVHTTP_REQ_GET) {
+    SendAnswer(req, JsonAnswer(200, listing()));
+    return true;
+  }
+  if (method != EVHTTP_REQ_POST) {
+    SendAnswer(req, JsonAnswer(405, {{"error", "method not allowed"}}));
+    return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 Server::Server(event_base* base)
@@ -377,15 +393,7 @@ void Server::HandleOutage(evhttp_request* req, const char* query) {
     }
     return nlohmann::json{{"now_ms", now}, {"outages", std::move(list)}};
   };
-  const evhttp_cmd_type method = evhttp_request_get_command(req);
-  if (method == EVHTTP_REQ_GET) {
-    SendAnswer(req, JsonAnswer(200, listing()));
-    return;
-  }
-  if (method != EVHTTP_REQ_POST) {
-    SendAnswer(req, JsonAnswer(405, {{"error", "method not allowed"}}));
-    return;
-  }
+  if (AnsweredUnlessPost(req, listing)) return;
   const QueryParams params(query);
   const char* ms_text = params.Find("ms");
   const std::optional<int> ms = ParseNonNegative<int>(ms_text);
@@ -429,15 +437,7 @@ void Server::HandleCanvas(evhttp_request* req, const char* query) {
     for (const CanvasThrottle& c : canvas_) list.push_back(c.Status(now_s));
     return nlohmann::json{{"canvas", std::move(list)}};
   };
-  const evhttp_cmd_type method = evhttp_request_get_command(req);
-  if (method == EVHTTP_REQ_GET) {
-    SendAnswer(req, JsonAnswer(200, listing()));
-    return;
-  }
-  if (method != EVHTTP_REQ_POST) {
-    SendAnswer(req, JsonAnswer(405, {{"error", "method not allowed"}}));
-    return;
-  }
+  if (AnsweredUnlessPost(req, listing)) return;
   const QueryParams params(query);
   std::string error;
   std::optional<CanvasSettings> settings =
