@@ -185,6 +185,17 @@ class FakeLmsProcess {
     if (!query.empty() && query[0] == '&') query.erase(0, 1);
     return Post(absl::StrCat("/__canvas?", query));
   }
+  // POST to an admin path with its query ("/__d2l?limit=200&window_ms=1000"); an error unless
+  // it answers 200.
+  absl::Status Post(const std::string& path) const {
+    const HttpReply reply = HttpFetch("POST", base_url() + path);
+    if (reply.code != CURLE_OK || reply.status != 200) {
+      return absl::UnavailableError(absl::StrCat("POST ", path, ": ",
+                                                 curl_easy_strerror(reply.code), " status ",
+                                                 reply.status, " ", reply.body));
+    }
+    return absl::OkStatus();
+  }
   // GET /__canvas: {"canvas": [{"settings", "throttled", "passed", "buckets"}]}.
   absl::StatusOr<nlohmann::json> Canvas() const { return GetJson("/__canvas"); }
 
@@ -203,16 +214,6 @@ class FakeLmsProcess {
     std::unique_ptr<char, decltype(&curl_free)> escaped(
         curl_easy_escape(nullptr, prefix.data(), static_cast<int>(prefix.size())), &curl_free);
     return absl::StrCat("&prefix=", escaped.get());
-  }
-
-  absl::Status Post(const std::string& path) const {
-    const HttpReply reply = HttpFetch("POST", base_url() + path);
-    if (reply.code != CURLE_OK || reply.status != 200) {
-      return absl::UnavailableError(absl::StrCat("POST ", path, ": ",
-                                                 curl_easy_strerror(reply.code), " status ",
-                                                 reply.status, " ", reply.body));
-    }
-    return absl::OkStatus();
   }
 
   absl::StatusOr<nlohmann::json> GetJson(const std::string& path) const {

@@ -495,6 +495,65 @@ TEST_F(FakeLmsTest, CanvasModeRejectsBadParametersNamingThem) {
   EXPECT_TRUE((*status)["canvas"].empty());
 }
 
+// D2L's credits (tools/fake-lms/window.h): every answer but a 429 carries the remaining credits,
+// the seconds until the reset and the cost; a 429 carries only Retry-After.
+TEST_F(FakeLmsTest, D2lModeCountsCreditsPerWindowAndAnswers429WithRetryAfterOnly) {
+  const HttpReply set =
+      HttpFetch("POST", lms_->base_url() + "/__d2l?prefix=/d/&limit=30&cost=10&window_ms=60000");
+  ASSERT_EQ(set.status, 200) << set.body;
+  const HttpReply first = Get("/d/a", "k1");
+  EXPECT_EQ(first.status, 200);
+  EXPECT_EQ(first.Header("x-rate-limit-remaining"), "20");
+  EXPECT_EQ(first.Header("x-request-cost"), "10");
+  const int reset = std::stoi(first.Header("x-rate-limit-reset"));
+  EXPECT_GE(reset, 1);
+  EXPECT_LE(reset, 60);
+  EXPECT_EQ(first.Header("retry-after"), "");
+  EXPECT_EQ(Get("/d/a", "k2").Header("x-rate-limit-remaining"), "10");
+  EXPECT_EQ(Get("/d/a", "k3").Header("x-rate-limit-remaining"), "0");
+  const HttpReply over = Get("/d/a", "k4");
+  EXPECT_EQ(over.status, 429);
+  EXPECT_NE(over.Header("retry-after"), "");
+  EXPECT_LE(std::stoi(over.Header("retry-after")), 60);
+  EXPECT_EQ(over.Header("x-rate-limit-remaining"), "") << "D2L sends only Retry-After on a 429";
+  EXPECT_EQ(over.Header("x-rate-limit-reset"), "");
+  EXPECT_EQ(KeyStats("k4")["throttle_answers"], 1);
+  EXPECT_EQ(KeyStats("k4")["effects"], 0);
+  // Another token has its own bucket; other prefixes none.
+  const HttpReply other = HttpFetch("GET", lms_->base_url() + "/d/a",
+                                    {"Idempotency-Key: k5", "Authorization: Bearer app-2"});
+  EXPECT_EQ(other.Header("x-rate-limit-remaining"), "20");
+  EXPECT_EQ(Get("/e/a", "k6").Header("x-rate-limit-remaining"), "");
+}
+
+// Clever's fixed window (tools/fake-lms/window.h): a throttled request gets 429 and
+// X-RateLimit-Reset, the unix time of the reset; other answers carry nothing of it.
+TEST_F(FakeLmsTest, CleverModeAnswers429WithTheResetAsAUnixTimeAndResetsWithTheWindow) {
+  const HttpReply set = HttpFetch("POST", lms_->base_url() + "/__clever?limit=2&window_ms=1000");
+  ASSERT_EQ(set.status, 200) << set.body;
+  // Start just after a window turned, so the three requests share one.
+  absl::SleepFor(absl::Milliseconds(1000 - absl::ToUnixMillis(absl::Now()) % 1000 + 20));
+  const HttpReply a = Get("/x", "k1");
+  EXPECT_EQ(a.status, 200);
+  EXPECT_EQ(a.Header("x-ratelimit-reset"), "");
+  EXPECT_EQ(a.Header("x-ratelimit-remaining"), "");
+  EXPECT_EQ(Get("/x", "k2").status, 200);
+  const HttpReply over = Get("/x", "k3");
+  ASSERT_EQ(over.status, 429);
+  EXPECT_EQ(over.Header("retry-after"), "");
+  const int64_t reset = std::stoll(over.Header("x-ratelimit-reset"));
+  const int64_t now = absl::ToUnixSeconds(absl::Now());
+  EXPECT_GE(reset, now);
+  EXPECT_LE(reset, now + 1);
+  absl::SleepFor(absl::FromUnixSeconds(reset) - absl::Now() + absl::Milliseconds(20));
+  EXPECT_EQ(Get("/x", "k3").status, 200);  // the window turned
+  EXPECT_EQ(HttpFetch("POST", lms_->base_url() + "/__clever?window_ms=1500").status, 400);
+  EXPECT_EQ(HttpFetch("POST", lms_->base_url() + "/__clever?limit=0").status, 400);
+  absl::StatusOr<nlohmann::json> totals = lms_->Totals();
+  ASSERT_TRUE(totals.ok());
+  EXPECT_EQ((*totals)["throttle_answers"], 1);
+}
+
 TEST_F(FakeLmsTest, ArrivalsListEveryScriptedRequestWithSegmentAndAnswerTime) {
   Get("/e1/api/a?script=201", "a");
   Get("/e2/api/b?script=200:ms=120", "b");

@@ -18,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "tools/fake-lms/http_util.h"
 #include "tools/fake-lms/script.h"
 
 namespace rebound::fakelms {
@@ -52,25 +53,6 @@ constexpr int kListenBacklog = 4096;
 // What a 'cut' answer gets out before the connection closes (of a promised 1024 bytes).
 constexpr char kCutBody[] = "{\"error\":";
 
-// Query parameters, freed on scope exit.
-class QueryParams {
- public:
-  explicit QueryParams(const char* query) {
-    TAILQ_INIT(&params_);
-    if (query != nullptr) evhttp_parse_query_str(query, &params_);
-  }
-  ~QueryParams() { evhttp_clear_headers(&params_); }
-  QueryParams(const QueryParams&) = delete;
-  QueryParams& operator=(const QueryParams&) = delete;
-
-  const char* Find(const char* name) const {
-    return evhttp_find_header(const_cast<evkeyvalq*>(&params_), name);
-  }
-
- private:
-  evkeyvalq params_;
-};
-
 const char* MethodName(evhttp_cmd_type type) {
   switch (type) {
     case EVHTTP_REQ_GET:
@@ -95,71 +77,6 @@ const char* MethodName(evhttp_cmd_type type) {
   return "UNKNOWN";
 }
 
-const char* ReasonPhrase(int status) {
-  switch (status) {
-    case 200:
-      return "OK";
-    case 201:
-      return "Created";
-    case 202:
-      return "Accepted";
-    case 204:
-      return "No Content";
-    case 301:
-      return "Moved Permanently";
-    case 302:
-      return "Found";
-    case 303:
-      return "See Other";
-    case 304:
-      return "Not Modified";
-    case 307:
-      return "Temporary Redirect";
-    case 308:
-      return "Permanent Redirect";
-    case 400:
-      return "Bad Request";
-    case 401:
-      return "Unauthorized";
-    case 403:
-      return "Forbidden";
-    case 404:
-      return "Not Found";
-    case 405:
-      return "Method Not Allowed";
-    case 408:
-      return "Request Timeout";
-    case 409:
-      return "Conflict";
-    case 422:
-      return "Unprocessable Entity";
-    case 429:
-      return "Too Many Requests";
-    case 500:
-      return "Internal Server Error";
-    case 502:
-      return "Bad Gateway";
-    case 503:
-      return "Service Unavailable";
-    case 504:
-      return "Gateway Timeout";
-    default:
-      return status < 400 ? "OK" : "Error";
-  }
-}
-
-std::string Dump(const nlohmann::json& json) {
-  // Keys come from clients and may be invalid UTF-8: replace rather than throw.
-  return json.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-}
-
-Answer JsonAnswer(int status, const nlohmann::json& body) {
-  Answer answer;
-  answer.status = status;
-  answer.body = Dump(body);
-  return answer;
-}
-
 // IMF-fixdate (RFC 9110) of the first whole second at or after now + `seconds`, so a client
 // never reads a date earlier than the delay meant.
 std::string HttpDateIn(int seconds) {
@@ -171,17 +88,6 @@ std::string HttpDateIn(int seconds) {
   char buf[64];
   const size_t n = std::strftime(buf, sizeof(buf), "%a, %d %b %Y %H:%M:%S GMT", &tm);
   return std::string(buf, n);
-}
-
-// A non-negative number (int or double); 0 when `text` is nullptr.
-template <typename Number>
-std::optional<Number> ParseNonNegative(const char* text) {
-  if (text == nullptr) return Number{0};
-  const char* end = text + std::strlen(text);
-  Number value{};
-  auto [ptr, ec] = std::from_chars(text, end, value);
-  if (ec != std::errc() || ptr != end || ptr == text || !(value >= 0)) return std::nullopt;
-  return value;
 }
 
 // The header's value if present, else the query parameter's, else nullptr.
@@ -214,37 +120,6 @@ Answer ScriptedAnswer(const Step& step, const std::string& key, int attempt,
   }
   if (step.location) answer.headers.emplace_back("Location", *step.location);
   return answer;
-}
-
-void SendAnswer(evhttp_request* req, const Answer& answer) {
-  evkeyvalq* out = evhttp_request_get_output_headers(req);
-  evhttp_add_header(out, "Content-Type", answer.content_type);
-  for (const auto& [name, value] : answer.headers) {
-    // libevent refuses values with CR/LF, so a script cannot inject headers.
-    evhttp_add_header(out, name.c_str(), value.c_str());
-  }
-  const bool bodyless = answer.status == 204 || answer.status == 304 ||
-                        evhttp_request_get_command(req) == EVHTTP_REQ_HEAD;
-  if (!bodyless) {
-    evbuffer_add(evhttp_request_get_output_buffer(req), answer.body.data(), answer.body.size());
-  }
-  evhttp_send_reply(req, answer.status, ReasonPhrase(answer.status), nullptr);
-}
-
-// An admin endpoint that lists on GET and changes on POST: answers a GET with `listing()` and
-// refuses other methods but POST. True when that answered the request.
-template <typename Listing>
-bool AnsweredUnlessPost(evhttp_request* req, const Listing& listing) {
-  const evhttp_cmd_type method = evhttp_request_get_command(req);
-  if (method == EVHTTP_REQ_GET) {
-    SendAnswer(req, JsonAnswer(200, listing()));
-    return true;
-  }
-  if (method != EVHTTP_REQ_POST) {
-    SendAnswer(req, JsonAnswer(405, {{"error", "method not allowed"}}));
-    return true;
-  }
-  return false;
 }
 
 }  // namespace
@@ -322,6 +197,12 @@ bufferevent* Server::OnConnection(event_base* base, void* self) {
 // The wall clock, as Rebound schedules by it (absl::Now): a step of the system clock moves both
 // alike, so a gap fake-lms measures is the gap Rebound waited (with steady_clock here, a 1 ms
 // forward step made a 1 s Retry-After look 999 ms long).
+int64_t Server::WallMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
 double Server::NowMs() const {
   return std::chrono::duration<double, std::milli>(std::chrono::system_clock::now() - start_)
       .count();
@@ -338,167 +219,6 @@ void Server::HandleRequest(evhttp_request* req) {
   } else {
     HandleScripted(req, path_str, query);
   }
-}
-
-void Server::HandleAdmin(evhttp_request* req, const std::string& path, const char* query) {
-  const evhttp_cmd_type method = evhttp_request_get_command(req);
-  if (path == "/__health") {
-    SendAnswer(req, JsonAnswer(200, {{"ok", true}}));
-  } else if (path == "/__reset" && method == EVHTTP_REQ_POST) {
-    ledger_.Clear();
-    arrivals_.Clear();
-    outages_.clear();
-    canvas_.clear();
-    SendAnswer(req, JsonAnswer(200, {{"ok", true}}));
-  } else if (path == "/__stats" && method == EVHTTP_REQ_GET) {
-    const QueryParams params(query);
-    if (const char* key = params.Find("key"); key != nullptr) {
-      std::optional<nlohmann::json> stats = ledger_.KeyStats(key);
-      SendAnswer(req, stats ? JsonAnswer(200, *stats)
-                            : JsonAnswer(404, {{"error", "unknown key"}, {"key", key}}));
-    } else {
-      const char* summary = params.Find("summary");
-      const bool totals_only = summary != nullptr && std::strcmp(summary, "0") != 0;
-      SendAnswer(req, JsonAnswer(200, ledger_.Stats(totals_only)));
-    }
-  } else if (path == "/__outage") {
-    HandleOutage(req, query);
-  } else if (path == "/__canvas") {
-    HandleCanvas(req, query);
-  } else if (path == "/__arrivals" && method == EVHTTP_REQ_GET) {
-    const QueryParams params(query);
-    const std::optional<double> since = ParseNonNegative<double>(params.Find("since_ms"));
-    SendAnswer(req, since ? JsonAnswer(200, arrivals_.Since(*since, NowMs()))
-                          : JsonAnswer(400, {{"error", "since_ms: want a non-negative number"}}));
-  } else if (path == "/__stats" || path == "/__reset" || path == "/__arrivals") {
-    SendAnswer(req, JsonAnswer(405, {{"error", "method not allowed"}}));
-  } else {
-    SendAnswer(req, JsonAnswer(404, {{"error", "unknown admin path"}, {"path", path}}));
-  }
-}
-
-void Server::HandleOutage(evhttp_request* req, const char* query) {
-  const double now = NowMs();
-  outages_.erase(std::remove_if(outages_.begin(), outages_.end(),
-                                [now](const Outage& o) { return o.until_ms <= now; }),
-                 outages_.end());
-  const auto listing = [&] {
-    nlohmann::json list = nlohmann::json::array();
-    for (const Outage& o : outages_) {
-      list.push_back({{"prefix", o.prefix},
-                      {"status", o.status},
-                      {"from_ms", o.from_ms},
-                      {"until_ms", o.until_ms},
-                      {"active", o.from_ms <= now}});
-    }
-    return nlohmann::json{{"now_ms", now}, {"outages", std::move(list)}};
-  };
-  if (AnsweredUnlessPost(req, listing)) return;
-  const QueryParams params(query);
-  const char* ms_text = params.Find("ms");
-  const std::optional<int> ms = ParseNonNegative<int>(ms_text);
-  const std::optional<int> after_ms = ParseNonNegative<int>(params.Find("after_ms"));
-  const char* status_text = params.Find("status");
-  const std::optional<int> status =
-      status_text == nullptr ? std::optional<int>(503) : ParseNonNegative<int>(status_text);
-  const char* prefix_text = params.Find("prefix");
-  const std::string prefix = prefix_text != nullptr ? prefix_text : "";
-  std::string error;
-  if (ms_text == nullptr || !ms) {
-    error = "ms: want a non-negative integer (0 ends the outage)";
-  } else if (!after_ms) {
-    error = "after_ms: want a non-negative integer";
-  } else if (!status || *status < 400 || *status > 599) {
-    error = "status: want 400..599";
-  } else if (!prefix.empty() && prefix[0] != '/') {
-    error = "prefix: want a path starting with '/'";
-  }
-  if (!error.empty()) {
-    SendAnswer(req, JsonAnswer(400, {{"error", error}}));
-    return;
-  }
-  outages_.erase(std::remove_if(outages_.begin(), outages_.end(),
-                                [&](const Outage& o) { return o.prefix == prefix; }),
-                 outages_.end());
-  if (*ms > 0) {
-    if (outages_.size() >= kMaxOutages) {
-      SendAnswer(req, JsonAnswer(400, {{"error", "too many outages (at most 64 prefixes)"}}));
-      return;
-    }
-    outages_.push_back({prefix, *status, now + *after_ms, now + *after_ms + *ms});
-  }
-  SendAnswer(req, JsonAnswer(200, listing()));
-}
-
-void Server::HandleCanvas(evhttp_request* req, const char* query) {
-  const double now_s = NowMs() / 1000;
-  const auto listing = [&] {
-    nlohmann::json list = nlohmann::json::array();
-    for (const CanvasThrottle& c : canvas_) list.push_back(c.Status(now_s));
-    return nlohmann::json{{"canvas", std::move(list)}};
-  };
-  if (AnsweredUnlessPost(req, listing)) return;
-  const QueryParams params(query);
-  std::string error;
-  std::optional<CanvasSettings> settings =
-      CanvasSettings::FromParams([&](const char* name) { return params.Find(name); }, &error);
-  const char* off = params.Find("off");
-  if (settings && off != nullptr && std::strcmp(off, "0") != 0 && std::strcmp(off, "1") != 0) {
-    settings.reset();
-    error = "off: want 0 or 1";
-  }
-  if (!settings) {
-    SendAnswer(req, JsonAnswer(400, {{"error", error}}));
-    return;
-  }
-  canvas_.erase(std::remove_if(canvas_.begin(), canvas_.end(),
-                               [&](const CanvasThrottle& c) {
-                                 return c.settings().prefix == settings->prefix;
-                               }),
-                canvas_.end());
-  if (off == nullptr || std::strcmp(off, "1") != 0) {
-    if (canvas_.size() >= kMaxOutages) {
-      SendAnswer(req, JsonAnswer(400, {{"error", "too many throttles (at most 64 prefixes)"}}));
-      return;
-    }
-    canvas_.emplace_back(*std::move(settings));
-  }
-  SendAnswer(req, JsonAnswer(200, listing()));
-}
-
-CanvasThrottle* Server::CanvasFor(const std::string& path) {
-  CanvasThrottle* found = nullptr;
-  for (CanvasThrottle& c : canvas_) {
-    const std::string& prefix = c.settings().prefix;
-    if (path.rfind(prefix, 0) == 0 &&
-        (found == nullptr || prefix.size() > found->settings().prefix.size())) {
-      found = &c;
-    }
-  }
-  return found;
-}
-
-void Server::FinishCanvas(const std::optional<CanvasRef>& canvas, Answer* answer) {
-  if (!canvas) return;
-  for (CanvasThrottle& c : canvas_) {
-    if (c.settings().prefix != canvas->prefix) continue;
-    auto headers = c.Finish(canvas->ticket, NowMs() / 1000);
-    if (answer != nullptr) {
-      answer->headers.insert(answer->headers.end(), headers.begin(), headers.end());
-    }
-    return;
-  }
-}
-
-const Server::Outage* Server::OutageFor(const std::string& path, double now_ms) {
-  const Outage* found = nullptr;
-  for (const Outage& o : outages_) {
-    if (o.from_ms <= now_ms && now_ms < o.until_ms && path.rfind(o.prefix, 0) == 0 &&
-        (found == nullptr || o.prefix.size() > found->prefix.size())) {
-      found = &o;
-    }
-  }
-  return found;
 }
 
 void Server::HandleScripted(evhttp_request* req, const std::string& path, const char* query) {
@@ -561,6 +281,30 @@ void Server::HandleScripted(evhttp_request* req, const std::string& path, const 
     }
     canvas = CanvasRef{throttle->settings().prefix, std::move(ticket)};
   }
+  // A window throttle's headers ride on whatever the request is answered (not on the stored
+  // effect: a repeat gets the quota of its own moment).
+  std::vector<std::pair<std::string, std::string>> quota_headers;
+  if (WindowThrottle* window = WindowFor(path); window != nullptr) {
+    const char* token = evhttp_find_header(headers, "Authorization");
+    WindowThrottle::Verdict verdict = window->Arrive(token != nullptr ? token : "", WallMs());
+    if (verdict.throttled) {
+      Answer answer;
+      answer.status = 429;
+      answer.content_type = "text/plain; charset=utf-8";
+      answer.body = "429 Too Many Requests\n";
+      answer.headers = std::move(verdict.headers);
+      ledger_.AnsweredByThrottle(record, answer.status);
+      arrivals_.Answered(logged, answer.status, false);
+      FinishCanvas(canvas, nullptr);
+      Respond(req, std::move(answer), 0, logged);
+      return;
+    }
+    quota_headers = std::move(verdict.headers);
+  }
+  const auto with_quota = [&quota_headers](Answer answer) {
+    answer.headers.insert(answer.headers.end(), quota_headers.begin(), quota_headers.end());
+    return answer;
+  };
 
   const std::optional<int> latency_ms =
       ParseNonNegative<int>(Setting(headers, "X-Fake-Latency-Ms", params, "latency_ms"));
@@ -568,7 +312,7 @@ void Server::HandleScripted(evhttp_request* req, const std::string& path, const 
     const Answer bad = JsonAnswer(400, {{"error", "latency_ms: want a non-negative integer"}});
     ledger_.Answered(record, bad);
     arrivals_.Answered(logged, bad.status, false);
-    Respond(req, bad, 0, logged, std::move(canvas));
+    Respond(req, with_quota(bad), 0, logged, std::move(canvas));
     return;
   }
   if (record.effect) {
@@ -577,7 +321,7 @@ void Server::HandleScripted(evhttp_request* req, const std::string& path, const 
     Answer repeat = *record.effect;
     repeat.headers.emplace_back("X-Fake-Repeat", "true");
     arrivals_.Answered(logged, repeat.status, false);
-    Respond(req, std::move(repeat), *latency_ms, logged, std::move(canvas));
+    Respond(req, with_quota(std::move(repeat)), *latency_ms, logged, std::move(canvas));
     return;
   }
   const char* script_text = Setting(headers, "X-Fake-Script", params, "script");
@@ -588,7 +332,7 @@ void Server::HandleScripted(evhttp_request* req, const std::string& path, const 
     const Answer bad = JsonAnswer(400, {{"error", "bad script: " + error}});
     ledger_.Answered(record, bad);
     arrivals_.Answered(logged, bad.status, false);
-    Respond(req, bad, 0, logged, std::move(canvas));
+    Respond(req, with_quota(bad), 0, logged, std::move(canvas));
     return;
   }
   // Outage and throttle answers use no step: afterwards the key goes on where its script was.
@@ -618,7 +362,7 @@ void Server::HandleScripted(evhttp_request* req, const std::string& path, const 
       // by then: that is the "applied, but the response was lost" case retries must survive.
       ledger_.Answered(record, answer);
       arrivals_.Answered(logged, answer.status, false);
-      Respond(req, answer, *latency_ms + step.delay_ms, logged, std::move(canvas));
+      Respond(req, with_quota(answer), *latency_ms + step.delay_ms, logged, std::move(canvas));
       return;
     }
   }

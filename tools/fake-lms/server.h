@@ -1,9 +1,9 @@
 // Server: fake-lms's HTTP front, on libevent's evhttp and one event loop.
 //
 // Answers every request on a non-admin path from its script (script.h), or from an outage, or
-// from an LMS's own throttle (canvas.h), and records it in the Ledger and the ArrivalLog
-// (ledger.h); /__stats, /__reset, /__health, /__outage, /__canvas and /__arrivals are the admin
-// endpoints. Delayed answers
+// from an LMS's own throttle (canvas.h, window.h), and records it in the Ledger and the ArrivalLog
+// (ledger.h); /__stats, /__reset, /__health, /__outage, /__canvas, /__d2l, /__clever and
+// /__arrivals are the admin endpoints. Delayed answers
 // use event timers; nothing ever blocks the loop. Not thread-safe: every method runs on the
 // thread that runs `base`.
 #ifndef REBOUND_TOOLS_FAKE_LMS_SERVER_H_
@@ -21,6 +21,7 @@
 
 #include "tools/fake-lms/canvas.h"
 #include "tools/fake-lms/ledger.h"
+#include "tools/fake-lms/window.h"
 
 namespace rebound::fakelms {
 
@@ -67,6 +68,9 @@ class Server {
   void HandleAdmin(evhttp_request* req, const std::string& path, const char* query);
   void HandleOutage(evhttp_request* req, const char* query);
   void HandleCanvas(evhttp_request* req, const char* query);
+  void HandleWindow(evhttp_request* req, const char* query, WindowStyle style);
+  // The WindowThrottle with the longest prefix of `path`, or nullptr.
+  WindowThrottle* WindowFor(const std::string& path);
   // The CanvasThrottle with the longest prefix of `path`, or nullptr.
   CanvasThrottle* CanvasFor(const std::string& path);
   // Books the end of a request `canvas` let through, adding its headers to `answer` (when not
@@ -85,13 +89,15 @@ class Server {
   void CloseSoon(evhttp_connection* evcon);
   std::unique_ptr<Pending> TakePending(Pending* pending);
   double NowMs() const;
+  static int64_t WallMs();  // milliseconds since the unix epoch (vendors' windows follow it)
 
   event_base* base_;
   evhttp* http_;
   Ledger ledger_;
   ArrivalLog arrivals_;
   std::vector<Outage> outages_;
-  std::vector<CanvasThrottle> canvas_;  // at most kMaxOutages, one per prefix
+  std::vector<CanvasThrottle> canvas_;   // at most kMaxOutages, one per prefix
+  std::vector<WindowThrottle> windows_;  // likewise (D2L's and Clever's)
   std::unordered_map<Pending*, std::unique_ptr<Pending>> pending_;
   const std::chrono::system_clock::time_point start_;
 };

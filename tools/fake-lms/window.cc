@@ -1,0 +1,120 @@
+#include "tools/fake-lms/window.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cstring>
+
+namespace rebound::fakelms {
+namespace {
+
+std::string Number(double v) {
+  char buf[32];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), v);
+  return ec == std::errc() ? std::string(buf, end) : "0";
+}
+
+// Whole seconds from `now_ms` until `at_ms`, rounded up: never earlier than the reset.
+int64_t SecondsUntil(int64_t at_ms, int64_t now_ms) {
+  return std::max<int64_t>(0, (at_ms - now_ms + 999) / 1000);
+}
+
+}  // namespace
+
+std::optional<WindowSettings> WindowSettings::FromParams(
+    WindowStyle style, const std::function<const char*(const char*)>& param, std::string* error) {
+  WindowSettings s;
+  s.style = style;
+  if (style == WindowStyle::kClever) {
+    s.limit = 1200;
+    s.cost = 1;
+  }
+  if (const char* prefix = param("prefix"); prefix != nullptr) {
+    s.prefix = prefix;
+    if (!s.prefix.empty() && s.prefix[0] != '/') {
+      *error = "prefix: want a path starting with '/'";
+      return std::nullopt;
+    }
+  }
+  for (const auto& [name, out] :
+       {std::pair<const char*, double*>{"limit", &s.limit}, {"cost", &s.cost}}) {
+    const char* text = param(name);
+    if (text == nullptr) continue;
+    double v = 0;
+    const char* end = text + std::strlen(text);
+    auto [ptr, ec] = std::from_chars(text, end, v);
+    if (ec != std::errc() || ptr != end || !(v > 0)) {
+      *error = std::string(name) + ": want a positive number";
+      return std::nullopt;
+    }
+    *out = v;
+  }
+  if (const char* text = param("window_ms"); text != nullptr) {
+    int64_t v = 0;
+    const char* end = text + std::strlen(text);
+    auto [ptr, ec] = std::from_chars(text, end, v);
+    if (ec != std::errc() || ptr != end || v < 1000 || v % 1000 != 0) {
+      *error = "window_ms: want a whole number of seconds in ms, at least 1000";
+      return std::nullopt;
+    }
+    s.window_ms = v;
+  }
+  return s;
+}
+
+nlohmann::json WindowSettings::ToJson() const {
+  return {{"style", style == WindowStyle::kD2L ? "d2l" : "clever"},
+          {"prefix", prefix},
+          {"limit", limit},
+          {"cost", cost},
+          {"window_ms", window_ms}};
+}
+
+WindowThrottle::Window& WindowThrottle::Current(const std::string& token, int64_t now_ms) {
+  Window& w = windows_[token];
+  const int64_t start = now_ms - now_ms % settings_.window_ms;
+  if (w.start_ms != start) w = Window{start, 0};
+  return w;
+}
+
+WindowThrottle::Verdict WindowThrottle::Arrive(const std::string& token, int64_t now_ms) {
+  Window& w = Current(token, now_ms);
+  const int64_t reset_ms = w.start_ms + settings_.window_ms;
+  Verdict v;
+  v.throttled = settings_.limit - w.used < settings_.cost;
+  if (!v.throttled) w.used += settings_.cost;
+  ++(v.throttled ? throttled_ : passed_);
+  switch (settings_.style) {
+    case WindowStyle::kD2L:
+      if (v.throttled) {
+        v.headers.emplace_back("Retry-After", std::to_string(SecondsUntil(reset_ms, now_ms)));
+      } else {
+        v.headers.emplace_back("X-Rate-Limit-Remaining", Number(settings_.limit - w.used));
+        v.headers.emplace_back("X-Rate-Limit-Reset",
+                               std::to_string(SecondsUntil(reset_ms, now_ms)));
+        v.headers.emplace_back("X-Request-Cost", Number(settings_.cost));
+      }
+      break;
+    case WindowStyle::kClever:
+      if (v.throttled) {
+        v.headers.emplace_back("X-RateLimit-Reset", std::to_string((reset_ms + 999) / 1000));
+      }
+      break;
+  }
+  return v;
+}
+
+nlohmann::json WindowThrottle::Status(int64_t now_ms) const {
+  nlohmann::json windows = nlohmann::json::array();
+  for (const auto& [token, w] : windows_) {
+    const int64_t start = now_ms - now_ms % settings_.window_ms;
+    const double used = w.start_ms == start ? w.used : 0;
+    windows.push_back(
+        {{"remaining", settings_.limit - used}, {"reset_ms", start + settings_.window_ms}});
+  }
+  return {{"settings", settings_.ToJson()},
+          {"throttled", throttled_},
+          {"passed", passed_},
+          {"windows", std::move(windows)}};
+}
+
+}  // namespace rebound::fakelms
