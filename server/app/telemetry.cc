@@ -1,5 +1,7 @@
 #include "server/app/telemetry.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 
@@ -76,15 +78,27 @@ void Telemetry::OnAttemptStarted(const engine::JobRef& job) {
 void Telemetry::OnAttemptFinished(const engine::JobRef& job, const policy::Outcome& outcome,
                                   const policy::Decision& decision, absl::Duration duration) {
   const policy::Action action = decision.classification.action;
-  const bool retry_after_won =
-      decision.retry_after.has_value() && *decision.retry_after >= decision.delay;
+  const bool retry_after_won = !decision.throttle_backoff && decision.retry_after.has_value() &&
+                               *decision.retry_after >= decision.delay;
+  // A throttle backoff that pauses the endpoint leaves the job due at once: its wait is the
+  // pause's.
+  const absl::Duration wait =
+      decision.pause_until > decision.next_attempt_at
+          ? std::max(decision.delay, decision.pause_until - decision.next_attempt_at)
+          : decision.delay;
   if (Valid(job.endpoint, metrics_)) {
     metrics::EndpointMetrics& m = metrics_.endpoint(job.endpoint);
     m.RecordAttempt(OutcomeOf(outcome, action), metrics::CodeClassOf(outcome.http_status),
                     duration);
     if (decision.retry_after.has_value()) m.RecordRetryAfter(*decision.retry_after);
     if (decision.kind == policy::Decision::Kind::kRetry) {
-      m.RecordRetry(RetryReasonOf(outcome, action), decision.delay);
+      m.RecordRetry(RetryReasonOf(outcome, action), wait);
+      if (decision.throttle_wait != policy::ThrottleWait::kNone) {
+        m.throttles[static_cast<size_t>(decision.throttle_wait) - 1]->Increment();
+      }
+    }
+    for (size_t r = 0; r < policy::kIgnoredReasonCount; ++r) {
+      if (decision.ignored[r] > 0) m.headers_ignored[r]->Increment(decision.ignored[r]);
     }
   }
   log::JobFields f = FieldsOf(job);
@@ -96,8 +110,10 @@ void Telemetry::OnAttemptFinished(const engine::JobRef& job, const policy::Outco
   log_.Log(log::Event::kAttemptFinished, f);
   if (decision.kind == policy::Decision::Kind::kRetry) {
     f.latency.reset();
-    f.delay = decision.delay;
-    f.delay_cause = retry_after_won ? "retry_after" : "backoff";
+    f.delay = wait;
+    f.delay_cause = decision.throttle_backoff ? "throttle_backoff"
+                    : retry_after_won         ? "retry_after"
+                                              : "backoff";
     f.reason = decision.reason;
     log_.Log(log::Event::kRetryScheduled, f);
   }
@@ -140,8 +156,8 @@ void Telemetry::OnEndpointPaused(int endpoint, absl::Time until) {
   log::JobFields f;
   f.endpoint = metrics_.endpoint(endpoint).name;
   f.delay_cause = "endpoint_paused";
-  const std::string reason = absl::StrCat("endpoint paused until ", FormatUtc(until),
-                                          ": the upstream rate-limited with Retry-After");
+  const std::string reason =
+      absl::StrCat("endpoint paused until ", FormatUtc(until), ": the upstream rate-limited");
   f.reason = reason;
   log_.Log(log::Event::kWaiting, f);
 }
@@ -206,6 +222,9 @@ void Telemetry::OnGauges(int endpoint, const engine::EndpointGauges& g) {
   m.SetTokens(g.tokens);
   m.retries_in_flight->Set(static_cast<double>(g.retries_in_flight));
   m.retry_budget->Set(static_cast<double>(g.retry_budget));
+  m.throttle_level->Set(g.throttle_level);
+  m.paced_in_flight->Set(static_cast<double>(g.paced_in_flight));
+  m.quota_remaining->Set(g.quota_remaining < 0 ? -1 : g.quota_remaining);
   for (int r = 1; r < common::kWaitReasonCount; ++r) {
     m.SetWaiting(static_cast<common::WaitReason>(r), g.waiting[static_cast<size_t>(r)]);
   }

@@ -24,6 +24,7 @@
 #include "absl/strings/strip.h"
 #include "re2/re2.h"
 #include "server/common/status_macros.h"
+#include "server/policy/presets.h"
 #include "yaml-cpp/yaml.h"
 
 namespace rebound::config {
@@ -221,6 +222,9 @@ class Parser {
                             policy::Backoff* out) const;
   absl::Status ParseLimits(const YAML::Node& node, const std::string& path,
                            policy::Limits* out) const;
+  // A rules list (a policy's or an endpoint's): each rule, names unique.
+  absl::StatusOr<std::vector<policy::Rule>> ParseRules(const YAML::Node& node,
+                                                       const std::string& path) const;
   absl::StatusOr<policy::Rule> ParseRule(const YAML::Node& node, const std::string& path,
                                          size_t index) const;
   absl::StatusOr<std::vector<policy::StatusRange>> ParseStatuses(const YAML::Node& node,
@@ -617,17 +621,7 @@ absl::StatusOr<policy::Policy> Parser::ParsePolicy(const YAML::Node& node, const
   REBOUND_RETURN_IF_ERROR(
       RetentionOf(m, "dead_letter_retention", key_retention, &p.dead_letter_retention));
   if (const YAML::Node* n = m.Find("rules")) {
-    const std::string rules_path = m.PathOf("rules");
-    REBOUND_ASSIGN_OR_RETURN(const std::vector<YAML::Node> items, AsSequence(*n, rules_path));
-    std::set<std::string> names;
-    for (size_t i = 0; i < items.size(); ++i) {
-      REBOUND_ASSIGN_OR_RETURN(policy::Rule rule, ParseRule(items[i], Index(rules_path, i), i));
-      if (!names.insert(rule.name).second) {
-        return Error(Child(Index(rules_path, i), "name"),
-                     absl::StrCat("duplicate rule ", Quote(rule.name)));
-      }
-      p.rules.push_back(std::move(rule));
-    }
+    REBOUND_ASSIGN_OR_RETURN(p.rules, ParseRules(*n, m.PathOf("rules")));
   }
   return p;
 }
@@ -677,6 +671,22 @@ absl::Status Parser::ParseLimits(const YAML::Node& node, const std::string& path
   REBOUND_RETURN_IF_ERROR(
       Duration(m, "max_retry_after", DurationRule::kPositive, &out->max_retry_after));
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<policy::Rule>> Parser::ParseRules(const YAML::Node& node,
+                                                             const std::string& path) const {
+  REBOUND_ASSIGN_OR_RETURN(const std::vector<YAML::Node> items, AsSequence(node, path));
+  std::vector<policy::Rule> rules;
+  std::set<std::string> names;
+  for (size_t i = 0; i < items.size(); ++i) {
+    REBOUND_ASSIGN_OR_RETURN(policy::Rule rule, ParseRule(items[i], Index(path, i), i));
+    if (!names.insert(rule.name).second) {
+      return Error(Child(Index(path, i), "name"),
+                   absl::StrCat("duplicate rule ", Quote(rule.name)));
+    }
+    rules.push_back(std::move(rule));
+  }
+  return rules;
 }
 
 absl::StatusOr<policy::Rule> Parser::ParseRule(const YAML::Node& node, const std::string& path,
@@ -767,11 +777,12 @@ absl::StatusOr<EndpointConfig> Parser::ParseEndpoint(const YAML::Node& node,
                                                      const std::string& path,
                                                      const Config& config) const {
   REBOUND_ASSIGN_OR_RETURN(
-      const Mapping m, AsMapping(node, path,
-                                 {"name", "base_url", "allowed_path_prefixes", "connect_timeout",
-                                  "timeout", "max_response_bytes", "max_in_flight", "policy",
-                                  "headers", "proxy", "circuit_breaker", "retry_budget",
-                                  "rate_limit", "slow_start", "throttle_headers", "pacing"}));
+      const Mapping m,
+      AsMapping(node, path,
+                {"name", "base_url", "allowed_path_prefixes", "connect_timeout", "timeout",
+                 "max_response_bytes", "max_in_flight", "policy", "headers", "proxy",
+                 "circuit_breaker", "retry_budget", "rate_limit", "slow_start", "throttle_headers",
+                 "pacing", "preset", "rules"}));
   EndpointConfig e;
   REBOUND_RETURN_IF_ERROR(Require(m, "name"));
   REBOUND_RETURN_IF_ERROR(Name(m, "name", &e.name));
@@ -832,6 +843,20 @@ absl::StatusOr<EndpointConfig> Parser::ParseEndpoint(const YAML::Node& node,
   if (const YAML::Node* n = m.Find("pacing")) {
     REBOUND_RETURN_IF_ERROR(ParsePacing(*n, m.PathOf("pacing"), &e.pacing));
   }
+  const policy::Preset* preset = nullptr;
+  if (m.Find("preset") != nullptr) {
+    REBOUND_RETURN_IF_ERROR(String(m, "preset", &e.preset));
+    preset = policy::FindPreset(e.preset);
+    if (preset == nullptr) {
+      return Error(m.PathOf("preset"), absl::StrCat("unknown preset ", Quote(e.preset), " (want ",
+                                                    policy::PresetNames(), ")"));
+    }
+    if (m.Find("throttle_headers") == nullptr) e.throttle_headers = preset->throttle_headers;
+  }
+  if (const YAML::Node* n = m.Find("rules")) {
+    REBOUND_ASSIGN_OR_RETURN(e.rules, ParseRules(*n, m.PathOf("rules")));
+  }
+  if (preset != nullptr) e.rules.insert(e.rules.end(), preset->rules.begin(), preset->rules.end());
 
   if (const YAML::Node* n = m.Find("headers")) {
     const std::string headers_path = m.PathOf("headers");

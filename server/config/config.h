@@ -150,6 +150,12 @@ struct EndpointConfig {
   // policy/throttle_headers.h has the defaults).
   policy::ThrottleHeaders throttle_headers;
   PacingConfig pacing;
+  // endpoints[].preset: an LMS's documented answers (policy/presets.h): its rules and its
+  // throttle_headers (unless the endpoint gives its own). Empty: none.
+  std::string preset;
+  // Classification rules tried before the policy's: the endpoint's own `rules`, then its
+  // preset's.
+  std::vector<policy::Rule> rules;
 };
 
 struct Config {

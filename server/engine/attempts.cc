@@ -185,6 +185,7 @@ void Engine::OnOutcome(JobId id, absl::Time started, policy::Outcome outcome) {
   ctx.throttled = slot.throttled;
   ctx.throttle_level = gate.ThrottleLevel(started);
   ctx.read_quota = gate.config().pacing.enabled;
+  ctx.endpoint_rules = &gate.config().rules;
   ctx.first_attempt_at = slot.first_attempt_at;
   ctx.deadline = slot.deadline;
   ctx.previous_delay = slot.previous_delay;
@@ -192,7 +193,7 @@ void Engine::OnOutcome(JobId id, absl::Time started, policy::Outcome outcome) {
   const policy::Decision d = policy::Decide(*slot.policy, outcome, ctx, now, rng_);
   const CircuitSignal signal = SignalOf(outcome, d.classification.action);
   gate.OnFinished(slot.ticket, &signal, now);
-  gate.OnQuota(d.quota, d.throttled, started, now);
+  gate.OnQuota(d.quota, d.throttled, slot.ticket, now);
   if (d.throttled) ++slot.throttled;
   if (d.throttle_backoff) gate.OnThrottleBackoff(ctx.throttle_level, now);
   // This attempt was decided by the policy it started with; the next one uses the current.

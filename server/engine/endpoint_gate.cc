@@ -89,7 +89,7 @@ AttemptTicket EndpointGate::OnStarted(bool retry, absl::Time now) {
   assert(took && "OnStarted without admission");
   (void)took;
   pacer_.OnStarted(now);
-  return AttemptTicket{breaker_.Start(), retry};
+  return AttemptTicket{breaker_.Start(), retry, now};
 }
 
 void EndpointGate::OnFinished(const AttemptTicket& ticket, const CircuitSignal* signal,
@@ -97,6 +97,7 @@ void EndpointGate::OnFinished(const AttemptTicket& ticket, const CircuitSignal* 
   assert(in_flight_ > 0);
   --in_flight_;
   if (ticket.retry) --retries_in_flight_;
+  pacer_.OnEnded(ticket.admitted);
   if (signal != nullptr) {
     if (*signal == CircuitSignal::kSuccess) throttle_.Reset();
     Report(breaker_.Finish(ticket.circuit, *signal, now), now);
@@ -209,6 +210,10 @@ EndpointGauges EndpointGate::Gauges(absl::Time now) const {
   g.tokens = bucket_.limited() ? bucket_.Tokens(now) : -1;
   g.retries_in_flight = retries_in_flight_;
   g.retry_budget = config_->retry_budget.enabled ? budget_.Allowed(in_flight_) : -1;
+  g.throttle_level = throttle_.level();
+  const QuotaPacerSnapshot qp = pacer_.Snapshot(config_->max_in_flight, now);
+  g.paced_in_flight = qp.allowed_in_flight;
+  g.quota_remaining = qp.remaining.value_or(-1);
   FillWaiting(now, &g.waiting);
   return g;
 }

@@ -55,6 +55,7 @@ struct Admission {
 struct AttemptTicket {
   CircuitTicket circuit;
   bool retry = false;
+  absl::Time admitted = absl::InfinitePast();  // when OnStarted counted it
 };
 
 // What an attempt's outcome says about the endpoint (for the breaker): 5xx, timeouts and
@@ -104,9 +105,11 @@ class EndpointGate {
   // (ThrottleBackoff::LevelFor), and the backoff the policy drew for it beginning at `now`.
   int ThrottleLevel(absl::Time started) const { return throttle_.LevelFor(started); }
   void OnThrottleBackoff(int level, absl::Time now) { throttle_.Begin(level, now); }
-  // The quota an answer announced, for pacing (QuotaPacer::OnAnswer); call after OnFinished.
-  void OnQuota(const QuotaReading& reading, bool throttled, absl::Time started, absl::Time now) {
-    pacer_.OnAnswer(reading, throttled, started, now, in_flight_, config_->max_in_flight);
+  // The quota an answer announced, for pacing (QuotaPacer::OnAnswer); call after OnFinished
+  // with the attempt's ticket.
+  void OnQuota(const QuotaReading& reading, bool throttled, const AttemptTicket& ticket,
+               absl::Time now) {
+    pacer_.OnAnswer(reading, throttled, ticket.admitted, now, in_flight_, config_->max_in_flight);
   }
   // An operator's pause (persisted by the engine): until `until` (InfiniteFuture: until
   // resumed). A second one replaces the first.

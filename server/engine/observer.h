@@ -45,6 +45,9 @@ struct EndpointGauges {
   double tokens = -1;             // token bucket level; -1: no bucket
   int64_t retries_in_flight = 0;
   int64_t retry_budget = 0;
+  int throttle_level = 0;       // the throttle backoff's level; 0: none
+  int64_t paced_in_flight = 0;  // what quota pacing allows (max_in_flight: no limit)
+  double quota_remaining = -1;  // the last remaining quota read; -1: none
   // Jobs waiting by reason (index: common::WaitReason; kNone: ready, not held).
   std::array<int64_t, common::kWaitReasonCount> waiting{};
 };

@@ -22,23 +22,49 @@ double QuotaPacer::LowWater() const {
 int64_t QuotaPacer::Allowed(int64_t max_in_flight, absl::Time now) const {
   const int64_t floor_in_flight = std::min<int64_t>(config_.min_in_flight, max_in_flight);
   if (!config_.enabled || mode_ == Mode::kOff) return max_in_flight;
-  if (reset_at_ != absl::InfinitePast() && now >= reset_at_) return max_in_flight;
+  if (reset_at_ != absl::InfinitePast() && now >= reset_at_) return max_in_flight;  // turned
   const auto allowed = static_cast<int64_t>(std::floor(allowed_));
   return std::clamp<int64_t>(allowed, floor_in_flight, max_in_flight);
 }
 
-void QuotaPacer::OnStarted(absl::Time now) {
-  if (spacing_ > absl::ZeroDuration() && now < reset_at_) {
-    next_start_at_ = std::min(now + spacing_, reset_at_);
-  } else {
-    spacing_ = absl::ZeroDuration();
-    next_start_at_ = absl::InfinitePast();
+void QuotaPacer::ExpireWindow(absl::Time now) {
+  if (reset_at_ == absl::InfinitePast() || now < reset_at_) return;
+  // The window turned: what the readings said is over; nothing is limited until the next one.
+  mode_ = Mode::kOff;
+  starts_.clear();
+  reset_at_ = absl::InfinitePast();
+  next_start_at_ = absl::InfinitePast();
+}
+
+void QuotaPacer::Space(absl::Time now) {
+  next_start_at_ = absl::InfinitePast();
+  if (reset_at_ == absl::InfinitePast()) return;
+  if (window_left_ < cost_) {
+    next_start_at_ = reset_at_;  // nothing left: wait for the reset
+  } else if (window_left_ < LowWater()) {
+    // n requests left: one every (time to the reset) / (n + 1), the last before the reset.
+    next_start_at_ = std::min(reset_at_, now + (reset_at_ - now) / (window_left_ / cost_ + 1));
   }
+}
+
+void QuotaPacer::OnStarted(absl::Time now) {
+  if (!config_.enabled || mode_ != Mode::kPacing) return;
+  starts_.push_back(now);
+  ExpireWindow(now);
+  if (reset_at_ == absl::InfinitePast()) return;
+  window_left_ -= cost_;
+  Space(now);
+}
+
+void QuotaPacer::OnEnded(absl::Time started) {
+  auto it = std::lower_bound(starts_.begin(), starts_.end(), started);
+  if (it != starts_.end() && *it == started) starts_.erase(it);
 }
 
 void QuotaPacer::OnAnswer(const QuotaReading& reading, bool throttled, absl::Time started,
                           absl::Time now, int64_t in_flight, int64_t max_in_flight) {
   if (!config_.enabled) return;
+  ExpireWindow(now);
   const double floor_in_flight = std::max(1, config_.min_in_flight);
   if (!reading.remaining) {
     if (throttled && mode_ == Mode::kPacing) {
@@ -46,7 +72,8 @@ void QuotaPacer::OnAnswer(const QuotaReading& reading, bool throttled, absl::Tim
       changed_at_ = now;
     } else if (mode_ == Mode::kPacing && ++silent_ >= kSilentAnswersOff) {
       mode_ = Mode::kOff;
-      spacing_ = absl::ZeroDuration();
+      starts_.clear();
+      reset_at_ = absl::InfinitePast();
       next_start_at_ = absl::InfinitePast();
     } else if (mode_ == Mode::kPacing && !throttled && started > changed_at_ &&
                allowed_ < static_cast<double>(max_in_flight)) {
@@ -72,7 +99,6 @@ void QuotaPacer::OnAnswer(const QuotaReading& reading, bool throttled, absl::Tim
     cost_known_ = true;
   }
   remaining_ = r;
-  reset_at_ = reading.reset_at.value_or(absl::InfinitePast());
   const double low = LowWater();
   const auto max = static_cast<double>(max_in_flight);
 
@@ -95,19 +121,19 @@ void QuotaPacer::OnAnswer(const QuotaReading& reading, bool throttled, absl::Tim
     }
   }
 
-  // Spreading: what remains (less what is on the wire) lasts until the reset.
-  if (reset_at_ > now && r < low) {
-    const double usable = r - static_cast<double>(in_flight) * cost_;
-    if (usable < cost_) {
-      spacing_ = absl::ZeroDuration();
-      next_start_at_ = reset_at_;
+  // The window: what this reading leaves, less the starts after this request's (not counted
+  // by the upstream yet).
+  if (reading.reset_at && *reading.reset_at > now) {
+    const auto sent_after = static_cast<double>(
+        starts_.end() - std::upper_bound(starts_.begin(), starts_.end(), started));
+    const double left = r - sent_after * cost_;
+    if (reset_at_ == absl::InfinitePast()) {
+      reset_at_ = *reading.reset_at;
+      window_left_ = left;
     } else {
-      spacing_ = (reset_at_ - now) / (usable / cost_);
-      next_start_at_ = std::max(next_start_at_, std::min(now + spacing_, reset_at_));
+      window_left_ = std::min(window_left_, left);
     }
-  } else {
-    spacing_ = absl::ZeroDuration();
-    next_start_at_ = absl::InfinitePast();
+    Space(now);
   }
 }
 

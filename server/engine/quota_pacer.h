@@ -19,9 +19,13 @@
 // one that is no throttle counts as room (one more per round trip); after 16 in a row, pacing
 // stops.
 //
-// Spreading (a quota with a reset time, e.g. D2L's credits, Clever's window): below the mark,
-// starts are spaced so what remains (less what is on the wire) lasts until the reset; with
-// nothing left, the next start waits for the reset.
+// A window (a quota with a reset time, e.g. D2L's credits): from the first reading that
+// announces a reset until that reset, the pacer keeps an estimate of what is left, the lowest
+// the readings give less what was sent after each answered request left (the upstream has not
+// counted those yet), and takes each start off it. Below the mark, starts are spaced so what is
+// left lasts until the reset; with less than one request's cost left, the next start waits for
+// the reset. At the reset the window's readings are over: nothing is limited until the next
+// reading begins another.
 //
 // The low-water mark is `pacing.low_water` units, or `pacing.low_water_ratio` of the limit: the
 // limit header's value, or, where the LMS sends none (Canvas), the largest quota seen remaining.
@@ -29,6 +33,7 @@
 #define REBOUND_SERVER_ENGINE_QUOTA_PACER_H_
 
 #include <cstdint>
+#include <deque>
 #include <optional>
 
 #include "absl/time/time.h"
@@ -61,10 +66,12 @@ class QuotaPacer {
   int64_t Allowed(int64_t max_in_flight, absl::Time now) const;
   // The earliest time the next attempt may start (InfinitePast: now).
   absl::Time NextStartAt() const { return next_start_at_; }
-  // An attempt starts at `now` (spreading spaces the next one).
+  // An attempt starts at `now` (admitted); it ends (answered or given back) with OnEnded(the
+  // same time).
   void OnStarted(absl::Time now);
-  // The answer to an attempt sent at `started`, decided at `now`, with `in_flight` attempts
-  // still on the wire. `throttled`: it was rate limited.
+  void OnEnded(absl::Time started);
+  // The answer to an attempt started at `started`, decided at `now` (after OnEnded), with
+  // `in_flight` attempts still on the wire. `throttled`: it was rate limited.
   void OnAnswer(const QuotaReading& reading, bool throttled, absl::Time started, absl::Time now,
                 int64_t in_flight, int64_t max_in_flight);
 
@@ -82,9 +89,16 @@ class QuotaPacer {
   double limit_seen_ = 0;  // the limit header's, else the largest remaining seen
   double cost_ = 1;        // running mean of the requests' cost (1 until one is announced)
   bool cost_known_ = false;
-  absl::Time reset_at_ = absl::InfinitePast();
-  absl::Duration spacing_ = absl::ZeroDuration();
+  absl::Time reset_at_ = absl::InfinitePast();  // the current window's reset; past: none
+  double window_left_ = 0;                      // the estimate of what is left until it
   absl::Time next_start_at_ = absl::InfinitePast();
+  // Start times of the attempts on the wire, oldest first, while pacing (a paced endpoint has
+  // few in flight).
+  std::deque<absl::Time> starts_;
+  // Ends the window estimate once its reset has passed.
+  void ExpireWindow(absl::Time now);
+  // Spaces the next start from `now` by what the window estimate leaves.
+  void Space(absl::Time now);
   int silent_ = 0;  // kPacing: answers in a row without a remaining quota
 };
 

@@ -189,6 +189,18 @@ EndpointMetrics& Metrics::AddEndpoint(const std::string& name) {
   e.operator_paused = &f_operator_paused_->Add(base);
   e.rate_limit_tokens = &f_tokens_->Add(base);
   e.rate_limit_tokens->Set(-1);  // no bucket until the engine reports one
+  for (size_t w = 0; w < policy::kThrottleWaitCount; ++w) {
+    e.throttles[w] = &f_throttles_->Add(
+        with("wait", policy::ThrottleWaitName(static_cast<policy::ThrottleWait>(w + 1))));
+  }
+  for (size_t r = 0; r < policy::kIgnoredReasonCount; ++r) {
+    e.headers_ignored[r] = &f_headers_ignored_->Add(
+        with("reason", policy::IgnoredReasonName(static_cast<policy::IgnoredReason>(r))));
+  }
+  e.throttle_level = &f_throttle_level_->Add(base);
+  e.paced_in_flight = &f_paced_in_flight_->Add(base);
+  e.quota_remaining = &f_quota_remaining_->Add(base);
+  e.quota_remaining->Set(-1);  // no reading until the engine reports one
   endpoints_.push_back(std::move(e));
   endpoint_count_.store(endpoints_.size(), std::memory_order_release);
   return endpoints_.back();
@@ -309,6 +321,36 @@ std::unique_ptr<Metrics> Metrics::Create(prometheus::Registry& registry,
                       .Name("rebound_rate_limit_tokens")
                       .Help("Tokens in the endpoint's token bucket; -1: no rate limit configured.")
                       .Register(registry);
+  m->f_throttles_ = &prometheus::BuildCounter()
+                         .Name("rebound_throttles_total")
+                         .Help(
+                             "Rate-limited answers retried, by what the retry waits for: "
+                             "retry_after, reset (announced by headers) or backoff (the "
+                             "throttle backoff: no time named).")
+                         .Register(registry);
+  m->f_headers_ignored_ =
+      &prometheus::BuildCounter()
+           .Name("rebound_rate_limit_headers_ignored_total")
+           .Help(
+               "Rate-limit header values skipped, by reason (unparsable, negative, past, "
+               "too_far_ahead).")
+           .Register(registry);
+  m->f_throttle_level_ = &prometheus::BuildGauge()
+                              .Name("rebound_throttle_level")
+                              .Help("The endpoint's throttle backoff level; 0: none.")
+                              .Register(registry);
+  m->f_paced_in_flight_ =
+      &prometheus::BuildGauge()
+           .Name("rebound_pacing_allowed_in_flight")
+           .Help(
+               "Attempts quota pacing allows in flight now (max_in_flight when it does not "
+               "limit).")
+           .Register(registry);
+  m->f_quota_remaining_ =
+      &prometheus::BuildGauge()
+           .Name("rebound_quota_remaining")
+           .Help("The remaining quota the endpoint's last answer announced; -1: none yet.")
+           .Register(registry);
   auto& commit = prometheus::BuildHistogram()
                      .Name("rebound_store_commit_duration_seconds")
                      .Help("Duration of one store transaction (group commit).")

@@ -12,12 +12,14 @@
 //
 // Worst-case series count (time series as Prometheus stores them; a histogram label set counts
 // its buckets plus +Inf, _sum and _count):
-//   per endpoint  kSeriesPerEndpoint = 232
+//   per endpoint  kSeriesPerEndpoint = 242
 //     counters    submitted 2 + deduplicated 2 + completed 5 + attempts 6x6 + retries 4
-//                 + circuit_transitions 3 + retries_delayed 1                         = 53
+//                 + circuit_transitions 3 + retries_delayed 1 + throttles 3
+//                 + rate_limit_headers_ignored 4                                      = 60
 //     gauges      jobs 6 + dead_letter 1 + inflight 1 + circuit_state 1 + paused 1
 //                 + jobs_waiting 8 + allowed_in_flight 1 + retries_in_flight 1
-//                 + retry_budget 1 + operator_paused 1 + rate_limit_tokens 1          = 23
+//                 + retry_budget 1 + operator_paused 1 + rate_limit_tokens 1
+//                 + throttle_level 1 + pacing_allowed_in_flight 1 + quota_remaining 1 = 26
 //     histograms  retry_after 19 + backoff_delay 19 + attempt_duration 18
 //                 + job_duration 5 results x 20                                       = 156
 //   global        kGlobalSeries = 618
@@ -27,7 +29,7 @@
 //     msg_sent 14, build_info 1, watchers 1 (all in the registry given to Create)
 //     + process metrics 6 (ProcessCollector, registered by MetricsServer)
 //     + prometheus-cpp's own exposer_* metrics 7 (scrapes, bytes, a 3-quantile latency summary)
-//   total = 232 x endpoints + 618; e.g. 10 endpoints: 2,938 series. WorstCaseSeries() computes
+//   total = 242 x endpoints + 618; e.g. 10 endpoints: 3,038 series. WorstCaseSeries() computes
 //   it; the tests check it against the registry and against the lines of a real /metrics scrape.
 //
 // rebound_rate_limit_tokens{endpoint} is -1 while the endpoint has no token bucket
@@ -58,6 +60,7 @@
 #include "prometheus/registry.h"
 #include "server/common/job.h"
 #include "server/config/config.h"
+#include "server/policy/policy.h"
 
 namespace rebound::metrics {
 
@@ -204,10 +207,12 @@ constexpr size_t HistogramSeries(size_t bucket_count) { return bucket_count + 3;
 
 inline constexpr size_t kSeriesPerEndpoint =
     2 * kTenantClassCount + kResultCount + kOutcomeCount * kCodeClassCount +
-    kRetryReasonCount          // counters
-    + kCircuitStateCount + 1   // transitions, delayed
-    + kJobGaugeStateCount + 4  // gauges
+    kRetryReasonCount                                           // counters
+    + kCircuitStateCount + 1                                    // transitions, delayed
+    + policy::kThrottleWaitCount + policy::kIgnoredReasonCount  // throttles, headers ignored
+    + kJobGaugeStateCount + 4                                   // gauges
     + kWaitingReasonCount + 5  // jobs_waiting, allowed, retries, budget, operator, tokens
+    + 3                        // throttle level, pacing allowed in flight, quota remaining
     + 2 * HistogramSeries(buckets::kDelay.size())                    // retry_after, backoff_delay
     + HistogramSeries(buckets::kAttemptDuration.size())              // attempt_duration
     + kResultCount * HistogramSeries(buckets::kJobDuration.size());  // job_duration
@@ -225,7 +230,7 @@ inline constexpr size_t kProcessSeries = 6;
 // exposer_request_latencies (_count, _sum and 3 quantiles) to every scrape.
 inline constexpr size_t kExposerSeries = 7;
 inline constexpr size_t kGlobalSeries = kRegistryGlobalSeries + kProcessSeries + kExposerSeries;
-static_assert(kSeriesPerEndpoint == 232, "update the series count in the header comment");
+static_assert(kSeriesPerEndpoint == 242, "update the series count in the header comment");
 static_assert(kGlobalSeries == 618, "update the series count in the header comment");
 
 // Every series a server with `endpoint_count` endpoints can expose on /metrics (MetricsServer).
@@ -263,6 +268,13 @@ struct EndpointMetrics {
   prometheus::Gauge* retry_budget = nullptr;       // retries allowed in flight now
   prometheus::Gauge* operator_paused = nullptr;    // 1 while an operator pause holds the endpoint
   prometheus::Gauge* rate_limit_tokens = nullptr;  // token bucket level; -1: no bucket
+  // Throttles retried, by what they wait for (index: policy::ThrottleWait - 1), and rate-limit
+  // header values skipped, by reason (index: policy::IgnoredReason).
+  prometheus::Counter* throttles[policy::kThrottleWaitCount] = {};
+  prometheus::Counter* headers_ignored[policy::kIgnoredReasonCount] = {};
+  prometheus::Gauge* throttle_level = nullptr;   // 0: no throttle backoff
+  prometheus::Gauge* paced_in_flight = nullptr;  // what quota pacing allows in flight
+  prometheus::Gauge* quota_remaining = nullptr;  // last remaining quota read; -1: none
 
   void RecordSubmitted(TenantClass t) { submitted[Index(t)]->Increment(); }
   void RecordDeduplicated(TenantClass t) { deduplicated[Index(t)]->Increment(); }
@@ -409,6 +421,11 @@ class Metrics {
   prometheus::Family<prometheus::Gauge>* f_retry_budget_ = nullptr;
   prometheus::Family<prometheus::Gauge>* f_operator_paused_ = nullptr;
   prometheus::Family<prometheus::Gauge>* f_tokens_ = nullptr;
+  prometheus::Family<prometheus::Counter>* f_throttles_ = nullptr;
+  prometheus::Family<prometheus::Counter>* f_headers_ignored_ = nullptr;
+  prometheus::Family<prometheus::Gauge>* f_throttle_level_ = nullptr;
+  prometheus::Family<prometheus::Gauge>* f_paced_in_flight_ = nullptr;
+  prometheus::Family<prometheus::Gauge>* f_quota_remaining_ = nullptr;
   prometheus::Counter* rejected_[kRejectReasonCount] = {};
   prometheus::Histogram* store_commit_duration_ = nullptr;
   prometheus::Histogram* store_batch_size_ = nullptr;

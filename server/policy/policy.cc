@@ -130,6 +130,34 @@ absl::string_view TransportErrorName(TransportError e) {
   return "unknown";
 }
 
+absl::string_view IgnoredReasonName(IgnoredReason r) {
+  switch (r) {
+    case IgnoredReason::kUnparsable:
+      return "unparsable";
+    case IgnoredReason::kNegative:
+      return "negative";
+    case IgnoredReason::kPast:
+      return "past";
+    case IgnoredReason::kTooFarAhead:
+      return "too_far_ahead";
+  }
+  return "unknown";
+}
+
+absl::string_view ThrottleWaitName(ThrottleWait w) {
+  switch (w) {
+    case ThrottleWait::kNone:
+      return "";
+    case ThrottleWait::kRetryAfter:
+      return "retry_after";
+    case ThrottleWait::kReset:
+      return "reset";
+    case ThrottleWait::kBackoff:
+      return "backoff";
+  }
+  return "unknown";
+}
+
 absl::string_view JitterName(Jitter j) {
   switch (j) {
     case Jitter::kNone:
@@ -151,10 +179,14 @@ std::optional<absl::string_view> Outcome::Header(absl::string_view lower_name) c
   return std::nullopt;
 }
 
-Classification Classify(const Policy& policy, const Outcome& outcome) {
-  for (const Rule& rule : policy.rules) {
-    if (RuleMatches(rule, outcome, policy.body_match_bytes)) {
-      return {rule.action, absl::StrCat(Subject(outcome), " rule ", rule.name)};
+Classification Classify(const Policy& policy, const Outcome& outcome,
+                        const std::vector<Rule>* first) {
+  for (const std::vector<Rule>* rules : {first, &policy.rules}) {
+    if (rules == nullptr) continue;
+    for (const Rule& rule : *rules) {
+      if (RuleMatches(rule, outcome, policy.body_match_bytes)) {
+        return {rule.action, absl::StrCat(Subject(outcome), " rule ", rule.name)};
+      }
     }
   }
   if (IsTransportFailure(outcome)) return {Action::kRetry, Subject(outcome)};
@@ -244,7 +276,7 @@ std::optional<absl::Time> ParseHttpDate(absl::string_view value) {
 Decision Decide(const Policy& policy, const Outcome& outcome, const AttemptContext& ctx,
                 absl::Time now, absl::BitGenRef rng) {
   Decision d;
-  d.classification = Classify(policy, outcome);
+  d.classification = Classify(policy, outcome, ctx.endpoint_rules);
   const std::string why = WhyWithDetail(d.classification, outcome);
   const bool retried =
       d.classification.action == Action::kRetry || d.classification.action == Action::kRateLimited;
@@ -254,6 +286,7 @@ Decision Decide(const Policy& policy, const Outcome& outcome, const AttemptConte
     read = ReadThrottleSignals(
         outcome, ctx.throttle_headers != nullptr ? *ctx.throttle_headers : defaults.emplace(), now);
     d.quota = {read->remaining, read->limit, read->cost, read->reset_at};
+    d.ignored = read->ignored_by_reason;
   }
 
   switch (d.classification.action) {
@@ -321,9 +354,11 @@ Decision Decide(const Policy& policy, const Outcome& outcome, const AttemptConte
     // A throttle waits for the time the upstream names, not on the error backoff.
     wait = *d.retry_after;
     wait_text = absl::StrCat(upstream_source, " ", absl::FormatDuration(wait));
+    d.throttle_wait = signals.retry_after_at ? ThrottleWait::kRetryAfter : ThrottleWait::kReset;
   } else {
     // No time named (or "now", which a throttle cannot mean): the throttle backoff.
     d.throttle_backoff = true;
+    d.throttle_wait = ThrottleWait::kBackoff;
     const int level = std::max(ctx.throttle_level, 1);
     wait = JitteredBackoff(policy.throttle_backoff, level, absl::ZeroDuration(), rng);
     wait_text =

@@ -7,6 +7,7 @@
 #ifndef REBOUND_SERVER_POLICY_POLICY_H_
 #define REBOUND_SERVER_POLICY_POLICY_H_
 
+#include <array>
 #include <cstddef>
 #include <memory>
 #include <optional>
@@ -106,8 +107,10 @@ struct Classification {
   std::string why;  // "503 default", "rule canvas-throttle", "transport timeout"
 };
 
-// Policy rules in order, then DESIGN.md's defaults.
-Classification Classify(const Policy& policy, const Outcome& outcome);
+// `first` rules (an endpoint's: its own, then its preset's) in order, then the policy's, then
+// DESIGN.md's defaults.
+Classification Classify(const Policy& policy, const Outcome& outcome,
+                        const std::vector<Rule>* first = nullptr);
 
 // The n-th (1-based) backoff before jitter: min(max, initial * multiplier^(n-1)).
 absl::Duration BaseBackoff(const Backoff& b, int n);
@@ -126,6 +129,18 @@ std::optional<absl::Duration> ParseRetryAfter(absl::string_view value, absl::Tim
 std::optional<absl::Time> ParseHttpDate(absl::string_view value);
 
 struct ThrottleHeaders;  // throttle_headers.h
+
+// Why a rate-limit header value was skipped, bounded for a metric label (ThrottleSignals'
+// `ignored` texts say more): not a number or date, negative, a reset in the past, too far ahead.
+enum class IgnoredReason { kUnparsable, kNegative, kPast, kTooFarAhead };
+inline constexpr size_t kIgnoredReasonCount = 4;
+absl::string_view IgnoredReasonName(IgnoredReason r);  // "unparsable", "negative", "past", ...
+
+// What a throttle (a rate-limited answer that is retried) waits for: the upstream's
+// Retry-After, the reset its headers announce, or the policy's throttle backoff (no time named).
+enum class ThrottleWait { kNone, kRetryAfter, kReset, kBackoff };
+inline constexpr size_t kThrottleWaitCount = 3;      // the three waits, kNone excluded
+absl::string_view ThrottleWaitName(ThrottleWait w);  // "retry_after", "reset", "backoff"; ""
 
 // The quota an answer announced, read by its endpoint's throttle_headers: for pacing.
 struct QuotaSignals {
@@ -150,6 +165,9 @@ struct AttemptContext {
   // Read the quota headers of every answer, successes included (the endpoint paces from them);
   // else only of the answers that are retried.
   bool read_quota = false;
+  // The endpoint's classification rules (its own, then its preset's), tried before the
+  // policy's; null: none.
+  const std::vector<Rule>* endpoint_rules = nullptr;
 };
 
 struct Decision {
@@ -168,8 +186,11 @@ struct Decision {
   // time): the endpoint's level rises.
   bool throttle_backoff = false;
   // The quota the answer announced (read for every answer with ctx.read_quota, else only for
-  // retried ones).
+  // retried ones), and how many of its rate-limit header values were skipped, by reason.
   QuotaSignals quota;
+  std::array<int, kIgnoredReasonCount> ignored{};
+  // For a retried throttle: what it waits for.
+  ThrottleWait throttle_wait = ThrottleWait::kNone;
   // Pause the endpoint until `pause_until` (rate limited and the policy asks for it). A pause
   // for the upstream's time ends when the job's retry is due; a throttle backoff pause holds
   // the endpoint while its jobs, due at once, wait in its queue (reason RATE_LIMITED).

@@ -43,9 +43,18 @@ std::optional<absl::Time> ParseDate(absl::string_view v) {
   return ParseHttpDate(v);
 }
 
-// Names `value` as read from `header` in an ignored reason.
+// The bounded reason of one of this file's own `why` texts.
+IgnoredReason ReasonOf(absl::string_view why) {
+  if (why == "negative") return IgnoredReason::kNegative;
+  if (why == "in the past") return IgnoredReason::kPast;
+  if (why == "too far ahead") return IgnoredReason::kTooFarAhead;
+  return IgnoredReason::kUnparsable;  // not a number, not a date, empty, not a quota item ...
+}
+
+// Names `value` as read from `header` in an ignored reason, and counts the reason.
 void Ignore(ThrottleSignals* s, absl::string_view header, absl::string_view why) {
   s->ignored.push_back(absl::StrCat(header, ": ", why));
+  ++s->ignored_by_reason[static_cast<size_t>(ReasonOf(why))];
 }
 
 // One parameter of a structured-field item: "r=50" -> ("r", "50").

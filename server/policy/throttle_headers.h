@@ -19,6 +19,7 @@
 #ifndef REBOUND_SERVER_POLICY_THROTTLE_HEADERS_H_
 #define REBOUND_SERVER_POLICY_THROTTLE_HEADERS_H_
 
+#include <array>
 #include <optional>
 #include <string>
 #include <vector>
@@ -64,8 +65,10 @@ struct ThrottleSignals {
   std::optional<double> limit;               // quota units per window
   std::optional<double> cost;                // what this request cost
   std::optional<absl::Duration> window;      // RateLimit-Policy's w
-  // One "<header>: <why>" per value skipped, e.g. "x-ratelimit-reset: in the past".
+  // One "<header>: <why>" per value skipped, e.g. "x-ratelimit-reset: in the past", and the
+  // count of each reason.
   std::vector<std::string> ignored;
+  std::array<int, kIgnoredReasonCount> ignored_by_reason{};
 
   // When the upstream says a request may be sent again: Retry-After if given, else the reset.
   std::optional<absl::Time> RetryAt() const { return retry_after_at ? retry_after_at : reset_at; }

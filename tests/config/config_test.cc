@@ -892,6 +892,47 @@ TEST(Protection, EveryKeyCanBeSet) {
   EXPECT_EQ(e.pacing.min_in_flight, 2);
 }
 
+TEST(Presets, APresetGivesItsRulesAndHeadersAndTheEndpointsOwnGoOnTop) {
+  const Config canvas = ParseOk(EndpointWith(R"(    preset: canvas
+    rules:
+      - {name: mine, status: [418], action: retry}
+)"));
+  const EndpointConfig& e = canvas.endpoints.at(0);
+  EXPECT_EQ(e.preset, "canvas");
+  ASSERT_EQ(e.rules.size(), 2u);
+  EXPECT_EQ(e.rules[0].name, "mine");  // the endpoint's own first
+  EXPECT_EQ(e.rules[1].name, "canvas-throttle");
+  EXPECT_EQ(e.rules[1].action, policy::Action::kRateLimited);
+  EXPECT_THAT(e.throttle_headers.remaining, ElementsAre("x-rate-limit-remaining"));
+  EXPECT_THAT(e.throttle_headers.cost, ElementsAre("x-request-cost"));
+  EXPECT_TRUE(e.throttle_headers.reset.empty());
+  EXPECT_FALSE(e.throttle_headers.retry_after);
+
+  const Config clever = ParseOk(EndpointWith("    preset: clever\n"));
+  const EndpointConfig& c = clever.endpoints.at(0);
+  EXPECT_TRUE(c.rules.empty());
+  ASSERT_EQ(c.throttle_headers.reset.size(), 1u);
+  EXPECT_EQ(c.throttle_headers.reset[0].name, "x-ratelimit-reset");
+  EXPECT_EQ(c.throttle_headers.reset[0].form, policy::ResetForm::kUnixSeconds);
+
+  const Config d2l = ParseOk(EndpointWith("    preset: d2l\n"));
+  const EndpointConfig& d = d2l.endpoints.at(0);
+  ASSERT_EQ(d.throttle_headers.reset.size(), 1u);
+  EXPECT_EQ(d.throttle_headers.reset[0].form, policy::ResetForm::kDeltaSeconds);
+  EXPECT_TRUE(d.throttle_headers.retry_after);
+
+  // The endpoint's own throttle_headers replace the preset's.
+  const Config own =
+      ParseOk(EndpointWith("    preset: d2l\n    throttle_headers: {remaining: [x-left]}\n"));
+  EXPECT_THAT(own.endpoints.at(0).throttle_headers.remaining, ElementsAre("x-left"));
+  EXPECT_EQ(ErrorOf(EndpointWith("    preset: blackboard9\n")),
+            "rebound.yaml: endpoints[0].preset: unknown preset 'blackboard9' (want canvas, "
+            "clever, d2l)");
+  EXPECT_THAT(ErrorOf(EndpointWith("    rules: [{name: a, action: retry}, {name: a, action: "
+                                   "retry}]\n")),
+              HasSubstr("endpoints[0].rules[1].name: duplicate rule 'a'"));
+}
+
 TEST(Protection, BurstLeftOutOrZeroIsCeilOfTheRateAndAtLeastOne) {
   const auto burst_of = [](absl::string_view rate_limit) {
     return ParseOk(EndpointWith(absl::StrCat("    rate_limit: ", rate_limit, "\n")))

@@ -93,16 +93,18 @@ TEST_F(QuotaPacerTest, AConfiguredLowWaterAndTheLimitHeaderSetTheMark) {
   EXPECT_EQ(pacer_.Snapshot(kMax, Now()).low_water, 50);
 }
 
-// D2L / Clever: a window with a reset. Below the mark, what remains is spread until the reset.
+// D2L / Clever: a window with a reset. Below the mark, what is left is spread until the reset;
+// with nothing left, the next start waits for it.
 TEST_F(QuotaPacerTest, BelowTheMarkStartsAreSpreadUntilTheReset) {
   limit_ = 100;
   cost_ = 1;
   reset_at_ = Now() + absl::Seconds(10) + absl::Milliseconds(21);  // 10 s after the answer
-  Answer(12, /*in_flight=*/2);  // 10 usable for the 10 s left: one start a second
-  pacer_.OnStarted(Now());
+  Answer(10, 0);  // 10 left for the 10 s to the reset: one start every 10 s / 11
+  EXPECT_EQ(pacer_.NextStartAt(), Now() + absl::Seconds(10) / 11);
+  pacer_.OnStarted(Now());  // 9 left
   EXPECT_EQ(pacer_.NextStartAt(), Now() + absl::Seconds(1));
   // Nothing left: the next start waits for the reset.
-  Answer(2, 2);
+  Answer(0.5, 1);
   EXPECT_EQ(pacer_.NextStartAt(), *reset_at_);
   // The window turned: no spacing, and the stale reading limits nothing.
   clock_.Advance(*reset_at_ - Now());
@@ -112,6 +114,29 @@ TEST_F(QuotaPacerTest, BelowTheMarkStartsAreSpreadUntilTheReset) {
   EXPECT_EQ(pacer_.NextStartAt(), absl::InfinitePast());
   pacer_.OnStarted(Now());
   EXPECT_EQ(pacer_.NextStartAt(), absl::InfinitePast());
+}
+
+// The upstream counted the answered request and those sent before it, not those sent after: the
+// estimate takes those off what the answer says is left.
+TEST_F(QuotaPacerTest, StartsAfterTheAnsweredRequestComeOffWhatItSaysIsLeft) {
+  limit_ = 100;
+  cost_ = 2;
+  reset_at_ = Now() + absl::Minutes(1);
+  Answer(90, 0);  // pacing begins
+  const absl::Time answered_sent = Now();
+  pacer_.OnStarted(answered_sent);
+  clock_.Advance(absl::Milliseconds(5));
+  pacer_.OnStarted(Now());
+  pacer_.OnStarted(Now());
+  pacer_.OnEnded(answered_sent);
+  QuotaReading r;
+  r.remaining = 6;  // the two sent after it are not in this: 6 - 2 x 2 = 2, one request's cost
+  r.cost = 2;
+  r.reset_at = reset_at_;
+  pacer_.OnAnswer(r, false, answered_sent, Now(), 2, kMax);
+  EXPECT_EQ(pacer_.NextStartAt(), Now() + (*reset_at_ - Now()) / 2);
+  pacer_.OnStarted(Now());  // 0 left
+  EXPECT_EQ(pacer_.NextStartAt(), *reset_at_);
 }
 
 TEST_F(QuotaPacerTest, AnswersWithoutAReadingGrowItAndManyEndPacing) {

@@ -473,14 +473,13 @@ TEST_F(ProtectionTest, EndpointStatusAgreesWithWhatTheLmsSaw) {
 // 1.5 x the bound (here + 1 s for a loaded 2-core machine). max_in_flight 16 rather than the
 // default 64: a first burst of 64 against an unknown Canvas is 52 throttles before the first
 // answer tells anything, which 400 jobs cannot dilute (bench/run.sh canvas runs 3,000 at 64).
+// The endpoint names `preset: canvas` (the 403 rule, X-Rate-Limit-Remaining and X-Request-Cost).
 TEST_F(ProtectionTest, CanvasPacingKeepsThrottlesRareAndFinishesNearTheBucketsBound) {
   ASSERT_TRUE(
       lms_->StartCanvas("", "high_water=600&maximum=800&up_front=50&cost=3&outflow=400").ok());
-  StartWith("    max_in_flight: 16\n    policy: canvas\n",
+  StartWith("    max_in_flight: 16\n    policy: canvas\n    preset: canvas\n",
             "policies:\n  - name: canvas\n    limits: {max_attempts: 2}\n"
-            "    throttle_backoff: {initial: 100ms, max: 1s}\n    rules:\n"
-            "      - {name: canvas-throttle, status: [403], body: 'Rate Limit Exceeded', "
-            "action: rate_limited}\n");
+            "    throttle_backoff: {initial: 100ms, max: 1s}\n");
   constexpr int kJobs = 400;
   const absl::Time start = absl::Now();
   SubmitMany("canvas-", kJobs, "script=200&latency_ms=10");
@@ -501,6 +500,61 @@ TEST_F(ProtectionTest, CanvasPacingKeepsThrottlesRareAndFinishesNearTheBucketsBo
   const v1::EndpointStatus status = Status();
   EXPECT_TRUE(status.pacing_active());
   EXPECT_TRUE(status.has_quota_remaining());
+}
+
+// D2L Brightspace's credits (fake-lms's D2L mode: its knowledge-base articles 1195 and 1191),
+// time-scaled: 200 credits a 1 s window, 10 a request, so 20 requests a window. Every answer but a
+// 429 carries X-Rate-Limit-Remaining, X-Rate-Limit-Reset (seconds) and X-Request-Cost; the
+// endpoint's `preset: d2l` names those headers, and pacing spreads the credits left below the
+// low-water mark until the reset and waits for it when none are left, so the credits are not
+// overrun: at most a few 429s, and every job succeeds with 2 attempts.
+TEST_F(ProtectionTest, D2lCreditsArePacedUntilTheAnnouncedResetAndNeverOverrun) {
+  ASSERT_TRUE(lms_->Post("/__d2l?limit=200&cost=10&window_ms=1000").ok());
+  StartWith("    max_in_flight: 16\n    policy: d2l\n    preset: d2l\n",
+            "policies:\n  - name: d2l\n    limits: {max_attempts: 2}\n");
+  constexpr int kJobs = 100;
+  const absl::Time start = absl::Now();
+  SubmitMany("d2l-", kJobs, "script=200&latency_ms=10");
+  ASSERT_TRUE(AwaitEffects(kJobs, start + absl::Seconds(60))) << ServerLog();
+  const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  auto totals = lms_->Totals();
+  ASSERT_TRUE(totals.ok()) << totals.status();
+  const int attempts = (*totals)["attempts"];
+  const int throttled = (*totals)["throttle_answers"];
+  std::cout << "d2l: " << attempts << " requests, " << throttled << " answered 429, all " << kJobs
+            << " succeeded after " << seconds << " s (20 requests a 1 s window)\n";
+  EXPECT_EQ((*totals)["effects"], kJobs);
+  EXPECT_LE(throttled, 3);
+  EXPECT_GE(seconds, 3.0) << "more than the windows allow (5 windows: at least 4 turns)";
+  EXPECT_LE(seconds, 12.0);
+}
+
+// Clever's fixed window (fake-lms's Clever mode: dev.clever.com "Rate Limiting"), time-scaled:
+// 20 requests a 1 s window. Only a throttled answer says anything: 429 with X-RateLimit-Reset, a
+// unix time, which `preset: clever` reads. The endpoint pauses until that reset and resumes under
+// slow start, so what runs into the exhausted window is what was on the wire when it ran dry, not
+// the backlog; the throttles spend no attempts (2 each, all succeed).
+TEST_F(ProtectionTest, CleverWindowsPauseTheEndpointUntilTheAnnouncedReset) {
+  ASSERT_TRUE(lms_->Post("/__clever?limit=20&window_ms=1000").ok());
+  StartWith("    max_in_flight: 16\n    policy: clever\n    preset: clever\n",
+            "policies:\n  - name: clever\n    limits: {max_attempts: 2}\n");
+  constexpr int kJobs = 100;
+  const absl::Time start = absl::Now();
+  SubmitMany("clever-", kJobs, "script=200&latency_ms=10");
+  ASSERT_TRUE(AwaitEffects(kJobs, start + absl::Seconds(60))) << ServerLog();
+  const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  auto totals = lms_->Totals();
+  ASSERT_TRUE(totals.ok()) << totals.status();
+  const int attempts = (*totals)["attempts"];
+  const int throttled = (*totals)["throttle_answers"];
+  std::cout << "clever: " << attempts << " requests, " << throttled << " answered 429, all "
+            << kJobs << " succeeded after " << seconds << " s (20 requests a 1 s window)\n";
+  EXPECT_EQ((*totals)["effects"], kJobs);
+  // At most what was on the wire when each window ran dry (16 at once; at most 6 windows).
+  EXPECT_LE(throttled, 16 * 6);
+  EXPECT_LE(throttled * 4, attempts) << "no more than a quarter of the requests throttled";
+  EXPECT_GE(seconds, 3.0) << "more than the windows allow (5 windows: at least 4 turns)";
+  EXPECT_LE(seconds, 15.0);
 }
 
 }  // namespace

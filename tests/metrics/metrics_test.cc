@@ -152,6 +152,11 @@ TEST_F(MetricsTest, RegistersEveryFamilyOnceWithItsTypeAndLabelSet) {
       {"rebound_retry_budget", {MetricType::Gauge, {"endpoint"}}},
       {"rebound_endpoint_operator_paused", {MetricType::Gauge, {"endpoint"}}},
       {"rebound_rate_limit_tokens", {MetricType::Gauge, {"endpoint"}}},
+      {"rebound_throttles_total", {MetricType::Counter, {"endpoint", "wait"}}},
+      {"rebound_rate_limit_headers_ignored_total", {MetricType::Counter, {"endpoint", "reason"}}},
+      {"rebound_throttle_level", {MetricType::Gauge, {"endpoint"}}},
+      {"rebound_pacing_allowed_in_flight", {MetricType::Gauge, {"endpoint"}}},
+      {"rebound_quota_remaining", {MetricType::Gauge, {"endpoint"}}},
       {"rebound_store_commit_duration_seconds", {MetricType::Histogram, {}}},
       {"rebound_store_batch_size", {MetricType::Histogram, {}}},
       {"grpc_server_started_total",
@@ -216,6 +221,11 @@ TEST_F(MetricsTest, PreCreatesEverySeriesOfEveryConfiguredEndpointAtZero) {
       {"rebound_retry_budget", 1},
       {"rebound_endpoint_operator_paused", 1},
       {"rebound_rate_limit_tokens", 1},  // -1 until a bucket is reported (below)
+      {"rebound_throttles_total", policy::kThrottleWaitCount},
+      {"rebound_rate_limit_headers_ignored_total", policy::kIgnoredReasonCount},
+      {"rebound_throttle_level", 1},
+      {"rebound_pacing_allowed_in_flight", 1},
+      {"rebound_quota_remaining", 1},  // -1 until a reading is reported
   };
   ASSERT_EQ(metrics_->endpoint_count(), 2u);
   for (size_t i = 0; i < config_.endpoints.size(); ++i) {
@@ -228,7 +238,9 @@ TEST_F(MetricsTest, PreCreatesEverySeriesOfEveryConfiguredEndpointAtZero) {
       EXPECT_EQ(series.size(), count) << family << " for " << name;
       for (const ClientMetric* m : series) {
         EXPECT_EQ(m->counter.value, 0) << family;
-        EXPECT_EQ(m->gauge.value, family == "rebound_rate_limit_tokens" ? -1 : 0) << family;
+        const bool minus_one =
+            family == "rebound_rate_limit_tokens" || family == "rebound_quota_remaining";
+        EXPECT_EQ(m->gauge.value, minus_one ? -1 : 0) << family;
         EXPECT_EQ(m->histogram.sample_count, 0u) << family;
       }
     }
@@ -314,9 +326,9 @@ TEST(MetricsSeriesCount, WorstCaseMatchesWhatTheRegistryAndProcessCollectorExpos
     EXPECT_EQ(SeriesCount(families) + kExposerSeries, WorstCaseSeries(endpoints))
         << endpoints << " endpoints";
   }
-  EXPECT_EQ(kSeriesPerEndpoint, 232u);
+  EXPECT_EQ(kSeriesPerEndpoint, 242u);
   EXPECT_EQ(kGlobalSeries, 618u);
-  EXPECT_EQ(WorstCaseSeries(10), 2938u);
+  EXPECT_EQ(WorstCaseSeries(10), 3038u);
 }
 
 TEST(MetricsAddEndpoint, AReloadedEndpointGetsEverySeriesWithoutMovingTheOthers) {
@@ -483,6 +495,11 @@ TEST_F(MetricsTest, HelpersUpdateExactlyTheirPreCreatedSeries) {
   e.SetOperatorPaused(true);
   e.SetTokens(2.5);
   metrics_->endpoint(0).SetTokens(-0.5);  // any negative level: no bucket, -1
+  e.throttles[static_cast<size_t>(policy::ThrottleWait::kBackoff) - 1]->Increment();
+  e.headers_ignored[static_cast<size_t>(policy::IgnoredReason::kPast)]->Increment(2);
+  e.throttle_level->Set(3);
+  e.paced_in_flight->Set(4);
+  e.quota_remaining->Set(123.5);
   metrics_->Rejected(RejectReason::kResourceExhausted).Increment();
   metrics_->StoreCommitDuration().Observe(0.002);
   metrics_->StoreBatchSize().Observe(64);
@@ -537,6 +554,18 @@ TEST_F(MetricsTest, HelpersUpdateExactlyTheirPreCreatedSeries) {
   EXPECT_EQ(One(f, "rebound_endpoint_operator_paused", {{"endpoint", ep}}).gauge.value, 1);
   EXPECT_EQ(One(f, "rebound_rate_limit_tokens", {{"endpoint", ep}}).gauge.value, 2.5);
   EXPECT_EQ(One(f, "rebound_rate_limit_tokens", {{"endpoint", "lms-0"}}).gauge.value, -1);
+  EXPECT_EQ(
+      One(f, "rebound_throttles_total", {{"endpoint", ep}, {"wait", "backoff"}}).counter.value, 1);
+  EXPECT_EQ(
+      One(f, "rebound_throttles_total", {{"endpoint", ep}, {"wait", "retry_after"}}).counter.value,
+      0);
+  EXPECT_EQ(
+      One(f, "rebound_rate_limit_headers_ignored_total", {{"endpoint", ep}, {"reason", "past"}})
+          .counter.value,
+      2);
+  EXPECT_EQ(One(f, "rebound_throttle_level", {{"endpoint", ep}}).gauge.value, 3);
+  EXPECT_EQ(One(f, "rebound_pacing_allowed_in_flight", {{"endpoint", ep}}).gauge.value, 4);
+  EXPECT_EQ(One(f, "rebound_quota_remaining", {{"endpoint", ep}}).gauge.value, 123.5);
   EXPECT_EQ(One(f, "rebound_jobs_rejected_total", {{"reason", "resource_exhausted"}}).counter.value,
             1);
   EXPECT_EQ(One(f, "rebound_store_commit_duration_seconds", {}).histogram.sample_count, 1u);

@@ -257,6 +257,22 @@ TEST(ClassifyTest, HeaderRuleWithRegexMatchesTheValue) {
   EXPECT_EQ(Classify(policy, Http(403)).action, Action::kPermanent);
 }
 
+TEST(ClassifyTest, AnEndpointsRulesComeBeforeThePolicys) {
+  Policy policy;
+  Rule mine;
+  mine.name = "policy-403";
+  mine.statuses = {{403, 403}};
+  mine.action = Action::kRetry;
+  policy.rules = {mine};
+  const std::vector<Rule> endpoint = {CanvasThrottle()};
+  const Outcome throttled = Http(403, "403 Forbidden (Rate Limit Exceeded)");
+  const Classification c = Classify(policy, throttled, &endpoint);
+  EXPECT_EQ(c.action, Action::kRateLimited);
+  EXPECT_EQ(c.why, "403 rule canvas-throttle");
+  EXPECT_EQ(Classify(policy, Http(403, "no"), &endpoint).why, "403 rule policy-403");
+  EXPECT_EQ(Classify(policy, throttled).why, "403 rule policy-403");
+}
+
 TEST(ClassifyTest, FirstMatchingRuleWins) {
   Policy policy;
   Rule first;
@@ -791,6 +807,28 @@ TEST_F(DecideTest, AnUnusableResetFallsBackToTheThrottleBackoff) {
   EXPECT_FALSE(d.retry_after.has_value());
   EXPECT_TRUE(d.throttle_backoff);
   EXPECT_EQ(d.pause_until, kNow + absl::Seconds(1));
+}
+
+TEST_F(DecideTest, AThrottleSaysWhatItWaitsForAndSkippedHeaderValuesAreCountedByReason) {
+  EXPECT_EQ(Run(Http(429, "", {{"retry-after", "2"}})).throttle_wait, ThrottleWait::kRetryAfter);
+  EXPECT_EQ(Run(Http(429, "", {{"ratelimit-reset", "3"}})).throttle_wait, ThrottleWait::kReset);
+  EXPECT_EQ(Run(Http(429)).throttle_wait, ThrottleWait::kBackoff);
+  EXPECT_EQ(Run(Http(503, "", {{"retry-after", "2"}})).throttle_wait, ThrottleWait::kNone);
+  ThrottleHeaders clever;
+  clever.reset = {{"x-ratelimit-reset", ResetForm::kUnixSeconds}};
+  ctx_.throttle_headers = &clever;
+  const std::string past = absl::StrCat(absl::ToUnixSeconds(kNow) - 600);
+  const Decision d =
+      Run(Http(429, "", {{"x-ratelimit-reset", past}, {"x-ratelimit-remaining", "lots"}}));
+  EXPECT_EQ(d.ignored[static_cast<size_t>(IgnoredReason::kPast)], 1);
+  EXPECT_EQ(d.ignored[static_cast<size_t>(IgnoredReason::kUnparsable)], 1);
+  EXPECT_EQ(d.ignored[static_cast<size_t>(IgnoredReason::kNegative)], 0);
+  EXPECT_EQ(IgnoredReasonName(IgnoredReason::kTooFarAhead), "too_far_ahead");
+  EXPECT_EQ(ThrottleWaitName(ThrottleWait::kReset), "reset");
+  // A success reads the quota only when asked to (an endpoint that paces).
+  EXPECT_FALSE(Run(Http(200, "", {{"x-rate-limit-remaining", "5"}})).quota.remaining.has_value());
+  ctx_.read_quota = true;
+  EXPECT_EQ(Run(Http(200, "", {{"x-rate-limit-remaining", "5"}})).quota.remaining, 5.0);
 }
 
 TEST_F(DecideTest, RetryAfterCanBeIgnoredForAnEndpointThatMisusesIt) {
