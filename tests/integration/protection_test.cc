@@ -90,6 +90,32 @@ class ProtectionTest : public IntegrationTest {
     return ids;
   }
 
+  // What fake-lms saw of `n` jobs "<prefix><i>" (query: their script and latency) run to their
+  // effects: requests, those its throttle mode answered, and the seconds until the last effect.
+  struct ModeRun {
+    int attempts = 0;
+    int throttled = 0;
+    int effects = 0;
+    double seconds = 0;
+  };
+  ModeRun RunThroughTheMode(const std::string& prefix, int n, const std::string& query) {
+    ModeRun run;
+    const absl::Time start = absl::Now();
+    SubmitMany(prefix, n, query);
+    EXPECT_TRUE(AwaitEffects(n, start + absl::Seconds(60))) << ServerLog();
+    run.seconds = absl::ToDoubleSeconds(absl::Now() - start);
+    auto totals = lms_->Totals();
+    EXPECT_TRUE(totals.ok()) << totals.status();
+    if (!totals.ok()) return run;
+    run.attempts = (*totals)["attempts"];
+    run.throttled = (*totals)["throttle_answers"];
+    run.effects = (*totals)["effects"];
+    std::cout << prefix << " " << run.attempts << " requests, " << run.throttled << " throttled ("
+              << 100.0 * run.throttled / std::max(run.attempts, 1) << "%), " << run.effects
+              << " of " << n << " jobs succeeded after " << run.seconds << " s\n";
+    return run;
+  }
+
   std::vector<Arrival> Arrivals() {
     auto j = lms_->Arrivals();
     EXPECT_TRUE(j.ok()) << j.status();
@@ -481,22 +507,11 @@ TEST_F(ProtectionTest, CanvasPacingKeepsThrottlesRareAndFinishesNearTheBucketsBo
             "policies:\n  - name: canvas\n    limits: {max_attempts: 2}\n"
             "    throttle_backoff: {initial: 100ms, max: 1s}\n");
   constexpr int kJobs = 400;
-  const absl::Time start = absl::Now();
-  SubmitMany("canvas-", kJobs, "script=200&latency_ms=10");
-  ASSERT_TRUE(AwaitEffects(kJobs, start + absl::Seconds(60))) << ServerLog();
-  const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
-  ASSERT_TRUE(AwaitNoActiveJob(absl::Now() + absl::Seconds(10)));
-  auto totals = lms_->Totals();
-  ASSERT_TRUE(totals.ok()) << totals.status();
-  const int attempts = (*totals)["attempts"];
-  const int throttled = (*totals)["throttle_answers"];
-  const double bound = (kJobs * 3.0 - 600) / 400;
-  std::cout << "canvas: " << attempts << " requests, " << throttled << " throttled ("
-            << 100.0 * throttled / attempts << "%), all " << kJobs << " succeeded after " << seconds
-            << " s; the bucket's bound " << bound << " s\n";
-  EXPECT_EQ((*totals)["effects"], kJobs);
-  EXPECT_LE(throttled, 0.05 * attempts);
-  EXPECT_LE(seconds, 1.5 * bound + 1.0);
+  const ModeRun run = RunThroughTheMode("canvas-", kJobs, "script=200&latency_ms=10");
+  const double bound = (kJobs * 3.0 - 600) / 400;  // 1.5 s
+  EXPECT_EQ(run.effects, kJobs);
+  EXPECT_LE(run.throttled, 0.05 * run.attempts);
+  EXPECT_LE(run.seconds, 1.5 * bound + 1.0);
   const v1::EndpointStatus status = Status();
   EXPECT_TRUE(status.pacing_active());
   EXPECT_TRUE(status.has_quota_remaining());
@@ -512,21 +527,11 @@ TEST_F(ProtectionTest, D2lCreditsArePacedUntilTheAnnouncedResetAndNeverOverrun) 
   ASSERT_TRUE(lms_->Post("/__d2l?limit=200&cost=10&window_ms=1000").ok());
   StartWith("    max_in_flight: 16\n    policy: d2l\n    preset: d2l\n",
             "policies:\n  - name: d2l\n    limits: {max_attempts: 2}\n");
-  constexpr int kJobs = 100;
-  const absl::Time start = absl::Now();
-  SubmitMany("d2l-", kJobs, "script=200&latency_ms=10");
-  ASSERT_TRUE(AwaitEffects(kJobs, start + absl::Seconds(60))) << ServerLog();
-  const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
-  auto totals = lms_->Totals();
-  ASSERT_TRUE(totals.ok()) << totals.status();
-  const int attempts = (*totals)["attempts"];
-  const int throttled = (*totals)["throttle_answers"];
-  std::cout << "d2l: " << attempts << " requests, " << throttled << " answered 429, all " << kJobs
-            << " succeeded after " << seconds << " s (20 requests a 1 s window)\n";
-  EXPECT_EQ((*totals)["effects"], kJobs);
-  EXPECT_LE(throttled, 3);
-  EXPECT_GE(seconds, 3.0) << "more than the windows allow (5 windows: at least 4 turns)";
-  EXPECT_LE(seconds, 12.0);
+  const ModeRun run = RunThroughTheMode("d2l-", 100, "script=200&latency_ms=10");
+  EXPECT_EQ(run.effects, 100);
+  EXPECT_LE(run.throttled, 3);
+  EXPECT_GE(run.seconds, 3.0) << "more than the windows allow (5 windows: at least 4 turns)";
+  EXPECT_LE(run.seconds, 12.0);
 }
 
 // Clever's fixed window (fake-lms's Clever mode: dev.clever.com "Rate Limiting"), time-scaled:
@@ -538,23 +543,13 @@ TEST_F(ProtectionTest, CleverWindowsPauseTheEndpointUntilTheAnnouncedReset) {
   ASSERT_TRUE(lms_->Post("/__clever?limit=20&window_ms=1000").ok());
   StartWith("    max_in_flight: 16\n    policy: clever\n    preset: clever\n",
             "policies:\n  - name: clever\n    limits: {max_attempts: 2}\n");
-  constexpr int kJobs = 100;
-  const absl::Time start = absl::Now();
-  SubmitMany("clever-", kJobs, "script=200&latency_ms=10");
-  ASSERT_TRUE(AwaitEffects(kJobs, start + absl::Seconds(60))) << ServerLog();
-  const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
-  auto totals = lms_->Totals();
-  ASSERT_TRUE(totals.ok()) << totals.status();
-  const int attempts = (*totals)["attempts"];
-  const int throttled = (*totals)["throttle_answers"];
-  std::cout << "clever: " << attempts << " requests, " << throttled << " answered 429, all "
-            << kJobs << " succeeded after " << seconds << " s (20 requests a 1 s window)\n";
-  EXPECT_EQ((*totals)["effects"], kJobs);
+  const ModeRun run = RunThroughTheMode("clever-", 100, "script=200&latency_ms=10");
+  EXPECT_EQ(run.effects, 100);
   // At most what was on the wire when each window ran dry (16 at once; at most 6 windows).
-  EXPECT_LE(throttled, 16 * 6);
-  EXPECT_LE(throttled * 4, attempts) << "no more than a quarter of the requests throttled";
-  EXPECT_GE(seconds, 3.0) << "more than the windows allow (5 windows: at least 4 turns)";
-  EXPECT_LE(seconds, 15.0);
+  EXPECT_LE(run.throttled, 16 * 6);
+  EXPECT_LE(run.throttled * 4, run.attempts) << "no more than a quarter of the requests throttled";
+  EXPECT_GE(run.seconds, 3.0) << "more than the windows allow (5 windows: at least 4 turns)";
+  EXPECT_LE(run.seconds, 15.0);
 }
 
 }  // namespace

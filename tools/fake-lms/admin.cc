@@ -104,6 +104,40 @@ void Server::HandleOutage(evhttp_request* req, const char* query) {
   SendAnswer(req, JsonAnswer(200, listing()));
 }
 
+namespace {
+
+// POST of a throttle mode: `settings` parsed from the query (nullopt: `error` says why), then
+// `off=1` removes the one of that prefix, else it replaces it (at most kMax of them). Answers
+// `listing()` or the error.
+template <typename Throttle, typename Settings, typename Listing>
+void SetThrottle(evhttp_request* req, const QueryParams& params, std::optional<Settings> settings,
+                 std::string error, size_t max, std::vector<Throttle>* list,
+                 const Listing& listing) {
+  const char* off = params.Find("off");
+  if (settings && off != nullptr && std::strcmp(off, "0") != 0 && std::strcmp(off, "1") != 0) {
+    settings.reset();
+    error = "off: want 0 or 1";
+  }
+  if (!settings) {
+    SendAnswer(req, JsonAnswer(400, {{"error", error}}));
+    return;
+  }
+  list->erase(
+      std::remove_if(list->begin(), list->end(),
+                     [&](const Throttle& t) { return t.settings().prefix == settings->prefix; }),
+      list->end());
+  if (off == nullptr || std::strcmp(off, "1") != 0) {
+    if (list->size() >= max) {
+      SendAnswer(req, JsonAnswer(400, {{"error", "too many throttles (at most 64 prefixes)"}}));
+      return;
+    }
+    list->emplace_back(*std::move(settings));
+  }
+  SendAnswer(req, JsonAnswer(200, listing()));
+}
+
+}  // namespace
+
 void Server::HandleCanvas(evhttp_request* req, const char* query) {
   const double now_s = NowMs() / 1000;
   const auto listing = [&] {
@@ -116,28 +150,7 @@ void Server::HandleCanvas(evhttp_request* req, const char* query) {
   std::string error;
   std::optional<CanvasSettings> settings =
       CanvasSettings::FromParams([&](const char* name) { return params.Find(name); }, &error);
-  const char* off = params.Find("off");
-  if (settings && off != nullptr && std::strcmp(off, "0") != 0 && std::strcmp(off, "1") != 0) {
-    settings.reset();
-    error = "off: want 0 or 1";
-  }
-  if (!settings) {
-    SendAnswer(req, JsonAnswer(400, {{"error", error}}));
-    return;
-  }
-  canvas_.erase(std::remove_if(canvas_.begin(), canvas_.end(),
-                               [&](const CanvasThrottle& c) {
-                                 return c.settings().prefix == settings->prefix;
-                               }),
-                canvas_.end());
-  if (off == nullptr || std::strcmp(off, "1") != 0) {
-    if (canvas_.size() >= kMaxOutages) {
-      SendAnswer(req, JsonAnswer(400, {{"error", "too many throttles (at most 64 prefixes)"}}));
-      return;
-    }
-    canvas_.emplace_back(*std::move(settings));
-  }
-  SendAnswer(req, JsonAnswer(200, listing()));
+  SetThrottle(req, params, std::move(settings), std::move(error), kMaxOutages, &canvas_, listing);
 }
 
 void Server::HandleWindow(evhttp_request* req, const char* query, WindowStyle style) {
@@ -151,28 +164,7 @@ void Server::HandleWindow(evhttp_request* req, const char* query, WindowStyle st
   std::string error;
   std::optional<WindowSettings> settings = WindowSettings::FromParams(
       style, [&](const char* name) { return params.Find(name); }, &error);
-  const char* off = params.Find("off");
-  if (settings && off != nullptr && std::strcmp(off, "0") != 0 && std::strcmp(off, "1") != 0) {
-    settings.reset();
-    error = "off: want 0 or 1";
-  }
-  if (!settings) {
-    SendAnswer(req, JsonAnswer(400, {{"error", error}}));
-    return;
-  }
-  windows_.erase(std::remove_if(windows_.begin(), windows_.end(),
-                                [&](const WindowThrottle& w) {
-                                  return w.settings().prefix == settings->prefix;
-                                }),
-                 windows_.end());
-  if (off == nullptr || std::strcmp(off, "1") != 0) {
-    if (windows_.size() >= kMaxOutages) {
-      SendAnswer(req, JsonAnswer(400, {{"error", "too many throttles (at most 64 prefixes)"}}));
-      return;
-    }
-    windows_.emplace_back(*std::move(settings));
-  }
-  SendAnswer(req, JsonAnswer(200, listing()));
+  SetThrottle(req, params, std::move(settings), std::move(error), kMaxOutages, &windows_, listing);
 }
 
 WindowThrottle* Server::WindowFor(const std::string& path) {
