@@ -58,6 +58,18 @@ std::vector<Preset> MakePresets() {
                               {"x-rate-limit-remaining"}, {"x-request-cost"});
   presets.push_back(std::move(d2l));
 
+  // Google Classroom (https://developers.google.com/classroom/limits): quotas per user per
+  // minute and per client per day, checked on a 60-second moving average; a request over them
+  // gets RESOURCE_EXHAUSTED (429 in Google's JSON error format), to be retried "preferably using
+  // exponential backoff". No Retry-After and no quota header is documented: the defaults read
+  // 429 as rate limited, and with no time named the endpoint waits out the throttle backoff,
+  // which is exponential.
+  Preset google;
+  google.name = "google-classroom";
+  google.throttle_headers = Only({}, {}, {});
+  google.throttle_headers.retry_after = false;
+  presets.push_back(std::move(google));
+
   return presets;
 }
 

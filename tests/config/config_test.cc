@@ -927,7 +927,12 @@ TEST(Presets, APresetGivesItsRulesAndHeadersAndTheEndpointsOwnGoOnTop) {
   EXPECT_THAT(own.endpoints.at(0).throttle_headers.remaining, ElementsAre("x-left"));
   EXPECT_EQ(ErrorOf(EndpointWith("    preset: blackboard9\n")),
             "rebound.yaml: endpoints[0].preset: unknown preset 'blackboard9' (want canvas, "
-            "clever, d2l)");
+            "clever, d2l, google-classroom)");
+  const Config google = ParseOk(EndpointWith("    preset: google-classroom\n"));
+  const policy::ThrottleHeaders& g = google.endpoints.at(0).throttle_headers;
+  EXPECT_FALSE(g.retry_after);
+  EXPECT_FALSE(g.ietf);
+  EXPECT_TRUE(g.reset.empty() && g.remaining.empty() && g.limit.empty() && g.cost.empty());
   EXPECT_THAT(ErrorOf(EndpointWith("    rules: [{name: a, action: retry}, {name: a, action: "
                                    "retry}]\n")),
               HasSubstr("endpoints[0].rules[1].name: duplicate rule 'a'"));

@@ -554,6 +554,35 @@ TEST_F(FakeLmsTest, CleverModeAnswers429WithTheResetAsAUnixTimeAndResetsWithTheW
   EXPECT_EQ((*totals)["throttle_answers"], 1);
 }
 
+// Google Classroom's quota (tools/fake-lms/window.h): a moving window per user, a day's count
+// per client; over it, 429 with Google's RESOURCE_EXHAUSTED JSON error and no quota header.
+TEST_F(FakeLmsTest, GoogleClassroomModeIsAMovingWindowAnsweredWithResourceExhausted) {
+  ASSERT_TRUE(lms_->Post("/__google-classroom?limit=2&window_ms=1000&day_limit=4").ok());
+  EXPECT_EQ(Get("/x", "k1").status, 200);
+  absl::SleepFor(absl::Milliseconds(600));
+  const HttpReply second = Get("/x", "k2");
+  EXPECT_EQ(second.status, 200);
+  EXPECT_EQ(second.Header("retry-after"), "");
+  const HttpReply over = Get("/x", "k3");
+  ASSERT_EQ(over.status, 429);
+  EXPECT_EQ(over.Header("retry-after"), "");
+  EXPECT_EQ(over.Header("x-ratelimit-reset"), "");
+  const nlohmann::json error = nlohmann::json::parse(over.body)["error"];
+  EXPECT_EQ(error["code"], 429);
+  EXPECT_EQ(error["status"], "RESOURCE_EXHAUSTED");
+  // A moving window: the first request leaves it 1 s after it came, not at a minute's turn.
+  absl::SleepFor(absl::Milliseconds(450));
+  EXPECT_EQ(Get("/x", "k3").status, 200);
+  EXPECT_EQ(Get("/x", "k4").status, 429);  // the second is still in the window
+  // Another user has a window of its own, but the day's quota is the client's: 4 in all.
+  const HttpReply other = HttpFetch("GET", lms_->base_url() + "/x",
+                                    {"Idempotency-Key: k5", "Authorization: Bearer user-2"});
+  EXPECT_EQ(other.status, 200);
+  const HttpReply day_over = HttpFetch("GET", lms_->base_url() + "/x",
+                                       {"Idempotency-Key: k6", "Authorization: Bearer user-3"});
+  EXPECT_EQ(day_over.status, 429);
+}
+
 TEST_F(FakeLmsTest, ArrivalsListEveryScriptedRequestWithSegmentAndAnswerTime) {
   Get("/e1/api/a?script=201", "a");
   Get("/e2/api/b?script=200:ms=120", "b");

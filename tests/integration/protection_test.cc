@@ -552,5 +552,23 @@ TEST_F(ProtectionTest, CleverWindowsPauseTheEndpointUntilTheAnnouncedReset) {
   EXPECT_LE(run.seconds, 15.0);
 }
 
+// Google Classroom's quota (fake-lms's Google Classroom mode: developers.google.com/classroom/
+// limits), time-scaled: 20 requests per user in any 1 s (a moving window). Over it, 429
+// RESOURCE_EXHAUSTED with no time named and no quota header, to be retried "preferably using
+// exponential backoff": with `preset: google-classroom` the endpoint waits out its throttle
+// backoff (50 ms, 100 ms, ... here), which rises while the throttles go on, and the throttles
+// spend no attempts (2 each, all succeed).
+TEST_F(ProtectionTest, GoogleClassroomQuotaBacksTheEndpointOffExponentially) {
+  ASSERT_TRUE(lms_->Post("/__google-classroom?limit=20&window_ms=1000").ok());
+  StartWith("    max_in_flight: 16\n    policy: google\n    preset: google-classroom\n",
+            "policies:\n  - name: google\n    limits: {max_attempts: 2}\n"
+            "    throttle_backoff: {initial: 50ms, max: 2s, jitter: none}\n");
+  const ModeRun run = RunThroughTheMode("google-", 100, "script=200&latency_ms=10");
+  EXPECT_EQ(run.effects, 100);
+  EXPECT_LE(run.throttled * 2, run.attempts) << "no more than half the requests throttled";
+  EXPECT_GE(run.seconds, 3.0) << "more than the quota allows (100 in 20 per moving second)";
+  EXPECT_LE(run.seconds, 20.0);
+}
+
 }  // namespace
 }  // namespace rebound::testing

@@ -37,6 +37,8 @@ void Server::HandleAdmin(evhttp_request* req, const std::string& path, const cha
     HandleCanvas(req, query);
   } else if (path == "/__d2l") {
     HandleWindow(req, query, WindowStyle::kD2L);
+  } else if (path == "/__google-classroom") {
+    HandleWindow(req, query, WindowStyle::kGoogle);
   } else if (path == "/__clever") {
     HandleWindow(req, query, WindowStyle::kClever);
   } else if (path == "/__arrivals" && method == EVHTTP_REQ_GET) {

@@ -290,8 +290,8 @@ void Server::HandleScripted(evhttp_request* req, const std::string& path, const 
     if (verdict.throttled) {
       Answer answer;
       answer.status = 429;
-      answer.content_type = "text/plain; charset=utf-8";
-      answer.body = "429 Too Many Requests\n";
+      answer.content_type = verdict.content_type;
+      answer.body = verdict.body.empty() ? "429 Too Many Requests\n" : verdict.body;
       answer.headers = std::move(verdict.headers);
       ledger_.AnsweredByThrottle(record, answer.status);
       arrivals_.Answered(logged, answer.status, false);

@@ -24,7 +24,7 @@ std::optional<WindowSettings> WindowSettings::FromParams(
     WindowStyle style, const std::function<const char*(const char*)>& param, std::string* error) {
   WindowSettings s;
   s.style = style;
-  if (style == WindowStyle::kClever) {
+  if (style != WindowStyle::kD2L) {
     s.limit = 1200;
     s.cost = 1;
   }
@@ -35,8 +35,9 @@ std::optional<WindowSettings> WindowSettings::FromParams(
       return std::nullopt;
     }
   }
-  for (const auto& [name, out] :
-       {std::pair<const char*, double*>{"limit", &s.limit}, {"cost", &s.cost}}) {
+  for (const auto& [name, out] : {std::pair<const char*, double*>{"limit", &s.limit},
+                                  {"cost", &s.cost},
+                                  {"day_limit", &s.day_limit}}) {
     const char* text = param(name);
     if (text == nullptr) continue;
     double v = 0;
@@ -62,11 +63,11 @@ std::optional<WindowSettings> WindowSettings::FromParams(
 }
 
 nlohmann::json WindowSettings::ToJson() const {
-  return {{"style", style == WindowStyle::kD2L ? "d2l" : "clever"},
-          {"prefix", prefix},
-          {"limit", limit},
-          {"cost", cost},
-          {"window_ms", window_ms}};
+  const char* name = style == WindowStyle::kD2L      ? "d2l"
+                     : style == WindowStyle::kClever ? "clever"
+                                                     : "google-classroom";
+  return {{"style", name}, {"prefix", prefix},       {"limit", limit},
+          {"cost", cost},  {"window_ms", window_ms}, {"day_limit", day_limit}};
 }
 
 WindowThrottle::Window& WindowThrottle::Current(const std::string& token, int64_t now_ms) {
@@ -77,6 +78,7 @@ WindowThrottle::Window& WindowThrottle::Current(const std::string& token, int64_
 }
 
 WindowThrottle::Verdict WindowThrottle::Arrive(const std::string& token, int64_t now_ms) {
+  if (settings_.style == WindowStyle::kGoogle) return ArriveMoving(token, now_ms);
   Window& w = Current(token, now_ms);
   const int64_t reset_ms = w.start_ms + settings_.window_ms;
   Verdict v;
@@ -99,7 +101,31 @@ WindowThrottle::Verdict WindowThrottle::Arrive(const std::string& token, int64_t
         v.headers.emplace_back("X-RateLimit-Reset", std::to_string((reset_ms + 999) / 1000));
       }
       break;
+    case WindowStyle::kGoogle:  // a moving window: ArriveMoving
+      break;
   }
+  return v;
+}
+
+WindowThrottle::Verdict WindowThrottle::ArriveMoving(const std::string& token, int64_t now_ms) {
+  constexpr int64_t kDayMs = 24 * 60 * 60 * 1000;
+  std::deque<int64_t>& recent = recent_[token];
+  while (!recent.empty() && recent.front() <= now_ms - settings_.window_ms) recent.pop_front();
+  const int64_t day = now_ms - now_ms % kDayMs;
+  if (day_.start_ms != day) day_ = Window{day, 0};
+  Verdict v;
+  v.throttled = static_cast<double>(recent.size()) + settings_.cost > settings_.limit ||
+                day_.used + settings_.cost > settings_.day_limit;
+  if (v.throttled) {
+    ++throttled_;
+    v.content_type = "application/json; charset=UTF-8";
+    v.body = R"({"error":{"code":429,"message":"Resource has been exhausted (e.g. check quota).",)"
+             R"("status":"RESOURCE_EXHAUSTED"}})";
+    return v;
+  }
+  ++passed_;
+  recent.push_back(now_ms);
+  day_.used += settings_.cost;
   return v;
 }
 

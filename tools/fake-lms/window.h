@@ -15,12 +15,20 @@
 //    minute per bearer token, a count that resets every minute (not an average); a throttled
 //    request is answered 429 with X-RateLimit-Reset, the unix timestamp of the reset. The page
 //    names no header on other answers, so none is sent.
+//  - Google Classroom (https://developers.google.com/classroom/limits): quota "checked on a
+//    60-second moving average": 1,200 queries per minute per user (here: per token, over the
+//    last window), 4,000,000 per day per client (here: all tokens of the prefix, per UTC day). A
+//    request over a limit gets the RESOURCE_EXHAUSTED error, which Google's APIs send as 429 with
+//    the JSON error body of https://cloud.google.com/apis/design/errors; no Retry-After and no
+//    quota headers are documented, so none are sent (retry "preferably using exponential
+//    backoff").
 //
 // Not thread-safe: the server's event loop owns it. Times are milliseconds since the unix epoch.
 #ifndef REBOUND_TOOLS_FAKE_LMS_WINDOW_H_
 #define REBOUND_TOOLS_FAKE_LMS_WINDOW_H_
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -31,7 +39,7 @@
 
 namespace rebound::fakelms {
 
-enum class WindowStyle { kD2L, kClever };
+enum class WindowStyle { kD2L, kClever, kGoogle };
 
 struct WindowSettings {
   WindowStyle style = WindowStyle::kD2L;
@@ -39,9 +47,11 @@ struct WindowSettings {
   double limit = 50000;  // units per window (D2L: credits; Clever: requests, 1,200)
   double cost = 10;      // per request (D2L: 10; Clever: 1)
   int64_t window_ms = 60000;
+  double day_limit = 4000000;  // Google: requests per UTC day, all tokens together
 
   // The vendor's defaults, then the query parameters (`param` returns nullptr for an absent
-  // one): prefix, limit, cost, window_ms. nullopt with `*error` naming a bad parameter.
+  // one): prefix, limit, cost, window_ms, day_limit (Google). nullopt with `*error` naming a bad
+  // parameter.
   static std::optional<WindowSettings> FromParams(
       WindowStyle style, const std::function<const char*(const char*)>& param, std::string* error);
   nlohmann::json ToJson() const;
@@ -55,6 +65,8 @@ class WindowThrottle {
   struct Verdict {
     bool throttled = false;
     std::vector<std::pair<std::string, std::string>> headers;  // the vendor's, for the answer
+    std::string body;  // of a throttled answer, when the vendor documents one ("" otherwise)
+    const char* content_type = "text/plain; charset=utf-8";
   };
   // A request with `token` (the Authorization header; "" without one) arrives at `now_ms`.
   Verdict Arrive(const std::string& token, int64_t now_ms);
@@ -68,9 +80,14 @@ class WindowThrottle {
     double used = 0;
   };
   Window& Current(const std::string& token, int64_t now_ms);
+  Verdict ArriveMoving(const std::string& token, int64_t now_ms);  // Google's
 
   WindowSettings settings_;
   std::unordered_map<std::string, Window> windows_;
+  // Google: each token's arrivals within the last window (a moving window), and the day's
+  // count over all tokens.
+  std::unordered_map<std::string, std::deque<int64_t>> recent_;
+  Window day_;
   uint64_t throttled_ = 0;
   uint64_t passed_ = 0;
 };
