@@ -852,6 +852,10 @@ absl::StatusOr<EndpointConfig> Parser::ParseEndpoint(const YAML::Node& node,
                                                     policy::PresetNames(), ")"));
     }
     if (m.Find("throttle_headers") == nullptr) e.throttle_headers = preset->throttle_headers;
+    const YAML::Node* pacing = m.Find("pacing");
+    if (pacing == nullptr || !(*pacing)["start_in_flight"]) {
+      e.pacing.start_in_flight = preset->start_in_flight;
+    }
   }
   if (const YAML::Node* n = m.Find("rules")) {
     REBOUND_ASSIGN_OR_RETURN(e.rules, ParseRules(*n, m.PathOf("rules")));
@@ -946,9 +950,9 @@ absl::Status Parser::ParseRateLimit(const YAML::Node& node, const std::string& p
 
 absl::Status Parser::ParsePacing(const YAML::Node& node, const std::string& path,
                                  PacingConfig* out) const {
-  REBOUND_ASSIGN_OR_RETURN(
-      const Mapping m,
-      AsMapping(node, path, {"enabled", "low_water", "low_water_ratio", "min_in_flight"}));
+  REBOUND_ASSIGN_OR_RETURN(const Mapping m, AsMapping(node, path,
+                                                      {"enabled", "low_water", "low_water_ratio",
+                                                       "min_in_flight", "start_in_flight"}));
   REBOUND_RETURN_IF_ERROR(Bool(m, "enabled", &out->enabled));
   if (m.Find("low_water") != nullptr) {
     REBOUND_RETURN_IF_ERROR(Number(m, "low_water", &out->low_water));
@@ -960,6 +964,7 @@ absl::Status Parser::ParsePacing(const YAML::Node& node, const std::string& path
   }
   REBOUND_RETURN_IF_ERROR(Fraction(m, "low_water_ratio", /*lo_open=*/true, &out->low_water_ratio));
   REBOUND_RETURN_IF_ERROR(Count(m, "min_in_flight", &out->min_in_flight));
+  REBOUND_RETURN_IF_ERROR(Count(m, "start_in_flight", &out->start_in_flight, /*allow_zero=*/true));
   return absl::OkStatus();
 }
 

@@ -127,6 +127,10 @@ struct PacingConfig {
   double low_water = 0;           // quota units; 0: low_water_ratio of the limit
   double low_water_ratio = 0.25;  // of the limit header, or of the largest remaining seen
   int min_in_flight = 1;
+  // Attempts allowed in flight before the first answer has announced a quota; 0: no limit.
+  // Canvas's preset sets 1: a first burst of max_in_flight parallel requests would spend the
+  // bucket on up-front costs before any answer tells how full it is.
+  int start_in_flight = 0;
 };
 
 struct EndpointConfig {

@@ -22,6 +22,10 @@ double QuotaPacer::LowWater() const {
 int64_t QuotaPacer::Allowed(int64_t max_in_flight, absl::Time now) const {
   const int64_t floor_in_flight = std::min<int64_t>(config_.min_in_flight, max_in_flight);
   if (!config_.enabled || mode_ == Mode::kOff) return max_in_flight;
+  if (mode_ == Mode::kProbe) {
+    return config_.start_in_flight > 0 ? std::min<int64_t>(config_.start_in_flight, max_in_flight)
+                                       : max_in_flight;
+  }
   if (reset_at_ != absl::InfinitePast() && now >= reset_at_) return max_in_flight;  // turned
   const auto allowed = static_cast<int64_t>(std::floor(allowed_));
   return std::clamp<int64_t>(allowed, floor_in_flight, max_in_flight);
@@ -70,6 +74,8 @@ void QuotaPacer::OnAnswer(const QuotaReading& reading, bool throttled, absl::Tim
     if (throttled && mode_ == Mode::kPacing) {
       allowed_ = floor_in_flight;
       changed_at_ = now;
+    } else if (mode_ == Mode::kProbe) {
+      mode_ = Mode::kOff;  // the endpoint announces no quota
     } else if (mode_ == Mode::kPacing && ++silent_ >= kSilentAnswersOff) {
       mode_ = Mode::kOff;
       starts_.clear();

@@ -15,9 +15,11 @@
 // needs: each parallel request holds an up-front cost until it finishes (so concurrency itself
 // drains the bucket), and the quota comes back at a fixed outflow, which no header announces; the
 // concurrency settles where the requests' cost flows in as fast as the bucket leaks.
-// Until an answer carries a remaining quota, nothing is limited. While pacing, an answer without
-// one that is no throttle counts as room (one more per round trip); after 16 in a row, pacing
-// stops.
+// Until an answer carries a remaining quota, nothing is limited, except that with
+// pacing.start_in_flight the endpoint's first attempts go at most that many at once until the
+// first answer (a probe): an answer without a quota then ends the probe. While pacing, an answer
+// without one that is no throttle counts as room (one more per round trip); after 16 in a row,
+// pacing stops.
 //
 // A window (a quota with a reset time, e.g. D2L's credits): from the first reading that
 // announces a reset until that reset, the pacer keeps an estimate of what is left, the lowest
@@ -78,11 +80,11 @@ class QuotaPacer {
   QuotaPacerSnapshot Snapshot(int64_t max_in_flight, absl::Time now) const;
 
  private:
-  enum class Mode { kOff, kPacing };
+  enum class Mode { kProbe, kOff, kPacing };
   double LowWater() const;
 
   config::PacingConfig config_;
-  Mode mode_ = Mode::kOff;
+  Mode mode_ = Mode::kProbe;  // kOff at once when start_in_flight is 0
   double allowed_ = 1;  // kPacing: the allowed concurrency (fractional while it grows by half)
   absl::Time changed_at_ = absl::InfinitePast();  // when `allowed_` last changed
   std::optional<double> remaining_;

@@ -36,6 +36,9 @@ std::vector<Preset> MakePresets() {
   canvas.rules = {throttle};
   canvas.throttle_headers = Only({}, {"x-rate-limit-remaining"}, {"x-request-cost"});
   canvas.throttle_headers.retry_after = false;  // Canvas sends none
+  // Each request in flight holds an up-front cost (50 of a 600 mark): a first burst at 64 in
+  // flight would be throttled before the first answer tells how full the bucket is.
+  canvas.start_in_flight = 1;
   presets.push_back(std::move(canvas));
 
   // Clever (https://dev.clever.com/docs/error-messages): 400, 401, 404, 413 and 501 are not to

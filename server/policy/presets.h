@@ -23,6 +23,8 @@ struct Preset {
   std::vector<Rule> rules;
   // The endpoint's throttle_headers unless it gives its own.
   ThrottleHeaders throttle_headers;
+  // The endpoint's pacing.start_in_flight unless it gives its own (0: no limit).
+  int start_in_flight = 0;
 };
 
 // The preset of that name, or null.

@@ -94,6 +94,7 @@ void ExpectDocumentedProtectionDefaults(const EndpointConfig& e) {
   EXPECT_EQ(e.pacing.low_water, 0);
   EXPECT_EQ(e.pacing.low_water_ratio, 0.25);
   EXPECT_EQ(e.pacing.min_in_flight, 1);
+  EXPECT_EQ(e.pacing.start_in_flight, 0);
 }
 
 // --- The sample file -------------------------------------------------------------------------
@@ -907,6 +908,11 @@ TEST(Presets, APresetGivesItsRulesAndHeadersAndTheEndpointsOwnGoOnTop) {
   EXPECT_THAT(e.throttle_headers.cost, ElementsAre("x-request-cost"));
   EXPECT_TRUE(e.throttle_headers.reset.empty());
   EXPECT_FALSE(e.throttle_headers.retry_after);
+  EXPECT_EQ(e.pacing.start_in_flight, 1);
+  EXPECT_EQ(ParseOk(EndpointWith("    preset: canvas\n    pacing: {start_in_flight: 0}\n"))
+                .endpoints.at(0)
+                .pacing.start_in_flight,
+            0);
 
   const Config clever = ParseOk(EndpointWith("    preset: clever\n"));
   const EndpointConfig& c = clever.endpoints.at(0);

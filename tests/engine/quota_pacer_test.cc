@@ -150,6 +150,21 @@ TEST_F(QuotaPacerTest, AnswersWithoutAReadingGrowItAndManyEndPacing) {
   EXPECT_EQ(pacer_.Allowed(kMax, Now()), kMax);
 }
 
+TEST_F(QuotaPacerTest, StartInFlightProbesUntilTheFirstAnswer) {
+  config_.start_in_flight = 1;
+  QuotaPacer probing(config_);
+  EXPECT_EQ(probing.Allowed(kMax, Now()), 1);
+  QuotaReading r;
+  r.remaining = 599;
+  probing.OnAnswer(r, false, Now() - absl::Milliseconds(20), Now(), 0, kMax);
+  EXPECT_TRUE(probing.Snapshot(kMax, Now()).active);
+  EXPECT_EQ(probing.Allowed(kMax, Now()), 1);  // pacing from what was out: it grows per trip
+  // An endpoint whose first answer announces no quota is not paced at all.
+  QuotaPacer silent(config_);
+  silent.OnAnswer(QuotaReading{}, false, Now() - absl::Milliseconds(20), Now(), 0, kMax);
+  EXPECT_EQ(silent.Allowed(kMax, Now()), kMax);
+}
+
 TEST_F(QuotaPacerTest, DisabledPacingNeverLimits) {
   config_.enabled = false;
   pacer_.Configure(config_);

@@ -496,14 +496,14 @@ TEST_F(ProtectionTest, EndpointStatusAgreesWithWhatTheLmsSaw) {
 // (400 x 3 - 600) / 400 = 1.5 s at best. Canvas sends no Retry-After and no reset; the endpoint
 // paces itself from X-Rate-Limit-Remaining. Issue 9's target: at most 5% of the requests
 // throttled, none dead-lettered (2 attempts each: throttles do not spend them), done within
-// 1.5 x the bound (here + 1 s for a loaded 2-core machine). max_in_flight 16 rather than the
-// default 64: a first burst of 64 against an unknown Canvas is 52 throttles before the first
-// answer tells anything, which 400 jobs cannot dilute (bench/run.sh canvas runs 3,000 at 64).
-// The endpoint names `preset: canvas` (the 403 rule, X-Rate-Limit-Remaining and X-Request-Cost).
+// 1.5 x the bound (here + 1 s for a loaded 2-core machine), at the default 64 in flight. The
+// endpoint names `preset: canvas`: the 403 rule, X-Rate-Limit-Remaining and X-Request-Cost, and
+// one attempt in flight until the first answer has told how full the bucket is (a first burst of
+// 64 would have spent it on up-front costs: 52 throttles).
 TEST_F(ProtectionTest, CanvasPacingKeepsThrottlesRareAndFinishesNearTheBucketsBound) {
   ASSERT_TRUE(
       lms_->StartCanvas("", "high_water=600&maximum=800&up_front=50&cost=3&outflow=400").ok());
-  StartWith("    max_in_flight: 16\n    policy: canvas\n    preset: canvas\n",
+  StartWith("    policy: canvas\n    preset: canvas\n",
             "policies:\n  - name: canvas\n    limits: {max_attempts: 2}\n"
             "    throttle_backoff: {initial: 100ms, max: 1s}\n");
   constexpr int kJobs = 400;
