@@ -7,7 +7,9 @@
 namespace rebound::policy {
 namespace {
 
-// Header lists that name nothing: the LMS sends no such header.
+// Header lists that name nothing: the LMS sends no such header. Retry-After stays read on every
+// preset: it is HTTP's own (RFC 9110), and a proxy or load balancer in front of the LMS may send
+// it with a 503 even where the LMS itself never does.
 ThrottleHeaders Only(std::vector<ResetHeader> reset, std::vector<std::string> remaining,
                      std::vector<std::string> cost) {
   ThrottleHeaders h;
@@ -35,7 +37,6 @@ std::vector<Preset> MakePresets() {
   throttle.action = Action::kRateLimited;
   canvas.rules = {throttle};
   canvas.throttle_headers = Only({}, {"x-rate-limit-remaining"}, {"x-request-cost"});
-  canvas.throttle_headers.retry_after = false;  // Canvas sends none
   // Each request in flight holds an up-front cost (50 of a 600 mark): a first burst at 64 in
   // flight would be throttled before the first answer tells how full the bucket is.
   canvas.start_in_flight = 1;
@@ -48,7 +49,6 @@ std::vector<Preset> MakePresets() {
   Preset clever;
   clever.name = "clever";
   clever.throttle_headers = Only({{"x-ratelimit-reset", ResetForm::kUnixSeconds}}, {}, {});
-  clever.throttle_headers.retry_after = false;  // Clever documents none
   presets.push_back(std::move(clever));
 
   // D2L Brightspace (https://community.d2l.com/brightspace/kb/articles/1195-rate-limiting-and-
@@ -70,7 +70,6 @@ std::vector<Preset> MakePresets() {
   Preset google;
   google.name = "google-classroom";
   google.throttle_headers = Only({}, {}, {});
-  google.throttle_headers.retry_after = false;
   presets.push_back(std::move(google));
 
   return presets;

@@ -3,8 +3,9 @@
 // each preset follows and what it does about them; an endpoint's own `rules` and
 // `throttle_headers` go on top.
 //
-// Only what the vendor documents is here: a preset never reads a header its LMS does not send,
-// and never reclassifies an answer the built-in defaults already read as the LMS means it.
+// Only what the vendor documents is here: a preset reads no vendor header its LMS does not send
+// (Retry-After, HTTP's own, is always read), and never reclassifies an answer the built-in
+// defaults already read as the LMS means it.
 #ifndef REBOUND_SERVER_POLICY_PRESETS_H_
 #define REBOUND_SERVER_POLICY_PRESETS_H_
 

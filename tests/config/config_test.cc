@@ -907,7 +907,7 @@ TEST(Presets, APresetGivesItsRulesAndHeadersAndTheEndpointsOwnGoOnTop) {
   EXPECT_THAT(e.throttle_headers.remaining, ElementsAre("x-rate-limit-remaining"));
   EXPECT_THAT(e.throttle_headers.cost, ElementsAre("x-request-cost"));
   EXPECT_TRUE(e.throttle_headers.reset.empty());
-  EXPECT_FALSE(e.throttle_headers.retry_after);
+  EXPECT_TRUE(e.throttle_headers.retry_after);  // HTTP's own: a proxy in front may send it
   EXPECT_EQ(e.pacing.start_in_flight, 1);
   EXPECT_EQ(ParseOk(EndpointWith("    preset: canvas\n    pacing: {start_in_flight: 0}\n"))
                 .endpoints.at(0)
@@ -936,7 +936,7 @@ TEST(Presets, APresetGivesItsRulesAndHeadersAndTheEndpointsOwnGoOnTop) {
             "clever, d2l, google-classroom)");
   const Config google = ParseOk(EndpointWith("    preset: google-classroom\n"));
   const policy::ThrottleHeaders& g = google.endpoints.at(0).throttle_headers;
-  EXPECT_FALSE(g.retry_after);
+  EXPECT_TRUE(g.retry_after);
   EXPECT_FALSE(g.ietf);
   EXPECT_TRUE(g.reset.empty() && g.remaining.empty() && g.limit.empty() && g.cost.empty());
   EXPECT_THAT(ErrorOf(EndpointWith("    rules: [{name: a, action: retry}, {name: a, action: "
