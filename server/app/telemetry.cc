@@ -78,7 +78,7 @@ void Telemetry::OnAttemptStarted(const engine::JobRef& job) {
 void Telemetry::OnAttemptFinished(const engine::JobRef& job, const policy::Outcome& outcome,
                                   const policy::Decision& decision, absl::Duration duration) {
   const policy::Action action = decision.classification.action;
-  const bool retry_after_won = !decision.throttle_backoff && decision.retry_after.has_value() &&
+  const bool retry_after_won = !decision.throttle_backoff() && decision.retry_after.has_value() &&
                                *decision.retry_after >= decision.delay;
   // A throttle backoff that pauses the endpoint leaves the job due at once: its wait is the
   // pause's.
@@ -111,9 +111,9 @@ void Telemetry::OnAttemptFinished(const engine::JobRef& job, const policy::Outco
   if (decision.kind == policy::Decision::Kind::kRetry) {
     f.latency.reset();
     f.delay = wait;
-    f.delay_cause = decision.throttle_backoff ? "throttle_backoff"
-                    : retry_after_won         ? "retry_after"
-                                              : "backoff";
+    f.delay_cause = decision.throttle_backoff() ? "throttle_backoff"
+                    : retry_after_won           ? "retry_after"
+                                                : "backoff";
     f.reason = decision.reason;
     log_.Log(log::Event::kRetryScheduled, f);
   }

@@ -193,9 +193,9 @@ void Engine::OnOutcome(JobId id, absl::Time started, policy::Outcome outcome) {
   const policy::Decision d = policy::Decide(*slot.policy, outcome, ctx, now, rng_);
   const CircuitSignal signal = SignalOf(outcome, d.classification.action);
   gate.OnFinished(slot.ticket, &signal, now);
-  gate.OnQuota(d.quota, d.throttled, slot.ticket, now);
-  if (d.throttled) ++slot.throttled;
-  if (d.throttle_backoff) gate.OnThrottleBackoff(ctx.throttle_level, now);
+  gate.OnQuota(d.quota, d.throttled(), slot.ticket, now);
+  if (d.throttled()) ++slot.throttled;
+  if (d.throttle_backoff()) gate.OnThrottleBackoff(ctx.throttle_level, now);
   // This attempt was decided by the policy it started with; the next one uses the current.
   if (slot.config_generation != config_generation_) {
     ResolvePolicy(slot, slot.named_policy ? slot.policy->name : "");
@@ -227,7 +227,7 @@ void Engine::OnOutcome(JobId id, absl::Time started, policy::Outcome outcome) {
       next = JobState::kWaitingRetry;
       break;
   }
-  if (d.pause_endpoint && gate.PauseUntil(d.pause_until, d.reason, d.throttle_backoff)) {
+  if (d.pause_endpoint && gate.PauseUntil(d.pause_until, d.reason, d.throttle_backoff())) {
     observer_->OnEndpointPaused(slot.endpoint, gate.paused_until());
   }
   if (slot.cancel_requested && next != JobState::kSucceeded) {
@@ -249,9 +249,9 @@ void Engine::OnOutcome(JobId id, absl::Time started, policy::Outcome outcome) {
     rec.next_attempt_at = d.next_attempt_at;
     slot.next_attempt_at = d.next_attempt_at;
     // Decorrelated jitter builds on the error backoff only; a throttle's wait is not one.
-    if (!d.throttled) slot.previous_delay = d.delay;
+    if (!d.throttled()) slot.previous_delay = d.delay;
     slot.retry_after_wait =
-        !d.throttle_backoff && d.retry_after.has_value() && *d.retry_after >= d.delay;
+        !d.throttle_backoff() && d.retry_after.has_value() && *d.retry_after >= d.delay;
     // A long wait, or a request read back beyond the budget: back to the store with it.
     if (d.delay >= kKeepSpecBelow ||
         static_cast<size_t>(counters_.spec_bytes_held.load()) > spec_bytes_budget_) {

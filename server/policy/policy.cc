@@ -304,8 +304,7 @@ Decision Decide(const Policy& policy, const Outcome& outcome, const AttemptConte
   }
 
   // Checked before drawing any jitter: a spent budget needs no delay.
-  const bool throttle = d.classification.action == Action::kRateLimited;
-  d.throttled = throttle;
+  const bool throttle = d.throttled();
   const Limits& limits = policy.limits;
   // Attempts that count toward max_attempts, this one included when it counts.
   const int counted = limits.count_throttles ? ctx.attempt : ctx.attempt - ctx.throttled - throttle;
@@ -357,7 +356,6 @@ Decision Decide(const Policy& policy, const Outcome& outcome, const AttemptConte
     d.throttle_wait = signals.retry_after_at ? ThrottleWait::kRetryAfter : ThrottleWait::kReset;
   } else {
     // No time named (or "now", which a throttle cannot mean): the throttle backoff.
-    d.throttle_backoff = true;
     d.throttle_wait = ThrottleWait::kBackoff;
     const int level = std::max(ctx.throttle_level, 1);
     wait = JitteredBackoff(policy.throttle_backoff, level, absl::ZeroDuration(), rng);
@@ -380,11 +378,11 @@ Decision Decide(const Policy& policy, const Outcome& outcome, const AttemptConte
 
   d.kind = Decision::Kind::kRetry;
   d.pause_endpoint =
-      throttle && policy.pause_endpoint_on_rate_limit && (d.throttle_backoff || d.retry_after);
+      throttle && policy.pause_endpoint_on_rate_limit && (d.throttle_backoff() || d.retry_after);
   if (d.pause_endpoint) d.pause_until = until;
   // A throttle backoff that pauses the endpoint holds the job in the endpoint's queue: due at
   // once, it goes when the gate lets the endpoint's traffic resume, in its turn.
-  d.delay = d.throttle_backoff && d.pause_endpoint ? absl::ZeroDuration() : wait;
+  d.delay = d.throttle_backoff() && d.pause_endpoint ? absl::ZeroDuration() : wait;
   d.next_attempt_at = now + d.delay;
   d.reason = absl::StrCat("retry at ", FormatRfc3339Millis(until), ": ", why, ", ", wait_text);
   return d;

@@ -179,18 +179,18 @@ struct Decision {
   // The upstream's own wait, clamped by max_retry_after, if it gave one: Retry-After, else
   // (for a rate-limited answer) the reset its rate-limit headers announce.
   std::optional<absl::Duration> retry_after;
-  // The outcome was rate limited: the attempt counts toward max_throttled (and toward
-  // max_attempts only with count_throttles).
-  bool throttled = false;
-  // The wait is the policy's throttle backoff at ctx.throttle_level (the upstream named no
-  // time): the endpoint's level rises.
-  bool throttle_backoff = false;
   // The quota the answer announced (read for every answer with ctx.read_quota, else only for
   // retried ones), and how many of its rate-limit header values were skipped, by reason.
   QuotaSignals quota;
   std::array<int, kIgnoredReasonCount> ignored{};
-  // For a retried throttle: what it waits for.
+  // For a throttle that is retried: what it waits for.
   ThrottleWait throttle_wait = ThrottleWait::kNone;
+  // The outcome was rate limited: the attempt counts toward max_throttled (and toward
+  // max_attempts only with count_throttles).
+  bool throttled() const { return classification.action == Action::kRateLimited; }
+  // The wait is the policy's throttle backoff at ctx.throttle_level (the upstream named no
+  // time): the endpoint's level rises.
+  bool throttle_backoff() const { return throttle_wait == ThrottleWait::kBackoff; }
   // Pause the endpoint until `pause_until` (rate limited and the policy asks for it). A pause
   // for the upstream's time ends when the job's retry is due; a throttle backoff pause holds
   // the endpoint while its jobs, due at once, wait in its queue (reason RATE_LIMITED).

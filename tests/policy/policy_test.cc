@@ -594,7 +594,7 @@ TEST_F(DecideTest, UnparsableRetryAfterOnAThrottleFallsBackToTheThrottleBackoff)
   const Decision d = Run(Http(429, "", {{"retry-after", "soon"}}));
   EXPECT_EQ(d.kind, Decision::Kind::kRetry);
   EXPECT_EQ(d.retry_after, std::nullopt);
-  EXPECT_TRUE(d.throttle_backoff);
+  EXPECT_TRUE(d.throttle_backoff());
   EXPECT_EQ(d.pause_until, kNow + absl::Seconds(1));
 }
 
@@ -603,7 +603,7 @@ TEST_F(DecideTest, UnparsableRetryAfterOnA503FallsBackToTheBackoff) {
   EXPECT_EQ(d.kind, Decision::Kind::kRetry);
   EXPECT_EQ(d.delay, absl::Milliseconds(200));
   EXPECT_EQ(d.retry_after, std::nullopt);
-  EXPECT_FALSE(d.throttle_backoff);
+  EXPECT_FALSE(d.throttle_backoff());
 }
 
 TEST_F(DecideTest, RetryAfterIsClampedByMaxRetryAfter) {
@@ -624,8 +624,8 @@ TEST_F(DecideTest, RateLimitedWithRetryAfterPausesTheEndpoint) {
   const Decision d = Run(Http(429, "", {{"retry-after", "2"}}));
   EXPECT_EQ(d.kind, Decision::Kind::kRetry);
   EXPECT_EQ(d.classification.action, Action::kRateLimited);
-  EXPECT_TRUE(d.throttled);
-  EXPECT_FALSE(d.throttle_backoff);
+  EXPECT_TRUE(d.throttled());
+  EXPECT_FALSE(d.throttle_backoff());
   EXPECT_TRUE(d.pause_endpoint);
   EXPECT_EQ(d.pause_until, kNow + absl::Seconds(2));
   EXPECT_EQ(d.next_attempt_at, kNow + absl::Seconds(2));
@@ -644,8 +644,8 @@ TEST_F(DecideTest, AThrottleWaitsForTheUpstreamsTimeNotOnTheErrorBackoff) {
 TEST_F(DecideTest, RateLimitedWithoutATimePausesTheEndpointForTheThrottleBackoff) {
   const Decision d = Run(Http(429));
   EXPECT_EQ(d.kind, Decision::Kind::kRetry);
-  EXPECT_TRUE(d.throttled);
-  EXPECT_TRUE(d.throttle_backoff);
+  EXPECT_TRUE(d.throttled());
+  EXPECT_TRUE(d.throttle_backoff());
   EXPECT_TRUE(d.pause_endpoint);
   EXPECT_FALSE(d.retry_after.has_value());
   EXPECT_EQ(d.pause_until, kNow + absl::Seconds(1));
@@ -672,7 +672,7 @@ TEST_F(DecideTest, TheThrottleBackoffGrowsWithTheEndpointsLevelUpToItsMax) {
 
 TEST_F(DecideTest, AZeroRetryAfterOnAThrottleIsNoTime) {
   const Decision d = Run(Http(429, "", {{"retry-after", "0"}}));
-  EXPECT_TRUE(d.throttle_backoff);
+  EXPECT_TRUE(d.throttle_backoff());
   EXPECT_EQ(d.pause_until, kNow + absl::Seconds(1));
 }
 
@@ -681,7 +681,7 @@ TEST_F(DecideTest, WithoutTheEndpointPauseAThrottledJobWaitsOutTheThrottleBackof
   ctx_.throttle_level = 2;
   const Decision d = Run(Http(429));
   EXPECT_EQ(d.kind, Decision::Kind::kRetry);
-  EXPECT_TRUE(d.throttle_backoff);
+  EXPECT_TRUE(d.throttle_backoff());
   EXPECT_FALSE(d.pause_endpoint);
   EXPECT_EQ(d.delay, absl::Seconds(2));
   EXPECT_EQ(d.next_attempt_at, kNow + absl::Seconds(2));
@@ -722,7 +722,7 @@ TEST_F(DecideTest, MaxThrottledExhausts) {
   ctx_.throttled = 2;
   const Decision d = Run(Http(429));
   EXPECT_EQ(d.kind, Decision::Kind::kExhaust);
-  EXPECT_TRUE(d.throttled);
+  EXPECT_TRUE(d.throttled());
   EXPECT_EQ(d.reason, "stop: throttled 3 times (max_throttled 3) after 429 default");
   ctx_.throttled = 1;
   EXPECT_EQ(Run(Http(429)).kind, Decision::Kind::kRetry);
@@ -761,7 +761,7 @@ TEST_F(DecideTest, CanvasThrottleRuleDrivesAThrottleBackoff) {
   EXPECT_EQ(d.kind, Decision::Kind::kRetry);
   EXPECT_EQ(d.classification.action, Action::kRateLimited);
   EXPECT_FALSE(d.retry_after.has_value());
-  EXPECT_TRUE(d.throttle_backoff);
+  EXPECT_TRUE(d.throttle_backoff());
   EXPECT_TRUE(d.pause_endpoint);
   EXPECT_THAT(d.reason, HasSubstr(": 403 rule canvas-throttle, throttle backoff 1s (level 1)"));
 }
@@ -805,7 +805,7 @@ TEST_F(DecideTest, AnUnusableResetFallsBackToTheThrottleBackoff) {
   const std::string past = absl::StrCat(absl::ToUnixSeconds(kNow) - 600);
   const Decision d = Run(Http(429, "", {{"x-ratelimit-reset", past}}));
   EXPECT_FALSE(d.retry_after.has_value());
-  EXPECT_TRUE(d.throttle_backoff);
+  EXPECT_TRUE(d.throttle_backoff());
   EXPECT_EQ(d.pause_until, kNow + absl::Seconds(1));
 }
 
@@ -837,7 +837,7 @@ TEST_F(DecideTest, RetryAfterCanBeIgnoredForAnEndpointThatMisusesIt) {
   ctx_.throttle_headers = &no_retry_after;
   const Decision d = Run(Http(429, "", {{"retry-after", "600"}}));
   EXPECT_FALSE(d.retry_after.has_value());
-  EXPECT_TRUE(d.throttle_backoff);
+  EXPECT_TRUE(d.throttle_backoff());
   EXPECT_EQ(d.pause_until, kNow + absl::Seconds(1));
 }
 
