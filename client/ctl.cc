@@ -73,6 +73,7 @@ struct SubmitFlags {
   std::vector<std::string> labels;
   std::string correlation_id;
   std::string policy;
+  std::string priority;  // low, normal, high; empty: the policy's
   std::string deadline;
   bool wait = false;
   std::string wait_timeout = "60s";
@@ -215,6 +216,15 @@ absl::StatusOr<v1::SyncRequest> BuildRequest(const SubmitFlags& flags) {
   }
   request.set_correlation_id(flags.correlation_id);
   request.set_policy(flags.policy);
+  if (!flags.priority.empty()) {
+    v1::Priority priority = v1::PRIORITY_UNSPECIFIED;
+    if (!v1::Priority_Parse(absl::AsciiStrToUpper(flags.priority), &priority) ||
+        priority == v1::PRIORITY_UNSPECIFIED) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--priority: '", flags.priority, "' is not low, normal or high"));
+    }
+    request.set_priority(priority);
+  }
   if (!flags.deadline.empty()) {
     absl::StatusOr<absl::Time> deadline = ParseRfc3339(flags.deadline);
     if (!deadline.ok()) {
@@ -642,10 +652,35 @@ std::string PacingText(const v1::EndpointStatus& s) {
   return text;
 }
 
+// "district: 3 scopes, busiest d7 9800/10000 until 2026-12-02T00:00:00Z, 2/8 in flight"; "-"
+// when the endpoint names no budget.
+std::string BudgetsText(const v1::EndpointStatus& s) {
+  std::vector<std::string> parts;
+  for (const v1::BudgetStatus& b : s.budgets()) {
+    std::string text = b.name();
+    if (!b.split_by().empty()) absl::StrAppend(&text, " by ", b.split_by());
+    absl::StrAppend(&text, ": ", b.scope_count(), b.scope_count() == 1 ? " scope" : " scopes");
+    if (b.busiest_size() > 0) {
+      const v1::BudgetScope& top = b.busiest(0);
+      absl::StrAppend(&text, ", busiest ", top.scope().empty() ? "\"\"" : top.scope());
+      if (b.quota_limit() > 0) {
+        absl::StrAppend(&text, " ", top.quota_used(), "/", b.quota_limit(), " until ",
+                        FormatTimestamp(b.period_end()));
+      }
+      if (b.max_in_flight() > 0) {
+        absl::StrAppend(&text, ", ", top.in_flight(), "/", b.max_in_flight(), " in flight");
+      }
+      if (top.has_tokens()) absl::StrAppend(&text, ", ", absl::SixDigits(top.tokens()), " tokens");
+    }
+    parts.push_back(std::move(text));
+  }
+  return parts.empty() ? "-" : absl::StrJoin(parts, "; ");
+}
+
 void PrintEndpoints(std::ostream& out, const v1::GetEndpointStatusResponse& response) {
   Table table({"ENDPOINT", "CIRCUIT", "NEXT PROBE", "PAUSED UNTIL", "OPERATOR PAUSE",
                "IN FLIGHT/ALLOWED/MAX", "TOKENS", "RETRIES/BUDGET", "SLOW START", "PACING",
-               "WAITING", "OLDEST WAIT"});
+               "WAITING", "OLDEST WAIT", "BUDGETS"});
   for (const v1::EndpointStatus& s : response.endpoints()) {
     table.AddRow({s.name(), CircuitText(s), FormatTimestamp(s.next_probe_at()), PausedText(s),
                   OperatorPauseText(s),
@@ -659,7 +694,8 @@ void PrintEndpoints(std::ostream& out, const v1::GetEndpointStatusResponse& resp
                   s.has_slow_start_until()
                       ? absl::StrCat(static_cast<int>(s.slow_start_level() * 100 + 0.5), "%")
                       : "-",
-                  PacingText(s), WaitingText(s), FormatProtoDuration(s.oldest_waiting_age())});
+                  PacingText(s), WaitingText(s), FormatProtoDuration(s.oldest_waiting_age()),
+                  BudgetsText(s)});
   }
   table.Print(out);
 }
@@ -796,6 +832,8 @@ int RunReboundctl(int argc, const char* const* argv, std::ostream& out, std::ost
        submit->add_option("--label", submit_flags.labels, "key=value (repeatable)"),
        submit->add_option("--correlation-id", submit_flags.correlation_id, "correlation id"),
        submit->add_option("--policy", submit_flags.policy, "named retry policy"),
+       submit->add_option("--priority", submit_flags.priority,
+                          "low, normal or high (default: the policy's)"),
        submit->add_option("--deadline", submit_flags.deadline,
                           "RFC 3339 time after which no attempt starts")});
   CLI::Option* wait = submit->add_flag("--wait", submit_flags.wait,

@@ -234,6 +234,7 @@ void ToProto(const common::JobRecord& job, bool with_details, v1::SyncJob* out) 
   for (const auto& [k, v] : job.spec.labels) (*req->mutable_labels())[k] = v;
   req->set_correlation_id(job.spec.correlation_id);
   req->set_policy(job.spec.policy);
+  req->set_priority(static_cast<v1::Priority>(static_cast<int>(job.spec.priority)));
 
   out->set_state(ToProtoState(job.state));
   out->set_attempt_count(job.attempt_count);
@@ -319,10 +320,39 @@ void ToProto(const engine::EndpointStatus& s, absl::Time now, v1::EndpointStatus
   out->set_ready(s.ready);
   out->set_running(s.running);
   SetDuration(s.oldest_waiting_age, out->mutable_oldest_waiting_age());
+  for (const engine::BudgetSnapshot& b : s.budgets) {
+    v1::BudgetStatus* bs = out->add_budgets();
+    bs->set_name(b.name);
+    bs->set_split_by(b.split_by);
+    bs->set_rate(b.rate);
+    bs->set_burst(b.burst);
+    bs->set_max_in_flight(b.max_in_flight);
+    bs->set_quota_limit(b.quota_limit);
+    if (b.quota_limit > 0 && HasTime(b.period_end)) SetTime(b.period_end, bs->mutable_period_end());
+    bs->set_scope_count(static_cast<int64_t>(b.scopes));
+    for (const engine::BudgetScopeSnapshot& sc : b.busiest) {
+      v1::BudgetScope* scope = bs->add_busiest();
+      scope->set_scope(sc.scope);
+      scope->set_in_flight(sc.in_flight);
+      if (sc.tokens >= 0) scope->set_tokens(sc.tokens);
+      scope->set_quota_used(sc.quota_used);
+    }
+  }
 }
 
-std::optional<v1::JobWait> JobWaitOf(const common::JobRecord& job, absl::Time now,
-                                     const engine::EndpointControl& endpoints) {
+common::Priority PriorityOf(const common::JobSpec& spec, const config::Config& config) {
+  if (spec.priority != common::Priority::kUnspecified) return spec.priority;
+  std::shared_ptr<const policy::Policy> policy;
+  if (!spec.policy.empty()) policy = config.FindPolicy(spec.policy);
+  if (policy == nullptr) {
+    const config::EndpointConfig* endpoint = config.FindEndpoint(spec.endpoint);
+    policy = config.FindPolicy(endpoint != nullptr ? endpoint->policy : "default");
+  }
+  return policy != nullptr ? policy->priority : common::Priority::kNormal;
+}
+
+std::optional<v1::JobWait> JobWaitOf(const common::JobRecord& job, common::Priority priority,
+                                     absl::Time now, const engine::EndpointControl& endpoints) {
   using common::WaitReason;
   v1::JobWait wait;
   switch (job.state) {
@@ -344,8 +374,11 @@ std::optional<v1::JobWait> JobWaitOf(const common::JobRecord& job, absl::Time no
       return std::nullopt;
   }
   absl::Time until = absl::InfiniteFuture();
-  const WaitReason reason =
+  WaitReason reason =
       endpoints.EndpointWait(job.spec.endpoint, job.attempt_count > job.budget_base, &until);
+  if (reason == WaitReason::kNone) {
+    reason = endpoints.BudgetWait(job.spec.endpoint, job.spec, priority, &until);
+  }
   if (reason == WaitReason::kNone) return std::nullopt;
   SetWait(reason, until, 0, &wait);
   return wait;
@@ -366,7 +399,10 @@ ReboundService::ReboundService(std::shared_ptr<const config::Config> config, eng
 void ReboundService::FillJob(const common::JobRecord& job, bool with_details, absl::Time now,
                              v1::SyncJob* out) const {
   ToProto(job, with_details, out);
-  if (auto wait = JobWaitOf(job, now, endpoints_)) *out->mutable_wait() = *std::move(wait);
+  const common::Priority priority = PriorityOf(job.spec, *Config());
+  if (auto wait = JobWaitOf(job, priority, now, endpoints_)) {
+    *out->mutable_wait() = *std::move(wait);
+  }
 }
 
 void ReboundService::Rejected(const absl::Status& status, absl::string_view tenant,

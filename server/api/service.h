@@ -47,9 +47,13 @@ void ToProto(const engine::EndpointStatus& status, absl::Time now, v1::EndpointS
 
 // Why `job` waits at `now` (README "Why a job waits"): its own stored wait while it lasts
 // (BACKOFF / RETRY_AFTER until next_attempt_at, ORDERING_BLOCKED behind waits_behind), else for
-// a job ready to run the wait its endpoint's gate imposes. nullopt when it does not wait.
-std::optional<v1::JobWait> JobWaitOf(const common::JobRecord& job, absl::Time now,
-                                     const engine::EndpointControl& endpoints);
+// a job ready to run the wait its endpoint's gate imposes, or else its budgets (for a job of
+// `priority`). nullopt when it does not wait.
+std::optional<v1::JobWait> JobWaitOf(const common::JobRecord& job, common::Priority priority,
+                                     absl::Time now, const engine::EndpointControl& endpoints);
+
+// A job's priority: as submitted, else its policy's (as the engine resolves it).
+common::Priority PriorityOf(const common::JobSpec& spec, const config::Config& config);
 
 // Adds to `filter` the store filter of ListSyncs(wait_reason = `reason`) at `now` (README "Why a
 // job waits"): a job's own reason by its stored column, an endpoint's reason as the ready jobs

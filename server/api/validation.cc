@@ -371,6 +371,13 @@ absl::StatusOr<common::JobSpec> ValidateSyncRequest(const v1::SyncRequest& reque
     return Invalid(field, "policy", absl::StrCat("unknown policy '", Echo(request.policy()), "'"));
   }
   spec.policy = request.policy();
+
+  const int priority = request.priority();
+  if (priority < 0 || priority >= common::kPriorityCount) {
+    return Invalid(field, "priority",
+                   absl::StrCat(priority, " is not a priority (LOW, NORMAL, HIGH)"));
+  }
+  spec.priority = static_cast<common::Priority>(priority);
   return spec;
 }
 

@@ -35,6 +35,8 @@ constexpr std::array<std::pair<WaitReason, absl::string_view>, kWaitReasonCount>
     {WaitReason::kRetryBudget, "RETRY_BUDGET"},
     {WaitReason::kOrderingBlocked, "ORDERING_BLOCKED"},
     {WaitReason::kOperatorPaused, "OPERATOR_PAUSED"},
+    {WaitReason::kQuotaExhausted, "QUOTA_EXHAUSTED"},
+    {WaitReason::kQuotaReserved, "QUOTA_RESERVED"},
 }};
 
 // Feeds length-prefixed fields so that ("ab","c") and ("a","bc") differ.

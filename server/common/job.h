@@ -16,6 +16,7 @@
 
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "server/common/priority.h"
 
 namespace rebound::common {
 
@@ -52,8 +53,11 @@ enum class WaitReason : int {
   kRetryBudget = 6,      // a retry held back: the endpoint's retries in flight are at budget
   kOrderingBlocked = 7,  // behind an earlier job of its ordering key (waits_behind names it)
   kOperatorPaused = 8,   // an operator paused the endpoint (PauseEndpoint)
+  kQuotaExhausted = 9,   // a budget's quota for the period is used up
+  kQuotaReserved = 10,   // the rest of a budget's quota is kept for higher priorities
 };
-inline constexpr int kWaitReasonCount = 9;
+inline constexpr int kWaitReasonCount = 11;
+
 // "BACKOFF", "RETRY_AFTER", ... (the proto enum names); "NONE" for kNone.
 absl::string_view WaitReasonName(WaitReason r);
 std::optional<WaitReason> WaitReasonFromName(absl::string_view name);
@@ -75,6 +79,9 @@ struct JobSpec {
   std::map<std::string, std::string> labels;
   std::string correlation_id;
   std::string policy;  // empty: the endpoint's default
+  // kUnspecified: the policy's. Not part of the fingerprint: it orders the work, it is not the
+  // request's effect.
+  Priority priority = Priority::kUnspecified;
 };
 
 // Stable digest of everything that defines the request's effect (tenant and key excluded:

@@ -229,6 +229,11 @@ class Parser {
                                          size_t index) const;
   absl::StatusOr<std::vector<policy::StatusRange>> ParseStatuses(const YAML::Node& node,
                                                                  const std::string& path) const;
+  absl::Status ParseBudgets(const YAML::Node& node, Config* out) const;
+  absl::StatusOr<BudgetConfig> ParseBudget(const YAML::Node& node, const std::string& path) const;
+  absl::Status ParseQuota(const YAML::Node& node, const std::string& path, QuotaConfig* out) const;
+  // A priority name (low, normal, high) under `key`.
+  absl::Status PriorityOf(const Mapping& m, absl::string_view key, common::Priority* out) const;
   absl::Status ParseEndpoints(const YAML::Node& node, Config* out) const;
   absl::StatusOr<EndpointConfig> ParseEndpoint(const YAML::Node& node, const std::string& path,
                                                const Config& config) const;
@@ -239,6 +244,8 @@ class Parser {
                                 RetryBudgetConfig* out) const;
   absl::Status ParseRateLimit(const YAML::Node& node, const std::string& path,
                               RateLimitConfig* out) const;
+  // `rate` and `burst` of a rate_limit section or a budget.
+  absl::Status RateAndBurst(const Mapping& m, RateLimitConfig* out) const;
   absl::Status ParseSlowStart(const YAML::Node& node, const std::string& path,
                               SlowStartConfig* out) const;
   absl::Status ParseThrottleHeaders(const YAML::Node& node, const std::string& path,
@@ -482,9 +489,9 @@ absl::StatusOr<Config> Parser::Parse(absl::string_view yaml) const {
     return Error("", absl::StrCat("expected one YAML document, found ", documents.size()));
   }
   const YAML::Node root = documents.empty() ? YAML::Node() : documents[0];
-  REBOUND_ASSIGN_OR_RETURN(
-      const Mapping top,
-      AsMapping(root, "", {"server", "store", "log", "idempotency", "policies", "endpoints"}));
+  REBOUND_ASSIGN_OR_RETURN(const Mapping top, AsMapping(root, "",
+                                                        {"server", "store", "log", "idempotency",
+                                                         "policies", "budgets", "endpoints"}));
 
   Config config;
   config.source = source_;
@@ -504,6 +511,9 @@ absl::StatusOr<Config> Parser::Parse(absl::string_view yaml) const {
   }
   const YAML::Node* policies = top.Find("policies");  // absent: only the built-in default
   REBOUND_RETURN_IF_ERROR(ParsePolicies(policies != nullptr ? *policies : YAML::Node(), &config));
+  if (const YAML::Node* n = top.Find("budgets")) {
+    REBOUND_RETURN_IF_ERROR(ParseBudgets(*n, &config));
+  }
   if (const YAML::Node* n = top.Find("endpoints")) {
     REBOUND_RETURN_IF_ERROR(ParseEndpoints(*n, &config));
   }
@@ -599,10 +609,10 @@ absl::Status Parser::ParsePolicies(const YAML::Node& node, Config* out) const {
 absl::StatusOr<policy::Policy> Parser::ParsePolicy(const YAML::Node& node, const std::string& path,
                                                    absl::Duration key_retention) const {
   REBOUND_ASSIGN_OR_RETURN(
-      const Mapping m,
-      AsMapping(node, path,
-                {"name", "backoff", "throttle_backoff", "limits", "body_match_bytes",
-                 "pause_endpoint_on_rate_limit", "retention", "dead_letter_retention", "rules"}));
+      const Mapping m, AsMapping(node, path,
+                                 {"name", "backoff", "throttle_backoff", "limits",
+                                  "body_match_bytes", "pause_endpoint_on_rate_limit", "retention",
+                                  "dead_letter_retention", "rules", "priority"}));
   policy::Policy p;
   REBOUND_RETURN_IF_ERROR(Require(m, "name"));
   REBOUND_RETURN_IF_ERROR(Name(m, "name", &p.name));
@@ -623,7 +633,88 @@ absl::StatusOr<policy::Policy> Parser::ParsePolicy(const YAML::Node& node, const
   if (const YAML::Node* n = m.Find("rules")) {
     REBOUND_ASSIGN_OR_RETURN(p.rules, ParseRules(*n, m.PathOf("rules")));
   }
+  REBOUND_RETURN_IF_ERROR(PriorityOf(m, "priority", &p.priority));
   return p;
+}
+
+absl::Status Parser::PriorityOf(const Mapping& m, absl::string_view key,
+                                common::Priority* out) const {
+  return Enum<common::Priority>(m, key,
+                                {{"low", common::Priority::kLow},
+                                 {"normal", common::Priority::kNormal},
+                                 {"high", common::Priority::kHigh}},
+                                out);
+}
+
+absl::Status Parser::ParseBudgets(const YAML::Node& node, Config* out) const {
+  const std::string path = "budgets";
+  REBOUND_ASSIGN_OR_RETURN(const std::vector<YAML::Node> items, AsSequence(node, path));
+  for (size_t i = 0; i < items.size(); ++i) {
+    REBOUND_ASSIGN_OR_RETURN(BudgetConfig budget, ParseBudget(items[i], Index(path, i)));
+    if (out->FindBudget(budget.name) != nullptr) {
+      return Error(Child(Index(path, i), "name"),
+                   absl::StrCat("duplicate budget ", Quote(budget.name)));
+    }
+    out->budgets.push_back(std::move(budget));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<BudgetConfig> Parser::ParseBudget(const YAML::Node& node,
+                                                 const std::string& path) const {
+  REBOUND_ASSIGN_OR_RETURN(
+      const Mapping m,
+      AsMapping(node, path, {"name", "rate", "burst", "max_in_flight", "quota", "split_by"}));
+  BudgetConfig b;
+  REBOUND_RETURN_IF_ERROR(Require(m, "name"));
+  REBOUND_RETURN_IF_ERROR(Name(m, "name", &b.name));
+  // rate and burst as in endpoints[].rate_limit, at the budget's top level.
+  REBOUND_RETURN_IF_ERROR(RateAndBurst(m, &b.rate_limit));
+  REBOUND_RETURN_IF_ERROR(Count(m, "max_in_flight", &b.max_in_flight, /*allow_zero=*/true));
+  if (const YAML::Node* n = m.Find("quota")) {
+    REBOUND_RETURN_IF_ERROR(ParseQuota(*n, m.PathOf("quota"), &b.quota));
+  }
+  REBOUND_RETURN_IF_ERROR(String(m, "split_by", &b.split_by));
+  if (b.rate_limit.rate == 0 && b.max_in_flight == 0 && b.quota.limit == 0) {
+    return Error(path, "sets no limit: give rate, max_in_flight or quota");
+  }
+  return b;
+}
+
+absl::Status Parser::ParseQuota(const YAML::Node& node, const std::string& path,
+                                QuotaConfig* out) const {
+  REBOUND_ASSIGN_OR_RETURN(const Mapping m,
+                           AsMapping(node, path, {"limit", "period", "offset", "reserve"}));
+  REBOUND_RETURN_IF_ERROR(Require(m, "limit"));
+  REBOUND_RETURN_IF_ERROR(Count(m, "limit", &out->limit));
+  REBOUND_RETURN_IF_ERROR(Duration(m, "period", DurationRule::kPositive, &out->period));
+  if (out->period < absl::Seconds(1)) {
+    return Error(m.PathOf("period"),
+                 absl::StrCat("must be at least 1s, got ", absl::FormatDuration(out->period)));
+  }
+  REBOUND_RETURN_IF_ERROR(Duration(m, "offset", DurationRule::kNonNegative, &out->offset));
+  if (out->offset >= out->period) {
+    return Error(m.PathOf("offset"), absl::StrCat("must be shorter than the period (",
+                                                  absl::FormatDuration(out->period), "), got ",
+                                                  absl::FormatDuration(out->offset)));
+  }
+  if (const YAML::Node* n = m.Find("reserve")) {
+    REBOUND_ASSIGN_OR_RETURN(const Mapping r,
+                             AsMapping(*n, m.PathOf("reserve"), {"normal", "high"}));
+    double total = 0;
+    for (const auto& [key, priority] : {std::pair{"normal", common::Priority::kNormal},
+                                        std::pair{"high", common::Priority::kHigh}}) {
+      double& share = out->reserve[static_cast<int>(priority)];
+      REBOUND_RETURN_IF_ERROR(Fraction(r, key, /*lo_open=*/false, &share));
+      total += share;
+    }
+    if (total >= 1) {
+      return Error(m.PathOf("reserve"),
+                   absl::StrCat("the reserves add up to ", total,
+                                ": they must leave some of the quota to low priority (< 1)"));
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::Status Parser::ParseBackoff(const YAML::Node& node, const std::string& path,
@@ -776,13 +867,27 @@ absl::Status Parser::ParseEndpoints(const YAML::Node& node, Config* out) const {
 absl::StatusOr<EndpointConfig> Parser::ParseEndpoint(const YAML::Node& node,
                                                      const std::string& path,
                                                      const Config& config) const {
-  REBOUND_ASSIGN_OR_RETURN(
-      const Mapping m,
-      AsMapping(node, path,
-                {"name", "base_url", "allowed_path_prefixes", "connect_timeout", "timeout",
-                 "max_response_bytes", "max_in_flight", "policy", "headers", "proxy",
-                 "circuit_breaker", "retry_budget", "rate_limit", "slow_start", "throttle_headers",
-                 "pacing", "preset", "rules"}));
+  REBOUND_ASSIGN_OR_RETURN(const Mapping m, AsMapping(node, path,
+                                                      {"name",
+                                                       "base_url",
+                                                       "allowed_path_prefixes",
+                                                       "connect_timeout",
+                                                       "timeout",
+                                                       "max_response_bytes",
+                                                       "max_in_flight",
+                                                       "policy",
+                                                       "headers",
+                                                       "proxy",
+                                                       "circuit_breaker",
+                                                       "retry_budget",
+                                                       "rate_limit",
+                                                       "slow_start",
+                                                       "throttle_headers",
+                                                       "pacing",
+                                                       "preset",
+                                                       "rules",
+                                                       "budgets",
+                                                       "fairness_label"}));
   EndpointConfig e;
   REBOUND_RETURN_IF_ERROR(Require(m, "name"));
   REBOUND_RETURN_IF_ERROR(Name(m, "name", &e.name));
@@ -861,6 +966,22 @@ absl::StatusOr<EndpointConfig> Parser::ParseEndpoint(const YAML::Node& node,
     REBOUND_ASSIGN_OR_RETURN(e.rules, ParseRules(*n, m.PathOf("rules")));
   }
   if (preset != nullptr) e.rules.insert(e.rules.end(), preset->rules.begin(), preset->rules.end());
+  if (const YAML::Node* n = m.Find("budgets")) {
+    const std::string budgets_path = m.PathOf("budgets");
+    REBOUND_ASSIGN_OR_RETURN(const std::vector<YAML::Node> items, AsSequence(*n, budgets_path));
+    for (size_t i = 0; i < items.size(); ++i) {
+      REBOUND_ASSIGN_OR_RETURN(std::string name, AsScalar(items[i], Index(budgets_path, i)));
+      if (config.FindBudget(name) == nullptr) {
+        return Error(Index(budgets_path, i),
+                     absl::StrCat("unknown budget ", Quote(name), " (budgets[] must define it)"));
+      }
+      if (std::find(e.budgets.begin(), e.budgets.end(), name) != e.budgets.end()) {
+        return Error(Index(budgets_path, i), absl::StrCat("budget ", Quote(name), " named twice"));
+      }
+      e.budgets.push_back(std::move(name));
+    }
+  }
+  REBOUND_RETURN_IF_ERROR(String(m, "fairness_label", &e.fairness_label));
 
   if (const YAML::Node* n = m.Find("headers")) {
     const std::string headers_path = m.PathOf("headers");
@@ -933,9 +1054,13 @@ absl::Status Parser::ParseRetryBudget(const YAML::Node& node, const std::string&
 
 absl::Status Parser::ParseRateLimit(const YAML::Node& node, const std::string& path,
                                     RateLimitConfig* out) const {
+  REBOUND_ASSIGN_OR_RETURN(const Mapping m, AsMapping(node, path, {"rate", "burst"}));
+  return RateAndBurst(m, out);
+}
+
+absl::Status Parser::RateAndBurst(const Mapping& m, RateLimitConfig* out) const {
   // A bucket refilled faster than this is no limit an LMS needs, and ceil(rate) stays an int.
   constexpr int kMaxRate = 1'000'000;
-  REBOUND_ASSIGN_OR_RETURN(const Mapping m, AsMapping(node, path, {"rate", "burst"}));
   REBOUND_RETURN_IF_ERROR(Number(m, "rate", &out->rate));
   if (out->rate < 0 || out->rate > kMaxRate) {
     return Error(m.PathOf("rate"), absl::StrCat("must be from 0 (no limit) to ", kMaxRate,
@@ -1198,6 +1323,13 @@ absl::StatusOr<ParsedHeader> Parser::ParseHeader(const YAML::Node& node,
 const EndpointConfig* Config::FindEndpoint(absl::string_view name) const {
   for (const EndpointConfig& endpoint : endpoints) {
     if (endpoint.name == name) return &endpoint;
+  }
+  return nullptr;
+}
+
+const BudgetConfig* Config::FindBudget(absl::string_view name) const {
+  for (const BudgetConfig& budget : budgets) {
+    if (budget.name == name) return &budget;
   }
   return nullptr;
 }

@@ -7,7 +7,9 @@
 #ifndef REBOUND_SERVER_CONFIG_CONFIG_H_
 #define REBOUND_SERVER_CONFIG_CONFIG_H_
 
+#include <array>
 #include <cstddef>
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <string>
@@ -17,6 +19,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "server/common/priority.h"
 #include "server/policy/policy.h"
 #include "server/policy/throttle_headers.h"
 
@@ -133,6 +136,34 @@ struct PacingConfig {
   int start_in_flight = 0;
 };
 
+// budgets[].quota: attempts allowed per period (e.g. Blackboard's 10,000 REST calls a day).
+// Periods are fixed windows: they begin at whole multiples of `period` since the unix epoch,
+// shifted by `offset` (a 24h period begins at UTC midnight + offset). The count is persisted, so
+// a restart within a period does not grant its quota again.
+struct QuotaConfig {
+  int64_t limit = 0;  // attempts per period; 0: no quota
+  absl::Duration period = absl::Hours(24);
+  absl::Duration offset = absl::ZeroDuration();  // [0, period)
+  // reserve[p]: the share of the limit that only jobs of priority p or higher may use. A job of
+  // priority p may start while used < limit x (1 - the reserves of the priorities above p);
+  // otherwise it waits QUOTA_RESERVED. Index: common::Priority; LOW's is always 0.
+  std::array<double, common::kPriorityCount> reserve = {};
+};
+
+// budgets[]: a limit shared by the endpoints that name it (endpoints[].budgets), and split by a
+// job label (or the tenant) when one credential, application or district has its own: each
+// value of `split_by` then has a budget of its own with these settings. Each is a gate beside
+// the endpoint's own (engine/budget.h): a job waits RATE_LIMITED (rate, max_in_flight) or
+// QUOTA_EXHAUSTED / QUOTA_RESERVED (quota) without spending an attempt.
+struct BudgetConfig {
+  std::string name;
+  RateLimitConfig rate_limit;  // rate, burst; rate 0: no bucket
+  int max_in_flight = 0;       // attempts in flight across its endpoints; 0: no cap
+  QuotaConfig quota;
+  // A label key (the job's value of it, "" when it has none), or "tenant"; empty: not split.
+  std::string split_by;
+};
+
 struct EndpointConfig {
   std::string name;
   std::string base_url;  // scheme://host[:port][/base-path], http or https only
@@ -160,6 +191,11 @@ struct EndpointConfig {
   // Classification rules tried before the policy's: the endpoint's own `rules`, then its
   // preset's.
   std::vector<policy::Rule> rules;
+  // Names of budgets (Config::budgets) every attempt of this endpoint also needs.
+  std::vector<std::string> budgets;
+  // Within a priority, ready jobs take turns by tenant and, when set, by this label's value
+  // (e.g. "district"), so one backfill cannot hold back another's few jobs (engine/fair_queue.h).
+  std::string fairness_label;
 };
 
 struct Config {
@@ -171,9 +207,11 @@ struct Config {
   std::string idempotency_header = "Idempotency-Key";
   std::vector<EndpointConfig> endpoints;
   std::map<std::string, std::shared_ptr<const policy::Policy>> policies;
+  std::vector<BudgetConfig> budgets;
 
   // nullptr when absent.
   const EndpointConfig* FindEndpoint(absl::string_view name) const;
+  const BudgetConfig* FindBudget(absl::string_view name) const;
   std::shared_ptr<const policy::Policy> FindPolicy(absl::string_view name) const;
 };
 

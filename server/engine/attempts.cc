@@ -51,13 +51,14 @@ void Engine::Dispatch(absl::Time now) {
     while (gate.TakeAdmitted(now, &next)) {
       Slot* slot = FindSlot(next.id);
       if (slot == nullptr || slot->state != JobState::kQueued) continue;  // cancelled meanwhile
-      DispatchOne(gate, *slot, now);
+      DispatchOne(gate, *slot, next, now);
     }
     if (gate.RefreshHolds(now)) OnHoldsChanged(static_cast<int16_t>(i));
   }
 }
 
-void Engine::DispatchOne(EndpointGate& gate, Slot& slot, absl::Time now) {
+void Engine::DispatchOne(EndpointGate& gate, Slot& slot, const EndpointGate::Ready& ready,
+                         absl::Time now) {
   if (now > slot.deadline) {
     const std::string why = "stop: deadline passed before the next attempt";
     Persist(slot, JobState::kExhausted, why, [this, why](Slot* s) {
@@ -69,7 +70,7 @@ void Engine::DispatchOne(EndpointGate& gate, Slot& slot, absl::Time now) {
     // Timer accuracy: due time to the attempt's beginning (RUNNING decided).
     RecordLateness(dispatch_lateness_, now - std::max(slot.next_attempt_at, gate.paused_until()));
   }
-  slot.ticket = gate.OnStarted(slot.NextIsRetry(), now);
+  slot.ticket = gate.OnStarted(ready, now);
   counters_.in_flight.fetch_add(1, std::memory_order_relaxed);
   ++slot.attempt_count;
   if (slot.first_attempt_at == absl::InfinitePast()) slot.first_attempt_at = now;

@@ -118,13 +118,35 @@ common::WaitReason Engine::EndpointWait(absl::string_view endpoint, bool retry,
   return hold.reason;
 }
 
+common::WaitReason Engine::BudgetWait(absl::string_view endpoint, const common::JobSpec& job,
+                                      common::Priority priority, absl::Time* until) const {
+  const int16_t ep = EndpointIndex(endpoint);
+  absl::MutexLock lock(&holds_mu_);
+  if (ep < 0 || static_cast<size_t>(ep) >= published_lanes_.size()) {
+    return common::WaitReason::kNone;
+  }
+  const PublishedLanes& lanes = published_lanes_[ep];
+  if (lanes.holds.empty()) return common::WaitReason::kNone;
+  std::vector<std::string> scopes;
+  const std::string lane =
+      LaneOf(job.tenant, &job.labels, lanes.fairness_label, lanes.split_bys, &scopes);
+  for (const EndpointGate::LaneHold& h : lanes.holds) {
+    if (h.lane != lane || h.priority != priority) continue;
+    if (until != nullptr) *until = h.admission.until;
+    return h.admission.reason;
+  }
+  return common::WaitReason::kNone;
+}
+
 std::vector<std::string> Engine::EndpointsWaiting(common::WaitReason reason) const {
   std::vector<std::string> names;
   absl::MutexLock lock(&holds_mu_);
   for (size_t i = 0; i < published_holds_.size(); ++i) {
-    if (published_holds_[i][0].reason == reason || published_holds_[i][1].reason == reason) {
-      names.push_back(endpoint_names_[i]);
+    bool held = published_holds_[i][0].reason == reason || published_holds_[i][1].reason == reason;
+    for (const EndpointGate::LaneHold& h : published_lanes_[i].holds) {
+      held |= h.admission.reason == reason;
     }
+    if (held) names.push_back(endpoint_names_[i]);
   }
   return names;
 }
@@ -134,13 +156,17 @@ void Engine::OnHoldsChanged(int16_t endpoint) {
   {
     absl::MutexLock lock(&holds_mu_);
     published_holds_[endpoint] = {gate.hold(false), gate.hold(true)};
+    published_lanes_[endpoint] = {gate.config().fairness_label, gate.split_bys(),
+                                  gate.lane_holds()};
   }
   // Watchers are few: walk them rather than the endpoint's ready jobs.
   for (auto& [id, followers] : followers_) {
     if (followers.watchers.empty()) continue;
     Slot* slot = FindSlot(id);
     if (slot == nullptr || slot->endpoint != endpoint || slot->state != JobState::kQueued) continue;
-    const common::WaitReason reason = gate.hold(slot->NextIsRetry()).reason;
+    JobEvent wait;
+    FillWait(*slot, &wait);
+    const common::WaitReason reason = wait.wait_reason;
     Notify(*slot, reason == common::WaitReason::kNone
                       ? std::string("ready: its endpoint no longer holds it")
                       : absl::StrCat("waits: ", common::WaitReasonName(reason), " (endpoint '",

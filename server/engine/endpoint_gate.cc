@@ -44,6 +44,33 @@ void EndpointGate::Configure(const config::EndpointConfig& endpoint, const confi
   pacer_.Configure(endpoint.pacing);
 }
 
+bool EndpointGate::SetBudgets(std::vector<Budget*> budgets) {
+  std::vector<std::string> split_bys;
+  for (const Budget* b : budgets) split_bys.push_back(b->config().split_by);
+  const bool changed = split_bys != split_bys_ || config_->fairness_label != fairness_label_ ||
+                       budgets.size() != budgets_.size();
+  budgets_ = std::move(budgets);
+  split_bys_ = std::move(split_bys);
+  fairness_label_ = config_->fairness_label;
+  return changed;
+}
+
+Admission EndpointGate::AdmitBudgets(const std::vector<std::string>& scopes,
+                                     common::Priority priority, absl::Time now) const {
+  for (size_t i = 0; i < budgets_.size() && i < scopes.size(); ++i) {
+    const Admission a = budgets_[i]->Admit(scopes[i], priority, now);
+    if (!a.admitted) return a;
+  }
+  return {};
+}
+
+Admission EndpointGate::BudgetWait(const ReadyJob& job, absl::Time now) const {
+  if (budgets_.empty()) return {};
+  std::vector<std::string> scopes;
+  LaneOf(job.tenant, job.labels, fairness_label_, split_bys_, &scopes);
+  return AdmitBudgets(scopes, job.priority, now);
+}
+
 void EndpointGate::Report(const std::optional<CircuitTransition>& t, absl::Time now) {
   if (!t.has_value()) return;
   if (t->to == CircuitState::kClosed) slow_start_.Begin(now);
@@ -82,14 +109,19 @@ Admission EndpointGate::Admit(absl::Time now, bool retry) const {
   return {};
 }
 
-AttemptTicket EndpointGate::OnStarted(bool retry, absl::Time now) {
+AttemptTicket EndpointGate::OnStarted(const Ready& ready, absl::Time now) {
   ++in_flight_;
-  if (retry) ++retries_in_flight_;
+  if (ready.retry) ++retries_in_flight_;
   const bool took = bucket_.TryTake(now);
   assert(took && "OnStarted without admission");
   (void)took;
   pacer_.OnStarted(now);
-  return AttemptTicket{breaker_.Start(), retry, now};
+  AttemptTicket ticket{breaker_.Start(), ready.retry, now, {}};
+  for (size_t i = 0; i < budgets_.size() && i < ready.scopes.size(); ++i) {
+    budgets_[i]->OnStarted(ready.scopes[i], now);
+    ticket.budgets.emplace_back(budgets_[i], ready.scopes[i]);
+  }
+  return ticket;
 }
 
 void EndpointGate::OnFinished(const AttemptTicket& ticket, const CircuitSignal* signal,
@@ -97,6 +129,7 @@ void EndpointGate::OnFinished(const AttemptTicket& ticket, const CircuitSignal* 
   assert(in_flight_ > 0);
   --in_flight_;
   if (ticket.retry) --retries_in_flight_;
+  for (const auto& [budget, scope] : ticket.budgets) budget->OnFinished(scope);
   pacer_.OnEnded(ticket.admitted);
   if (signal != nullptr) {
     if (*signal == CircuitSignal::kSuccess) throttle_.Reset();
@@ -145,31 +178,80 @@ bool EndpointGate::ReleaseSend(absl::Time now, common::JobId* id) {
   return true;
 }
 
-void EndpointGate::PushReady(common::JobId id, bool retry, absl::Time now) {
-  (retry ? retries_ : firsts_).push_back(Entry{id, next_seq_++, now});
+void EndpointGate::PushReady(const ReadyJob& job, absl::Time since) {
+  std::vector<std::string> scopes;
+  const std::string lane = LaneOf(job.tenant, job.labels, fairness_label_, split_bys_, &scopes);
+  (job.retry ? retries_ : firsts_)
+      .Push(job.priority, lane, scopes, FairQueue::Item{job.id, next_seq_++, since});
 }
 
 bool EndpointGate::TakeAdmitted(absl::Time now, Ready* out) {
-  // The older of the two fronts first; if the gate holds that kind, the other kind.
-  const bool retry_older =
-      !retries_.empty() && (firsts_.empty() || retries_.front().seq < firsts_.front().seq);
-  for (const bool retry : {retry_older, !retry_older}) {
-    std::deque<Entry>& q = retry ? retries_ : firsts_;
+  // Each kind's candidate: the endpoint admits the kind, and a budget admits the lane.
+  const FairQueue::Item* candidate[2] = {nullptr, nullptr};
+  const std::vector<std::string>* scopes[2] = {nullptr, nullptr};
+  pass_holds_.clear();
+  for (const bool retry : {false, true}) {
+    FairQueue& q = retry ? retries_ : firsts_;
+    Tally& tally = tallies_[retry ? 1 : 0];
+    tally.Clear();
     if (q.empty()) continue;
     const Admission a = Admit(now, retry);
     if (!a.admitted) {
-      if (a.reason == WaitReason::kRetryBudget && q.front().id != delayed_retry_) {
-        delayed_retry_ = q.front().id;  // counted once per job held
+      const common::JobId head = q.Front()->id;
+      if (a.reason == WaitReason::kRetryBudget && head != delayed_retry_) {
+        delayed_retry_ = head;  // counted once per job held
         if (observer_ != nullptr) observer_->OnRetryDelayed(index_);
       }
       continue;
     }
-    out->id = q.front().id;
-    out->retry = retry;
-    q.pop_front();
-    return true;
+    const int kind = retry ? 1 : 0;
+    candidate[kind] = q.Peek([&](const FairQueue::LaneInfo& lane, const FairQueue::Item&) {
+      if (budgets_.empty()) return true;
+      const Admission b = AdmitBudgets(lane.scopes, lane.priority, now);
+      if (b.admitted) {
+        scopes[kind] = &lane.scopes;
+        return true;
+      }
+      tally.waiting[static_cast<int>(b.reason)] += static_cast<int64_t>(lane.size);
+      tally.until = std::min(tally.until, b.until);
+      if (pass_holds_.size() < kMaxLaneHolds) {
+        pass_holds_.push_back(LaneHold{lane.key, lane.priority, b});
+      }
+      return false;
+    });
   }
-  return false;
+  // The higher priority first, then the older.
+  int take = -1;
+  for (const int kind : {0, 1}) {
+    if (candidate[kind] == nullptr) continue;
+    if (take < 0) {
+      take = kind;
+      continue;
+    }
+    const common::Priority p = firsts_.peeked_priority();
+    const common::Priority q = retries_.peeked_priority();
+    if (q > p || (q == p && candidate[1]->seq < candidate[0]->seq)) take = 1;
+  }
+  if (take < 0) return false;
+  FairQueue& q = take == 1 ? retries_ : firsts_;
+  out->id = candidate[take]->id;
+  out->retry = take == 1;
+  if (scopes[take] != nullptr) {
+    out->scopes = *scopes[take];
+  } else {
+    out->scopes.clear();
+  }
+  q.Pop();
+  return true;
+}
+
+void EndpointGate::DrainReady(std::vector<common::JobId>* out) {
+  std::vector<FairQueue::Item> items;
+  firsts_.Drain(&items);
+  retries_.Drain(&items);
+  std::sort(items.begin(), items.end(),
+            [](const FairQueue::Item& a, const FairQueue::Item& b) { return a.seq < b.seq; });
+  for (const FairQueue::Item& item : items) out->push_back(item.id);
 }
 
 void EndpointGate::Count(JobState state, bool retry_after, int sign) {
@@ -189,10 +271,20 @@ void EndpointGate::FillWaiting(absl::Time now,
   // count is the state's; retries are those of the queue, at most that.
   const int64_t queued = CountOf(JobState::kQueued);
   const int64_t retries = std::min<int64_t>(static_cast<int64_t>(retries_.size()), queued);
-  const Admission first = Admit(now, false);
-  const Admission retry = Admit(now, true);
-  w[static_cast<int>(first.admitted ? WaitReason::kNone : first.reason)] += queued - retries;
-  w[static_cast<int>(retry.admitted ? WaitReason::kNone : retry.reason)] += retries;
+  for (const bool retry : {false, true}) {
+    int64_t n = retry ? retries : queued - retries;
+    const Admission a = Admit(now, retry);
+    if (a.admitted) {
+      // Those the budgets held at the last pass wait for them; the rest are ready.
+      const Tally& tally = tallies_[retry ? 1 : 0];
+      for (int r = 0; r < common::kWaitReasonCount; ++r) {
+        const int64_t held = std::min(n, tally.waiting[r]);
+        w[r] += held;
+        n -= held;
+      }
+    }
+    w[static_cast<int>(a.admitted ? WaitReason::kNone : a.reason)] += n;
+  }
 }
 
 EndpointGauges EndpointGate::Gauges(absl::Time now) const {
@@ -263,15 +355,20 @@ EndpointStatus EndpointGate::Status(absl::Time now) const {
   FillWaiting(now, &s.waiting);
   s.ready = s.waiting[static_cast<int>(WaitReason::kNone)];
   s.running = CountOf(JobState::kRunning);
-  absl::Time oldest = absl::InfiniteFuture();
-  if (!firsts_.empty()) oldest = std::min(oldest, firsts_.front().since);
-  if (!retries_.empty()) oldest = std::min(oldest, retries_.front().since);
+  const absl::Time oldest = std::min(firsts_.OldestSince(), retries_.OldestSince());
+  constexpr size_t kScopesShown = 20;
+  for (const Budget* b : budgets_) s.budgets.push_back(b->Snapshot(now, kScopesShown));
   if (oldest < now) s.oldest_waiting_age = now - oldest;
   return s;
 }
 
 bool EndpointGate::RefreshHolds(absl::Time now) {
-  bool changed = false;
+  bool changed = pass_holds_.size() != lane_holds_.size();
+  for (size_t i = 0; !changed && i < pass_holds_.size(); ++i) {
+    changed = pass_holds_[i].lane != lane_holds_[i].lane ||
+              pass_holds_[i].admission.reason != lane_holds_[i].admission.reason;
+  }
+  lane_holds_ = pass_holds_;
   for (const bool retry : {false, true}) {
     const bool queued = !(retry ? retries_ : firsts_).empty();
     Admission a = queued ? Admit(now, retry) : Admission{};
@@ -290,6 +387,8 @@ absl::Time EndpointGate::NextWakeup(absl::Time now) const {
     const Admission a = Admit(now, retry);
     // An admitted job is dispatched this turn; a hold without a time ends with a completion.
     if (!a.admitted && a.until != absl::InfiniteFuture()) next = std::min(next, a.until);
+    // Lanes a budget held at the last pass, when the endpoint admits the kind.
+    if (a.admitted) next = std::min(next, tallies_[retry ? 1 : 0].until);
   }
   next = std::min(next, std::max(SendDue(now), now));
   return std::max(next, now);

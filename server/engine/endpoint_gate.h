@@ -17,6 +17,10 @@
 //   6. retry budget, for retries only                          RETRY_BUDGET
 //   7. token bucket (a token is taken only on admission)       RATE_LIMITED
 //   8. quota pacing's spacing of starts before a reset         RATE_LIMITED
+//   9. each budget the endpoint names (budget.h), for the job's  QUOTA_EXHAUSTED,
+//      scope and priority                                       QUOTA_RESERVED, RATE_LIMITED
+// Checks 1-8 are the endpoint's and hold every job alike; 9 is asked per lane of the ready
+// queue (fair_queue.h), so a scope out of quota holds back only its own jobs.
 // Slow start begins when a pause ends or the breaker closes. The gate tells the observer about
 // breaker transitions and about retries the budget holds back.
 #ifndef REBOUND_SERVER_ENGINE_ENDPOINT_GATE_H_
@@ -24,13 +28,18 @@
 
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/time/time.h"
 #include "server/common/job.h"
 #include "server/config/config.h"
+#include "server/engine/budget.h"
 #include "server/engine/circuit_breaker.h"
 #include "server/engine/endpoint_status.h"
+#include "server/engine/fair_queue.h"
 #include "server/engine/observer.h"
 #include "server/engine/quota_pacer.h"
 #include "server/engine/retry_budget.h"
@@ -41,21 +50,22 @@
 
 namespace rebound::engine {
 
-// The gate's answer for the next attempt of a ready job.
-struct Admission {
-  bool admitted = true;
-  // When not admitted: the endpoint's wait (ENDPOINT_PAUSED, ...), or kNone when only the
-  // in-flight cap holds the job (it is "ready": a completion frees a place).
-  common::WaitReason reason = common::WaitReason::kNone;
-  // When to ask again; InfiniteFuture: on a completion (or unknown).
-  absl::Time until = absl::InfiniteFuture();
-};
-
 // What an attempt carries from OnStarted to OnFinished.
 struct AttemptTicket {
   CircuitTicket circuit;
   bool retry = false;
   absl::Time admitted = absl::InfinitePast();  // when OnStarted counted it
+  // The budgets it counted in (owned by the engine, never freed) and its scope in each.
+  std::vector<std::pair<Budget*, std::string>> budgets;
+};
+
+// A job to queue as ready (EndpointGate::PushReady).
+struct ReadyJob {
+  common::JobId id = 0;
+  bool retry = false;  // its next attempt is a retry of its current budget
+  common::Priority priority = common::Priority::kNormal;
+  absl::string_view tenant;
+  const std::map<std::string, std::string>* labels = nullptr;  // null: none
 };
 
 // What an attempt's outcome says about the endpoint (for the breaker): 5xx, timeouts and
@@ -65,10 +75,12 @@ CircuitSignal SignalOf(const policy::Outcome& outcome, policy::Action classifica
 
 class EndpointGate {
  public:
-  // A job in the ready queue. `retry`: its next attempt is a retry of its current budget.
+  // A job taken off the ready queue. `retry`: its next attempt is a retry of its current
+  // budget; `scopes`: its scope in each of the endpoint's budgets, for OnStarted.
   struct Ready {
     common::JobId id = 0;
     bool retry = false;
+    std::vector<std::string> scopes;
   };
 
   // Takes the endpoint's settings, at start and on every reload (the gate keeps its state:
@@ -77,6 +89,14 @@ class EndpointGate {
   // what it reports.
   void Configure(const config::EndpointConfig& endpoint, const config::Config& config,
                  absl::Time now, int index = -1, EngineObserver* observer = nullptr);
+  // The budgets it names (endpoints[].budgets, in order; owned by the engine). Returns true
+  // when that, or Configure, changed how jobs are put in lanes (its fairness label, its
+  // budgets' split_by): the engine then takes the ready jobs out (DrainReady) and queues them
+  // again.
+  bool SetBudgets(std::vector<Budget*> budgets);
+  const std::vector<Budget*>& budgets() const { return budgets_; }
+  // The split_by of each budget, in order (for LaneOf).
+  const std::vector<std::string>& split_bys() const { return split_bys_; }
   const config::EndpointConfig& config() const { return *config_; }
   // The endpoint's policy (the config's "default" when the endpoint names none that exists).
   const policy::Policy* default_policy() const { return default_policy_; }
@@ -89,8 +109,10 @@ class EndpointGate {
   // Whether an attempt (`retry` or first) may start now. No side effect.
   Admission Admit(absl::Time now, bool retry) const;
   // The attempt is counted and goes on the wire (after TakeAdmitted gave the job): takes a
-  // token, counts a half-open probe and a retry in flight.
-  AttemptTicket OnStarted(bool retry, absl::Time now);
+  // token, counts a half-open probe and a retry in flight, and counts it in its budgets.
+  AttemptTicket OnStarted(const Ready& ready, absl::Time now);
+  // The wait of a ready job by its budgets alone (check 9), for what watchers see.
+  Admission BudgetWait(const ReadyJob& job, absl::Time now) const;
   // The attempt ended; `signal` null: it was given back before it left.
   void OnFinished(const AttemptTicket& ticket, const CircuitSignal* signal, absl::Time now);
   int in_flight() const { return in_flight_; }
@@ -119,15 +141,29 @@ class EndpointGate {
   bool OperatorPaused(absl::Time now) const { return operator_paused_ && now < operator_until_; }
 
   // --- Ready queue ------------------------------------------------------------------------
-  // First attempts and retries are queued apart, FIFO within each and, as long as both are
-  // admitted, taken oldest first across the two (one sequence number), so a gate that holds
-  // retries only (retry budget) lets first attempts pass.
-  void PushReady(common::JobId id, bool retry, absl::Time now);
+  // First attempts and retries are queued apart (so a gate that holds retries only, by the
+  // retry budget, lets first attempts pass), each a FairQueue: higher priority first, lanes
+  // (tenant, fairness label, budget scopes) in turn, FIFO within a lane. Across the two kinds,
+  // the higher priority goes first, then the older (one sequence number). `since`: when the
+  // job became ready.
+  void PushReady(const ReadyJob& job, absl::Time since);
   bool HasReady() const { return !firsts_.empty() || !retries_.empty(); }
   size_t ReadySize() const { return firsts_.size() + retries_.size(); }
-  // Takes off the queue the oldest ready job whose attempt Admit allows now; false when none.
-  // The entry may be stale (the job was cancelled meanwhile): the caller checks and skips it.
+  // Takes off the queue the next ready job whose attempt the endpoint (Admit) and its budgets
+  // allow now; false when none. The entry may be stale (the job was cancelled meanwhile): the
+  // caller checks and skips it.
   bool TakeAdmitted(absl::Time now, Ready* out);
+  // Empties the ready queue into `out` (ids, oldest first), for queueing again.
+  void DrainReady(std::vector<common::JobId>* out);
+  // Ready jobs by lane, for the view other threads read (GetSync's wait): the lanes whose
+  // head a budget refused in the last pass, with the refusal (at most kMaxLaneHolds).
+  struct LaneHold {
+    std::string lane;
+    common::Priority priority;
+    Admission admission;
+  };
+  static constexpr size_t kMaxLaneHolds = 256;
+  const std::vector<LaneHold>& lane_holds() const { return lane_holds_; }
 
   // --- Send pacing ------------------------------------------------------------------------
   // The token bucket is charged at admission, but a request leaves only once its RUNNING is
@@ -168,11 +204,14 @@ class EndpointGate {
   absl::Time NextWakeup(absl::Time now) const;
 
  private:
-  struct Entry {
-    common::JobId id;
-    uint64_t seq;
-    absl::Time since;  // when it became ready
+  // What the last dispatch pass found the budgets refusing, per kind of attempt.
+  struct Tally {
+    std::array<int64_t, common::kWaitReasonCount> waiting = {};
+    absl::Time until = absl::InfiniteFuture();  // the earliest refusal's end
+    void Clear() { *this = Tally{}; }
   };
+  Admission AdmitBudgets(const std::vector<std::string>& scopes, common::Priority priority,
+                         absl::Time now) const;
 
   void Report(const std::optional<CircuitTransition>& t, absl::Time now);
   // Jobs waiting by reason: the queued ones split by the gate's holds, and the job's own.
@@ -183,8 +222,14 @@ class EndpointGate {
   std::string base_url_;
   int index_ = -1;
   EngineObserver* observer_ = nullptr;
-  std::deque<Entry> firsts_;
-  std::deque<Entry> retries_;
+  std::vector<Budget*> budgets_;
+  std::vector<std::string> split_bys_;
+  std::string fairness_label_;
+  FairQueue firsts_;
+  FairQueue retries_;
+  Tally tallies_[2];  // [0] first attempts, [1] retries
+  std::vector<LaneHold> lane_holds_;
+  std::vector<LaneHold> pass_holds_;  // being gathered by the current pass
   uint64_t next_seq_ = 0;
   int in_flight_ = 0;
   int retries_in_flight_ = 0;

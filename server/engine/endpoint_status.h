@@ -24,6 +24,26 @@ namespace rebound::engine {
 enum class CircuitState : int { kClosed = 0, kHalfOpen = 1, kOpen = 2 };
 absl::string_view CircuitStateName(CircuitState s);  // "CLOSED", "HALF_OPEN", "OPEN"
 
+// A budget the endpoint names (config budgets[], engine/budget.h), and its busiest scopes.
+struct BudgetScopeSnapshot {
+  std::string scope;
+  int in_flight = 0;
+  double tokens = -1;  // -1: no bucket
+  int64_t quota_used = 0;
+};
+
+struct BudgetSnapshot {
+  std::string name;
+  std::string split_by;
+  double rate = 0;
+  int64_t burst = 0;
+  int max_in_flight = 0;
+  int64_t quota_limit = 0;
+  absl::Time period_end = absl::InfiniteFuture();  // of the current quota period
+  size_t scopes = 0;                               // scopes with state, all of them
+  std::vector<BudgetScopeSnapshot> busiest;        // at most `max_scopes` of them
+};
+
 struct EndpointStatus {
   std::string name;
   // Circuit breaker (config endpoints[].circuit_breaker).
@@ -76,6 +96,8 @@ struct EndpointStatus {
   // How long the oldest job that is not running has waited (since submit, replay or its last
   // attempt); zero when none waits.
   absl::Duration oldest_waiting_age = absl::ZeroDuration();
+  // The budgets it names, in order (endpoints[].budgets).
+  std::vector<BudgetSnapshot> budgets;
 };
 
 class EndpointControl {
@@ -99,6 +121,11 @@ class EndpointControl {
   // and until when where known (InfiniteFuture when unknown). kNone: it may start.
   virtual common::WaitReason EndpointWait(absl::string_view endpoint, bool retry,
                                           absl::Time* until) const = 0;
+  // The same snapshot for a ready job that its endpoint does not hold: the wait its budgets
+  // impose on it (by its tenant, labels and `priority`), as the last dispatch pass found its
+  // lane: QUOTA_EXHAUSTED, QUOTA_RESERVED or RATE_LIMITED; kNone when none holds it.
+  virtual common::WaitReason BudgetWait(absl::string_view endpoint, const common::JobSpec& job,
+                                        common::Priority priority, absl::Time* until) const = 0;
   // Endpoints whose gate holds ready jobs for `reason` now (same snapshot).
   virtual std::vector<std::string> EndpointsWaiting(common::WaitReason reason) const = 0;
 };

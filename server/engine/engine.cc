@@ -53,7 +53,9 @@ Engine::Engine(std::shared_ptr<const config::Config> config, store::JobStore& st
   {
     absl::MutexLock lock(&holds_mu_);
     published_holds_.resize(endpoints_.size());
+    published_lanes_.resize(endpoints_.size());
   }
+  ConfigureBudgets(now);
   for (size_t i = 0; i < options.dead_letters_at_start.size() && i < endpoints_.size(); ++i) {
     observer_->OnDeadLetterDelta(static_cast<int>(i), options.dead_letters_at_start[i]);
   }
@@ -161,6 +163,7 @@ EngineStats Engine::Stats() const {
 absl::Status Engine::Recover() {
   AssertOnLoop();
   if (absl::Status s = RestoreOperatorPauses(); !s.ok()) return s;
+  if (absl::Status s = RestoreBudgetUsage(); !s.ok()) return s;
   auto jobs = store_.Recover(clock_.Now());
   if (!jobs.ok()) return jobs.status();
   for (store::ActiveJob& a : *jobs) {
@@ -182,6 +185,11 @@ absl::Status Engine::Recover() {
     fresh.tenant = InternTenant(a.tenant);
     fresh.ordering_scope = OrderingGate::ScopeOf(*fresh.tenant, a.ordering_key);
     fresh.since = a.created_at;
+    fresh.priority = a.priority;
+    if (!a.labels.empty()) {
+      fresh.labels =
+          std::make_shared<const std::map<std::string, std::string>>(std::move(a.labels));
+    }
     Slot& slot = slots_.emplace(a.id, std::move(fresh)).first->second;
     Track(slot, +1);
     if (slot.endpoint < 0) {
@@ -289,6 +297,7 @@ void Engine::PublishGauges(absl::Time now) {
   for (size_t i = 0; i < endpoints_.size(); ++i) {
     observer_->OnGauges(static_cast<int>(i), endpoints_[i].Gauges(now));
   }
+  for (const auto& budget : budgets_) budget->Sweep(now);
 }
 
 const std::string* Engine::InternTenant(const std::string& tenant) {
@@ -403,6 +412,10 @@ void Engine::Adopt(std::shared_ptr<const common::JobSpec> spec, const store::Sub
   fresh.deadline = spec->deadline;
   fresh.tenant = InternTenant(spec->tenant);
   fresh.ordering_scope = OrderingGate::ScopeOf(spec->tenant, spec->ordering_key);
+  fresh.priority = spec->priority;
+  if (!spec->labels.empty()) {
+    fresh.labels = std::make_shared<const std::map<std::string, std::string>>(spec->labels);
+  }
   if (!spec->correlation_id.empty()) {
     fresh.correlation_id = std::make_unique<const std::string>(spec->correlation_id);
   }
@@ -476,7 +489,19 @@ void Engine::Persist(Slot& slot, JobState state, std::string decision, Then then
   pending_thens_.push_back(PendingThen{slot.id, version, std::move(then)});
 }
 
+void Engine::FlushBudgetUsage() {
+  std::vector<store::BudgetUsage> usage;
+  for (const auto& budget : budgets_) budget->TakeChanged(&usage);
+  if (usage.empty()) return;
+  ++commits_outstanding_;
+  store_.SaveBudgetUsage(std::move(usage), [this](absl::Status status) {
+    if (!status.ok()) FatalStoreError(status);
+    PostWork([this] { --commits_outstanding_; }, /*internal=*/true);
+  });
+}
+
 void Engine::FlushWrites() {
+  FlushBudgetUsage();
   if (pending_writes_.empty()) return;
   std::vector<store::Transition> writes;
   writes.swap(pending_writes_);
@@ -559,7 +584,16 @@ void Engine::Enqueue(Slot& slot) {
   // keeps data in the store from ever indexing endpoints_ out of range.
   if (slot.endpoint < 0) return FailUnroutable(slot, "(unknown)");
   SetState(slot, JobState::kQueued);
-  endpoints_[slot.endpoint].PushReady(slot.id, slot.NextIsRetry(), clock_.Now());
+  endpoints_[slot.endpoint].PushReady(ReadyOf(slot), clock_.Now());
+}
+
+common::Priority Engine::PriorityOf(const Slot& slot) const {
+  if (slot.priority != common::Priority::kUnspecified) return slot.priority;
+  return slot.policy != nullptr ? slot.policy->priority : common::Priority::kNormal;
+}
+
+ReadyJob Engine::ReadyOf(const Slot& slot) const {
+  return ReadyJob{slot.id, slot.NextIsRetry(), PriorityOf(slot), *slot.tenant, slot.labels.get()};
 }
 
 void Engine::ArmTimer(Slot& slot) {

@@ -27,6 +27,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <queue>
@@ -46,6 +47,7 @@
 #include "server/common/clock.h"
 #include "server/common/job.h"
 #include "server/config/config.h"
+#include "server/engine/budget.h"
 #include "server/engine/endpoint_gate.h"
 #include "server/engine/endpoint_status.h"
 #include "server/engine/observer.h"
@@ -197,6 +199,8 @@ class Engine final : public EndpointControl {
   void ResumeEndpoint(std::string name, StatusDone done) override;
   common::WaitReason EndpointWait(absl::string_view endpoint, bool retry,
                                   absl::Time* until) const override;
+  common::WaitReason BudgetWait(absl::string_view endpoint, const common::JobSpec& job,
+                                common::Priority priority, absl::Time* until) const override;
   std::vector<std::string> EndpointsWaiting(common::WaitReason reason) const override;
 
   int64_t ActiveJobs() const { return active_jobs_.load(std::memory_order_relaxed); }
@@ -233,6 +237,9 @@ class Engine final : public EndpointControl {
     // For log lines when `spec` has been dropped; null when the job has none.
     std::unique_ptr<const std::string> correlation_id;
     AttemptTicket ticket;  // RUNNING: what the endpoint's gate gave the attempt
+    common::Priority priority = common::Priority::kUnspecified;  // as submitted
+    // Its labels, when it has any: budgets and fair turns are scoped by them.
+    std::shared_ptr<const std::map<std::string, std::string>> labels;
     // The next attempt is a retry of the current attempt budget (not the budget's first).
     bool NextIsRetry() const { return attempt_count - budget_base > 0; }
   };
@@ -267,7 +274,19 @@ class Engine final : public EndpointControl {
   // Fires and dispatches due timers now, between pieces of a long turn.
   void FireDueTimers();
   void Dispatch(absl::Time now);
-  void DispatchOne(EndpointGate& gate, Slot& slot, absl::Time now);
+  void DispatchOne(EndpointGate& gate, Slot& slot, const EndpointGate::Ready& ready,
+                   absl::Time now);
+  // Budgets (budget.h) from config_: known ones (by name) take their new settings, new ones are
+  // added; none is ever freed (tickets of attempts on the wire point at them). Then each gate
+  // is given its own; a gate whose lanes changed has its ready jobs queued again.
+  void ConfigureBudgets(absl::Time now);
+  // Loads what budgets' quotas used in their current period (Recover).
+  absl::Status RestoreBudgetUsage();
+  // Persists the budgets' changed quota counts beside the transitions (FlushWrites).
+  void FlushBudgetUsage();
+  // The job's priority: as submitted, else its policy's.
+  common::Priority PriorityOf(const Slot& slot) const;
+  ReadyJob ReadyOf(const Slot& slot) const;
   // After RUNNING committed: reads the request when it is not in memory, then BeginAttempt.
   void PrepareAttempt(Slot& slot);
   void OnSpecLoaded(JobId id, uint32_t version, absl::StatusOr<common::JobSpec> spec);
@@ -372,8 +391,9 @@ class Engine final : public EndpointControl {
   // large slots and no doubling copy of them when the table grows.
   absl::node_hash_map<JobId, Slot> slots_;
   absl::flat_hash_map<JobId, Followers> followers_;
-  absl::node_hash_set<std::string> tenants_;  // interned tenant names (stable addresses)
-  std::vector<EndpointGate> endpoints_;       // by endpoint index
+  absl::node_hash_set<std::string> tenants_;      // interned tenant names (stable addresses)
+  std::vector<EndpointGate> endpoints_;           // by endpoint index
+  std::vector<std::unique_ptr<Budget>> budgets_;  // every budget ever configured
   // Endpoint names by index, append-only (capacity kMaxEndpoints, never reallocated): any
   // thread may read the first endpoint_name_count_ of them; the loop appends on a reload.
   std::vector<std::string> endpoint_names_;
@@ -422,6 +442,13 @@ class Engine final : public EndpointControl {
   // The gates' holds as other threads read them (EndpointWait), by endpoint index.
   mutable absl::Mutex holds_mu_;
   std::vector<std::array<Admission, 2>> published_holds_ ABSL_GUARDED_BY(holds_mu_);
+  // The lanes a budget held at the last pass, and what puts a job in a lane, by endpoint.
+  struct PublishedLanes {
+    std::string fairness_label;
+    std::vector<std::string> split_bys;
+    std::vector<EndpointGate::LaneHold> holds;
+  };
+  std::vector<PublishedLanes> published_lanes_ ABSL_GUARDED_BY(holds_mu_);
 
   // The default run_read (store_reader.h). Last member: stopped first.
   std::unique_ptr<StoreReader> reader_;

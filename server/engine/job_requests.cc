@@ -260,7 +260,12 @@ void Engine::FillWait(const Slot& slot, JobEvent* event) const {
       break;
     case JobState::kQueued:
       if (slot.endpoint >= 0) {
-        const Admission& hold = endpoints_[slot.endpoint].hold(slot.NextIsRetry());
+        const EndpointGate& gate = endpoints_[slot.endpoint];
+        Admission hold = gate.hold(slot.NextIsRetry());
+        if (hold.reason == common::WaitReason::kNone) {
+          hold = gate.BudgetWait(ReadyOf(slot), clock_.Now());
+          if (hold.admitted) hold = Admission{};
+        }
         event->wait_reason = hold.reason;
         event->wait_until = hold.until;
       }

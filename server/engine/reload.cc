@@ -1,6 +1,9 @@
 // Endpoints and policies: the switch to a new config (Reload), and resolving a job's endpoint
 // and policy against the current one.
+#include <algorithm>
+#include <memory>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "server/engine/engine.h"
@@ -52,6 +55,7 @@ void Engine::Reload(std::shared_ptr<const config::Config> config,
     {
       absl::MutexLock lock(&holds_mu_);
       published_holds_.resize(endpoints_.size());
+      published_lanes_.resize(endpoints_.size());
     }
     max_active_jobs_.store(static_cast<int64_t>(config_->server.max_active_jobs));
     // Every job not on the wire takes the new policy now; running ones after their attempt.
@@ -60,9 +64,53 @@ void Engine::Reload(std::shared_ptr<const config::Config> config,
         ResolvePolicy(slot, slot.named_policy ? slot.policy->name : "");
       }
     }
+    ConfigureBudgets(clock_.Now());
     std::move (*answer)(absl::OkStatus());
   });
   if (!posted) std::move (*answer)(absl::UnavailableError("the engine has stopped"));
+}
+
+void Engine::ConfigureBudgets(absl::Time now) {
+  for (const config::BudgetConfig& b : config_->budgets) {
+    auto it = std::find_if(budgets_.begin(), budgets_.end(),
+                           [&](const auto& known) { return known->config().name == b.name; });
+    if (it != budgets_.end()) {
+      (*it)->Configure(b, now);
+    } else {
+      budgets_.push_back(std::make_unique<Budget>(b, now));
+    }
+  }
+  for (size_t i = 0; i < endpoints_.size(); ++i) {
+    EndpointGate& gate = endpoints_[i];
+    std::vector<Budget*> mine;
+    for (const std::string& name : gate.config().budgets) {
+      for (const auto& known : budgets_) {
+        if (known->config().name == name) mine.push_back(known.get());
+      }
+    }
+    if (!gate.SetBudgets(std::move(mine)) || !gate.HasReady()) continue;
+    // Its lanes are made otherwise now: the ready jobs are queued again, in their order (their
+    // wait's start is the moment of the switch, as after a restart).
+    std::vector<JobId> ready;
+    gate.DrainReady(&ready);
+    for (const JobId id : ready) {
+      Slot* slot = FindSlot(id);
+      if (slot != nullptr && slot->state == JobState::kQueued) gate.PushReady(ReadyOf(*slot), now);
+    }
+  }
+}
+
+absl::Status Engine::RestoreBudgetUsage() {
+  if (config_->budgets.empty()) return absl::OkStatus();
+  absl::StatusOr<std::vector<store::BudgetUsage>> usage = store_.LoadBudgetUsage();
+  if (!usage.ok()) return usage.status();
+  const absl::Time now = clock_.Now();
+  for (const store::BudgetUsage& u : *usage) {
+    for (const auto& budget : budgets_) {
+      if (budget->config().name == u.budget) budget->Restore(u.scope, u.period_start, u.used, now);
+    }
+  }
+  return absl::OkStatus();
 }
 
 const policy::Policy* Engine::PolicyFor(int16_t endpoint, absl::string_view name) const {

@@ -18,7 +18,7 @@ static_assert(static_cast<size_t>(Result::kSuperseded) + 1 == kResultCount);
 static_assert(static_cast<size_t>(RejectReason::kUnavailable) + 1 == kRejectReasonCount);
 static_assert(static_cast<size_t>(JobGaugeState::kWaitingPaused) + 1 == kJobGaugeStateCount);
 static_assert(static_cast<size_t>(TenantClass::kOther) + 1 == kTenantClassCount);
-static_assert(static_cast<size_t>(common::WaitReason::kOperatorPaused) == kWaitingReasonCount);
+static_assert(static_cast<size_t>(common::WaitReason::kQuotaReserved) == kWaitingReasonCount);
 
 constexpr std::array<absl::string_view, kOutcomeCount> kOutcomeNames = {
     "success", "retryable", "rate_limited", "permanent", "transport_error", "timeout"};
@@ -34,8 +34,8 @@ constexpr std::array<absl::string_view, kJobGaugeStateCount> kJobGaugeStateNames
     "queued", "blocked", "running", "waiting_backoff", "waiting_retry_after", "waiting_paused"};
 // Index r - 1: common::WaitReason r (the proto names in lower case).
 constexpr std::array<absl::string_view, kWaitingReasonCount> kWaitingReasonNames = {
-    "backoff",      "retry_after",  "endpoint_paused",  "circuit_open",
-    "rate_limited", "retry_budget", "ordering_blocked", "operator_paused"};
+    "backoff",      "retry_after",      "endpoint_paused", "circuit_open",    "rate_limited",
+    "retry_budget", "ordering_blocked", "operator_paused", "quota_exhausted", "quota_reserved"};
 constexpr std::array<absl::string_view, kCircuitStateCount> kCircuitToNames = {"closed",
                                                                                "half_open", "open"};
 constexpr std::array<absl::string_view, 4> kGrpcTypeNames = {"unary", "client_stream",

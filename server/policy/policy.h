@@ -19,6 +19,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "re2/re2.h"
+#include "server/common/priority.h"
 
 namespace rebound::policy {
 
@@ -100,6 +101,9 @@ struct Policy {
   // defaults.
   absl::Duration retention = absl::Hours(24 * 7);
   absl::Duration dead_letter_retention = absl::Hours(24 * 30);
+  // The priority of its jobs that name none (gradebook above attendance above telemetry):
+  // higher ones start first at their endpoint, and budget quota reserves are kept for them.
+  common::Priority priority = common::Priority::kNormal;
 };
 
 struct Classification {

@@ -1,6 +1,7 @@
 // JobStore: the durable record of jobs, attempts and idempotency keys.
 //
-// Writes are group-committed: Submit(), Apply(), SaveEndpointPause() and DeleteEndpointPause()
+// Writes are group-committed: Submit(), Apply(), SaveEndpointPause(), DeleteEndpointPause() and
+// SaveBudgetUsage()
 // enqueue work and return at once; a writer drains everything queued, runs it in one
 // transaction, commits, and only then calls each `done` callback (on the store's writer thread:
 // callbacks must be quick and must not call back into the store's write methods
@@ -13,6 +14,7 @@
 #define REBOUND_SERVER_STORE_JOB_STORE_H_
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <utility>
@@ -86,6 +88,9 @@ struct ActiveJob {
   absl::Time created_at;
   common::WaitReason wait_reason = common::WaitReason::kNone;  // as last written
   JobId waits_behind = 0;
+  common::Priority priority = common::Priority::kUnspecified;  // as submitted
+  // Budgets and fair turns are scoped by labels (config budgets[].split_by, fairness_label).
+  std::map<std::string, std::string> labels;
 };
 
 struct ListFilter {
@@ -118,6 +123,16 @@ struct EndpointPause {
   absl::Time paused_at;
 };
 
+// What a budget's quota has used in a period (config budgets[].quota), per scope (the value
+// of its split_by; "" when it is not split). The engine writes it as it counts attempts and
+// reads it back at start; the store keeps one row per (budget, scope) as it is given.
+struct BudgetUsage {
+  std::string budget;
+  std::string scope;
+  absl::Time period_start;
+  int64_t used = 0;
+};
+
 struct ListPage {
   std::vector<JobRecord> jobs;  // newest first, without attempts or bodies
   std::string next_page_token;  // empty: no more
@@ -145,6 +160,8 @@ class JobStore {
   // Records an operator's pause, replacing the one of the same endpoint, group-committed with
   // whatever else is queued; `done` runs after the commit, on the writer thread (as Apply's).
   virtual void SaveEndpointPause(EndpointPause pause, WriteDone done) = 0;
+  // Replaces the rows of the given (budget, scope) pairs.
+  virtual void SaveBudgetUsage(std::vector<BudgetUsage> usage, WriteDone done) = 0;
   // Forgets the pause of `endpoint` (ResumeEndpoint); OK also when there was none.
   virtual void DeleteEndpointPause(std::string endpoint, WriteDone done) = 0;
 
@@ -167,6 +184,8 @@ class JobStore {
 
   // Every operator pause the store holds (synchronous, thread-safe), by endpoint name.
   virtual absl::StatusOr<std::vector<EndpointPause>> LoadEndpointPauses() = 0;
+  // Every row SaveBudgetUsage wrote, as written.
+  virtual absl::StatusOr<std::vector<BudgetUsage>> LoadBudgetUsage() = 0;
 
   // Dead-lettered (FAILED or EXHAUSTED) jobs per endpoint name, for the gauge at start-up.
   virtual absl::StatusOr<std::vector<std::pair<std::string, int64_t>>> CountDeadLetters() = 0;

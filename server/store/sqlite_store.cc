@@ -41,8 +41,9 @@ using common::JobSpec;
 // 1: the first schema. 2: jobs.purge_us (retention of ended jobs) and the partial indexes that
 // purge and count by it; new files are created with auto_vacuum=INCREMENTAL. 3: each job's own
 // wait (jobs.wait_reason, waits_behind) and the operators' endpoint pauses. 4: the rate-limited
-// attempts of each job's current budget (jobs.throttled_count).
-constexpr int kSchemaVersion = 4;
+// attempts of each job's current budget (jobs.throttled_count). 5: each job's priority
+// (jobs.priority) and the quota budgets have used in their current period (budget_usage).
+constexpr int kSchemaVersion = 5;
 constexpr int kDefaultPageSize = 50;
 constexpr int kMaxPageSize = 1000;
 constexpr int kPurgeChunk = 5000;  // keys deleted per transaction, so submits interleave
@@ -181,13 +182,29 @@ constexpr char kMigration4[] = R"sql(
 ALTER TABLE jobs ADD COLUMN throttled_count INTEGER NOT NULL DEFAULT 0;
 )sql";
 
+// Schema 4 -> 5. A job's priority as submitted (0: its policy's), and what each budget's quota
+// has used in its current period (budgets[].quota), so a restart grants no period's quota
+// twice. Rows are the engine's: written as it counts, read back at start, judged by it.
+constexpr char kMigration5[] = R"sql(
+ALTER TABLE jobs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE budget_usage (
+  budget TEXT NOT NULL,
+  scope TEXT NOT NULL,
+  period_us INTEGER NOT NULL,
+  used INTEGER NOT NULL,
+  PRIMARY KEY (budget, scope)
+) WITHOUT ROWID;
+)sql";
+static_assert(static_cast<int>(common::Priority::kUnspecified) == 0,
+              "schema 5 defaults priority to 0 = unspecified");
+
 // The columns a JobRecord is read from, in JobCol order.
 constexpr char kJobColumns[] =
     "j.id, j.tenant, j.state, j.endpoint, j.policy, j.ordering_key, j.attempt_count, "
     "j.budget_base, j.next_attempt_us, j.first_attempt_us, j.deadline_us, j.created_us, "
     "j.updated_us, j.last_http_status, j.idem_key, j.fingerprint, j.method, j.path, j.query, "
     "j.correlation_id, j.last_decision, j.wait_reason, j.waits_behind, j.throttled_count, "
-    "p.headers";
+    "j.priority, p.headers";
 enum JobCol {
   kColId,
   kColTenant,
@@ -213,6 +230,7 @@ enum JobCol {
   kColWaitReason,
   kColWaitsBehind,
   kColThrottled,
+  kColPriority,
   kColHeaders,
   kColBody,      // Get/LoadSpec only
   kColResponse,  // Get only
@@ -339,6 +357,12 @@ absl::Time DecodeTime(int64_t v) {
 
 // The reasons this build knows; another value (a damaged row) reads as none: it only informs,
 // and must not make the job unreadable.
+// Unknown values (a newer version's, or damage) read as unspecified: the policy's priority.
+common::Priority DecodePriority(int64_t v) {
+  if (v < 0 || v >= common::kPriorityCount) return common::Priority::kUnspecified;
+  return static_cast<common::Priority>(v);
+}
+
 common::WaitReason DecodeWaitReason(int64_t v) {
   if (v < 0 || v >= common::kWaitReasonCount) return common::WaitReason::kNone;
   return static_cast<common::WaitReason>(v);
@@ -554,6 +578,7 @@ absl::Status ReadJobRow(const Run& r, bool with_body, JobRecord* out) {
   out->wait_reason = DecodeWaitReason(r.GetInt(kColWaitReason));
   out->waits_behind = r.GetInt(kColWaitsBehind);
   out->throttled_count = r.GetInt32(kColThrottled);
+  spec.priority = DecodePriority(r.GetInt(kColPriority));
   if (r.IsNull(kColHeaders)) return absl::DataLossError("stored request headers are missing");
   REBOUND_RETURN_IF_ERROR(DecodeHeaders(r.GetStr(kColHeaders), &spec.headers));
   if (with_body) spec.body = r.GetStr(kColBody);
@@ -565,7 +590,7 @@ absl::Status ReadJobRow(const Run& r, bool with_body, JobRecord* out) {
 // --- Ops ---
 
 struct SqliteStore::Op {
-  enum class Kind { kSubmit, kApply, kPause, kTask };
+  enum class Kind { kSubmit, kApply, kPause, kUsage, kTask };
   Kind kind = Kind::kTask;
   absl::Time now;
   std::vector<NewJob> jobs;
@@ -573,6 +598,7 @@ struct SqliteStore::Op {
   std::vector<Transition> transitions;
   EndpointPause pause;  // kPause: saved, or with `resume` only its endpoint's is deleted
   bool resume = false;
+  std::vector<BudgetUsage> usage;  // kUsage
   Task task;
   bool maintenance = false;  // Task only: the lowest lane, alone in its transaction
   WriteDone write_done;      // Apply, Pause and Task
@@ -586,6 +612,8 @@ struct SqliteStore::Op {
         return std::max<size_t>(1, jobs.size());
       case Kind::kApply:
         return std::max<size_t>(1, transitions.size());
+      case Kind::kUsage:
+        return std::max<size_t>(1, usage.size());
       case Kind::kPause:
       case Kind::kTask:
         break;
@@ -723,6 +751,16 @@ class SqliteStore::Writer {
     return absl::OkStatus();
   }
 
+  absl::Status ExecUsage(Op& op) {
+    for (const BudgetUsage& u : op.usage) {
+      Run q(db(), upsert_usage_.get());
+      q.Text(u.budget).Text(u.scope).Int(EncodeTime(u.period_start)).Int(u.used);
+      REBOUND_RETURN_IF_ERROR(q.Exec());
+    }
+    op.status = absl::OkStatus();
+    return absl::OkStatus();
+  }
+
   absl::Status ExecPause(Op& op) {
     const EndpointPause& p = op.pause;
     if (op.resume) {
@@ -741,6 +779,29 @@ class SqliteStore::Writer {
     return absl::OkStatus();
   }
 
+  // The labels of the active jobs in `jobs` (sorted by id): budgets and fair turns are scoped
+  // by them. One pass, in job order.
+  absl::Status RecoverLabels(std::vector<ActiveJob>* jobs) {
+    REBOUND_ASSIGN_OR_RETURN(
+        StmtPtr select,
+        Prepare(db(),
+                "SELECT l.job_id, l.key, l.value FROM jobs j JOIN job_labels l ON l.job_id = j.id "
+                "WHERE j.state < 5 ORDER BY l.job_id",
+                /*persistent=*/false));
+    Run r(db(), select.get());
+    auto it = jobs->begin();
+    for (;;) {
+      REBOUND_ASSIGN_OR_RETURN(const bool row, r.Step());
+      if (!row) break;
+      const JobId id = r.GetInt(0);
+      it = std::lower_bound(it, jobs->end(), id,
+                            [](const ActiveJob& j, JobId v) { return j.id < v; });
+      if (it == jobs->end()) break;
+      if (it->id == id) it->labels.emplace(r.GetStr(1), r.GetStr(2));
+    }
+    return absl::OkStatus();
+  }
+
   // Re-queues RUNNING jobs and returns every non-terminal job, by id. One pass over the
   // partial index of active jobs; the few RUNNING ones are then updated by id.
   absl::Status Recover(absl::Time now, std::vector<ActiveJob>* out) {
@@ -749,7 +810,8 @@ class SqliteStore::Writer {
         Prepare(db(),
                 "SELECT id, endpoint, policy, tenant, ordering_key, state, attempt_count, "
                 "budget_base, next_attempt_us, first_attempt_us, deadline_us, created_us, "
-                "wait_reason, waits_behind, throttled_count FROM jobs WHERE state < 5 ORDER BY id",
+                "wait_reason, waits_behind, throttled_count, priority FROM jobs WHERE state < 5 "
+                "ORDER BY id",
                 /*persistent=*/false));
     std::vector<size_t> running;
     {
@@ -773,10 +835,12 @@ class SqliteStore::Writer {
         job.wait_reason = DecodeWaitReason(r.GetInt(12));
         job.waits_behind = r.GetInt(13);
         job.throttled_count = r.GetInt32(14);
+        job.priority = DecodePriority(r.GetInt(15));
         if (job.state == JobState::kRunning) running.push_back(out->size());
         out->push_back(std::move(job));
       }
     }
+    REBOUND_RETURN_IF_ERROR(RecoverLabels(out));
     if (running.empty()) return absl::OkStatus();
     REBOUND_ASSIGN_OR_RETURN(
         StmtPtr requeue,
@@ -888,8 +952,8 @@ class SqliteStore::Writer {
         {&insert_job_,
          "INSERT INTO jobs (tenant, state, endpoint, policy, ordering_key, attempt_count, "
          "budget_base, deadline_us, created_us, updated_us, last_http_status, idem_key, "
-         "fingerprint, method, path, query, correlation_id, last_decision) "
-         "VALUES (?1, ?2, ?3, ?4, ?5, 0, 0, ?6, ?7, ?7, 0, ?8, ?9, ?10, ?11, ?12, ?13, '')"},
+         "fingerprint, method, path, query, correlation_id, last_decision, priority) "
+         "VALUES (?1, ?2, ?3, ?4, ?5, 0, 0, ?6, ?7, ?7, 0, ?8, ?9, ?10, ?11, ?12, ?13, '', ?14)"},
         {&insert_payload_, "INSERT INTO job_payloads (job_id, headers, body) VALUES (?1, ?2, ?3)"},
         {&insert_label_, "INSERT INTO job_labels (job_id, key, value) VALUES (?1, ?2, ?3)"},
         {&insert_key_,
@@ -927,6 +991,9 @@ class SqliteStore::Writer {
          "INSERT OR REPLACE INTO endpoint_pauses (endpoint, until_us, reason, paused_us) "
          "VALUES (?1, ?2, ?3, ?4)"},
         {&delete_pause_, "DELETE FROM endpoint_pauses WHERE endpoint = ?1"},
+        {&upsert_usage_,
+         "INSERT OR REPLACE INTO budget_usage (budget, scope, period_us, used) "
+         "VALUES (?1, ?2, ?3, ?4)"},
     };
     for (const auto& [stmt, sql] : statements) {
       REBOUND_ASSIGN_OR_RETURN(*stmt, Prepare(db(), sql));
@@ -981,7 +1048,8 @@ class SqliteStore::Writer {
           .Text(spec.method)
           .Text(spec.path)
           .Text(spec.query)
-          .Text(spec.correlation_id);
+          .Text(spec.correlation_id)
+          .Int(static_cast<int>(spec.priority));
       REBOUND_RETURN_IF_ERROR(q.Exec());
     }
     const JobId id = sqlite3_last_insert_rowid(db());
@@ -1008,6 +1076,7 @@ class SqliteStore::Writer {
 
   DbPtr db_;  // first member: closed after every statement below is finalized
   StmtPtr begin_, commit_, rollback_;
+  StmtPtr upsert_usage_;
   StmtPtr idem_lookup_, insert_job_, insert_payload_, insert_label_, insert_key_;
   StmtPtr probe_job_, update_job_, upsert_response_, upsert_attempt_, set_key_expiry_;
   StmtPtr purge_keys_, due_purges_, delete_attempts_, delete_labels_, delete_payload_;
@@ -1270,6 +1339,7 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(const SqliteOptio
       }
       if (version < 3) REBOUND_RETURN_IF_ERROR(ExecScript(raw, kMigration3));
       if (version < 4) REBOUND_RETURN_IF_ERROR(ExecScript(raw, kMigration4));
+      if (version < 5) REBOUND_RETURN_IF_ERROR(ExecScript(raw, kMigration5));
       if (version < kSchemaVersion) {
         REBOUND_RETURN_IF_ERROR(
             ExecScript(raw, absl::StrCat("PRAGMA user_version = ", kSchemaVersion).c_str()));
@@ -1368,6 +1438,14 @@ void SqliteStore::SaveEndpointPause(EndpointPause pause, WriteDone done) {
   Op op;
   op.kind = Op::Kind::kPause;
   op.pause = std::move(pause);
+  op.write_done = std::move(done);
+  Enqueue(std::move(op));
+}
+
+void SqliteStore::SaveBudgetUsage(std::vector<BudgetUsage> usage, WriteDone done) {
+  Op op;
+  op.kind = Op::Kind::kUsage;
+  op.usage = std::move(usage);
   op.write_done = std::move(done);
   Enqueue(std::move(op));
 }
@@ -1504,6 +1582,7 @@ void SqliteStore::WriterLoop() {
           break;
         case Op::Kind::kApply:
         case Op::Kind::kPause:
+        case Op::Kind::kUsage:
         case Op::Kind::kTask:
           if (op.write_done) {
             // Tasks (recovery, purges, pragmas) answer the operator's code paths: the detail.
@@ -1545,6 +1624,9 @@ absl::Status SqliteStore::RunBatch(std::vector<Op>& batch) {
         break;
       case Op::Kind::kPause:
         status = writer_->ExecPause(op);
+        break;
+      case Op::Kind::kUsage:
+        status = writer_->ExecUsage(op);
         break;
       case Op::Kind::kTask:
         status = op.task(*writer_);
@@ -1775,6 +1857,34 @@ absl::StatusOr<std::vector<EndpointPause>> SqliteStore::LoadEndpointPauses() {
     return pauses;
   }();
   // A SQLite failure reaches the caller with a clean message; on_error gets the detail.
+  if (!result.ok()) return ForCaller(result.status());
+  return result;
+}
+
+absl::StatusOr<std::vector<BudgetUsage>> SqliteStore::LoadBudgetUsage() {
+  absl::StatusOr<std::vector<BudgetUsage>> result =
+      [&]() -> absl::StatusOr<std::vector<BudgetUsage>> {
+    REBOUND_ASSIGN_OR_RETURN(ReadPool::Lease lease, reads_->Acquire());
+    ReadConn& conn = *lease;
+    REBOUND_ASSIGN_OR_RETURN(
+        sqlite3_stmt * stmt,
+        conn.Stmt(
+            "SELECT budget, scope, period_us, used FROM budget_usage ORDER BY budget, scope"));
+    Run run(conn.db(), stmt);
+    std::vector<BudgetUsage> usage;
+    for (;;) {
+      REBOUND_ASSIGN_OR_RETURN(const bool row, run.Step());
+      if (!row) break;
+      // As stored: the engine ignores budgets no longer configured and periods that are over.
+      BudgetUsage u;
+      u.budget = run.GetStr(0);
+      u.scope = run.GetStr(1);
+      u.period_start = run.GetTime(2, absl::UnixEpoch());
+      u.used = run.GetInt(3);
+      usage.push_back(std::move(u));
+    }
+    return usage;
+  }();
   if (!result.ok()) return ForCaller(result.status());
   return result;
 }

@@ -113,6 +113,7 @@ class SqliteStore final : public JobStore {
   void Submit(std::vector<NewJob> jobs, absl::Time now, SubmitDone done) override;
   void Apply(std::vector<Transition> transitions, absl::Time now, WriteDone done) override;
   void SaveEndpointPause(EndpointPause pause, WriteDone done) override;
+  void SaveBudgetUsage(std::vector<BudgetUsage> usage, WriteDone done) override;
   void DeleteEndpointPause(std::string endpoint, WriteDone done) override;
   // Returns the most recent failed transaction's error not yet returned by an earlier Flush
   // (per-op results such as NOT_FOUND or ALREADY_EXISTS are not errors here).
@@ -128,6 +129,7 @@ class SqliteStore final : public JobStore {
                                           int page_size, const std::string& page_token);
   absl::StatusOr<std::vector<ActiveJob>> Recover(absl::Time now) override;
   absl::StatusOr<std::vector<EndpointPause>> LoadEndpointPauses() override;
+  absl::StatusOr<std::vector<BudgetUsage>> LoadBudgetUsage() override;
   absl::StatusOr<int64_t> PurgeExpiredKeys(absl::Time cutoff) override;
   absl::StatusOr<int64_t> PurgeEndedJobs(absl::Time now, int limit) override;
   // Returns up to `max_pages` free pages to the filesystem (PRAGMA incremental_vacuum) in one

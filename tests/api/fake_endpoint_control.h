@@ -97,6 +97,24 @@ class FakeEndpointControl final : public engine::EndpointControl {
     *until = it->second.until;
     return it->second.reason;
   }
+  // The budget wait of a job of `tenant` at `endpoint` (SetBudgetWait), whatever its labels.
+  common::WaitReason BudgetWait(absl::string_view endpoint, const common::JobSpec& job,
+                                common::Priority priority, absl::Time* until) const override {
+    absl::MutexLock lock(&mu_);
+    budget_wait_calls_.emplace_back(std::string(endpoint), priority);
+    auto it = budget_waits_.find({std::string(endpoint), job.tenant});
+    if (it == budget_waits_.end()) return common::WaitReason::kNone;
+    *until = it->second.until;
+    return it->second.reason;
+  }
+  void SetBudgetWait(const std::string& endpoint, const std::string& tenant, Wait wait) {
+    absl::MutexLock lock(&mu_);
+    budget_waits_[{endpoint, tenant}] = wait;
+  }
+  std::vector<std::pair<std::string, common::Priority>> budget_wait_calls() const {
+    absl::MutexLock lock(&mu_);
+    return budget_wait_calls_;
+  }
   std::vector<std::string> EndpointsWaiting(common::WaitReason reason) const override {
     absl::MutexLock lock(&mu_);
     auto it = waiting_.find(reason);
@@ -120,6 +138,9 @@ class FakeEndpointControl final : public engine::EndpointControl {
   std::vector<PauseCall> pauses_ ABSL_GUARDED_BY(mu_);
   std::vector<std::string> resumes_ ABSL_GUARDED_BY(mu_);
   mutable std::vector<std::pair<std::string, bool>> wait_calls_ ABSL_GUARDED_BY(mu_);
+  std::map<std::pair<std::string, std::string>, Wait> budget_waits_ ABSL_GUARDED_BY(mu_);
+  mutable std::vector<std::pair<std::string, common::Priority>> budget_wait_calls_
+      ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace rebound::testing

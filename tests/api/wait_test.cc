@@ -36,23 +36,23 @@ TEST(JobWaitOf, BackoffAndRetryAfterLastUntilTheirDueTime) {
   job.attempt_count = 1;
   job.next_attempt_at = kNow + absl::Seconds(5);
   job.wait_reason = WaitReason::kRetryAfter;
-  auto wait = JobWaitOf(job, kNow, gates);
+  auto wait = JobWaitOf(job, common::Priority::kNormal, kNow, gates);
   ASSERT_TRUE(wait.has_value());
   EXPECT_EQ(wait->reason(), v1::RETRY_AFTER);
   EXPECT_EQ(Seconds(wait->until()), absl::ToUnixSeconds(kNow) + 5);
   EXPECT_TRUE(wait->behind_job_id().empty());
 
   job.wait_reason = WaitReason::kBackoff;
-  EXPECT_EQ(JobWaitOf(job, kNow, gates)->reason(), v1::BACKOFF);
+  EXPECT_EQ(JobWaitOf(job, common::Priority::kNormal, kNow, gates)->reason(), v1::BACKOFF);
   // A row stored before wait reasons existed reads kNone: it is a backoff.
   job.wait_reason = WaitReason::kNone;
-  EXPECT_EQ(JobWaitOf(job, kNow, gates)->reason(), v1::BACKOFF);
+  EXPECT_EQ(JobWaitOf(job, common::Priority::kNormal, kNow, gates)->reason(), v1::BACKOFF);
   // Its own wait comes first: the endpoint was not asked.
   EXPECT_THAT(gates.wait_calls(), IsEmpty());
 
   // Once due, it is ready to run: the endpoint's gate decides, for a retry.
   job.wait_reason = WaitReason::kRetryAfter;
-  wait = JobWaitOf(job, job.next_attempt_at, gates);
+  wait = JobWaitOf(job, common::Priority::kNormal, job.next_attempt_at, gates);
   ASSERT_TRUE(wait.has_value());
   EXPECT_EQ(wait->reason(), v1::CIRCUIT_OPEN);
   EXPECT_EQ(Seconds(wait->until()), absl::ToUnixSeconds(kNow) + 30);
@@ -64,23 +64,24 @@ TEST(JobWaitOf, QueuedJobAsksTheGateAsAFirstAttemptOrARetryOfItsBudget) {
   gates.SetWait("canvas", false, {WaitReason::kOperatorPaused, absl::InfiniteFuture()});
   gates.SetWait("canvas", true, {WaitReason::kRetryBudget, absl::InfiniteFuture()});
   common::JobRecord job = Job(JobState::kQueued);
-  auto wait = JobWaitOf(job, kNow, gates);
+  auto wait = JobWaitOf(job, common::Priority::kNormal, kNow, gates);
   ASSERT_TRUE(wait.has_value());
   EXPECT_EQ(wait->reason(), v1::OPERATOR_PAUSED);
   EXPECT_FALSE(wait->has_until());  // until resumed
   // Replayed: 3 attempts before the new budget began, none since: a first attempt.
   job.attempt_count = 3;
   job.budget_base = 3;
-  EXPECT_EQ(JobWaitOf(job, kNow, gates)->reason(), v1::OPERATOR_PAUSED);
+  EXPECT_EQ(JobWaitOf(job, common::Priority::kNormal, kNow, gates)->reason(), v1::OPERATOR_PAUSED);
   job.attempt_count = 4;
-  EXPECT_EQ(JobWaitOf(job, kNow, gates)->reason(), v1::RETRY_BUDGET);
+  EXPECT_EQ(JobWaitOf(job, common::Priority::kNormal, kNow, gates)->reason(), v1::RETRY_BUDGET);
   EXPECT_THAT(gates.wait_calls(),
               ElementsAre(Pair("canvas", false), Pair("canvas", false), Pair("canvas", true)));
 }
 
 TEST(JobWaitOf, AJobTheGateLetsThroughDoesNotWait) {
   testing::FakeEndpointControl gates;
-  EXPECT_FALSE(JobWaitOf(Job(JobState::kQueued), kNow, gates).has_value());
+  EXPECT_FALSE(
+      JobWaitOf(Job(JobState::kQueued), common::Priority::kNormal, kNow, gates).has_value());
 }
 
 TEST(JobWaitOf, BlockedNamesTheJobAhead) {
@@ -88,7 +89,7 @@ TEST(JobWaitOf, BlockedNamesTheJobAhead) {
   common::JobRecord job = Job(JobState::kBlocked);
   job.wait_reason = WaitReason::kOrderingBlocked;
   job.waits_behind = 7;
-  auto wait = JobWaitOf(job, kNow, gates);
+  auto wait = JobWaitOf(job, common::Priority::kNormal, kNow, gates);
   ASSERT_TRUE(wait.has_value());
   EXPECT_EQ(wait->reason(), v1::ORDERING_BLOCKED);
   EXPECT_EQ(wait->behind_job_id(), common::FormatJobId(7));
@@ -101,7 +102,8 @@ TEST(JobWaitOf, RunningAndEndedJobsDoNotWait) {
   gates.SetWait("canvas", true, {WaitReason::kCircuitOpen, kNow});
   for (JobState s : {JobState::kRunning, JobState::kSucceeded, JobState::kFailed,
                      JobState::kExhausted, JobState::kCancelled}) {
-    EXPECT_FALSE(JobWaitOf(Job(s), kNow, gates).has_value()) << static_cast<int>(s);
+    EXPECT_FALSE(JobWaitOf(Job(s), common::Priority::kNormal, kNow, gates).has_value())
+        << static_cast<int>(s);
   }
   EXPECT_THAT(gates.wait_calls(), IsEmpty());
 }

@@ -121,6 +121,8 @@ TEST_F(ReboundctlTest, SubmitPrintsTheJobIdAndSendsEveryField) {
                                "c-1",
                                "--policy",
                                "gentle",
+                               "--priority",
+                               "high",
                                "--deadline",
                                "2026-11-29T10:00:00Z"});
 
@@ -143,7 +145,16 @@ TEST_F(ReboundctlTest, SubmitPrintsTheJobIdAndSendsEveryField) {
   EXPECT_EQ(sent.labels().at("term"), "fall");
   EXPECT_EQ(sent.correlation_id(), "c-1");
   EXPECT_EQ(sent.policy(), "gentle");
+  EXPECT_EQ(sent.priority(), v1::HIGH);
   EXPECT_EQ(sent.deadline().seconds(), 1795946400);
+}
+
+TEST_F(ReboundctlTest, SubmitRefusesAPriorityItDoesNotKnow) {
+  const ProcessResult r = Run({"submit", "--endpoint", "canvas", "--path", "/api/v1/grades",
+                               "--key", "k1", "--priority", "urgent"});
+  EXPECT_EQ(r.exit_code, kUsage) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("--priority: 'urgent' is not low, normal or high"));
+  EXPECT_TRUE(fake_.submitted().empty());
 }
 
 TEST_F(ReboundctlTest, SubmitSaysDeduplicatedForAnExistingJob) {
@@ -676,6 +687,17 @@ TEST_F(ReboundctlEndpointsTest, EndpointsShowsEveryPartOfEachEndpoint) {
   w->set_reason(v1::BACKOFF);
   w->set_count(2);
   canvas.mutable_oldest_waiting_age()->set_seconds(90);
+  v1::BudgetStatus* budget = canvas.add_budgets();
+  budget->set_name("district");
+  budget->set_split_by("district");
+  budget->set_quota_limit(10000);
+  *budget->mutable_period_end() = At("2027-01-16T00:00:00Z");
+  budget->set_max_in_flight(8);
+  budget->set_scope_count(3);
+  v1::BudgetScope* top = budget->add_busiest();
+  top->set_scope("d7");
+  top->set_in_flight(2);
+  top->set_quota_used(9800);
   v1::EndpointStatus moodle = Endpoint("moodle");
   moodle.set_circuit_enabled(false);
   moodle.set_retry_budget_enabled(false);
@@ -692,12 +714,14 @@ TEST_F(ReboundctlEndpointsTest, EndpointsShowsEveryPartOfEachEndpoint) {
               AllOf(StartsWith("ENDPOINT"), HasSubstr("CIRCUIT"), HasSubstr("NEXT PROBE"),
                     HasSubstr("OPERATOR PAUSE"), HasSubstr("IN FLIGHT/ALLOWED/MAX"),
                     HasSubstr("TOKENS"), HasSubstr("RETRIES/BUDGET"), HasSubstr("SLOW START"),
-                    HasSubstr("WAITING"), HasSubstr("OLDEST WAIT")));
+                    HasSubstr("WAITING"), HasSubstr("OLDEST WAIT"), HasSubstr("BUDGETS")));
   EXPECT_THAT(lines[1],
               AllOf(StartsWith("canvas"), HasSubstr("OPEN"), HasSubstr("2027-01-15T08:00:30Z"),
                     HasSubstr("2027-01-15T08:01:00Z (429 Retry-After 60s)"), HasSubstr("3/8/16"),
                     HasSubstr("12.5/40 @20/s"), HasSubstr("1/3"), HasSubstr("25%"),
-                    HasSubstr("7 CIRCUIT_OPEN, 2 BACKOFF"), HasSubstr("1m30s")));
+                    HasSubstr("7 CIRCUIT_OPEN, 2 BACKOFF"), HasSubstr("1m30s"),
+                    HasSubstr("district by district: 3 scopes, busiest d7 9800/10000 until "
+                              "2027-01-16T00:00:00Z, 2/8 in flight")));
   EXPECT_THAT(lines[2], AllOf(StartsWith("moodle"), HasSubstr("off"),
                               HasSubstr("until resumed: LMS maintenance")));
   EXPECT_THAT(fake_.endpoint_names_asked(), ElementsAre(""));

@@ -110,7 +110,17 @@ TEST(SampleConfig, ParsesAsShippedWithoutCanvasToken) {
   EXPECT_EQ(config->store.path, "rebound.db");
   EXPECT_EQ(config->store.synchronous, "full");
 
-  ASSERT_EQ(config->policies.size(), 4u);
+  ASSERT_EQ(config->policies.size(), 7u);
+  // The pipeline policies (docs/presets.md): their priorities order the endpoints' queues.
+  EXPECT_EQ(config->FindPolicy("gradebook")->priority, common::Priority::kHigh);
+  EXPECT_EQ(config->FindPolicy("gradebook")->limits.max_elapsed, absl::Hours(24));
+  EXPECT_EQ(config->FindPolicy("attendance")->priority, common::Priority::kNormal);
+  EXPECT_EQ(config->FindPolicy("attendance")->limits.max_elapsed, absl::Hours(4));
+  EXPECT_EQ(config->FindPolicy("engagement")->priority, common::Priority::kLow);
+  ASSERT_EQ(config->budgets.size(), 1u);
+  EXPECT_EQ(config->budgets[0].split_by, "district");
+  EXPECT_EQ(config->endpoints[0].budgets, std::vector<std::string>{"district"});
+  EXPECT_EQ(config->endpoints[0].fairness_label, "district");
   const auto def = config->FindPolicy("default");
   ASSERT_NE(def, nullptr);
   EXPECT_EQ(def->backoff.initial, absl::Milliseconds(200));
@@ -1077,6 +1087,90 @@ TEST(Protection, ErrorsNameTheEndpointByIndex) {
 }
 
 // --- Files -----------------------------------------------------------------------------------
+
+constexpr absl::string_view kBudgets = R"(
+budgets:
+  - name: blackboard-app
+    quota: {limit: 10000, period: 24h, offset: 5h, reserve: {high: 0.2, normal: 0.1}}
+  - name: district
+    rate: 5
+    burst: 10
+    max_in_flight: 8
+    split_by: district
+)";
+
+TEST(Budgets, EveryKeyAndTheEndpointsThatNameThem) {
+  const Config config = ParseOk(absl::StrCat(kBudgets, kEndpoint,
+                                             "    budgets: [blackboard-app, district]\n"
+                                             "    fairness_label: district\n"));
+  ASSERT_EQ(config.budgets.size(), 2u);
+  const BudgetConfig& app = config.budgets[0];
+  EXPECT_EQ(app.name, "blackboard-app");
+  EXPECT_EQ(app.quota.limit, 10000);
+  EXPECT_EQ(app.quota.period, absl::Hours(24));
+  EXPECT_EQ(app.quota.offset, absl::Hours(5));
+  EXPECT_DOUBLE_EQ(app.quota.reserve[static_cast<int>(common::Priority::kHigh)], 0.2);
+  EXPECT_DOUBLE_EQ(app.quota.reserve[static_cast<int>(common::Priority::kNormal)], 0.1);
+  EXPECT_DOUBLE_EQ(app.quota.reserve[static_cast<int>(common::Priority::kLow)], 0);
+  EXPECT_EQ(app.rate_limit.rate, 0);
+  EXPECT_EQ(app.max_in_flight, 0);
+  EXPECT_EQ(app.split_by, "");
+  const BudgetConfig* district = config.FindBudget("district");
+  ASSERT_NE(district, nullptr);
+  EXPECT_EQ(district->rate_limit.rate, 5);
+  EXPECT_EQ(district->rate_limit.burst, 10);
+  EXPECT_EQ(district->max_in_flight, 8);
+  EXPECT_EQ(district->split_by, "district");
+  EXPECT_EQ(district->quota.limit, 0);
+  EXPECT_EQ(config.endpoints[0].budgets, (std::vector<std::string>{"blackboard-app", "district"}));
+  EXPECT_EQ(config.endpoints[0].fairness_label, "district");
+  EXPECT_TRUE(ParseOk(kEndpoint).endpoints[0].budgets.empty());
+  // burst defaults as in rate_limit.
+  EXPECT_EQ(ParseOk("budgets: [{name: b, rate: 2.5}]").budgets[0].rate_limit.burst, 3);
+}
+
+TEST(Budgets, BadValuesAreRefusedNamingTheKey) {
+  const struct {
+    std::string yaml;
+    const char* message;
+  } cases[] = {
+      {"budgets: [{name: b}]", "budgets[0]: sets no limit: give rate, max_in_flight or quota"},
+      {"budgets: [{rate: 1}]", "budgets[0].name: required key is missing"},
+      {"budgets: [{name: b, rate: 1}, {name: b, rate: 2}]",
+       "budgets[1].name: duplicate budget 'b'"},
+      {"budgets: [{name: b, quota: {period: 1h}}]",
+       "budgets[0].quota.limit: required key is missing"},
+      {"budgets: [{name: b, quota: {limit: 0}}]", "budgets[0].quota.limit: must be a positive"},
+      {"budgets: [{name: b, quota: {limit: 5, period: 500ms}}]",
+       "budgets[0].quota.period: must be at least 1s, got 500ms"},
+      {"budgets: [{name: b, quota: {limit: 5, period: 1h, offset: 1h}}]",
+       "budgets[0].quota.offset: must be shorter than the period (1h), got 1h"},
+      {"budgets: [{name: b, quota: {limit: 5, reserve: {high: 0.6, normal: 0.4}}}]",
+       "budgets[0].quota.reserve: the reserves add up to 1"},
+      {"budgets: [{name: b, quota: {limit: 5, reserve: {low: 0.1}}}]",
+       "budgets[0].quota.reserve: unknown key 'low'"},
+      {"budgets: [{name: b, rate: -1}]", "budgets[0].rate: must be from 0"},
+      {"budgets: [{name: b, max_in_flight: -2}]",
+       "budgets[0].max_in_flight: must be a non-negative"},
+      {"budgets: [{name: b, rate: 1, window: 1s}]", "budgets[0]: unknown key 'window'"},
+      {absl::StrCat(kEndpoint, "    budgets: [nope]\n"),
+       "endpoints[0].budgets[0]: unknown budget 'nope' (budgets[] must define it)"},
+      {absl::StrCat("budgets: [{name: b, rate: 1}]\n", kEndpoint, "    budgets: [b, b]\n"),
+       "endpoints[0].budgets[1]: budget 'b' named twice"},
+      {"policies: [{name: p, priority: urgent}]",
+       "policies[0].priority: invalid value 'urgent' (one of low, normal, high)"},
+  };
+  for (const auto& c : cases) {
+    EXPECT_THAT(ErrorOf(c.yaml), HasSubstr(c.message)) << c.yaml;
+  }
+}
+
+TEST(Budgets, APolicyNamesItsPriorityNormalByDefault) {
+  const Config config = ParseOk("policies: [{name: gradebook, priority: high}, {name: other}]");
+  EXPECT_EQ(config.FindPolicy("gradebook")->priority, common::Priority::kHigh);
+  EXPECT_EQ(config.FindPolicy("other")->priority, common::Priority::kNormal);
+  EXPECT_EQ(config.FindPolicy("default")->priority, common::Priority::kNormal);
+}
 
 TEST(Files, MissingConfigFileIsNotFoundWithThePath) {
   const std::string path = absl::StrCat(::testing::TempDir(), "/config_test_absent.yaml");

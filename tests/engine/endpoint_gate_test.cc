@@ -51,7 +51,7 @@ class EndpointGateTest : public ::testing::Test {
     std::vector<common::JobId> ids;
     EndpointGate::Ready r;
     while (gate_.TakeAdmitted(Now(), &r)) {
-      tickets_.push_back(gate_.OnStarted(r.retry, Now()));
+      tickets_.push_back(gate_.OnStarted(r, Now()));
       ids.push_back(r.id);
     }
     return ids;
@@ -71,7 +71,7 @@ TEST_F(EndpointGateTest, ConfigureTakesTheEndpointsSettingsAndFallsBackToTheDefa
   config::Config other = config_;
   other.endpoints[0].policy = "gone";
   other.endpoints[0].base_url = "http://127.0.0.1:2";
-  gate_.PushReady(7, false, Now());
+  gate_.PushReady(ReadyJob{7, false}, Now());
   gate_.Configure(other.endpoints[0], other, Now());
   EXPECT_EQ(gate_.default_policy()->name, "default");
   EXPECT_EQ(gate_.base_url(), "http://127.0.0.1:2");
@@ -79,7 +79,7 @@ TEST_F(EndpointGateTest, ConfigureTakesTheEndpointsSettingsAndFallsBackToTheDefa
 }
 
 TEST_F(EndpointGateTest, TheInFlightCapHoldsWithoutAWaitReasonUntilAnAttemptEnds) {
-  for (common::JobId id = 1; id <= 3; ++id) gate_.PushReady(id, false, Now());
+  for (common::JobId id = 1; id <= 3; ++id) gate_.PushReady(ReadyJob{id, false}, Now());
   EXPECT_EQ(TakeAll(), (std::vector<common::JobId>{1, 2}));
   const Admission full = gate_.Admit(Now(), false);
   EXPECT_FALSE(full.admitted);
@@ -98,8 +98,8 @@ TEST_F(EndpointGateTest, APauseHoldsEveryJobUntilItEndsAndOnlyMovesLater) {
   EXPECT_FALSE(gate_.PauseUntil(until - absl::Seconds(1), "429"));
   EXPECT_EQ(gate_.paused_until(), until);
   EXPECT_EQ(gate_.NextWakeup(Now()), absl::InfiniteFuture());  // nothing queued
-  gate_.PushReady(1, true, Now());
-  gate_.PushReady(2, false, Now());
+  gate_.PushReady(ReadyJob{1, true}, Now());
+  gate_.PushReady(ReadyJob{2, false}, Now());
   const Admission paused = gate_.Admit(Now(), true);
   EXPECT_FALSE(paused.admitted);
   EXPECT_EQ(paused.reason, WaitReason::kEndpointPaused);
@@ -112,7 +112,7 @@ TEST_F(EndpointGateTest, APauseHoldsEveryJobUntilItEndsAndOnlyMovesLater) {
 }
 
 TEST_F(EndpointGateTest, AThrottleBackoffPauseShowsAsRateLimitedAndItsLevelResetsOnASuccess) {
-  gate_.PushReady(1, true, Now());
+  gate_.PushReady(ReadyJob{1, true}, Now());
   const absl::Time sent = Now();
   EXPECT_EQ(gate_.ThrottleLevel(sent), 1);
   clock_.Advance(absl::Milliseconds(50));
@@ -135,7 +135,7 @@ TEST_F(EndpointGateTest, AThrottleBackoffPauseShowsAsRateLimitedAndItsLevelReset
   const CircuitSignal throttle = CircuitSignal::kThrottle;
   gate_.OnFinished(tickets_[0], &throttle, Now());
   EXPECT_EQ(gate_.Status(Now()).throttle_level, 1);  // a throttle is no success
-  tickets_.push_back(gate_.OnStarted(false, Now()));
+  tickets_.push_back(gate_.OnStarted(EndpointGate::Ready{0, false, {}}, Now()));
   const CircuitSignal ok = CircuitSignal::kSuccess;
   gate_.OnFinished(tickets_[1], &ok, Now());
   EXPECT_EQ(gate_.Status(Now()).throttle_level, 0);
@@ -143,10 +143,10 @@ TEST_F(EndpointGateTest, AThrottleBackoffPauseShowsAsRateLimitedAndItsLevelReset
 }
 
 TEST_F(EndpointGateTest, FirstAttemptsAndRetriesAreTakenOldestFirstAcrossBothQueues) {
-  gate_.PushReady(1, false, Now());
-  gate_.PushReady(2, true, Now());
-  gate_.PushReady(3, false, Now());
-  gate_.PushReady(4, true, Now());
+  gate_.PushReady(ReadyJob{1, false}, Now());
+  gate_.PushReady(ReadyJob{2, true}, Now());
+  gate_.PushReady(ReadyJob{3, false}, Now());
+  gate_.PushReady(ReadyJob{4, true}, Now());
   std::vector<std::pair<common::JobId, bool>> taken;
   EndpointGate::Ready r;
   while (gate_.TakeAdmitted(Now(), &r)) {
@@ -165,7 +165,7 @@ TEST_F(EndpointGateTest, CountsMakeTheGauges) {
   gate_.Count(JobState::kWaitingRetry, false, +1);
   gate_.Count(JobState::kRunning, false, +1);
   gate_.Count(JobState::kQueued, false, -1);
-  gate_.OnStarted(false, Now());
+  gate_.OnStarted(EndpointGate::Ready{0, false, {}}, Now());
   EndpointGauges g = gate_.Gauges(Now());
   EXPECT_FALSE(g.paused);
   EXPECT_EQ(g.queued, 1);
@@ -202,7 +202,7 @@ TEST_F(ProtectedGateTest, AnOperatorPauseHoldsEveryJobFirstAndEndsByItselfOrWhen
   gate_.PauseUntil(Now() + absl::Seconds(30), "429");  // shorter reasons come after it
   const absl::Time until = Now() + absl::Minutes(10);
   gate_.SetOperatorPause(until, "maintenance", Now());
-  gate_.PushReady(1, false, Now());
+  gate_.PushReady(ReadyJob{1, false}, Now());
   const Admission a = gate_.Admit(Now(), false);
   EXPECT_EQ(a.reason, WaitReason::kOperatorPaused);
   EXPECT_EQ(a.until, until);
@@ -232,13 +232,13 @@ TEST_F(ProtectedGateTest, AnOpenBreakerHoldsJobsUntilItsProbeTimeThenLetsOnlyThe
     ep.circuit_breaker.half_open_probes = 1;
     ep.circuit_breaker.open_duration = absl::Seconds(2);
   });
-  for (common::JobId id = 1; id <= 5; ++id) gate_.PushReady(id, false, Now());
+  for (common::JobId id = 1; id <= 5; ++id) gate_.PushReady(ReadyJob{id, false}, Now());
   EXPECT_EQ(TakeAll().size(), 5u);
   Finish(0, CircuitSignal::kFailure);
   Finish(1, CircuitSignal::kFailure);  // 2 of 2 failed: open
   ASSERT_EQ(observer_.circuit, (std::vector<CircuitState>{CircuitState::kOpen}));
   Finish(2, CircuitSignal::kSuccess);  // started before the opening: does not count
-  for (common::JobId id = 6; id <= 8; ++id) gate_.PushReady(id, true, Now());
+  for (common::JobId id = 6; id <= 8; ++id) gate_.PushReady(ReadyJob{id, true}, Now());
   const Admission held = gate_.Admit(Now(), true);
   EXPECT_EQ(held.reason, WaitReason::kCircuitOpen);
   EXPECT_EQ(held.until, Now() + absl::Seconds(2));
@@ -264,7 +264,7 @@ TEST_F(ProtectedGateTest, ClosingTheBreakerOrEndingAPauseStartsASlowRamp) {
   });
   gate_.PauseUntil(Now() + absl::Seconds(1), "429");
   gate_.Tick(Now());
-  for (common::JobId id = 1; id <= 20; ++id) gate_.PushReady(id, false, Now());
+  for (common::JobId id = 1; id <= 20; ++id) gate_.PushReady(ReadyJob{id, false}, Now());
   clock_.Advance(absl::Seconds(1));
   gate_.Tick(Now());  // the pause ended: ramp from 1
   EXPECT_EQ(TakeAll().size(), 1u);
@@ -284,9 +284,9 @@ TEST_F(ProtectedGateTest, OverBudgetRetriesWaitWhileFirstAttemptsGoAndEachHoldIs
     ep.retry_budget.min_retries = 1;
     ep.retry_budget.ratio = 0;
   });
-  gate_.PushReady(1, true, Now());
-  gate_.PushReady(2, true, Now());
-  gate_.PushReady(3, false, Now());
+  gate_.PushReady(ReadyJob{1, true}, Now());
+  gate_.PushReady(ReadyJob{2, true}, Now());
+  gate_.PushReady(ReadyJob{3, false}, Now());
   EXPECT_EQ(TakeAll(), (std::vector<common::JobId>{1, 3}));  // one retry in flight at most
   EXPECT_EQ(gate_.Admit(Now(), true).reason, WaitReason::kRetryBudget);
   EXPECT_TRUE(gate_.Admit(Now(), false).admitted);
@@ -302,7 +302,7 @@ TEST_F(ProtectedGateTest, AnEmptyBucketHoldsUntilTheNextTokenAndOnlyAdmissionsTa
     ep.rate_limit.rate = 2;
     ep.rate_limit.burst = 2;
   });
-  for (common::JobId id = 1; id <= 5; ++id) gate_.PushReady(id, false, Now());
+  for (common::JobId id = 1; id <= 5; ++id) gate_.PushReady(ReadyJob{id, false}, Now());
   for (int i = 0; i < 3; ++i) EXPECT_TRUE(gate_.Admit(Now(), false).admitted);  // asking is free
   EXPECT_EQ(TakeAll().size(), 2u);
   const Admission empty = gate_.Admit(Now(), false);
@@ -321,7 +321,7 @@ TEST_F(ProtectedGateTest, SendsLeaveOnePerIntervalEvenAfterABurstOfAdmissions) {
     ep.rate_limit.burst = 4;
   });
   ASSERT_TRUE(gate_.paces_sends());
-  for (common::JobId id = 1; id <= 4; ++id) gate_.PushReady(id, false, Now());
+  for (common::JobId id = 1; id <= 4; ++id) gate_.PushReady(ReadyJob{id, false}, Now());
   ASSERT_EQ(TakeAll().size(), 4u);  // the burst is spent at admission
   for (common::JobId id = 1; id <= 4; ++id) gate_.HoldForSend(id, Now());
   common::JobId sent = 0;

@@ -1356,5 +1356,264 @@ TEST_F(EngineTest, AFallingRemainingQuotaLowersConcurrencyBeforeAnyThrottle) {
   EXPECT_EQ(executor_.open(), 4u);
 }
 
+// --- Budgets, priorities and fair turns (issue 9 items 5 and 6) ---
+
+// Three endpoints sharing "app"; "district" splits by the district label with a quota.
+std::shared_ptr<const config::Config> BudgetConfig(int shared_in_flight, int64_t quota,
+                                                   double high_reserve = 0) {
+  auto cfg = std::make_shared<config::Config>(*TestConfig());
+  cfg->endpoints[0].slow_start.window = absl::ZeroDuration();
+  cfg->endpoints[0].circuit_breaker.enabled = false;
+  config::BudgetConfig app;
+  app.name = "app";
+  app.max_in_flight = shared_in_flight;
+  config::BudgetConfig district;
+  district.name = "district";
+  district.split_by = "district";
+  district.quota.limit = quota;
+  district.quota.period = absl::Minutes(1);
+  district.quota.reserve[static_cast<int>(common::Priority::kHigh)] = high_reserve;
+  cfg->budgets = {app, district};
+  for (const char* name : {"lms", "lms-2", "lms-3"}) {
+    config::EndpointConfig ep = cfg->endpoints[0];
+    ep.name = name;
+    ep.budgets = {"app", "district"};
+    if (ep.name != "lms") cfg->endpoints.push_back(ep);
+  }
+  cfg->endpoints[0].budgets = {"app", "district"};
+  return cfg;
+}
+
+class EngineBudgetTest : public EngineTest {
+ protected:
+  EngineBudgetTest() : EngineTest(BudgetConfig(4, 1000), /*observed=*/true) {}
+  explicit EngineBudgetTest(std::shared_ptr<const config::Config> config)
+      : EngineTest(std::move(config), /*observed=*/true) {}
+
+  common::JobId SubmitTo(const std::string& key, const std::string& endpoint,
+                         const std::string& district = "",
+                         common::Priority priority = common::Priority::kUnspecified) {
+    store::NewJob j = MakeJob(key, endpoint, "{}");
+    if (!district.empty()) j.spec.labels["district"] = district;
+    j.spec.priority = priority;
+    j.fingerprint = common::Fingerprint(j.spec);
+    common::JobId id = 0;
+    engine_.Submit({std::move(j)}, [&id](std::vector<store::SubmitResult> r) {
+      ASSERT_TRUE(r.at(0).status.ok()) << r.at(0).status;
+      id = r.at(0).job_id;
+    });
+    store_.CommitAll();
+    EXPECT_NE(id, 0);
+    return id;
+  }
+  EndpointStatus StatusOf(const std::string& endpoint) {
+    absl::StatusOr<std::vector<EndpointStatus>> got;
+    engine_.GetEndpointStatus(endpoint, [&](auto s) { got = std::move(s); });
+    Settle();
+    EXPECT_TRUE(got.ok()) << got.status();
+    return got.ok() && !got->empty() ? got->front() : EndpointStatus{};
+  }
+  int Waiting(const EndpointStatus& s, common::WaitReason r) {
+    return static_cast<int>(s.waiting[static_cast<int>(r)]);
+  }
+};
+
+TEST_F(EngineBudgetTest, ThreeEndpointsSharingABudgetNeverExceedItTogether) {
+  for (int i = 0; i < 10; ++i) {
+    for (const char* ep : {"lms", "lms-2", "lms-3"}) SubmitTo(absl::StrCat(ep, "-", i), ep);
+  }
+  Settle();
+  size_t done = 0;
+  size_t most_open = 0;
+  for (int step = 0; step < 100 && done < 30; ++step) {
+    most_open = std::max(most_open, executor_.open());
+    ASSERT_LE(executor_.open(), 4u) << "step " << step;
+    if (executor_.open() == 0) break;
+    executor_.CompleteNext(Status(200));
+    ++done;
+    Settle();
+  }
+  EXPECT_EQ(done, 30u);
+  EXPECT_EQ(most_open, 4u);  // the shared cap, not 3 x 8
+  EXPECT_EQ(engine_.Stats().succeeded, 30);
+  const EndpointStatus s = StatusOf("lms-2");
+  ASSERT_EQ(s.budgets.size(), 2u);
+  EXPECT_EQ(s.budgets[0].name, "app");
+  EXPECT_EQ(s.budgets[0].max_in_flight, 4);
+}
+
+TEST_F(EngineBudgetTest, ASharedCapHoldsJobsAsRateLimitedWithoutSpendingAttempts) {
+  std::vector<common::JobId> ids;
+  for (int i = 0; i < 6; ++i)
+    ids.push_back(SubmitTo(absl::StrCat("k", i), i % 2 ? "lms" : "lms-3"));
+  Settle();
+  EXPECT_EQ(executor_.open(), 4u);
+  int never_tried = 0;
+  for (const common::JobId id : ids) never_tried += store_.Job(id).attempt_count == 0;
+  EXPECT_EQ(never_tried, 2);
+  const EndpointStatus lms = StatusOf("lms");
+  const EndpointStatus lms3 = StatusOf("lms-3");
+  EXPECT_EQ(Waiting(lms, common::WaitReason::kRateLimited) +
+                Waiting(lms3, common::WaitReason::kRateLimited),
+            2);
+}
+
+class EngineQuotaTest : public EngineBudgetTest {
+ protected:
+  EngineQuotaTest() : EngineBudgetTest(BudgetConfig(100, 3, /*high_reserve=*/1.0 / 3)) {}
+};
+
+TEST_F(EngineQuotaTest, ADistrictOutOfQuotaWaitsForThePeriodWhileAnotherGoesOn) {
+  // Low priority may use 2 of the 3 (a third is kept for high).
+  std::vector<common::JobId> d1;
+  for (int i = 0; i < 4; ++i) d1.push_back(SubmitTo(absl::StrCat("d1-", i), "lms", "d1"));
+  const common::JobId d2 = SubmitTo("d2-0", "lms-2", "d2");
+  Settle();
+  EXPECT_EQ(executor_.open(), 3u);  // two of d1 (normal: two thirds), d2's one
+  EXPECT_EQ(store_.Job(d2).attempt_count, 1);
+  while (executor_.open() > 0) {
+    executor_.CompleteNext(Status(200));
+    Settle();
+  }
+  EXPECT_EQ(store_.Job(d1[2]).attempt_count, 0);
+  EXPECT_EQ(store_.Job(d1[3]).attempt_count, 0);
+  EndpointStatus s = StatusOf("lms");
+  EXPECT_EQ(Waiting(s, common::WaitReason::kQuotaReserved), 2);
+  absl::Time until;
+  const common::WaitReason wait =
+      engine_.BudgetWait("lms", store_.Job(d1[2]).spec, common::Priority::kNormal, &until);
+  EXPECT_EQ(wait, common::WaitReason::kQuotaReserved);
+  const absl::Time period_end = absl::FromUnixSeconds(1'800'000'000 / 60 * 60 + 60);
+  EXPECT_EQ(until, period_end);
+  EXPECT_EQ(engine_.NextWakeup(), period_end);
+  EXPECT_EQ(engine_.EndpointsWaiting(common::WaitReason::kQuotaReserved),
+            std::vector<std::string>{"lms"});
+
+  // A high-priority grade may use the reserve; then the quota is used up for everyone.
+  const common::JobId urgent = SubmitTo("d1-high", "lms-3", "d1", common::Priority::kHigh);
+  Settle();
+  EXPECT_EQ(store_.Job(urgent).attempt_count, 1);
+  executor_.CompleteNext(Status(200));
+  Settle();
+  const common::JobId late = SubmitTo("d1-late", "lms", "d1", common::Priority::kHigh);
+  Settle();
+  EXPECT_EQ(store_.Job(late).attempt_count, 0);
+  s = StatusOf("lms");
+  EXPECT_EQ(Waiting(s, common::WaitReason::kQuotaExhausted), 3);  // all of it is used now
+  EXPECT_EQ(Waiting(s, common::WaitReason::kQuotaReserved), 0);
+  ASSERT_EQ(s.budgets.size(), 2u);
+  EXPECT_EQ(s.budgets[1].quota_limit, 3);
+  EXPECT_EQ(s.budgets[1].period_end, period_end);
+  ASSERT_FALSE(s.budgets[1].busiest.empty());
+  EXPECT_EQ(s.budgets[1].busiest[0].scope, "d1");
+  EXPECT_EQ(s.budgets[1].busiest[0].quota_used, 3);
+
+  // The next period renews it: the high one first, then one normal (normal jobs may use two
+  // thirds of it); the last normal one waits for the period after.
+  clock_.Set(period_end);
+  Settle();
+  EXPECT_EQ(store_.Job(late).attempt_count, 1);
+  EXPECT_EQ(executor_.open(), 2u);
+  while (executor_.open() > 0) {
+    executor_.CompleteNext(Status(200));
+    Settle();
+  }
+  EXPECT_EQ(store_.Job(d1[3]).attempt_count, 0);
+  clock_.Set(period_end + absl::Minutes(1));
+  Settle();
+  ASSERT_EQ(executor_.open(), 1u);
+  executor_.CompleteNext(Status(200));
+  Settle();
+  EXPECT_EQ(engine_.Stats().succeeded, 7);
+  EXPECT_EQ(engine_.Stats().exhausted + engine_.Stats().failed, 0);
+}
+
+TEST_F(EngineQuotaTest, WhatAQuotaUsedSurvivesARestartWithinItsPeriod) {
+  for (int i = 0; i < 3; ++i) SubmitTo(absl::StrCat("h", i), "lms", "d1", common::Priority::kHigh);
+  Settle();
+  while (executor_.open() > 0) {
+    executor_.CompleteNext(Status(200));
+    Settle();
+  }
+  const common::JobId waiting = SubmitTo("h3", "lms", "d1", common::Priority::kHigh);
+  Settle();
+  EXPECT_EQ(store_.Job(waiting).attempt_count, 0);
+  const absl::StatusOr<std::vector<store::BudgetUsage>> rows = store_.LoadBudgetUsage();
+  ASSERT_TRUE(rows.ok());
+  ASSERT_EQ(rows->size(), 1u);
+  EXPECT_EQ((*rows)[0].budget, "district");
+  EXPECT_EQ((*rows)[0].scope, "d1");
+  EXPECT_EQ((*rows)[0].used, 3);
+
+  // The same store, a new process: the job is recovered, the quota still spent.
+  FakeExecutor executor;
+  Engine restarted(BudgetConfig(100, 3, 1.0 / 3), store_, executor, clock_, InlineReads(7));
+  ASSERT_TRUE(restarted.Recover().ok());
+  Turns(restarted, store_);
+  EXPECT_EQ(executor.started(), 0u);
+  clock_.Advance(absl::Minutes(1));
+  Turns(restarted, store_);
+  EXPECT_EQ(executor.started(), 1u);
+}
+
+class EnginePriorityTest : public EngineBudgetTest {
+ protected:
+  EnginePriorityTest() : EngineBudgetTest(OneAtATime()) {}
+  static std::shared_ptr<const config::Config> OneAtATime() {
+    auto cfg = std::make_shared<config::Config>(*TestConfig(1));
+    cfg->endpoints[0].slow_start.window = absl::ZeroDuration();
+    cfg->endpoints[0].fairness_label = "district";
+    auto low = std::make_shared<policy::Policy>(*cfg->policies.at("default"));
+    low->name = "telemetry";
+    low->priority = common::Priority::kLow;
+    cfg->policies["telemetry"] = low;
+    return cfg;
+  }
+  common::JobId SubmitWithPolicy(const std::string& key, const std::string& policy) {
+    store::NewJob j = MakeJob(key, "lms", "{}");
+    j.spec.policy = policy;
+    j.fingerprint = common::Fingerprint(j.spec);
+    common::JobId id = 0;
+    engine_.Submit({std::move(j)}, [&id](std::vector<store::SubmitResult> r) { id = r[0].job_id; });
+    store_.CommitAll();
+    return id;
+  }
+  // Completes the one attempt on the wire and returns the job the next one belongs to.
+  std::string Next() {
+    executor_.CompleteNext(Status(200));
+    Settle();
+    if (executor_.open() == 0) return "";
+    for (const auto& [name, value] : executor_.request(executor_.started() - 1).headers) {
+      if (name == "Idempotency-Key") return value;
+    }
+    return "(no key)";
+  }
+};
+
+TEST_F(EnginePriorityTest, HigherPrioritiesStartFirstThePolicysWhenTheJobNamesNone) {
+  SubmitTo("first", "lms");  // takes the one place
+  Settle();
+  SubmitWithPolicy("telemetry", "telemetry");  // the policy's: low
+  SubmitTo("attendance", "lms");               // normal
+  SubmitTo("grade", "lms", "", common::Priority::kHigh);
+  SubmitTo("late-grade", "lms", "", common::Priority::kHigh);
+  Settle();
+  std::vector<std::string> order;
+  for (int i = 0; i < 4; ++i) order.push_back(Next());
+  EXPECT_THAT(order, ::testing::ElementsAre("grade", "late-grade", "attendance", "telemetry"));
+}
+
+TEST_F(EnginePriorityTest, DistrictsTakeTurnsSoABackfillCannotHoldTheOthersBack) {
+  SubmitTo("first", "lms");
+  Settle();
+  for (int i = 0; i < 50; ++i) SubmitTo(absl::StrCat("backfill-", i), "lms", "d1");
+  SubmitTo("d2-a", "lms", "d2");
+  SubmitTo("d2-b", "lms", "d2");
+  Settle();
+  std::vector<std::string> order;
+  for (int i = 0; i < 4; ++i) order.push_back(Next());
+  EXPECT_THAT(order, ::testing::ElementsAre("backfill-0", "d2-a", "backfill-1", "d2-b"));
+}
+
 }  // namespace
 }  // namespace rebound::engine

@@ -67,6 +67,22 @@ class FakeStore final : public store::JobStore {
       return [done = std::move(done)]() mutable { std::move(done)(absl::OkStatus()); };
     });
   }
+  void SaveBudgetUsage(std::vector<store::BudgetUsage> usage, WriteDone done) override {
+    absl::MutexLock lock(&mu_);
+    pending_.push_back([this, usage = std::move(usage), done = std::move(done)]() mutable {
+      for (store::BudgetUsage& u : usage) {
+        std::pair<std::string, std::string> key{u.budget, u.scope};
+        usage_.insert_or_assign(std::move(key), std::move(u));
+      }
+      return [done = std::move(done)]() mutable { std::move(done)(absl::OkStatus()); };
+    });
+  }
+  absl::StatusOr<std::vector<store::BudgetUsage>> LoadBudgetUsage() override {
+    absl::MutexLock lock(&mu_);
+    std::vector<store::BudgetUsage> out;
+    for (const auto& [key, u] : usage_) out.push_back(u);
+    return out;
+  }
   absl::StatusOr<std::vector<store::EndpointPause>> LoadEndpointPauses() override {
     absl::MutexLock lock(&mu_);
     std::vector<store::EndpointPause> out;
@@ -124,6 +140,8 @@ class FakeStore final : public store::JobStore {
       a.deadline = r.spec.deadline;
       a.wait_reason = r.wait_reason;
       a.waits_behind = r.waits_behind;
+      a.priority = r.spec.priority;
+      a.labels = r.spec.labels;
       out.push_back(std::move(a));
     }
     return out;
@@ -203,6 +221,7 @@ class FakeStore final : public store::JobStore {
   int writes_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<common::JobId, absl::Time> purge_at_ ABSL_GUARDED_BY(mu_);  // of the last transition
   std::map<std::string, store::EndpointPause> pauses_ ABSL_GUARDED_BY(mu_);  // by endpoint
+  std::map<std::pair<std::string, std::string>, store::BudgetUsage> usage_ ABSL_GUARDED_BY(mu_);
   int spec_loads_ ABSL_GUARDED_BY(mu_) = 0;
   int failing_loads_ ABSL_GUARDED_BY(mu_) = 0;
 };

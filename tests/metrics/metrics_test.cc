@@ -262,7 +262,7 @@ TEST_F(MetricsTest, PreCreatesEverySeriesOfEveryConfiguredEndpointAtZero) {
   }
   for (const char* reason :
        {"backoff", "retry_after", "endpoint_paused", "circuit_open", "rate_limited", "retry_budget",
-        "ordering_blocked", "operator_paused"}) {
+        "ordering_blocked", "operator_paused", "quota_exhausted", "quota_reserved"}) {
     One(families, "rebound_jobs_waiting", {{"endpoint", "lms-1"}, {"reason", reason}});
   }
   for (const char* to : {"closed", "half_open", "open"}) {
@@ -326,9 +326,9 @@ TEST(MetricsSeriesCount, WorstCaseMatchesWhatTheRegistryAndProcessCollectorExpos
     EXPECT_EQ(SeriesCount(families) + kExposerSeries, WorstCaseSeries(endpoints))
         << endpoints << " endpoints";
   }
-  EXPECT_EQ(kSeriesPerEndpoint, 242u);
+  EXPECT_EQ(kSeriesPerEndpoint, 244u);
   EXPECT_EQ(kGlobalSeries, 618u);
-  EXPECT_EQ(WorstCaseSeries(10), 3038u);
+  EXPECT_EQ(WorstCaseSeries(10), 3058u);
 }
 
 TEST(MetricsAddEndpoint, AReloadedEndpointGetsEverySeriesWithoutMovingTheOthers) {

@@ -131,6 +131,7 @@ void ExpectSpecEq(const JobSpec& got, const JobSpec& want) {
   EXPECT_EQ(got.labels, want.labels);
   EXPECT_EQ(got.correlation_id, want.correlation_id);
   EXPECT_EQ(got.policy, want.policy);
+  EXPECT_EQ(got.priority, want.priority);
 }
 
 void ExpectAttemptEq(const AttemptRecord& got, const AttemptRecord& want) {
@@ -268,6 +269,7 @@ TEST_P(JobStoreConformanceTest, SubmitThenGetRoundTripsEveryField) {
   spec.labels = {{"course", "7"}, {"term", "2025-fall"}};
   spec.correlation_id = "corr-123";
   spec.policy = "gentle";
+  spec.priority = common::Priority::kHigh;
   const NewJob job = Job(spec);
 
   const SubmitResult r = SubmitOne(*store_, job, kT0);
@@ -1493,6 +1495,65 @@ TEST_P(JobStoreConformanceTest, WaitFiltersPageNewestFirstLikeEveryList) {
   EXPECT_EQ(empty->next_page_token, "");
   EXPECT_EQ(store_->List("t", nothing, 5, "not a token").status().code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+// --- Budgets: what recovery gives them, and their quota's usage ---
+
+TEST_P(JobStoreConformanceTest, RecoverGivesEachActiveJobItsPriorityAndLabels) {
+  JobSpec graded = Spec("tenant-a", "grade");
+  graded.priority = common::Priority::kHigh;
+  graded.labels = {{"district", "d7"}, {"credential", "token-1"}};
+  JobSpec telemetry = Spec("tenant-a", "click");
+  telemetry.priority = common::Priority::kLow;
+  const JobSpec plain = Spec("tenant-b", "plain");
+  const SubmitResult a = SubmitOne(*store_, Job(graded), kT0);
+  const SubmitResult b = SubmitOne(*store_, Job(telemetry), kT0);
+  const SubmitResult c = SubmitOne(*store_, Job(plain), kT0);
+  ASSERT_TRUE(a.status.ok() && b.status.ok() && c.status.ok());
+  Reopen();
+  absl::StatusOr<std::vector<ActiveJob>> active = store_->Recover(kT0 + absl::Minutes(1));
+  ASSERT_TRUE(active.ok()) << active.status();
+  ASSERT_EQ(active->size(), 3u);
+  EXPECT_EQ((*active)[0].id, a.job_id);
+  EXPECT_EQ((*active)[0].priority, common::Priority::kHigh);
+  EXPECT_EQ((*active)[0].labels, graded.labels);
+  EXPECT_EQ((*active)[1].priority, common::Priority::kLow);
+  EXPECT_THAT((*active)[1].labels, IsEmpty());
+  EXPECT_EQ((*active)[2].priority, common::Priority::kUnspecified);
+  EXPECT_THAT((*active)[2].labels, IsEmpty());
+}
+
+absl::Status SaveBudgetUsageAndWait(JobStore& store, std::vector<BudgetUsage> usage) {
+  PendingWrite write;
+  store.SaveBudgetUsage(std::move(usage), write.Callback());
+  return write.Wait();
+}
+
+TEST_P(JobStoreConformanceTest, BudgetUsageIsKeptPerBudgetAndScopeAndSurvivesAReopen) {
+  absl::StatusOr<std::vector<BudgetUsage>> none = store_->LoadBudgetUsage();
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_THAT(*none, IsEmpty());
+  const absl::Time today = kT0;
+  ASSERT_TRUE(SaveBudgetUsageAndWait(*store_, {BudgetUsage{"blackboard", "", today, 10},
+                                               BudgetUsage{"district", "d7", today, 3},
+                                               BudgetUsage{"district", "d8", today, 1}})
+                  .ok());
+  // A later count of the same (budget, scope) replaces the row, even for another period.
+  ASSERT_TRUE(
+      SaveBudgetUsageAndWait(*store_, {BudgetUsage{"blackboard", "", today, 11},
+                                       BudgetUsage{"district", "d7", today + absl::Hours(24), 1}})
+          .ok());
+  Reopen();
+  absl::StatusOr<std::vector<BudgetUsage>> rows = store_->LoadBudgetUsage();
+  ASSERT_TRUE(rows.ok()) << rows.status();
+  ASSERT_EQ(rows->size(), 3u);
+  EXPECT_EQ((*rows)[0].budget, "blackboard");
+  EXPECT_EQ((*rows)[0].used, 11);
+  EXPECT_EQ((*rows)[1].scope, "d7");
+  EXPECT_EQ((*rows)[1].period_start, today + absl::Hours(24));
+  EXPECT_EQ((*rows)[1].used, 1);
+  EXPECT_EQ((*rows)[2].scope, "d8");
+  EXPECT_EQ((*rows)[2].used, 1);
 }
 
 // --- Operator pauses ---

@@ -43,6 +43,7 @@ using conformance::kT0;
 using conformance::ListAll;
 using conformance::PendingApply;
 using conformance::PendingSubmit;
+using conformance::PendingWrite;
 using conformance::Spec;
 using conformance::SubmitOne;
 using ::testing::HasSubstr;
@@ -151,7 +152,7 @@ TEST(SqliteStore, OpenUsesWalAndFullSynchronousByDefault) {
   EXPECT_EQ(store->WriterPragma("synchronous").value_or("?"), "2");  // FULL
   RawDb raw(db.path());
   EXPECT_EQ(raw.Query("PRAGMA journal_mode"), "wal");  // persistent in the file
-  EXPECT_EQ(raw.Query("PRAGMA user_version"), "4");
+  EXPECT_EQ(raw.Query("PRAGMA user_version"), "5");
   EXPECT_EQ(raw.Query("PRAGMA auto_vacuum"), "2");  // INCREMENTAL: purges can shrink the file
 }
 
@@ -254,7 +255,7 @@ TEST(SqliteStore, OpenRefusesASchemaNewerThanThisBuild) {
   const absl::Status status = SqliteStore::Open(Options(db.path())).status();
   EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << status;
   EXPECT_THAT(std::string(status.message()),
-              HasSubstr("schema version 99 is newer than this build's (4); upgrade Rebound"));
+              HasSubstr("schema version 99 is newer than this build's (5); upgrade Rebound"));
   EXPECT_THAT(std::string(status.message()), HasSubstr(db.path()));
   // Refused before anything was written: the file still says 99.
   RawDb raw(db.path());
@@ -425,8 +426,17 @@ TEST(SqliteStore, SubmitsQueuedBehindManyPurgeStepsGoFirst) {
   EXPECT_EQ(store->Usage().value_or(StoreUsage{}).finished_jobs, 0);
 }
 
+// Takes a database of this build back to what schema 4 looked like: without priorities and the
+// budgets' usage.
+void DowngradeToSchema4(const std::string& path) {
+  RawDb raw(path);
+  raw.Exec(
+      "ALTER TABLE jobs DROP COLUMN priority; DROP TABLE budget_usage; PRAGMA user_version = 4");
+}
+
 // Takes a database of this build back to what schema 3 looked like: without the throttled count.
 void DowngradeToSchema3(const std::string& path) {
+  DowngradeToSchema4(path);
   RawDb raw(path);
   raw.Exec("ALTER TABLE jobs DROP COLUMN throttled_count; PRAGMA user_version = 3");
 }
@@ -459,7 +469,7 @@ std::unique_ptr<SqliteStore> OpenUpgraded(const std::string& path, const std::st
   if (store == nullptr) return nullptr;
   {
     RawDb raw(path);
-    EXPECT_EQ(raw.Query("PRAGMA user_version"), "4");
+    EXPECT_EQ(raw.Query("PRAGMA user_version"), "5");
   }
   { std::unique_ptr<SqliteStore> made = OpenOrDie(Options(fresh)); }
   EXPECT_EQ(SchemaObjects(path), SchemaObjects(fresh));
@@ -557,6 +567,59 @@ TEST(SqliteStore, UpgradingFromSchema3ReadsOldJobsWithNoThrottledAttemptsAndKeep
   EXPECT_EQ((*active)[0].throttled_count, 2);
 }
 
+TEST(SqliteStore, UpgradingFromSchema4ReadsOldJobsAtTheirPolicysPriorityAndKeepsBudgetUsage) {
+  TempDb db, fresh;
+  JobId old = 0;
+  {
+    std::unique_ptr<SqliteStore> store = OpenOrDie(Options(db.path()));
+    ASSERT_NE(store, nullptr);
+    common::JobSpec spec = Spec("t", "old");
+    spec.labels = {{"district", "d1"}};
+    old = SubmitOne(*store, Job(spec), kT0).job_id;
+  }
+  DowngradeToSchema4(db.path());
+  std::unique_ptr<SqliteStore> store = OpenUpgraded(db.path(), fresh.path());
+  ASSERT_NE(store, nullptr);
+  absl::StatusOr<JobRecord> got = store->Get("t", old, false);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->spec.priority, common::Priority::kUnspecified);
+  absl::StatusOr<std::vector<ActiveJob>> active = store->Recover(kT0 + absl::Minutes(1));
+  ASSERT_TRUE(active.ok()) << active.status();
+  ASSERT_EQ(active->size(), 1u);
+  EXPECT_EQ((*active)[0].labels.at("district"), "d1");
+
+  common::JobSpec urgent = Spec("t", "new");
+  urgent.priority = common::Priority::kHigh;
+  const JobId id = SubmitOne(*store, Job(urgent), kT0).job_id;
+  EXPECT_EQ(store->Get("t", id, false).value_or(JobRecord{}).spec.priority,
+            common::Priority::kHigh);
+  PendingWrite write;
+  store->SaveBudgetUsage({BudgetUsage{"blackboard", "", kT0, 42}}, write.Callback());
+  ASSERT_TRUE(write.Wait().ok());
+  EXPECT_EQ(store->LoadBudgetUsage().value_or(std::vector<BudgetUsage>{}).size(), 1u);
+}
+
+TEST(SqliteStore, AStoredPriorityThisBuildDoesNotKnowReadsAsThePolicys) {
+  TempDb db;
+  JobId id = 0;
+  {
+    std::unique_ptr<SqliteStore> store = OpenOrDie(Options(db.path()));
+    ASSERT_NE(store, nullptr);
+    id = SubmitOne(*store, Job(Spec("t", "k")), kT0).job_id;
+  }
+  {
+    RawDb raw(db.path());
+    raw.Exec("UPDATE jobs SET priority = 99");
+  }
+  std::unique_ptr<SqliteStore> store = OpenOrDie(Options(db.path()));
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(store->Get("t", id, false).value_or(JobRecord{}).spec.priority,
+            common::Priority::kUnspecified);
+  absl::StatusOr<std::vector<ActiveJob>> active = store->Recover(kT0);
+  ASSERT_TRUE(active.ok()) << active.status();
+  EXPECT_EQ((*active)[0].priority, common::Priority::kUnspecified);
+}
+
 TEST(SqliteStore, UpgradingFromSchema1GivesEndedJobsTheLegacyRetention) {
   TempDb db;
   JobId done = 0, dead = 0;
@@ -589,7 +652,7 @@ TEST(SqliteStore, UpgradingFromSchema1GivesEndedJobsTheLegacyRetention) {
   EXPECT_TRUE(store->Get("t", dead, false).ok());
   EXPECT_EQ(store->PurgeEndedJobs(ended + absl::Hours(5) + absl::Seconds(1), 10).value_or(-1), 1);
   RawDb raw(db.path());
-  EXPECT_EQ(raw.Query("PRAGMA user_version"), "4");
+  EXPECT_EQ(raw.Query("PRAGMA user_version"), "5");
 }
 
 // --- Wait filters: what they walk ---
