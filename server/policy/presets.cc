@@ -1,5 +1,6 @@
 #include "server/policy/presets.h"
 
+#include <algorithm>
 #include <memory>
 
 #include "absl/strings/str_join.h"
@@ -72,6 +73,72 @@ std::vector<Preset> MakePresets() {
   google.throttle_headers = Only({}, {}, {});
   presets.push_back(std::move(google));
 
+  // Moodle (webservice/rest/locallib.php in moodle/moodle: webservice_rest_server::send_error
+  // answers an exception with HTTP 200 and {"exception":...,"errorcode":...,"message":...}).
+  // Such a 200 is no success: permanent (a bad token, a refused capability, a bad parameter),
+  // except the codes of a site or database that is briefly unable to serve: sitemaintenance
+  // (webservice/lib.php raises it while the site is in maintenance mode, "usually temporary"),
+  // dbconnectionfailed, dmlreadexception and dmlwriteexception (lib/dml: the database refused
+  // the connection, a read or a write; a deadlock or a lost connection says so, but so does a
+  // schema bug, so a lasting one ends EXHAUSTED after max_attempts rather than at once). Moodle
+  // documents no rate limit and sends no rate-limit header.
+  Preset moodle;
+  moodle.name = "moodle";
+  Rule transient;
+  transient.name = "moodle-transient";
+  transient.statuses = {{200, 200}};
+  transient.body_regex = std::make_shared<const RE2>(
+      R"re(^\s*\{\s*"exception"\s*:.*"errorcode"\s*:\s*)re"
+      R"re("(sitemaintenance|dbconnectionfailed|dmlreadexception|dmlwriteexception)")re");
+  transient.action = Action::kRetry;
+  Rule exception;
+  exception.name = "moodle-exception";
+  exception.statuses = {{200, 200}};
+  exception.body_regex = std::make_shared<const RE2>(R"re(^\s*\{\s*"exception"\s*:)re");
+  exception.action = Action::kPermanent;
+  moodle.rules = {transient, exception};
+  moodle.throttle_headers = Only({}, {}, {});
+  presets.push_back(std::move(moodle));
+
+  // Blackboard Learn (https://docs.anthology.com/docs/developer-portal/production-groups-rest-
+  // api-and-site-registration-limits: "by default 10,000 calls every 24 hours" per
+  // application; https://community.blackboard.com/docs/DOC-4258-developer-groups-site-quotas-
+  // and-rate-limits: every answer carries X-Rate-Limit-Limit, X-Rate-Limit-Remaining and
+  // X-Rate-Limit-Reset, "the remaining time before the rate limit resets, given in UTC epoch
+  // seconds"). The reset is read as a unix time, the meaning that wording has where it comes
+  // from, and else as seconds until the reset (a unix reading of a small number lies in the
+  // past and is skipped). No status for an exhausted quota is documented: the defaults read
+  // 429 as rate limited.
+  Preset blackboard;
+  blackboard.name = "blackboard";
+  blackboard.throttle_headers = Only({{"x-rate-limit-reset", ResetForm::kUnixSeconds},
+                                      {"x-rate-limit-reset", ResetForm::kDeltaSeconds}},
+                                     {"x-rate-limit-remaining"}, {});
+  blackboard.throttle_headers.limit = {"x-rate-limit-limit"};
+  presets.push_back(std::move(blackboard));
+
+  // ClassLink Roster Server (https://developer.classlink.com/reference/oneroster-api-request-
+  // limits): over the limit, 429 and a "cool-down" before retrying; back off exponentially with
+  // jitter on 429 and 5xx. No header is documented: the defaults already read 429 and 5xx so,
+  // and with no time named the endpoint waits out the (exponential) throttle backoff.
+  Preset classlink;
+  classlink.name = "classlink";
+  classlink.throttle_headers = Only({}, {}, {});
+  presets.push_back(std::move(classlink));
+
+  // 1EdTech OneRoster 1.1/1.2 REST binding (error reporting: https://support.imsglobal.org/
+  // support/solutions/articles/48001171025-what-error-reporting-does-oneroster-include-): HTTP
+  // statuses with an imsx_codeMajor / imsx_severity / imsx_codeMinor payload; no rate limit
+  // and no rate-limit header is documented, so the preset is the defaults and reads no vendor
+  // header.
+  Preset oneroster;
+  oneroster.name = "oneroster";
+  oneroster.throttle_headers = Only({}, {}, {});
+  presets.push_back(std::move(oneroster));
+
+  // By name: PresetNames() lists them so in messages.
+  std::sort(presets.begin(), presets.end(),
+            [](const Preset& a, const Preset& b) { return a.name < b.name; });
   return presets;
 }
 

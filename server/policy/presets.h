@@ -30,7 +30,7 @@ struct Preset {
 
 // The preset of that name, or null.
 const Preset* FindPreset(absl::string_view name);
-// "canvas, clever, d2l": the names, for messages.
+// "blackboard, canvas, classlink, ...": the names in order, for messages.
 std::string PresetNames();
 
 }  // namespace rebound::policy

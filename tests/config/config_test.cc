@@ -942,13 +942,27 @@ TEST(Presets, APresetGivesItsRulesAndHeadersAndTheEndpointsOwnGoOnTop) {
       ParseOk(EndpointWith("    preset: d2l\n    throttle_headers: {remaining: [x-left]}\n"));
   EXPECT_THAT(own.endpoints.at(0).throttle_headers.remaining, ElementsAre("x-left"));
   EXPECT_EQ(ErrorOf(EndpointWith("    preset: blackboard9\n")),
-            "rebound.yaml: endpoints[0].preset: unknown preset 'blackboard9' (want canvas, "
-            "clever, d2l, google-classroom)");
+            "rebound.yaml: endpoints[0].preset: unknown preset 'blackboard9' (want blackboard, "
+            "canvas, classlink, clever, d2l, google-classroom, moodle, oneroster)");
   const Config google = ParseOk(EndpointWith("    preset: google-classroom\n"));
   const policy::ThrottleHeaders& g = google.endpoints.at(0).throttle_headers;
   EXPECT_TRUE(g.retry_after);
   EXPECT_FALSE(g.ietf);
   EXPECT_TRUE(g.reset.empty() && g.remaining.empty() && g.limit.empty() && g.cost.empty());
+  const Config moodle = ParseOk(EndpointWith("    preset: moodle\n"));
+  EXPECT_EQ(moodle.endpoints.at(0).rules.size(), 2u);
+  const Config blackboard = ParseOk(EndpointWith("    preset: blackboard\n"));
+  const policy::ThrottleHeaders& b = blackboard.endpoints.at(0).throttle_headers;
+  ASSERT_EQ(b.reset.size(), 2u);
+  EXPECT_EQ(b.reset[0].name, "x-rate-limit-reset");
+  EXPECT_EQ(b.reset[0].form, policy::ResetForm::kUnixSeconds);
+  EXPECT_THAT(b.limit, ElementsAre("x-rate-limit-limit"));
+  EXPECT_THAT(b.remaining, ElementsAre("x-rate-limit-remaining"));
+  for (const char* name : {"classlink", "oneroster"}) {
+    const Config parsed = ParseOk(EndpointWith(absl::StrCat("    preset: ", name, "\n")));
+    EXPECT_TRUE(parsed.endpoints.at(0).rules.empty()) << name;
+    EXPECT_TRUE(parsed.endpoints.at(0).throttle_headers.reset.empty()) << name;
+  }
   EXPECT_THAT(ErrorOf(EndpointWith("    rules: [{name: a, action: retry}, {name: a, action: "
                                    "retry}]\n")),
               HasSubstr("endpoints[0].rules[1].name: duplicate rule 'a'"));

@@ -554,6 +554,76 @@ TEST_F(FakeLmsTest, CleverModeAnswers429WithTheResetAsAUnixTimeAndResetsWithTheW
   EXPECT_EQ((*totals)["throttle_answers"], 1);
 }
 
+// Moodle's REST server (tools/fake-lms/moodle.h): under a /__moodle prefix a script step may be
+// one of Moodle's error codes, answered HTTP 200 with Moodle's JSON error; numeric steps and
+// paths outside the prefix stay as they are.
+TEST_F(FakeLmsTest, MoodleModeAnswersItsErrorCodesWith200AndTheJsonException) {
+  ASSERT_TRUE(lms_->Post("/__moodle?prefix=/m/").ok());
+  const std::string script = "?script=dmlwriteexception,sitemaintenance,invalidtoken,200";
+  const HttpReply write = Get("/m/webservice/rest/server.php" + script, "m1");
+  EXPECT_EQ(write.status, 200);
+  EXPECT_EQ(write.Header("content-type"), "application/json");
+  EXPECT_EQ(write.body, R"({"exception":"dml_write_exception","errorcode":"dmlwriteexception",)"
+                        R"("message":"Error writing to database"})");
+  const HttpReply maintenance = Get("/m/webservice/rest/server.php" + script, "m1");
+  EXPECT_EQ(maintenance.status, 200);
+  EXPECT_THAT(maintenance.body, HasSubstr(R"("errorcode":"sitemaintenance")"));
+  EXPECT_THAT(Get("/m/webservice/rest/server.php" + script, "m1").body,
+              HasSubstr(R"("exception":"moodle_exception","errorcode":"invalidtoken")"));
+  const HttpReply ok = Get("/m/webservice/rest/server.php" + script, "m1");
+  EXPECT_EQ(ok.status, 200);
+  EXPECT_THAT(ok.body, HasSubstr(R"("ok":true)"));
+  // An error answer is a 200, but no effect: the effect is the success.
+  EXPECT_EQ(KeyStats("m1")["effects"], 1);
+  EXPECT_EQ(Get("/m/x?script=503", "m2").status, 503);
+  // Outside the prefix, and codes Moodle does not send, are bad scripts.
+  EXPECT_EQ(Get("/other?script=sitemaintenance", "m3").status, 400);
+  EXPECT_EQ(Get("/m/x?script=sessionwaiterr", "m4").status, 400);
+  EXPECT_EQ(HttpFetch("POST", lms_->base_url() + "/__moodle?prefix=m").status, 400);
+  const HttpReply listing = HttpFetch("GET", lms_->base_url() + "/__moodle");
+  EXPECT_THAT(listing.body, HasSubstr(R"("prefix":"/m/")"));
+  ASSERT_TRUE(lms_->Post("/__moodle?prefix=/m/&off=1").ok());
+  EXPECT_EQ(Get("/m/x?script=sitemaintenance", "m5").status, 400);
+}
+
+// Blackboard's daily quota (tools/fake-lms/window.h), time-scaled: a count per application
+// (every token), each answer with X-Rate-Limit-Limit, -Remaining and -Reset (a unix time);
+// over it, 429 with the same headers and no Retry-After.
+TEST_F(FakeLmsTest, BlackboardModeCountsPerApplicationAndSendsItsThreeHeadersOnEveryAnswer) {
+  ASSERT_TRUE(lms_->Post("/__blackboard?limit=2&window_ms=2000").ok());
+  // Start just after a window turned, so the three requests share one.
+  absl::SleepFor(absl::Milliseconds(2000 - absl::ToUnixMillis(absl::Now()) % 2000 + 20));
+  const HttpReply a = HttpFetch("GET", lms_->base_url() + "/learn/api/public/v1/users",
+                                {"Idempotency-Key: b1", "Authorization: Bearer one"});
+  EXPECT_EQ(a.status, 200);
+  EXPECT_EQ(a.Header("x-rate-limit-limit"), "2");
+  EXPECT_EQ(a.Header("x-rate-limit-remaining"), "1");
+  const HttpReply b = HttpFetch("GET", lms_->base_url() + "/learn/api/public/v1/users",
+                                {"Idempotency-Key: b2", "Authorization: Bearer two"});
+  EXPECT_EQ(b.status, 200);
+  EXPECT_EQ(b.Header("x-rate-limit-remaining"), "0") << "one count for the application";
+  const HttpReply over = Get("/x", "b3");
+  ASSERT_EQ(over.status, 429);
+  EXPECT_EQ(over.Header("retry-after"), "");
+  EXPECT_EQ(over.Header("x-rate-limit-remaining"), "0");
+  EXPECT_EQ(over.Header("x-rate-limit-limit"), "2");
+  const int64_t reset = std::stoll(over.Header("x-rate-limit-reset"));
+  const int64_t now = absl::ToUnixSeconds(absl::Now());
+  EXPECT_EQ(reset, std::stoll(a.Header("x-rate-limit-reset")));
+  EXPECT_GE(reset, now);
+  EXPECT_LE(reset, now + 2);
+  absl::SleepFor(absl::FromUnixSeconds(reset) - absl::Now() + absl::Milliseconds(20));
+  const HttpReply after = Get("/x", "b3");
+  EXPECT_EQ(after.status, 200);  // the period turned
+  EXPECT_EQ(after.Header("x-rate-limit-remaining"), "1");
+  EXPECT_EQ(HttpFetch("POST", lms_->base_url() + "/__blackboard?limit=-1").status, 400);
+  const HttpReply listing = HttpFetch("GET", lms_->base_url() + "/__blackboard");
+  EXPECT_THAT(listing.body, HasSubstr(R"("style":"blackboard")"));
+  absl::StatusOr<nlohmann::json> totals = lms_->Totals();
+  ASSERT_TRUE(totals.ok());
+  EXPECT_EQ((*totals)["throttle_answers"], 1);
+}
+
 // Google Classroom's quota (tools/fake-lms/window.h): a moving window per user, a day's count
 // per client; over it, 429 with Google's RESOURCE_EXHAUSTED JSON error and no quota header.
 TEST_F(FakeLmsTest, GoogleClassroomModeIsAMovingWindowAnsweredWithResourceExhausted) {

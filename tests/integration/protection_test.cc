@@ -570,5 +570,60 @@ TEST_F(ProtectionTest, GoogleClassroomQuotaBacksTheEndpointOffExponentially) {
   EXPECT_LE(run.seconds, 20.0);
 }
 
+// Moodle's web service errors (fake-lms's Moodle mode: webservice/rest/locallib.php answers an
+// exception with HTTP 200 and a JSON error): with `preset: moodle` a 200 carrying a refusal
+// (invalidtoken) ends FAILED at its first attempt instead of SUCCEEDED, and a site in maintenance
+// or a database that briefly refused (dmlwriteexception, sitemaintenance) is retried until the
+// call succeeds.
+TEST_F(ProtectionTest, MoodleExceptionsIn200sFailAtOnceUnlessTheirCodeIsTransient) {
+  ASSERT_TRUE(lms_->Post("/__moodle?prefix=/api/v1/").ok());
+  StartWith("    max_in_flight: 16\n    policy: moodle\n    preset: moodle\n",
+            "policies:\n  - name: moodle\n    limits: {max_attempts: 4}\n"
+            "    backoff: {initial: 10ms, max: 50ms, multiplier: 2, jitter: none}\n");
+  constexpr int kEach = 20;
+  const absl::Time start = absl::Now();
+  SubmitMany("refused-", kEach, "script=invalidtoken");
+  SubmitMany("transient-", kEach, "script=dmlwriteexception,sitemaintenance,200");
+  ASSERT_TRUE(AwaitNoActiveJob(start + absl::Seconds(30))) << ServerLog();
+  int max_attempts = 0;
+  std::map<int, int> by_state = CountByState(&max_attempts);
+  auto totals = lms_->Totals();
+  ASSERT_TRUE(totals.ok()) << totals.status();
+  const int attempts = (*totals)["attempts"];
+  std::cout << "moodle: " << by_state[v1::FAILED] << " FAILED, " << by_state[v1::SUCCEEDED]
+            << " SUCCEEDED, " << by_state[v1::EXHAUSTED] << " EXHAUSTED; " << attempts
+            << " requests, at most " << max_attempts << " attempts a job\n";
+  EXPECT_EQ(by_state[v1::FAILED], kEach) << "a refusal in a 200 is permanent";
+  EXPECT_EQ(by_state[v1::SUCCEEDED], kEach) << "maintenance and database errors are retried";
+  EXPECT_EQ(by_state[v1::EXHAUSTED], 0);
+  EXPECT_EQ(attempts, kEach * 1 + kEach * 3) << "1 attempt each refused, 3 each transient";
+  EXPECT_EQ(max_attempts, 3);
+  EXPECT_EQ((*totals)["effects"], kEach);
+}
+
+// Blackboard's quota per application (fake-lms's Blackboard mode: 10,000 calls a day by
+// default), time-scaled: 50 requests a 2 s period. Every answer carries X-Rate-Limit-Limit,
+// -Remaining and -Reset (a unix time), which `preset: blackboard` reads: the endpoint paces its
+// starts on the remaining quota, and jobs beyond the quota wait for the announced reset instead
+// of being dead-lettered (throttles spend no attempts).
+TEST_F(ProtectionTest, BlackboardJobsBeyondTheQuotaWaitForTheResetAndNoneIsDeadLettered) {
+  ASSERT_TRUE(lms_->Post("/__blackboard?limit=50&window_ms=2000").ok());
+  StartWith("    max_in_flight: 16\n    policy: blackboard\n    preset: blackboard\n",
+            "policies:\n  - name: blackboard\n    limits: {max_attempts: 2}\n");
+  constexpr int kJobs = 120;  // 2.4 periods' quota
+  const ModeRun run = RunThroughTheMode("blackboard-", kJobs, "script=200&latency_ms=10");
+  EXPECT_EQ(run.effects, kJobs);
+  // Into an exhausted quota goes at most what was on the wire when it ran dry (16 at once; the
+  // jobs span at most 4 periods).
+  EXPECT_LE(run.throttled, 16 * 4);
+  EXPECT_EQ(run.attempts, kJobs + run.throttled) << "every request but the throttled succeeded";
+  EXPECT_GE(run.seconds, 2.0) << "more than the quota allows (3 periods: at least 1 full one)";
+  EXPECT_LE(run.seconds, 15.0);
+  ASSERT_TRUE(AwaitNoActiveJob(absl::Now() + absl::Seconds(10)));
+  std::map<int, int> by_state = CountByState();
+  EXPECT_EQ(by_state[v1::SUCCEEDED], kJobs) << "no job dead-lettered by the quota";
+  EXPECT_EQ(by_state[v1::EXHAUSTED] + by_state[v1::FAILED], 0);
+}
+
 }  // namespace
 }  // namespace rebound::testing

@@ -1,5 +1,6 @@
 // fake-lms's admin endpoints (/__health, /__reset, /__stats, /__outage, /__canvas, /__d2l,
-// /__clever, /__arrivals) and what they set up: outages and LMS throttle modes.
+// /__clever, /__google-classroom, /__blackboard, /__moodle, /__arrivals) and what they set up:
+// outages and LMS modes.
 #include <algorithm>
 #include <cstring>
 #include <utility>
@@ -19,6 +20,7 @@ void Server::HandleAdmin(evhttp_request* req, const std::string& path, const cha
     outages_.clear();
     canvas_.clear();
     windows_.clear();
+    moodle_.clear();
     SendAnswer(req, JsonAnswer(200, {{"ok", true}}));
   } else if (path == "/__stats" && method == EVHTTP_REQ_GET) {
     const QueryParams params(query);
@@ -41,6 +43,10 @@ void Server::HandleAdmin(evhttp_request* req, const std::string& path, const cha
     HandleWindow(req, query, WindowStyle::kGoogle);
   } else if (path == "/__clever") {
     HandleWindow(req, query, WindowStyle::kClever);
+  } else if (path == "/__blackboard") {
+    HandleWindow(req, query, WindowStyle::kBlackboard);
+  } else if (path == "/__moodle") {
+    HandleMoodle(req, query);
   } else if (path == "/__arrivals" && method == EVHTTP_REQ_GET) {
     const QueryParams params(query);
     const std::optional<double> since = ParseNonNegative<double>(params.Find("since_ms"));
@@ -167,6 +173,25 @@ void Server::HandleWindow(evhttp_request* req, const char* query, WindowStyle st
   std::optional<WindowSettings> settings = WindowSettings::FromParams(
       style, [&](const char* name) { return params.Find(name); }, &error);
   SetThrottle(req, params, std::move(settings), std::move(error), kMaxOutages, &windows_, listing);
+}
+
+void Server::HandleMoodle(evhttp_request* req, const char* query) {
+  const auto listing = [&] {
+    nlohmann::json list = nlohmann::json::array();
+    for (const MoodleMode& m : moodle_) list.push_back(m.Status());
+    return nlohmann::json{{"moodle", std::move(list)}};
+  };
+  if (AnsweredUnlessPost(req, listing)) return;
+  const QueryParams params(query);
+  std::string error;
+  std::optional<MoodleSettings> settings =
+      MoodleSettings::FromParams([&](const char* name) { return params.Find(name); }, &error);
+  SetThrottle(req, params, std::move(settings), std::move(error), kMaxOutages, &moodle_, listing);
+}
+
+bool Server::IsMoodle(const std::string& path) const {
+  return std::any_of(moodle_.begin(), moodle_.end(),
+                     [&](const MoodleMode& m) { return path.rfind(m.settings().prefix, 0) == 0; });
 }
 
 WindowThrottle* Server::WindowFor(const std::string& path) {

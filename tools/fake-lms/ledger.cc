@@ -17,7 +17,7 @@ KeyRecord& Ledger::Arrive(const std::string& key, Arrival arrival) {
 
 void Ledger::Answered(KeyRecord& record, const Answer& answer) {
   record.history.back().status = answer.status;
-  if (answer.status >= 200 && answer.status < 300 && !record.effect) {
+  if (answer.status >= 200 && answer.status < 300 && answer.can_be_effect && !record.effect) {
     record.effect = answer;
     ++record.effects;
     ++effects_;

@@ -25,6 +25,8 @@ struct Answer {
   const char* content_type = "application/json";             // a string literal
   std::vector<std::pair<std::string, std::string>> headers;  // besides Content-Type
   std::string body;
+  // False for an error answered with a 2xx (Moodle's web service errors): never an effect.
+  bool can_be_effect = true;
 };
 
 // What the server saw of one request.

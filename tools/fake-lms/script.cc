@@ -8,6 +8,8 @@
 #include <memory>
 #include <utility>
 
+#include "tools/fake-lms/moodle.h"
+
 namespace rebound::fakelms {
 namespace {
 
@@ -47,8 +49,14 @@ std::optional<int> ParseInt(std::string_view text, int lo, int hi) {
   return value;
 }
 
-std::optional<Step> ParseStep(std::string_view text, std::string* error) {
+std::optional<Step> ParseStep(std::string_view text, std::string* error, bool moodle) {
   Step step;
+  if (moodle) {
+    if (std::optional<std::string> body = MoodleErrorBody(text); body) {
+      step.moodle_body = *std::move(body);  // Moodle answers its exceptions with a 200
+      return step;
+    }
+  }
   if (text == "hang") {
     step.kind = Step::Kind::kHang;
     return step;
@@ -96,14 +104,15 @@ std::optional<Step> ParseStep(std::string_view text, std::string* error) {
 
 }  // namespace
 
-std::optional<std::vector<Step>> ParseScript(std::string_view script, std::string* error) {
+std::optional<std::vector<Step>> ParseScript(std::string_view script, std::string* error,
+                                             bool moodle) {
   std::vector<Step> steps;
   size_t start = 0;
   while (true) {
     const size_t comma = script.find(',', start);
     const std::string_view text = script.substr(
         start, comma == std::string_view::npos ? std::string_view::npos : comma - start);
-    std::optional<Step> step = ParseStep(text, error);
+    std::optional<Step> step = ParseStep(text, error, moodle);
     if (!step) return std::nullopt;
     steps.push_back(*std::move(step));
     if (comma == std::string_view::npos) break;

@@ -16,7 +16,9 @@
 // 'cut', so 'cut' is the deterministic mid-answer failure.)
 //
 // Options are split only at ':' followed by a known option name, so `loc=http://h:8080/x`
-// needs no escaping; a ',' inside TEXT or URL is written %2C. Pure functions, thread-safe.
+// needs no escaping; a ',' inside TEXT or URL is written %2C. Under a Moodle prefix
+// (POST /__moodle), a STEP may also be one of Moodle's error codes (moodle.h), answered as
+// Moodle's REST server answers that exception. Pure functions, thread-safe.
 #ifndef REBOUND_TOOLS_FAKE_LMS_SCRIPT_H_
 #define REBOUND_TOOLS_FAKE_LMS_SCRIPT_H_
 
@@ -36,11 +38,13 @@ struct Step {
   int delay_ms = 0;                        // ms=N
   std::optional<std::string> body;         // body=TEXT
   std::optional<std::string> location;     // loc=URL
+  std::optional<std::string> moodle_body;  // a Moodle error code's JSON body (status 200)
 };
 
 // Parses a whole script. On a syntax error returns nullopt and sets *error to a short reason
-// naming the offending step.
-std::optional<std::vector<Step>> ParseScript(std::string_view script, std::string* error);
+// naming the offending step. `moodle`: Moodle's error codes are steps too.
+std::optional<std::vector<Step>> ParseScript(std::string_view script, std::string* error,
+                                             bool moodle = false);
 
 // The step for the n-th (1-based) request: the last step repeats.
 const Step& StepFor(const std::vector<Step>& script, int n);

@@ -101,7 +101,12 @@ Answer ScriptedAnswer(const Step& step, const std::string& key, int attempt,
                       const char* default_body) {
   Answer answer;
   answer.status = step.status;
-  if (step.body || default_body != nullptr) {
+  if (step.moodle_body) {
+    // Moodle's REST server answers an exception with its JSON error and the success headers.
+    answer.content_type = "application/json";
+    answer.body = *step.moodle_body;
+    answer.can_be_effect = false;
+  } else if (step.body || default_body != nullptr) {
     answer.content_type = "text/plain; charset=utf-8";
     answer.body = step.body ? *step.body : std::string(default_body);
   } else if (step.status >= 200 && step.status < 300) {
@@ -327,7 +332,7 @@ void Server::HandleScripted(evhttp_request* req, const std::string& path, const 
   const char* script_text = Setting(headers, "X-Fake-Script", params, "script");
   std::string error;
   const std::optional<std::vector<Step>> script =
-      ParseScript(script_text != nullptr ? script_text : "200", &error);
+      ParseScript(script_text != nullptr ? script_text : "200", &error, IsMoodle(path));
   if (!script) {
     const Answer bad = JsonAnswer(400, {{"error", "bad script: " + error}});
     ledger_.Answered(record, bad);

@@ -21,6 +21,7 @@
 
 #include "tools/fake-lms/canvas.h"
 #include "tools/fake-lms/ledger.h"
+#include "tools/fake-lms/moodle.h"
 #include "tools/fake-lms/window.h"
 
 namespace rebound::fakelms {
@@ -69,6 +70,9 @@ class Server {
   void HandleOutage(evhttp_request* req, const char* query);
   void HandleCanvas(evhttp_request* req, const char* query);
   void HandleWindow(evhttp_request* req, const char* query, WindowStyle style);
+  void HandleMoodle(evhttp_request* req, const char* query);
+  // Whether a Moodle mode's prefix starts `path`.
+  bool IsMoodle(const std::string& path) const;
   // The WindowThrottle with the longest prefix of `path`, or nullptr.
   WindowThrottle* WindowFor(const std::string& path);
   // The CanvasThrottle with the longest prefix of `path`, or nullptr.
@@ -97,7 +101,8 @@ class Server {
   ArrivalLog arrivals_;
   std::vector<Outage> outages_;
   std::vector<CanvasThrottle> canvas_;   // at most kMaxOutages, one per prefix
-  std::vector<WindowThrottle> windows_;  // likewise (D2L's and Clever's)
+  std::vector<WindowThrottle> windows_;  // likewise (D2L's, Clever's, Google's, Blackboard's)
+  std::vector<MoodleMode> moodle_;       // likewise
   std::unordered_map<Pending*, std::unique_ptr<Pending>> pending_;
   const std::chrono::system_clock::time_point start_;
 };

@@ -28,6 +28,10 @@ std::optional<WindowSettings> WindowSettings::FromParams(
     s.limit = 1200;
     s.cost = 1;
   }
+  if (style == WindowStyle::kBlackboard) {
+    s.limit = 10000;
+    s.window_ms = 24 * 60 * 60 * 1000;
+  }
   if (const char* prefix = param("prefix"); prefix != nullptr) {
     s.prefix = prefix;
     if (!s.prefix.empty() && s.prefix[0] != '/') {
@@ -65,7 +69,8 @@ std::optional<WindowSettings> WindowSettings::FromParams(
 nlohmann::json WindowSettings::ToJson() const {
   const char* name = style == WindowStyle::kD2L      ? "d2l"
                      : style == WindowStyle::kClever ? "clever"
-                                                     : "google-classroom";
+                     : style == WindowStyle::kGoogle ? "google-classroom"
+                                                     : "blackboard";
   return {{"style", name}, {"prefix", prefix},       {"limit", limit},
           {"cost", cost},  {"window_ms", window_ms}, {"day_limit", day_limit}};
 }
@@ -79,7 +84,8 @@ WindowThrottle::Window& WindowThrottle::Current(const std::string& token, int64_
 
 WindowThrottle::Verdict WindowThrottle::Arrive(const std::string& token, int64_t now_ms) {
   if (settings_.style == WindowStyle::kGoogle) return ArriveMoving(token, now_ms);
-  Window& w = Current(token, now_ms);
+  // Blackboard counts per application, whoever's token a request carries.
+  Window& w = Current(settings_.style == WindowStyle::kBlackboard ? "" : token, now_ms);
   const int64_t reset_ms = w.start_ms + settings_.window_ms;
   Verdict v;
   v.throttled = settings_.limit - w.used < settings_.cost;
@@ -100,6 +106,11 @@ WindowThrottle::Verdict WindowThrottle::Arrive(const std::string& token, int64_t
       if (v.throttled) {
         v.headers.emplace_back("X-RateLimit-Reset", std::to_string((reset_ms + 999) / 1000));
       }
+      break;
+    case WindowStyle::kBlackboard:  // on every answer, a throttled one too
+      v.headers.emplace_back("X-Rate-Limit-Limit", Number(settings_.limit));
+      v.headers.emplace_back("X-Rate-Limit-Remaining", Number(settings_.limit - w.used));
+      v.headers.emplace_back("X-Rate-Limit-Reset", std::to_string((reset_ms + 999) / 1000));
       break;
     case WindowStyle::kGoogle:  // a moving window: ArriveMoving
       break;

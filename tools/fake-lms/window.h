@@ -39,14 +39,14 @@
 
 namespace rebound::fakelms {
 
-enum class WindowStyle { kD2L, kClever, kGoogle };
+enum class WindowStyle { kD2L, kClever, kGoogle, kBlackboard };
 
 struct WindowSettings {
   WindowStyle style = WindowStyle::kD2L;
-  std::string prefix;    // scripted requests whose path starts with it ("" = every path)
-  double limit = 50000;  // units per window (D2L: credits; Clever: requests, 1,200)
-  double cost = 10;      // per request (D2L: 10; Clever: 1)
-  int64_t window_ms = 60000;
+  std::string prefix;          // scripted requests whose path starts with it ("" = every path)
+  double limit = 50000;        // units per window (D2L: credits; Clever: requests, 1,200)
+  double cost = 10;            // per request (D2L: 10; Clever: 1)
+  int64_t window_ms = 60000;   // Blackboard: 24 h
   double day_limit = 4000000;  // Google: requests per UTC day, all tokens together
 
   // The vendor's defaults, then the query parameters (`param` returns nullptr for an absent
