@@ -625,5 +625,147 @@ TEST_F(ProtectionTest, BlackboardJobsBeyondTheQuotaWaitForTheResetAndNoneIsDeadL
   EXPECT_EQ(by_state[v1::EXHAUSTED] + by_state[v1::FAILED], 0);
 }
 
+// Blackboard's quota as a budget (docs/presets.md): the LMS counts 50 a window from the first
+// request, the budget half of that a fixed period of the same length, so any LMS window spans at
+// most two budget periods and the quota is never overrun, with pacing off to show the budget
+// alone does it. Jobs beyond it wait QUOTA_EXHAUSTED, spending no attempt.
+TEST_F(ProtectionTest, ABlackboardQuotaBudgetKeepsEveryRequestInsideTheQuota) {
+  ASSERT_TRUE(lms_->Post("/__blackboard?limit=50&window_ms=2000").ok());
+  StartWith(
+      "    max_in_flight: 16\n    preset: blackboard\n    pacing: {enabled: false}\n"
+      "    budgets: [blackboard-app]\n",
+      "budgets:\n  - name: blackboard-app\n    quota: {limit: 25, period: 2s}\n");
+  constexpr int kJobs = 60;
+  const absl::Time start = absl::Now();
+  const std::vector<std::string> ids = SubmitMany("bb-budget-", kJobs, "script=200&latency_ms=5");
+  // While the first period's 25 are spent, the rest wait for the next one.
+  absl::SleepFor(absl::Milliseconds(300));
+  int exhausted = 0;
+  for (const std::string& id : ids) {
+    auto job = client().Get(id);
+    ASSERT_TRUE(job.ok()) << job.status();
+    if (job->wait().reason() == v1::QUOTA_EXHAUSTED) {
+      ++exhausted;
+      EXPECT_EQ(job->attempt_count(), 0) << "a quota wait spends no attempt";
+      EXPECT_TRUE(job->wait().has_until());
+    }
+  }
+  EXPECT_GT(exhausted, 0) << "jobs beyond the period's quota wait QUOTA_EXHAUSTED";
+  ASSERT_TRUE(AwaitEffects(kJobs, start + absl::Seconds(30))) << ServerLog();
+  auto totals = lms_->Totals();
+  ASSERT_TRUE(totals.ok()) << totals.status();
+  std::cout << kJobs << " jobs through a 25-per-2s budget against Blackboard's 50 per 2s: "
+            << (*totals)["throttle_answers"] << " throttled of " << (*totals)["attempts"]
+            << " requests, " << exhausted << " seen waiting QUOTA_EXHAUSTED, "
+            << absl::ToDoubleSeconds(absl::Now() - start) << " s\n";
+  EXPECT_EQ((*totals)["throttle_answers"], 0);
+  EXPECT_EQ((*totals)["attempts"], kJobs);
+  const v1::EndpointStatus s = Status();
+  ASSERT_EQ(s.budgets_size(), 1);
+  EXPECT_EQ(s.budgets(0).quota_limit(), 25);
+  EXPECT_TRUE(s.budgets(0).has_period_end());
+}
+
+// --- Budgets and priorities (issue 9 items 5 and 6), seen from the LMS's side ---
+
+// Attempts that were on the wire at once at the upstream, at most, from its arrival log.
+int MostAtOnce(const std::vector<Arrival>& arrivals) {
+  std::vector<std::pair<double, int>> edges;
+  for (const Arrival& a : arrivals) {
+    edges.emplace_back(a.at_ms, +1);
+    edges.emplace_back(a.done_ms.value_or(a.at_ms), -1);
+  }
+  std::sort(edges.begin(), edges.end());  // an end before a start at the same instant
+  int now = 0, most = 0;
+  for (const auto& [at, delta] : edges) most = std::max(most, now += delta);
+  return most;
+}
+
+TEST_F(ProtectionTest, ABudgetSharedByThreeEndpointsHoldsTheirSumAtTheLms) {
+  const std::string others =
+      absl::StrCat("  - name: lms-2\n    base_url: http://127.0.0.1:", lms_->port(),
+                   "\n    allowed_path_prefixes: [/api/v1/]\n    budgets: [app]\n",
+                   "  - name: lms-3\n    base_url: http://127.0.0.1:", lms_->port(),
+                   "\n    allowed_path_prefixes: [/api/v1/]\n    budgets: [app]\n");
+  StartWith(absl::StrCat("    budgets: [app]\n", others),
+            "budgets:\n  - name: app\n    max_in_flight: 4\n");
+  constexpr int kJobs = 90;
+  std::vector<v1::SyncRequest> batch;
+  for (int i = 0; i < kJobs; ++i) {
+    v1::SyncRequest r = Job(absl::StrCat("shared-", i), "200");
+    r.set_endpoint(i % 3 == 0 ? "lms" : i % 3 == 1 ? "lms-2" : "lms-3");
+    r.set_query("script=200&latency_ms=30");
+    batch.push_back(std::move(r));
+  }
+  auto res = client().SubmitBatch(batch);
+  ASSERT_TRUE(res.ok()) << res.status();
+  ASSERT_TRUE(AwaitEffects(kJobs, absl::Now() + absl::Seconds(30))) << ServerLog();
+  const std::vector<Arrival> arrivals = Arrivals();
+  const int most = MostAtOnce(arrivals);
+  std::cout << kJobs << " jobs on 3 endpoints (64 in flight each) sharing a budget of 4: at most "
+            << most << " at once at the LMS, " << arrivals.size() << " requests\n";
+  EXPECT_LE(most, 4);
+  EXPECT_GE(most, 3) << "the budget, not something else, should be the limit";
+  EXPECT_EQ(arrivals.size(), static_cast<size_t>(kJobs));
+  const v1::EndpointStatus s = Status();
+  ASSERT_EQ(s.budgets_size(), 1);
+  EXPECT_EQ(s.budgets(0).name(), "app");
+  EXPECT_EQ(s.budgets(0).max_in_flight(), 4);
+}
+
+TEST_F(ProtectionTest, GradesSubmittedBehindABackfillStartBeforeItAndEachDistrictTakesItsTurn) {
+  StartWith("    max_in_flight: 1\n    fairness_label: district\n",
+            "policies:\n  - name: default\n  - name: telemetry\n    priority: low\n");
+  // A low-priority backfill of district d1 queued first, then three grades (high) and three
+  // normal jobs of another district.
+  std::vector<v1::SyncRequest> batch;
+  for (int i = 0; i < 40; ++i) {
+    v1::SyncRequest r = Job(absl::StrCat("backfill-", i), "200");
+    r.set_query("script=200&latency_ms=20");
+    r.set_policy("telemetry");
+    (*r.mutable_labels())["district"] = "d1";
+    batch.push_back(std::move(r));
+  }
+  auto backfill = client().SubmitBatch(batch);
+  ASSERT_TRUE(backfill.ok()) << backfill.status();
+  batch.clear();
+  for (int i = 0; i < 3; ++i) {
+    v1::SyncRequest grade = Job(absl::StrCat("grade-", i), "200");
+    grade.set_query("script=200&latency_ms=20");
+    grade.set_priority(v1::HIGH);
+    (*grade.mutable_labels())["district"] = "d1";
+    batch.push_back(grade);
+    v1::SyncRequest other = Job(absl::StrCat("d2-", i), "200");
+    other.set_query("script=200&latency_ms=20");
+    (*other.mutable_labels())["district"] = "d2";
+    batch.push_back(other);
+  }
+  auto urgent = client().SubmitBatch(batch);
+  ASSERT_TRUE(urgent.ok()) << urgent.status();
+  ASSERT_TRUE(AwaitEffects(46, absl::Now() + absl::Seconds(30))) << ServerLog();
+
+  auto started = [&](const std::string& id) {
+    auto job = client().Get(id);
+    EXPECT_TRUE(job.ok()) << job.status();
+    if (!job.ok() || job->attempts_size() == 0) return absl::InfiniteFuture();
+    return FromProto(job->attempts(0).started_at());
+  };
+  std::vector<absl::Time> backfill_starts;
+  for (const auto& item : backfill->results())
+    backfill_starts.push_back(started(item.result().job_id()));
+  std::sort(backfill_starts.begin(), backfill_starts.end());
+  absl::Time last_urgent = absl::InfinitePast();
+  for (const auto& item : urgent->results()) {
+    last_urgent = std::max(last_urgent, started(item.result().job_id()));
+  }
+  // One at a time: the backfill's first job may be on the wire when the others arrive; every
+  // grade and normal job then goes before the rest of it.
+  const auto before = std::count_if(backfill_starts.begin(), backfill_starts.end(),
+                                    [&](absl::Time t) { return t < last_urgent; });
+  std::cout << "backfill jobs started before the last of 6 higher-priority jobs: " << before
+            << " of 40\n";
+  EXPECT_LE(before, 2);
+}
+
 }  // namespace
 }  // namespace rebound::testing
