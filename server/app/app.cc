@@ -197,6 +197,19 @@ absl::Status App::Reload(std::shared_ptr<const config::Config> next) {
   if (metrics_->endpoint_count() + added.size() > metrics::kMaxEndpoints) {
     return absl::ResourceExhaustedError("endpoints: too many for one process");
   }
+  // Budgets too: known ones keep their series (and the engine their state), new ones are
+  // appended in the new config's order, as the engine appends them.
+  std::vector<const config::BudgetConfig*> added_budgets;
+  for (const config::BudgetConfig& b : next->budgets) {
+    bool known = false;
+    for (size_t i = 0; i < metrics_->budget_count() && !known; ++i) {
+      known = metrics_->budget(i).name == b.name;
+    }
+    if (!known) added_budgets.push_back(&b);
+  }
+  if (metrics_->budget_count() + added_budgets.size() > config::kMaxBudgets) {
+    return absl::ResourceExhaustedError("budgets: too many for one process");
+  }
   if (next->server.grpc_listen != cur.server.grpc_listen) return restart("server.grpc_listen");
   if (next->server.metrics_listen != cur.server.metrics_listen) {
     return restart("server.metrics_listen");
@@ -217,6 +230,7 @@ absl::Status App::Reload(std::shared_ptr<const config::Config> next) {
   // Series first: the engine appends the same new endpoints, in the same order, and may report
   // on them as soon as it has.
   for (const std::string& name : added) metrics_->AddEndpoint(name);
+  for (const config::BudgetConfig* b : added_budgets) metrics_->AddBudget(*b);
   absl::Notification switched;
   absl::Status engine_status;
   engine_->Reload(next, [&](absl::Status s) {

@@ -201,6 +201,16 @@ void Telemetry::OnOperatorPause(int endpoint, bool paused, absl::Time until,
   log_.Log(paused ? log::Event::kOperatorPaused : log::Event::kOperatorResumed, f);
 }
 
+void Telemetry::OnBudgetGauges(int budget, const engine::BudgetGauges& g) {
+  if (budget < 0 || static_cast<size_t>(budget) >= metrics_.budget_count()) return;
+  metrics::BudgetMetrics& m = metrics_.budget(static_cast<size_t>(budget));
+  m.in_flight->Set(static_cast<double>(g.in_flight));
+  m.quota_used->Set(static_cast<double>(g.quota_used));
+  m.quota_limit->Set(static_cast<double>(g.quota_limit));
+  m.tokens->Set(g.tokens);
+  m.scopes->Set(static_cast<double>(g.scopes));
+}
+
 void Telemetry::OnGauges(int endpoint, const engine::EndpointGauges& g) {
   if (!Valid(endpoint, metrics_)) return;
   metrics::EndpointMetrics& m = metrics_.endpoint(endpoint);

@@ -43,6 +43,7 @@ class Telemetry final : public engine::EngineObserver {
   void OnOperatorPause(int endpoint, bool paused, absl::Time until,
                        const std::string& reason) override;
   void OnGauges(int endpoint, const engine::EndpointGauges& gauges) override;
+  void OnBudgetGauges(int budget, const engine::BudgetGauges& gauges) override;
   void OnDeadLetterDelta(int endpoint, int64_t delta) override;
 
  private:

@@ -649,6 +649,10 @@ absl::Status Parser::PriorityOf(const Mapping& m, absl::string_view key,
 absl::Status Parser::ParseBudgets(const YAML::Node& node, Config* out) const {
   const std::string path = "budgets";
   REBOUND_ASSIGN_OR_RETURN(const std::vector<YAML::Node> items, AsSequence(node, path));
+  if (items.size() > kMaxBudgets) {
+    return Error(path,
+                 absl::StrCat(items.size(), " budgets; one process serves at most ", kMaxBudgets));
+  }
   for (size_t i = 0; i < items.size(); ++i) {
     REBOUND_ASSIGN_OR_RETURN(BudgetConfig budget, ParseBudget(items[i], Index(path, i)));
     if (out->FindBudget(budget.name) != nullptr) {

@@ -29,6 +29,8 @@ namespace rebound::config {
 // and the metric series are reserved for this many up front, and never reallocated. A config
 // with more is refused when it is loaded (start-up, --check-config, reload).
 inline constexpr size_t kMaxEndpoints = 1024;
+// Budgets one process can know (configured plus added by reloads), as endpoints.
+inline constexpr size_t kMaxBudgets = 1024;
 // Bytes of an endpoint or policy name (they become metric label values and appear in messages).
 inline constexpr size_t kMaxNameBytes = 128;
 

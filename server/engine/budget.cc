@@ -142,6 +142,19 @@ void Budget::Sweep(absl::Time now) {
   });
 }
 
+BudgetGauges Budget::Gauges(absl::Time now) const {
+  BudgetGauges g;
+  g.scopes = static_cast<int64_t>(scopes_.size());
+  g.quota_limit = config_.quota.limit;
+  if (config_.rate_limit.rate > 0) g.tokens = static_cast<double>(config_.rate_limit.burst);
+  for (const auto& [name, s] : scopes_) {
+    g.in_flight += s.in_flight;
+    g.quota_used = std::max(g.quota_used, UsedNow(s, now));
+    if (s.bucket.limited()) g.tokens = std::min(g.tokens, s.bucket.Tokens(now));
+  }
+  return g;
+}
+
 BudgetSnapshot Budget::Snapshot(absl::Time now, size_t max_scopes) const {
   BudgetSnapshot b;
   b.name = config_.name;

@@ -25,6 +25,7 @@
 #include "server/common/job.h"
 #include "server/config/config.h"
 #include "server/engine/endpoint_status.h"
+#include "server/engine/observer.h"
 #include "server/engine/token_bucket.h"
 #include "server/store/job_store.h"
 
@@ -78,6 +79,7 @@ class Budget {
   // in use.
   void Sweep(absl::Time now);
   BudgetSnapshot Snapshot(absl::Time now, size_t max_scopes) const;
+  BudgetGauges Gauges(absl::Time now) const;
 
   // The start of the quota period holding `t`.
   absl::Time PeriodStart(absl::Time t) const;

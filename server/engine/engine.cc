@@ -297,7 +297,10 @@ void Engine::PublishGauges(absl::Time now) {
   for (size_t i = 0; i < endpoints_.size(); ++i) {
     observer_->OnGauges(static_cast<int>(i), endpoints_[i].Gauges(now));
   }
-  for (const auto& budget : budgets_) budget->Sweep(now);
+  for (size_t i = 0; i < budgets_.size(); ++i) {
+    budgets_[i]->Sweep(now);
+    observer_->OnBudgetGauges(static_cast<int>(i), budgets_[i]->Gauges(now));
+  }
 }
 
 const std::string* Engine::InternTenant(const std::string& tenant) {

@@ -28,6 +28,15 @@ struct JobRef {
   int attempt = 0;                              // attempts so far, over the job's life
 };
 
+// A budget's state, for gauges (its scopes summed or reduced).
+struct BudgetGauges {
+  int64_t in_flight = 0;    // all scopes
+  int64_t quota_used = 0;   // the busiest scope, this period
+  int64_t quota_limit = 0;  // per scope and period (its config); 0: no quota
+  double tokens = -1;       // the emptiest scope's bucket; -1: no bucket
+  int64_t scopes = 0;
+};
+
 // Per-endpoint job counts, for gauges.
 struct EndpointGauges {
   int64_t queued = 0;               // ready to run, endpoint not paused
@@ -81,6 +90,8 @@ class EngineObserver {
                                const std::string& /*reason*/) {}
   // Roughly once a second, from the loop.
   virtual void OnGauges(int /*endpoint*/, const EndpointGauges& /*gauges*/) {}
+  // Once a second per budget (index: the engine's order, config.budgets then reload additions).
+  virtual void OnBudgetGauges(int /*budget*/, const BudgetGauges& /*gauges*/) {}
   // Dead-lettered jobs per endpoint changed by `delta` (FAILED/EXHAUSTED in, replay out).
   virtual void OnDeadLetterDelta(int /*endpoint*/, int64_t /*delta*/) {}
 };

@@ -206,6 +206,23 @@ EndpointMetrics& Metrics::AddEndpoint(const std::string& name) {
   return endpoints_.back();
 }
 
+BudgetMetrics& Metrics::AddBudget(const config::BudgetConfig& budget) {
+  assert(budgets_.size() < config::kMaxBudgets);
+  const prometheus::Labels l = {{"budget", budget.name}};
+  BudgetMetrics b;
+  b.name = budget.name;
+  b.in_flight = &f_budget_in_flight_->Add(l);
+  b.quota_used = &f_budget_quota_used_->Add(l);
+  b.quota_limit = &f_budget_quota_limit_->Add(l);
+  b.quota_limit->Set(static_cast<double>(budget.quota.limit));
+  b.tokens = &f_budget_tokens_->Add(l);
+  b.tokens->Set(budget.rate_limit.rate > 0 ? static_cast<double>(budget.rate_limit.burst) : -1);
+  b.scopes = &f_budget_scopes_->Add(l);
+  budgets_.push_back(std::move(b));
+  budget_count_.store(budgets_.size(), std::memory_order_release);
+  return budgets_.back();
+}
+
 EndpointMetrics* Metrics::FindEndpoint(absl::string_view name) {
   for (EndpointMetrics& e : endpoints_) {
     if (e.name == name) return &e;
@@ -409,9 +426,36 @@ std::unique_ptr<Metrics> Metrics::Create(prometheus::Registry& registry,
                          .Help("Always 1; the labels name the running build.")
                          .Register(registry);
 
+  m->f_budget_in_flight_ = &prometheus::BuildGauge()
+                                .Name("rebound_budget_in_flight")
+                                .Help("Attempts in flight counted by the budget, all its scopes.")
+                                .Register(registry);
+  m->f_budget_quota_used_ =
+      &prometheus::BuildGauge()
+           .Name("rebound_budget_quota_used")
+           .Help(
+               "Quota used in the current period by the budget's busiest scope (split_by "
+               "value).")
+           .Register(registry);
+  m->f_budget_quota_limit_ = &prometheus::BuildGauge()
+                                  .Name("rebound_budget_quota_limit")
+                                  .Help("The budget's quota per scope and period; 0: no quota.")
+                                  .Register(registry);
+  m->f_budget_tokens_ =
+      &prometheus::BuildGauge()
+           .Name("rebound_budget_tokens")
+           .Help("Tokens in the emptiest scope's bucket; -1: the budget has no bucket.")
+           .Register(registry);
+  m->f_budget_scopes_ = &prometheus::BuildGauge()
+                             .Name("rebound_budget_scopes")
+                             .Help("Scopes (values of split_by) the budget keeps state for.")
+                             .Register(registry);
+
   // Series: every one created now.
   m->endpoints_.reserve(kMaxEndpoints);
   for (const config::EndpointConfig& ec : config.endpoints) m->AddEndpoint(ec.name);
+  m->budgets_.reserve(config::kMaxBudgets);
+  for (const config::BudgetConfig& b : config.budgets) m->AddBudget(b);
 
   for (size_t r = 0; r < kRejectReasonCount; ++r) {
     m->rejected_[r] = &rejected.Add({{"reason", S(kRejectReasonNames[r])}});

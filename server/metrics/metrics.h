@@ -233,10 +233,25 @@ inline constexpr size_t kGlobalSeries = kRegistryGlobalSeries + kProcessSeries +
 static_assert(kSeriesPerEndpoint == 244, "update the series count in the header comment");
 static_assert(kGlobalSeries == 618, "update the series count in the header comment");
 
-// Every series a server with `endpoint_count` endpoints can expose on /metrics (MetricsServer).
-constexpr size_t WorstCaseSeries(size_t endpoint_count) {
-  return endpoint_count * kSeriesPerEndpoint + kGlobalSeries;
+// Per budget (config budgets[]): in flight, quota used, quota limit, tokens, scopes.
+inline constexpr size_t kSeriesPerBudget = 5;
+
+// Every series a server with `endpoint_count` endpoints and `budget_count` budgets can expose on
+// /metrics (MetricsServer).
+constexpr size_t WorstCaseSeries(size_t endpoint_count, size_t budget_count = 0) {
+  return endpoint_count * kSeriesPerEndpoint + budget_count * kSeriesPerBudget + kGlobalSeries;
 }
+
+// The series of one budget (config budgets[], the `budget` label). Its scopes (one per value of
+// split_by) are summed or reduced, so no label value ever comes from a job.
+struct BudgetMetrics {
+  std::string name;
+  prometheus::Gauge* in_flight = nullptr;    // attempts in flight, all scopes
+  prometheus::Gauge* quota_used = nullptr;   // the most one scope used of its current period
+  prometheus::Gauge* quota_limit = nullptr;  // per scope and period; 0: no quota
+  prometheus::Gauge* tokens = nullptr;       // the emptiest scope's bucket; -1: no bucket
+  prometheus::Gauge* scopes = nullptr;       // scopes it keeps state for
+};
 
 // ---- Handles ----------------------------------------------------------------------------------
 
@@ -360,6 +375,11 @@ class Metrics {
   const EndpointMetrics& endpoint(size_t index) const { return endpoints_[index]; }
   // By name, for set-up code; nullptr when not configured. Not for hot paths (linear search).
   EndpointMetrics* FindEndpoint(absl::string_view name);
+  // Budgets known so far, in the engine's order (config.budgets, then those a reload added).
+  // AddBudget as AddEndpoint: one thread at a time, never moving what others use.
+  size_t budget_count() const { return budget_count_.load(std::memory_order_acquire); }
+  BudgetMetrics& AddBudget(const config::BudgetConfig& budget);
+  BudgetMetrics& budget(size_t index) { return budgets_[index]; }
 
   // The tenant label class of a request's tenant: kDefault iff it equals server.default_tenant.
   TenantClass TenantClassOf(absl::string_view tenant) const {
@@ -399,6 +419,13 @@ class Metrics {
   std::string default_tenant_;
   std::vector<EndpointMetrics> endpoints_;  // capacity kMaxEndpoints: never reallocated
   std::atomic<size_t> endpoint_count_{0};
+  std::vector<BudgetMetrics> budgets_;  // capacity kMaxBudgets: never reallocated
+  std::atomic<size_t> budget_count_{0};
+  prometheus::Family<prometheus::Gauge>* f_budget_in_flight_ = nullptr;
+  prometheus::Family<prometheus::Gauge>* f_budget_quota_used_ = nullptr;
+  prometheus::Family<prometheus::Gauge>* f_budget_quota_limit_ = nullptr;
+  prometheus::Family<prometheus::Gauge>* f_budget_tokens_ = nullptr;
+  prometheus::Family<prometheus::Gauge>* f_budget_scopes_ = nullptr;
   prometheus::Family<prometheus::Counter>* f_submitted_ = nullptr;
   prometheus::Family<prometheus::Counter>* f_deduplicated_ = nullptr;
   prometheus::Family<prometheus::Counter>* f_completed_ = nullptr;

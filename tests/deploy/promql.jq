@@ -54,12 +54,14 @@ def family: sub("_(bucket|sum|count)$"; "");
 # ---- What the checks require -------------------------------------------------------------------
 
 # Families without an endpoint label; every other rebound_* family has one, and a dashboard
-# selector of it must follow the $endpoint variable.
+# selector of it must follow the $endpoint variable. A budget's series are labelled by the
+# budget (several endpoints may share it).
 def endpointless_families:
   ["rebound_jobs_rejected_total", "rebound_store_commit_duration_seconds",
    "rebound_store_batch_size", "rebound_store_jobs", "rebound_store_bytes",
    "rebound_store_free_bytes", "rebound_store_purged_total", "rebound_build_info",
-   "rebound_watchers"];
+   "rebound_watchers", "rebound_budget_in_flight", "rebound_budget_quota_used",
+   "rebound_budget_quota_limit", "rebound_budget_tokens", "rebound_budget_scopes"];
 
 # The variables that scope every selector of the dashboard to one Prometheus target set (no
 # hard-coded job="rebound": the scrape job's name is the operator's), each a multi-value query

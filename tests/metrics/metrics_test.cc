@@ -329,6 +329,33 @@ TEST(MetricsSeriesCount, WorstCaseMatchesWhatTheRegistryAndProcessCollectorExpos
   EXPECT_EQ(kSeriesPerEndpoint, 244u);
   EXPECT_EQ(kGlobalSeries, 618u);
   EXPECT_EQ(WorstCaseSeries(10), 3058u);
+  EXPECT_EQ(WorstCaseSeries(10, 4), 3078u);
+}
+
+TEST(MetricsSeriesCount, EachBudgetHasItsFiveSeriesAndAReloadAddsThemWithoutMovingOthers) {
+  prometheus::Registry registry;
+  config::Config config = TestConfig(2);
+  for (const char* name : {"app", "district"}) {
+    config::BudgetConfig b;
+    b.name = name;
+    b.max_in_flight = 4;
+    config.budgets.push_back(b);
+  }
+  const std::unique_ptr<Metrics> metrics = Metrics::Create(registry, config, "v", "r");
+  EXPECT_EQ(metrics->budget_count(), 2u);
+  EXPECT_EQ(SeriesCount(registry.Collect()),
+            2 * kSeriesPerEndpoint + 2 * kSeriesPerBudget + kRegistryGlobalSeries);
+  prometheus::Gauge* before = metrics->budget(0).in_flight;
+  config::BudgetConfig added;
+  added.name = "blackboard-app";
+  added.quota.limit = 10000;
+  BudgetMetrics& b = metrics->AddBudget(added);
+  EXPECT_EQ(&b, &metrics->budget(2));
+  EXPECT_EQ(metrics->budget(0).in_flight, before);
+  EXPECT_EQ(b.quota_limit->Value(), 10000);
+  EXPECT_EQ(b.tokens->Value(), -1);  // no bucket
+  EXPECT_EQ(SeriesCount(registry.Collect()),
+            2 * kSeriesPerEndpoint + 3 * kSeriesPerBudget + kRegistryGlobalSeries);
 }
 
 TEST(MetricsAddEndpoint, AReloadedEndpointGetsEverySeriesWithoutMovingTheOthers) {

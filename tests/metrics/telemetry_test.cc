@@ -30,6 +30,12 @@ config::Config TwoEndpoints() {
     e.base_url = "http://127.0.0.1:8080";
     c.endpoints.push_back(e);
   }
+  config::BudgetConfig district;
+  district.name = "district";
+  district.split_by = "district";
+  district.quota.limit = 10000;
+  district.rate_limit = {5, 10};
+  c.budgets.push_back(district);
   return c;
 }
 
@@ -191,6 +197,29 @@ TEST_F(TelemetryTest, CircuitLinesAreRateCappedByTheEventLog) {
   clock_.Advance(absl::Seconds(1));
   telemetry_.OnCircuitChanged(0, engine::CircuitState::kOpen, engine::CircuitState::kClosed, "ok");
   EXPECT_EQ(Line(lines_.size() - 1)["suppressed"], 500);
+}
+
+TEST_F(TelemetryTest, BudgetGaugesReachTheBudgetsSeries) {
+  const std::map<std::string, std::string> district = {{"budget", "district"}};
+  // Before the engine's first report: the configured limit and a full bucket.
+  EXPECT_EQ(Value("rebound_budget_quota_limit", district), 10000);
+  EXPECT_EQ(Value("rebound_budget_tokens", district), 10);
+  EXPECT_EQ(Value("rebound_budget_quota_used", district), 0);
+  engine::BudgetGauges g;
+  g.in_flight = 6;
+  g.quota_used = 9800;
+  g.quota_limit = 12000;  // a reload raised it
+  g.tokens = 0.5;
+  g.scopes = 3;
+  telemetry_.OnBudgetGauges(0, g);
+  EXPECT_EQ(Value("rebound_budget_in_flight", district), 6);
+  EXPECT_EQ(Value("rebound_budget_quota_used", district), 9800);
+  EXPECT_EQ(Value("rebound_budget_quota_limit", district), 12000);
+  EXPECT_EQ(Value("rebound_budget_tokens", district), 0.5);
+  EXPECT_EQ(Value("rebound_budget_scopes", district), 3);
+  telemetry_.OnBudgetGauges(1, g);  // not a known budget: ignored
+  telemetry_.OnBudgetGauges(-1, g);
+  EXPECT_EQ(metrics_->budget_count(), 1u);
 }
 
 }  // namespace
