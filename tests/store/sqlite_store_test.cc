@@ -599,14 +599,17 @@ TEST(SqliteStore, UpgradingFromSchema4ReadsOldJobsAtTheirPolicysPriorityAndKeeps
   EXPECT_EQ(store->LoadBudgetUsage().value_or(std::vector<BudgetUsage>{}).size(), 1u);
 }
 
+// A file at `path` holding one job ("t", "k"), closed again; its id (0 on failure).
+JobId FileWithOneJob(const std::string& path) {
+  std::unique_ptr<SqliteStore> store = OpenOrDie(Options(path));
+  if (store == nullptr) return 0;
+  return SubmitOne(*store, Job(Spec("t", "k")), kT0).job_id;
+}
+
 TEST(SqliteStore, AStoredPriorityThisBuildDoesNotKnowReadsAsThePolicys) {
   TempDb db;
-  JobId id = 0;
-  {
-    std::unique_ptr<SqliteStore> store = OpenOrDie(Options(db.path()));
-    ASSERT_NE(store, nullptr);
-    id = SubmitOne(*store, Job(Spec("t", "k")), kT0).job_id;
-  }
+  const JobId id = FileWithOneJob(db.path());
+  ASSERT_NE(id, 0);
   {
     RawDb raw(db.path());
     raw.Exec("UPDATE jobs SET priority = 99");
@@ -791,12 +794,8 @@ TEST(SqliteStore, StoredPausesAreReturnedAsTheyAreWhateverTheyHold) {
 // A wait reason this build does not know (a damaged row) reads as none; the job stays readable.
 TEST(SqliteStore, AnUnknownStoredWaitReasonReadsAsNone) {
   TempDb db;
-  JobId id = 0;
-  {
-    std::unique_ptr<SqliteStore> store = OpenOrDie(Options(db.path()));
-    ASSERT_NE(store, nullptr);
-    id = SubmitOne(*store, Job(Spec("t", "k")), kT0).job_id;
-  }
+  const JobId id = FileWithOneJob(db.path());
+  ASSERT_NE(id, 0);
   {
     RawDb raw(db.path());
     raw.Exec(
