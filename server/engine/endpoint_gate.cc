@@ -44,15 +44,11 @@ void EndpointGate::Configure(const config::EndpointConfig& endpoint, const confi
   pacer_.Configure(endpoint.pacing);
 }
 
-bool EndpointGate::SetBudgets(std::vector<Budget*> budgets) {
-  std::vector<std::string> split_bys;
-  for (const Budget* b : budgets) split_bys.push_back(b->config().split_by);
-  const bool changed = split_bys != split_bys_ || config_->fairness_label != fairness_label_ ||
-                       budgets.size() != budgets_.size();
+void EndpointGate::SetBudgets(std::vector<Budget*> budgets) {
+  split_bys_.clear();
+  for (const Budget* b : budgets) split_bys_.push_back(b->config().split_by);
   budgets_ = std::move(budgets);
-  split_bys_ = std::move(split_bys);
   fairness_label_ = config_->fairness_label;
-  return changed;
 }
 
 Admission EndpointGate::AdmitBudgets(const std::vector<std::string>& scopes,
@@ -181,77 +177,40 @@ bool EndpointGate::ReleaseSend(absl::Time now, common::JobId* id) {
 void EndpointGate::PushReady(const ReadyJob& job, absl::Time since) {
   std::vector<std::string> scopes;
   const std::string lane = LaneOf(job.tenant, job.labels, fairness_label_, split_bys_, &scopes);
-  (job.retry ? retries_ : firsts_)
-      .Push(job.priority, lane, scopes, FairQueue::Item{job.id, next_seq_++, since});
+  ready_.Push(job.priority, lane, scopes, FairQueue::Item{job.id, next_seq_++, since, job.retry});
 }
 
 bool EndpointGate::TakeAdmitted(absl::Time now, Ready* out) {
-  // Each kind's candidate: the endpoint admits the kind, and a budget admits the lane.
-  const FairQueue::Item* candidate[2] = {nullptr, nullptr};
-  const std::vector<std::string>* scopes[2] = {nullptr, nullptr};
-  pass_holds_.clear();
-  for (const bool retry : {false, true}) {
-    FairQueue& q = retry ? retries_ : firsts_;
-    Tally& tally = tallies_[retry ? 1 : 0];
-    tally.Clear();
-    if (q.empty()) continue;
-    const Admission a = Admit(now, retry);
-    if (!a.admitted) {
-      const common::JobId head = q.Front()->id;
-      if (a.reason == WaitReason::kRetryBudget && head != delayed_retry_) {
-        delayed_retry_ = head;  // counted once per job held
-        if (observer_ != nullptr) observer_->OnRetryDelayed(index_);
-      }
-      continue;
+  if (ready_.empty()) return false;
+  const bool firsts = ready_.size() > ready_.retries() && Admit(now, false).admitted;
+  bool retries = false;
+  if (ready_.retries() > 0) {
+    const Admission a = Admit(now, true);
+    retries = a.admitted;
+    const FairQueue::Item* head = ready_.FrontRetry();
+    if (a.reason == WaitReason::kRetryBudget && head != nullptr && head->id != delayed_retry_) {
+      delayed_retry_ = head->id;  // counted once per job held
+      if (observer_ != nullptr) observer_->OnRetryDelayed(index_);
     }
-    const int kind = retry ? 1 : 0;
-    candidate[kind] = q.Peek([&](const FairQueue::LaneInfo& lane, const FairQueue::Item&) {
-      if (budgets_.empty()) return true;
-      const Admission b = AdmitBudgets(lane.scopes, lane.priority, now);
-      if (b.admitted) {
-        scopes[kind] = &lane.scopes;
+  }
+  const std::vector<std::string>* scopes = nullptr;
+  const FairQueue::Item* item =
+      ready_.Peek(firsts, retries, [&](const FairQueue::LaneInfo& lane, const FairQueue::Item&) {
+        if (budgets_.empty()) return true;
+        if (!AdmitBudgets(lane.scopes, lane.priority, now).admitted) return false;
+        scopes = &lane.scopes;
         return true;
-      }
-      tally.waiting[static_cast<int>(b.reason)] += static_cast<int64_t>(lane.size);
-      tally.until = std::min(tally.until, b.until);
-      if (pass_holds_.size() < kMaxLaneHolds) {
-        pass_holds_.push_back(LaneHold{lane.key, lane.priority, b});
-      }
-      return false;
-    });
-  }
-  // The higher priority first, then the older.
-  int take = -1;
-  for (const int kind : {0, 1}) {
-    if (candidate[kind] == nullptr) continue;
-    if (take < 0) {
-      take = kind;
-      continue;
-    }
-    const common::Priority p = firsts_.peeked_priority();
-    const common::Priority q = retries_.peeked_priority();
-    if (q > p || (q == p && candidate[1]->seq < candidate[0]->seq)) take = 1;
-  }
-  if (take < 0) return false;
-  FairQueue& q = take == 1 ? retries_ : firsts_;
-  out->id = candidate[take]->id;
-  out->retry = take == 1;
-  if (scopes[take] != nullptr) {
-    out->scopes = *scopes[take];
+      });
+  if (item == nullptr) return false;
+  out->id = item->id;
+  out->retry = item->retry;
+  if (scopes != nullptr) {
+    out->scopes = *scopes;
   } else {
     out->scopes.clear();
   }
-  q.Pop();
+  ready_.Pop();
   return true;
-}
-
-void EndpointGate::DrainReady(std::vector<common::JobId>* out) {
-  std::vector<FairQueue::Item> items;
-  firsts_.Drain(&items);
-  retries_.Drain(&items);
-  std::sort(items.begin(), items.end(),
-            [](const FairQueue::Item& a, const FairQueue::Item& b) { return a.seq < b.seq; });
-  for (const FairQueue::Item& item : items) out->push_back(item.id);
 }
 
 void EndpointGate::Count(JobState state, bool retry_after, int sign) {
@@ -270,15 +229,17 @@ void EndpointGate::FillWaiting(absl::Time now,
   // Queued jobs: the queue may still hold entries of jobs cancelled meanwhile, so the exact
   // count is the state's; retries are those of the queue, at most that.
   const int64_t queued = CountOf(JobState::kQueued);
-  const int64_t retries = std::min<int64_t>(static_cast<int64_t>(retries_.size()), queued);
+  const int64_t retries = std::min<int64_t>(static_cast<int64_t>(ready_.retries()), queued);
   for (const bool retry : {false, true}) {
     int64_t n = retry ? retries : queued - retries;
     const Admission a = Admit(now, retry);
-    if (a.admitted) {
-      // Those the budgets held at the last pass wait for them; the rest are ready.
-      const Tally& tally = tallies_[retry ? 1 : 0];
+    // Unless the endpoint holds the kind for a reason of its own (a pause, the breaker, ...),
+    // those its budgets held at the last RefreshHolds wait for them; the rest are ready (or
+    // wait only for a free place: kNone).
+    if (a.admitted || a.reason == WaitReason::kNone) {
+      const auto& held_by = retry ? tally_.retries : tally_.firsts;
       for (int r = 0; r < common::kWaitReasonCount; ++r) {
-        const int64_t held = std::min(n, tally.waiting[r]);
+        const int64_t held = std::min(n, held_by[r]);
         w[r] += held;
         n -= held;
       }
@@ -355,7 +316,7 @@ EndpointStatus EndpointGate::Status(absl::Time now) const {
   FillWaiting(now, &s.waiting);
   s.ready = s.waiting[static_cast<int>(WaitReason::kNone)];
   s.running = CountOf(JobState::kRunning);
-  const absl::Time oldest = std::min(firsts_.OldestSince(), retries_.OldestSince());
+  const absl::Time oldest = ready_.OldestSince();
   constexpr size_t kScopesShown = 20;
   for (const Budget* b : budgets_) s.budgets.push_back(b->Snapshot(now, kScopesShown));
   if (oldest < now) s.oldest_waiting_age = now - oldest;
@@ -363,14 +324,32 @@ EndpointStatus EndpointGate::Status(absl::Time now) const {
 }
 
 bool EndpointGate::RefreshHolds(absl::Time now) {
-  bool changed = pass_holds_.size() != lane_holds_.size();
-  for (size_t i = 0; !changed && i < pass_holds_.size(); ++i) {
-    changed = pass_holds_[i].lane != lane_holds_[i].lane ||
-              pass_holds_[i].admission.reason != lane_holds_[i].admission.reason;
+  // The budgets' holds: a scan of the lane heads (budgets are per lane, and a dispatch pass
+  // that stopped at the in-flight cap has not asked them all).
+  tally_.Clear();
+  std::vector<LaneHold> holds;
+  if (!budgets_.empty()) {
+    ready_.ForEachLane(true, true, [&](const FairQueue::LaneInfo& lane, const FairQueue::Item&) {
+      const Admission b = AdmitBudgets(lane.scopes, lane.priority, now);
+      if (b.admitted) return;
+      const int r = static_cast<int>(b.reason);
+      tally_.firsts[r] += static_cast<int64_t>(lane.firsts);
+      tally_.retries[r] += static_cast<int64_t>(lane.retries);
+      tally_.until = std::min(tally_.until, b.until);
+      if (holds.size() < kMaxLaneHolds) {
+        holds.push_back(LaneHold{lane.key, lane.priority, b});
+      }
+    });
   }
-  lane_holds_ = pass_holds_;
+  bool changed = holds.size() != lane_holds_.size();
+  for (size_t i = 0; !changed && i < holds.size(); ++i) {
+    changed = holds[i].lane != lane_holds_[i].lane ||
+              holds[i].priority != lane_holds_[i].priority ||
+              holds[i].admission.reason != lane_holds_[i].admission.reason;
+  }
+  lane_holds_ = std::move(holds);
   for (const bool retry : {false, true}) {
-    const bool queued = !(retry ? retries_ : firsts_).empty();
+    const bool queued = retry ? ready_.retries() > 0 : ready_.size() > ready_.retries();
     Admission a = queued ? Admit(now, retry) : Admission{};
     if (a.admitted || a.reason == WaitReason::kNone) a = Admission{};
     Admission& h = holds_[retry ? 1 : 0];
@@ -383,12 +362,13 @@ bool EndpointGate::RefreshHolds(absl::Time now) {
 absl::Time EndpointGate::NextWakeup(absl::Time now) const {
   absl::Time next = absl::InfiniteFuture();
   for (const bool retry : {false, true}) {
-    if ((retry ? retries_ : firsts_).empty()) continue;
+    const bool queued = retry ? ready_.retries() > 0 : ready_.size() > ready_.retries();
+    if (!queued) continue;
     const Admission a = Admit(now, retry);
     // An admitted job is dispatched this turn; a hold without a time ends with a completion.
     if (!a.admitted && a.until != absl::InfiniteFuture()) next = std::min(next, a.until);
-    // Lanes a budget held at the last pass, when the endpoint admits the kind.
-    if (a.admitted) next = std::min(next, tallies_[retry ? 1 : 0].until);
+    // Lanes a budget held at the last RefreshHolds, when the endpoint admits the kind.
+    if (a.admitted) next = std::min(next, tally_.until);
   }
   next = std::min(next, std::max(SendDue(now), now));
   return std::max(next, now);

@@ -89,11 +89,10 @@ class EndpointGate {
   // what it reports.
   void Configure(const config::EndpointConfig& endpoint, const config::Config& config,
                  absl::Time now, int index = -1, EngineObserver* observer = nullptr);
-  // The budgets it names (endpoints[].budgets, in order; owned by the engine). Returns true
-  // when that, or Configure, changed how jobs are put in lanes (its fairness label, its
-  // budgets' split_by): the engine then takes the ready jobs out (DrainReady) and queues them
-  // again.
-  bool SetBudgets(std::vector<Budget*> budgets);
+  // The budgets it names (endpoints[].budgets, in order; owned by the engine), after Configure.
+  // Jobs queued before keep the lanes they were put in: the engine queues them again
+  // (DrainReady) when a reload may have changed how jobs are put in lanes.
+  void SetBudgets(std::vector<Budget*> budgets);
   const std::vector<Budget*>& budgets() const { return budgets_; }
   // The split_by of each budget, in order (for LaneOf).
   const std::vector<std::string>& split_bys() const { return split_bys_; }
@@ -141,22 +140,22 @@ class EndpointGate {
   bool OperatorPaused(absl::Time now) const { return operator_paused_ && now < operator_until_; }
 
   // --- Ready queue ------------------------------------------------------------------------
-  // First attempts and retries are queued apart (so a gate that holds retries only, by the
-  // retry budget, lets first attempts pass), each a FairQueue: higher priority first, lanes
-  // (tenant, fairness label, budget scopes) in turn, FIFO within a lane. Across the two kinds,
-  // the higher priority goes first, then the older (one sequence number). `since`: when the
-  // job became ready.
+  // One FairQueue (fair_queue.h): higher priority first, lanes (tenant, fairness label, budget
+  // scopes) in turn, FIFO within a lane, where first attempts and retries wait apart (the older
+  // front first) so that a gate holding retries only (retry budget) lets first attempts pass.
+  // `since`: when the job became ready.
   void PushReady(const ReadyJob& job, absl::Time since);
-  bool HasReady() const { return !firsts_.empty() || !retries_.empty(); }
-  size_t ReadySize() const { return firsts_.size() + retries_.size(); }
+  bool HasReady() const { return !ready_.empty(); }
+  size_t ReadySize() const { return ready_.size(); }
   // Takes off the queue the next ready job whose attempt the endpoint (Admit) and its budgets
   // allow now; false when none. The entry may be stale (the job was cancelled meanwhile): the
   // caller checks and skips it.
   bool TakeAdmitted(absl::Time now, Ready* out);
-  // Empties the ready queue into `out` (ids, oldest first), for queueing again.
-  void DrainReady(std::vector<common::JobId>* out);
-  // Ready jobs by lane, for the view other threads read (GetSync's wait): the lanes whose
-  // head a budget refused in the last pass, with the refusal (at most kMaxLaneHolds).
+  // Empties the ready queue into `out` (oldest first, with when each became ready), for
+  // queueing again.
+  void DrainReady(std::vector<FairQueue::Item>* out) { ready_.Drain(out); }
+  // The lanes whose head a budget refuses, as the last RefreshHolds found them (at most
+  // kMaxLaneHolds), for the view other threads read (GetSync's wait).
   struct LaneHold {
     std::string lane;
     common::Priority priority;
@@ -193,8 +192,9 @@ class EndpointGate {
   // Everything but the name; waiting counts and the oldest wait included.
   EndpointStatus Status(absl::Time now) const;
   // The endpoint's wait for a ready job of that kind now (kNone: none, or only the in-flight
-  // cap), with until when. Records it; returns true when either kind's wait changed since the
-  // last call (the engine then tells watchers and refreshes what other threads read).
+  // cap), with until when, and the lanes its budgets hold (a scan of the lane heads, when it
+  // names budgets). Records them; returns true when a kind's wait or a lane's hold changed
+  // since the last call (the engine then tells watchers and refreshes what other threads read).
   bool RefreshHolds(absl::Time now);
   const Admission& hold(bool retry) const { return holds_[retry ? 1 : 0]; }
 
@@ -204,9 +204,10 @@ class EndpointGate {
   absl::Time NextWakeup(absl::Time now) const;
 
  private:
-  // What the last dispatch pass found the budgets refusing, per kind of attempt.
+  // What the last RefreshHolds found the budgets refusing: jobs by reason and kind.
   struct Tally {
-    std::array<int64_t, common::kWaitReasonCount> waiting = {};
+    std::array<int64_t, common::kWaitReasonCount> firsts = {};
+    std::array<int64_t, common::kWaitReasonCount> retries = {};
     absl::Time until = absl::InfiniteFuture();  // the earliest refusal's end
     void Clear() { *this = Tally{}; }
   };
@@ -225,11 +226,9 @@ class EndpointGate {
   std::vector<Budget*> budgets_;
   std::vector<std::string> split_bys_;
   std::string fairness_label_;
-  FairQueue firsts_;
-  FairQueue retries_;
-  Tally tallies_[2];  // [0] first attempts, [1] retries
+  FairQueue ready_;
+  Tally tally_;
   std::vector<LaneHold> lane_holds_;
-  std::vector<LaneHold> pass_holds_;  // being gathered by the current pass
   uint64_t next_seq_ = 0;
   int in_flight_ = 0;
   int retries_in_flight_ = 0;

@@ -185,11 +185,7 @@ absl::Status Engine::Recover() {
     fresh.tenant = InternTenant(a.tenant);
     fresh.ordering_scope = OrderingGate::ScopeOf(*fresh.tenant, a.ordering_key);
     fresh.since = a.created_at;
-    fresh.priority = a.priority;
-    if (!a.labels.empty()) {
-      fresh.labels =
-          std::make_shared<const std::map<std::string, std::string>>(std::move(a.labels));
-    }
+    SetPriorityAndLabels(fresh, a.priority, a.labels);
     Slot& slot = slots_.emplace(a.id, std::move(fresh)).first->second;
     Track(slot, +1);
     if (slot.endpoint < 0) {
@@ -415,10 +411,7 @@ void Engine::Adopt(std::shared_ptr<const common::JobSpec> spec, const store::Sub
   fresh.deadline = spec->deadline;
   fresh.tenant = InternTenant(spec->tenant);
   fresh.ordering_scope = OrderingGate::ScopeOf(spec->tenant, spec->ordering_key);
-  fresh.priority = spec->priority;
-  if (!spec->labels.empty()) {
-    fresh.labels = std::make_shared<const std::map<std::string, std::string>>(spec->labels);
-  }
+  SetPriorityAndLabels(fresh, spec->priority, spec->labels);
   if (!spec->correlation_id.empty()) {
     fresh.correlation_id = std::make_unique<const std::string>(spec->correlation_id);
   }
@@ -588,6 +581,13 @@ void Engine::Enqueue(Slot& slot) {
   if (slot.endpoint < 0) return FailUnroutable(slot, "(unknown)");
   SetState(slot, JobState::kQueued);
   endpoints_[slot.endpoint].PushReady(ReadyOf(slot), clock_.Now());
+}
+
+void Engine::SetPriorityAndLabels(Slot& slot, common::Priority priority,
+                                  const std::map<std::string, std::string>& labels) {
+  slot.priority = priority;
+  if (!labels.empty())
+    slot.labels = std::make_shared<const std::map<std::string, std::string>>(labels);
 }
 
 common::Priority Engine::PriorityOf(const Slot& slot) const {

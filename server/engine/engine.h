@@ -278,12 +278,16 @@ class Engine final : public EndpointControl {
                    absl::Time now);
   // Budgets (budget.h) from config_: known ones (by name) take their new settings, new ones are
   // added; none is ever freed (tickets of attempts on the wire point at them). Then each gate
-  // is given its own; a gate whose lanes changed has its ready jobs queued again.
+  // is given its own, and its ready jobs are queued again (a reload may have changed their
+  // lanes or priorities).
   void ConfigureBudgets(absl::Time now);
   // Loads what budgets' quotas used in their current period (Recover).
   absl::Status RestoreBudgetUsage();
   // Persists the budgets' changed quota counts beside the transitions (FlushWrites).
   void FlushBudgetUsage();
+  // What a new slot (submit, recovery, replay) keeps of its job for budgets and turns.
+  static void SetPriorityAndLabels(Slot& slot, common::Priority priority,
+                                   const std::map<std::string, std::string>& labels);
   // The job's priority: as submitted, else its policy's.
   common::Priority PriorityOf(const Slot& slot) const;
   ReadyJob ReadyOf(const Slot& slot) const;

@@ -1,6 +1,8 @@
-// FairQueue: an endpoint's ready jobs of one kind (first attempts, or retries), in the order
-// they are to start: higher priority first; within a priority, lanes take turns (one job per
-// turn, round robin); within a lane, first in first out.
+// FairQueue: an endpoint's ready jobs in the order they are to start: higher priority first;
+// within a priority, lanes take turns (one job per turn, round robin); within a lane, first in
+// first out. First attempts and retries of a lane are kept apart (two FIFOs, the older front
+// first), so a gate that holds retries only (the retry budget) still lets first attempts pass,
+// in every lane, without either kind stepping out of the lanes' turns.
 //
 // A lane is whatever the engine says must not hold another back: a tenant, the value of the
 // endpoint's fairness label (e.g. "district") and the job's budget scopes. So a district's
@@ -9,7 +11,7 @@
 // jobs of a priority, the n-th job of a lane (counting from its head) is among the first n x K
 // of that priority the queue gives out (tests/engine/fair_queue_test.cc measures it).
 //
-// Only lane heads are offered: Take asks `admit` about the head of each lane in turn order, and
+// Only lane heads are offered: Peek asks `admit` about the head of each lane in turn order, and
 // a lane whose head is refused (its budget scope is out of tokens or quota) keeps its turn
 // without holding the others back. Since the budget scopes are part of the lane, every job of a
 // lane would be refused alike.
@@ -37,16 +39,18 @@ class FairQueue {
  public:
   struct Item {
     common::JobId id = 0;
-    uint64_t seq = 0;  // the gate's sequence: older first across the two kinds
+    uint64_t seq = 0;  // push order: within a lane, the older of its two fronts goes first
     absl::Time since;  // when it became ready
+    bool retry = false;
   };
-  // What a lane's jobs share, given to `admit`: its key, priority, budget scopes (one per
-  // budget of the endpoint, in its order) and how many jobs it holds.
+  // What a lane's jobs share, given to `admit` and ForEachLane: its key, priority, budget scopes
+  // (one per budget of the endpoint, in its order) and how many jobs of each kind it holds.
   struct LaneInfo {
     const std::string& key;
     common::Priority priority;
     const std::vector<std::string>& scopes;
-    size_t size;
+    size_t firsts;
+    size_t retries;
   };
 
   FairQueue() = default;
@@ -58,39 +62,47 @@ class FairQueue {
   // `scopes` are kept when the lane is new (a lane's key determines them).
   void Push(common::Priority priority, absl::string_view lane,
             const std::vector<std::string>& scopes, Item item);
-  // Every item, lane by lane (for a reload that changes how jobs are put in lanes).
-  void Drain(std::vector<Item>* out);
   bool empty() const { return size_ == 0; }
   size_t size() const { return size_; }
+  size_t retries() const { return retries_; }
 
-  // The next item in turn order whose lane `admit` accepts, or null; it stays queued until
-  // Pop(). `admit` is asked about lane heads only, at most once per lane.
-  const Item* Peek(absl::FunctionRef<bool(const LaneInfo&, const Item&)> admit);
-  // The priority of the item the last Peek returned.
-  common::Priority peeked_priority() const { return peeked_.priority; }
-  // Removes the item the last Peek returned (which must not be stale: nothing pushed or
-  // popped in between); its lane's turn ends.
+  // The next item in turn order, of a kind allowed (`firsts`, `retries`), whose lane `admit`
+  // accepts, or null; it stays queued until Pop(). A lane offers the older of its two fronts
+  // among the allowed kinds; `admit` is asked about that one only, at most once per lane.
+  const Item* Peek(bool firsts, bool retries,
+                   absl::FunctionRef<bool(const LaneInfo&, const Item&)> admit);
+  // Removes the item the last Peek returned (nothing pushed or popped in between); its lane's
+  // turn ends.
   void Pop();
+  // Calls `fn` for every lane holding jobs, with its head of each allowed kind (as Peek would
+  // offer it), highest priority first, in turn order.
+  void ForEachLane(bool firsts, bool retries,
+                   absl::FunctionRef<void(const LaneInfo&, const Item&)> fn) const;
 
-  // The head of the highest priority's first lane in turn, whatever `admit` would say; null
-  // when empty. For the gate's view of "the next job" (its holds and wait reasons).
-  const Item* Front() const;
-  common::Priority FrontPriority() const;
-  // The oldest `since` among lane heads (each lane is in order); InfiniteFuture when empty.
+  // The first retry in turn order (any lane); null when none is queued.
+  const Item* FrontRetry() const;
+  // The oldest `since` among lane heads (each FIFO is in order); InfiniteFuture when empty.
   absl::Time OldestSince() const;
   // Lanes holding jobs now, of all priorities.
   size_t lanes() const { return lanes_.size() - empty_lanes_; }
+  // Every item, oldest push first (for a reload that changes how jobs are put in lanes).
+  void Drain(std::vector<Item>* out);
 
  private:
   struct Lane {
     std::string key;
     common::Priority priority;
     std::vector<std::string> scopes;
-    std::deque<Item> items;  // empty: out of its ring, kept for a while (see Pop)
+    std::deque<Item> firsts;
+    std::deque<Item> retries;  // both empty: out of its ring, kept for a while (see Pop)
+    bool empty() const { return firsts.empty() && retries.empty(); }
+    // The older front among the allowed kinds; null when none.
+    const Item* Head(bool allow_firsts, bool allow_retries) const;
   };
   struct Peeked {
     common::Priority priority = common::Priority::kUnspecified;
     size_t turn = 0;  // index in the level's ring
+    bool retry = false;
     bool valid = false;
   };
   // Lanes of one priority in turn order (the front's turn is next).
@@ -102,6 +114,7 @@ class FairQueue {
   std::array<Ring, common::kPriorityCount> rings_;
   Peeked peeked_;
   size_t size_ = 0;
+  size_t retries_ = 0;
   size_t empty_lanes_ = 0;  // lanes kept without items, so a busy lane is not rebuilt each time
 };
 

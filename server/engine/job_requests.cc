@@ -128,6 +128,7 @@ void Engine::ReplayRecord(JobId id, common::JobRecord rec, JobDone done) {
   fresh.deadline = rec.spec.deadline;
   fresh.tenant = InternTenant(rec.spec.tenant);
   fresh.ordering_scope = OrderingGate::ScopeOf(*fresh.tenant, rec.spec.ordering_key);
+  SetPriorityAndLabels(fresh, rec.spec.priority, rec.spec.labels);
   if (!rec.spec.correlation_id.empty()) {
     fresh.correlation_id = std::make_unique<const std::string>(rec.spec.correlation_id);
   }

@@ -88,14 +88,18 @@ void Engine::ConfigureBudgets(absl::Time now) {
         if (known->config().name == name) mine.push_back(known.get());
       }
     }
-    if (!gate.SetBudgets(std::move(mine)) || !gate.HasReady()) continue;
-    // Its lanes are made otherwise now: the ready jobs are queued again, in their order (their
-    // wait's start is the moment of the switch, as after a restart).
-    std::vector<JobId> ready;
+    gate.SetBudgets(std::move(mine));
+    if (!gate.HasReady()) continue;
+    // A reload may change how jobs are put in lanes (budgets, their split_by, the fairness
+    // label) and their priorities (a policy's): the ready jobs are queued again, in their order,
+    // each keeping when it became ready.
+    std::vector<FairQueue::Item> ready;
     gate.DrainReady(&ready);
-    for (const JobId id : ready) {
-      Slot* slot = FindSlot(id);
-      if (slot != nullptr && slot->state == JobState::kQueued) gate.PushReady(ReadyOf(*slot), now);
+    for (const FairQueue::Item& item : ready) {
+      Slot* slot = FindSlot(item.id);
+      if (slot != nullptr && slot->state == JobState::kQueued) {
+        gate.PushReady(ReadyOf(*slot), item.since);
+      }
     }
   }
 }

@@ -355,14 +355,14 @@ absl::Time DecodeTime(int64_t v) {
   return absl::FromUnixMicros(v);
 }
 
-// The reasons this build knows; another value (a damaged row) reads as none: it only informs,
-// and must not make the job unreadable.
 // Unknown values (a newer version's, or damage) read as unspecified: the policy's priority.
 common::Priority DecodePriority(int64_t v) {
   if (v < 0 || v >= common::kPriorityCount) return common::Priority::kUnspecified;
   return static_cast<common::Priority>(v);
 }
 
+// The reasons this build knows; another value (a damaged row) reads as none: it only informs,
+// and must not make the job unreadable.
 common::WaitReason DecodeWaitReason(int64_t v) {
   if (v < 0 || v >= common::kWaitReasonCount) return common::WaitReason::kNone;
   return static_cast<common::WaitReason>(v);

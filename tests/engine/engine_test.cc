@@ -1556,6 +1556,58 @@ TEST_F(EngineQuotaTest, WhatAQuotaUsedSurvivesARestartWithinItsPeriod) {
   EXPECT_EQ(executor.started(), 1u);
 }
 
+// One endpoint of 3 in flight; "district" allows 2 attempts a minute per district.
+std::shared_ptr<const config::Config> SmallQuotaConfig() {
+  auto cfg = std::make_shared<config::Config>(*BudgetConfig(100, 2));
+  cfg->endpoints.resize(1);
+  cfg->endpoints[0].max_in_flight = 3;
+  return cfg;
+}
+
+class EngineSmallQuotaTest : public EngineBudgetTest {
+ protected:
+  EngineSmallQuotaTest() : EngineBudgetTest(SmallQuotaConfig()) {}
+};
+
+// The budgets' holds are found by a scan of the lanes, not by the dispatch pass: a pass that
+// stops at the endpoint's in-flight cap must not hide them.
+TEST_F(EngineSmallQuotaTest, QuotaWaitsShowWhileTheEndpointIsAtItsCap) {
+  std::vector<common::JobId> d1;
+  for (int i = 0; i < 4; ++i) d1.push_back(SubmitTo(absl::StrCat("d1-", i), "lms", "d1"));
+  for (int i = 0; i < 3; ++i) SubmitTo(absl::StrCat("d2-", i), "lms", "d2");
+  Settle();
+  ASSERT_EQ(executor_.open(), 3u);  // two of d1, one of d2: the cap
+  const EndpointStatus s = StatusOf("lms");
+  EXPECT_EQ(Waiting(s, common::WaitReason::kQuotaExhausted), 2);  // d1's last two
+  absl::Time until;
+  EXPECT_EQ(engine_.BudgetWait("lms", store_.Job(d1[3]).spec, common::Priority::kNormal, &until),
+            common::WaitReason::kQuotaExhausted);
+  EXPECT_EQ(engine_.EndpointsWaiting(common::WaitReason::kQuotaExhausted),
+            std::vector<std::string>{"lms"});
+}
+
+// A replayed job keeps its labels and priority: it is counted in its own district's quota.
+TEST_F(EngineSmallQuotaTest, AReplayedJobIsCountedInItsOwnScope) {
+  const common::JobId refused = SubmitTo("d1-refused", "lms", "d1");
+  Settle();
+  executor_.CompleteNext(Status(400));  // permanent: FAILED, one of d1's two spent
+  Settle();
+  ASSERT_EQ(store_.Job(refused).state, JobState::kFailed);
+  SubmitTo("d1-ok", "lms", "d1");
+  Settle();
+  executor_.CompleteNext(Status(200));  // d1's second
+  Settle();
+  absl::Status replayed = absl::UnknownError("not answered");
+  engine_.Replay("t", refused, [&](absl::Status st) { replayed = st; });
+  Settle();
+  ASSERT_TRUE(replayed.ok()) << replayed;
+  EXPECT_EQ(executor_.open(), 0u) << "d1 has no quota left this period";
+  EXPECT_EQ(Waiting(StatusOf("lms"), common::WaitReason::kQuotaExhausted), 1);
+  clock_.Advance(absl::Minutes(1));
+  Settle();
+  EXPECT_EQ(executor_.open(), 1u);
+}
+
 class EnginePriorityTest : public EngineBudgetTest {
  protected:
   EnginePriorityTest() : EngineBudgetTest(OneAtATime()) {}
@@ -1601,6 +1653,24 @@ TEST_F(EnginePriorityTest, HigherPrioritiesStartFirstThePolicysWhenTheJobNamesNo
   std::vector<std::string> order;
   for (int i = 0; i < 4; ++i) order.push_back(Next());
   EXPECT_THAT(order, ::testing::ElementsAre("grade", "late-grade", "attendance", "telemetry"));
+}
+
+TEST_F(EnginePriorityTest, AReloadThatRaisesAPolicysPriorityReordersTheQueuedJobs) {
+  SubmitTo("first", "lms");
+  Settle();
+  SubmitTo("attendance", "lms");               // normal
+  SubmitWithPolicy("telemetry", "telemetry");  // low, until the reload
+  Settle();
+  auto raised = std::make_shared<config::Config>(*OneAtATime());
+  auto high = std::make_shared<policy::Policy>(*raised->policies.at("telemetry"));
+  high->priority = common::Priority::kHigh;
+  raised->policies["telemetry"] = high;
+  absl::Status reloaded = absl::UnknownError("not answered");
+  engine_.Reload(raised, [&](absl::Status st) { reloaded = st; });
+  Settle();
+  ASSERT_TRUE(reloaded.ok()) << reloaded;
+  EXPECT_EQ(Next(), "telemetry");
+  EXPECT_EQ(Next(), "attendance");
 }
 
 TEST_F(EnginePriorityTest, DistrictsTakeTurnsSoABackfillCannotHoldTheOthersBack) {

@@ -1,5 +1,6 @@
 #include "server/engine/fair_queue.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -17,13 +18,14 @@ const std::vector<std::string> kNoScopes;
 
 class FairQueueTest : public ::testing::Test {
  protected:
-  void Push(JobId id, absl::string_view lane, Priority p = Priority::kNormal) {
-    q_.Push(p, lane, kNoScopes, FairQueue::Item{id, seq_++, absl::UnixEpoch()});
+  void Push(JobId id, absl::string_view lane, Priority p = Priority::kNormal, bool retry = false) {
+    q_.Push(p, lane, kNoScopes, FairQueue::Item{id, seq_++, absl::UnixEpoch(), retry});
   }
-  // Takes the next job that `refuse` (a lane key) does not hold; 0 when none.
-  JobId Take(absl::string_view refuse = "") {
+  // Takes the next job that `refuse` (a lane key) does not hold, of the kinds allowed; 0 when
+  // none.
+  JobId Take(absl::string_view refuse = "", bool firsts = true, bool retries = true) {
     const FairQueue::Item* item =
-        q_.Peek([&](const FairQueue::LaneInfo& lane, const FairQueue::Item&) {
+        q_.Peek(firsts, retries, [&](const FairQueue::LaneInfo& lane, const FairQueue::Item&) {
           return lane.key != refuse;
         });
     if (item == nullptr) return 0;
@@ -84,11 +86,12 @@ TEST_F(FairQueueTest, AskedAboutLaneHeadsOnlyAndOncePerLane) {
   Push(1000, "other");
   int asked = 0;
   const FairQueue::Item* item =
-      q_.Peek([&](const FairQueue::LaneInfo& lane, const FairQueue::Item& head) {
+      q_.Peek(true, true, [&](const FairQueue::LaneInfo& lane, const FairQueue::Item& head) {
         ++asked;
         EXPECT_EQ(head.id, lane.key == "backfill" ? 1 : 1000);
         if (lane.key == "backfill") {
-          EXPECT_EQ(lane.size, 100u);
+          EXPECT_EQ(lane.firsts, 100u);
+          EXPECT_EQ(lane.retries, 0u);
         }
         return false;
       });
@@ -125,6 +128,35 @@ TEST_F(FairQueueTest, ABackfillDelaysAnotherDistrictsJobsByAtMostTheNumberOfLane
   EXPECT_EQ(q_.size(), static_cast<size_t>(kBackfill - (last_other - others)));
 }
 
+// Retries wait apart from first attempts but in the same turns: another district's retry,
+// ready long after a backfill's first attempts were queued, still goes at its lane's turn.
+TEST_F(FairQueueTest, ARetryTakesItsLanesTurnNotItsPlaceInTimeBehindABackfill) {
+  for (JobId id = 1; id <= 1000; ++id) Push(id, "district-a");
+  Push(5000, "district-b", Priority::kNormal, /*retry=*/true);
+  EXPECT_EQ(Take(), 1);
+  EXPECT_EQ(Take(), 5000);
+  // And the other way round: a lane's first attempt goes at its turn behind older retries.
+  for (JobId id = 6000; id < 6100; ++id) Push(id, "retries-a", Priority::kNormal, true);
+  Push(7000, "firsts-b");
+  std::vector<JobId> order;
+  for (int i = 0; i < 4; ++i) order.push_back(Take());
+  EXPECT_NE(std::find(order.begin(), order.end(), 7000), order.end());
+}
+
+TEST_F(FairQueueTest, WithinALaneTheOlderFrontGoesFirstAndAHeldKindLetsTheOtherPass) {
+  Push(1, "a", Priority::kNormal, /*retry=*/true);
+  Push(2, "a");
+  Push(3, "a", Priority::kNormal, /*retry=*/true);
+  EXPECT_EQ(q_.retries(), 2u);
+  EXPECT_EQ(Take("", /*firsts=*/true, /*retries=*/false), 2);  // the retry budget holds retries
+  EXPECT_EQ(Take("", true, false), 0);
+  EXPECT_EQ(q_.FrontRetry()->id, 1);
+  EXPECT_EQ(Take(), 1);
+  EXPECT_EQ(Take(), 3);
+  EXPECT_EQ(q_.retries(), 0u);
+  EXPECT_EQ(Take("", false, false), 0);
+}
+
 TEST_F(FairQueueTest, ALaneThatComesBackWaitsBehindTheLanesAlreadyWaiting) {
   Push(1, "a");
   Push(2, "b");
@@ -136,13 +168,17 @@ TEST_F(FairQueueTest, ALaneThatComesBackWaitsBehindTheLanesAlreadyWaiting) {
   EXPECT_EQ(Take(), 4);
 }
 
-TEST_F(FairQueueTest, DrainGivesEveryJobAndEmptiesTheQueue) {
+TEST_F(FairQueueTest, DrainGivesEveryJobOldestFirstAndEmptiesTheQueue) {
   Push(1, "a", Priority::kLow);
-  Push(2, "b");
+  Push(2, "b", Priority::kNormal, /*retry=*/true);
   Push(3, "a");
   std::vector<FairQueue::Item> items;
   q_.Drain(&items);
-  EXPECT_EQ(items.size(), 3u);
+  ASSERT_EQ(items.size(), 3u);
+  EXPECT_EQ(items[0].id, 1);
+  EXPECT_TRUE(items[1].retry);
+  EXPECT_EQ(items[2].id, 3);
+  EXPECT_EQ(q_.retries(), 0u);
   EXPECT_TRUE(q_.empty());
   EXPECT_EQ(q_.lanes(), 0u);
   EXPECT_EQ(Take(), 0);
