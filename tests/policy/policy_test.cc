@@ -17,6 +17,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "server/policy/throttle_headers.h"
+#include "tests/policy/outcomes.h"
 
 namespace rebound::policy {
 namespace {
@@ -28,15 +29,6 @@ using ::testing::ReturnArg;
 // A fixed instant: nothing here reads the clock.
 const absl::Time kNow =
     absl::FromCivil(absl::CivilSecond(2026, 11, 29, 10, 0, 0), absl::UTCTimeZone());
-
-Outcome Http(int status, std::string body = "",
-             std::vector<std::pair<std::string, std::string>> headers = {}) {
-  Outcome o;
-  o.http_status = status;
-  o.body = std::move(body);
-  o.headers = std::move(headers);
-  return o;
-}
 
 Outcome Transport(TransportError e, std::string detail = "") {
   Outcome o;

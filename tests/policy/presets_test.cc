@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "tests/policy/outcomes.h"
 
 namespace rebound::policy {
 namespace {
@@ -19,15 +20,6 @@ using ::testing::IsEmpty;
 
 // 2026-12-01T17:00:00Z, unix 1796144400.
 const absl::Time kNow = absl::FromUnixSeconds(1796144400);
-
-Outcome Answer(int status, std::string body = "",
-               std::vector<std::pair<std::string, std::string>> headers = {}) {
-  Outcome o;
-  o.http_status = status;
-  o.body = std::move(body);
-  o.headers = std::move(headers);
-  return o;
-}
 
 const Preset& Named(absl::string_view name) {
   const Preset* p = FindPreset(name);
@@ -49,7 +41,7 @@ struct Row {
 void ExpectRows(absl::string_view preset_name, const std::vector<Row>& rows) {
   const Preset& preset = Named(preset_name);
   for (const Row& row : rows) {
-    EXPECT_EQ(ClassifyWith(preset, Answer(row.status, row.body)), row.want)
+    EXPECT_EQ(ClassifyWith(preset, Http(row.status, row.body)), row.want)
         << preset_name << ": " << row.status << " " << row.body;
   }
 }
@@ -123,10 +115,10 @@ TEST(PresetsTest, BlackboardReadsItsThreeHeadersAndTheDefaultsClassify) {
   const ThrottleHeaders& h = Named("blackboard").throttle_headers;
   EXPECT_FALSE(h.ietf);
   // The reset as a unix time (Blackboard's wording), and as seconds if it is not one.
-  const Outcome unix_reset = Answer(429, "",
-                                    {{"x-rate-limit-limit", "10000"},
-                                     {"x-rate-limit-remaining", "0"},
-                                     {"x-rate-limit-reset", "1796148000"}});
+  const Outcome unix_reset = Http(429, "",
+                                  {{"x-rate-limit-limit", "10000"},
+                                   {"x-rate-limit-remaining", "0"},
+                                   {"x-rate-limit-reset", "1796148000"}});
   const ThrottleSignals s = ReadThrottleSignals(unix_reset, h, kNow);
   ASSERT_TRUE(s.reset_at.has_value());
   EXPECT_EQ(*s.reset_at, kNow + absl::Hours(1));
@@ -134,12 +126,12 @@ TEST(PresetsTest, BlackboardReadsItsThreeHeadersAndTheDefaultsClassify) {
   EXPECT_EQ(s.limit, 10000);
   EXPECT_THAT(s.ignored, IsEmpty());
   const ThrottleSignals delta =
-      ReadThrottleSignals(Answer(200, "", {{"x-rate-limit-reset", "3600"}}), h, kNow);
+      ReadThrottleSignals(Http(200, "", {{"x-rate-limit-reset", "3600"}}), h, kNow);
   ASSERT_TRUE(delta.reset_at.has_value());
   EXPECT_EQ(*delta.reset_at, kNow + absl::Hours(1));
   // Vendor headers Blackboard does not send are not read.
   const ThrottleSignals other =
-      ReadThrottleSignals(Answer(200, "", {{"x-ratelimit-remaining", "5"}}), h, kNow);
+      ReadThrottleSignals(Http(200, "", {{"x-ratelimit-remaining", "5"}}), h, kNow);
   EXPECT_FALSE(other.remaining.has_value());
 }
 
@@ -164,7 +156,7 @@ TEST(PresetsTest, ClassLinkAndOneRosterAreTheDefaultsWithNoVendorHeader) {
                 p.throttle_headers.limit.empty() && p.throttle_headers.cost.empty())
         << name;
     const ThrottleSignals s = ReadThrottleSignals(
-        Answer(429, "", {{"retry-after", "5"}, {"x-ratelimit-reset", "1796148000"}}),
+        Http(429, "", {{"retry-after", "5"}, {"x-ratelimit-reset", "1796148000"}}),
         p.throttle_headers, kNow);
     EXPECT_EQ(s.RetryAt(), kNow + absl::Seconds(5)) << name;
     EXPECT_FALSE(s.reset_at.has_value()) << name;
