@@ -218,7 +218,15 @@ TEST_F(ObservabilityTest, DeadLettersSurviveARestartInTheGauge) {
 }
 
 TEST_F(ObservabilityTest, EveryExportedFamilyIsListedInDeployMetricsTxt) {
+  // A family without series is left out of a scrape: a budget gives the budget families theirs.
+  server_->process().Signal(SIGTERM);
+  ASSERT_TRUE(server_->process().Wait(absl::Seconds(20)).ok());
+  std::ofstream(config_path_, std::ios::app)
+      << "budgets:\n  - name: app\n    max_in_flight: 8\n    quota: {limit: 500, period: 1h}\n";
+  ASSERT_NO_FATAL_FAILURE(StartServer());
   Run(Job("m-fam", "200"));
+  EXPECT_EQ(Value(ParseExposition(Scrape()), "rebound_budget_quota_limit", {{"budget", "app"}}),
+            500);
   std::set<std::string> exported;
   for (absl::string_view line : absl::StrSplit(Scrape(), '\n')) {
     if (absl::StartsWith(line, "# TYPE ")) {
