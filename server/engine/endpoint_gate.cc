@@ -48,7 +48,6 @@ void EndpointGate::SetBudgets(std::vector<Budget*> budgets) {
   split_bys_.clear();
   for (const Budget* b : budgets) split_bys_.push_back(b->config().split_by);
   budgets_ = std::move(budgets);
-  fairness_label_ = config_->fairness_label;
 }
 
 Admission EndpointGate::AdmitBudgets(const std::vector<std::string>& scopes,
@@ -63,7 +62,7 @@ Admission EndpointGate::AdmitBudgets(const std::vector<std::string>& scopes,
 Admission EndpointGate::BudgetWait(const ReadyJob& job, absl::Time now) const {
   if (budgets_.empty()) return {};
   std::vector<std::string> scopes;
-  LaneOf(job.tenant, job.labels, fairness_label_, split_bys_, &scopes);
+  LaneOf(job.tenant, job.labels, config_->fairness_label, split_bys_, &scopes);
   return AdmitBudgets(scopes, job.priority, now);
 }
 
@@ -176,7 +175,8 @@ bool EndpointGate::ReleaseSend(absl::Time now, common::JobId* id) {
 
 void EndpointGate::PushReady(const ReadyJob& job, absl::Time since) {
   std::vector<std::string> scopes;
-  const std::string lane = LaneOf(job.tenant, job.labels, fairness_label_, split_bys_, &scopes);
+  const std::string lane =
+      LaneOf(job.tenant, job.labels, config_->fairness_label, split_bys_, &scopes);
   ready_.Push(job.priority, lane, scopes, FairQueue::Item{job.id, next_seq_++, since, job.retry});
 }
 

@@ -225,7 +225,6 @@ class EndpointGate {
   EngineObserver* observer_ = nullptr;
   std::vector<Budget*> budgets_;
   std::vector<std::string> split_bys_;
-  std::string fairness_label_;
   FairQueue ready_;
   Tally tally_;
   std::vector<LaneHold> lane_holds_;
