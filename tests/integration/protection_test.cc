@@ -625,10 +625,10 @@ TEST_F(ProtectionTest, BlackboardJobsBeyondTheQuotaWaitForTheResetAndNoneIsDeadL
   EXPECT_EQ(by_state[v1::EXHAUSTED] + by_state[v1::FAILED], 0);
 }
 
-// Blackboard's quota as a budget (docs/presets.md): the LMS counts 50 a window from the first
-// request, the budget half of that a fixed period of the same length, so any LMS window spans at
-// most two budget periods and the quota is never overrun, with pacing off to show the budget
-// alone does it. Jobs beyond it wait QUOTA_EXHAUSTED, spending no attempt.
+// Blackboard's quota as a budget (docs/presets.md): the LMS counts 50 a window, the budget half
+// of that a fixed period of the same length, so however the two windows are aligned any LMS
+// window spans at most two budget periods and the quota is never overrun (pacing off, to show
+// the budget alone does it). Jobs beyond it wait QUOTA_EXHAUSTED, spending no attempt.
 TEST_F(ProtectionTest, ABlackboardQuotaBudgetKeepsEveryRequestInsideTheQuota) {
   ASSERT_TRUE(lms_->Post("/__blackboard?limit=50&window_ms=2000").ok());
   StartWith(

@@ -1,5 +1,6 @@
 // WindowThrottle: a fixed-window request quota per client, in the throttling language of an LMS
-// that documents one, for the scripted requests under a path prefix (POST /__d2l, /__clever).
+// that documents one, for the scripted requests under a path prefix (POST /__d2l, /__clever,
+// /__google-classroom, /__blackboard).
 //
 // The count of each client's window starts full and is reset at every multiple of the window
 // length on the wall clock (both vendors reset "every minute" by their server's clock); a
@@ -22,6 +23,13 @@
 //    the JSON error body of https://cloud.google.com/apis/design/errors; no Retry-After and no
 //    quota headers are documented, so none are sent (retry "preferably using exponential
 //    backoff").
+//  - Blackboard Learn (https://docs.anthology.com/docs/developer-portal/production-groups-rest-
+//    api-and-site-registration-limits: 10,000 calls every 24 hours per application;
+//    https://community.blackboard.com/docs/DOC-4258-developer-groups-site-quotas-and-rate-
+//    limits): one count per application, whatever the token; X-Rate-Limit-Limit,
+//    X-Rate-Limit-Remaining and X-Rate-Limit-Reset (the reset as UTC epoch seconds) on every
+//    answer, a throttled one too. The status over the quota is not documented: 429 here, the
+//    HTTP status for it; no Retry-After, which neither page names.
 //
 // Not thread-safe: the server's event loop owns it. Times are milliseconds since the unix epoch.
 #ifndef REBOUND_TOOLS_FAKE_LMS_WINDOW_H_
