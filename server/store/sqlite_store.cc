@@ -640,6 +640,23 @@ class SqliteStore::Writer {
     return Run(db(), begin_.get()).Exec();
   }
   absl::Status Commit() { return Run(db(), commit_.get()).Exec(); }
+
+  // With store.max_file_bytes (`pages` > 0): submits may grow the file only to 7/8 of the cap,
+  // so the work already accepted keeps the last eighth for its attempts and transitions, and a
+  // full store stops intake before it stops the engine (whose refused writes are fatal).
+  void SetPageCap(int64_t pages) {
+    if (pages <= 0) return;
+    full_cap_ = absl::StrCat("PRAGMA max_page_count = ", pages);
+    submit_cap_ = absl::StrCat("PRAGMA max_page_count = ", std::max<int64_t>(1, pages - pages / 8));
+  }
+  // Switches between the two caps (a no-op without a cap, or when already there). SQLite keeps
+  // the limit at the file's current size if that is larger: submits then reuse free pages only.
+  absl::Status CapForSubmits(bool submits) {
+    if (full_cap_.empty() || submits == submit_capped_) return absl::OkStatus();
+    REBOUND_RETURN_IF_ERROR(ExecScript(db(), (submits ? submit_cap_ : full_cap_).c_str()));
+    submit_capped_ = submits;
+    return absl::OkStatus();
+  }
   void Rollback() {
     // After some errors SQLite has already rolled back; a second ROLLBACK would fail.
     if (sqlite3_get_autocommit(db()) != 0) return;
@@ -1075,6 +1092,8 @@ class SqliteStore::Writer {
   }
 
   DbPtr db_;  // first member: closed after every statement below is finalized
+  std::string full_cap_, submit_cap_;  // empty: no cap
+  bool submit_capped_ = false;
   StmtPtr begin_, commit_, rollback_;
   StmtPtr upsert_usage_;
   StmtPtr idem_lookup_, insert_job_, insert_payload_, insert_label_, insert_key_;
@@ -1302,13 +1321,15 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(const SqliteOptio
     return AtPath(s, options.path);
   }
   if (options.quick_check) REBOUND_RETURN_IF_ERROR(QuickCheck(raw, options.path));
+  int64_t max_pages = 0;
   if (options.max_file_bytes > 0) {
     absl::StatusOr<std::string> page_size = QueryText(raw, "PRAGMA page_size");
     int64_t bytes = 0;
     if (!page_size.ok()) return AtPath(page_size.status(), options.path);
     if (!absl::SimpleAtoi(*page_size, &bytes) || bytes <= 0) bytes = 4096;
-    const int64_t pages = std::max<int64_t>(1, options.max_file_bytes / bytes);
-    if (absl::Status s = ExecScript(raw, absl::StrCat("PRAGMA max_page_count = ", pages).c_str());
+    max_pages = std::max<int64_t>(1, options.max_file_bytes / bytes);
+    if (absl::Status s =
+            ExecScript(raw, absl::StrCat("PRAGMA max_page_count = ", max_pages).c_str());
         !s.ok()) {
       return AtPath(s, options.path);
     }
@@ -1356,6 +1377,7 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(const SqliteOptio
 
   absl::StatusOr<std::unique_ptr<Writer>> writer = Writer::Create(std::move(db));
   if (!writer.ok()) return AtPath(writer.status(), options.path);
+  (*writer)->SetPageCap(max_pages);
   auto reads = std::make_unique<ReadPool>(options.path, options.busy_timeout);
   {
     // Fail at Open, not at the first read, when readers cannot open the file.
@@ -1559,17 +1581,37 @@ void SqliteStore::WriterLoop() {
     }
 
     const auto started = std::chrono::steady_clock::now();
-    const absl::Status status = RunBatch(batch);
+    const absl::Status status = RunBatch(batch, /*with_submits=*/true);
     const bool only_tasks = std::all_of(batch.begin(), batch.end(),
                                         [](const Op& op) { return op.kind == Op::Kind::kTask; });
-    if (on_commit_ && status.ok() && !only_tasks) {  // recovery and purges are not traffic
-      on_commit_(absl::FromChrono(std::chrono::steady_clock::now() - started), rows);
+    // A failed batch that mixed submits with transitions runs again without its submits: a
+    // submit that meets a full store (or a bad row) must not fail the engine's writes, which
+    // would stop the process. Submits lose nothing (none was acknowledged). Batches with tasks
+    // are not run twice: a task's output is not safe to produce twice.
+    absl::Status others = status;
+    size_t committed_rows = status.ok() ? rows : 0;
+    if (!status.ok()) {
+      size_t submit_rows = 0;
+      bool retry = true;
+      for (const Op& op : batch) {
+        if (op.kind == Op::Kind::kSubmit) submit_rows += op.Rows();
+        if (op.kind == Op::Kind::kTask) retry = false;
+      }
+      if (retry && submit_rows > 0 && submit_rows < rows) {
+        others = RunBatch(batch, /*with_submits=*/false);
+        if (others.ok()) committed_rows = rows - submit_rows;
+      }
+    }
+    if (on_commit_ && committed_rows > 0 && !only_tasks) {  // recovery and purges: no traffic
+      on_commit_(absl::FromChrono(std::chrono::steady_clock::now() - started), committed_rows);
     }
 
     // Callers of Submit/Apply get a clean message; the detail goes to on_error (once per
-    // batch) and to Flush() via last_error_.
+    // transaction) and to Flush() via last_error_.
     const bool has_traffic = !only_tasks;
     const absl::Status caller_status = status.ok() || !has_traffic ? status : ForCaller(status);
+    const absl::Status others_status =
+        others.ok() ? others : (others == status ? caller_status : ForCaller(others));
     // Callbacks run outside the lock, in batch order, after the commit made them durable.
     for (Op& op : batch) {
       switch (op.kind) {
@@ -1586,9 +1628,9 @@ void SqliteStore::WriterLoop() {
         case Op::Kind::kTask:
           if (op.write_done) {
             // Tasks (recovery, purges, pragmas) answer the operator's code paths: the detail.
-            std::move(op.write_done)(status.ok()                  ? op.status
-                                     : op.kind == Op::Kind::kTask ? status
-                                                                  : caller_status);
+            std::move(op.write_done)(others.ok()                  ? op.status
+                                     : op.kind == Op::Kind::kTask ? others
+                                                                  : others_status);
           }
           break;
       }
@@ -1607,17 +1649,22 @@ void SqliteStore::WriterLoop() {
     } else {
       ++stats_.failed_batches;
       last_error_ = status;
+      if (others.ok() && committed_rows > 0) ++stats_.commits;  // the batch without its submits
     }
   }
 }
 
-absl::Status SqliteStore::RunBatch(std::vector<Op>& batch) {
+absl::Status SqliteStore::RunBatch(std::vector<Op>& batch, bool with_submits) {
   REBOUND_RETURN_IF_ERROR(writer_->Begin());
-  absl::Status status;
+  absl::Status status = writer_->CapForSubmits(false);
   for (Op& op : batch) {
+    if (!status.ok()) break;  // (the cap's switch, or the previous op)
     switch (op.kind) {
       case Op::Kind::kSubmit:
-        status = writer_->ExecSubmit(op);
+        if (!with_submits) continue;
+        // Submits come after the transitions in a batch (lane order): one switch per batch.
+        status = writer_->CapForSubmits(true);
+        if (status.ok()) status = writer_->ExecSubmit(op);
         break;
       case Op::Kind::kApply:
         status = writer_->ExecApply(op);
@@ -1632,7 +1679,6 @@ absl::Status SqliteStore::RunBatch(std::vector<Op>& batch) {
         status = op.task(*writer_);
         break;
     }
-    if (!status.ok()) break;
   }
   if (status.ok()) status = writer_->Commit();
   if (!status.ok()) writer_->Rollback();

@@ -161,8 +161,9 @@ class SqliteStore final : public JobStore {
   // The caller's view of an error: SQLite's text goes to on_error, the caller gets a clean one.
   absl::Status ForCaller(const absl::Status& s) const;
   void WriterLoop();
-  // Executes a batch in one transaction; on error nothing of it is kept.
-  absl::Status RunBatch(std::vector<Op>& batch);
+  // Executes a batch in one transaction; on error nothing of it is kept. Without
+  // `with_submits`, its submits are left out (they are not run, and get no results).
+  absl::Status RunBatch(std::vector<Op>& batch, bool with_submits);
   bool HasWorkOrStopping() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   static int LaneOf(const Op& op);
 

@@ -595,8 +595,9 @@ TEST_F(IntegrationTest, WhileDrainingBothHealthNamesSayNotServingAndReboundctlHe
 
 TEST_F(IntegrationTest, AFullStoreAnswersSubmitsUnavailableNotResourceExhausted) {
   // Restart on a store capped at 256 KiB: it fills after a few hundred jobs, as a full disk
-  // would. The jobs wait behind one hanging job on their ordering key, so the engine writes
-  // nothing for them and only submits meet the full file.
+  // would. The jobs wait behind one hanging job on their ordering key: the engine writes only
+  // their BLOCKED step, often in the same transaction as a submit that meets the full file,
+  // and that submit's refusal must not fail it (the process would stop).
   server_.reset();
   std::string text = IntegrationConfig(lms_->port(), UnusedPort(), dir_.File("rebound.db"));
   const std::string store_key = "store:\n  path: ";

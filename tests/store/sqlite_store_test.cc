@@ -929,6 +929,100 @@ TEST(SqliteStore, AFullDatabaseFailsSubmitsAsUnavailableWithACleanMessage) {
   EXPECT_EQ(ListAll(*store, "t").size(), static_cast<size_t>(accepted));
 }
 
+// Submits stop at 7/8 of store.max_file_bytes: the work already accepted keeps the last eighth
+// for its attempts and results, so a full store stops intake before it stops the engine (a
+// refused transition is fatal).
+TEST(SqliteStore, AFullStoreStillTakesTheTransitionsOfTheJobsItAccepted) {
+  TempDb db;
+  SqliteOptions options = Options(db.path());
+  options.max_file_bytes = 256 * 1024;
+  std::unique_ptr<SqliteStore> store = OpenOrDie(options);
+  ASSERT_NE(store, nullptr);
+  std::vector<JobId> ids;
+  absl::Status refused;
+  for (int i = 0; i < 400 && refused.ok(); ++i) {
+    common::JobSpec spec = Spec("t", absl::StrCat("fill-", i));
+    spec.body = std::string(1000, 'b');
+    const SubmitResult r = SubmitOne(*store, Job(spec), kT0);
+    if (r.status.ok()) {
+      ids.push_back(r.job_id);
+    } else {
+      refused = r.status;
+    }
+  }
+  ASSERT_EQ(refused.code(), absl::StatusCode::kUnavailable) << refused;
+  ASSERT_GT(ids.size(), 20u);
+  // Every accepted job still gets its attempt and a terminal result with a small body.
+  for (size_t i = 0; i < ids.size(); ++i) {
+    Transition done;
+    done.job_id = ids[i];
+    done.state = JobState::kSucceeded;
+    done.attempt_count = 1;
+    done.last_http_status = 200;
+    done.last_response_body = "{\"ok\":true}";
+    common::AttemptRecord attempt;
+    attempt.number = 1;
+    attempt.started_at = kT0;
+    attempt.http_status = 200;
+    attempt.classification = "success";
+    attempt.decision = "2xx: success";
+    done.attempt = attempt;
+    const absl::Status applied = ApplyAndWait(*store, {done}, kT0 + absl::Seconds(1));
+    ASSERT_TRUE(applied.ok()) << "job " << i << " of " << ids.size() << ": " << applied;
+  }
+  // Intake is still refused, and the file kept to its cap.
+  common::JobSpec late = Spec("t", "late");
+  late.body = std::string(1000, 'b');
+  EXPECT_EQ(SubmitOne(*store, Job(late), kT0).status.code(), absl::StatusCode::kUnavailable);
+  EXPECT_LE(std::filesystem::file_size(db.path()), 256u * 1024u);
+}
+
+TEST(SqliteStore, ASubmitThatFindsTheStoreFullDoesNotFailATransitionInItsTransaction) {
+  TempDb db;
+  SqliteOptions options = Options(db.path());
+  options.max_file_bytes = 256 * 1024;
+  std::unique_ptr<SqliteStore> store = OpenOrDie(options);
+  ASSERT_NE(store, nullptr);
+  const SubmitResult first = SubmitOne(*store, Job(Spec("t", "first")), kT0);
+  ASSERT_TRUE(first.status.ok()) << first.status;
+  auto big = [](absl::string_view key) {
+    common::JobSpec spec = Spec("t", key);
+    spec.body = std::string(512 * 1024, 'b');  // more than the whole cap
+    return Job(spec);
+  };
+  // Queued from a callback, the two share one transaction (see the test above).
+  struct Batch {
+    std::optional<PendingSubmit> too_big;
+    std::optional<PendingApply> apply;
+    absl::Notification enqueued;
+  };
+  auto batch = std::make_shared<Batch>();
+  SqliteStore* s = store.get();
+  const JobId id = first.job_id;
+  store->Submit({Job(Spec("t", "pin"))}, kT0, [=](std::vector<SubmitResult>) {
+    batch->too_big.emplace(*s, std::vector<NewJob>{big("big")}, kT0);
+    Transition running;
+    running.job_id = id;
+    running.state = JobState::kRunning;
+    running.attempt_count = 1;
+    batch->apply.emplace(*s, std::vector<Transition>{running}, kT0);
+    batch->enqueued.Notify();
+  });
+  ASSERT_TRUE(batch->enqueued.WaitForNotificationWithTimeout(kCallbackDeadline));
+  const std::vector<SubmitResult> refused = batch->too_big->Wait();
+  const absl::Status applied = batch->apply->Wait();
+  ASSERT_EQ(refused.size(), 1u);
+  EXPECT_EQ(refused[0].status.code(), absl::StatusCode::kUnavailable) << refused[0].status;
+  EXPECT_EQ(refused[0].status.message(),
+            "store: cannot write, the disk or database is full; retry later");
+  EXPECT_TRUE(applied.ok()) << applied;
+  absl::StatusOr<common::JobRecord> got = store->Get("t", id, false);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->state, JobState::kRunning);
+  EXPECT_EQ(got->attempt_count, 1);
+  EXPECT_EQ(ListAll(*store, "t").size(), 2u);  // first and pin; the big one left nothing
+}
+
 TEST(SqliteStore, ReopenAfterCloseKeepsDataAndNewIdsKeepGrowing) {
   TempDb db;
   std::vector<JobId> ids;
@@ -962,7 +1056,7 @@ TEST(SqliteStore, ReopenAfterCloseKeepsDataAndNewIdsKeepGrowing) {
   EXPECT_GT(fresh.job_id, ids[2]);
 }
 
-TEST(SqliteStore, AFailedTransactionFailsEveryCallInItAndKeepsNoneOfItsRows) {
+TEST(SqliteStore, AFailedTransactionFailsItsSubmitsAndCommitsItsTransitionsWithoutThem) {
   TempDb db;
   SqliteOptions options = Options(db.path());
   ErrorLog log;
@@ -1020,15 +1114,17 @@ TEST(SqliteStore, AFailedTransactionFailsEveryCallInItAndKeepsNoneOfItsRows) {
   }
   EXPECT_EQ(poisoned[0].status, error);
   EXPECT_EQ(good[0].status, error);
-  EXPECT_EQ(applied, error);
+  // The transition ran again in a transaction of its own, without the submits: a bad submit
+  // never fails the engine's writes (which would stop the process).
+  EXPECT_TRUE(applied.ok()) << applied;
 
   EXPECT_EQ(raw.Query("SELECT count(*) FROM jobs WHERE path IN ('/good-a', '/good-b', "
                       "'/poison')"),
             "0");
   EXPECT_EQ(raw.Query("SELECT count(*) FROM idempotency WHERE idem_key IN ('a', 'b', 'c')"), "0");
-  absl::StatusOr<common::JobRecord> untouched = store->Get("t", existing.job_id, false);
-  ASSERT_TRUE(untouched.ok()) << untouched.status();
-  EXPECT_EQ(untouched->state, JobState::kQueued);
+  absl::StatusOr<common::JobRecord> moved = store->Get("t", existing.job_id, false);
+  ASSERT_TRUE(moved.ok()) << moved.status();
+  EXPECT_EQ(moved->state, JobState::kRunning);
   const absl::Status flushed = store->Flush();
   EXPECT_EQ(flushed.code(), error.code());
   EXPECT_THAT(std::string(flushed.message()), HasSubstr("poisoned row"));
