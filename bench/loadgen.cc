@@ -1,6 +1,8 @@
-// rebound-loadgen: drives a Rebound server with SubmitSyncBatch and measures what it sustains.
+// rebound-loadgen: drives a Rebound server with SubmitSyncBatch (--mode batch), one SubmitSync
+// per job (--mode unary) or SubmitSyncStream (--mode stream), and measures what it sustains.
 //
-//   rebound-loadgen --target 127.0.0.1:PORT --jobs 20000 [--batch 500] [--concurrency 4]
+//   rebound-loadgen --target 127.0.0.1:PORT --jobs 20000 [--mode batch|unary|stream]
+//                   [--batch 500] [--concurrency 4] [--window 256]
 //                   [--endpoint lms] [--mix healthy|flaky|retrying|far] [--key-prefix K]
 //                   [--path /api/v1/courses/1/grades] [--policy NAME] [--rate JOBS_PER_S]
 //                   [--no-wait] [--wait-timeout 1800] [--lms http://127.0.0.1:P] [--verify]
@@ -17,6 +19,10 @@
 // Measures:
 //   submit_seconds / submit_rate:     from the first batch sent to the last one acknowledged;
 //                                     an acknowledgement means the jobs are durable.
+//   ack_ms_p50 / p99:                 per call (batch, unary) or per job (stream), from send to
+//                                     acknowledgement.
+//   client_cpu_us_per_job:            this process's CPU (user + system) during submission,
+//                                     per accepted job: the pipeline's cost of submitting.
 //   complete_seconds / completion_rate (unless --no-wait): from the first batch sent until
 //                                     ListSyncs finds none of the endpoint's jobs still QUEUED,
 //                                     RUNNING, WAITING_RETRY or BLOCKED (for the "far" mix:
@@ -27,6 +33,7 @@
 // rejected, a wait timed out or --verify found a problem, 2 on bad flags.
 #include <curl/curl.h>
 #include <grpcpp/grpcpp.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <atomic>
@@ -65,8 +72,10 @@ double SecondsSince(SteadyClock::time_point start) {
 struct Flags {
   std::string target;
   uint64_t jobs = 1000;
+  std::string mode = "batch";  // batch | unary | stream
   int batch = 500;
-  int concurrency = 4;
+  int concurrency = 4;  // batch, unary: calls in flight; stream: streams
+  int window = 256;     // stream: jobs sent ahead of their answers, per stream
   int channels = 1;
   std::string endpoint = "lms";
   uint64_t endpoints = 1;
@@ -98,8 +107,10 @@ struct Batch {
 struct BatchCall {
   Batch batch;
   grpc::ClientContext context;
-  v1::SubmitSyncBatchRequest request;
+  v1::SubmitSyncBatchRequest request;  // --mode batch
   v1::SubmitSyncBatchResponse response;
+  v1::SubmitSyncRequest unary_request;  // --mode unary: one job per SubmitSync
+  v1::SubmitSyncResponse unary_response;
   SteadyClock::time_point sent;
 };
 
@@ -212,8 +223,10 @@ class Submitter {
     auto* call = new BatchCall();
     call->batch = batch;
     call->batch.tries++;
+    const bool unary = flags_.mode == "unary";
     for (uint64_t i = batch.first; i < batch.first + batch.count; ++i) {
-      FillRequest(flags_, i, call->request.add_requests());
+      FillRequest(flags_, i,
+                  unary ? call->unary_request.mutable_request() : call->request.add_requests());
     }
     call->context.set_deadline(std::chrono::system_clock::now() + kCallTimeout);
     call->sent = SteadyClock::now();
@@ -224,6 +237,11 @@ class Submitter {
         start_ = call->sent;
       }
       calls_.push_back(call);
+    }
+    if (unary) {
+      stub->async()->SubmitSync(&call->context, &call->unary_request, &call->unary_response,
+                                [this, call](const grpc::Status& status) { Done(call, status); });
+      return;
     }
     stub->async()->SubmitSyncBatch(
         &call->context, &call->request, &call->response,
@@ -238,6 +256,13 @@ class Submitter {
     calls_.erase(std::find(calls_.begin(), calls_.end(), call));
     --in_flight_;
     cv_.notify_all();
+    if (!status.ok() && flags_.mode == "unary" &&
+        status.error_code() == grpc::StatusCode::INVALID_ARGUMENT) {
+      ++result_.rejected;  // the job's own error, as an item error of a batch
+      CountError(absl::StrCat("item ", status.error_code(), ": ", status.error_message()));
+      last_ack_s_ = std::chrono::duration<double>(now - start_).count();
+      return;
+    }
     if (!status.ok()) {
       const grpc::StatusCode code = status.error_code();
       const bool retryable = code == grpc::StatusCode::UNAVAILABLE ||
@@ -257,6 +282,11 @@ class Submitter {
     }
     result_.ack_ms.push_back(std::chrono::duration<double, std::milli>(now - call->sent).count());
     last_ack_s_ = std::chrono::duration<double>(now - start_).count();
+    if (flags_.mode == "unary") {
+      ++result_.accepted;
+      if (call->unary_response.deduplicated()) ++result_.deduplicated;
+      return;
+    }
     for (const v1::BatchItemResult& item : call->response.results()) {
       if (item.code() == 0) {
         ++result_.accepted;
@@ -294,6 +324,122 @@ class Submitter {
   double last_ack_s_ = 0;
   SubmitResult result_;
 };
+
+// --mode stream: --concurrency SubmitSyncStreams, each sending its share of the jobs (job i
+// goes to stream i % streams) with at most --window unanswered, a writer thread per stream and
+// the answers read on another. Answers are matched by sequence (the job's index); the ack
+// latency of a job is from its write to its answer. No retries: a stream-level error counts its
+// unanswered jobs as rejected (a benchmark run wants to see it, not hide it).
+class StreamSubmitter {
+ public:
+  StreamSubmitter(const Flags& flags, std::vector<std::unique_ptr<v1::Rebound::Stub>> stubs)
+      : flags_(flags), stubs_(std::move(stubs)), sent_(flags.jobs) {}
+
+  SubmitResult Run() {
+    const SteadyClock::time_point start = SteadyClock::now();
+    std::vector<std::thread> streams;
+    const int n = std::max(1, flags_.concurrency);
+    for (int s = 0; s < n; ++s) {
+      streams.emplace_back([this, s, n, start] { RunStream(s, n, start); });
+    }
+    for (std::thread& t : streams) t.join();
+    std::lock_guard<std::mutex> lock(mu_);
+    result_.seconds = last_ack_s_;
+    return result_;
+  }
+
+ private:
+  void RunStream(int s, int n, SteadyClock::time_point start) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() +
+                         std::chrono::duration_cast<std::chrono::system_clock::duration>(
+                             std::chrono::duration<double>(flags_.submit_timeout_s)));
+    auto stream = stubs_[static_cast<size_t>(s) % stubs_.size()]->SubmitSyncStream(&context);
+    std::mutex mu;
+    std::condition_variable cv;
+    uint64_t written = 0, answered = 0;
+    bool reading_done = false;
+    std::thread writer([&] {
+      v1::SubmitSyncStreamRequest message;
+      for (uint64_t i = static_cast<uint64_t>(s); i < flags_.jobs; i += static_cast<uint64_t>(n)) {
+        {
+          std::unique_lock<std::mutex> lock(mu);
+          cv.wait(lock, [&] {
+            return reading_done || written - answered < static_cast<uint64_t>(flags_.window);
+          });
+          if (reading_done) return;
+        }
+        message.set_sequence(i);
+        message.clear_request();
+        FillRequest(flags_, i, message.mutable_request());
+        sent_[i] = SteadyClock::now();
+        if (!stream->Write(message)) return;
+        std::lock_guard<std::mutex> lock(mu);
+        ++written;
+      }
+      stream->WritesDone();
+    });
+    v1::SubmitSyncStreamResponse answer;
+    while (stream->Read(&answer)) {
+      const SteadyClock::time_point now = SteadyClock::now();
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (answer.sequence() < sent_.size()) {
+          result_.ack_ms.push_back(
+              std::chrono::duration<double, std::milli>(now - sent_[answer.sequence()]).count());
+        }
+        if (answer.code() == 0) {
+          ++result_.accepted;
+          if (answer.result().deduplicated()) ++result_.deduplicated;
+        } else {
+          ++result_.rejected;
+          CountError(absl::StrCat("item ", answer.code(), ": ", answer.message()));
+        }
+        last_ack_s_ = std::chrono::duration<double>(now - start).count();
+      }
+      std::lock_guard<std::mutex> lock(mu);
+      ++answered;
+      cv.notify_all();
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      reading_done = true;
+      cv.notify_all();
+    }
+    writer.join();
+    const grpc::Status status = stream->Finish();
+    const uint64_t share =
+        (flags_.jobs + static_cast<uint64_t>(n - 1 - s)) / static_cast<uint64_t>(n);
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!status.ok()) {
+      CountError(absl::StrCat("stream ", status.error_code(), ": ", status.error_message()));
+      if (status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) result_.timed_out = true;
+    }
+    if (answered < share) result_.rejected += share - answered;
+  }
+
+  void CountError(const std::string& what) {
+    constexpr size_t kMaxKinds = 20;
+    if (result_.errors.size() < kMaxKinds || result_.errors.count(what) != 0) {
+      ++result_.errors[what];
+    }
+  }
+
+  const Flags& flags_;
+  const std::vector<std::unique_ptr<v1::Rebound::Stub>> stubs_;
+  std::vector<SteadyClock::time_point> sent_;  // by job index; each written by one stream
+  std::mutex mu_;
+  double last_ack_s_ = 0;
+  SubmitResult result_;
+};
+
+// CPU time this process has used (user + system), in seconds.
+double ProcessCpuSeconds() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  auto seconds = [](const timeval& t) { return static_cast<double>(t.tv_sec) + t.tv_usec / 1e6; };
+  return seconds(usage.ru_utime) + seconds(usage.ru_stime);
+}
 
 double Percentile(std::vector<double> values, double q) {
   if (values.empty()) return 0;
@@ -365,10 +511,19 @@ int Run(int argc, char** argv) {
   CLI::App cli{"rebound-loadgen: SubmitSyncBatch load against a Rebound server"};
   cli.add_option("--target", flags.target, "gRPC target host:port")->required();
   cli.add_option("--jobs", flags.jobs, "jobs to submit")->capture_default_str();
+  cli.add_option("--mode", flags.mode,
+                 "batch: SubmitSyncBatch calls; unary: one SubmitSync per job; stream: "
+                 "SubmitSyncStream, one message per job")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"batch", "unary", "stream"}));
+  cli.add_option("--window", flags.window, "stream: jobs sent ahead of their answers, per stream")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100000));
   cli.add_option("--batch", flags.batch, "jobs per SubmitSyncBatch")
       ->capture_default_str()
       ->check(CLI::Range(1, 100000));
-  cli.add_option("--concurrency", flags.concurrency, "batches in flight")
+  cli.add_option("--concurrency", flags.concurrency,
+                 "calls in flight (batch, unary), or streams (stream)")
       ->capture_default_str()
       ->check(CLI::Range(1, 1024));
   cli.add_option("--channels", flags.channels, "gRPC channels (connections), used in turn")
@@ -450,17 +605,26 @@ int Run(int argc, char** argv) {
       return 2;
     }
   }
-  Submitter submitter(flags, std::move(stubs));
+  if (flags.mode != "batch") flags.batch = 1;
   const SteadyClock::time_point start = SteadyClock::now();
-  const SubmitResult submitted = submitter.Run();
+  const double cpu_before = ProcessCpuSeconds();
+  const SubmitResult submitted = flags.mode == "stream"
+                                     ? StreamSubmitter(flags, std::move(stubs)).Run()
+                                     : Submitter(flags, std::move(stubs)).Run();
+  const double client_cpu_s = ProcessCpuSeconds() - cpu_before;
 
   nlohmann::json out = {
       {"mix", MixName(flags.mix)},
       {"endpoint", flags.endpoint},
       {"endpoints", flags.endpoints},
       {"jobs", flags.jobs},
+      {"mode", flags.mode},
       {"batch", flags.batch},
       {"concurrency", flags.concurrency},
+      {"window", flags.window},
+      {"client_cpu_s", client_cpu_s},
+      {"client_cpu_us_per_job",
+       submitted.accepted > 0 ? client_cpu_s * 1e6 / static_cast<double>(submitted.accepted) : 0},
       {"accepted", submitted.accepted},
       {"deduplicated", submitted.deduplicated},
       {"rejected", submitted.rejected},

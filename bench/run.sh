@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Rebound benchmark scenarios (docs/benchmarks.md).
 #
-#   bench/run.sh healthy|flaky|waiting|timer|retention|protection|trickle|canvas|all
+#   bench/run.sh healthy|unary|stream|flaky|waiting|timer|retention|protection|trickle|canvas|all
 #
 # Each scenario starts its own fake-lms and rebound-server (Release binaries from build-bench)
 # in a temporary directory with bench/configs/bench.yaml (SQLite synchronous=full), runs the
@@ -19,6 +19,9 @@
 #   CEILING_REQUESTS     curl-ceiling requests        (default 100000)
 #   CONCURRENCY          transfers in flight for the ceiling = the endpoints' max_in_flight (256)
 #   BATCH, BATCHES_IN_FLIGHT  loadgen's SubmitSyncBatch size and batches in flight (500, 4)
+#   UNARY_JOBS, UNARY_IN_FLIGHT  the unary scenario: jobs (20000), SubmitSync calls in flight (64)
+#   STREAM_JOBS, STREAMS, STREAM_WINDOW  the stream scenario: jobs (20000), SubmitSyncStreams
+#                        (1), jobs per stream sent ahead of their answers (256)
 #   RETENTION_JOBS       ended jobs written in bulk for the retention scenario (default 10000000)
 #   RETENTION_SUBMITS    healthy jobs run on the empty and the full store (default 20000)
 #   RETENTION_DB         an existing filled database to use (and extend) instead of writing one
@@ -71,6 +74,11 @@ SKIP_CEILING=${SKIP_CEILING:-0}
 KEEP_WORK=${KEEP_WORK:-0}
 RESULTS_FILE=${RESULTS_FILE:-}
 PROTECTION_JOBS=${PROTECTION_JOBS:-20000}
+UNARY_JOBS=${UNARY_JOBS:-20000}
+UNARY_IN_FLIGHT=${UNARY_IN_FLIGHT:-64}
+STREAM_JOBS=${STREAM_JOBS:-20000}
+STREAMS=${STREAMS:-1}
+STREAM_WINDOW=${STREAM_WINDOW:-256}
 TRICKLE_RATES=${TRICKLE_RATES:-500 2000}
 TRICKLE_JOBS=${TRICKLE_JOBS:-5000}
 PROTECTION_LIMITS=${PROTECTION_LIMITS:-1}
@@ -87,11 +95,11 @@ STOP_WAIT_S=120
 CLK_TCK=$(getconf CLK_TCK)
 
 usage() {
-  echo "usage: $0 healthy|flaky|waiting|timer|retention|protection|trickle|canvas|all" >&2
+  echo "usage: $0 healthy|unary|stream|flaky|waiting|timer|retention|protection|trickle|canvas|all" >&2
   exit 2
 }
 [[ $# -eq 1 ]] || usage
-case $1 in healthy | flaky | waiting | timer | retention | protection | trickle | canvas | all) ;; *) usage ;; esac
+case $1 in healthy | unary | stream | flaky | waiting | timer | retention | protection | trickle | canvas | all) ;; *) usage ;; esac
 bins=("$SERVER_BIN" "$LMS_BIN" "$LOADGEN_BIN" "$CEILING_BIN" "$FILL_BIN")
 [[ $1 != protection ]] || bins+=("$CHECK_BIN")
 for bin in "${bins[@]}"; do
@@ -315,6 +323,50 @@ scenario_healthy() {
 | rejected / upstream effects | $(json_field "$out" rejected) / $(json_field "$out" effects) | | 0 / $HEALTHY_JOBS |
 EOF
   [[ $rc == 0 ]] || FAILED=1
+}
+
+# The path pipelines take: one job per SubmitSync call (unary) or one job per message of a
+# SubmitSyncStream (stream), healthy jobs; the same figures as healthy, plus the client's CPU.
+submit_path_scenario() {
+  local mode=$1 jobs=$2 what=$3 out rc=0 cpu0 cpu1 submit_rate completion_rate us_per_job
+  shift 3
+  setup_scenario "$mode"
+  log "$mode: $jobs jobs (script 200), $what"
+  cpu0=$(cpu_ticks "$SERVER_PID")
+  out=$(timeout 1800 "$LOADGEN_BIN" --target "$TARGET" --jobs "$jobs" --mode "$mode" "$@" \
+    --endpoint lms --mix healthy --key-prefix "$mode-" --lms "$LMS_URL") || rc=$?
+  require_server_alive
+  cpu1=$(cpu_ticks "$SERVER_PID")
+  echo "loadgen: $out" >&2
+  echo "$out" >"$SCENARIO_DIR/loadgen.json"
+  teardown_scenario
+  [[ $rc == 0 ]] || { echo "run.sh: $mode: loadgen exited $rc" >&2; FAILED=1; }
+  submit_rate=$(json_field "$out" submit_rate)
+  completion_rate=$(json_field "$out" completion_rate)
+  us_per_job=$(calc "%.1f" "($cpu1 - $cpu0) / $CLK_TCK * 1e6 / $jobs")
+  emit <<EOF
+### $mode: $jobs jobs, $what
+
+| figure | value | beside the ceiling ($(calc "%.0f" "${CEILING_RATE:-0}") req/s) | target |
+| --- | --- | --- | --- |
+| durable submit rate | $(calc "%.0f" "$submit_rate") jobs/s | $(pct_of_ceiling "$submit_rate") | >= 10,000/s: $(met "$submit_rate >= 10000") |
+| ack latency per job | p50 $(json_field "$out" ack_ms_p50 | xargs printf "%.2f") ms, p99 $(json_field "$out" ack_ms_p99 | xargs printf "%.2f") ms | | |
+| end-to-end completion rate | $(calc "%.0f" "${completion_rate:-0}") jobs/s | $(pct_of_ceiling "${completion_rate:-0}") | |
+| server CPU per job | $us_per_job µs | | <= 100 µs: $(met "$us_per_job <= 100") |
+| client (loadgen) CPU per job | $(json_field "$out" client_cpu_us_per_job | xargs printf "%.1f") µs | | |
+| rejected / upstream effects | $(json_field "$out" rejected) / $(json_field "$out" effects) | | 0 / $jobs |
+EOF
+}
+
+scenario_unary() {
+  submit_path_scenario unary "$UNARY_JOBS" "one SubmitSync per job, $UNARY_IN_FLIGHT in flight" \
+    --concurrency "$UNARY_IN_FLIGHT"
+}
+
+scenario_stream() {
+  submit_path_scenario stream "$STREAM_JOBS" \
+    "one message per job on $STREAMS SubmitSyncStream(s), window $STREAM_WINDOW" \
+    --concurrency "$STREAMS" --window "$STREAM_WINDOW"
 }
 
 scenario_flaky() {

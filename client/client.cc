@@ -1,8 +1,10 @@
 #include "client/client.h"
 
+#include <thread>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 
 namespace rebound::client {
 
@@ -76,6 +78,53 @@ absl::StatusOr<v1::SubmitSyncBatchResponse> Client::SubmitBatch(
   absl::Status status = FromGrpcStatus(stub_->SubmitSyncBatch(&context, rpc_request, &response));
   if (!status.ok()) return status;
   return response;
+}
+
+absl::Status Client::SubmitStream(absl::Span<const v1::SyncRequest> requests, size_t window,
+                                  const StreamResultCallback& on_result) const {
+  if (window < 1) return absl::InvalidArgumentError("window: must be at least 1");
+  grpc::ClientContext context;
+  PrepareContext(context, absl::InfiniteDuration());
+  std::unique_ptr<
+      grpc::ClientReaderWriter<v1::SubmitSyncStreamRequest, v1::SubmitSyncStreamResponse>>
+      stream = stub_->SubmitSyncStream(&context);
+  // The writer runs on its own thread, `window` ahead of the answers read here; a stream may
+  // have one reader and one writer at once.
+  absl::Mutex mu;
+  size_t answered = 0;
+  bool reading_done = false;
+  std::thread writer([&] {
+    v1::SubmitSyncStreamRequest message;
+    for (size_t i = 0; i < requests.size(); ++i) {
+      {
+        const auto room = [&] { return reading_done || i - answered < window; };
+        absl::MutexLock lock(&mu);
+        mu.Await(absl::Condition(&room));
+        if (reading_done) return;  // the stream ended early
+      }
+      message.set_sequence(i);
+      *message.mutable_request() = requests[i];
+      if (!stream->Write(message)) return;  // the stream ended: Finish() tells why
+    }
+    stream->WritesDone();
+  });
+  v1::SubmitSyncStreamResponse answer;
+  while (stream->Read(&answer)) {
+    on_result(answer);
+    absl::MutexLock lock(&mu);
+    ++answered;
+  }
+  {
+    absl::MutexLock lock(&mu);
+    reading_done = true;
+  }
+  writer.join();
+  absl::Status status = FromGrpcStatus(stream->Finish());
+  if (status.ok() && answered != requests.size()) {
+    status = absl::InternalError(absl::StrCat("server answered ", answered, " of ", requests.size(),
+                                              " jobs and ended the stream"));
+  }
+  return status;
 }
 
 absl::StatusOr<v1::SyncJob> Client::Get(absl::string_view job_id) const {

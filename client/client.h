@@ -71,6 +71,14 @@ class Client {
   // the results.
   absl::StatusOr<v1::SubmitSyncBatchResponse> SubmitBatch(
       absl::Span<const v1::SyncRequest> requests) const;
+  // Many jobs over one SubmitSyncStream, at most `window` (>= 1) unanswered at once; job i is
+  // sent with sequence i. `on_result` runs on the calling thread for each job's answer as it
+  // arrives, in any order. OK once every job is answered; otherwise the stream's error (the
+  // jobs without an answer may or may not have been accepted: resubmitting them is safe, the
+  // idempotency key deduplicates). No deadline: a stream lasts as long as its jobs take.
+  using StreamResultCallback = std::function<void(const v1::SubmitSyncStreamResponse&)>;
+  absl::Status SubmitStream(absl::Span<const v1::SyncRequest> requests, size_t window,
+                            const StreamResultCallback& on_result) const;
   // One job with its attempt history.
   absl::StatusOr<v1::SyncJob> Get(absl::string_view job_id) const;
   // Calls `on_event` for the job's current state and then for every change, on the calling

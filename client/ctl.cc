@@ -11,6 +11,7 @@
 #include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <utility>
@@ -45,6 +46,8 @@ int ExitCodeForStatus(const absl::Status& status) {
 
 namespace {
 
+// A --file's progress line is rewritten every this many answers (and at the last).
+constexpr size_t kProgressEvery = 500;
 // How many bad lines of a --file are shown before "... and N more".
 constexpr size_t kMaxShownBadLines = 20;
 // How much of the last response body `get` shows.
@@ -78,7 +81,7 @@ struct SubmitFlags {
   bool wait = false;
   std::string wait_timeout = "60s";
   std::string file;
-  int batch_size = 500;
+  int window = 256;  // jobs of the stream sent ahead of their answers
 };
 
 struct ListFlags {
@@ -326,7 +329,7 @@ struct ItemOutcome {
 };
 
 int SubmitFile(const Context& ctx, const SubmitFlags& flags) {
-  if (flags.batch_size < 1) return Usage(ctx, "--batch-size: must be at least 1");
+  if (flags.window < 1) return Usage(ctx, "--window: must be at least 1");
   std::ifstream in(flags.file);
   if (!in) {
     return Usage(ctx,
@@ -344,7 +347,8 @@ int SubmitFile(const Context& ctx, const SubmitFlags& flags) {
                                    "; nothing was sent"));
   }
 
-  // Whole file validated: now send it, batch by batch.
+  // Whole file validated: now send it over one SubmitSyncStream, `--window` jobs ahead of the
+  // answers. Answers arrive in any order; the outcomes are listed in file order.
   std::vector<v1::SyncRequest> requests;
   std::vector<int> lines;
   requests.reserve(contents.requests.size());
@@ -354,42 +358,35 @@ int SubmitFile(const Context& ctx, const SubmitFlags& flags) {
     lines.push_back(item.line);
   }
   const size_t total = requests.size();
-  const size_t batch_size = static_cast<size_t>(flags.batch_size);
+  std::vector<std::optional<ItemOutcome>> answered(total);
+  size_t sent = 0, created = 0, deduplicated = 0, rejected = 0;
+  absl::Status stream_status = ctx.client->SubmitStream(
+      requests, static_cast<size_t>(flags.window), [&](const v1::SubmitSyncStreamResponse& answer) {
+        const uint64_t i = answer.sequence();
+        if (i >= total || answered[i].has_value()) return;  // not one of ours: ignored
+        ItemOutcome outcome;
+        outcome.line = lines[i];
+        outcome.code = static_cast<absl::StatusCode>(answer.code());
+        outcome.message = answer.message();
+        outcome.result = answer.result();
+        if (outcome.code != absl::StatusCode::kOk) {
+          ++rejected;
+        } else if (answer.result().deduplicated()) {
+          ++deduplicated;
+        } else {
+          ++created;
+        }
+        answered[i] = std::move(outcome);
+        ++sent;
+        if (sent % kProgressEvery == 0 || sent == total) {
+          ctx.err << "\rsubmitted " << sent << "/" << total << " (" << created << " ok, "
+                  << deduplicated << " deduplicated, " << rejected << " rejected)" << std::flush;
+        }
+      });
   std::vector<ItemOutcome> outcomes;
-  outcomes.reserve(total);
-  size_t created = 0, deduplicated = 0, rejected = 0;
-  absl::Status batch_status;
-  for (size_t start = 0; start < total; start += batch_size) {
-    const absl::Span<const v1::SyncRequest> batch =
-        absl::MakeConstSpan(requests).subspan(start, batch_size);
-    absl::StatusOr<v1::SubmitSyncBatchResponse> response = ctx.client->SubmitBatch(batch);
-    if (!response.ok()) {
-      batch_status = response.status();
-      break;
-    }
-    if (static_cast<size_t>(response->results_size()) != batch.size()) {
-      batch_status = absl::InternalError(absl::StrCat("server answered ", response->results_size(),
-                                                      " results for ", batch.size(), " items"));
-      break;
-    }
-    for (size_t i = 0; i < batch.size(); ++i) {
-      const v1::BatchItemResult& result = response->results(static_cast<int>(i));
-      ItemOutcome outcome;
-      outcome.line = lines[start + i];
-      outcome.code = static_cast<absl::StatusCode>(result.code());
-      outcome.message = result.message();
-      outcome.result = result.result();
-      if (outcome.code != absl::StatusCode::kOk) {
-        ++rejected;
-      } else if (result.result().deduplicated()) {
-        ++deduplicated;
-      } else {
-        ++created;
-      }
-      outcomes.push_back(std::move(outcome));
-    }
-    ctx.err << "\rsubmitted " << outcomes.size() << "/" << total << " (" << created << " ok, "
-            << deduplicated << " deduplicated, " << rejected << " rejected)" << std::flush;
+  outcomes.reserve(sent);
+  for (std::optional<ItemOutcome>& outcome : answered) {
+    if (outcome.has_value()) outcomes.push_back(*std::move(outcome));
   }
   if (!outcomes.empty()) ctx.err << "\n";
 
@@ -421,10 +418,10 @@ int SubmitFile(const Context& ctx, const SubmitFlags& flags) {
               << ForTerminal(outcome.message) << "\n";
     }
   }
-  if (!batch_status.ok()) {
-    const int code = Fail(ctx, batch_status);
+  if (!stream_status.ok()) {
+    const int code = Fail(ctx, stream_status);
     ctx.err << "reboundctl: submit: stopped after " << outcomes.size() << "/" << total
-            << "; submitting the file again is safe (idempotency keys deduplicate)\n";
+            << " answers; submitting the file again is safe (idempotency keys deduplicate)\n";
     return code;
   }
   return rejected == 0 ? kExitOk : kExitRpcError;
@@ -847,7 +844,9 @@ int RunReboundctl(int argc, const char* const* argv, std::ostream& out, std::ost
       "JSONL file, one SyncRequest per line in the protobuf JSON mapping (body in base64); "
       "the whole file is checked before anything is sent");
   for (CLI::Option* option : single_job_options) file->excludes(option);
-  submit->add_option("--batch-size", submit_flags.batch_size, "items per SubmitSyncBatch call")
+  submit
+      ->add_option("--window", submit_flags.window,
+                   "jobs sent ahead of their answers on the SubmitSyncStream")
       ->capture_default_str()
       ->needs(file);
 

@@ -71,7 +71,7 @@ for i in $(seq 1 "$JOBS"); do
 done >"$WORK/jobs.jsonl"
 
 echo "== submitting $JOBS grade syncs in batches of 100"
-"${CTL[@]}" submit --file "$WORK/jobs.jsonl" --batch-size 100
+"${CTL[@]}" submit --file "$WORK/jobs.jsonl" --window 100
 
 echo "== waiting for every job to finish"
 for _ in $(seq 1 600); do

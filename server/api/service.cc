@@ -206,6 +206,17 @@ void FillSubmitResponse(const store::SubmitResult& r, v1::SubmitSyncResponse* ou
   out->set_deduplicated(r.deduplicated);
 }
 
+// One item's answer (BatchItemResult, SubmitSyncStreamResponse): its code and message, and the
+// job for an accepted item or the existing one of ALREADY_EXISTS.
+template <typename Item>
+void FillItem(const absl::Status& status, const store::SubmitResult* r, Item* item) {
+  item->set_code(static_cast<int32_t>(status.code()));
+  item->set_message(std::string(status.message()));
+  if (r != nullptr && (status.ok() || status.code() == absl::StatusCode::kAlreadyExists)) {
+    FillSubmitResponse(*r, item->mutable_result());
+  }
+}
+
 }  // namespace
 
 grpc::Status ToGrpcStatus(const absl::Status& status) {
@@ -438,6 +449,23 @@ void ReboundService::Rejected(const absl::Status& status, absl::string_view tena
   }
 }
 
+absl::StatusOr<store::NewJob> ReboundService::PrepareJob(const grpc::CallbackServerContext* ctx,
+                                                         const config::Config& config,
+                                                         const std::string& tenant,
+                                                         const v1::SyncRequest& request,
+                                                         absl::string_view field) {
+  auto spec = ValidateSyncRequest(request, config, tenant, field);
+  if (!spec.ok()) {
+    Rejected(spec.status(), tenant, "");
+    return spec.status();
+  }
+  ApplyTrace(ctx, &*spec);
+  store::NewJob job;
+  job.fingerprint = common::Fingerprint(*spec);
+  job.spec = *std::move(spec);
+  return job;
+}
+
 void ReboundService::ApplyTrace(const grpc::CallbackServerContext* ctx, common::JobSpec* spec) {
   const auto& md = ctx->client_metadata();
   auto it = md.find("traceparent");
@@ -503,15 +531,10 @@ grpc::ServerUnaryReactor* ReboundService::SubmitSync(grpc::CallbackServerContext
     Rejected(missing, *tenant, "");
     return Finished(reactor, missing);
   }
-  auto spec = ValidateSyncRequest(request->request(), *Config(), *tenant, "request");
-  if (!spec.ok()) {
-    Rejected(spec.status(), *tenant, "");
-    return Finished(reactor, spec.status());
-  }
-  ApplyTrace(ctx, &*spec);
-  std::vector<store::NewJob> jobs(1);
-  jobs[0].fingerprint = common::Fingerprint(*spec);
-  jobs[0].spec = *std::move(spec);
+  auto job = PrepareJob(ctx, *Config(), *tenant, request->request(), "request");
+  if (!job.ok()) return Finished(reactor, job.status());
+  std::vector<store::NewJob> jobs;
+  jobs.push_back(*std::move(job));
   engine_.Submit(std::move(jobs),
                  [this, reactor, response, t = *tenant](std::vector<store::SubmitResult> results) {
                    const store::SubmitResult& r = results.at(0);
@@ -523,6 +546,169 @@ grpc::ServerUnaryReactor* ReboundService::SubmitSync(grpc::CallbackServerContext
                    reactor->Finish(ToGrpcStatus(r.status));
                  });
   return reactor;
+}
+
+// SubmitSyncStream: each client message is one job, each answer that job's result as soon as
+// it is durable (engine commit callbacks arrive on the store's writer thread, in any order). At
+// most `window` jobs are unanswered (in the commit, or answered and not yet written); at the
+// window the reactor stops reading, so a client that sends faster than the store commits, or
+// reads no answers, is held back by HTTP/2 flow control and costs the server a bounded amount.
+// The reactor deletes itself in OnDone, which gRPC runs after Finish; Finish waits for every
+// commit callback of the stream, so none can reach a deleted reactor.
+class SubmitStreamReactor final
+    : public grpc::ServerBidiReactor<v1::SubmitSyncStreamRequest, v1::SubmitSyncStreamResponse> {
+ public:
+  SubmitStreamReactor(ReboundService& service, const grpc::CallbackServerContext* ctx,
+                      std::string tenant)
+      : service_(service),
+        ctx_(ctx),
+        tenant_(std::move(tenant)),
+        window_(service.Config()->server.stream_window) {
+    absl::MutexLock lock(&mu_);
+    ReadNextLocked();
+  }
+
+  void OnReadDone(bool ok) override {
+    uint64_t sequence = 0;
+    v1::SyncRequest request;
+    {
+      absl::MutexLock lock(&mu_);
+      reading_ = false;
+      if (!ok) {  // the client half-closed (or went away: OnCancel follows)
+        half_closed_ = true;
+        MaybeFinishLocked();
+        return;
+      }
+      if (dropping_) return MaybeFinishLocked();
+      if (!service_.accepting_.load()) {
+        // Shutting down: what was read is answered, the rest is the client's to resubmit.
+        end_status_ = absl::UnavailableError(
+            "server is shutting down; resubmit the unanswered jobs on another replica or later");
+        stopped_ = true;
+        return MaybeFinishLocked();
+      }
+      ++unanswered_;
+      sequence = request_.sequence();
+      request = std::move(*request_.mutable_request());
+    }
+    // Outside the lock: the answer may come back at once (an invalid item, a full server).
+    Submit(sequence, request);
+    absl::MutexLock lock(&mu_);
+    ReadNextLocked();
+  }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock lock(&mu_);
+    writing_ = false;
+    --unanswered_;
+    if (!ok) {
+      DropLocked(absl::CancelledError("the client went away"));
+    } else if (!queue_.empty()) {
+      WriteNextLocked();
+    }
+    ReadNextLocked();
+    MaybeFinishLocked();
+  }
+
+  void OnCancel() override {
+    absl::MutexLock lock(&mu_);
+    DropLocked(absl::CancelledError("cancelled by the client"));
+    MaybeFinishLocked();
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  void Submit(uint64_t sequence, const v1::SyncRequest& request) {
+    auto job = service_.PrepareJob(ctx_, *service_.Config(), tenant_, request, "request");
+    if (!job.ok()) return Answer(sequence, job.status(), nullptr);
+    std::vector<store::NewJob> jobs;
+    jobs.push_back(*std::move(job));
+    service_.engine_.Submit(std::move(jobs),
+                            [this, sequence](std::vector<store::SubmitResult> results) {
+                              const store::SubmitResult& r = results.at(0);
+                              if (!r.status.ok()) service_.Rejected(r.status, tenant_, "");
+                              Answer(sequence, r.status, &r);
+                            });
+  }
+
+  void Answer(uint64_t sequence, const absl::Status& status, const store::SubmitResult* r) {
+    v1::SubmitSyncStreamResponse answer;
+    answer.set_sequence(sequence);
+    FillItem(status, r, &answer);
+    absl::MutexLock lock(&mu_);
+    if (dropping_) {  // nobody reads answers any more
+      --unanswered_;
+      return MaybeFinishLocked();
+    }
+    queue_.push_back(std::move(answer));
+    if (!writing_) WriteNextLocked();
+  }
+
+  void ReadNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (reading_ || half_closed_ || stopped_ || dropping_ || unanswered_ >= window_) return;
+    reading_ = true;
+    StartRead(&request_);
+  }
+
+  void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    current_ = std::move(queue_.front());
+    queue_.pop_front();
+    writing_ = true;
+    StartWrite(&current_);
+  }
+
+  // The client is gone: answers still to come are dropped as they arrive.
+  void DropLocked(absl::Status why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (dropping_) return;
+    dropping_ = true;
+    end_status_ = std::move(why);
+    unanswered_ -= queue_.size();
+    queue_.clear();
+  }
+
+  // Finishes once nothing is outstanding: no read or write in progress and no commit callback
+  // to come; OK only when the client half-closed and every job was answered.
+  void MaybeFinishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finished_ || reading_ || writing_ || unanswered_ > 0) return;
+    if (!half_closed_ && !stopped_ && !dropping_) return;
+    finished_ = true;
+    Finish(ToGrpcStatus(end_status_));
+  }
+
+  ReboundService& service_;
+  const grpc::CallbackServerContext* const ctx_;
+  const std::string tenant_;
+  const size_t window_;
+  absl::Mutex mu_;
+  v1::SubmitSyncStreamRequest request_ ABSL_GUARDED_BY(mu_);
+  v1::SubmitSyncStreamResponse current_ ABSL_GUARDED_BY(mu_);
+  std::deque<v1::SubmitSyncStreamResponse> queue_ ABSL_GUARDED_BY(mu_);
+  size_t unanswered_ ABSL_GUARDED_BY(mu_) = 0;  // read, and not yet written or dropped
+  bool reading_ ABSL_GUARDED_BY(mu_) = false;
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool half_closed_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopped_ ABSL_GUARDED_BY(mu_) = false;   // shutting down: read no more
+  bool dropping_ ABSL_GUARDED_BY(mu_) = false;  // the client is gone
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status end_status_ ABSL_GUARDED_BY(mu_);
+};
+
+grpc::ServerBidiReactor<v1::SubmitSyncStreamRequest, v1::SubmitSyncStreamResponse>*
+ReboundService::SubmitSyncStream(grpc::CallbackServerContext* ctx) {
+  auto tenant = SubmitterOf(ctx);
+  if (!tenant.ok()) {
+    Rejected(tenant.status(), "", "");
+    // A reactor that only finishes: gRPC still runs its OnDone.
+    class Refused final : public grpc::ServerBidiReactor<v1::SubmitSyncStreamRequest,
+                                                         v1::SubmitSyncStreamResponse> {
+     public:
+      explicit Refused(const absl::Status& status) { Finish(ToGrpcStatus(status)); }
+      void OnDone() override { delete this; }
+    };
+    return new Refused(tenant.status());
+  }
+  return new SubmitStreamReactor(*this, ctx, *std::move(tenant));
 }
 
 grpc::ServerUnaryReactor* ReboundService::SubmitSyncBatch(grpc::CallbackServerContext* ctx,
@@ -545,21 +731,16 @@ grpc::ServerUnaryReactor* ReboundService::SubmitSyncBatch(grpc::CallbackServerCo
   std::vector<store::NewJob> jobs;
   std::vector<int> job_index;  // request index of each job
   jobs.reserve(n);
+  const std::shared_ptr<const config::Config> config = Config();
   for (size_t i = 0; i < n; ++i) {
     auto* item = response->add_results();
-    auto spec = ValidateSyncRequest(request->requests(static_cast<int>(i)), *Config(), *tenant,
-                                    absl::StrCat("requests[", i, "]"));
-    if (!spec.ok()) {
-      Rejected(spec.status(), *tenant, "");
-      item->set_code(static_cast<int32_t>(spec.status().code()));
-      item->set_message(std::string(spec.status().message()));
+    auto job = PrepareJob(ctx, *config, *tenant, request->requests(static_cast<int>(i)),
+                          absl::StrCat("requests[", i, "]"));
+    if (!job.ok()) {
+      FillItem(job.status(), nullptr, item);
       continue;
     }
-    ApplyTrace(ctx, &*spec);
-    store::NewJob job;
-    job.fingerprint = common::Fingerprint(*spec);
-    job.spec = *std::move(spec);
-    jobs.push_back(std::move(job));
+    jobs.push_back(*std::move(job));
     job_index.push_back(static_cast<int>(i));
   }
   if (jobs.empty()) {
@@ -570,14 +751,9 @@ grpc::ServerUnaryReactor* ReboundService::SubmitSyncBatch(grpc::CallbackServerCo
                  [this, reactor, response, t = *tenant,
                   job_index = std::move(job_index)](std::vector<store::SubmitResult> results) {
                    for (size_t j = 0; j < results.size(); ++j) {
-                     auto* item = response->mutable_results(job_index[j]);
                      const store::SubmitResult& r = results[j];
                      if (!r.status.ok()) Rejected(r.status, t, "");
-                     item->set_code(static_cast<int32_t>(r.status.code()));
-                     item->set_message(std::string(r.status.message()));
-                     if (r.status.ok() || r.status.code() == absl::StatusCode::kAlreadyExists) {
-                       FillSubmitResponse(r, item->mutable_result());
-                     }
+                     FillItem(r.status, &r, response->mutable_results(job_index[j]));
                    }
                    reactor->Finish(grpc::Status::OK);
                  });

@@ -63,6 +63,8 @@ common::Priority PriorityOf(const common::JobSpec& spec, const config::Config& c
 bool AddWaitFilter(common::WaitReason reason, absl::Time now,
                    const engine::EndpointControl& endpoints, store::ListFilter* filter);
 
+class SubmitStreamReactor;
+
 class ReboundService final : public v1::Rebound::CallbackService {
  public:
   // `metrics` and `log` may be null (tests); when given they must outlive the service.
@@ -86,6 +88,8 @@ class ReboundService final : public v1::Rebound::CallbackService {
   grpc::ServerUnaryReactor* SubmitSyncBatch(grpc::CallbackServerContext* ctx,
                                             const v1::SubmitSyncBatchRequest* request,
                                             v1::SubmitSyncBatchResponse* response) override;
+  grpc::ServerBidiReactor<v1::SubmitSyncStreamRequest, v1::SubmitSyncStreamResponse>*
+  SubmitSyncStream(grpc::CallbackServerContext* ctx) override;
   grpc::ServerUnaryReactor* GetSync(grpc::CallbackServerContext* ctx,
                                     const v1::GetSyncRequest* request,
                                     v1::SyncJob* response) override;
@@ -125,6 +129,12 @@ class ReboundService final : public v1::Rebound::CallbackService {
   // W3C trace context from the call's `traceparent` metadata: the job carries a child
   // traceparent header upstream, and the trace id becomes the correlation id when none is set.
   void ApplyTrace(const grpc::CallbackServerContext* ctx, common::JobSpec* spec);
+  // The job `request` asks for, validated (an error names `field` and is counted as a
+  // rejection), with the call's trace applied.
+  absl::StatusOr<store::NewJob> PrepareJob(const grpc::CallbackServerContext* ctx,
+                                           const config::Config& config, const std::string& tenant,
+                                           const v1::SyncRequest& request, absl::string_view field);
+  friend class SubmitStreamReactor;
   // Counts a WatchSync stream of `tenant`, or RESOURCE_EXHAUSTED past server.max_watchers or
   // server.max_watchers_per_tenant. Each OK is matched by one ReleaseWatcher.
   absl::Status AcquireWatcher(const std::string& tenant);

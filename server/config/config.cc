@@ -527,7 +527,7 @@ absl::Status Parser::ParseServer(const YAML::Node& node, ServerConfig* out) cons
           node, "server",
           {"grpc_listen", "metrics_listen", "default_tenant", "max_batch_size", "max_body_bytes",
            "max_headers", "max_header_bytes", "max_key_length", "max_labels", "max_active_jobs",
-           "max_watchers", "max_watchers_per_tenant", "shutdown_grace"}));
+           "max_watchers", "max_watchers_per_tenant", "stream_window", "shutdown_grace"}));
   REBOUND_RETURN_IF_ERROR(String(m, "grpc_listen", &out->grpc_listen));
   REBOUND_RETURN_IF_ERROR(String(m, "metrics_listen", &out->metrics_listen));
   REBOUND_RETURN_IF_ERROR(String(m, "default_tenant", &out->default_tenant));
@@ -540,6 +540,7 @@ absl::Status Parser::ParseServer(const YAML::Node& node, ServerConfig* out) cons
   REBOUND_RETURN_IF_ERROR(Count(m, "max_active_jobs", &out->max_active_jobs));
   REBOUND_RETURN_IF_ERROR(Count(m, "max_watchers", &out->max_watchers));
   REBOUND_RETURN_IF_ERROR(Count(m, "max_watchers_per_tenant", &out->max_watchers_per_tenant));
+  REBOUND_RETURN_IF_ERROR(Count(m, "stream_window", &out->stream_window));
   // Zero grace is meaningful: stop at once.
   REBOUND_RETURN_IF_ERROR(
       Duration(m, "shutdown_grace", DurationRule::kNonNegative, &out->shutdown_grace));

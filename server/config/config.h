@@ -49,6 +49,9 @@ struct ServerConfig {
   // RESOURCE_EXHAUSTED.
   size_t max_watchers = 4096;
   size_t max_watchers_per_tenant = 1024;
+  // Jobs of one SubmitSyncStream waiting for their commit or for their answer to be sent; at
+  // the window the server stops reading that stream (HTTP/2 flow control pushes back).
+  size_t stream_window = 512;
   absl::Duration shutdown_grace = absl::Seconds(10);
 };
 

@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <utility>
 
@@ -79,6 +80,16 @@ std::vector<int> FakeRebound::batch_sizes() const {
   absl::MutexLock lock(&mu_);
   return batch_sizes_;
 }
+std::vector<int> FakeRebound::stream_sizes() const {
+  absl::MutexLock lock(&mu_);
+  return stream_sizes_;
+}
+
+std::vector<v1::SubmitSyncStreamRequest> FakeRebound::stream_items() const {
+  absl::MutexLock lock(&mu_);
+  return stream_items_;
+}
+
 std::vector<v1::SyncRequest> FakeRebound::batch_items() const {
   absl::MutexLock lock(&mu_);
   return batch_items_;
@@ -205,17 +216,58 @@ grpc::Status FakeRebound::SubmitSyncBatch(grpc::ServerContext* context,
   batch_sizes_.push_back(request->requests_size());
   for (const v1::SyncRequest& item : request->requests()) {
     batch_items_.push_back(item);
-    v1::BatchItemResult* result = response->add_results();
-    if (absl::StartsWith(item.idempotency_key(), "reject")) {
-      result->set_code(static_cast<int>(grpc::StatusCode::INVALID_ARGUMENT));
-      result->set_message("request.idempotency_key: rejected by the fake");
-      continue;
-    }
-    const bool duplicate = absl::StartsWith(item.idempotency_key(), "dup");
-    result->mutable_result()->set_job_id(absl::StrCat("b", next_batch_id_++));
-    result->mutable_result()->set_state(duplicate ? v1::SUCCEEDED : v1::QUEUED);
-    result->mutable_result()->set_deduplicated(duplicate);
+    AnswerItem(item, response->add_results());
   }
+  return grpc::Status::OK;
+}
+
+template <typename Item>
+void FakeRebound::AnswerItem(const v1::SyncRequest& item, Item* result) {
+  if (absl::StartsWith(item.idempotency_key(), "reject")) {
+    result->set_code(static_cast<int>(grpc::StatusCode::INVALID_ARGUMENT));
+    result->set_message("request.idempotency_key: rejected by the fake");
+    return;
+  }
+  const bool duplicate = absl::StartsWith(item.idempotency_key(), "dup");
+  result->mutable_result()->set_job_id(absl::StrCat("b", next_batch_id_++));
+  result->mutable_result()->set_state(duplicate ? v1::SUCCEEDED : v1::QUEUED);
+  result->mutable_result()->set_deduplicated(duplicate);
+}
+
+void FakeRebound::SetStreamHold(int hold) {
+  absl::MutexLock lock(&mu_);
+  stream_hold_ = hold;
+}
+
+grpc::Status FakeRebound::SubmitSyncStream(
+    grpc::ServerContext* context,
+    grpc::ServerReaderWriter<v1::SubmitSyncStreamResponse, v1::SubmitSyncStreamRequest>* stream) {
+  size_t hold = 1;
+  {
+    absl::MutexLock lock(&mu_);
+    if (grpc::Status failure = Record(context, "SubmitSyncStream"); !failure.ok()) return failure;
+    hold = static_cast<size_t>(std::max(1, stream_hold_));
+    stream_sizes_.push_back(0);
+  }
+  std::vector<v1::SubmitSyncStreamResponse> held;
+  auto send_held = [&] {
+    for (auto it = held.rbegin(); it != held.rend(); ++it) stream->Write(*it);
+    held.clear();
+  };
+  v1::SubmitSyncStreamRequest item;
+  while (stream->Read(&item)) {
+    v1::SubmitSyncStreamResponse answer;
+    answer.set_sequence(item.sequence());
+    {
+      absl::MutexLock lock(&mu_);
+      ++stream_sizes_.back();
+      stream_items_.push_back(item);
+      AnswerItem(item.request(), &answer);
+    }
+    held.push_back(std::move(answer));
+    if (held.size() >= hold) send_held();
+  }
+  send_held();
   return grpc::Status::OK;
 }
 

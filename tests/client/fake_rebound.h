@@ -49,9 +49,14 @@ class FakeRebound final : public v1::Rebound::Service {
   // 'x'" for another); PauseEndpoint marks one paused (until `until` when given) with its
   // reason and answers it; ResumeEndpoint clears that, FAILED_PRECONDITION when not paused.
   void SetEndpoints(std::vector<v1::EndpointStatus> endpoints);
-  // SubmitSyncBatch answers every item itself: an idempotency key starting with "reject" gets
-  // INVALID_ARGUMENT "request.idempotency_key: rejected by the fake", one starting with "dup"
-  // is deduplicated (SUCCEEDED), others are created QUEUED with ids "b1", "b2", ...
+  // SubmitSyncBatch and SubmitSyncStream answer every item themselves: an idempotency key
+  // starting with "reject" gets INVALID_ARGUMENT "request.idempotency_key: rejected by the
+  // fake", one starting with "dup" is deduplicated (SUCCEEDED), others are created QUEUED with
+  // ids "b1", "b2", ...
+  // SubmitSyncStream holds up to `hold` answers and sends them newest first (answers in any
+  // order, as the real server may); 1 (the default) answers each job at once. A client whose
+  // window is below `hold` waits forever: keep hold <= the client's window.
+  void SetStreamHold(int hold);
 
   // Ends held-open watches; called by FakeServer before it shuts down.
   void Stop();
@@ -61,6 +66,8 @@ class FakeRebound final : public v1::Rebound::Service {
   std::vector<v1::SyncRequest> submitted() const;
   std::vector<int> batch_sizes() const;
   std::vector<v1::SyncRequest> batch_items() const;
+  std::vector<int> stream_sizes() const;  // jobs read by each SubmitSyncStream
+  std::vector<v1::SubmitSyncStreamRequest> stream_items() const;
   std::vector<std::string> watched_ids() const;
   std::vector<v1::ListSyncsRequest> list_requests() const;
   std::vector<std::string> job_ids_asked() const;         // GetSync, CancelSync, ReplaySync
@@ -73,6 +80,10 @@ class FakeRebound final : public v1::Rebound::Service {
   grpc::Status SubmitSyncBatch(grpc::ServerContext* context,
                                const v1::SubmitSyncBatchRequest* request,
                                v1::SubmitSyncBatchResponse* response) override;
+  grpc::Status SubmitSyncStream(
+      grpc::ServerContext* context,
+      grpc::ServerReaderWriter<v1::SubmitSyncStreamResponse, v1::SubmitSyncStreamRequest>* stream)
+      override;
   grpc::Status GetSync(grpc::ServerContext* context, const v1::GetSyncRequest* request,
                        v1::SyncJob* response) override;
   grpc::Status WatchSync(grpc::ServerContext* context, const v1::WatchSyncRequest* request,
@@ -99,6 +110,9 @@ class FakeRebound final : public v1::Rebound::Service {
   grpc::Status AnswerJob(grpc::ServerContext* context, const char* method,
                          const std::string& job_id, std::optional<v1::SyncState> new_state,
                          v1::SyncJob* response);
+  // A batch or stream item's answer (see SetStreamHold's comment).
+  template <typename Item>
+  void AnswerItem(const v1::SyncRequest& item, Item* result) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The scripted endpoint of that name, or null.
   v1::EndpointStatus* FindEndpoint(const std::string& name) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
@@ -111,11 +125,14 @@ class FakeRebound final : public v1::Rebound::Service {
   std::vector<v1::ListSyncsResponse> list_pages_ ABSL_GUARDED_BY(mu_);
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;
   int next_batch_id_ ABSL_GUARDED_BY(mu_) = 1;
+  int stream_hold_ ABSL_GUARDED_BY(mu_) = 1;
 
   std::vector<CallInfo> calls_ ABSL_GUARDED_BY(mu_);
   std::vector<v1::SyncRequest> submitted_ ABSL_GUARDED_BY(mu_);
   std::vector<int> batch_sizes_ ABSL_GUARDED_BY(mu_);
   std::vector<v1::SyncRequest> batch_items_ ABSL_GUARDED_BY(mu_);
+  std::vector<int> stream_sizes_ ABSL_GUARDED_BY(mu_);
+  std::vector<v1::SubmitSyncStreamRequest> stream_items_ ABSL_GUARDED_BY(mu_);
   std::vector<std::string> watched_ids_ ABSL_GUARDED_BY(mu_);
   std::vector<v1::ListSyncsRequest> list_requests_ ABSL_GUARDED_BY(mu_);
   std::vector<std::string> job_ids_asked_ ABSL_GUARDED_BY(mu_);

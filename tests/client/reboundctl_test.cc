@@ -474,7 +474,7 @@ TEST_F(ReboundctlTest, JsonlFileWithABadLineSendsNothing) {
   EXPECT_THAT(fake_.calls(), IsEmpty());
 }
 
-TEST_F(ReboundctlTest, JsonlFileIsSentInBatchesWithASummary) {
+TEST_F(ReboundctlTest, JsonlFileIsSentOverOneStreamWithASummary) {
   std::string contents;
   for (int i = 1; i <= 1200; ++i) contents += JsonLine(absl::StrCat("k", i));
   const std::string file = WriteFile("jobs.jsonl", contents);
@@ -482,29 +482,37 @@ TEST_F(ReboundctlTest, JsonlFileIsSentInBatchesWithASummary) {
   const ProcessResult r = Run({"submit", "--file", file});
 
   EXPECT_EQ(r.exit_code, kOk) << r.err;
-  EXPECT_THAT(fake_.batch_sizes(), ElementsAre(500, 500, 200));
-  const std::vector<v1::SyncRequest> items = fake_.batch_items();
+  EXPECT_THAT(fake_.stream_sizes(), ElementsAre(1200));
+  EXPECT_THAT(fake_.batch_sizes(), IsEmpty());
+  const std::vector<v1::SubmitSyncStreamRequest> items = fake_.stream_items();
   ASSERT_EQ(items.size(), 1200u);
-  EXPECT_EQ(items[0].idempotency_key(), "k1");
-  EXPECT_EQ(items[1199].idempotency_key(), "k1200");
-  EXPECT_EQ(items[1199].path(), "/api/v1/grades");
+  for (size_t i = 0; i < items.size(); ++i) ASSERT_EQ(items[i].sequence(), i);
+  EXPECT_EQ(items[0].request().idempotency_key(), "k1");
+  EXPECT_EQ(items[1199].request().idempotency_key(), "k1200");
+  EXPECT_EQ(items[1199].request().path(), "/api/v1/grades");
   EXPECT_THAT(r.err, HasSubstr("\rsubmitted 500/1200 (500 ok, 0 deduplicated, 0 rejected)"));
   EXPECT_THAT(r.out, HasSubstr("submitted 1200/1200 from "));
   EXPECT_THAT(r.out, HasSubstr("(1200 ok, 0 deduplicated, 0 rejected)"));
 }
 
-TEST_F(ReboundctlTest, JsonlItemFailuresAreListedByLine) {
-  const std::string file = WriteFile(
-      "jobs.jsonl", JsonLine("k1") + JsonLine("reject-2") + JsonLine("dup-3") + JsonLine("k4"));
+TEST_F(ReboundctlTest, JsonlItemFailuresAreListedByLineWhateverTheOrderOfTheAnswers) {
+  fake_.SetStreamHold(3);  // answers come newest first, three at a time
+  const std::string file =
+      WriteFile("jobs.jsonl", JsonLine("k1") + JsonLine("reject-2") + JsonLine("dup-3") +
+                                  JsonLine("k4") + JsonLine("reject-5"));
 
-  const ProcessResult r = Run({"submit", "--file", file, "--batch-size", "3"});
+  const ProcessResult r = Run({"submit", "--file", file, "--window", "3"});
 
   EXPECT_EQ(r.exit_code, kRpcError) << r.err;
-  EXPECT_THAT(fake_.batch_sizes(), ElementsAre(3, 1));
-  EXPECT_THAT(r.out, HasSubstr("(2 ok, 1 deduplicated, 1 rejected)"));
-  EXPECT_THAT(r.out,
-              HasSubstr("jobs.jsonl:2: INVALID_ARGUMENT: request.idempotency_key: rejected by "
-                        "the fake\n"));
+  EXPECT_THAT(fake_.stream_sizes(), ElementsAre(5));
+  EXPECT_THAT(r.out, HasSubstr("(2 ok, 1 deduplicated, 2 rejected)"));
+  const std::string line2 =
+      "jobs.jsonl:2: INVALID_ARGUMENT: request.idempotency_key: rejected by the fake\n";
+  const std::string line5 =
+      "jobs.jsonl:5: INVALID_ARGUMENT: request.idempotency_key: rejected by the fake\n";
+  ASSERT_THAT(r.out, HasSubstr(line2));
+  ASSERT_THAT(r.out, HasSubstr(line5));
+  EXPECT_LT(r.out.find(line2), r.out.find(line5));  // file order
 }
 
 TEST_F(ReboundctlTest, JsonlJsonSummaryParses) {
@@ -523,15 +531,26 @@ TEST_F(ReboundctlTest, JsonlJsonSummaryParses) {
   EXPECT_EQ(summary["items"][1]["code"], "INVALID_ARGUMENT");
 }
 
-TEST_F(ReboundctlTest, JsonlBatchRejectedAsAWholeStopsAndExitsWithItsCode) {
+TEST_F(ReboundctlTest, JsonlStreamRefusedAsAWholeExitsWithItsCode) {
   fake_.FailAllWith(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "queue full"));
   const std::string file = WriteFile("jobs.jsonl", JsonLine("k1") + JsonLine("k2"));
 
-  const ProcessResult r = Run({"submit", "--file", file, "--batch-size", "1"});
+  const ProcessResult r = Run({"submit", "--file", file, "--window", "1"});
 
   EXPECT_EQ(r.exit_code, kRpcError);
   EXPECT_THAT(r.err, HasSubstr("reboundctl: submit: RESOURCE_EXHAUSTED: queue full"));
-  EXPECT_EQ(fake_.calls().size(), 1u);  // stopped at the first failed batch
+  EXPECT_THAT(r.err, HasSubstr("stopped after 0/2 answers; submitting the file again is safe"));
+  EXPECT_EQ(fake_.calls().size(), 1u);  // one stream
+}
+
+TEST_F(ReboundctlTest, JsonlWindowMustBePositive) {
+  const std::string file = WriteFile("jobs.jsonl", JsonLine("k1"));
+
+  const ProcessResult r = Run({"submit", "--file", file, "--window", "0"});
+
+  EXPECT_EQ(r.exit_code, kUsage);
+  EXPECT_THAT(r.err, HasSubstr("--window: must be at least 1"));
+  EXPECT_THAT(fake_.calls(), IsEmpty());
 }
 
 TEST_F(ReboundctlTest, HealthOfAServingServerExitsZero) {

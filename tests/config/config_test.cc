@@ -230,6 +230,7 @@ TEST(Defaults, MinimalConfigGetsAllDefaults) {
   EXPECT_EQ(config.server.max_active_jobs, server.max_active_jobs);
   EXPECT_EQ(config.server.max_watchers, 4096u);  // the documented defaults (README)
   EXPECT_EQ(config.server.max_watchers_per_tenant, 1024u);
+  EXPECT_EQ(config.server.stream_window, 512u);
   EXPECT_EQ(config.server.shutdown_grace, server.shutdown_grace);
   const StoreConfig store;
   EXPECT_EQ(config.store.path, store.path);
@@ -296,6 +297,7 @@ server:
   max_active_jobs: 1000
   max_watchers: 20
   max_watchers_per_tenant: 5
+  stream_window: 16
   shutdown_grace: 0s
 store: {path: /var/lib/rebound/jobs.db, synchronous: normal, max_batch: 16}
 idempotency: {retention: 48h, header: X-Request-Key}
@@ -329,6 +331,7 @@ endpoints:
   EXPECT_EQ(config.server.max_active_jobs, 1000u);
   EXPECT_EQ(config.server.max_watchers, 20u);
   EXPECT_EQ(config.server.max_watchers_per_tenant, 5u);
+  EXPECT_EQ(config.server.stream_window, 16u);
   EXPECT_EQ(config.server.shutdown_grace, absl::ZeroDuration());
   EXPECT_EQ(config.store.path, "/var/lib/rebound/jobs.db");
   EXPECT_EQ(config.store.synchronous, "normal");
@@ -497,6 +500,8 @@ TEST(Strict, UnknownNestedKeyNamesItsPath) {
             "rebound.yaml: policies[0].limits.count_throttles: expected true or false, got "
             "'maybe'");
   EXPECT_THAT(ErrorOf("server: {grpc_port: 1}"), HasSubstr("server: unknown key 'grpc_port'"));
+  EXPECT_THAT(ErrorOf("server: {stream_window: 0}"),
+              HasSubstr("server.stream_window: must be a positive integer, got 0"));
   EXPECT_THAT(ErrorOf(EndpointWith("    ratelimit: {rate: 3}\n")),
               HasSubstr("endpoints[0]: unknown key 'ratelimit'"));
   EXPECT_EQ(ErrorOf(EndpointWith("    rate_limit: {qps: 3}\n")),

@@ -2,11 +2,14 @@
 #include <algorithm>
 #include <cstdio>
 #include <functional>
+#include <map>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "gmock/gmock.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
@@ -376,8 +379,13 @@ TEST_F(IntegrationTest, SigtermWith200AttemptsInFlightDrainsThemAllAndExitsZero)
   server_->process().Signal(SIGTERM);
 
   // Draining: health says NOT_SERVING and submits are refused, while the attempts finish.
-  auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->port()),
-                                     grpc::InsecureChannelCredentials());
+  // The client's receive window kept at a fixed 16 KiB (gRPC otherwise grows it with its
+  // bandwidth-delay probe, up to megabytes, and unread answers fill all of it).
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 16 * 1024);
+  auto channel = grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", server_->port()),
+                                           grpc::InsecureChannelCredentials(), args);
   auto health = grpc::health::v1::Health::NewStub(channel);
   grpc::health::v1::HealthCheckResponse::ServingStatus status =
       grpc::health::v1::HealthCheckResponse::SERVING;
@@ -642,6 +650,41 @@ TEST_F(IntegrationTest, AFullStoreAnswersSubmitsUnavailableNotResourceExhausted)
   auto listed = client().List(list);
   ASSERT_TRUE(listed.ok()) << listed.status();
   EXPECT_EQ(listed->jobs_size(), accepted);
+}
+
+TEST_F(IntegrationTest, SubmitSyncStreamAnswersEachJobByItsSequenceAsItIsDurable) {
+  std::vector<v1::SyncRequest> requests;
+  for (int i = 0; i < 300; ++i) requests.push_back(Job(absl::StrCat("stream-", i), "200"));
+  requests[7].set_endpoint("nowhere");  // refused on its own, naming the field
+  requests[8] = requests[3];            // the same key and request: deduplicated
+  absl::Mutex mu;
+  std::map<uint64_t, v1::SubmitSyncStreamResponse> answers;
+  const absl::Status status =
+      client().SubmitStream(requests, 16, [&](const v1::SubmitSyncStreamResponse& answer) {
+        absl::MutexLock lock(&mu);
+        EXPECT_TRUE(answers.emplace(answer.sequence(), answer).second) << answer.sequence();
+      });
+  ASSERT_TRUE(status.ok()) << status;
+  ASSERT_EQ(answers.size(), requests.size());
+  EXPECT_EQ(answers[7].code(), static_cast<int>(absl::StatusCode::kInvalidArgument));
+  EXPECT_THAT(answers[7].message(), HasSubstr("request.endpoint"));
+  EXPECT_FALSE(answers[7].has_result());
+  std::set<std::string> ids;
+  for (const auto& [sequence, answer] : answers) {
+    if (sequence == 7) continue;
+    ASSERT_EQ(answer.code(), 0) << sequence << ": " << answer.message();
+    if (sequence != 8) {
+      EXPECT_TRUE(ids.insert(answer.result().job_id()).second) << sequence;
+    }
+  }
+  EXPECT_EQ(ids.size(), 298u);
+  EXPECT_TRUE(answers[8].result().deduplicated());
+  EXPECT_EQ(answers[8].result().job_id(), answers[3].result().job_id());
+  // Each answer was durable: the job is there, and runs to its end.
+  const auto job = client().Await(answers[299].result().job_id(), absl::Seconds(20));
+  ASSERT_TRUE(job.ok()) << job.status();
+  EXPECT_EQ(job->state(), v1::SUCCEEDED);
+  EXPECT_EQ(job->request().idempotency_key(), "stream-299");
 }
 
 }  // namespace

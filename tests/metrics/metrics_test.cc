@@ -327,9 +327,9 @@ TEST(MetricsSeriesCount, WorstCaseMatchesWhatTheRegistryAndProcessCollectorExpos
         << endpoints << " endpoints";
   }
   EXPECT_EQ(kSeriesPerEndpoint, 244u);
-  EXPECT_EQ(kGlobalSeries, 618u);
-  EXPECT_EQ(WorstCaseSeries(10), 3058u);
-  EXPECT_EQ(WorstCaseSeries(10, 4), 3078u);
+  EXPECT_EQ(kGlobalSeries, 658u);
+  EXPECT_EQ(WorstCaseSeries(10), 3098u);
+  EXPECT_EQ(WorstCaseSeries(10, 4), 3118u);
 }
 
 TEST(MetricsSeriesCount, EachBudgetHasItsFiveSeriesAndAReloadAddsThemWithoutMovingOthers) {
