@@ -608,9 +608,16 @@ int Run(int argc, char** argv) {
   if (flags.mode != "batch") flags.batch = 1;
   const SteadyClock::time_point start = SteadyClock::now();
   const double cpu_before = ProcessCpuSeconds();
-  const SubmitResult submitted = flags.mode == "stream"
-                                     ? StreamSubmitter(flags, std::move(stubs)).Run()
-                                     : Submitter(flags, std::move(stubs)).Run();
+  // The submitter (and its stubs, which hold the channels) lives to the end of main: the last
+  // call's completion is still unwinding on a gRPC thread when Run() returns.
+  std::optional<Submitter> batches;
+  std::optional<StreamSubmitter> streams;
+  if (flags.mode == "stream") {
+    streams.emplace(flags, std::move(stubs));
+  } else {
+    batches.emplace(flags, std::move(stubs));
+  }
+  const SubmitResult submitted = streams.has_value() ? streams->Run() : batches->Run();
   const double client_cpu_s = ProcessCpuSeconds() - cpu_before;
 
   nlohmann::json out = {
