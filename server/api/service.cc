@@ -619,17 +619,47 @@ class SubmitStreamReactor final
   void OnDone() override { delete this; }
 
  private:
+  // Jobs read while the stream's previous jobs are in the store's commit wait, and go to it
+  // together when that commit is back: one store write (and one callback) per commit for the
+  // stream, not one per job, as a batch would.
   void Submit(uint64_t sequence, const v1::SyncRequest& request) {
     auto job = service_.PrepareJob(ctx_, *service_.Config(), tenant_, request, "request");
     if (!job.ok()) return Answer(sequence, job.status(), nullptr);
+    {
+      absl::MutexLock lock(&mu_);
+      waiting_.push_back(*std::move(job));
+      waiting_sequences_.push_back(sequence);
+      if (submitting_) return;
+      submitting_ = true;
+    }
+    SubmitWaiting();
+  }
+
+  // Hands the waiting jobs to the engine; called with submitting_ set, not holding mu_.
+  void SubmitWaiting() {
     std::vector<store::NewJob> jobs;
-    jobs.push_back(*std::move(job));
-    service_.engine_.Submit(std::move(jobs),
-                            [this, sequence](std::vector<store::SubmitResult> results) {
-                              const store::SubmitResult& r = results.at(0);
-                              if (!r.status.ok()) service_.Rejected(r.status, tenant_, "");
-                              Answer(sequence, r.status, &r);
-                            });
+    std::vector<uint64_t> sequences;
+    {
+      absl::MutexLock lock(&mu_);
+      jobs.swap(waiting_);
+      sequences.swap(waiting_sequences_);
+    }
+    service_.engine_.Submit(std::move(jobs), [this, sequences = std::move(sequences)](
+                                                 std::vector<store::SubmitResult> results) {
+      for (size_t i = 0; i < results.size(); ++i) {
+        const store::SubmitResult& r = results[i];
+        if (!r.status.ok()) service_.Rejected(r.status, tenant_, "");
+        Answer(sequences[i], r.status, &r);
+      }
+      {
+        absl::MutexLock lock(&mu_);
+        if (waiting_.empty()) {
+          submitting_ = false;
+          return;
+        }
+      }
+      SubmitWaiting();
+    });
   }
 
   void Answer(uint64_t sequence, const absl::Status& status, const store::SubmitResult* r) {
@@ -684,7 +714,10 @@ class SubmitStreamReactor final
   v1::SubmitSyncStreamRequest request_ ABSL_GUARDED_BY(mu_);
   v1::SubmitSyncStreamResponse current_ ABSL_GUARDED_BY(mu_);
   std::deque<v1::SubmitSyncStreamResponse> queue_ ABSL_GUARDED_BY(mu_);
-  size_t unanswered_ ABSL_GUARDED_BY(mu_) = 0;  // read, and not yet written or dropped
+  size_t unanswered_ ABSL_GUARDED_BY(mu_) = 0;               // read, and not yet written or dropped
+  std::vector<store::NewJob> waiting_ ABSL_GUARDED_BY(mu_);  // for the commit in progress
+  std::vector<uint64_t> waiting_sequences_ ABSL_GUARDED_BY(mu_);
+  bool submitting_ ABSL_GUARDED_BY(mu_) = false;  // a submit of this stream is in the store
   bool reading_ ABSL_GUARDED_BY(mu_) = false;
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool half_closed_ ABSL_GUARDED_BY(mu_) = false;
