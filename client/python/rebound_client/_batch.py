@@ -9,6 +9,11 @@ unanswered: they may or may not have been accepted, and resending them is safe b
 idempotency key returns the existing job. Every other outcome is final at once and handed to the
 caller as a `SubmitResult`.
 
+Jobs that share an ordering key must reach the server in the caller's order, since the server
+runs them in the order it receives them, retries or not. So one such job at a time is on the
+wire: a later job of a key that is outstanding or waiting for a round is *deferred* until that
+job is final (accepted, or given up), and then sent.
+
 Each job's sequence number on the stream is its index in the caller's iterable, so it is unique
 within the batch and its result names the job it belongs to.
 
@@ -97,7 +102,8 @@ class RoundEnd:
 
 class Batch:
     """State of one submit_many(): jobs outstanding on the current stream, jobs waiting for a
-    round, and the policy that decides between retry and result."""
+    round, jobs deferred behind an earlier one of their ordering key, and the policy that
+    decides between retry and result."""
 
     def __init__(self, policy: RetryPolicy, rng: random.Random) -> None:
         self._policy = policy
@@ -107,6 +113,10 @@ class Batch:
         # To send in this round before any new job, and to send in the next one.
         self._retry_now: collections.deque[_Job] = collections.deque()
         self._retry_next: list[_Job] = []
+        # Per ordering key with a job that is not final: that job's index, and the later jobs of
+        # the key, in order.
+        self._key_owner: dict[str, int] = {}
+        self._deferred: dict[str, collections.deque[_Job]] = {}
         self._stream_error: Optional[ReboundError] = None
         self._stream_failures = 0
         self._first_stream_failure_at = 0.0
@@ -115,20 +125,29 @@ class Batch:
         self.source_error: Optional[BaseException] = None
 
     def start_round(self) -> None:
-        """Called before a round's stream opens."""
-        self._retry_now.extend(self._retry_next)
+        """Called before a round's stream opens: the jobs that were sent before go first."""
+        self._retry_now.extendleft(reversed(self._retry_next))
         self._retry_next.clear()
         self._stream_error = None
 
-    def next_retry(self) -> Optional[_Job]:
-        """The next job waiting to be resent in this round, if any (sent before new ones)."""
-        return self._retry_now.popleft() if self._retry_now else None
+    def next_ready(self) -> Optional[_Job]:
+        """The next job of this round that waits to be sent and may be (sent before new ones)."""
+        while self._retry_now:
+            job = self._retry_now.popleft()
+            if self._admit(job):
+                return job
+        return None
 
-    def new_job(self, value: RequestLike) -> _Job:
-        """A job of the caller's iterable (converted; TypeError/ValueError for a bad one)."""
+    def new_job(self, value: RequestLike) -> Optional[_Job]:
+        """A job of the caller's iterable, or None when it is deferred behind an earlier job of
+        its ordering key. TypeError or ValueError for a value that is not a job."""
         job = _Job(self._next_index, to_sync_request(value))
         self._next_index += 1
-        return job
+        return job if self._admit(job) else None
+
+    def expecting_release(self) -> bool:
+        """True when an outstanding job's answer may let a deferred job go in this round."""
+        return any(self._key_owner[key] in self._outstanding for key in self._deferred)
 
     def unsent(self, job: _Job) -> None:
         """A job taken for sending when the stream had already ended: first of the next round."""
@@ -156,21 +175,16 @@ class Batch:
             )
         if response.code == 0:
             job.error = None
-            return job.result(response.result)
+            return self._final(job, response.result)
         job.error = error_for_number(response.code, response.message)
         if is_retryable(job.error, job.request) and job.attempts < self._policy.max_attempts:
             self._retry_next.append(job)
             return None
-        return job.result(response.result if response.HasField("result") else None)
+        return self._final(job, response.result if response.HasField("result") else None)
 
     def stream_failed(self, error: ReboundError) -> None:
         """The round's stream ended with `error` (before every job was answered)."""
         self._stream_error = error
-
-    @property
-    def outstanding(self) -> int:
-        """Jobs sent on this round's stream and not answered yet."""
-        return len(self._outstanding)
 
     def finish_round(self, now: float) -> RoundEnd:
         """Decides, after a round's stream ended, which jobs are final and whether (and when) the
@@ -186,13 +200,14 @@ class Batch:
             if self._stream_failures == 0:
                 self._first_stream_failure_at = now
             self._stream_failures += 1
-            for job in self._outstanding.values():
+            unanswered = list(self._outstanding.values())
+            self._outstanding.clear()
+            for job in unanswered:
                 job.error = error
                 if is_retryable(error, job.request) and job.attempts < self._policy.max_attempts:
                     self._retry_next.append(job)
                 else:
-                    results.append(job.result())
-            self._outstanding.clear()
+                    results.append(self._final(job))
         elif error is not None:
             # Not retryable (e.g. UNAUTHENTICATED, UNIMPLEMENTED): the whole batch stops; the
             # jobs still outstanding may or may not have been accepted.
@@ -206,7 +221,7 @@ class Batch:
                 None,
                 self.source_error,
             )
-        if self.source_done and not self._retry_next and not self._retry_now:
+        if self._done():
             return RoundEnd(results, None, None)
 
         failures = max([self._stream_failures] + [j.attempts for j in self._retry_next])
@@ -216,28 +231,57 @@ class Batch:
             or now + delay - self._first_stream_failure_at > self._policy.max_elapsed
         ):
             return RoundEnd(results + self._give_up_all(error), None, error)
-        still_waiting = []
-        for job in self._retry_next:
+        waiting, self._retry_next = self._retry_next, []
+        for job in waiting:
             if now + delay - job.first_sent_at > self._policy.max_elapsed:
-                results.append(job.result())
+                results.append(self._final(job))
             else:
-                still_waiting.append(job)
-        self._retry_next = still_waiting
-        if self.source_done and not self._retry_next and not self._retry_now:
+                self._retry_next.append(job)
+        if self._done():
             return RoundEnd(results, None, None)
         return RoundEnd(results, delay, None)
 
+    def _done(self) -> bool:
+        return self.source_done and not (self._retry_next or self._retry_now or self._deferred)
+
+    def _admit(self, job: _Job) -> bool:
+        """True when `job` may be sent now; else it is deferred behind its key's current job."""
+        key = job.request.ordering_key
+        if not key or self._key_owner.setdefault(key, job.index) == job.index:
+            return True
+        self._deferred.setdefault(key, collections.deque()).append(job)
+        return False
+
+    def _final(self, job: _Job, response: Optional[pb2.SubmitSyncResponse] = None) -> SubmitResult:
+        """`job`'s result; the next job of its ordering key, if one was deferred, may go now."""
+        key = job.request.ordering_key
+        if key:
+            later = self._deferred.get(key)
+            if later:
+                successor = later.popleft()
+                if not later:
+                    del self._deferred[key]
+                self._key_owner[key] = successor.index
+                self._retry_now.append(successor)
+            else:
+                del self._key_owner[key]
+        return job.result(response)
+
     def _give_up_all(self, fallback: ReboundError) -> list[SubmitResult]:
-        """Results of every job outstanding or waiting for a round, each with its last error
-        (`fallback` for a job that was never answered); clears them."""
+        """Results of every job that is not final (outstanding, waiting for a round, deferred),
+        each with its last error (`fallback` for a job that was not answered); clears them."""
         for job in self._outstanding.values():
             job.error = fallback
-        for job in self._retry_now:
-            job.error = job.error or fallback
         jobs = list(self._outstanding.values()) + list(self._retry_now) + self._retry_next
+        for later in self._deferred.values():
+            jobs.extend(later)
+        for job in jobs:
+            job.error = job.error or fallback
         self._outstanding.clear()
         self._retry_now.clear()
         self._retry_next.clear()
+        self._deferred.clear()
+        self._key_owner.clear()
         return [job.result() for job in jobs]
 
 

@@ -137,8 +137,9 @@ class AsyncClient:
         """Submits every job of `requests` (an iterable or async iterable) over
         SubmitSyncStream; yields one SubmitResult per job as it becomes durable. As
         Client.submit_many: at most `window` unanswered, per-job errors in the results, retries
-        of UNAVAILABLE / RESOURCE_EXHAUSTED for jobs with an idempotency key, a stream-level error
-        that retries cannot overcome raised after the results."""
+        of UNAVAILABLE / RESOURCE_EXHAUSTED for jobs with an idempotency key, jobs of one ordering
+        key sent in order, one at a time, and a stream-level error that retries cannot overcome
+        raised after the results."""
         if window < 1:
             raise ValueError("window: must be at least 1")
         batch = Batch(retry or self._retry, self._rng)
@@ -170,34 +171,49 @@ class AsyncClient:
         `window` are unanswered; this reads the answers and yields their final results."""
         call = self._stub.SubmitSyncStream(metadata=self._metadata, timeout=timeout)
         free = asyncio.Semaphore(window)
+        # Set when an answer may let a deferred job go, or the round ends.
+        changed = asyncio.Event()
         closed = False
 
         async def write() -> None:
-            while True:
-                await free.acquire()
-                if closed:
-                    return
-                job = batch.next_retry()
-                if job is None:
-                    if batch.source_done:
+            while not closed:
+                job = batch.next_ready()
+                if job is None and batch.source_done:
+                    if not batch.expecting_release():
                         break
+                    changed.clear()
+                    await changed.wait()
+                    continue
+                # The next job is taken before waiting for room, so that a used-up source
+                # half-closes the stream at once instead of after the next answer.
+                if job is None:
                     try:
-                        job = batch.new_job(await source.__anext__())
+                        value = await source.__anext__()
                     except StopAsyncIteration:
                         batch.source_done = True
-                        break
+                        continue
                     except Exception as error:  # re-raised by finish_round, in the caller
                         batch.source_error = error
                         break
-                    if closed:
-                        batch.unsent(job)
-                        return
+                    try:
+                        job = batch.new_job(value)
+                    except (TypeError, ValueError) as error:
+                        batch.source_error = error
+                        break
+                    if job is None:
+                        continue  # deferred behind an earlier job of its ordering key
+                await free.acquire()
+                if closed:
+                    batch.unsent(job)
+                    return
                 try:
                     await call.write(batch.sent(job, self._clock()))
                 except (grpc.RpcError, asyncio.InvalidStateError):
                     # The call has ended; the reader sees why. The job stays outstanding, so the
                     # round's end counts it as unanswered.
                     return
+            if closed:
+                return
             try:
                 await call.done_writing()
             except (grpc.RpcError, asyncio.InvalidStateError):
@@ -210,6 +226,7 @@ class AsyncClient:
                 if response is grpc.aio.EOF:
                     break
                 result = batch.answered(response)
+                changed.set()
                 free.release()
                 if result is not None:
                     yield result
@@ -218,6 +235,7 @@ class AsyncClient:
         finally:
             call.cancel()
             closed = True
+            changed.set()
             free.release()  # wakes the writer should it wait for room, so it sees `closed`
             await writer
 

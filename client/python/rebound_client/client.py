@@ -195,6 +195,9 @@ class Client:
         under `retry` (the client's policy when None) and only when they have an idempotency key
         (resending is safe because the key returns the job the server may already have).
 
+        Jobs that share an ordering key reach the server in the iterable's order, retries
+        included: a job is sent only once the one before it of its key has a result.
+
         Raises (after yielding the results it has) a stream-level error that retries cannot
         overcome, e.g. Unauthenticated, or Unavailable once the policy is used up; jobs without
         a result by then may or may not have been accepted. `timeout` is the deadline in
@@ -220,33 +223,49 @@ class Client:
     ) -> Iterator[SubmitResult]:
         """One SubmitSyncStream: sends jobs (waiting ones first) while at most `window` are
         unanswered, and yields the final results of the answers."""
-        lock = threading.Lock()  # guards `batch`
+        # Guards `batch`; notified when an answer may let a deferred job go, or the round ends.
+        changed = threading.Condition()
         free = threading.Semaphore(window)
-        # Held by gRPC's request thread while it runs the generator below, so the round can end
-        # knowing no job is half taken from `source`.
+        # Held by gRPC's request thread while it runs the generator below (all but its yield),
+        # so the round ends only once no job is half taken from `source` or waiting for room.
         busy = threading.Lock()
         closed = threading.Event()
 
         def messages() -> Iterator[pb2.SubmitSyncStreamRequest]:
             while True:
-                free.acquire()
                 with busy:
-                    if closed.is_set():
-                        return
-                    with lock:
-                        job = batch.next_retry()
+                    with changed:
+                        while True:
+                            if closed.is_set():
+                                return
+                            job = batch.next_ready()
+                            if job is not None or not batch.source_done:
+                                break
+                            if not batch.expecting_release():
+                                return  # half-closes the stream
+                            changed.wait()
+                    # The next job is taken before waiting for room, so that a used-up source
+                    # half-closes the stream at once instead of after the next answer.
                     if job is None:
-                        if batch.source_done:
-                            return
                         try:
-                            job = batch.new_job(next(source))
+                            value = next(source)
                         except StopIteration:
-                            batch.source_done = True
-                            return
+                            with changed:
+                                batch.source_done = True
+                            continue
                         except BaseException as error:  # re-raised by finish_round, in the caller
                             batch.source_error = error
                             return
-                    with lock:
+                        with changed:
+                            try:
+                                job = batch.new_job(value)
+                            except (TypeError, ValueError) as error:
+                                batch.source_error = error
+                                return
+                        if job is None:
+                            continue  # deferred behind an earlier job of its ordering key
+                    free.acquire()
+                    with changed:
                         if closed.is_set():
                             batch.unsent(job)
                             return
@@ -256,17 +275,20 @@ class Client:
         call = self._stub.SubmitSyncStream(messages(), metadata=self._metadata, timeout=timeout)
         try:
             for response in call:
-                with lock:
+                with changed:
                     result = batch.answered(response)
+                    changed.notify()
                 free.release()
                 if result is not None:
                     yield result
         except grpc.RpcError as error:
-            with lock:
+            with changed:
                 batch.stream_failed(from_rpc_error(error))
         finally:
             call.cancel()
             closed.set()
+            with changed:
+                changed.notify()
             free.release()  # wakes the generator should it wait for room, so it sees `closed`
             with busy:
                 pass
