@@ -94,7 +94,9 @@ def unary(stub, pb2, metadata, jobs: list, in_flight: int) -> int:
 
     for job in jobs:
         room.acquire()
-        call = stub.SubmitSync.future(pb2.SubmitSyncRequest(request=job), metadata=metadata, timeout=60)
+        call = stub.SubmitSync.future(
+            pb2.SubmitSyncRequest(request=job), metadata=metadata, timeout=60
+        )
         call.add_done_callback(done)
     for _ in range(in_flight):  # every call has answered once all the room is back
         room.acquire()

@@ -17,7 +17,7 @@ job is final (accepted, or given up), and then sent.
 Each job's sequence number on the stream is its index in the caller's iterable, so it is unique
 within the batch and its result names the job it belongs to.
 
-Not thread-safe: the sync client guards it with a lock.
+Not thread-safe: the sync client guards it with a lock; the asyncio one uses it from one loop.
 """
 
 from __future__ import annotations

@@ -33,7 +33,9 @@ def to_sync_request(value: RequestLike) -> pb2.SyncRequest:
     if isinstance(value, pb2.SyncRequest):
         return value
     if not isinstance(value, Mapping):
-        raise TypeError(f"a job is a rebound.v1.SyncRequest or a mapping, not {type(value).__name__}")
+        raise TypeError(
+            f"a job is a rebound.v1.SyncRequest or a mapping, not {type(value).__name__}"
+        )
     fields = dict(value)
     if isinstance(fields.get("body"), str):
         fields["body"] = fields["body"].encode("utf-8")

@@ -43,7 +43,9 @@ from .errors import DeadlineExceeded, ReboundError, Unavailable, from_rpc_error
 from .retry import RetryPolicy, retry_delay
 
 
-async def _jobs_of(requests: Union[Iterable[RequestLike], AsyncIterable[RequestLike]]) -> AsyncIterator[RequestLike]:
+async def _jobs_of(
+    requests: Union[Iterable[RequestLike], AsyncIterable[RequestLike]]
+) -> AsyncIterator[RequestLike]:
     if isinstance(requests, AsyncIterable):
         async for request in requests:
             yield request
@@ -245,7 +247,9 @@ class AsyncClient:
         """One job with its attempt history (GetSync). NotFound for an unknown id."""
         return await self._unary(self._stub.GetSync, pb2.GetSyncRequest(job_id=job_id))
 
-    async def watch(self, job_id: str, timeout: Optional[float] = None) -> AsyncIterator[pb2.SyncEvent]:
+    async def watch(
+        self, job_id: str, timeout: Optional[float] = None
+    ) -> AsyncIterator[pb2.SyncEvent]:
         """The job's current state, then every change until it is terminal (WatchSync), for
         `async for`. `timeout` (seconds) is the stream's deadline; none by default."""
         call = self._stub.WatchSync(

@@ -139,15 +139,17 @@ class Client:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _unary(self, method: Callable, request: object, timeout: Optional[float] = None):
+    def _unary(self, method: Callable, request: object):
         try:
-            return method(request, metadata=self._metadata, timeout=timeout or self._timeout)
+            return method(request, metadata=self._metadata, timeout=self._timeout)
         except grpc.RpcError as error:
             raise from_rpc_error(error) from error
 
     # --- Submitting ---
 
-    def submit(self, request: RequestLike, *, retry: Optional[RetryPolicy] = None) -> pb2.SubmitSyncResponse:
+    def submit(
+        self, request: RequestLike, *, retry: Optional[RetryPolicy] = None
+    ) -> pb2.SubmitSyncResponse:
         """Submits one job (SubmitSync); returns once it is durable.
 
         `request` is a rebound.v1.SyncRequest or a mapping of its fields (see

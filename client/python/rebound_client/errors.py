@@ -18,7 +18,8 @@ import grpc
 # (server/api/validation.cc: "request.path: ...", "requests[3].headers[0].name: ...",
 # "request.labels[grade]: ...", "job_id: is required"). Anything else (e.g. "metadata
 # x-rebound-tenant: ...", which has a space before its colon) names no field.
-_FIELD_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\[[^\]]*\])*(?:\.[A-Za-z_][A-Za-z0-9_]*(?:\[[^\]]*\])*)*")
+_NAME = r"[A-Za-z_][A-Za-z0-9_]*(?:\[[^\]]*\])*"  # a field name and its subscripts, if any
+_FIELD_PATH = re.compile(rf"{_NAME}(?:\.{_NAME})*")
 
 
 def parse_field(message: str) -> Optional[str]:

@@ -28,7 +28,8 @@ def lms(workdir: pathlib.Path) -> Iterator[FakeLms]:
 
 @pytest.fixture(scope="session")
 def server(lms: FakeLms, workdir: pathlib.Path) -> Iterator[ReboundServer]:
-    rebound = ReboundServer(workdir, integration_config(lms.port, unused_port(), workdir / "rebound.db"))
+    config = integration_config(lms.port, unused_port(), workdir / "rebound.db")
+    rebound = ReboundServer(workdir, config)
     yield rebound
     # SIGTERM drains: a clean exit shows that nothing the tests did broke the server.
     assert rebound.stop() == 0

@@ -47,7 +47,9 @@ class ScriptedRebound(rebound_pb2_grpc.ReboundServicer):
         self.received: list[list[int]] = []
         self._lock = threading.Lock()
 
-    def SubmitSync(self, request: pb2.SubmitSyncRequest, context: grpc.ServicerContext) -> pb2.SubmitSyncResponse:
+    def SubmitSync(
+        self, request: pb2.SubmitSyncRequest, context: grpc.ServicerContext
+    ) -> pb2.SubmitSyncResponse:
         with self._lock:
             self.submit_calls += 1
             error = self.submit_errors.pop(0) if self.submit_errors else None
@@ -77,10 +79,14 @@ class ScriptedRebound(rebound_pb2_grpc.ReboundServicer):
             yield self._answer(message, script)
 
     @staticmethod
-    def _answer(message: pb2.SubmitSyncStreamRequest, script: StreamScript) -> pb2.SubmitSyncStreamResponse:
+    def _answer(
+        message: pb2.SubmitSyncStreamRequest, script: StreamScript
+    ) -> pb2.SubmitSyncStreamResponse:
         code = script.code_of(message.request)
         if code != 0:
-            return pb2.SubmitSyncStreamResponse(sequence=message.sequence, code=code, message="scripted")
+            return pb2.SubmitSyncStreamResponse(
+                sequence=message.sequence, code=code, message="scripted"
+            )
         return pb2.SubmitSyncStreamResponse(
             sequence=message.sequence,
             code=0,

@@ -1,4 +1,4 @@
-"""Test support: the real fake-lms and rebound-server binaries as child processes, and jobs for them.
+"""Test support: the real fake-lms and rebound-server binaries as child processes, and their jobs.
 
 As tests/integration/harness.h: each process listens on 127.0.0.1 port 0 and writes the port it
 bound to a port file (after the server's health is SERVING), which is how the tests find it.
@@ -71,7 +71,8 @@ class ChildProcess:
                 pass
             if self.popen.poll() is not None:
                 raise RuntimeError(
-                    f"{self.popen.args[0]} exited with {self.popen.returncode}:\n{self.log.read_text()}"
+                    f"{self.popen.args[0]} exited with {self.popen.returncode}:\n"
+                    + self.log.read_text()
                 )
             if time.monotonic() > give_up:
                 raise RuntimeError(f"{self.popen.args[0]} wrote no port file in {deadline}s")

@@ -41,7 +41,8 @@ def test_submit_watch_and_await_terminal(server: ReboundServer, tenant: str) -> 
         done = await client.await_terminal(accepted.job_id, timeout=20)
         assert [a.http_status for a in done.attempts] == [503, 200]
         assert (await client.get(accepted.job_id)).state == pb2.SUCCEEDED
-        assert [j.job_id for j in (await client.list(states=[pb2.SUCCEEDED])).jobs] == [accepted.job_id]
+        listed = await client.list(states=[pb2.SUCCEEDED])
+        assert [j.job_id for j in listed.jobs] == [accepted.job_id]
 
     run(server, tenant, body)
 

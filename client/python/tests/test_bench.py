@@ -14,7 +14,8 @@ SCRIPT = pathlib.Path(__file__).resolve().parents[3] / "bench" / "python_client_
 
 def test_the_cpu_benchmark_submits_every_job_both_ways(server: ReboundServer, tenant: str) -> None:
     run = subprocess.run(
-        [sys.executable, str(SCRIPT), "--target", server.target, "--tenant", tenant, "--jobs", "50"],
+        [sys.executable, str(SCRIPT), "--target", server.target, "--tenant", tenant,
+         "--jobs", "50"],
         capture_output=True, text=True, timeout=60,
     )
 

@@ -29,7 +29,9 @@ def jsonl_job(key: str, path: str, script: str) -> str:
                        "query": f"script={script}", "body": body})
 
 
-def run_script(server: ReboundServer, tenant: str, jobs_file: pathlib.Path) -> subprocess.CompletedProcess:
+def run_script(
+    server: ReboundServer, tenant: str, jobs_file: pathlib.Path
+) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, str(EXAMPLES / "submit_jsonl.py"), "--target", server.target,
          "--tenant", tenant, "--window", "2", "--wait", "20", str(jobs_file)],

@@ -41,14 +41,18 @@ class LowerBound(random.Random):
         return a
 
 
-POLICY = RetryPolicy(max_attempts=5, initial_backoff=0.1, max_backoff=0.3, multiplier=2, max_elapsed=10)
+POLICY = RetryPolicy(
+    max_attempts=5, initial_backoff=0.1, max_backoff=0.3, multiplier=2, max_elapsed=10
+)
 KEYED = pb2.SyncRequest(idempotency_key="k")
 UNAVAILABLE = error_for(grpc.StatusCode.UNAVAILABLE, "down")
 
 
 def test_backoff_doubles_up_to_its_cap_with_half_of_it_jittered() -> None:
-    assert [POLICY.backoff(n, UpperBound()) for n in range(1, 5)] == pytest.approx([0.1, 0.2, 0.3, 0.3])
-    assert [POLICY.backoff(n, LowerBound()) for n in range(1, 5)] == pytest.approx([0.05, 0.1, 0.15, 0.15])
+    highest = [POLICY.backoff(n, UpperBound()) for n in range(1, 5)]
+    assert highest == pytest.approx([0.1, 0.2, 0.3, 0.3])
+    lowest = [POLICY.backoff(n, LowerBound()) for n in range(1, 5)]
+    assert lowest == pytest.approx([0.05, 0.1, 0.15, 0.15])
 
 
 def test_only_unavailable_and_resource_exhausted_submits_with_a_key_are_retried() -> None:
@@ -84,7 +88,9 @@ def scripted_client(fake: FakeServer, time_: FakeTime, policy: RetryPolicy = POL
     return Client(fake.target, retry=policy, clock=time_.clock, sleep=time_.sleep, rng=UpperBound())
 
 
-def test_a_submit_failing_unavailable_then_resource_exhausted_is_retried_on_schedule(fake: FakeServer) -> None:
+def test_a_submit_failing_unavailable_then_resource_exhausted_is_retried_on_schedule(
+    fake: FakeServer
+) -> None:
     fake.rebound.submit_errors = [grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED]
     time_ = FakeTime()
     with scripted_client(fake, time_) as client:
@@ -132,12 +138,16 @@ def test_a_submit_is_retried_until_the_server_has_started(
         # The first attempt found nothing listening; the server comes up during the backoff.
         delays.append(seconds)
         if not started:
-            config = integration_config(lms.port, unused_port(), tmp_path / "late.db", grpc_port=port)
+            config = integration_config(
+                lms.port, unused_port(), tmp_path / "late.db", grpc_port=port
+            )
             started.append(ReboundServer(tmp_path, config, name="late"))
         time.sleep(seconds)
 
     policy = RetryPolicy(max_attempts=20, initial_backoff=0.05, max_backoff=0.5, max_elapsed=20)
-    client = Client(f"127.0.0.1:{port}", tenant=tenant, retry=policy, sleep=sleep_starting_the_server)
+    client = Client(
+        f"127.0.0.1:{port}", tenant=tenant, retry=policy, sleep=sleep_starting_the_server
+    )
     try:
         accepted = client.submit(job(f"{tenant}-1"))
         assert accepted.job_id and len(delays) >= 1

@@ -12,7 +12,9 @@ from rebound_client import Client, InvalidArgument, RetryPolicy, pb2
 from support import FakeLms, ReboundServer, integration_config, job, unused_port
 
 
-def test_the_valid_jobs_are_accepted_and_the_invalid_ones_name_their_field(client: Client, tenant: str) -> None:
+def test_the_valid_jobs_are_accepted_and_the_invalid_ones_name_their_field(
+    client: Client, tenant: str
+) -> None:
     # Every tenth job asks for a path outside the endpoint's allowed prefixes.
     jobs = [
         job(f"{tenant}-{i}", path="/admin") if i % 10 == 0 else job(f"{tenant}-{i}")
@@ -34,11 +36,14 @@ def test_the_valid_jobs_are_accepted_and_the_invalid_ones_name_their_field(clien
 
     # The same jobs again are the same jobs.
     again = {r.index: r for r in client.submit_many(jobs[1:10], window=4)}
-    assert all(again[i - 1].deduplicated and again[i - 1].job_id == results[i].job_id for i in range(1, 10))
+    assert all(again[i - 1].deduplicated for i in range(1, 10))
+    assert all(again[i - 1].job_id == results[i].job_id for i in range(1, 10))
     assert client.await_terminal(results[1].job_id, timeout=20).state == pb2.SUCCEEDED
 
 
-def test_a_key_reused_with_another_request_comes_back_with_the_existing_job(client: Client, tenant: str) -> None:
+def test_a_key_reused_with_another_request_comes_back_with_the_existing_job(
+    client: Client, tenant: str
+) -> None:
     existing = client.submit(job(f"{tenant}-1"))
 
     (result,) = client.submit_many([job(f"{tenant}-1", body='{"score": 50}')])

@@ -36,12 +36,22 @@ def fake() -> Iterator[FakeServer]:
     server.stop()
 
 
-def run_sync(fake: FakeServer, jobs: list[dict], time_: FakeTime, window: int = 256) -> list[SubmitResult]:
-    with Client(fake.target, retry=POLICY, clock=time_.clock, sleep=time_.sleep, rng=UpperBound()) as client:
+def scripted_client(fake: FakeServer, time_: FakeTime) -> Client:
+    return Client(
+        fake.target, retry=POLICY, clock=time_.clock, sleep=time_.sleep, rng=UpperBound()
+    )
+
+
+def run_sync(
+    fake: FakeServer, jobs: list[dict], time_: FakeTime, window: int = 256
+) -> list[SubmitResult]:
+    with scripted_client(fake, time_) as client:
         return list(client.submit_many(jobs, window=window))
 
 
-def run_async(fake: FakeServer, jobs: list[dict], time_: FakeTime, window: int = 256) -> list[SubmitResult]:
+def run_async(
+    fake: FakeServer, jobs: list[dict], time_: FakeTime, window: int = 256
+) -> list[SubmitResult]:
     async def main() -> list[SubmitResult]:
         async def generated():  # an async iterable, as a pipeline would give
             for request in jobs:
@@ -78,7 +88,9 @@ def test_answers_in_any_order_are_matched_to_their_jobs(fake: FakeServer, submit
         assert result.request.idempotency_key == f"k{index}"
 
 
-def test_a_job_error_is_its_result_and_does_not_stop_the_others(fake: FakeServer, submit_many) -> None:
+def test_a_job_error_is_its_result_and_does_not_stop_the_others(
+    fake: FakeServer, submit_many
+) -> None:
     fake.rebound.streams = [
         StreamScript(code_of=lambda r: INVALID_ARGUMENT if r.path == "/admin" else 0)
     ]
@@ -176,7 +188,7 @@ def test_a_stream_that_keeps_breaking_is_given_up_after_max_attempts(fake: FakeS
     fake.rebound.streams = [StreamScript(abort_at_once=grpc.StatusCode.UNAVAILABLE)]
     time_ = FakeTime()
     results: list[SubmitResult] = []
-    with Client(fake.target, retry=POLICY, clock=time_.clock, sleep=time_.sleep, rng=UpperBound()) as client:
+    with scripted_client(fake, time_) as client:
         with pytest.raises(Unavailable):
             for result in client.submit_many([job("k0"), job("k1")]):
                 results.append(result)
