@@ -13,6 +13,9 @@
 #   machine run by systemd the unit is then disabled and stopped, so it does not start at the
 #   next boot either. It is left installed and not masked: `systemctl enable --now prometheus`
 #   starts it if you want one.
+# - python3-grpcio, python3-protobuf, python3-pytest: the Python client (client/python) and its
+#   tests, run with Debian's /usr/bin/python3; its stubs come from protoc and the
+#   grpc_python_plugin of protobuf-compiler-grpc (python3-grpc-tools is gRPC 1.14: too old).
 # A command already on PATH from another source (a newer node, npm or kubectl) is kept: its
 # Debian package is not installed over it.
 set -euo pipefail
@@ -23,6 +26,7 @@ PACKAGES=(
   libyaml-cpp-dev nlohmann-json3-dev libre2-dev libcli11-dev libevent-dev
   libgtest-dev libgmock-dev libbenchmark-dev clang-format
   prometheus jq yq curl iproute2
+  python3-grpcio python3-protobuf python3-pytest
 )
 # COMMAND:PACKAGE pairs: the package is needed only when the command is not on PATH.
 COMMANDS=(node:nodejs npm:npm kubectl:kubernetes-client)
