@@ -129,6 +129,15 @@ struct SubmitResult {
   bool timed_out = false;
 };
 
+// Counts one error by its text, keeping the first few kinds (a run with thousands of distinct
+// messages must not grow the report without bound).
+void CountErrorKind(const std::string& what, SubmitResult* result) {
+  constexpr size_t kMaxKinds = 20;
+  if (result->errors.size() < kMaxKinds || result->errors.count(what) != 0) {
+    ++result->errors[what];
+  }
+}
+
 void FillRequest(const Flags& flags, uint64_t index, v1::SyncRequest* r) {
   const Expectation& want = ExpectationFor(flags.mix, index);
   r->set_idempotency_key(absl::StrCat(flags.key_prefix, index));
@@ -305,12 +314,7 @@ class Submitter {
     }
   }
 
-  void CountError(const std::string& what) {
-    constexpr size_t kMaxKinds = 20;
-    if (result_.errors.size() < kMaxKinds || result_.errors.count(what) != 0) {
-      ++result_.errors[what];
-    }
-  }
+  void CountError(const std::string& what) { CountErrorKind(what, &result_); }
 
   const Flags& flags_;
   const std::vector<std::unique_ptr<v1::Rebound::Stub>> stubs_;
@@ -418,12 +422,7 @@ class StreamSubmitter {
     if (answered < share) result_.rejected += share - answered;
   }
 
-  void CountError(const std::string& what) {
-    constexpr size_t kMaxKinds = 20;
-    if (result_.errors.size() < kMaxKinds || result_.errors.count(what) != 0) {
-      ++result_.errors[what];
-    }
-  }
+  void CountError(const std::string& what) { CountErrorKind(what, &result_); }
 
   const Flags& flags_;
   const std::vector<std::unique_ptr<v1::Rebound::Stub>> stubs_;
