@@ -644,6 +644,7 @@ class SqliteStore::Writer {
   // With store.max_file_bytes (`pages` > 0): submits may grow the file only to 7/8 of the cap,
   // so the work already accepted keeps the last eighth for its attempts and transitions, and a
   // full store stops intake before it stops the engine (whose refused writes are fatal).
+  // The full cap is already set (at Open, before the schema is written): this keeps both texts.
   void SetPageCap(int64_t pages) {
     if (pages <= 0) return;
     full_cap_ = absl::StrCat("PRAGMA max_page_count = ", pages);
@@ -1590,14 +1591,16 @@ void SqliteStore::WriterLoop() {
     // are not run twice: a task's output is not safe to produce twice.
     absl::Status others = status;
     size_t committed_rows = status.ok() ? rows : 0;
+    bool rerun = false;
     if (!status.ok()) {
       size_t submit_rows = 0;
-      bool retry = true;
+      bool has_task = false;
       for (const Op& op : batch) {
         if (op.kind == Op::Kind::kSubmit) submit_rows += op.Rows();
-        if (op.kind == Op::Kind::kTask) retry = false;
+        if (op.kind == Op::Kind::kTask) has_task = true;
       }
-      if (retry && submit_rows > 0 && submit_rows < rows) {
+      rerun = !has_task && submit_rows > 0 && submit_rows < rows;
+      if (rerun) {
         others = RunBatch(batch, /*with_submits=*/false);
         if (others.ok()) committed_rows = rows - submit_rows;
       }
@@ -1610,8 +1613,7 @@ void SqliteStore::WriterLoop() {
     // transaction) and to Flush() via last_error_.
     const bool has_traffic = !only_tasks;
     const absl::Status caller_status = status.ok() || !has_traffic ? status : ForCaller(status);
-    const absl::Status others_status =
-        others.ok() ? others : (others == status ? caller_status : ForCaller(others));
+    const absl::Status others_status = !rerun ? caller_status : ForCaller(others);
     // Callbacks run outside the lock, in batch order, after the commit made them durable.
     for (Op& op : batch) {
       switch (op.kind) {
