@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Rebound benchmark scenarios (docs/benchmarks.md).
 #
-#   bench/run.sh healthy|unary|stream|flaky|waiting|timer|retention|protection|trickle|canvas|all
+#   bench/run.sh healthy|unary|stream|clients|flaky|waiting|timer|retention|protection|trickle|canvas|all
 #
 # Each scenario starts its own fake-lms and rebound-server (Release binaries from build-bench)
 # in a temporary directory with bench/configs/bench.yaml (SQLite synchronous=full), runs the
@@ -43,6 +43,8 @@
 #                        each request's cost (1), the upstream latency (20 ms)
 #   TRICKLE_RATES        submit rates (jobs/s) of the trickle scenario's loads (default "500 2000")
 #   TRICKLE_JOBS         jobs of each trickle load (default 5000)
+#   CLIENT_JOBS          jobs per mode and client of the clients scenario (default 20000)
+#   PY_STUBS             the generated Python stubs (default build/client/python/gen)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -81,6 +83,8 @@ STREAMS=${STREAMS:-1}
 STREAM_WINDOW=${STREAM_WINDOW:-256}
 TRICKLE_RATES=${TRICKLE_RATES:-500 2000}
 TRICKLE_JOBS=${TRICKLE_JOBS:-5000}
+CLIENT_JOBS=${CLIENT_JOBS:-20000}
+PY_STUBS=${PY_STUBS:-$ROOT/build/client/python/gen}
 PROTECTION_LIMITS=${PROTECTION_LIMITS:-1}
 OUTAGE_MS=${OUTAGE_MS:-5000}
 PROTECTION_LATENCY_MS=${PROTECTION_LATENCY_MS:-20}
@@ -95,11 +99,11 @@ STOP_WAIT_S=120
 CLK_TCK=$(getconf CLK_TCK)
 
 usage() {
-  echo "usage: $0 healthy|unary|stream|flaky|waiting|timer|retention|protection|trickle|canvas|all" >&2
+  echo "usage: $0 healthy|unary|stream|clients|flaky|waiting|timer|retention|protection|trickle|canvas|all" >&2
   exit 2
 }
 [[ $# -eq 1 ]] || usage
-case $1 in healthy | unary | stream | flaky | waiting | timer | retention | protection | trickle | canvas | all) ;; *) usage ;; esac
+case $1 in healthy | unary | stream | clients | flaky | waiting | timer | retention | protection | trickle | canvas | all) ;; *) usage ;; esac
 bins=("$SERVER_BIN" "$LMS_BIN" "$LOADGEN_BIN" "$CEILING_BIN" "$FILL_BIN")
 [[ $1 != protection ]] || bins+=("$CHECK_BIN")
 for bin in "${bins[@]}"; do
@@ -367,6 +371,54 @@ scenario_stream() {
   submit_path_scenario stream "$STREAM_JOBS" \
     "one message per job on $STREAMS SubmitSyncStream(s), window $STREAM_WINDOW" \
     --concurrency "$STREAMS" --window "$STREAM_WINDOW"
+}
+
+# The pipeline's side of a submit: client CPU per job of the Python client (Debian's grpcio) and
+# of a Node.js producer (@grpc/grpc-js from bench/node's package-lock, installed by npm ci), each
+# unary (UNARY_IN_FLIGHT calls in flight) and over SubmitSyncStream (STREAM_WINDOW), one after
+# the other against one server. Target: stream <= 1/3 of unary.
+client_row() {
+  local name=$1 out=$2 unary stream
+  unary=$(jq -c .unary <<<"$out")
+  stream=$(jq -c .stream <<<"$out")
+  echo "| $name | $(json_field "$unary" jobs_per_second) / $(json_field "$stream" jobs_per_second) jobs/s" \
+    "| $(json_field "$unary" client_cpu_us_per_job) µs | $(json_field "$stream" client_cpu_us_per_job) µs" \
+    "| $(json_field "$out" ratio_stream_to_unary | tr -d " ") | $(met "$(json_field "$out" ratio_stream_to_unary) <= 0.3334") |"
+}
+
+scenario_clients() {
+  local py_out node_out rc=0 node_dir=$WORK/node
+  mkdir -p "$node_dir"
+  cp "$ROOT/bench/node/package.json" "$ROOT/bench/node/package-lock.json" \
+    "$ROOT/bench/node/client_cpu.mjs" "$node_dir/"
+  log "clients: npm ci (bench/node's lock) into $node_dir"
+  if ! (cd "$node_dir" && npm ci --no-audit --no-fund --loglevel=error >npm-ci.log 2>&1); then
+    cat "$node_dir/npm-ci.log" >&2
+    echo "run.sh: clients: npm ci failed" >&2
+    FAILED=1
+    return
+  fi
+  setup_scenario clients
+  log "clients: Python client, $CLIENT_JOBS jobs unary then stream"
+  py_out=$(timeout 900 /usr/bin/python3 "$ROOT/bench/python_client_cpu.py" --target "$TARGET" \
+    --jobs "$CLIENT_JOBS" --in-flight "$UNARY_IN_FLIGHT" --window "$STREAM_WINDOW" \
+    --stubs "$PY_STUBS") || rc=$?
+  echo "python: $py_out" >&2
+  log "clients: Node.js $(node --version), $CLIENT_JOBS jobs unary then stream"
+  node_out=$(timeout 900 node "$node_dir/client_cpu.mjs" --target "$TARGET" --jobs "$CLIENT_JOBS" \
+    --in-flight "$UNARY_IN_FLIGHT" --window "$STREAM_WINDOW" --proto "$ROOT/proto") || rc=$?
+  echo "node: $node_out" >&2
+  require_server_alive
+  teardown_scenario
+  [[ $rc == 0 ]] || { echo "run.sh: clients: a client exited $rc" >&2; FAILED=1; }
+  emit <<EOF
+### clients: $CLIENT_JOBS jobs per mode, unary ($UNARY_IN_FLIGHT in flight) vs stream (window $STREAM_WINDOW)
+
+| client | unary / stream rate | unary client CPU per job | stream client CPU per job | stream / unary | target <= 1/3 |
+| --- | --- | --- | --- | --- | --- |
+$(client_row "Python grpcio $(/usr/bin/python3 -c 'import grpc; print(grpc.__version__)')" "$py_out")
+$(client_row "Node.js grpc-js $(json_field "$node_out" grpc_js), node $(node --version)" "$node_out")
+EOF
 }
 
 scenario_flaky() {
