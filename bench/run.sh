@@ -153,9 +153,10 @@ trap 'exit 130' INT TERM
 
 log() { echo "== $*" >&2; }
 
-# The first value of "key" in a one-line JSON object (numbers, true/false; strings unquoted).
+# The first value of "key" in a one-line JSON object (numbers, true/false; strings unquoted),
+# compact or with a space after the colon (Python's json.dumps).
 json_field() {
-  grep -o "\"$2\":[^,}]*" <<<"$1" | head -n 1 | cut -d: -f2- | tr -d '"' || true
+  grep -o "\"$2\": *[^,}]*" <<<"$1" | head -n 1 | cut -d: -f2- | tr -d '" ' || true
 }
 
 # Waits for a port file; prints nothing, fails after PORT_WAIT_S or when the process dies.
@@ -383,7 +384,7 @@ client_row() {
   stream=$(jq -c .stream <<<"$out")
   echo "| $name | $(json_field "$unary" jobs_per_second) / $(json_field "$stream" jobs_per_second) jobs/s" \
     "| $(json_field "$unary" client_cpu_us_per_job) µs | $(json_field "$stream" client_cpu_us_per_job) µs" \
-    "| $(json_field "$out" ratio_stream_to_unary | tr -d " ") | $(met "$(json_field "$out" ratio_stream_to_unary) <= 0.3334") |"
+    "| $(json_field "$out" ratio_stream_to_unary) | $(met "$(json_field "$out" ratio_stream_to_unary) <= 0.3334") |"
 }
 
 scenario_clients() {
